@@ -1,0 +1,1 @@
+"""The exchange-facing side: capture loaders, the exchange simulator and the ingestor."""

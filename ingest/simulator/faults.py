@@ -1,0 +1,29 @@
+"""Fault switches for fault-injection tests; synthetic damage applied to real frames."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class FaultPlan:
+    """Counters consumed as frames go out; all zero means a clean replay."""
+
+    drop_diffs: int = 0  # drop the next N depth diff frames
+    duplicate_next: int = 0  # send the next N frames twice
+    reorder_next: int = 0  # swap the next N pairs of consecutive frames
+    corrupt_next: int = 0  # flip bytes in the next N frames
+    disconnect_next: bool = False  # close every client connection once
+
+    def update(self, **changes: int | bool) -> None:
+        for name, value in changes.items():
+            if not hasattr(self, name):
+                raise KeyError(f"unknown fault {name!r}")
+            setattr(self, name, type(getattr(self, name))(value))
+
+
+def corrupt(frame: bytes) -> bytes:
+    """Damage the header so a decoder must reject the frame (schema id becomes 0xFFFF)."""
+    damaged = bytearray(frame)
+    if len(damaged) >= 6:
+        damaged[4:6] = b"\xff\xff"
+    return bytes(damaged[: max(1, len(damaged) // 2)])

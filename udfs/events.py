@@ -1,0 +1,75 @@
+"""Normalized market events, the one vocabulary every component speaks.
+
+Prices and quantities are integers in units of 1e-8 (``*_e8``): Binance quotes
+BTCUSDT with at most 8 decimals, so integer units keep the order book's price
+keys exact and make equality checks between the job and the exchange simple.
+Times are integer microseconds since the Unix epoch (exchange clock).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCALE = 100_000_000  # units per 1.0 of price or quantity
+
+
+def to_float(units: int) -> float:
+    """Exact-as-possible float of an e8 value (IEEE division is correctly rounded)."""
+    return units / SCALE
+
+
+@dataclass(frozen=True, slots=True)
+class TradeEntry:
+    trade_id: int
+    price_e8: int
+    qty_e8: int
+    is_buyer_maker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TradesEvent:
+    """SBE TradesStreamEvent: one or more trades of one matching cycle."""
+
+    symbol: str
+    event_time_us: int
+    transact_time_us: int
+    trades: tuple[TradeEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BestBidAskEvent:
+    symbol: str
+    event_time_us: int
+    book_update_id: int
+    bid_price_e8: int
+    bid_qty_e8: int
+    ask_price_e8: int
+    ask_qty_e8: int
+
+
+Level = tuple[int, int]  # (price_e8, qty_e8)
+
+
+@dataclass(frozen=True, slots=True)
+class DepthSnapshotEvent:
+    """A full or partial book at ``book_update_id`` (SBE 10002, also used for REST snapshots)."""
+
+    symbol: str
+    event_time_us: int
+    book_update_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DepthDiffEvent:
+    """Changes between update ids ``first_update_id`` and ``last_update_id``; qty 0 removes a level."""
+
+    symbol: str
+    event_time_us: int
+    first_update_id: int
+    last_update_id: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+MarketEvent = TradesEvent | BestBidAskEvent | DepthSnapshotEvent | DepthDiffEvent

@@ -1,0 +1,88 @@
+"""Redis hot-state keys, field names and TTLs: the contract between job and inference.
+
+Field names follow the seed schema exactly; extra fields are additive
+(``last_update_id`` on ``ob:``, ``book_valid`` and provenance on ``feat:``).
+Values are decimal strings; floats use ``repr`` so they round-trip exactly.
+"""
+from __future__ import annotations
+
+from udfs.events import to_float
+from udfs.features import Snapshot
+from udfs.order_book import OrderBook
+from udfs.trade_window import WindowStats
+
+BOOK_DEPTH = 10
+TRADE_TTL_S = 300
+FEATURE_TTL_S = 120
+FEATURE_HISTORY_MAXLEN = 20_000
+
+
+def ob_key(symbol: str) -> str:
+    return f"ob:{symbol}"
+
+
+def trade_key(symbol: str, window: str) -> str:
+    return f"tr:{symbol}:{window}"
+
+
+def feat_key(symbol: str) -> str:
+    return f"feat:{symbol}"
+
+
+def feat_history_key(symbol: str) -> str:
+    """Redis stream of every feature vector written (bounded), for replay scoring and tests."""
+    return f"feathist:{symbol}"
+
+
+def reanchor_key(symbol: str) -> str:
+    return f"reanchor:{symbol}"
+
+
+def prediction_stream_key(symbol: str) -> str:
+    return f"pred:{symbol}"
+
+
+def dead_letter_stream_key() -> str:
+    return "dlq:hotpath"
+
+
+def gap_stream_key(symbol: str) -> str:
+    return f"gaps:{symbol}"
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def ob_fields(book: OrderBook, event_time_us: int) -> dict[str, str]:
+    bids = book.top_bids(BOOK_DEPTH)
+    asks = book.top_asks(BOOK_DEPTH)
+    fields: dict[str, str] = {"ts_us": str(event_time_us), "last_update_id": str(book.last_update_id)}
+    if bids and asks:
+        best_bid, best_ask = to_float(bids[0][0]), to_float(asks[0][0])
+        fields.update(best_bid=_num(best_bid), best_ask=_num(best_ask), spread=_num(best_ask - best_bid))
+    for side, levels in (("bid", bids), ("ask", asks)):
+        for i in range(BOOK_DEPTH):
+            price, qty = levels[i] if i < len(levels) else (0, 0)
+            fields[f"{side}{i + 1}_p"] = _num(to_float(price))
+            fields[f"{side}{i + 1}_q"] = _num(to_float(qty))
+    return fields
+
+
+def trade_fields(stats: WindowStats) -> dict[str, str]:
+    return {
+        "count": str(stats.count),
+        "vol": _num(stats.vol),
+        "signed_vol": _num(stats.signed_vol),
+        "vwap_minus_mid": _num(stats.vwap_minus_mid),
+        "last_ts_us": str(stats.last_ts_us),
+    }
+
+
+def feat_fields(snapshot: Snapshot, emitted_at_us: int) -> dict[str, str]:
+    """``ts`` is the exchange time (µs) the features describe; ``emitted_at_us`` the wall clock."""
+    fields = {name: _num(value) for name, value in snapshot.features.items() if name != "book_update_id"}
+    fields["book_update_id"] = str(int(snapshot.features["book_update_id"]))
+    fields["ts"] = str(snapshot.time_us)
+    fields["emitted_at_us"] = str(emitted_at_us)
+    return fields
