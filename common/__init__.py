@@ -1,0 +1,1 @@
+"""Code shared by every process: typed configuration."""

@@ -1,0 +1,156 @@
+"""The one typed configuration of every process, read from ``config/<env>.yaml``.
+
+Unknown keys are errors (a typo must not fall back to a default silently).
+Any value can be overridden from the environment as ``BTCPRED_<SECTION>__<KEY>``,
+e.g. ``BTCPRED_REDIS__PORT=6380``; secrets come only from the environment.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+ENV_PREFIX = "BTCPRED_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(6379, gt=0, lt=65536)
+    password: SecretStr | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password.get_secret_value()}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+
+class AwsEndpointConfig(_Section):
+    """An AWS API; ``endpoint`` set means an emulator on loopback, unset means real AWS."""
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key_id: SecretStr = SecretStr("local")
+    secret_access_key: SecretStr = SecretStr("local")
+
+
+class KinesisConfig(AwsEndpointConfig):
+    stream: str = "btcusdt-market-data"
+    shards: int = Field(1, gt=0)
+
+
+class S3Config(AwsEndpointConfig):
+    bucket: str = "btcpred-lake"
+
+
+class PostgresConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(55432, gt=0, lt=65536)
+    database: str = "btcpred"
+    user: str = "btcpred"
+    password: SecretStr = SecretStr("btcpred")
+
+
+class ExchangeConfig(_Section):
+    """Where the ingestor connects: the simulator locally, Binance by config."""
+
+    ws_url: str = "ws://127.0.0.1:8765"
+    rest_url: str = "http://127.0.0.1:8765"
+    symbol: str = "BTCUSDT"
+    streams: tuple[str, ...] = ("trade", "bestBidAsk", "depth")
+    api_key: SecretStr | None = None  # Binance's SBE streams require an Ed25519 API key
+    snapshot_limit: int = Field(1000, gt=0, le=5000)
+
+
+class IngestorConfig(_Section):
+    batch_max_records: int = Field(500, gt=0, le=500)
+    batch_linger_ms: int = Field(50, ge=0)
+    max_put_attempts: int = Field(8, gt=0)
+    reconnect_max_backoff_s: float = Field(30.0, gt=0)
+    rotate_after_s: float = Field(23.5 * 3600, gt=0)  # Binance closes connections at 24 h
+    dead_letter_path: str = ".local/dead-letter/ingest.jsonl"
+    metrics_port: int = Field(9101, gt=0, lt=65536)
+
+
+class FlinkJobConfig(_Section):
+    parallelism: int = Field(1, gt=0)
+    emit_interval_ms: int = Field(500, gt=0)
+    out_of_orderness_ms: int = Field(200, ge=0)
+    idleness_ms: int = Field(5000, gt=0)
+    checkpoint_interval_ms: int = Field(10_000, gt=0)
+    getrecords_interval_ms: int = Field(50, gt=0)
+
+
+class InferenceConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    cadence_ms: int = Field(2000, gt=0)
+    horizon_s: int = Field(10, gt=0)
+    max_feature_age_ms: int = Field(5000, gt=0)
+    history_size: int = Field(1000, gt=0)
+
+
+def aws_client_kwargs(cfg: AwsEndpointConfig) -> dict[str, Any]:
+    """boto3 client arguments; explicit keys only when an emulator endpoint is configured."""
+    kwargs: dict[str, Any] = {"region_name": cfg.region}
+    if cfg.endpoint:
+        kwargs.update(
+            endpoint_url=cfg.endpoint,
+            aws_access_key_id=cfg.access_key_id.get_secret_value(),
+            aws_secret_access_key=cfg.secret_access_key.get_secret_value(),
+        )
+    return kwargs
+
+
+class Settings(_Section):
+    env: str
+    redis: RedisConfig = RedisConfig()
+    kinesis: KinesisConfig = KinesisConfig()
+    s3: S3Config = S3Config()
+    postgres: PostgresConfig = PostgresConfig()
+    exchange: ExchangeConfig = ExchangeConfig()
+    ingestor: IngestorConfig = IngestorConfig()
+    flink: FlinkJobConfig = FlinkJobConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return raw
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Load ``path`` (default: ``config/$BTCPRED_ENV.yaml``, env ``local``) plus env overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    if path is None:
+        path = CONFIG_DIR / f"{environ.get('BTCPRED_ENV', 'local')}.yaml"
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    environ.pop("BTCPRED_ENV", None)
+    try:
+        return Settings(**_apply_env(raw, environ))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None

@@ -1,0 +1,324 @@
+"""Start, stop and check the local stack as plain processes on loopback (no Docker).
+
+    python deploy/local/stack.py start [--with-flink-cluster]
+    python deploy/local/stack.py status
+    python deploy/local/stack.py stop
+
+Services: Redis (Debian redis-server), PostgreSQL (Debian postgresql), the
+Kinesis API emulator (kinesalite from npm), the S3 API emulator (moto server)
+and optionally the standalone Flink cluster shipped in the pyflink package
+(web UI on 8081). Starting is idempotent: a service already answering on its
+port is left alone; a port held by something else is a clear error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from common.config import Settings, load_settings  # noqa: E402
+
+STATE = REPO / ".local"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+KINESALITE = REPO / "deploy" / "local" / "kinesalite" / "node_modules" / "kinesalite" / "cli.js"
+FLINK_CONF_TEMPLATE = REPO / "deploy" / "flink" / "conf" / "config.yaml"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status < 500
+    except Exception:
+        return False
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    tail = ""
+    if log and log.exists():
+        tail = "\n--- last lines of " + str(log) + " ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    raise StackError(f"{what} did not become healthy within {timeout_s:.0f}s{tail}")
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None, user: str | None = None) -> Path:
+    STATE.mkdir(exist_ok=True)
+    log = STATE / f"{name}.log"
+    pidfile = STATE / f"{name}.pid"
+    if user and os.geteuid() == 0:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    with log.open("ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True, cwd=REPO)
+    pidfile.write_text(str(proc.pid))
+    return log
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    healthy: Callable[[], bool]
+    start: Callable[[], Path | None]
+    stop: Callable[[], None]
+
+    def ensure_started(self, timeout_s: float = 30) -> str:
+        if self.healthy():
+            return "already running"
+        if port_open(self.port):
+            raise StackError(f"{self.name}: port {self.port} is taken by another process; free it or change the port in config/local.yaml")
+        log = self.start()
+        wait_for(self.name, self.healthy, timeout_s, log)
+        return "started"
+
+
+def kill_pidfile(name: str) -> None:
+    pidfile = STATE / f"{name}.pid"
+    if not pidfile.exists():
+        return
+    try:
+        pid = int(pidfile.read_text())
+        os.killpg(pid, 15)
+    except (ValueError, ProcessLookupError, PermissionError):
+        pass
+    pidfile.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------- services
+def redis_service(s: Settings) -> Service:
+    port = s.redis.port
+
+    def healthy() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+    def start() -> Path:
+        binary = shutil.which("redis-server")
+        if not binary:
+            raise StackError("redis-server not found: run scripts/setup.sh (apt-get install redis-server)")
+        data = STATE / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        return spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+                               "--save", "", "--appendonly", "no", "--daemonize", "no"])
+
+    def stop() -> None:
+        kill_pidfile("redis")
+
+    return Service("redis", port, healthy, start, stop)
+
+
+def postgres_service(s: Settings) -> Service:
+    pg = s.postgres
+    data = STATE / "postgres"
+
+    def healthy() -> bool:
+        return subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg.port)],
+                              capture_output=True).returncode == 0
+
+    def start() -> Path:
+        if not (PG_BIN / "initdb").exists():
+            raise StackError(f"{PG_BIN}/initdb not found: run scripts/setup.sh (apt-get install postgresql)")
+        user = "postgres" if os.geteuid() == 0 else None
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            if user:
+                shutil.chown(data, user, user)
+            cmd = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            run_as = ["runuser", "-u", user, "--", *cmd] if user else cmd
+            subprocess.run(run_as, check=True, capture_output=True)
+        sock_dir = STATE / "pgsock"
+        sock_dir.mkdir(exist_ok=True)
+        if user:
+            shutil.chown(sock_dir, user, user)
+        log = spawn("postgres", [str(PG_BIN / "postgres"), "-D", str(data), "-p", str(pg.port),
+                                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock_dir}"], user=user)
+        wait_for("postgres", healthy, 30, log)
+        _ensure_database(pg)
+        return log
+
+    def stop() -> None:
+        kill_pidfile("postgres")
+
+    return Service("postgres", pg.port, healthy, start, stop)
+
+
+def _ensure_database(pg) -> None:
+    psql = ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
+    password = pg.password.get_secret_value().replace("'", "''")
+    exists = subprocess.run([*psql, "-c", f"SELECT 1 FROM pg_roles WHERE rolname='{pg.user}'"], capture_output=True, text=True, check=True)
+    if exists.stdout.strip() != "1":
+        subprocess.run([*psql, "-c", f"CREATE ROLE {pg.user} LOGIN PASSWORD '{password}'"], check=True, capture_output=True)
+    exists = subprocess.run([*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname='{pg.database}'"], capture_output=True, text=True, check=True)
+    if exists.stdout.strip() != "1":
+        subprocess.run([*psql, "-c", f"CREATE DATABASE {pg.database} OWNER {pg.user}"], check=True, capture_output=True)
+
+
+def _endpoint_port(endpoint: str | None, what: str) -> int:
+    if not endpoint:
+        raise StackError(f"{what}: no endpoint configured; the local stack only runs emulators")
+    return int(endpoint.rsplit(":", 1)[1].split("/")[0])
+
+
+def kinesis_service(s: Settings) -> Service:
+    port = _endpoint_port(s.kinesis.endpoint, "kinesis")
+
+    def healthy() -> bool:
+        # kinesalite answers any POST; a 400 with an AWS error body means it is up
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"{}", method="POST",
+                                         headers={"X-Amz-Target": "Kinesis_20131202.ListStreams",
+                                                  "Content-Type": "application/x-amz-json-1.1"})
+            urllib.request.urlopen(req, timeout=1)
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except Exception:
+            return False
+
+    def start() -> Path:
+        node = shutil.which("node")
+        if not node:
+            raise StackError("node not found: Node.js is a prerequisite (kinesalite runs on it)")
+        if not KINESALITE.exists():
+            raise StackError(f"{KINESALITE} missing: run scripts/setup.sh (npm ci in deploy/local/kinesalite)")
+        return spawn("kinesalite", [node, str(KINESALITE), "--port", str(port), "--host", "127.0.0.1",
+                                    "--shardLimit", "50", "--createStreamMs", "50", "--deleteStreamMs", "50",
+                                    "--updateStreamMs", "50"])
+
+    return Service("kinesis (kinesalite)", port, healthy, start, lambda: kill_pidfile("kinesalite"))
+
+
+def s3_service(s: Settings) -> Service:
+    port = _endpoint_port(s.s3.endpoint, "s3")
+
+    def start() -> Path:
+        moto = Path(sys.executable).parent / "moto_server"
+        if not moto.exists():
+            raise StackError("moto_server missing: run scripts/setup.sh (pip install moto[server])")
+        return spawn("moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)])
+
+    return Service("s3 (moto)", port, lambda: http_ok(f"http://127.0.0.1:{port}/moto-api/"), start,
+                   lambda: kill_pidfile("moto"))
+
+
+def flink_home() -> Path:
+    import pyflink
+
+    return Path(pyflink.__file__).parent
+
+
+def flink_env() -> dict[str, str]:
+    conf_dir = STATE / "flink" / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    home = flink_home()
+    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "logback.xml"):
+        src = home / "conf" / name
+        if src.exists() and not (conf_dir / name).exists():
+            shutil.copy(src, conf_dir / name)
+    shutil.copy(FLINK_CONF_TEMPLATE, conf_dir / "config.yaml")
+    (STATE / "flink" / "log").mkdir(parents=True, exist_ok=True)
+    return {
+        "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_LOG_DIR": str(STATE / "flink" / "log"),
+        "FLINK_PID_DIR": str(STATE / "flink"),
+        "AWS_CBOR_DISABLE": "true",
+    }
+
+
+def flink_service(_: Settings) -> Service:
+    def start() -> Path | None:
+        env = {**os.environ, **flink_env()}
+        subprocess.run(["bash", str(flink_home() / "bin" / "start-cluster.sh")], env=env, check=True,
+                       capture_output=True, cwd=REPO)
+        return None
+
+    def stop() -> None:
+        if (STATE / "flink" / "conf").exists():
+            env = {**os.environ, **flink_env()}
+            subprocess.run(["bash", str(flink_home() / "bin" / "stop-cluster.sh")], env=env, capture_output=True)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:8081/overview", timeout=1) as resp:
+                return b'"taskmanagers":1' in resp.read()
+        except Exception:
+            return False
+
+    return Service("flink cluster (web UI http://127.0.0.1:8081)", 8081, healthy, start, stop)
+
+
+def check_prerequisites() -> None:
+    java = shutil.which("java")
+    if not java:
+        raise StackError("java not found: Java 17 is a prerequisite for Flink")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    if '"17' not in out and '"11' not in out:
+        raise StackError(f"Flink 1.20 needs Java 11 or 17; found: {out.splitlines()[0] if out else '?'}")
+
+
+def services(settings: Settings, with_flink: bool) -> list[Service]:
+    found = [redis_service(settings), postgres_service(settings), kinesis_service(settings), s3_service(settings)]
+    if with_flink:
+        found.append(flink_service(settings))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--with-flink-cluster", action="store_true")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.config)
+    try:
+        if args.action == "start":
+            check_prerequisites()
+            for svc in services(settings, args.with_flink_cluster):
+                print(f"{svc.name:45s} port {svc.port:5d}: {svc.ensure_started(60 if 'flink' in svc.name else 30)}", flush=True)
+        elif args.action == "stop":
+            for svc in reversed(services(settings, True)):
+                svc.stop()
+                print(f"{svc.name}: stopped")
+        else:
+            ok = True
+            for svc in services(settings, True):
+                up = svc.healthy()
+                ok &= up or "flink" in svc.name
+                print(f"{svc.name:45s} port {svc.port:5d}: {'up' if up else 'down'}")
+            return 0 if ok else 1
+    except StackError as exc:
+        print(f"stack error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""PyFlink hot path: Kinesis -> SBE decode -> event time -> keyed book/windows -> Redis.
+
+Graph (stable uids so savepoints survive code changes)::
+
+    kinesis-source -> decode-sbe --(dead letters)--------------------------.
+                        |                                                  |
+                  event-time watermarks -> key_by(symbol) -> hot-path-state -> redis-writer
+                                                     `--(gaps side output)--'
+
+Run locally in the mini cluster with ``python -m flink_jobs.hot_path_job`` or
+submit to a cluster with ``flink run -py flink_jobs/hot_path_job.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.serialization import SimpleStringSchema
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import (
+    KeyedProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
+from pyflink.datastream.state import ValueStateDescriptor
+
+from common.config import Settings, load_settings
+from flink_jobs import redis_writer
+from flink_jobs.hot_path_state import RedisWrite, SymbolState, dead_letter_write, gap_write
+from udfs import envelope, sbe
+
+log = logging.getLogger("hot_path_job")
+
+REPO = Path(__file__).resolve().parents[1]
+CONNECTOR_JAR = REPO / "deploy" / "flink" / "target" / "btcpred-flink-connectors.jar"
+
+DEAD_LETTER_TAG = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
+GAP_TAG = OutputTag("sequence-gaps", Types.PICKLED_BYTE_ARRAY())
+NO_EVENT_TIME = 0  # REST snapshots carry no exchange time
+
+
+class Decoded:
+    """A decoded record in flight between operators (pickled)."""
+
+    __slots__ = ("event", "receipt_time_us", "source")
+
+    def __init__(self, event, receipt_time_us: int, source: int) -> None:
+        self.event = event
+        self.receipt_time_us = receipt_time_us
+        self.source = source
+
+
+class DecodeRecord(ProcessFunction):
+    """Kinesis text record -> Decoded; anything malformed goes to the dead-letter output."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        group = runtime_context.get_metrics_group()
+        self.dead_letters = group.counter("deadLetters")
+        self.decoded = group.counter("recordsDecoded")
+
+    def process_element(self, value: str, ctx: ProcessFunction.Context):
+        now_us = time.time_ns() // 1000
+        try:
+            env = envelope.from_text(value)
+        except envelope.EnvelopeError as exc:
+            self.dead_letters.inc()
+            yield DEAD_LETTER_TAG, dead_letter_write(f"envelope: {exc}", value, now_us)
+            return
+        event = sbe.decode(env.frame)
+        if isinstance(event, sbe.DecodeError):
+            self.dead_letters.inc()
+            yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", value, now_us)
+            return
+        self.decoded.inc()
+        yield Decoded(event, env.receipt_time_us, int(env.source))
+
+
+class EventTimeAssigner(TimestampAssigner):
+    def extract_timestamp(self, value: Decoded, record_timestamp: int) -> int:
+        return value.event.event_time_us // 1000 if value.event.event_time_us else NO_EVENT_TIME
+
+
+class HotPathFunction(KeyedProcessFunction):
+    def __init__(self, emit_interval_ms: int) -> None:
+        self.emit_interval_ms = emit_interval_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("symbol-state", Types.PICKLED_BYTE_ARRAY()))
+        group = runtime_context.get_metrics_group()
+        self.gaps = group.counter("sequenceGaps")
+        self.late = group.counter("lateEvents")
+        self.last_update_id = 0
+        group.gauge("lastBookUpdateId", lambda: self.last_update_id)
+
+    def _load(self, symbol: str) -> SymbolState:
+        current = self.state.value()
+        return current if current is not None else SymbolState(symbol)
+
+    def process_element(self, value: Decoded, ctx: KeyedProcessFunction.Context):
+        st = self._load(value.event.symbol)
+        writes, gap = st.on_event(value.event)
+        ts_ms = value.event.event_time_us // 1000
+        if ts_ms:
+            if ts_ms <= ctx.timer_service().current_watermark():
+                self.late.inc()  # still applied: book order is by sequence id, windows take it if not yet cut
+            interval = self.emit_interval_ms
+            ctx.timer_service().register_event_time_timer((ts_ms // interval + 1) * interval)
+        if gap is not None:
+            self.gaps.inc()
+            yield GAP_TAG, gap_write(gap, value.receipt_time_us)
+        if st.sync.book is not None:
+            self.last_update_id = st.sync.book.last_update_id
+        self.state.update(st)
+        if writes:
+            yield writes
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        st = self._load(ctx.get_current_key())
+        writes = st.on_boundary(timestamp * 1000, time.time_ns() // 1000)
+        ctx.timer_service().register_event_time_timer(timestamp + self.emit_interval_ms)
+        self.state.update(st)
+        if writes:
+            yield writes
+
+
+class RedisSink(ProcessFunction):
+    """Terminal operator: applies write batches to Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.client = redis_writer.connect(self.redis_url)
+        self.batches = runtime_context.get_metrics_group().counter("redisWriteBatches")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def process_element(self, value, ctx: ProcessFunction.Context):
+        writes = [value] if isinstance(value, RedisWrite) else value
+        redis_writer.execute(self.client, writes)
+        self.batches.inc()
+        return iter(())
+
+
+def kinesis_properties(settings: Settings) -> dict[str, str]:
+    k = settings.kinesis
+    props = {
+        "aws.region": k.region,
+        "flink.stream.initpos": "TRIM_HORIZON",
+        "flink.shard.getrecords.intervalmillis": str(settings.flink.getrecords_interval_ms),
+        "flink.shard.discovery.intervalmillis": "10000",
+    }
+    if k.endpoint:
+        props.update({
+            "aws.endpoint": k.endpoint,
+            "aws.credentials.provider": "BASIC",
+            "aws.credentials.provider.basic.accesskeyid": k.access_key_id.get_secret_value(),
+            "aws.credentials.provider.basic.secretkey": k.secret_access_key.get_secret_value(),
+        })
+    return props
+
+
+def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
+    cfg = settings.flink
+    consumer = FlinkKinesisConsumer(settings.kinesis.stream, SimpleStringSchema(), kinesis_properties(settings))
+    raw = env.add_source(consumer).name("Kinesis market data").uid("kinesis-source")
+    decoded = raw.process(DecodeRecord(), output_type=Types.PICKLED_BYTE_ARRAY()).name("Decode SBE").uid("decode-sbe")
+    strategy = (
+        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+        .with_idleness(Duration.of_millis(cfg.idleness_ms))  # before the assigner: it would drop it
+        .with_timestamp_assigner(EventTimeAssigner())
+    )
+    timed = decoded.assign_timestamps_and_watermarks(strategy).name("Event-time watermarks").uid("watermarks")
+    state = (
+        timed.key_by(lambda d: d.event.symbol, key_type=Types.STRING())
+        .process(HotPathFunction(cfg.emit_interval_ms), output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("Order book, trade windows, features").uid("hot-path-state")
+    )
+    writes = state.union(state.get_side_output(GAP_TAG), decoded.get_side_output(DEAD_LETTER_TAG))
+    writes.process(RedisSink(settings.redis.url)).name("Redis hot state").uid("redis-writer")
+
+
+def configure(env: StreamExecutionEnvironment, settings: Settings, local_jar: bool = True) -> None:
+    env.set_parallelism(settings.flink.parallelism)
+    env.enable_checkpointing(settings.flink.checkpoint_interval_ms)
+    env.set_python_executable(sys.executable)
+    if local_jar:
+        if not CONNECTOR_JAR.is_file():
+            raise SystemExit(f"{CONNECTOR_JAR} missing: run scripts/setup.sh (mvn package in deploy/flink)")
+        env.add_jars(CONNECTOR_JAR.as_uri())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="BTCUSDT hot-path Flink job")
+    parser.add_argument("--config", default=None)
+    args, _ = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    settings = load_settings(args.config)
+    os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
+    from pyflink.common import Configuration
+
+    conf = Configuration()
+    conf.set_string("python.fn-execution.bundle.size", "200")
+    conf.set_string("python.fn-execution.bundle.time", "50")
+    conf.set_string("pipeline.auto-watermark-interval", "100ms")
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    configure(env, settings)
+    build(env, settings)
+    env.execute("btcusdt-hot-path")
+
+
+if __name__ == "__main__":
+    main()

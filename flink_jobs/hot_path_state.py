@@ -1,0 +1,113 @@
+"""The hot path's per-symbol state machine, free of Flink so it is unit-testable.
+
+The Flink operator (``hot_path_job.HotPathFunction``) owns one of these per key
+in keyed state and only translates its outputs into Redis writes and side
+outputs. Depth diffs and snapshots are applied in stream order (sequence ids,
+not time, decide validity); trade windows and features are cut at event-time
+boundaries when the watermark passes them, so their values do not depend on
+arrival timing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from udfs import redis_schema as rs
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
+from udfs.features import BookHistory, book_top, compute_snapshot
+from udfs.order_book import BookSynchronizer, DiffOutcome, Gap
+from udfs.trade_window import TradeBuffer, trade_points
+
+LONGEST_WINDOW_US = max(5_000_000, 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisWrite:
+    """One Redis operation: a hash replaced in full (with TTL) or a stream entry."""
+
+    kind: str  # "hash" | "xadd"
+    key: str
+    fields: dict[str, str]
+    ttl_s: int | None = None
+    maxlen: int | None = None
+
+
+@dataclass(slots=True)
+class SymbolState:
+    symbol: str
+    sync: BookSynchronizer = None  # type: ignore[assignment]
+    trades: TradeBuffer = field(default_factory=TradeBuffer)
+    history: BookHistory = field(default_factory=BookHistory)
+    last_diff_time_us: int = 0
+    diffs_applied: int = 0
+    stale_diffs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sync is None:
+            self.sync = BookSynchronizer(self.symbol)
+
+    def on_event(self, event: MarketEvent) -> tuple[list[RedisWrite], Gap | None]:
+        """Apply one event in stream order; returns the writes it causes and a gap, if any."""
+        if isinstance(event, DepthDiffEvent):
+            self.last_diff_time_us = max(self.last_diff_time_us, event.event_time_us)
+            outcome, gap = self.sync.on_diff(event)
+            if outcome is DiffOutcome.STALE:
+                self.stale_diffs += 1
+            if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
+                self.diffs_applied += 1
+                return self._book_changed(event.event_time_us), gap
+            return [], gap
+        if isinstance(event, DepthSnapshotEvent):
+            if self.sync.on_snapshot(event):
+                return self._book_changed(max(self.last_diff_time_us, event.event_time_us)), None
+            return [], None
+        if isinstance(event, TradesEvent):
+            for point in trade_points(event):
+                self.trades.add(point)
+            return [], None
+        if isinstance(event, BestBidAskEvent):
+            return [], None  # bookUpdateId jumps are normal (stale ones are dropped); not a gap signal
+        return [], None
+
+    def _book_changed(self, time_us: int) -> list[RedisWrite]:
+        book = self.sync.book
+        assert book is not None
+        top = book_top(book, time_us)
+        if top is not None:
+            self.history.add(top)
+        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us))]
+
+    def on_boundary(self, time_us: int, wall_us: int) -> list[RedisWrite]:
+        """Cut trade windows and features at event time ``time_us``."""
+        snap = compute_snapshot(time_us, self.history, self.trades, self.sync.valid)
+        self.trades.prune_before(time_us - LONGEST_WINDOW_US)
+        self.history.prune(time_us)
+        if snap is None:
+            return []
+        writes = [
+            RedisWrite("hash", rs.trade_key(self.symbol, name), rs.trade_fields(stats), ttl_s=rs.TRADE_TTL_S)
+            for name, stats in snap.windows.items()
+        ]
+        feat = rs.feat_fields(snap, wall_us)
+        writes.append(RedisWrite("hash", rs.feat_key(self.symbol), feat, ttl_s=rs.FEATURE_TTL_S))
+        history_fields = dict(feat)
+        for name, stats in snap.windows.items():
+            history_fields.update({f"tr_{name}_{k}": v for k, v in rs.trade_fields(stats).items()})
+        writes.append(RedisWrite("xadd", rs.feat_history_key(self.symbol), history_fields, maxlen=rs.FEATURE_HISTORY_MAXLEN))
+        return writes
+
+
+def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:
+    fields = {
+        "symbol": gap.symbol,
+        "expected_update_id": str(gap.expected_update_id),
+        "first_update_id": str(gap.first_update_id),
+        "last_update_id": str(gap.last_update_id),
+        "event_time_us": str(gap.event_time_us),
+        "receipt_time_us": str(receipt_time_us),
+    }
+    return RedisWrite("xadd", rs.gap_stream_key(gap.symbol), fields, maxlen=10_000)
+
+
+def dead_letter_write(reason: str, record: str, receipt_time_us: int) -> RedisWrite:
+    return RedisWrite("xadd", rs.dead_letter_stream_key(),
+                      {"reason": reason, "record": record[:4096], "receipt_time_us": str(receipt_time_us)}, maxlen=100_000)

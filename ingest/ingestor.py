@@ -1,0 +1,191 @@
+"""Exchange WebSocket (SBE) -> validate -> Kinesis PutRecords.
+
+One combined-stream connection keeps trades, best bid/ask and depth diffs in
+exchange order. The reader only decodes and enqueues; a single writer task
+drains the queue into PutRecords batches, so a slow Kinesis call never stalls
+the socket. Reconnects back off exponentially with jitter; the connection is
+rotated before Binance's 24 h limit. Frames that fail validation are written to
+a dead-letter file and counted, never dropped silently.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import aiohttp
+import boto3
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+
+from common.config import Settings, aws_client_kwargs, load_settings
+from ingest.health_server import health_app
+from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
+from ingest.snapshot_injector import fetch_snapshot, snapshot_record
+from udfs import envelope, sbe
+from udfs.events import DepthDiffEvent
+
+log = logging.getLogger("ingestor")
+
+FRAMES = Counter("ingest_frames_received_total", "WebSocket frames received", ["template"])
+INVALID = Counter("ingest_frames_invalid_total", "Frames failing SBE validation (dead-lettered)", ["kind"])
+RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", ["reason"])
+QUEUE_DEPTH = Gauge("ingest_queue_depth", "Records waiting for PutRecords")
+LAST_FRAME = Gauge("ingest_last_frame_timestamp_seconds", "Wall time of the last frame received")
+SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in band", ["result"])
+
+QUEUE_LIMIT = 100_000
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, kinesis_client=None) -> None:
+        self.settings = settings
+        self.symbol = settings.exchange.symbol
+        client = kinesis_client or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
+        if settings.kinesis.endpoint:  # emulator: the stream lives only as long as the process
+            ensure_stream(client, settings.kinesis.stream, settings.kinesis.shards)
+        self.writer = KinesisWriter(client, settings.kinesis.stream, settings.ingestor.max_put_attempts)
+        self.queue: asyncio.Queue[Record] = asyncio.Queue(QUEUE_LIMIT)
+        self.dead_letter = Path(settings.ingestor.dead_letter_path)
+        self.connected = False
+        self.anchored = False
+        self._stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------ reading
+    def stream_url(self) -> str:
+        names = "/".join(f"{self.symbol.lower()}@{s}" for s in self.settings.exchange.streams)
+        return f"{self.settings.exchange.ws_url}/stream?streams={names}"
+
+    def _dead_letter(self, frame: bytes, reason: str) -> None:
+        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+        with self.dead_letter.open("a") as fh:
+            fh.write(json.dumps({"receipt_time_us": time.time_ns() // 1000, "reason": reason, "frame_hex": frame.hex()}) + "\n")
+
+    async def handle_frame(self, frame: bytes) -> DepthDiffEvent | None:
+        receipt_us = time.time_ns() // 1000
+        LAST_FRAME.set(receipt_us / 1e6)
+        decoded = sbe.decode(frame)
+        if isinstance(decoded, sbe.DecodeError):
+            INVALID.labels(decoded.kind.value).inc()
+            self._dead_letter(frame, f"{decoded.kind.value}: {decoded.detail}")
+            return None
+        FRAMES.labels(type(decoded).__name__).inc()
+        data = envelope.to_text(envelope.Envelope(envelope.Source.WEBSOCKET, receipt_us, frame)).encode("ascii")
+        await self.queue.put(Record(data, decoded.symbol))
+        QUEUE_DEPTH.set(self.queue.qsize())
+        return decoded if isinstance(decoded, DepthDiffEvent) else None
+
+    async def read_forever(self, session: aiohttp.ClientSession) -> None:
+        cfg = self.settings.ingestor
+        backoff = 0.5
+        reason = "start"
+        headers = {"X-MBX-APIKEY": self.settings.exchange.api_key.get_secret_value()} if self.settings.exchange.api_key else {}
+        while not self._stopping.is_set():
+            RECONNECTS.labels(reason).inc()
+            try:
+                async with session.ws_connect(self.stream_url(), heartbeat=30.0, headers=headers, max_msg_size=0) as ws:
+                    log.info("connected to %s", self.stream_url())
+                    self.connected, backoff = True, 0.5
+                    reason = await self._read_connection(ws, session, time.monotonic() + cfg.rotate_after_s)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                reason = "error"
+                log.warning("WebSocket error: %s", exc)
+            self.connected = False
+            if self._stopping.is_set():
+                return
+            delay = random.uniform(0, backoff) if reason != "rotate" else 0
+            backoff = min(cfg.reconnect_max_backoff_s, backoff * 2)
+            log.info("reconnecting in %.2fs (%s)", delay, reason)
+            await asyncio.sleep(delay)
+
+    async def _read_connection(self, ws, session, rotate_at: float) -> str:
+        while True:
+            timeout = rotate_at - time.monotonic()
+            if timeout <= 0:
+                return "rotate"
+            try:
+                msg = await ws.receive(timeout=min(timeout, 60.0))
+            except asyncio.TimeoutError:
+                if time.monotonic() >= rotate_at:
+                    return "rotate"
+                return "silent"
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                diff = await self.handle_frame(msg.data)
+                if diff is not None and not self.anchored:
+                    self.anchored = True  # first diff seen: anchor the book in band, off the read path
+                    asyncio.create_task(self.inject_snapshot(session))
+            elif msg.type == aiohttp.WSMsgType.TEXT:
+                log.info("text frame from exchange: %s", msg.data[:200])
+            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                return "closed"
+
+    async def inject_snapshot(self, session: aiohttp.ClientSession) -> None:
+        ex = self.settings.exchange
+        for attempt in range(5):
+            try:
+                snapshot = await fetch_snapshot(session, ex.rest_url, ex.symbol, ex.snapshot_limit)
+                await self.queue.put(Record(snapshot_record(snapshot), ex.symbol))
+                SNAPSHOTS.labels("ok").inc()
+                log.info("snapshot at update id %d put in band", snapshot.book_update_id)
+                return
+            except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError) as exc:
+                SNAPSHOTS.labels("error").inc()
+                log.warning("snapshot fetch failed (attempt %d): %s", attempt + 1, exc)
+                await asyncio.sleep(0.5 * 2**attempt)
+        self.anchored = False  # try again on the next diff
+
+    # ------------------------------------------------------------------ writing
+    async def write_forever(self) -> None:
+        cfg = self.settings.ingestor
+        while True:
+            batch = [await self.queue.get()]
+            deadline = time.monotonic() + cfg.batch_linger_ms / 1000
+            while len(batch) < cfg.batch_max_records:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            QUEUE_DEPTH.set(self.queue.qsize())
+            try:
+                await asyncio.to_thread(self.writer.put, batch)
+            except PutFailed as exc:
+                log.error("%s; dead-lettering them", exc)
+                for record in exc.records:
+                    self._dead_letter(record.data, "kinesis_put_failed")
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.connected:
+            return False, "exchange WebSocket not connected"
+        return True, "streaming"
+
+    async def run(self) -> None:
+        runner = web.AppRunner(health_app(self.readiness))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.settings.ingestor.metrics_port).start()
+        async with aiohttp.ClientSession() as session:
+            writer = asyncio.create_task(self.write_forever())
+            try:
+                await self.read_forever(session)
+            finally:
+                writer.cancel()
+                await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Binance SBE WebSocket -> Kinesis ingestor")
+    parser.add_argument("--config", default=None, help="config file (default config/$BTCPRED_ENV.yaml)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings(args.config)
+    asyncio.run(Ingestor(settings).run())
+
+
+if __name__ == "__main__":
+    main()

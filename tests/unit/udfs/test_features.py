@@ -1,0 +1,100 @@
+"""Windows and features against values computed by hand."""
+import math
+
+import pytest
+
+from udfs.events import DepthSnapshotEvent, TradeEntry, TradesEvent
+from udfs.features import BookHistory, BookTop, book_top, compute_snapshot
+from udfs.order_book import OrderBook
+from udfs.trade_window import TradeBuffer, trade_points
+
+S = 1_000_000  # one second in µs
+E8 = 100_000_000
+
+
+def trade(time_us, price, qty, buyer_is_maker, trade_id=1):
+    return TradesEvent("BTCUSDT", time_us, time_us, (TradeEntry(trade_id, price * E8, qty * E8, buyer_is_maker),))
+
+
+def scenario():
+    history = BookHistory()
+    history.add(BookTop(0, 1, best_bid=100.0, best_ask=102.0, bid_qty=3.0, ask_qty=1.0))
+    history.add(BookTop(1 * S, 2, best_bid=102.0, best_ask=104.0, bid_qty=1.0, ask_qty=4.0))
+    trades = TradeBuffer()
+    for ev in (
+        trade(S // 2, 999, 9, False),  # exactly at the 1 s window's open end: excluded from 1 s
+        trade(6 * S // 10, 103, 1, False),  # taker buy
+        trade(12 * S // 10, 102, 3, True),  # taker sell
+        trade(15 * S // 10, 104, 2, False),  # taker buy, exactly at the boundary: included
+        trade(16 * S // 10, 1, 1, False),  # after the boundary: excluded
+    ):
+        for point in trade_points(ev):
+            trades.add(point)
+    return history, trades
+
+
+def test_one_second_window_by_hand():
+    history, trades = scenario()
+    snap = compute_snapshot(15 * S // 10, history, trades, book_valid=True)
+    w = snap.windows["1s"]
+    assert w.count == 3
+    assert w.vol == pytest.approx(6.0, abs=1e-12)
+    assert w.signed_vol == pytest.approx(1 - 3 + 2, abs=1e-12)
+    assert w.vwap_minus_mid == pytest.approx((103 + 306 + 208) / 6 - 103, abs=1e-12)
+    assert w.last_ts_us == 15 * S // 10
+
+
+def test_five_second_window_includes_older_trade():
+    history, trades = scenario()
+    w = compute_snapshot(15 * S // 10, history, trades, book_valid=True).windows["5s"]
+    assert w.count == 4
+    assert w.vol == pytest.approx(15.0)
+    assert w.signed_vol == pytest.approx(9 + 1 - 3 + 2)
+
+
+def test_features_by_hand():
+    history, trades = scenario()
+    f = compute_snapshot(15 * S // 10, history, trades, book_valid=False).features
+    assert f["mid"] == 103.0
+    assert f["ret_1s"] == pytest.approx(math.log(103 / 101), abs=1e-15)  # mid at 0.5 s is the t=0 book
+    assert f["ret_5s"] == 0.0  # no book 5 s back yet
+    assert f["vol_imbalance"] == pytest.approx((1 - 4) / 5)
+    assert f["spread_bp"] == pytest.approx(2 / 103 * 1e4)
+    assert f["book_valid"] == 0.0
+    assert f["book_update_id"] == 2
+
+
+def test_empty_window_reports_zeros():
+    history, _ = scenario()
+    w = compute_snapshot(S, history, TradeBuffer(), book_valid=True).windows["1s"]
+    assert (w.count, w.vol, w.signed_vol, w.vwap_minus_mid, w.last_ts_us) == (0, 0.0, 0.0, 0.0, 0)
+
+
+def test_no_snapshot_before_first_book():
+    history, trades = scenario()
+    assert compute_snapshot(-1, history, trades, True) is None
+
+
+def test_out_of_order_trade_is_inserted_in_time_order():
+    buf = TradeBuffer()
+    for t in (trade(3, 1, 1, False), trade(1, 1, 1, False), trade(2, 1, 1, False)):
+        buf.add(trade_points(t)[0])
+    assert [p.time_us for p in buf.points] == [1, 2, 3]
+    buf.prune_before(2)
+    assert [p.time_us for p in buf.points] == [3]
+
+
+def test_history_prune_keeps_the_entry_in_force_at_the_horizon():
+    history = BookHistory()
+    for i in range(20):
+        history.add(BookTop(i * S, i, 1.0, 2.0, 1.0, 1.0))
+    history.prune(19 * S)
+    assert history.at(13 * S).update_id == 13
+    assert history.tops[0].time_us == 13 * S
+
+
+def test_book_top_sums_ten_levels():
+    bids = tuple((100 * E8 - i * E8, E8) for i in range(12))
+    asks = tuple((101 * E8 + i * E8, 2 * E8) for i in range(3))
+    top = book_top(OrderBook.from_snapshot(DepthSnapshotEvent("X", 0, 9, bids, asks)), 5)
+    assert (top.best_bid, top.best_ask, top.bid_qty, top.ask_qty, top.update_id) == (100.0, 101.0, 10.0, 6.0, 9)
