@@ -239,7 +239,7 @@ def flink_env() -> dict[str, str]:
     conf_dir = STATE / "flink" / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
     home = flink_home()
-    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "logback.xml"):
+    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties", "logback.xml", "masters", "workers"):
         src = home / "conf" / name
         if src.exists() and not (conf_dir / name).exists():
             shutil.copy(src, conf_dir / name)

@@ -1,0 +1,218 @@
+"""Run the whole hot path locally on replayed real data and show live predictions.
+
+    python deploy/local/pipeline.py [--speed 10] [--mini-cluster] [--duration 0]
+
+Starts the local stack (stack.py), then the exchange simulator, the Flink job
+(submitted to the local standalone cluster, web UI http://127.0.0.1:8081, or
+run in the embedded mini cluster), the ingestor and the inference service, and
+prints each prediction as it is made. Ctrl-C stops the pipeline processes (the
+stack keeps running; ``stack.py stop`` ends it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from deploy.local import stack  # noqa: E402
+
+DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 2.0):
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered; see {log}")
+        try:
+            get_json(url, 1.0)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s}s; see {log}")
+
+
+@dataclass
+class Pipeline:
+    """The pipeline's own processes, wired through environment overrides of the typed config."""
+
+    capture: Path = DEFAULT_CAPTURE
+    speed: float = 10.0
+    mini_cluster: bool = True
+    run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d%H%M%S"))
+    log_dir: Path = REPO / ".local" / "logs"
+    sim_port: int = field(default_factory=free_port)
+    inference_port: int = field(default_factory=free_port)
+    ingest_metrics_port: int = field(default_factory=free_port)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    flink_job_id: str | None = None
+
+    @property
+    def stream(self) -> str:
+        return f"btcusdt-market-data-{self.run_id}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.inference_port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "AWS_CBOR_DISABLE": "true",
+            "BTCPRED_KINESIS__STREAM": self.stream,
+            "BTCPRED_EXCHANGE__WS_URL": f"ws://127.0.0.1:{self.sim_port}",
+            "BTCPRED_EXCHANGE__REST_URL": self.sim_url,
+            "BTCPRED_INFERENCE__PORT": str(self.inference_port),
+            "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
+            "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
+        }
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}-{self.run_id}.log"
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=self.env(), cwd=REPO, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}-{self.run_id}.log"
+
+    def create_stream(self) -> None:
+        import boto3
+
+        from common.config import aws_client_kwargs, load_settings
+        from ingest.kinesis_writer import ensure_stream
+
+        settings = load_settings(environ=self.env())
+        client = boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
+        ensure_stream(client, self.stream, settings.kinesis.shards)
+
+    def start(self) -> None:
+        py = sys.executable
+        self.create_stream()
+        self.start_job()
+        inf = self._spawn("inference", [py, "-m", "inference.service"])
+        wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
+        sim = self._spawn("simulator", [py, "-m", "ingest.simulator.server", "--capture", str(self.capture),
+                                        "--port", str(self.sim_port), "--speed", str(self.speed)])
+        wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
+        self._spawn("ingestor", [py, "-m", "ingest.ingestor"])
+
+    def start_job(self) -> None:
+        py = sys.executable
+        if self.mini_cluster:
+            self._spawn("flink-job", [py, "-m", "flink_jobs.hot_path_job"])
+            return
+        flink = stack.flink_home() / "bin" / "flink"
+        env = {**self.env(), **stack.flink_env()}
+        out = subprocess.run(
+            ["bash", str(flink), "run", "-d", "-py", str(REPO / "flink_jobs" / "hot_path_job.py"),
+             "-pyexec", py, "-pyclientexec", py],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=180,
+        )
+        for line in out.stdout.splitlines():
+            if "JobID" in line:
+                self.flink_job_id = line.split()[-1]
+        if out.returncode != 0 or not self.flink_job_id:
+            raise RuntimeError(f"flink run failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self.flink_job_id:
+            flink = stack.flink_home() / "bin" / "flink"
+            subprocess.run(["bash", str(flink), "cancel", self.flink_job_id], env={**self.env(), **stack.flink_env()},
+                           capture_output=True, timeout=60)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_path(name)}")
+
+
+def show_predictions(p: Pipeline, duration_s: float) -> None:
+    seen = 0
+    started = time.monotonic()
+    print(f"{'wall time (UTC)':20s} {'data time (UTC)':24s} {'price':>12s} {'pred 10s':>12s} {'conf':>5s} "
+          f"{'age ms':>8s} {'source':8s} model", flush=True)
+    while duration_s <= 0 or time.monotonic() - started < duration_s:
+        p.check_alive()
+        try:
+            preds = get_json(f"{p.inference_url}/predictions?limit=50")
+        except Exception:
+            preds = []
+        for pred in preds:
+            if pred["timestamp"] <= seen:
+                continue
+            seen = pred["timestamp"]
+            wall = time.strftime("%H:%M:%S", time.gmtime(pred["timestamp"] / 1000))
+            data = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pred["feature_time_ms"] / 1000)) if pred["feature_time_ms"] else "-"
+            price = f"{pred['current_price']:.2f}" if pred["current_price"] else "-"
+            pred10 = f"{pred['predicted_price_10s']:.2f}" if pred["predicted_price_10s"] else "-"
+            age = f"{pred['features_age_ms']:.0f}" if pred["features_age_ms"] is not None else "-"
+            print(f"{wall:20s} {data:24s} {price:>12s} {pred10:>12s} {pred['confidence']:5.2f} {age:>8s} "
+                  f"{pred['source']:8s} {pred['model_version']}", flush=True)
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
+    parser.add_argument("--mini-cluster", action="store_true", help="embedded mini cluster instead of the local cluster")
+    parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until Ctrl-C")
+    args = parser.parse_args(argv)
+    if stack.main(["start"] + ([] if args.mini_cluster else ["--with-flink-cluster"])) != 0:
+        return 2
+    p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster)
+    try:
+        p.start()
+        print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster
+              else "\nFlink: embedded mini cluster (no web UI; drop --mini-cluster for the local cluster on :8081)")
+        print(f"Predictions API: {p.inference_url}/predictions/latest   docs: {p.inference_url}/docs")
+        print(f"Simulator: {p.sim_url}/sim/status   logs: {p.log_dir}\n", flush=True)
+        show_predictions(p, args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        p.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""One pipelined Redis round trip per cycle: feat:, ob:, tr: and the reanchor: flag."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from udfs import redis_schema as rs
+
+
+@dataclass(frozen=True, slots=True)
+class HotState:
+    features: dict[str, str]
+    book: dict[str, str]
+    trades_1s: dict[str, str]
+    reanchoring: bool
+
+    def feature_float(self, name: str) -> float | None:
+        raw = self.features.get(name)
+        return float(raw) if raw is not None else None
+
+    def mid(self) -> float | None:
+        bid, ask = self.book.get("best_bid"), self.book.get("best_ask")
+        if bid is not None and ask is not None:
+            return (float(bid) + float(ask)) / 2.0
+        return self.feature_float("mid")
+
+
+async def read_hot_state(client: aioredis.Redis, symbol: str) -> HotState:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(rs.feat_key(symbol))
+    pipe.hgetall(rs.ob_key(symbol))
+    pipe.hgetall(rs.trade_key(symbol, "1s"))
+    pipe.exists(rs.reanchor_key(symbol))
+    feat, book, tr1, reanchor = await pipe.execute()
+    decode = lambda h: {k.decode(): v.decode() for k, v in h.items()}  # noqa: E731
+    return HotState(decode(feat), decode(book), decode(tr1), bool(reanchor))
