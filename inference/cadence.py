@@ -11,7 +11,8 @@ def next_boundary_ms(now_ms: float, cadence_ms: int) -> int:
 
 
 async def run_aligned(cadence_ms: int, cycle: Callable[[int, float], Awaitable[None]],
-                      on_missed: Callable[[int], None], clock: Callable[[], float] = time.time) -> None:
+                      on_missed: Callable[[int], None], clock: Callable[[], float] = time.time,
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Call ``cycle(boundary_ms, jitter_ms)`` on every boundary; report boundaries that were skipped."""
     last: int | None = None
     while True:
@@ -20,8 +21,8 @@ async def run_aligned(cadence_ms: int, cycle: Callable[[int, float], Awaitable[N
             on_missed((boundary - last) // cadence_ms - 1)
         delay = boundary / 1000 - clock()
         if delay > 0.002:
-            await asyncio.sleep(delay - 0.001)
+            await sleep(delay - 0.001)
         while clock() * 1000 < boundary:  # last millisecond: yield, do not oversleep
-            await asyncio.sleep(0)
+            await sleep(0)
         await cycle(boundary, clock() * 1000 - boundary)
         last = boundary

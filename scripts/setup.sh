@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, idempotently: Debian packages (redis, postgresql,
+# maven), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
+# Flink connector uber-jar (Maven Central). Safe to run again; it skips what is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# --- prerequisites a fresh machine must already have
+PY=$(command -v python3.11 || true)
+[ -n "$PY" ] || die "python3.11 not found (Python 3.11 is a prerequisite: Managed Flink 1.20 runs 3.11)"
+command -v java >/dev/null || die "java not found (Java 17 is a prerequisite for Flink 1.20)"
+java -version 2>&1 | grep -qE 'version "(17|11)' || die "Flink 1.20 needs Java 11 or 17; found: $(java -version 2>&1 | head -1)"
+command -v node >/dev/null && command -v npm >/dev/null || die "node/npm not found (Node.js is a prerequisite for the Kinesis emulator)"
+
+# --- Debian packages
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
+command -v mvn >/dev/null || missing+=(maven)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  say "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# the Debian package may start its own cluster on 5432; ours runs on its own port and data dir
+
+# --- Python venv with pinned dependencies
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || { say "creating .venv"; "$PY" -m venv .venv; }
+  say "pip install -e .[dev] (apache-flink 1.20.5 and pinned dependencies)"
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*; touch "$stamp"
+fi
+
+# --- Kinesis API emulator (kinesalite, pinned by package-lock.json)
+if [ ! -f deploy/local/kinesalite/node_modules/kinesalite/cli.js ]; then
+  say "npm ci kinesalite"
+  (cd deploy/local/kinesalite && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+
+# --- Flink Kinesis connector uber-jar + S3 filesystem plugin from Maven Central
+jar=deploy/flink/target/btcpred-flink-connectors.jar
+if [ ! -f "$jar" ] || [ deploy/flink/pom.xml -nt "$jar" ]; then
+  say "mvn package deploy/flink (flink-connector-kinesis 4.3.0-1.19, shaded)"
+  (cd deploy/flink && mvn -q -B package -DskipTests)
+fi
+say "ready"

@@ -1,0 +1,47 @@
+"""The job's per-symbol state machine on the real capture, without Flink."""
+from flink_jobs.hot_path_state import SymbolState
+from udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+
+
+def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
+    st = SymbolState("BTCUSDT")
+    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    ob_writes = 0
+    for c in spot_events[:3000]:
+        if isinstance(c.event, DepthSnapshotEvent):
+            continue
+        writes, gap = st.on_event(c.event)
+        assert gap is None
+        ob_writes += len(writes)
+    # the book appears only once a snapshot arrives in band
+    assert st.sync.book is None and ob_writes == 0
+    writes, _ = st.on_event(snapshot)
+    assert [w.key for w in writes] == ["ob:BTCUSDT"]
+    assert writes[0].fields["last_update_id"] == str(st.sync.book.last_update_id)
+    last_time = 0
+    for c in spot_events[3000:6000]:
+        if not isinstance(c.event, DepthSnapshotEvent):
+            st.on_event(c.event)
+            if isinstance(c.event, (DepthDiffEvent, TradesEvent)):
+                last_time = max(last_time, c.event.event_time_us)
+    boundary = (last_time // 500_000) * 500_000
+    out = {w.key: w for w in st.on_boundary(boundary, wall_us=123)}
+    assert set(out) == {"tr:BTCUSDT:1s", "tr:BTCUSDT:5s", "feat:BTCUSDT", "feathist:BTCUSDT"}
+    assert set(out["tr:BTCUSDT:1s"].fields) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
+    assert out["tr:BTCUSDT:5s"].ttl_s == 300 and out["feat:BTCUSDT"].ttl_s == 120
+    feat = out["feat:BTCUSDT"].fields
+    assert feat["ts"] == str(boundary) and feat["emitted_at_us"] == "123" and feat["book_valid"] == "1.0"
+    # pruning keeps only what the 5 s window can still reach
+    assert all(p.time_us > boundary - 5_000_000 for p in st.trades.points)
+
+
+def test_gap_marks_features_invalid(spot_events):
+    st = SymbolState("BTCUSDT")
+    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    st.on_event(snapshot)
+    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id]
+    st.on_event(diffs[0])
+    _, gap = st.on_event(diffs[2])
+    assert gap is not None and gap.expected_update_id == diffs[0].last_update_id + 1
+    feat = {w.key: w for w in st.on_boundary(diffs[2].event_time_us, 0)}["feat:BTCUSDT"].fields
+    assert feat["book_valid"] == "0.0"

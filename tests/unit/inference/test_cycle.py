@@ -1,0 +1,71 @@
+import asyncio
+
+import pytest
+
+from inference.cadence import next_boundary_ms, run_aligned
+from inference.cycle import make_prediction
+from inference.hot_state import HotState
+from inference.models import PersistencePredictor
+
+NOW_US = 1_800_000_000_000_000
+
+
+def state(age_ms=100.0, book_valid="1.0", with_book=True):
+    feat = {"mid": "100.5", "book_valid": book_valid, "ts": "1723161255500000", "book_update_id": "42",
+            "emitted_at_us": str(int(NOW_US - age_ms * 1000))}
+    book = {"best_bid": "100.0", "best_ask": "101.0"} if with_book else {}
+    return HotState(feat, book, {}, False)
+
+
+def predict(s, last_price=None):
+    return make_prediction("BTCUSDT", s, 2000, NOW_US, PersistencePredictor(), 5000, last_price)
+
+
+def test_fresh_features_give_a_persistence_prediction_with_provenance():
+    p = predict(state())
+    assert (p.source, p.model_version, p.current_price, p.predicted_price_10s, p.confidence) == ("redis", "persistence", 100.5, 100.5, 0.5)
+    assert p.features_age_ms == 100.0
+    assert p.feature_time_ms == 1723161255500 and p.book_update_id == 42
+
+
+@pytest.mark.parametrize("s, reason", [
+    (state(age_ms=5001), "stale_features"),
+    (state(book_valid="0.0"), "book_invalid"),
+    (HotState({}, {}, {}, False), "no_features"),
+])
+def test_degraded_inputs_fall_back_without_error(s, reason):
+    p = predict(s, last_price=99.0)
+    assert p.source == "fallback" and p.fallback_reason == reason and p.confidence == 0.0
+    assert p.predicted_price_10s == p.current_price
+
+
+def test_price_comes_from_features_when_book_hash_missing_and_from_memory_when_all_missing():
+    assert predict(state(with_book=False)).current_price == 100.5
+    assert predict(HotState({}, {}, {}, False), last_price=99.0).current_price == 99.0
+    assert predict(HotState({}, {}, {}, False)).current_price is None
+
+
+def test_next_boundary_is_strictly_after_now():
+    assert next_boundary_ms(0, 2000) == 2000
+    assert next_boundary_ms(1999.9, 2000) == 2000
+    assert next_boundary_ms(2000, 2000) == 4000
+
+
+def test_aligned_loop_reports_missed_boundaries_when_a_cycle_overruns():
+    clock = {"t": 10.5}
+    seen, missed = [], []
+
+    async def fake_sleep(delay):
+        clock["t"] += max(delay, 0.0005)
+
+    async def cycle(boundary, jitter):
+        seen.append(boundary)
+        if len(seen) == 2:
+            clock["t"] += 4.5  # this cycle overran two boundaries
+        if len(seen) == 4:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_aligned(2000, cycle, missed.append, clock=lambda: clock["t"], sleep=fake_sleep))
+    assert seen == [12000, 14000, 20000, 22000]
+    assert missed == [2]

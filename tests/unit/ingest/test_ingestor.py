@@ -1,0 +1,39 @@
+import asyncio
+import json
+
+from common.config import load_settings
+from ingest.ingestor import Ingestor
+from udfs import envelope, sbe
+from udfs.events import TradeEntry, TradesEvent
+
+
+def make_ingestor(tmp_path):
+    settings = load_settings(environ={
+        "BTCPRED_KINESIS__ENDPOINT": "",
+        "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(tmp_path / "dlq.jsonl"),
+    })
+    return Ingestor(settings, kinesis_client=object())
+
+
+def test_valid_frame_is_enveloped_with_receipt_time_and_keyed_by_symbol(tmp_path):
+    ing = make_ingestor(tmp_path)
+    frame = sbe.encode(TradesEvent("BTCUSDT", 5, 4, (TradeEntry(1, 100, 2, False),)))
+    asyncio.run(ing.handle_frame(frame))
+    record = ing.queue.get_nowait()
+    env = envelope.from_text(record.data.decode())
+    assert record.partition_key == "BTCUSDT"
+    assert env.frame == frame and env.source == envelope.Source.WEBSOCKET and env.receipt_time_us > 1_700_000_000_000_000
+
+
+def test_corrupt_frame_goes_to_dead_letter_file_not_to_kinesis(tmp_path):
+    ing = make_ingestor(tmp_path)
+    asyncio.run(ing.handle_frame(b"\x12\x00\x10\x27"))
+    assert ing.queue.empty()
+    (line,) = (tmp_path / "dlq.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["reason"].startswith("truncated") and entry["frame_hex"] == "12001027"
+
+
+def test_combined_stream_url():
+    ing = Ingestor(load_settings(environ={"BTCPRED_KINESIS__ENDPOINT": ""}), kinesis_client=object())
+    assert ing.stream_url() == "ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"
