@@ -116,8 +116,24 @@ class Pipeline:
         client = boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
         ensure_stream(client, self.stream, settings.kinesis.shards)
 
+    def reset_hot_state(self) -> None:
+        """A replay starts from an empty book: drop what an earlier local run left in Redis."""
+        import redis
+
+        from common.config import load_settings
+        from udfs import redis_schema as rs
+
+        settings = load_settings(environ=self.env())
+        symbol = settings.exchange.symbol
+        client = redis.Redis.from_url(settings.redis.url)
+        client.delete(rs.ob_key(symbol), rs.trade_key(symbol, "1s"), rs.trade_key(symbol, "5s"), rs.feat_key(symbol),
+                      rs.feat_history_key(symbol), rs.prediction_stream_key(symbol), rs.gap_stream_key(symbol),
+                      rs.dead_letter_stream_key())
+        client.close()
+
     def start(self) -> None:
         py = sys.executable
+        self.reset_hot_state()
         self.create_stream()
         self.start_job()
         inf = self._spawn("inference", [py, "-m", "inference.service"])
