@@ -85,7 +85,13 @@ class FlinkJobConfig(_Section):
     out_of_orderness_ms: int = Field(200, ge=0)
     idleness_ms: int = Field(5000, gt=0)
     checkpoint_interval_ms: int = Field(10_000, gt=0)
+    # file path (relative to the repo) or URI; None leaves checkpoint storage to the cluster (Managed Flink)
+    checkpoint_dir: str | None = None
+    restart_attempts: int = Field(1000, ge=0)
+    restart_delay_ms: int = Field(2000, ge=0)
     getrecords_interval_ms: int = Field(50, gt=0)
+    bundle_size: int = Field(200, gt=0)
+    bundle_time_ms: int = Field(50, gt=0)
 
 
 class InferenceConfig(_Section):

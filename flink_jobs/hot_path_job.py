@@ -19,10 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (
+    CheckpointingMode,
+    ExternalizedCheckpointCleanup,
     KeyedProcessFunction,
     OutputTag,
     ProcessFunction,
@@ -34,7 +36,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import Settings, load_settings
 from flink_jobs import redis_writer
-from flink_jobs.hot_path_state import RedisWrite, SymbolState, dead_letter_write, gap_write
+from flink_jobs.hot_path_state import RedisWrite, SymbolState, dead_letter_write, gap_write, late_write
 from udfs import envelope, sbe
 
 log = logging.getLogger("hot_path_job")
@@ -44,6 +46,7 @@ CONNECTOR_JAR = REPO / "deploy" / "flink" / "target" / "btcpred-flink-connectors
 
 DEAD_LETTER_TAG = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 GAP_TAG = OutputTag("sequence-gaps", Types.PICKLED_BYTE_ARRAY())
+LATE_TAG = OutputTag("late-events", Types.PICKLED_BYTE_ARRAY())
 NO_EVENT_TIME = 0  # REST snapshots carry no exchange time
 
 
@@ -64,7 +67,8 @@ class DecodeRecord(ProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
         self.dead_letters = group.counter("deadLetters")
-        self.decoded = group.counter("recordsDecoded")
+        self.decoded = {name: group.add_group("eventType", name).counter("eventsIn")
+                        for name in ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")}
 
     def process_element(self, value: str, ctx: ProcessFunction.Context):
         now_us = time.time_ns() // 1000
@@ -79,7 +83,7 @@ class DecodeRecord(ProcessFunction):
             self.dead_letters.inc()
             yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", value, now_us)
             return
-        self.decoded.inc()
+        self.decoded[type(event).__name__].inc()
         yield Decoded(event, env.receipt_time_us, int(env.source))
 
 
@@ -98,7 +102,11 @@ class HotPathFunction(KeyedProcessFunction):
         self.gaps = group.counter("sequenceGaps")
         self.late = group.counter("lateEvents")
         self.last_update_id = 0
+        self.book_levels = 0
+        self.emit_lag_ms = 0
         group.gauge("lastBookUpdateId", lambda: self.last_update_id)
+        group.gauge("bookLevels", lambda: self.book_levels)
+        group.gauge("featureEmitLagMs", lambda: self.emit_lag_ms)
 
     def _load(self, symbol: str) -> SymbolState:
         current = self.state.value()
@@ -106,25 +114,30 @@ class HotPathFunction(KeyedProcessFunction):
 
     def process_element(self, value: Decoded, ctx: KeyedProcessFunction.Context):
         st = self._load(value.event.symbol)
-        writes, gap = st.on_event(value.event)
+        result = st.on_event(value.event, value.receipt_time_us)
         ts_ms = value.event.event_time_us // 1000
         if ts_ms:
-            if ts_ms <= ctx.timer_service().current_watermark():
-                self.late.inc()  # still applied: book order is by sequence id, windows take it if not yet cut
             interval = self.emit_interval_ms
             ctx.timer_service().register_event_time_timer((ts_ms // interval + 1) * interval)
-        if gap is not None:
+        if result.gap is not None:
             self.gaps.inc()
-            yield GAP_TAG, gap_write(gap, value.receipt_time_us)
-        if st.sync.book is not None:
-            self.last_update_id = st.sync.book.last_update_id
+            yield GAP_TAG, gap_write(result.gap, value.receipt_time_us)
+        if result.late:
+            self.late.inc()  # windows up to that boundary are already written: record it, do not drop silently
+            yield LATE_TAG, late_write(value.event, value.receipt_time_us, st.last_boundary_us)
+        book = st.sync.book
+        if book is not None:
+            self.last_update_id = book.last_update_id
+            self.book_levels = len(book.bids) + len(book.asks)
         self.state.update(st)
-        if writes:
-            yield writes
+        if result.writes:
+            yield result.writes
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         st = self._load(ctx.get_current_key())
-        writes = st.on_boundary(timestamp * 1000, time.time_ns() // 1000)
+        now_us = time.time_ns() // 1000
+        writes = st.on_boundary(timestamp * 1000, now_us)
+        self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
         ctx.timer_service().register_event_time_timer(timestamp + self.emit_interval_ms)
         self.state.update(st)
         if writes:
@@ -139,14 +152,18 @@ class RedisSink(ProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.client = redis_writer.connect(self.redis_url)
-        self.batches = runtime_context.get_metrics_group().counter("redisWriteBatches")
+        group = runtime_context.get_metrics_group()
+        self.batches = group.counter("redisWriteBatches")
+        self.write_latency_us = group.distribution("redisWriteLatencyUs")
 
     def close(self) -> None:
         self.client.close()
 
     def process_element(self, value, ctx: ProcessFunction.Context):
         writes = [value] if isinstance(value, RedisWrite) else value
+        started = time.perf_counter_ns()
         redis_writer.execute(self.client, writes)
+        self.write_latency_us.update((time.perf_counter_ns() - started) // 1000)
         self.batches.inc()
         return iter(())
 
@@ -185,13 +202,40 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
         .process(HotPathFunction(cfg.emit_interval_ms), output_type=Types.PICKLED_BYTE_ARRAY())
         .name("Order book, trade windows, features").uid("hot-path-state")
     )
-    writes = state.union(state.get_side_output(GAP_TAG), decoded.get_side_output(DEAD_LETTER_TAG))
+    writes = state.union(state.get_side_output(GAP_TAG), state.get_side_output(LATE_TAG),
+                         decoded.get_side_output(DEAD_LETTER_TAG))
     writes.process(RedisSink(settings.redis.url)).name("Redis hot state").uid("redis-writer")
 
 
+def checkpoint_uri(location: str) -> str:
+    if "://" in location:
+        return location
+    path = Path(location)
+    return (path if path.is_absolute() else REPO / path).resolve().as_uri()
+
+
+def job_configuration(settings: Settings) -> Configuration:
+    """Options that must be set before the environment exists (local and self-managed clusters)."""
+    cfg = settings.flink
+    conf = Configuration()
+    conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
+    conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
+    conf.set_string("pipeline.auto-watermark-interval", "100ms")
+    conf.set_string("restart-strategy.type", "fixed-delay")
+    conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
+    conf.set_string("restart-strategy.fixed-delay.delay", f"{cfg.restart_delay_ms}ms")
+    return conf
+
+
 def configure(env: StreamExecutionEnvironment, settings: Settings, local_jar: bool = True) -> None:
-    env.set_parallelism(settings.flink.parallelism)
-    env.enable_checkpointing(settings.flink.checkpoint_interval_ms)
+    cfg = settings.flink
+    env.set_parallelism(cfg.parallelism)
+    env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    checkpoints = env.get_checkpoint_config()
+    checkpoints.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION)
+    checkpoints.set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
+    if cfg.checkpoint_dir:
+        checkpoints.set_checkpoint_storage_dir(checkpoint_uri(cfg.checkpoint_dir))
     env.set_python_executable(sys.executable)
     if local_jar:
         if not CONNECTOR_JAR.is_file():
@@ -206,13 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     settings = load_settings(args.config)
     os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
-    from pyflink.common import Configuration
-
-    conf = Configuration()
-    conf.set_string("python.fn-execution.bundle.size", "200")
-    conf.set_string("python.fn-execution.bundle.time", "50")
-    conf.set_string("pipeline.auto-watermark-interval", "100ms")
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings))
     configure(env, settings)
     build(env, settings)
     env.execute("btcusdt-hot-path")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from udfs import redis_schema as rs
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
+from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from udfs.features import BookHistory, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Gap
 from udfs.trade_window import TradeBuffer, trade_points
@@ -22,13 +22,25 @@ LONGEST_WINDOW_US = max(5_000_000, 1_000_000)
 
 @dataclass(frozen=True, slots=True)
 class RedisWrite:
-    """One Redis operation: a hash replaced in full (with TTL) or a stream entry."""
+    """One Redis operation: a hash replaced in full (with TTL) or a stream entry.
+
+    ``receipt_time_us`` (ingestor receipt of the event that caused the write) makes the
+    sink stamp ``receipt_time_us``/``written_at_us`` into the hash for freshness tracking.
+    """
 
     kind: str  # "hash" | "xadd"
     key: str
     fields: dict[str, str]
     ttl_s: int | None = None
     maxlen: int | None = None
+    receipt_time_us: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    writes: list[RedisWrite]
+    gap: Gap | None = None
+    late: bool = False  # a trade older than the last cut boundary: windows already closed
 
 
 @dataclass(slots=True)
@@ -38,6 +50,7 @@ class SymbolState:
     trades: TradeBuffer = field(default_factory=TradeBuffer)
     history: BookHistory = field(default_factory=BookHistory)
     last_diff_time_us: int = 0
+    last_boundary_us: int = 0
     diffs_applied: int = 0
     stale_diffs: int = 0
 
@@ -45,8 +58,8 @@ class SymbolState:
         if self.sync is None:
             self.sync = BookSynchronizer(self.symbol)
 
-    def on_event(self, event: MarketEvent) -> tuple[list[RedisWrite], Gap | None]:
-        """Apply one event in stream order; returns the writes it causes and a gap, if any."""
+    def on_event(self, event: MarketEvent, receipt_time_us: int | None = None) -> EventResult:
+        """Apply one event in stream order; returns the writes it causes, a gap, or a late flag."""
         if isinstance(event, DepthDiffEvent):
             self.last_diff_time_us = max(self.last_diff_time_us, event.event_time_us)
             outcome, gap = self.sync.on_diff(event)
@@ -54,30 +67,32 @@ class SymbolState:
                 self.stale_diffs += 1
             if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
                 self.diffs_applied += 1
-                return self._book_changed(event.event_time_us), gap
-            return [], gap
+                return EventResult(self._book_changed(event.event_time_us, receipt_time_us), gap)
+            return EventResult([], gap)
         if isinstance(event, DepthSnapshotEvent):
             if self.sync.on_snapshot(event):
-                return self._book_changed(max(self.last_diff_time_us, event.event_time_us)), None
-            return [], None
+                return EventResult(self._book_changed(max(self.last_diff_time_us, event.event_time_us), receipt_time_us))
+            return EventResult([])
         if isinstance(event, TradesEvent):
+            if event.transact_time_us <= self.last_boundary_us:
+                return EventResult([], late=True)
             for point in trade_points(event):
                 self.trades.add(point)
-            return [], None
-        if isinstance(event, BestBidAskEvent):
-            return [], None  # bookUpdateId jumps are normal (stale ones are dropped); not a gap signal
-        return [], None
+            return EventResult([])
+        # BestBidAskEvent: bookUpdateId jumps are normal (stale ones are dropped), never a gap signal
+        return EventResult([])
 
-    def _book_changed(self, time_us: int) -> list[RedisWrite]:
+    def _book_changed(self, time_us: int, receipt_time_us: int | None) -> list[RedisWrite]:
         book = self.sync.book
         assert book is not None
         top = book_top(book, time_us)
         if top is not None:
             self.history.add(top)
-        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us))]
+        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us), receipt_time_us=receipt_time_us)]
 
     def on_boundary(self, time_us: int, wall_us: int) -> list[RedisWrite]:
         """Cut trade windows and features at event time ``time_us``."""
+        self.last_boundary_us = max(self.last_boundary_us, time_us)
         snap = compute_snapshot(time_us, self.history, self.trades, self.sync.valid)
         self.trades.prune_before(time_us - LONGEST_WINDOW_US)
         self.history.prune(time_us)
@@ -106,6 +121,13 @@ def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:
         "receipt_time_us": str(receipt_time_us),
     }
     return RedisWrite("xadd", rs.gap_stream_key(gap.symbol), fields, maxlen=10_000)
+
+
+def late_write(event: TradesEvent, receipt_time_us: int, boundary_us: int) -> RedisWrite:
+    fields = {"symbol": event.symbol, "transact_time_us": str(event.transact_time_us),
+              "trade_ids": ",".join(str(t.trade_id) for t in event.trades),
+              "closed_boundary_us": str(boundary_us), "receipt_time_us": str(receipt_time_us)}
+    return RedisWrite("xadd", rs.late_stream_key(event.symbol), fields, maxlen=10_000)
 
 
 def dead_letter_write(reason: str, record: str, receipt_time_us: int) -> RedisWrite:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import time
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -26,8 +28,11 @@ def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
     pipe = client.pipeline(transaction=True)
     for w in writes:
         if w.kind == "hash":
+            fields = w.fields
+            if w.receipt_time_us is not None:
+                fields = {**fields, "receipt_time_us": str(w.receipt_time_us), "written_at_us": str(time.time_ns() // 1000)}
             pipe.delete(w.key)
-            pipe.hset(w.key, mapping=w.fields)
+            pipe.hset(w.key, mapping=fields)
             if w.ttl_s:
                 pipe.expire(w.key, w.ttl_s)
         elif w.kind == "xadd":

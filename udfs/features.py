@@ -15,66 +15,117 @@ from udfs.events import to_float
 from udfs.order_book import OrderBook
 from udfs.trade_window import TradeBuffer, WindowStats
 
-IMBALANCE_DEPTH = 10
+DEPTH_LEVELS = (1, 5, 10)  # depth imbalance is reported over the top 1, 5 and 10 levels
 WINDOWS_US = {"1s": 1_000_000, "5s": 5_000_000}
-HISTORY_US = 6_000_000  # longest look-back (5 s return) plus one boundary step of slack
+OFI_HORIZONS_US = {"1s": 1_000_000, "2s": 2_000_000, "5s": 5_000_000}
+REALIZED_VOL_US = 5_000_000
+HISTORY_US = 6_000_000  # longest look-back (5 s) plus one boundary step of slack
+
+# Model inputs, in order. The model registry stores this list with every model.
+FEATURE_NAMES = (
+    "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
+    "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10", "microprice_minus_mid",
+    "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
+    "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class BookTop:
+    """What features need from one book state: best prices and cumulative depth."""
+
     time_us: int
     update_id: int
     best_bid: float
     best_ask: float
-    bid_qty: float  # sum over the top IMBALANCE_DEPTH levels
-    ask_qty: float
+    bid_depth: tuple[float, ...]  # cumulative quantity over the top DEPTH_LEVELS levels
+    ask_depth: tuple[float, ...]
 
     @property
     def mid(self) -> float:
         return (self.best_bid + self.best_ask) / 2.0
 
+    @property
+    def microprice(self) -> float:
+        """Best prices weighted by the opposite side's size (Stoikov's micro-price, level 1)."""
+        bq, aq = self.bid_depth[0], self.ask_depth[0]
+        return (self.best_bid * aq + self.best_ask * bq) / (bq + aq) if bq + aq > 0 else self.mid
+
 
 def book_top(book: OrderBook, time_us: int) -> BookTop | None:
-    bids = book.top_bids(IMBALANCE_DEPTH)
-    asks = book.top_asks(IMBALANCE_DEPTH)
+    bids = book.top_bids(DEPTH_LEVELS[-1])
+    asks = book.top_asks(DEPTH_LEVELS[-1])
     if not bids or not asks:
         return None
-    return BookTop(
-        time_us=time_us,
-        update_id=book.last_update_id,
-        best_bid=to_float(bids[0][0]),
-        best_ask=to_float(asks[0][0]),
-        bid_qty=to_float(sum(q for _, q in bids)),
-        ask_qty=to_float(sum(q for _, q in asks)),
-    )
+
+    def cumulative(levels: list[tuple[int, int]]) -> tuple[float, ...]:
+        return tuple(to_float(sum(q for _, q in levels[:n])) for n in DEPTH_LEVELS)
+
+    return BookTop(time_us, book.last_update_id, to_float(bids[0][0]), to_float(asks[0][0]),
+                   cumulative(bids), cumulative(asks))
+
+
+def order_flow_contribution(prev: BookTop, cur: BookTop) -> float:
+    """One book update's order-flow imbalance at the best level (Cont, Kukanov, Stoikov 2014)."""
+    qb, qa = cur.bid_depth[0], cur.ask_depth[0]
+    pqb, pqa = prev.bid_depth[0], prev.ask_depth[0]
+    e = 0.0
+    if cur.best_bid >= prev.best_bid:
+        e += qb
+    if cur.best_bid <= prev.best_bid:
+        e -= pqb
+    if cur.best_ask <= prev.best_ask:
+        e -= qa
+    if cur.best_ask >= prev.best_ask:
+        e += pqa
+    return e
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    top: BookTop
+    ofi: float  # order-flow contribution of the update that produced ``top``
+    log_return_sq: float  # squared log mid change from the previous top
 
 
 class BookHistory:
-    """Top-of-book summaries ordered by event time, bounded to HISTORY_US."""
+    """Book summaries ordered by event time, bounded to HISTORY_US."""
 
-    __slots__ = ("tops",)
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self.tops: deque[BookTop] = deque()
+        self.entries: deque[HistoryEntry] = deque()
 
     def add(self, top: BookTop) -> None:
-        if self.tops and top.time_us < self.tops[-1].time_us:
+        if not self.entries:
+            self.entries.append(HistoryEntry(top, 0.0, 0.0))
+            return
+        prev = self.entries[-1].top
+        if top.time_us < prev.time_us:
             # Diffs are sequenced by update id; a diff stamped earlier than its
             # predecessor is treated as happening at the predecessor's time.
-            top = BookTop(self.tops[-1].time_us, top.update_id, top.best_bid, top.best_ask, top.bid_qty, top.ask_qty)
-        self.tops.append(top)
+            top = BookTop(prev.time_us, top.update_id, top.best_bid, top.best_ask, top.bid_depth, top.ask_depth)
+        ret = math.log(top.mid / prev.mid) if prev.mid > 0 and top.mid > 0 else 0.0
+        self.entries.append(HistoryEntry(top, order_flow_contribution(prev, top), ret * ret))
+
+    def _index_at(self, time_us: int) -> int:
+        times = [e.top.time_us for e in self.entries]
+        return bisect.bisect_right(times, time_us)
 
     def at(self, time_us: int) -> BookTop | None:
         """The summary in force at ``time_us`` (last one with time <= time_us)."""
-        times = [t.time_us for t in self.tops]
-        idx = bisect.bisect_right(times, time_us)
-        return self.tops[idx - 1] if idx else None
+        idx = self._index_at(time_us)
+        return self.entries[idx - 1].top if idx else None
+
+    def between(self, start_us: int, end_us: int) -> list[HistoryEntry]:
+        """Entries with start_us < time <= end_us."""
+        return [e for e in self.entries if start_us < e.top.time_us <= end_us]
 
     def prune(self, now_us: int) -> None:
         """Keep everything needed to answer ``at(t)`` for t >= now_us - HISTORY_US."""
         horizon = now_us - HISTORY_US
-        while len(self.tops) > 1 and self.tops[1].time_us <= horizon:
-            self.tops.popleft()
+        while len(self.entries) > 1 and self.entries[1].top.time_us <= horizon:
+            self.entries.popleft()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,20 +143,35 @@ def _log_return(now: BookTop, then: BookTop | None) -> float:
     return math.log(now.mid / then.mid)
 
 
+def _imbalance(bid: float, ask: float) -> float:
+    return (bid - ask) / (bid + ask) if bid + ask > 0 else 0.0
+
+
 def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer, book_valid: bool) -> Snapshot | None:
-    """Windows and features as of ``time_us``; None before the book has a top."""
+    """Windows and features as of ``time_us``; None before the book has a top.
+
+    Every value is a function of events with event time <= ``time_us`` only.
+    """
     top = history.at(time_us)
     if top is None:
         return None
     windows = {name: trades.stats(time_us, length, top.mid) for name, length in WINDOWS_US.items()}
-    depth = top.bid_qty + top.ask_qty
     features = {
         "mid": top.mid,
         "ret_1s": _log_return(top, history.at(time_us - 1_000_000)),
         "ret_5s": _log_return(top, history.at(time_us - 5_000_000)),
-        "vol_imbalance": (top.bid_qty - top.ask_qty) / depth if depth > 0 else 0.0,
+        "vol_imbalance": _imbalance(top.bid_depth[-1], top.ask_depth[-1]),
         "spread_bp": (top.best_ask - top.best_bid) / top.mid * 1e4,
+        "microprice_minus_mid": top.microprice - top.mid,
+        "realized_vol_5s": math.sqrt(sum(e.log_return_sq for e in history.between(time_us - REALIZED_VOL_US, time_us))),
+        "trade_intensity_5s": windows["5s"].count / 5.0,
         "book_valid": 1.0 if book_valid else 0.0,
         "book_update_id": float(top.update_id),
     }
+    for i, levels in enumerate(DEPTH_LEVELS):
+        features[f"depth_imbalance_{levels}"] = _imbalance(top.bid_depth[i], top.ask_depth[i])
+    for name, horizon in OFI_HORIZONS_US.items():
+        features[f"ofi_{name}"] = sum(e.ofi for e in history.between(time_us - horizon, time_us))
+    for name, stats in windows.items():
+        features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
     return Snapshot(time_us, windows, features)

@@ -46,6 +46,10 @@ def dead_letter_stream_key() -> str:
     return "dlq:hotpath"
 
 
+def late_stream_key(symbol: str) -> str:
+    return f"late:{symbol}"
+
+
 def gap_stream_key(symbol: str) -> str:
     return f"gaps:{symbol}"
 

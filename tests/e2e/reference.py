@@ -1,4 +1,8 @@
-"""An independent reading of the raw capture for end-to-end checks (shares no code with udfs/)."""
+"""An independent reading of the raw capture for end-to-end checks (shares no code with udfs/).
+
+Books are rebuilt with Decimal from the JSON strings; every feature is recomputed
+from its textbook definition, as documented in udfs/features.py.
+"""
 from __future__ import annotations
 
 import gzip
@@ -22,35 +26,48 @@ def load_raw(path):
     return snapshot, diffs, trades
 
 
-def book_at(snapshot, diffs, time_ms):
-    """Book after every diff with event time <= time_ms (diffs already in the snapshot skipped)."""
+def book_tops(snapshot, diffs):
+    """(event time ms, best bid, best ask, bid depth at 1/5/10 levels, ask depth) after each applied diff."""
     bids = {Decimal(p): Decimal(q) for p, q in snapshot["bids"]}
     asks = {Decimal(p): Decimal(q) for p, q in snapshot["asks"]}
+    tops = []
     for d in diffs:
         if d["u"] <= snapshot["lastUpdateId"]:
             continue
-        if d["E"] > time_ms:
-            break
         for side, rows in ((bids, d["b"]), (asks, d["a"])):
             for p, q in rows:
                 if Decimal(q) == 0:
                     side.pop(Decimal(p), None)
                 else:
                     side[Decimal(p)] = Decimal(q)
-    return bids, asks
+        top_b = sorted(bids.items(), reverse=True)[:10]
+        top_a = sorted(asks.items())[:10]
+        depth = lambda levels: tuple(float(sum(q for _, q in levels[:n])) for n in (1, 5, 10))  # noqa: E731
+        tops.append((d["E"], float(top_b[0][0]), float(top_a[0][0]), depth(top_b), depth(top_a)))
+    return tops
 
 
 def features_at(snapshot, diffs, trades, time_ms):
-    bids, asks = book_at(snapshot, diffs, time_ms)
-    top_b = sorted(bids.items(), reverse=True)[:10]
-    top_a = sorted(asks.items())[:10]
-    bid, ask = float(top_b[0][0]), float(top_a[0][0])
+    tops = book_tops(snapshot, diffs)
+    index = max(i for i, t in enumerate(tops) if t[0] <= time_ms)
+    _, bid, ask, bd, ad = tops[index]
     mid = (bid + ask) / 2
-    bq, aq = float(sum(q for _, q in top_b)), float(sum(q for _, q in top_a))
 
     def mid_at(t):
-        b, a = book_at(snapshot, diffs, t)
-        return (float(max(b)) + float(min(a))) / 2
+        row = [x for x in tops if x[0] <= t][-1]
+        return (row[1] + row[2]) / 2
+
+    def in_window(seconds):
+        return [i for i, t in enumerate(tops) if time_ms - seconds * 1000 < t[0] <= time_ms and i > 0]
+
+    def ofi(i):
+        _, pb, pa, pbd, pad = tops[i - 1]
+        _, b, a, nbd, nad = tops[i]
+        return ((nbd[0] if b >= pb else 0) - (pbd[0] if b <= pb else 0)
+                - (nad[0] if a <= pa else 0) + (pad[0] if a >= pa else 0))
+
+    def mid_of(i):
+        return (tops[i][1] + tops[i][2]) / 2
 
     def window(seconds):
         sel = [t for t in trades if time_ms - seconds * 1000 < t["T"] <= time_ms]
@@ -61,12 +78,25 @@ def features_at(snapshot, diffs, trades, time_ms):
                 "vwap_minus_mid": (vwap - mid) if vwap is not None else 0.0,
                 "last_ts_us": max((t["T"] for t in sel), default=0) * 1000}
 
+    tr_1s, tr_5s = window(1), window(5)
+    imbalance = lambda b, a: (b - a) / (b + a)  # noqa: E731
     return {
         "mid": mid,
         "spread_bp": (ask - bid) / mid * 1e4,
-        "vol_imbalance": (bq - aq) / (bq + aq),
+        "vol_imbalance": imbalance(bd[2], ad[2]),
+        "depth_imbalance_1": imbalance(bd[0], ad[0]),
+        "depth_imbalance_5": imbalance(bd[1], ad[1]),
+        "depth_imbalance_10": imbalance(bd[2], ad[2]),
+        "microprice_minus_mid": (bid * ad[0] + ask * bd[0]) / (bd[0] + ad[0]) - mid,
         "ret_1s": math.log(mid / mid_at(time_ms - 1000)),
         "ret_5s": math.log(mid / mid_at(time_ms - 5000)),
-        "tr_1s": window(1),
-        "tr_5s": window(5),
+        "ofi_1s": sum(ofi(i) for i in in_window(1)),
+        "ofi_2s": sum(ofi(i) for i in in_window(2)),
+        "ofi_5s": sum(ofi(i) for i in in_window(5)),
+        "realized_vol_5s": math.sqrt(sum(math.log(mid_of(i) / mid_of(i - 1)) ** 2 for i in in_window(5))),
+        "trade_intensity_5s": tr_5s["count"] / 5,
+        "signed_flow_1s": tr_1s["signed_vol"] / tr_1s["vol"] if tr_1s["vol"] else 0.0,
+        "signed_flow_5s": tr_5s["signed_vol"] / tr_5s["vol"] if tr_5s["vol"] else 0.0,
+        "tr_1s": tr_1s,
+        "tr_5s": tr_5s,
     }

@@ -83,8 +83,10 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         chosen_ms = (diffs[0]["E"] // 1000 + 120) * 1000  # two minutes into the data, on a whole second
         entry = by_ts[chosen_ms * 1000]
         expected = features_at(snapshot, diffs, trades, chosen_ms)
-        for name in ("mid", "spread_bp", "vol_imbalance", "ret_1s", "ret_5s"):
-            assert math.isclose(float(entry[name]), expected[name], rel_tol=1e-9, abs_tol=1e-12), name
+        for name, value in expected.items():
+            if not name.startswith("tr_"):
+                assert math.isclose(float(entry[name]), value, rel_tol=1e-9, abs_tol=1e-12), name
+        assert float(entry["ofi_5s"]) != 0.0 and float(entry["realized_vol_5s"]) > 0.0
         for window in ("1s", "5s"):
             ref = expected[f"tr_{window}"]
             assert int(entry[f"tr_{window}_count"]) == ref["count"]
@@ -92,6 +94,9 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
             for name in ("vol", "signed_vol", "vwap_minus_mid"):
                 assert math.isclose(float(entry[f"tr_{window}_{name}"]), ref[name], rel_tol=1e-9, abs_tol=1e-9), (window, name)
         assert int(entry["tr_1s_count"]) > 0, "chosen second should hold trades for a meaningful check"
+        # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
+        stamps_us = sorted(by_ts)
+        assert all(b - a == 500_000 for a, b in zip(stamps_us, stamps_us[1:]))
         # the live hashes carry the seed's field names and TTLs
         assert set(decode(redis_client.hgetall("tr:BTCUSDT:1s"))) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
         assert 0 < redis_client.ttl("tr:BTCUSDT:5s") <= 300

@@ -10,12 +10,13 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
     for c in spot_events[:3000]:
         if isinstance(c.event, DepthSnapshotEvent):
             continue
-        writes, gap = st.on_event(c.event)
-        assert gap is None
-        ob_writes += len(writes)
+        result = st.on_event(c.event)
+        assert result.gap is None
+        ob_writes += len(result.writes)
     # the book appears only once a snapshot arrives in band
     assert st.sync.book is None and ob_writes == 0
-    writes, _ = st.on_event(snapshot)
+    writes = st.on_event(snapshot, receipt_time_us=77).writes
+    assert writes[0].receipt_time_us == 77
     assert [w.key for w in writes] == ["ob:BTCUSDT"]
     assert writes[0].fields["last_update_id"] == str(st.sync.book.last_update_id)
     last_time = 0
@@ -41,7 +42,18 @@ def test_gap_marks_features_invalid(spot_events):
     st.on_event(snapshot)
     diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id]
     st.on_event(diffs[0])
-    _, gap = st.on_event(diffs[2])
+    gap = st.on_event(diffs[2]).gap
     assert gap is not None and gap.expected_update_id == diffs[0].last_update_id + 1
     feat = {w.key: w for w in st.on_boundary(diffs[2].event_time_us, 0)}["feat:BTCUSDT"].fields
     assert feat["book_valid"] == "0.0"
+
+
+def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_events):
+    st = SymbolState("BTCUSDT")
+    st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
+    trade = next(c.event for c in spot_events if isinstance(c.event, TradesEvent))
+    st.on_boundary(trade.transact_time_us, 0)
+    assert st.on_event(trade).late is True
+    assert len(st.trades.points) == 0
+    later = TradesEvent(trade.symbol, trade.event_time_us + 1, trade.transact_time_us + 1, trade.trades)
+    assert st.on_event(later).late is False and len(st.trades.points) == 1

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from udfs.events import DepthSnapshotEvent, TradeEntry, TradesEvent
-from udfs.features import BookHistory, BookTop, book_top, compute_snapshot
+from udfs.features import FEATURE_NAMES, BookHistory, BookTop, book_top, compute_snapshot, order_flow_contribution
 from udfs.order_book import OrderBook
 from udfs.trade_window import TradeBuffer, trade_points
 
@@ -18,8 +18,8 @@ def trade(time_us, price, qty, buyer_is_maker, trade_id=1):
 
 def scenario():
     history = BookHistory()
-    history.add(BookTop(0, 1, best_bid=100.0, best_ask=102.0, bid_qty=3.0, ask_qty=1.0))
-    history.add(BookTop(1 * S, 2, best_bid=102.0, best_ask=104.0, bid_qty=1.0, ask_qty=4.0))
+    history.add(BookTop(0, 1, best_bid=100.0, best_ask=102.0, bid_depth=(3.0, 3.0, 3.0), ask_depth=(1.0, 1.0, 1.0)))
+    history.add(BookTop(1 * S, 2, best_bid=102.0, best_ask=104.0, bid_depth=(1.0, 2.5, 4.0), ask_depth=(2.0, 3.0, 6.0)))
     trades = TradeBuffer()
     for ev in (
         trade(S // 2, 999, 9, False),  # exactly at the 1 s window's open end: excluded from 1 s
@@ -58,10 +58,36 @@ def test_features_by_hand():
     assert f["mid"] == 103.0
     assert f["ret_1s"] == pytest.approx(math.log(103 / 101), abs=1e-15)  # mid at 0.5 s is the t=0 book
     assert f["ret_5s"] == 0.0  # no book 5 s back yet
-    assert f["vol_imbalance"] == pytest.approx((1 - 4) / 5)
+    assert f["vol_imbalance"] == pytest.approx((4 - 6) / 10)
     assert f["spread_bp"] == pytest.approx(2 / 103 * 1e4)
     assert f["book_valid"] == 0.0
     assert f["book_update_id"] == 2
+
+
+def test_order_flow_features_by_hand():
+    history, trades = scenario()
+    f = compute_snapshot(15 * S // 10, history, trades, book_valid=True).features
+    assert f["depth_imbalance_1"] == pytest.approx((1 - 2) / 3)
+    assert f["depth_imbalance_5"] == pytest.approx((2.5 - 3) / 5.5)
+    assert f["depth_imbalance_10"] == f["vol_imbalance"]
+    assert f["microprice_minus_mid"] == pytest.approx((102 * 2 + 104 * 1) / 3 - 103)
+    # bid up: +new bid size 1; ask up: +old ask size 1  => e = 2 for the update at t=1 s
+    assert (f["ofi_1s"], f["ofi_2s"], f["ofi_5s"]) == (2.0, 2.0, 2.0)
+    assert f["realized_vol_5s"] == pytest.approx(abs(math.log(103 / 101)))
+    assert f["trade_intensity_5s"] == pytest.approx(4 / 5)
+    assert f["signed_flow_1s"] == pytest.approx(0 / 6, abs=1e-12)
+    assert f["signed_flow_5s"] == pytest.approx(9 / 15)
+    assert set(FEATURE_NAMES) <= set(f)
+
+
+def test_ofi_signs_for_falling_book():
+    prev = BookTop(0, 1, 100.0, 101.0, (2.0,) * 3, (3.0,) * 3)
+    down = BookTop(1, 2, 99.0, 100.0, (5.0,) * 3, (7.0,) * 3)
+    # bid fell: -old bid size 2; ask fell: -new ask size 7
+    assert order_flow_contribution(prev, down) == -9.0
+    same = BookTop(2, 3, 100.0, 101.0, (4.0,) * 3, (1.0,) * 3)
+    # unchanged prices: bid size change (+4-2) minus ask size change (1-3)
+    assert order_flow_contribution(prev, same) == (4 - 2) - (1 - 3)
 
 
 def test_empty_window_reports_zeros():
@@ -87,14 +113,15 @@ def test_out_of_order_trade_is_inserted_in_time_order():
 def test_history_prune_keeps_the_entry_in_force_at_the_horizon():
     history = BookHistory()
     for i in range(20):
-        history.add(BookTop(i * S, i, 1.0, 2.0, 1.0, 1.0))
+        history.add(BookTop(i * S, i, 1.0, 2.0, (1.0,) * 3, (1.0,) * 3))
     history.prune(19 * S)
     assert history.at(13 * S).update_id == 13
-    assert history.tops[0].time_us == 13 * S
+    assert history.entries[0].top.time_us == 13 * S
 
 
 def test_book_top_sums_ten_levels():
     bids = tuple((100 * E8 - i * E8, E8) for i in range(12))
     asks = tuple((101 * E8 + i * E8, 2 * E8) for i in range(3))
     top = book_top(OrderBook.from_snapshot(DepthSnapshotEvent("X", 0, 9, bids, asks)), 5)
-    assert (top.best_bid, top.best_ask, top.bid_qty, top.ask_qty, top.update_id) == (100.0, 101.0, 10.0, 6.0, 9)
+    assert (top.best_bid, top.best_ask, top.update_id) == (100.0, 101.0, 9)
+    assert top.bid_depth == (1.0, 5.0, 10.0) and top.ask_depth == (2.0, 6.0, 6.0)
