@@ -87,13 +87,20 @@ class SymbolState:
         assert book is not None
         top = book_top(book, time_us)
         if top is not None:
-            self.history.add(top)
+            self.history.add(top, valid=self.sync.valid)
         return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us), receipt_time_us=receipt_time_us)]
 
     def on_boundary(self, time_us: int, wall_us: int) -> list[RedisWrite]:
-        """Cut trade windows and features at event time ``time_us``."""
-        self.last_boundary_us = max(self.last_boundary_us, time_us)
-        snap = compute_snapshot(time_us, self.history, self.trades, self.sync.valid)
+        """Cut trade windows and features at event time ``time_us``.
+
+        Idempotent per boundary: PyFlink hands timer registrations to the JVM
+        asynchronously, so a registration can arrive after its boundary already
+        fired and fire it a second time; a boundary not after the last one is a no-op.
+        """
+        if time_us <= self.last_boundary_us:
+            return []
+        self.last_boundary_us = time_us
+        snap = compute_snapshot(time_us, self.history, self.trades)
         self.trades.prune_before(time_us - LONGEST_WINDOW_US)
         self.history.prune(time_us)
         if snap is None:

@@ -86,6 +86,7 @@ class HistoryEntry:
     top: BookTop
     ofi: float  # order-flow contribution of the update that produced ``top``
     log_return_sq: float  # squared log mid change from the previous top
+    valid: bool  # the book was in sequence (no unrecovered gap) at this update
 
 
 class BookHistory:
@@ -96,9 +97,9 @@ class BookHistory:
     def __init__(self) -> None:
         self.entries: deque[HistoryEntry] = deque()
 
-    def add(self, top: BookTop) -> None:
+    def add(self, top: BookTop, valid: bool = True) -> None:
         if not self.entries:
-            self.entries.append(HistoryEntry(top, 0.0, 0.0))
+            self.entries.append(HistoryEntry(top, 0.0, 0.0, valid))
             return
         prev = self.entries[-1].top
         if top.time_us < prev.time_us:
@@ -106,16 +107,20 @@ class BookHistory:
             # predecessor is treated as happening at the predecessor's time.
             top = BookTop(prev.time_us, top.update_id, top.best_bid, top.best_ask, top.bid_depth, top.ask_depth)
         ret = math.log(top.mid / prev.mid) if prev.mid > 0 and top.mid > 0 else 0.0
-        self.entries.append(HistoryEntry(top, order_flow_contribution(prev, top), ret * ret))
+        self.entries.append(HistoryEntry(top, order_flow_contribution(prev, top), ret * ret, valid))
 
     def _index_at(self, time_us: int) -> int:
         times = [e.top.time_us for e in self.entries]
         return bisect.bisect_right(times, time_us)
 
-    def at(self, time_us: int) -> BookTop | None:
-        """The summary in force at ``time_us`` (last one with time <= time_us)."""
+    def entry_at(self, time_us: int) -> HistoryEntry | None:
+        """The entry in force at ``time_us`` (last one with time <= time_us)."""
         idx = self._index_at(time_us)
-        return self.entries[idx - 1].top if idx else None
+        return self.entries[idx - 1] if idx else None
+
+    def at(self, time_us: int) -> BookTop | None:
+        entry = self.entry_at(time_us)
+        return entry.top if entry else None
 
     def between(self, start_us: int, end_us: int) -> list[HistoryEntry]:
         """Entries with start_us < time <= end_us."""
@@ -147,14 +152,16 @@ def _imbalance(bid: float, ask: float) -> float:
     return (bid - ask) / (bid + ask) if bid + ask > 0 else 0.0
 
 
-def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer, book_valid: bool) -> Snapshot | None:
+def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
 
-    Every value is a function of events with event time <= ``time_us`` only.
+    Every value, the book-validity flag included, is a function of events with
+    event time <= ``time_us`` only, so it does not depend on watermark lag.
     """
-    top = history.at(time_us)
-    if top is None:
+    entry = history.entry_at(time_us)
+    if entry is None:
         return None
+    top = entry.top
     windows = {name: trades.stats(time_us, length, top.mid) for name, length in WINDOWS_US.items()}
     features = {
         "mid": top.mid,
@@ -165,7 +172,7 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer, bo
         "microprice_minus_mid": top.microprice - top.mid,
         "realized_vol_5s": math.sqrt(sum(e.log_return_sq for e in history.between(time_us - REALIZED_VOL_US, time_us))),
         "trade_intensity_5s": windows["5s"].count / 5.0,
-        "book_valid": 1.0 if book_valid else 0.0,
+        "book_valid": 1.0 if entry.valid else 0.0,
         "book_update_id": float(top.update_id),
     }
     for i, levels in enumerate(DEPTH_LEVELS):

@@ -11,8 +11,10 @@ class FaultPlan:
     drop_diffs: int = 0  # drop the next N depth diff frames
     duplicate_next: int = 0  # send the next N frames twice
     reorder_next: int = 0  # swap the next N pairs of consecutive frames
-    corrupt_next: int = 0  # flip bytes in the next N frames
+    corrupt_next: int = 0  # damage the next N frames (of ``corrupt_stream`` if set)
+    corrupt_stream: str = ""  # e.g. "btcusdt@bestBidAsk"; empty = any stream
     disconnect_next: bool = False  # close every client connection once
+    mute_trades_ms: int = 0  # suppress trade frames for the next N ms of data time
 
     def update(self, **changes: int | bool) -> None:
         for name, value in changes.items():

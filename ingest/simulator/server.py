@@ -55,6 +55,9 @@ class ReplayServer:
         if not start_on_first_client:
             self.started.set()
         self._held: tuple[str, bytes] | None = None  # frame held back by a reorder fault
+        self.dropped_diffs: list[tuple[int, int]] = []  # (U, u) of diffs dropped by the fault switch
+        self.muted_trades: list[int] = []  # event times of trade frames suppressed
+        self._mute_until_us = 0
 
     # ----------------------------------------------------------------- replay
     async def run_replay(self) -> None:
@@ -73,7 +76,7 @@ class ReplayServer:
             out = self.exchange.process(captured)
             self.position = index + 1
             if out is not None:
-                await self._publish(*out)
+                await self._publish(*out, captured.event)
             REPLAY_PROGRESS.set(self.position / len(self.events))
         if self._held:
             await self._deliver(*self._held)
@@ -81,18 +84,26 @@ class ReplayServer:
         self.finished = True
         log.info("replay finished: %d events", len(self.events))
 
-    async def _publish(self, stream: str, frame: bytes) -> None:
+    async def _publish(self, stream: str, frame: bytes, event=None) -> None:
         f = self.faults
         if stream.endswith("@depth") and f.drop_diffs > 0:
             f.drop_diffs -= 1
             FAULTS_APPLIED.labels("drop_diff").inc()
+            self.dropped_diffs.append((event.first_update_id, event.last_update_id))
+            return
+        if f.mute_trades_ms > 0 and event is not None:
+            self._mute_until_us = event.event_time_us + f.mute_trades_ms * 1000
+            f.mute_trades_ms = 0
+        if stream.endswith("@trade") and event is not None and event.event_time_us <= self._mute_until_us:
+            FAULTS_APPLIED.labels("mute_trade").inc()
+            self.muted_trades.append(event.event_time_us)
             return
         if f.disconnect_next:
             f.disconnect_next = False
             FAULTS_APPLIED.labels("disconnect").inc()
             for sub in list(self.subscribers):
                 sub.closed.set()
-        if f.corrupt_next > 0:
+        if f.corrupt_next > 0 and f.corrupt_stream in ("", stream):
             f.corrupt_next -= 1
             FAULTS_APPLIED.labels("corrupt").inc()
             frame = corrupt(frame)
@@ -202,7 +213,8 @@ class ReplayServer:
             "position": self.position, "total": len(self.events), "finished": self.finished,
             "started": self.started.is_set(), "last_update_id": self.exchange.book.last_update_id,
             "last_event_time_us": self.exchange.last_event_time_us, "clients": len(self.subscribers),
-            "faults": asdict(self.faults),
+            "faults": asdict(self.faults), "dropped_diffs": self.dropped_diffs,
+            "muted_trades": [min(self.muted_trades, default=0), max(self.muted_trades, default=0), len(self.muted_trades)],
         })
 
     async def book_at(self, request: web.Request) -> web.Response:

@@ -57,3 +57,15 @@ def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_events)
     assert len(st.trades.points) == 0
     later = TradesEvent(trade.symbol, trade.event_time_us + 1, trade.transact_time_us + 1, trade.trades)
     assert st.on_event(later).late is False and len(st.trades.points) == 1
+
+
+def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
+    st = SymbolState("BTCUSDT")
+    st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
+    diff = next(c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id)
+    st.on_event(diff)
+    boundary = (diff.event_time_us // 500_000 + 1) * 500_000
+    assert len(st.on_boundary(boundary, 0)) == 4
+    assert st.on_boundary(boundary, 0) == []
+    assert st.on_boundary(boundary - 500_000, 0) == []
+    assert len(st.on_boundary(boundary + 500_000, 0)) == 4

@@ -35,7 +35,7 @@ def scenario():
 
 def test_one_second_window_by_hand():
     history, trades = scenario()
-    snap = compute_snapshot(15 * S // 10, history, trades, book_valid=True)
+    snap = compute_snapshot(15 * S // 10, history, trades)
     w = snap.windows["1s"]
     assert w.count == 3
     assert w.vol == pytest.approx(6.0, abs=1e-12)
@@ -46,7 +46,7 @@ def test_one_second_window_by_hand():
 
 def test_five_second_window_includes_older_trade():
     history, trades = scenario()
-    w = compute_snapshot(15 * S // 10, history, trades, book_valid=True).windows["5s"]
+    w = compute_snapshot(15 * S // 10, history, trades).windows["5s"]
     assert w.count == 4
     assert w.vol == pytest.approx(15.0)
     assert w.signed_vol == pytest.approx(9 + 1 - 3 + 2)
@@ -54,19 +54,21 @@ def test_five_second_window_includes_older_trade():
 
 def test_features_by_hand():
     history, trades = scenario()
-    f = compute_snapshot(15 * S // 10, history, trades, book_valid=False).features
+    history.add(BookTop(14 * S // 10, 3, 102.0, 104.0, (1.0, 2.5, 4.0), (2.0, 3.0, 6.0)), valid=False)
+    f = compute_snapshot(15 * S // 10, history, trades).features
     assert f["mid"] == 103.0
     assert f["ret_1s"] == pytest.approx(math.log(103 / 101), abs=1e-15)  # mid at 0.5 s is the t=0 book
     assert f["ret_5s"] == 0.0  # no book 5 s back yet
     assert f["vol_imbalance"] == pytest.approx((4 - 6) / 10)
     assert f["spread_bp"] == pytest.approx(2 / 103 * 1e4)
-    assert f["book_valid"] == 0.0
-    assert f["book_update_id"] == 2
+    assert f["book_valid"] == 0.0  # the book in force at 1.5 s is the one after the gap at 1.4 s
+    assert f["book_update_id"] == 3
+    assert compute_snapshot(13 * S // 10, history, trades).features["book_valid"] == 1.0
 
 
 def test_order_flow_features_by_hand():
     history, trades = scenario()
-    f = compute_snapshot(15 * S // 10, history, trades, book_valid=True).features
+    f = compute_snapshot(15 * S // 10, history, trades).features
     assert f["depth_imbalance_1"] == pytest.approx((1 - 2) / 3)
     assert f["depth_imbalance_5"] == pytest.approx((2.5 - 3) / 5.5)
     assert f["depth_imbalance_10"] == f["vol_imbalance"]
@@ -92,13 +94,13 @@ def test_ofi_signs_for_falling_book():
 
 def test_empty_window_reports_zeros():
     history, _ = scenario()
-    w = compute_snapshot(S, history, TradeBuffer(), book_valid=True).windows["1s"]
+    w = compute_snapshot(S, history, TradeBuffer()).windows["1s"]
     assert (w.count, w.vol, w.signed_vol, w.vwap_minus_mid, w.last_ts_us) == (0, 0.0, 0.0, 0.0, 0)
 
 
 def test_no_snapshot_before_first_book():
     history, trades = scenario()
-    assert compute_snapshot(-1, history, trades, True) is None
+    assert compute_snapshot(-1, history, trades) is None
 
 
 def test_out_of_order_trade_is_inserted_in_time_order():
