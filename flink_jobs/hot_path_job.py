@@ -221,6 +221,7 @@ def job_configuration(settings: Settings) -> Configuration:
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("pipeline.auto-watermark-interval", "100ms")
+    conf.set_string("execution.buffer-timeout.interval", f"{cfg.buffer_timeout_ms}ms")
     conf.set_string("restart-strategy.type", "fixed-delay")
     conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
     conf.set_string("restart-strategy.fixed-delay.delay", f"{cfg.restart_delay_ms}ms")
@@ -230,6 +231,7 @@ def job_configuration(settings: Settings) -> Configuration:
 def configure(env: StreamExecutionEnvironment, settings: Settings, local_jar: bool = True) -> None:
     cfg = settings.flink
     env.set_parallelism(cfg.parallelism)
+    env.set_buffer_timeout(cfg.buffer_timeout_ms)
     env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     checkpoints = env.get_checkpoint_config()
     checkpoints.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION)

@@ -131,11 +131,40 @@ class Pipeline:
                       rs.dead_letter_stream_key())
         client.close()
 
-    def start(self) -> None:
+    def wait_for_job(self, timeout_s: float = 180) -> None:
+        """Block until the job consumes the stream: a probe record must come back as a dead letter."""
+        import boto3
+        import redis
+
+        from common.config import aws_client_kwargs, load_settings
+        from udfs import redis_schema as rs
+
+        settings = load_settings(environ=self.env())
+        kinesis = boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
+        probe = f"probe-{self.run_id}"
+        kinesis.put_record(StreamName=self.stream, Data=probe.encode(), PartitionKey=settings.exchange.symbol)
+        client = redis.Redis.from_url(settings.redis.url)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                for entry_id, fields in client.xrange(rs.dead_letter_stream_key()):
+                    if fields.get(b"record") == probe.encode():
+                        client.xdel(rs.dead_letter_stream_key(), entry_id)
+                        return
+                time.sleep(0.2)
+        finally:
+            client.close()
+        raise RuntimeError(f"Flink job did not consume the stream within {timeout_s}s; see {self.log_path('flink-job')}")
+
+    def start(self, wait_for_job: bool = False) -> None:
+        """Start every process; with ``wait_for_job`` the replay begins only once the job is consuming."""
         py = sys.executable
         self.reset_hot_state()
         self.create_stream()
         self.start_job()
+        if wait_for_job:
+            self.wait_for_job()
         inf = self._spawn("inference", [py, "-m", "inference.service"])
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
         sim = self._spawn("simulator", [py, "-m", "ingest.simulator.server", "--capture", str(self.capture),
