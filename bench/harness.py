@@ -67,7 +67,7 @@ class StackGuard:
 
 
 class FreshnessSampler(threading.Thread):
-    def __init__(self, symbol: str = "BTCUSDT", poll_s: float = 0.002) -> None:
+    def __init__(self, symbol: str = "BTCUSDT", poll_s: float = 0.005) -> None:
         super().__init__(daemon=True)
         self.client = redis.Redis.from_url(load_settings(environ={}).redis.url)
         self.key = f"ob:{symbol}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -92,7 +92,8 @@ class FlinkJobConfig(_Section):
     getrecords_interval_ms: int = Field(50, gt=0)
     bundle_size: int = Field(200, gt=0)
     bundle_time_ms: int = Field(10, gt=0)
-    buffer_timeout_ms: int = Field(5, ge=0)  # network buffer flush; Flink's default 100 ms dominates freshness
+    buffer_timeout_ms: int = Field(5, ge=0)
+    execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded  # network buffer flush; Flink's default 100 ms dominates freshness
 
 
 class InferenceConfig(_Section):

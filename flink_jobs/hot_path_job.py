@@ -38,6 +38,7 @@ from common.config import Settings, load_settings
 from flink_jobs import redis_writer
 from flink_jobs.hot_path_state import RedisWrite, SymbolState, dead_letter_write, gap_write, late_write
 from udfs import envelope, sbe
+from udfs.events import BestBidAskEvent
 
 log = logging.getLogger("hot_path_job")
 
@@ -84,6 +85,8 @@ class DecodeRecord(ProcessFunction):
             yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", value, now_us)
             return
         self.decoded[type(event).__name__].inc()
+        if isinstance(event, BestBidAskEvent):
+            return  # counted; features use the depth book, and these are ~2/3 of all events
         yield Decoded(event, env.receipt_time_us, int(env.source))
 
 
@@ -115,10 +118,12 @@ class HotPathFunction(KeyedProcessFunction):
     def process_element(self, value: Decoded, ctx: KeyedProcessFunction.Context):
         st = self._load(value.event.symbol)
         result = st.on_event(value.event, value.receipt_time_us)
-        ts_ms = value.event.event_time_us // 1000
-        if ts_ms:
-            interval = self.emit_interval_ms
-            ctx.timer_service().register_event_time_timer((ts_ms // interval + 1) * interval)
+        changed = result.changed
+        if value.event.event_time_us:
+            boundary_us = st.timer_to_register(value.event.event_time_us, self.emit_interval_ms * 1000)
+            if boundary_us is not None:
+                ctx.timer_service().register_event_time_timer(boundary_us // 1000)
+                changed = True
         if result.gap is not None:
             self.gaps.inc()
             yield GAP_TAG, gap_write(result.gap, value.receipt_time_us)
@@ -129,7 +134,8 @@ class HotPathFunction(KeyedProcessFunction):
         if book is not None:
             self.last_update_id = book.last_update_id
             self.book_levels = len(book.bids) + len(book.asks)
-        self.state.update(st)
+        if changed:
+            self.state.update(st)
         if result.writes:
             yield result.writes
 
@@ -138,7 +144,9 @@ class HotPathFunction(KeyedProcessFunction):
         now_us = time.time_ns() // 1000
         writes = st.on_boundary(timestamp * 1000, now_us)
         self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
-        ctx.timer_service().register_event_time_timer(timestamp + self.emit_interval_ms)
+        following = st.timer_to_register(timestamp * 1000, self.emit_interval_ms * 1000)
+        if following is not None:  # keep cutting boundaries through a quiet stretch
+            ctx.timer_service().register_event_time_timer(following // 1000)
         self.state.update(st)
         if writes:
             yield writes
@@ -221,6 +229,7 @@ def job_configuration(settings: Settings) -> Configuration:
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("pipeline.auto-watermark-interval", "100ms")
+    conf.set_string("python.execution-mode", cfg.execution_mode)
     conf.set_string("execution.buffer-timeout.interval", f"{cfg.buffer_timeout_ms}ms")
     conf.set_string("restart-strategy.type", "fixed-delay")
     conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))

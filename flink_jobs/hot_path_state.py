@@ -41,6 +41,7 @@ class EventResult:
     writes: list[RedisWrite]
     gap: Gap | None = None
     late: bool = False  # a trade older than the last cut boundary: windows already closed
+    changed: bool = True  # False: state untouched, nothing to persist
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class SymbolState:
     history: BookHistory = field(default_factory=BookHistory)
     last_diff_time_us: int = 0
     last_boundary_us: int = 0
+    next_timer_us: int = 0  # latest boundary a timer is registered for
     diffs_applied: int = 0
     stale_diffs: int = 0
 
@@ -72,15 +74,23 @@ class SymbolState:
         if isinstance(event, DepthSnapshotEvent):
             if self.sync.on_snapshot(event):
                 return EventResult(self._book_changed(max(self.last_diff_time_us, event.event_time_us), receipt_time_us))
-            return EventResult([])
+            return EventResult([], changed=False)
         if isinstance(event, TradesEvent):
             if event.transact_time_us <= self.last_boundary_us:
-                return EventResult([], late=True)
+                return EventResult([], late=True, changed=False)
             for point in trade_points(event):
                 self.trades.add(point)
             return EventResult([])
         # BestBidAskEvent: bookUpdateId jumps are normal (stale ones are dropped), never a gap signal
-        return EventResult([])
+        return EventResult([], changed=False)
+
+    def timer_to_register(self, event_time_us: int, interval_us: int) -> int | None:
+        """The boundary after ``event_time_us`` if no timer covers it yet (registrations cost a JVM round trip)."""
+        boundary = (event_time_us // interval_us + 1) * interval_us
+        if boundary <= self.next_timer_us:
+            return None
+        self.next_timer_us = boundary
+        return boundary
 
     def _book_changed(self, time_us: int, receipt_time_us: int | None) -> list[RedisWrite]:
         book = self.sync.book

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedDict
 
+from udfs import sbe
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, Level
 
 
@@ -92,18 +93,20 @@ class BookSynchronizer:
 
     Recent diffs are kept in a bounded ring so that a snapshot arriving after the
     diffs that follow it (the normal case for a REST snapshot injected into the
-    stream) can still be brought forward without a race.
+    stream) can still be brought forward without a race. The ring holds the diffs
+    SBE-encoded: this object is pickled into Flink state after every bundle, and
+    600 byte strings pickle ~50x faster than 600 nested dataclasses.
     """
 
     symbol: str
-    recent_capacity: int = 600
+    recent_capacity: int = 200  # ~20 s of 100 ms diffs: covers a snapshot fetch after a gap
     book: OrderBook | None = None
     valid: bool = False
     recent: deque = field(default_factory=deque)
     gaps_total: int = 0
 
     def on_diff(self, diff: DepthDiffEvent) -> tuple[DiffOutcome, Gap | None]:
-        self.recent.append(diff)
+        self.recent.append(sbe.encode(diff))
         while len(self.recent) > self.recent_capacity:
             self.recent.popleft()
         if self.book is None:
@@ -127,7 +130,9 @@ class BookSynchronizer:
         only replaces the current one when the chain from the snapshot is unbroken.
         """
         candidate = OrderBook.from_snapshot(snapshot)
-        for diff in self.recent:
+        for frame in self.recent:
+            diff = sbe.decode(frame)
+            assert isinstance(diff, DepthDiffEvent), diff  # frames we encoded ourselves
             if diff.last_update_id <= candidate.last_update_id:
                 continue
             if diff.first_update_id > candidate.last_update_id + 1:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -87,6 +88,17 @@ def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, 
         assert int(restarts[0]["value"]) >= 1
         assert redis_client.xlen("gaps:BTCUSDT") == 0
         assert recovered_after is not None
+        # the job's custom metrics reach Prometheus through Flink's reporter (ports 9250-9260)
+        exported = ""
+        for port in range(9250, 9261):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                    exported += resp.read().decode()
+            except OSError:
+                continue
+        # (PyFlink registers a counter with the JVM on its first increment, so zero counters are absent)
+        for metric in ("eventsIn", "lastBookUpdateId", "bookLevels", "redisWriteLatencyUs"):
+            assert metric in exported, metric
         print(f"TaskManager kill: Redis writes resumed {recovered_after:.1f}s after the kill")
     finally:
         pipeline.stop()

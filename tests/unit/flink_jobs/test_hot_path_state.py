@@ -7,7 +7,7 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
     st = SymbolState("BTCUSDT")
     snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
     ob_writes = 0
-    for c in spot_events[:3000]:
+    for c in spot_events[:1000]:
         if isinstance(c.event, DepthSnapshotEvent):
             continue
         result = st.on_event(c.event)
@@ -20,7 +20,7 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
     assert [w.key for w in writes] == ["ob:BTCUSDT"]
     assert writes[0].fields["last_update_id"] == str(st.sync.book.last_update_id)
     last_time = 0
-    for c in spot_events[3000:6000]:
+    for c in spot_events[1000:6000]:
         if not isinstance(c.event, DepthSnapshotEvent):
             st.on_event(c.event)
             if isinstance(c.event, (DepthDiffEvent, TradesEvent)):
