@@ -72,6 +72,7 @@ class ExchangeConfig(_Section):
 class IngestorConfig(_Section):
     batch_max_records: int = Field(500, gt=0, le=500)
     batch_linger_ms: int = Field(10, ge=0)
+    max_frames_per_record: int = Field(200, gt=0, le=65535)  # aggregation, as the Kinesis Producer Library does
     max_put_attempts: int = Field(8, gt=0)
     reconnect_max_backoff_s: float = Field(30.0, gt=0)
     rotate_after_s: float = Field(23.5 * 3600, gt=0)  # Binance closes connections at 24 h

@@ -36,7 +36,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import Settings, load_settings
 from flink_jobs import redis_writer
-from flink_jobs.hot_path_state import RedisWrite, SymbolState, dead_letter_write, gap_write, late_write
+from flink_jobs.hot_path_state import RedisWrite, coalesce, SymbolState, dead_letter_write, gap_write, late_write
 from udfs import envelope, sbe
 from udfs.events import BestBidAskEvent
 
@@ -51,19 +51,23 @@ LATE_TAG = OutputTag("late-events", Types.PICKLED_BYTE_ARRAY())
 NO_EVENT_TIME = 0  # REST snapshots carry no exchange time
 
 
-class Decoded:
-    """A decoded record in flight between operators (pickled)."""
+class DecodedBatch:
+    """The decoded frames of one Kinesis record, all of one symbol, in stream order (pickled)."""
 
-    __slots__ = ("event", "receipt_time_us", "source")
+    __slots__ = ("symbol", "events", "receipts")
 
-    def __init__(self, event, receipt_time_us: int, source: int) -> None:
-        self.event = event
-        self.receipt_time_us = receipt_time_us
-        self.source = source
+    def __init__(self, symbol: str, events: list, receipts: list[int]) -> None:
+        self.symbol = symbol
+        self.events = events
+        self.receipts = receipts
+
+    @property
+    def event_time_ms(self) -> int:
+        return max((e.event_time_us for e in self.events), default=0) // 1000
 
 
 class DecodeRecord(ProcessFunction):
-    """Kinesis text record -> Decoded; anything malformed goes to the dead-letter output."""
+    """Kinesis text record -> DecodedBatch per symbol; anything malformed goes to the dead-letter output."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
@@ -74,25 +78,31 @@ class DecodeRecord(ProcessFunction):
     def process_element(self, value: str, ctx: ProcessFunction.Context):
         now_us = time.time_ns() // 1000
         try:
-            env = envelope.from_text(value)
+            frames = envelope.from_text(value)
         except envelope.EnvelopeError as exc:
             self.dead_letters.inc()
             yield DEAD_LETTER_TAG, dead_letter_write(f"envelope: {exc}", value, now_us)
             return
-        event = sbe.decode(env.frame)
-        if isinstance(event, sbe.DecodeError):
-            self.dead_letters.inc()
-            yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", value, now_us)
-            return
-        self.decoded[type(event).__name__].inc()
-        if isinstance(event, BestBidAskEvent):
-            return  # counted; features use the depth book, and these are ~2/3 of all events
-        yield Decoded(event, env.receipt_time_us, int(env.source))
+        batches: dict[str, DecodedBatch] = {}
+        for env in frames:
+            event = sbe.decode(env.frame)
+            if isinstance(event, sbe.DecodeError):
+                self.dead_letters.inc()
+                yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us)
+                continue
+            self.decoded[type(event).__name__].inc()
+            if isinstance(event, BestBidAskEvent):
+                continue  # counted; features use the depth book, and these are ~2/3 of all events
+            batch = batches.setdefault(event.symbol, DecodedBatch(event.symbol, [], []))
+            batch.events.append(event)
+            batch.receipts.append(env.receipt_time_us)
+        for batch in batches.values():
+            yield batch
 
 
 class EventTimeAssigner(TimestampAssigner):
-    def extract_timestamp(self, value: Decoded, record_timestamp: int) -> int:
-        return value.event.event_time_us // 1000 if value.event.event_time_us else NO_EVENT_TIME
+    def extract_timestamp(self, value: DecodedBatch, record_timestamp: int) -> int:
+        return value.event_time_ms or NO_EVENT_TIME
 
 
 class HotPathFunction(KeyedProcessFunction):
@@ -115,29 +125,34 @@ class HotPathFunction(KeyedProcessFunction):
         current = self.state.value()
         return current if current is not None else SymbolState(symbol)
 
-    def process_element(self, value: Decoded, ctx: KeyedProcessFunction.Context):
-        st = self._load(value.event.symbol)
-        result = st.on_event(value.event, value.receipt_time_us)
-        changed = result.changed
-        if value.event.event_time_us:
-            boundary_us = st.timer_to_register(value.event.event_time_us, self.emit_interval_ms * 1000)
-            if boundary_us is not None:
-                ctx.timer_service().register_event_time_timer(boundary_us // 1000)
-                changed = True
-        if result.gap is not None:
-            self.gaps.inc()
-            yield GAP_TAG, gap_write(result.gap, value.receipt_time_us)
-        if result.late:
-            self.late.inc()  # windows up to that boundary are already written: record it, do not drop silently
-            yield LATE_TAG, late_write(value.event, value.receipt_time_us, st.last_boundary_us)
+    def process_element(self, value: DecodedBatch, ctx: KeyedProcessFunction.Context):
+        st = self._load(value.symbol)
+        changed = False
+        writes: list[RedisWrite] = []
+        interval_us = self.emit_interval_ms * 1000
+        for event, receipt in zip(value.events, value.receipts):
+            result = st.on_event(event, receipt)
+            changed |= result.changed
+            writes.extend(result.writes)
+            if event.event_time_us:
+                boundary_us = st.timer_to_register(event.event_time_us, interval_us)
+                if boundary_us is not None:
+                    ctx.timer_service().register_event_time_timer(boundary_us // 1000)
+                    changed = True
+            if result.gap is not None:
+                self.gaps.inc()
+                yield GAP_TAG, gap_write(result.gap, receipt)
+            if result.late:
+                self.late.inc()  # windows up to that boundary are already written: record it, do not drop silently
+                yield LATE_TAG, late_write(event, receipt, st.last_boundary_us)
         book = st.sync.book
         if book is not None:
             self.last_update_id = book.last_update_id
             self.book_levels = len(book.bids) + len(book.asks)
         if changed:
             self.state.update(st)
-        if result.writes:
-            yield result.writes
+        if writes:
+            yield coalesce(writes)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         st = self._load(ctx.get_current_key())
@@ -206,7 +221,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
     timed = decoded.assign_timestamps_and_watermarks(strategy).name("Event-time watermarks").uid("watermarks")
     state = (
-        timed.key_by(lambda d: d.event.symbol, key_type=Types.STRING())
+        timed.key_by(lambda batch: batch.symbol, key_type=Types.STRING())
         .process(HotPathFunction(cfg.emit_interval_ms), output_type=Types.PICKLED_BYTE_ARRAY())
         .name("Order book, trade windows, features").uid("hot-path-state")
     )

@@ -128,6 +128,15 @@ class SymbolState:
         return writes
 
 
+def coalesce(writes: list[RedisWrite]) -> list[RedisWrite]:
+    """Keep only the last full replacement of each hash; stream entries all stay, in order.
+
+    A batch of diffs rewrites ``ob:`` once per diff; only the final state matters to readers.
+    """
+    last_hash = {w.key: i for i, w in enumerate(writes) if w.kind == "hash"}
+    return [w for i, w in enumerate(writes) if w.kind != "hash" or last_hash[w.key] == i]
+
+
 def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:
     fields = {
         "symbol": gap.symbol,

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 from common.config import Settings, aws_client_kwargs, load_settings
 from ingest.health_server import health_app
 from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
-from ingest.snapshot_injector import fetch_snapshot, snapshot_record
+from ingest.snapshot_injector import fetch_snapshot, snapshot_envelope
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent
 
@@ -41,6 +41,32 @@ SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in ba
 QUEUE_LIMIT = 100_000
 
 
+MAX_RECORD_BYTES = 256 * 1024  # raw bytes before base64; Kinesis allows 1 MiB per record
+
+
+def aggregate(frames: list[tuple[str, envelope.Envelope]], max_frames: int) -> list[Record]:
+    """Pack consecutive frames of one symbol and source into records, keeping their order."""
+    records: list[Record] = []
+    group: list[envelope.Envelope] = []
+    key: tuple[str, envelope.Source] | None = None
+    size = 0
+
+    def flush() -> None:
+        if group:
+            records.append(Record(envelope.batch_to_text(group).encode("ascii"), key[0]))
+
+    for symbol, env in frames:
+        this = (symbol, env.source)
+        if group and (this != key or len(group) >= max_frames or size + len(env.frame) > MAX_RECORD_BYTES):
+            flush()
+            group, size = [], 0
+        key = this
+        group.append(env)
+        size += len(env.frame) + 12
+    flush()
+    return records
+
+
 class Ingestor:
     def __init__(self, settings: Settings, kinesis_client=None) -> None:
         self.settings = settings
@@ -49,7 +75,7 @@ class Ingestor:
         if settings.kinesis.endpoint:  # emulator: the stream lives only as long as the process
             ensure_stream(client, settings.kinesis.stream, settings.kinesis.shards)
         self.writer = KinesisWriter(client, settings.kinesis.stream, settings.ingestor.max_put_attempts)
-        self.queue: asyncio.Queue[Record] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue: asyncio.Queue[tuple[str, envelope.Envelope]] = asyncio.Queue(QUEUE_LIMIT)
         self.dead_letter = Path(settings.ingestor.dead_letter_path)
         self.connected = False
         self.anchored = False
@@ -74,8 +100,7 @@ class Ingestor:
             self._dead_letter(frame, f"{decoded.kind.value}: {decoded.detail}")
             return None
         FRAMES.labels(type(decoded).__name__).inc()
-        data = envelope.to_text(envelope.Envelope(envelope.Source.WEBSOCKET, receipt_us, frame)).encode("ascii")
-        await self.queue.put(Record(data, decoded.symbol))
+        await self.queue.put((decoded.symbol, envelope.Envelope(envelope.Source.WEBSOCKET, receipt_us, frame)))
         QUEUE_DEPTH.set(self.queue.qsize())
         return decoded if isinstance(decoded, DepthDiffEvent) else None
 
@@ -128,7 +153,7 @@ class Ingestor:
         for attempt in range(5):
             try:
                 snapshot = await fetch_snapshot(session, ex.rest_url, ex.symbol, ex.snapshot_limit)
-                await self.queue.put(Record(snapshot_record(snapshot), ex.symbol))
+                await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
                 SNAPSHOTS.labels("ok").inc()
                 log.info("snapshot at update id %d put in band", snapshot.book_update_id)
                 return
@@ -153,8 +178,9 @@ class Ingestor:
                 except asyncio.TimeoutError:
                     break
             QUEUE_DEPTH.set(self.queue.qsize())
+            records = aggregate(batch, cfg.max_frames_per_record)
             try:
-                await asyncio.to_thread(self.writer.put, batch)
+                await asyncio.to_thread(self.writer.put, records)
             except PutFailed as exc:
                 log.error("%s; dead-lettering them", exc)
                 for record in exc.records:

@@ -26,6 +26,5 @@ async def fetch_snapshot(session: aiohttp.ClientSession, rest_url: str, symbol: 
     return DepthSnapshotEvent(symbol, 0, body["lastUpdateId"], levels(body["bids"]), levels(body["asks"]))
 
 
-def snapshot_record(snapshot: DepthSnapshotEvent) -> bytes:
-    env = envelope.Envelope(envelope.Source.REST_SNAPSHOT, time.time_ns() // 1000, sbe.encode(snapshot))
-    return envelope.to_text(env).encode("ascii")
+def snapshot_envelope(snapshot: DepthSnapshotEvent) -> envelope.Envelope:
+    return envelope.Envelope(envelope.Source.REST_SNAPSHOT, time.time_ns() // 1000, sbe.encode(snapshot))

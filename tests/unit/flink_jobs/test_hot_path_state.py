@@ -69,3 +69,11 @@ def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
     assert st.on_boundary(boundary, 0) == []
     assert st.on_boundary(boundary - 500_000, 0) == []
     assert len(st.on_boundary(boundary + 500_000, 0)) == 4
+
+
+def test_coalesce_keeps_last_hash_and_every_stream_entry():
+    from flink_jobs.hot_path_state import RedisWrite, coalesce
+
+    ws = [RedisWrite("hash", "ob:X", {"v": "1"}), RedisWrite("xadd", "s", {"n": "1"}),
+          RedisWrite("hash", "ob:X", {"v": "2"}), RedisWrite("xadd", "s", {"n": "2"}), RedisWrite("hash", "feat:X", {})]
+    assert [(w.key, w.fields) for w in coalesce(ws)] == [("s", {"n": "1"}), ("ob:X", {"v": "2"}), ("s", {"n": "2"}), ("feat:X", {})]

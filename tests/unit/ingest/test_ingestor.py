@@ -2,7 +2,7 @@ import asyncio
 import json
 
 from common.config import load_settings
-from ingest.ingestor import Ingestor
+from ingest.ingestor import Ingestor, aggregate
 from udfs import envelope, sbe
 from udfs.events import TradeEntry, TradesEvent
 
@@ -19,9 +19,8 @@ def test_valid_frame_is_enveloped_with_receipt_time_and_keyed_by_symbol(tmp_path
     ing = make_ingestor(tmp_path)
     frame = sbe.encode(TradesEvent("BTCUSDT", 5, 4, (TradeEntry(1, 100, 2, False),)))
     asyncio.run(ing.handle_frame(frame))
-    record = ing.queue.get_nowait()
-    env = envelope.from_text(record.data.decode())
-    assert record.partition_key == "BTCUSDT"
+    symbol, env = ing.queue.get_nowait()
+    assert symbol == "BTCUSDT"
     assert env.frame == frame and env.source == envelope.Source.WEBSOCKET and env.receipt_time_us > 1_700_000_000_000_000
 
 
@@ -37,3 +36,14 @@ def test_corrupt_frame_goes_to_dead_letter_file_not_to_kinesis(tmp_path):
 def test_combined_stream_url():
     ing = Ingestor(load_settings(environ={"BTCPRED_KINESIS__ENDPOINT": ""}), kinesis_client=object())
     assert ing.stream_url() == "ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"
+
+
+def test_aggregation_keeps_order_and_splits_on_symbol_source_and_size():
+    ws = lambda i: envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i]))  # noqa: E731
+    rest = envelope.Envelope(envelope.Source.REST_SNAPSHOT, 9, b"snap")
+    frames = [("BTCUSDT", ws(1)), ("BTCUSDT", ws(2)), ("BTCUSDT", rest), ("BTCUSDT", ws(3)),
+              ("ETHUSDT", ws(4)), ("BTCUSDT", ws(5)), ("BTCUSDT", ws(6)), ("BTCUSDT", ws(7))]
+    records = aggregate(frames, max_frames=2)
+    decoded = [(r.partition_key, [e.receipt_time_us for e in envelope.from_text(r.data.decode())]) for r in records]
+    assert decoded == [("BTCUSDT", [1, 2]), ("BTCUSDT", [9]), ("BTCUSDT", [3]), ("ETHUSDT", [4]),
+                       ("BTCUSDT", [5, 6]), ("BTCUSDT", [7])]
