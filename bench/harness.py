@@ -88,7 +88,8 @@ class FreshnessSampler(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join(5)
+        if self.is_alive():
+            self.join(5)
 
     def summary(self) -> dict:
         s = self.samples_ms

@@ -106,15 +106,25 @@ class Pipeline:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}-{self.run_id}.log"
 
-    def create_stream(self) -> None:
+    def _kinesis(self):
         import boto3
 
         from common.config import aws_client_kwargs, load_settings
+
+        return boto3.client("kinesis", **aws_client_kwargs(load_settings(environ=self.env()).kinesis))
+
+    def create_stream(self) -> None:
+        from common.config import load_settings
         from ingest.kinesis_writer import ensure_stream
 
-        settings = load_settings(environ=self.env())
-        client = boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
-        ensure_stream(client, self.stream, settings.kinesis.shards)
+        ensure_stream(self._kinesis(), self.stream, load_settings(environ=self.env()).kinesis.shards)
+
+    def delete_stream(self) -> None:
+        """Each run has its own stream; drop it so the emulator's shard limit is never reached."""
+        try:
+            self._kinesis().delete_stream(StreamName=self.stream)
+        except Exception as exc:  # already gone, or the emulator is down: nothing to clean
+            print(f"note: could not delete stream {self.stream}: {exc}", file=sys.stderr)
 
     def reset_hot_state(self) -> None:
         """A replay starts from an empty book: drop what an earlier local run left in Redis."""
@@ -203,6 +213,7 @@ class Pipeline:
             flink = stack.flink_home() / "bin" / "flink"
             subprocess.run(["bash", str(flink), "cancel", self.flink_job_id], env={**self.env(), **stack.flink_env()},
                            capture_output=True, timeout=60)
+        self.delete_stream()
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

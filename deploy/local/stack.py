@@ -210,7 +210,7 @@ def kinesis_service(s: Settings) -> Service:
         if not KINESALITE.exists():
             raise StackError(f"{KINESALITE} missing: run scripts/setup.sh (npm ci in deploy/local/kinesalite)")
         return spawn("kinesalite", [node, str(KINESALITE), "--port", str(port), "--host", "127.0.0.1",
-                                    "--shardLimit", "50", "--createStreamMs", "50", "--deleteStreamMs", "50",
+                                    "--shardLimit", "1000", "--createStreamMs", "50", "--deleteStreamMs", "50",
                                     "--updateStreamMs", "50"])
 
     return Service("kinesis (kinesalite)", port, healthy, start, lambda: kill_pidfile("kinesalite"))

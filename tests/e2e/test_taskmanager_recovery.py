@@ -84,8 +84,10 @@ def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, 
             time.sleep(0.5)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], "book did not catch up after the kill"
         compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
-        restarts = get_json(f"{REST}/jobs/{job}/metrics?get=numRestarts")
-        assert int(restarts[0]["value"]) >= 1
+        # the failover is in the job's exception history (the numRestarts metric is cached by the
+        # REST metric fetcher for up to 10 s, so it is no reliable witness)
+        history = get_json(f"{REST}/jobs/{job}/exceptions")["exceptionHistory"]["entries"]
+        assert history, "the job never failed over: was the TaskManager really killed?"
         assert redis_client.xlen("gaps:BTCUSDT") == 0
         assert recovered_after is not None
         # the job's custom metrics reach Prometheus through Flink's reporter (ports 9250-9260)
