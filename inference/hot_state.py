@@ -14,6 +14,7 @@ class HotState:
     book: dict[str, str]
     trades_1s: dict[str, str]
     reanchoring: bool
+    new_feature_history: tuple[tuple[str, dict[str, str]], ...] = ()  # feathist entries since the last read
 
     def feature_float(self, name: str) -> float | None:
         raw = self.features.get(name)
@@ -26,12 +27,19 @@ class HotState:
         return self.feature_float("mid")
 
 
-async def read_hot_state(client: aioredis.Redis, symbol: str) -> HotState:
+HISTORY_READ_LIMIT = 500  # 250 s of 500 ms feature vectors per cycle at most
+
+
+async def read_hot_state(client: aioredis.Redis, symbol: str, history_after: str = "-") -> HotState:
+    """One pipelined round trip; ``history_after`` is the last feathist entry id already seen."""
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(rs.feat_key(symbol))
     pipe.hgetall(rs.ob_key(symbol))
     pipe.hgetall(rs.trade_key(symbol, "1s"))
     pipe.exists(rs.reanchor_key(symbol))
-    feat, book, tr1, reanchor = await pipe.execute()
+    start = "-" if history_after == "-" else f"({history_after}"
+    pipe.xrange(rs.feat_history_key(symbol), min=start, count=HISTORY_READ_LIMIT)
+    feat, book, tr1, reanchor, history = await pipe.execute()
     decode = lambda h: {k.decode(): v.decode() for k, v in h.items()}  # noqa: E731
-    return HotState(decode(feat), decode(book), decode(tr1), bool(reanchor))
+    entries = tuple((entry_id.decode(), decode(fields)) for entry_id, fields in history)
+    return HotState(decode(feat), decode(book), decode(tr1), bool(reanchor), entries)

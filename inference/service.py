@@ -24,6 +24,7 @@ from inference.cycle import make_prediction
 from inference.hot_state import HotState, read_hot_state
 from inference.models import PersistencePredictor, Predictor
 from inference.prediction import Prediction
+from inference.scoring import OnlineScorer
 from udfs import redis_schema as rs
 
 log = logging.getLogger("inference")
@@ -36,6 +37,8 @@ MISSED = Counter("inference_missed_cycles_total", "2 s boundaries with no predic
 PREDICTIONS = Counter("inference_predictions_total", "Predictions published", ["source"])
 FALLBACKS = Counter("inference_fallback_total", "Fallback predictions", ["reason"])
 FEATURE_AGE = Gauge("inference_feature_age_seconds", "Wall-clock age of the features last used")
+ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time scoring, 10 s horizon)",
+               ["model", "measure"])
 CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
 
 PREDICTION_STREAM_MAXLEN = 50_000
@@ -52,12 +55,14 @@ class PredictionService:
         self.ready = False
         self.degraded_reason: str | None = "starting"
         self.missed_total = 0
+        self.scorer = OnlineScorer(horizon_ms=settings.inference.horizon_s * 1000)
+        self.history_cursor = "-"
 
     async def cycle(self, boundary_ms: int, jitter_ms: float) -> None:
         started = time.perf_counter()
         JITTER.observe(max(jitter_ms, 0) / 1000)
         try:
-            state = await read_hot_state(self.redis, self.symbol)
+            state = await read_hot_state(self.redis, self.symbol, self.history_cursor)
         except Exception as exc:  # Redis down: serve fallback from memory, never skip the cycle
             CYCLE_ERRORS.inc()
             log.warning("Redis read failed: %s", exc)
@@ -68,6 +73,7 @@ class PredictionService:
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
             self.last_price = pred.current_price
+        self._score(state, pred)
         self.history.append(pred)
         self.degraded_reason = pred.fallback_reason
         if pred.source == "redis":
@@ -82,6 +88,24 @@ class PredictionService:
             fields = {k: ("" if v is None else str(v)) for k, v in pred.model_dump().items()}
             await self.redis.xadd(rs.prediction_stream_key(self.symbol), fields,
                                   maxlen=PREDICTION_STREAM_MAXLEN, approximate=True)
+
+    def _score(self, state: HotState, pred: Prediction) -> None:
+        for entry_id, fields in state.new_feature_history:
+            self.history_cursor = entry_id
+            if "mid" in fields and "ts" in fields:
+                self.scorer.record_mid(int(fields["ts"]) // 1000, float(fields["mid"]))
+        feature_mid = state.feature_float("mid")
+        if pred.source == "redis" and pred.feature_time_ms is not None and feature_mid is not None:
+            # scored on the feature grid: "current" is the mid the features describe
+            shift = (pred.predicted_price_10s or feature_mid) - (pred.current_price or feature_mid)
+            self.scorer.record_prediction(pred.feature_time_ms, feature_mid, feature_mid + shift)
+        acc = self.scorer.accuracy()
+        for model, measure, value in (("model", "mae", acc.mae), ("model", "rmse", acc.rmse),
+                                      ("model", "directional_accuracy", acc.directional_accuracy),
+                                      ("persistence", "mae", acc.persistence_mae),
+                                      ("persistence", "rmse", acc.persistence_rmse)):
+            if value is not None:
+                ONLINE.labels(model, measure).set(value)
 
     def on_missed(self, count: int) -> None:
         self.missed_total += count
@@ -116,6 +140,15 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
     @app.get("/predictions", response_model=list[Prediction])
     async def recent(limit: int = Query(100, ge=1, le=1000)) -> list[Prediction]:
         return list(svc.history)[-limit:]
+
+    @app.get("/accuracy")
+    async def accuracy() -> dict:
+        """Rolling online accuracy of the served model and of persistence on the same targets."""
+        acc = svc.scorer.accuracy()
+        return {"model_version": svc.predictor.version, "horizon_s": settings.inference.horizon_s,
+                "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
+                "directional_accuracy": acc.directional_accuracy,
+                "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse}}
 
     @app.get("/health")
     async def health() -> dict:

@@ -66,3 +66,21 @@ def test_http_api_serves_predictions_health_ready_metrics(redis_client, settings
         metrics = http.get("/metrics").text
         assert "inference_cycle_latency_seconds_bucket" in metrics and "inference_missed_cycles_total" in metrics
         assert "/predictions/latest" in http.get("/openapi.json").json()["paths"]
+
+
+def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_client, settings):
+    write_hot_state(redis_client)  # features at data time 1723161255500 ms, mid 61837.635
+    for ts_ms, mid in ((1723161255500, "61837.635"), (1723161265500, "61839.635")):
+        redis_client.xadd("feathist:BTCUSDT", {"ts": str(ts_ms * 1000), "mid": mid})
+    svc = PredictionService(settings)
+
+    async def run():
+        await svc.cycle(2000, 0)
+        await svc.cycle(4000, 0)  # same features again: still one scored prediction
+        await svc.redis.aclose()
+
+    asyncio.run(run())
+    acc = svc.scorer.accuracy()
+    assert acc.scored == 1
+    assert acc.mae == pytest.approx(2.0) and acc.persistence_mae == pytest.approx(2.0)  # persistence model
+    assert acc.directional_accuracy == 0.0  # a flat forecast never calls a move

@@ -1,0 +1,33 @@
+import math
+
+from inference.scoring import OnlineScorer
+
+
+def test_scores_against_mid_ten_seconds_later_in_data_time():
+    s = OnlineScorer(horizon_ms=10_000)
+    s.record_prediction(1_000, current_price=100.0, predicted_price=101.0)
+    s.record_prediction(1_500, current_price=100.0, predicted_price=99.0)
+    s.record_mid(11_000, 102.0)  # realized for the first: model error -1, persistence -2
+    s.record_mid(11_500, 100.0)  # realized for the second: no move; model error -1, persistence 0
+    acc = s.accuracy()
+    assert acc.scored == 2
+    assert acc.mae == 1.0 and acc.rmse == 1.0
+    assert acc.persistence_mae == 1.0 and acc.persistence_rmse == math.sqrt((4 + 0) / 2)
+    assert acc.directional_accuracy == 1.0  # one non-zero move (up), predicted up
+
+
+def test_mid_before_prediction_and_repeated_cycles_count_once():
+    s = OnlineScorer(horizon_ms=10_000)
+    s.record_mid(12_000, 50.0)
+    s.record_prediction(2_000, 49.0, 49.0)  # target already known: scored at once
+    s.record_prediction(2_000, 49.0, 49.0)  # the next cycle reused the same features
+    acc = s.accuracy()
+    assert acc.scored == 1 and acc.mae == 1.0 and acc.directional_accuracy == 0.0
+
+
+def test_prediction_whose_target_is_skipped_is_dropped_not_kept_forever():
+    s = OnlineScorer(horizon_ms=10_000)
+    s.record_prediction(0, 1.0, 1.0)
+    s.record_mid(9_500, 1.0)
+    s.record_mid(25_000, 1.0)  # history jumped past 10_000 by more than a horizon
+    assert not s.pending and s.accuracy().scored == 0
