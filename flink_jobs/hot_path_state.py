@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from udfs import redis_schema as rs
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
-from udfs.features import BookHistory, book_top, compute_snapshot
+from udfs.features import WINDOWS_US, BookHistory, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Gap
 from udfs.trade_window import TradeBuffer, trade_points
 
-LONGEST_WINDOW_US = max(5_000_000, 1_000_000)
+LONGEST_WINDOW_US = max(WINDOWS_US.values())  # trades older than this reach no window
 
 
 @dataclass(frozen=True, slots=True)
