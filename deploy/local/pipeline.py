@@ -25,7 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+import boto3  # noqa: E402
+import redis  # noqa: E402
+
+from common.config import Settings, aws_client_kwargs, load_settings  # noqa: E402
 from deploy.local import stack  # noqa: E402
+from ingest.kinesis_writer import ensure_stream  # noqa: E402
+from udfs import redis_schema as rs  # noqa: E402
 
 DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
 
@@ -106,18 +112,16 @@ class Pipeline:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}-{self.run_id}.log"
 
+    @property
+    def settings(self) -> Settings:
+        """The typed config as this run's processes see it (file plus this run's overrides)."""
+        return load_settings(environ=self.env())
+
     def _kinesis(self):
-        import boto3
-
-        from common.config import aws_client_kwargs, load_settings
-
-        return boto3.client("kinesis", **aws_client_kwargs(load_settings(environ=self.env()).kinesis))
+        return boto3.client("kinesis", **aws_client_kwargs(self.settings.kinesis))
 
     def create_stream(self) -> None:
-        from common.config import load_settings
-        from ingest.kinesis_writer import ensure_stream
-
-        ensure_stream(self._kinesis(), self.stream, load_settings(environ=self.env()).kinesis.shards)
+        ensure_stream(self._kinesis(), self.stream, self.settings.kinesis.shards)
 
     def delete_stream(self) -> None:
         """Each run has its own stream; drop it so the emulator's shard limit is never reached."""
@@ -128,12 +132,7 @@ class Pipeline:
 
     def reset_hot_state(self) -> None:
         """A replay starts from an empty book: drop what an earlier local run left in Redis."""
-        import redis
-
-        from common.config import load_settings
-        from udfs import redis_schema as rs
-
-        settings = load_settings(environ=self.env())
+        settings = self.settings
         symbol = settings.exchange.symbol
         client = redis.Redis.from_url(settings.redis.url)
         client.delete(rs.ob_key(symbol), rs.trade_key(symbol, "1s"), rs.trade_key(symbol, "5s"), rs.feat_key(symbol),
@@ -143,16 +142,9 @@ class Pipeline:
 
     def wait_for_job(self, timeout_s: float = 180) -> None:
         """Block until the job consumes the stream: a probe record must come back as a dead letter."""
-        import boto3
-        import redis
-
-        from common.config import aws_client_kwargs, load_settings
-        from udfs import redis_schema as rs
-
-        settings = load_settings(environ=self.env())
-        kinesis = boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
+        settings = self.settings
         probe = f"probe-{self.run_id}"
-        kinesis.put_record(StreamName=self.stream, Data=probe.encode(), PartitionKey=settings.exchange.symbol)
+        self._kinesis().put_record(StreamName=self.stream, Data=probe.encode(), PartitionKey=settings.exchange.symbol)
         client = redis.Redis.from_url(settings.redis.url)
         deadline = time.monotonic() + timeout_s
         try:

@@ -12,7 +12,7 @@ import time
 import boto3
 import pytest
 
-from common.config import aws_client_kwargs, load_settings
+from common.config import aws_client_kwargs
 from udfs import envelope
 
 from deploy.local.pipeline import Pipeline, get_json
@@ -38,7 +38,7 @@ def compare_book(ob: dict[str, str], sim_book: dict) -> None:
 
 def put_bad_records(pipeline: Pipeline) -> None:
     """Two malformed records in the live stream: the job must dead-letter them and keep going."""
-    client = boto3.client("kinesis", **aws_client_kwargs(load_settings(environ=pipeline.env()).kinesis))
+    client = boto3.client("kinesis", **aws_client_kwargs(pipeline.settings.kinesis))
     wrong_schema = struct.pack("<HHHH", 18, 10000, 5, 0) + bytes(18)
     client.put_records(StreamName=pipeline.stream, Records=[
         {"Data": b"not an envelope", "PartitionKey": "BTCUSDT"},
