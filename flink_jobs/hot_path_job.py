@@ -116,9 +116,11 @@ class HotPathFunction(KeyedProcessFunction):
         self.late = group.counter("lateEvents")
         self.last_update_id = 0
         self.book_levels = 0
+        self.stale_diffs = 0
         self.emit_lag_ms = 0
         group.gauge("lastBookUpdateId", lambda: self.last_update_id)
         group.gauge("bookLevels", lambda: self.book_levels)
+        group.gauge("staleDiffs", lambda: self.stale_diffs)
         group.gauge("featureEmitLagMs", lambda: self.emit_lag_ms)
 
     def _load(self, symbol: str) -> SymbolState:
@@ -149,6 +151,7 @@ class HotPathFunction(KeyedProcessFunction):
         if book is not None:
             self.last_update_id = book.last_update_id
             self.book_levels = len(book.bids) + len(book.asks)
+        self.stale_diffs = st.stale_diffs
         if changed:
             self.state.update(st)
         if writes:

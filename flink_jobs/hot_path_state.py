@@ -53,8 +53,7 @@ class SymbolState:
     last_diff_time_us: int = 0
     last_boundary_us: int = 0
     next_timer_us: int = 0  # latest boundary a timer is registered for
-    diffs_applied: int = 0
-    stale_diffs: int = 0
+    stale_diffs: int = 0  # diffs already contained in the book (exported as a Flink gauge)
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -68,7 +67,6 @@ class SymbolState:
             if outcome is DiffOutcome.STALE:
                 self.stale_diffs += 1
             if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
-                self.diffs_applied += 1
                 return EventResult(self._book_changed(event.event_time_us, receipt_time_us), gap)
             return EventResult([], gap)
         if isinstance(event, DepthSnapshotEvent):
@@ -115,15 +113,16 @@ class SymbolState:
         self.history.prune(time_us)
         if snap is None:
             return []
+        window_fields = {name: rs.trade_fields(stats) for name, stats in snap.windows.items()}
         writes = [
-            RedisWrite("hash", rs.trade_key(self.symbol, name), rs.trade_fields(stats), ttl_s=rs.TRADE_TTL_S)
-            for name, stats in snap.windows.items()
+            RedisWrite("hash", rs.trade_key(self.symbol, name), fields, ttl_s=rs.TRADE_TTL_S)
+            for name, fields in window_fields.items()
         ]
         feat = rs.feat_fields(snap, wall_us)
         writes.append(RedisWrite("hash", rs.feat_key(self.symbol), feat, ttl_s=rs.FEATURE_TTL_S))
         history_fields = dict(feat)
-        for name, stats in snap.windows.items():
-            history_fields.update({f"tr_{name}_{k}": v for k, v in rs.trade_fields(stats).items()})
+        for name, fields in window_fields.items():
+            history_fields.update({f"tr_{name}_{k}": v for k, v in fields.items()})
         writes.append(RedisWrite("xadd", rs.feat_history_key(self.symbol), history_fields, maxlen=rs.FEATURE_HISTORY_MAXLEN))
         return writes
 

@@ -77,3 +77,12 @@ def test_coalesce_keeps_last_hash_and_every_stream_entry():
     ws = [RedisWrite("hash", "ob:X", {"v": "1"}), RedisWrite("xadd", "s", {"n": "1"}),
           RedisWrite("hash", "ob:X", {"v": "2"}), RedisWrite("xadd", "s", {"n": "2"}), RedisWrite("hash", "feat:X", {})]
     assert [(w.key, w.fields) for w in coalesce(ws)] == [("s", {"n": "1"}), ("ob:X", {"v": "2"}), ("s", {"n": "2"}), ("feat:X", {})]
+
+
+def test_stale_diffs_are_counted_and_leave_the_book_alone(spot_events):
+    st = SymbolState("BTCUSDT")
+    st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
+    diff = next(c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id)
+    assert st.on_event(diff).writes
+    assert st.on_event(diff).writes == [] and st.stale_diffs == 1
+    assert st.sync.book.last_update_id == diff.last_update_id
