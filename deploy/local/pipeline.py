@@ -136,7 +136,7 @@ class Pipeline:
         symbol = settings.exchange.symbol
         client = redis.Redis.from_url(settings.redis.url)
         client.delete(rs.ob_key(symbol), rs.trade_key(symbol, "1s"), rs.trade_key(symbol, "5s"), rs.feat_key(symbol),
-                      rs.feat_history_key(symbol), rs.prediction_stream_key(symbol), rs.gap_stream_key(symbol),
+                      rs.feat_history_key(symbol), rs.prediction_stream_key(symbol), rs.gap_stream_key(symbol), rs.late_stream_key(symbol),
                       rs.dead_letter_stream_key())
         client.close()
 
