@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from udfs import redis_schema as rs
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
-from udfs.features import WINDOWS_US, BookHistory, book_top, compute_snapshot
+from udfs.features import WINDOWS_US, BookHistory, Snapshot, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Gap
 from udfs.trade_window import TradeBuffer, trade_points
 
@@ -98,6 +98,21 @@ class SymbolState:
             self.history.add(top, valid=self.sync.valid)
         return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us), receipt_time_us=receipt_time_us)]
 
+    def cut(self, time_us: int) -> Snapshot | None:
+        """Windows and features at boundary ``time_us``, then prune what no later boundary needs.
+
+        The batch feature builder calls this directly, so training data comes from
+        the very code that serves: None for a boundary not after the last one or
+        before the book has a top.
+        """
+        if time_us <= self.last_boundary_us:
+            return None
+        self.last_boundary_us = time_us
+        snap = compute_snapshot(time_us, self.history, self.trades)
+        self.trades.prune_before(time_us - LONGEST_WINDOW_US)
+        self.history.prune(time_us)
+        return snap
+
     def on_boundary(self, time_us: int, wall_us: int) -> list[RedisWrite]:
         """Cut trade windows and features at event time ``time_us``.
 
@@ -105,12 +120,7 @@ class SymbolState:
         asynchronously, so a registration can arrive after its boundary already
         fired and fire it a second time; a boundary not after the last one is a no-op.
         """
-        if time_us <= self.last_boundary_us:
-            return []
-        self.last_boundary_us = time_us
-        snap = compute_snapshot(time_us, self.history, self.trades)
-        self.trades.prune_before(time_us - LONGEST_WINDOW_US)
-        self.history.prune(time_us)
+        snap = self.cut(time_us)
         if snap is None:
             return []
         window_fields = {name: rs.trade_fields(stats) for name, stats in snap.windows.items()}

@@ -1,0 +1,78 @@
+"""The data lake on S3 (or the local S3 emulator): layout and parquet I/O.
+
+Layout, partitioned as the seed does::
+
+    bronze/{dataset}/{symbol}/year=YYYY/month=MM/day=DD/{file}      raw bytes as received
+    silver/{dataset}/{symbol}/year=YYYY/month=MM/day=DD/{name}.parquet
+    gold/model_artifacts/{model_version}/{model.onnx, metadata.json}
+"""
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+
+from common.config import S3Config, aws_client_kwargs
+
+
+def day_partition(symbol: str, ts_ms: int) -> str:
+    day = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    return f"{symbol}/year={day:%Y}/month={day:%m}/day={day:%d}"
+
+
+def artifact_prefix(model_version: str) -> str:
+    return f"gold/model_artifacts/{model_version}"
+
+
+class Lake:
+    """One bucket; every key this project writes goes through here."""
+
+    def __init__(self, cfg: S3Config) -> None:
+        self.bucket = cfg.bucket
+        self.client = boto3.client("s3", **aws_client_kwargs(cfg))
+
+    def ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError:
+            return False
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(obj["Key"] for obj in page.get("Contents", []))
+        return sorted(found)
+
+    def put_table(self, key: str, table: pa.Table) -> None:
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        self.put_bytes(key, sink.getvalue())
+
+    def get_table(self, key: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(key)))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def key_of(self, uri: str) -> str:
+        prefix = f"s3://{self.bucket}/"
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri} is not in bucket {self.bucket}")
+        return uri[len(prefix):]
