@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
+from batch.datasets import FeatureSet, from_rows
 from batch.db.schema import FEATURE_STORE_COLUMNS, ml_training_data
 from udfs.features import FEATURE_NAMES
 
@@ -69,21 +69,11 @@ def load_features(engine: sa.Engine, table: pa.Table) -> LoadResult:
     return LoadResult(len(data), time.perf_counter() - started)
 
 
-@dataclass(frozen=True, slots=True)
-class TrainingData:
-    """Rows of ``ml_training_data`` as arrays, ordered by time."""
-
-    ts_ms: np.ndarray
-    X: np.ndarray  # (n, len(FEATURE_NAMES)), columns in FEATURE_NAMES order
-    y: np.ndarray  # 10 s log mid return
-    mid: np.ndarray
-
-
-def read_training_data(engine: sa.Engine, venue: str, symbol: str) -> TrainingData:
+def read_training_data(engine: sa.Engine, venue: str, symbol: str) -> FeatureSet:
+    """The ``ml_training_data`` view (full-quality rows with labels) for one venue, in time order."""
     t = ml_training_data.c
     query = (sa.select(t.ts_ms, *(t[name] for name in FEATURE_NAMES), t.mid, t.label_return)
              .where(t.venue == venue, t.symbol == symbol).order_by(t.ts_ms))
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES) + 3)
-    return TrainingData(arr[:, 0].astype(np.int64), arr[:, 1:-2], arr[:, -1], arr[:, -2])
+        rows = [tuple(r) for r in conn.execute(query)]
+    return from_rows([venue] * len(rows), rows)

@@ -1,0 +1,173 @@
+"""Training run: feature store -> purged time split -> ridge (OFI) and MLP -> ONNX -> registry.
+
+    python -m batch.train [--data DIR] [--venue binance.us] [--promote]
+
+``--data`` first archives the recordings under DIR to bronze, rebuilds silver
+and loads the feature store (idempotent), so a fresh machine trains from
+``shared/data`` alone. Hyperparameters are chosen on the validation hour,
+confidence is calibrated there, and the test hour is touched once, for the
+report. Every candidate is logged to ``ml_experiments``; the two fitted models
+are registered as ``staging``; ``--promote`` makes the MLP production.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from batch import artifact_store, registry
+from batch.datasets import FeatureSet
+from batch.db import migrate
+from batch.db.schema import engine_for
+from batch.feature_store import load_features, read_training_data
+from batch.lake import Lake
+from batch.metrics import evaluate
+from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, RIDGE_GRID, export_onnx, fit_calibration,
+                            fit_mlp, fit_ridge, predict_return)
+from batch.report import Scored, persistence, summary, write_report
+from batch.silver import archive_to_bronze, bronze_to_silver
+from batch.splits import Split, hour_boundaries, purged_split
+from common.config import Settings, load_settings
+from common.model_artifact import ModelMetadata, OnnxModel, sha256_hex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    kind: str
+    features: tuple[str, ...]
+    params: dict
+    model: object
+    val_mse: float
+
+
+def _mse(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean((y - pred) ** 2))
+
+
+def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path) -> None:
+    lake = Lake(settings.s3)
+    lake.ensure_bucket()
+    keys = archive_to_bronze(lake, data_dir)
+    log.info("bronze: %d recordings archived", len(keys))
+    for key, written in bronze_to_silver(lake).items():
+        log.info("silver from %s: %s", key, written)
+    for key in lake.keys("silver/db_ready/"):
+        result = load_features(engine, lake.get_table(key))
+        log.info("feature store: %s, %d rows at %.0f rows/s", key, result.rows, result.rows_per_s)
+
+
+def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: FeatureSet, split: Split,
+           engine: sa.Engine, run_id: str, ranges: dict) -> Candidate:
+    """Fit every grid point on train, keep the best validation MSE; log each one as an experiment."""
+    X_train, y_train = data.take(split.train).columns(features), data.y[split.train]
+    val = data.take(split.val)
+    best: Candidate | None = None
+    for i, params in enumerate(grid):
+        started = time.perf_counter()
+        model = fit_ridge(X_train, y_train, **params) if kind == "ridge_ofi" else fit_mlp(X_train, y_train, **params)
+        pred = predict_return(model, val.columns(features))
+        e = evaluate(val.y, pred, val.mid, bootstrap=False)
+        metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
+                   "val_direction": e.direction_accuracy, "fit_seconds": time.perf_counter() - started}
+        registry.log_experiment(engine, f"{run_id}-{kind}-{i}", kind, None, _jsonable(params), list(features),
+                                ranges, metrics)
+        log.info("%s %s: val R2 %.4f, RMSE ratio %.4f", kind, params, e.r2, e.rmse_ratio)
+        if best is None or metrics["val_mse"] < best.val_mse:
+            best = Candidate(kind, features, params, model, metrics["val_mse"])
+    assert best is not None
+    return best
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict) -> tuple[bytes, ModelMetadata]:
+    val = data.take(split.val)
+    val_pred = predict_return(c.model, val.columns(c.features))
+    onnx_bytes = export_onnx(c.model, len(c.features))
+    scaler = c.model.named_steps["scale"]
+    e = evaluate(val.y, val_pred, val.mid, bootstrap=False)
+    meta = ModelMetadata(
+        model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
+        calibration=fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
+        scaler_scale=list(map(float, scaler.scale_)), venue=venue, data_ranges=ranges,
+        hyperparameters=_jsonable(c.params),
+        validation_metrics={"r2": e.r2, "rmse_ratio": e.rmse_ratio, "direction_accuracy": e.direction_accuracy},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return onnx_bytes, meta
+
+
+def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir: Path | None = None,
+        promote: bool = False) -> dict:
+    engine = engine_for(settings.postgres)
+    migrate.upgrade(settings.postgres)
+    if data_dir is not None:
+        refresh_feature_store(settings, engine, data_dir)
+    data = read_training_data(engine, venue, symbol)
+    if len(data) < 500:
+        raise SystemExit(f"only {len(data)} trainable rows for {venue} {symbol}: load data first (--data DIR)")
+    val_start, test_start = hour_boundaries(data.ts_ms)
+    split = purged_split(data.ts_ms, val_start, test_start)
+    ranges = split.ranges(data.ts_ms)
+    log.info("split: train %d, val %d, test %d rows (%s)", len(split.train), len(split.val), len(split.test), ranges)
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    lake = Lake(settings.s3)
+    lake.ensure_bucket()
+    test = data.take(split.test)
+    scored: dict[str, Scored] = {}
+    versions: dict[str, str] = {}
+    for kind, features, grid in (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID)):
+        best = search(kind, features, grid, data, split, engine, stamp, ranges)
+        onnx_bytes, meta = package(best, data, split, f"{kind}-{stamp}", venue, ranges)
+        meta = meta.model_copy(update={"model_version": f"{kind}-{stamp}-{meta.sha256[:8]}"})
+        uri = artifact_store.upload(lake, onnx_bytes, meta)
+        onnx_model = OnnxModel(onnx_bytes, meta)
+        pred = onnx_model.predict(test.columns(meta.feature_names))
+        scored[kind] = Scored(meta.model_version, pred, evaluate(test.y, pred, test.mid), onnx_model.confidence(pred))
+        experiment_id = f"{stamp}-{kind}-final"
+        registry.log_experiment(engine, experiment_id, kind, meta.model_version, _jsonable(best.params),
+                                list(features), ranges, {"test": summary(scored[kind]), "validation": meta.validation_metrics})
+        registry.register(engine, meta, uri, experiment_id)
+        versions[kind] = meta.model_version
+        log.info("registered %s at %s", meta.model_version, uri)
+    base = persistence(test)
+    registry.log_experiment(engine, f"{stamp}-persistence", "persistence", None, {}, [], ranges, {"test": summary(base)})
+    result = write_report(report_dir, f"Training report {stamp}: held-out test hour ({venue})", test, scored["mlp"],
+                          [base, scored["ridge_ofi"]],
+                          [f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
+                           f"models: {versions['mlp']} (MLP on {len(BOOK_FEATURES)} book features), "
+                           f"{versions['ridge_ofi']} (ridge on {', '.join(OFI_FEATURES)})"])
+    if promote:
+        registry.promote(engine, versions["mlp"])
+        log.info("promoted %s to production", versions["mlp"])
+    return {**result, "versions": versions, "report": str(report_dir / "report.md")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train, export and register the 10 s return models")
+    parser.add_argument("--data", type=Path, help="archive and load the recordings under DIR first")
+    parser.add_argument("--venue", default="binance.us")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
+    parser.add_argument("--promote", action="store_true", help="make the new MLP the production model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = run(load_settings(), args.venue, args.symbol, args.report_dir, args.data, args.promote)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

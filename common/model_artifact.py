@@ -1,0 +1,121 @@
+"""The model artifact contract shared by training (writer) and serving (reader).
+
+An artifact is two files: ``model.onnx`` (float64 input ``features`` of shape
+(n, len(feature_names)), output ``log_return_10s`` of shape (n, 1)) and
+``metadata.json``. The metadata carries the feature names in input order, the
+sha256 of the ONNX bytes, and the confidence calibration.
+
+``confidence``: the probability that the predicted direction is right when the
+price moves, as a function of the predicted move's size, fitted (isotonic) on
+validation data the model was not trained on: ``interp(|predicted return|,
+calibration.abs_return, calibration.hit_rate)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+ONNX_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+INPUT_NAME = "features"
+OUTPUT_NAME = "log_return_10s"
+
+
+class ArtifactError(ValueError):
+    """An artifact that must not be served: bad checksum, bad metadata, wrong shape."""
+
+
+class Calibration(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    abs_return: list[float]  # increasing breakpoints of |predicted log return|
+    hit_rate: list[float]  # P(direction right | price moved) at each breakpoint
+
+    def confidence(self, predicted: float) -> float:
+        if not self.abs_return:
+            return 0.5
+        return float(np.interp(abs(predicted), self.abs_return, self.hit_rate))
+
+
+class ModelMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_version: str
+    model_kind: str  # "mlp" | "ridge_ofi"
+    feature_names: list[str]
+    horizon_s: int = 10
+    output: str = OUTPUT_NAME
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    calibration: Calibration
+    scaler_mean: list[float]  # the StandardScaler inside the graph, for reference
+    scaler_scale: list[float]
+    venue: str
+    data_ranges: dict[str, list[int]]  # train/val/test [first ts, last ts] in ms
+    hyperparameters: dict
+    validation_metrics: dict
+    created_at: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(onnx_bytes: bytes, metadata_json: bytes | str) -> ModelMetadata:
+    """Parse the metadata and check the ONNX bytes against its checksum; ArtifactError otherwise."""
+    try:
+        meta = ModelMetadata.model_validate_json(metadata_json)
+    except ValueError as exc:
+        raise ArtifactError(f"metadata.json invalid: {exc}") from None
+    actual = sha256_hex(onnx_bytes)
+    if actual != meta.sha256:
+        raise ArtifactError(f"checksum mismatch for {meta.model_version}: metadata {meta.sha256[:12]}, file {actual[:12]}")
+    return meta
+
+
+def write_local(directory: Path, onnx_bytes: bytes, meta: ModelMetadata) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ONNX_FILE).write_bytes(onnx_bytes)
+    (directory / METADATA_FILE).write_text(json.dumps(meta.model_dump(), indent=2))
+
+
+def read_local(directory: Path) -> tuple[bytes, ModelMetadata]:
+    onnx_bytes = (directory / ONNX_FILE).read_bytes()
+    return onnx_bytes, verify(onnx_bytes, (directory / METADATA_FILE).read_bytes())
+
+
+class OnnxModel:
+    """A verified artifact in an ONNX Runtime session (one thread: the cycle is latency-, not throughput-bound)."""
+
+    def __init__(self, onnx_bytes: bytes, meta: ModelMetadata) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise ArtifactError(f"{meta.model_version}: ONNX Runtime refused the graph: {exc}") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].shape[-1] != len(meta.feature_names):
+            raise ArtifactError(f"{meta.model_version}: graph input does not match {len(meta.feature_names)} features")
+        self.meta = meta
+
+    @property
+    def version(self) -> str:
+        return self.meta.model_version
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted 10 s log returns, one per row of ``X`` (columns in ``feature_names`` order)."""
+        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(X, dtype=np.float64)})[0]
+        return out.reshape(-1)
+
+    def confidence(self, predicted: np.ndarray) -> np.ndarray:
+        cal = self.meta.calibration
+        if not cal.abs_return:
+            return np.full(len(predicted), 0.5)
+        return np.interp(np.abs(predicted), cal.abs_return, cal.hit_rate)
