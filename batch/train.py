@@ -111,6 +111,14 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
 def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir: Path | None = None,
         promote: bool = False) -> dict:
     engine = engine_for(settings.postgres)
+    try:
+        return _run(settings, engine, venue, symbol, report_dir, data_dir, promote)
+    finally:
+        engine.dispose()
+
+
+def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_dir: Path, data_dir: Path | None,
+         promote: bool) -> dict:
     migrate.upgrade(settings.postgres)
     if data_dir is not None:
         refresh_feature_store(settings, engine, data_dir)

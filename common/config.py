@@ -56,6 +56,7 @@ class PostgresConfig(_Section):
     database: str = "btcpred"
     user: str = "btcpred"
     password: SecretStr = SecretStr("btcpred")
+    schema_name: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*$")  # search_path; None: the user's default
 
 
 class ExchangeConfig(_Section):

@@ -39,3 +39,47 @@ def redis_client(local_stack):
     client.flushall()
     yield client
     client.close()
+
+
+BINANCE_US_BOOK = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
+
+
+@pytest.fixture()
+def isolated_settings(local_stack, tmp_path):
+    """Settings whose Postgres schema and S3 bucket belong to this test alone (dropped afterwards)."""
+    import uuid
+
+    import boto3
+    import psycopg
+
+    from common.config import aws_client_kwargs
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg = local_stack.postgres
+    conninfo = f"host={pg.host} port={pg.port} dbname={pg.database} user={pg.user} password={pg.password.get_secret_value()}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    settings = local_stack.model_copy(update={
+        "postgres": pg.model_copy(update={"schema_name": name}),
+        "s3": local_stack.s3.model_copy(update={"bucket": name.replace("_", "-")}),
+    })
+    yield settings
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+    s3 = boto3.resource("s3", **aws_client_kwargs(settings.s3))
+    bucket = s3.Bucket(settings.s3.bucket)
+    if bucket.creation_date:
+        bucket.objects.all().delete()
+        bucket.delete()
+
+
+@pytest.fixture()
+def pg_engine(isolated_settings):
+    """An engine on a freshly migrated, private schema."""
+    from batch.db import migrate
+    from batch.db.schema import engine_for
+
+    migrate.upgrade(isolated_settings.postgres)
+    engine = engine_for(isolated_settings.postgres)
+    yield engine
+    engine.dispose()

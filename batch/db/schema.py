@@ -83,8 +83,10 @@ ml_training_data = sa.Table(
 
 
 def database_url(cfg: PostgresConfig) -> str:
+    query = {"options": f"-csearch_path={cfg.schema_name}"} if cfg.schema_name else {}
     return sa.URL.create("postgresql+psycopg", username=cfg.user, password=cfg.password.get_secret_value(),
-                         host=cfg.host, port=cfg.port, database=cfg.database).render_as_string(hide_password=False)
+                         host=cfg.host, port=cfg.port, database=cfg.database,
+                         query=query).render_as_string(hide_password=False)
 
 
 def engine_for(cfg: PostgresConfig) -> sa.Engine:

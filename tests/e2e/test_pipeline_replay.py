@@ -13,7 +13,10 @@ import boto3
 import pytest
 
 from common.config import aws_client_kwargs
+from batch.feature_builder import build_rows, replay
+from ingest.loaders import load_capture
 from udfs import envelope
+from udfs.features import FEATURE_NAMES, HISTORY_US
 
 from deploy.local.pipeline import Pipeline, get_json
 from tests.conftest import SPOT_CAPTURE
@@ -94,6 +97,21 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
             for name in ("vol", "signed_vol", "vwap_minus_mid"):
                 assert math.isclose(float(entry[f"tr_{window}_{name}"]), ref[name], rel_tol=1e-9, abs_tol=1e-9), (window, name)
         assert int(entry["tr_1s_count"]) > 0, "chosen second should hold trades for a meaningful check"
+        # ---- parity: the batch feature builder (training data) computes the same numbers as the job
+        batch_rows = {r.ts_ms * 1000: r for r in build_rows(replay((c.event for c in load_capture(SPOT_CAPTURE).events()), "BTCUSDT"))}
+        # The live book is anchored by the simulator's REST snapshot, the batch one by the capture's own snapshot
+        # line, at different points; once both are anchored and the 6 s look-back is past, they must agree.
+        settled_us = max(min(batch_rows), min(by_ts)) + HISTORY_US
+        compared = 0
+        for ts_us, h in by_ts.items():
+            row = batch_rows.get(ts_us)
+            if row is None or ts_us < settled_us:
+                continue
+            for name in FEATURE_NAMES:
+                assert math.isclose(float(h[name]), row.features[name], rel_tol=1e-9, abs_tol=1e-9), (ts_us, name)
+            assert float(h["mid"]) == row.mid
+            compared += 1
+        assert compared >= len(batch_rows) - 6 and compared > 150, (compared, len(batch_rows))
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
         stamps_us = sorted(by_ts)
         assert all(b - a == 500_000 for a, b in zip(stamps_us, stamps_us[1:]))
