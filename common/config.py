@@ -105,6 +105,11 @@ class InferenceConfig(_Section):
     horizon_s: int = Field(10, gt=0)
     max_feature_age_ms: int = Field(5000, gt=0)
     history_size: int = Field(1000, gt=0)
+    # "registry": serve the production model of the Postgres registry (fallback while none loads);
+    # "persistence": serve the persistence baseline as the model (no registry needed)
+    model_source: Literal["registry", "persistence"] = "registry"
+    model_poll_s: float = Field(10.0, gt=0)  # registry check interval, off the prediction cycle
+    warmup_runs: int = Field(50, ge=1)
 
 
 def aws_client_kwargs(cfg: AwsEndpointConfig) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from inference.hot_state import HotState
-from inference.models import Predictor
+from inference.models import FeatureUnavailable, Predictor
 from inference.prediction import Prediction
 
 
@@ -21,22 +21,31 @@ def make_prediction(
     state: HotState,
     boundary_ms: int,
     now_us: int,
-    predictor: Predictor,
+    predictor: Predictor | None,
     max_feature_age_ms: int,
     last_price: float | None,
 ) -> Prediction:
+    """``predictor`` None means no usable model is loaded: a fallback, like stale features."""
     emitted = state.feature_float("emitted_at_us")
     features_age_ms = (now_us - emitted) / 1000.0 if emitted is not None else None
     price = state.mid() or last_price
     reason = fallback_reason(state, features_age_ms, max_feature_age_ms)
     if price is None:
         reason = reason or "no_price"
+    if reason is None and predictor is None:
+        reason = "no_model"
+    predicted = confidence = None
     if reason is None:
-        predicted, confidence = predictor.predict(state, price)
+        try:
+            predicted, confidence = predictor.predict(state, price)
+        except FeatureUnavailable as exc:
+            reason = f"feature_missing:{exc.args[0]}"
+    if reason is None:
         source, version = "redis", predictor.version
     else:
         predicted, confidence = price, 0.0
-        source, version = "fallback", f"fallback-persistence({predictor.version})"
+        source = "fallback"
+        version = f"fallback-persistence({predictor.version if predictor else 'no model'})"
     feature_ts = state.features.get("ts")
     book_id = state.features.get("book_update_id")
     return Prediction(

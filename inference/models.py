@@ -1,9 +1,17 @@
 """Predictors. Persistence is the baseline every model is reported against."""
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
+import numpy as np
+
+from common.model_artifact import OnnxModel
 from inference.hot_state import HotState
+
+
+class FeatureUnavailable(LookupError):
+    """The feature hash lacks a feature the model needs (this cycle falls back)."""
 
 
 class Predictor(Protocol):
@@ -20,3 +28,30 @@ class PersistencePredictor:
 
     def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
         return current_price, 0.5
+
+
+class OnnxPredictor:
+    """A registered model: features from ``feat:`` in the model's own order, one ONNX Runtime call.
+
+    The model outputs the 10 s log return; the predicted price applies it to the
+    current mid. Confidence is the model's calibrated P(direction right | price moves).
+    """
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        self.version = model.version
+        self.feature_names = tuple(model.meta.feature_names)
+        self._row = np.zeros((1, len(self.feature_names)), dtype=np.float64)
+
+    def predicted_return(self, features: dict[str, str]) -> float:
+        row = self._row
+        for i, name in enumerate(self.feature_names):
+            raw = features.get(name)
+            if raw is None:
+                raise FeatureUnavailable(name)
+            row[0, i] = float(raw)
+        return float(self.model.predict(row)[0])
+
+    def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
+        r = self.predicted_return(state.features)
+        return current_price * math.exp(r), self.model.meta.calibration.confidence(r)

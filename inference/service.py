@@ -12,16 +12,21 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+
+import numpy as np
 
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from common.config import Settings, load_settings
 from inference.cadence import run_aligned
 from inference.cycle import make_prediction
 from inference.hot_state import HotState, read_hot_state
+from inference.model_manager import ModelManager, ModelSource, RegistrySource
 from inference.models import PersistencePredictor, Predictor
 from inference.prediction import Prediction
 from inference.scoring import OnlineScorer
@@ -42,13 +47,32 @@ ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time 
 CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
 
 PREDICTION_STREAM_MAXLEN = 50_000
+JITTER_WINDOW = 10_000
+STREAM_QUEUE = 100
 
 
 class PredictionService:
-    def __init__(self, settings: Settings, predictor: Predictor | None = None) -> None:
+    """The cycle loop, the model manager and what the HTTP API reads.
+
+    ``model_source: persistence`` (or an explicit ``predictor``) serves a fixed
+    predictor; ``registry`` serves whatever the model manager has swapped in,
+    and falls back to persistence (``no_model``) until a model is loaded.
+    """
+
+    def __init__(self, settings: Settings, predictor: Predictor | None = None,
+                 model_source: ModelSource | None = None) -> None:
         self.settings = settings
         self.symbol = settings.exchange.symbol
-        self.predictor = predictor or PersistencePredictor()
+        cfg = settings.inference
+        self.fixed_predictor = predictor or (PersistencePredictor() if cfg.model_source == "persistence" else None)
+        self.manager: ModelManager | None = None
+        if self.fixed_predictor is None:
+            self.manager = ModelManager(model_source or RegistrySource(settings), cfg.warmup_runs,
+                                        available_features=lambda: self.feature_keys)
+        self.feature_keys: set[str] | None = None
+        self.subscribers: set[asyncio.Queue] = set()
+        self.jitter_ms: deque[float] = deque(maxlen=JITTER_WINDOW)
+        self.cycles_total = 0
         self.history: deque[Prediction] = deque(maxlen=settings.inference.history_size)
         self.redis = aioredis.Redis.from_url(settings.redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.last_price: float | None = None
@@ -58,9 +82,16 @@ class PredictionService:
         self.scorer = OnlineScorer(horizon_ms=settings.inference.horizon_s * 1000)
         self.history_cursor = "-"
 
+    @property
+    def predictor(self) -> Predictor | None:
+        return self.fixed_predictor or (self.manager.current if self.manager else None)
+
     async def cycle(self, boundary_ms: int, jitter_ms: float) -> None:
         started = time.perf_counter()
+        predictor = self.predictor  # one model for the whole cycle, even if a swap lands meanwhile
         JITTER.observe(max(jitter_ms, 0) / 1000)
+        self.jitter_ms.append(jitter_ms)
+        self.cycles_total += 1
         try:
             state = await read_hot_state(self.redis, self.symbol, self.history_cursor)
         except Exception as exc:  # Redis down: serve fallback from memory, never skip the cycle
@@ -68,7 +99,9 @@ class PredictionService:
             log.warning("Redis read failed: %s", exc)
             state = HotState({}, {}, {}, False)
         cfg = self.settings.inference
-        pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, self.predictor,
+        if state.features:
+            self.feature_keys = set(state.features)
+        pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
                                cfg.max_feature_age_ms, self.last_price)
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
@@ -84,6 +117,10 @@ class PredictionService:
         if pred.features_age_ms is not None:
             FEATURE_AGE.set(pred.features_age_ms / 1000)
         CYCLE_LATENCY.observe(pred.latency_ms / 1000)
+        for queue in self.subscribers:
+            if queue.full():
+                queue.get_nowait()  # a slow reader loses its oldest prediction, never blocks the cycle
+            queue.put_nowait(pred)
         with contextlib.suppress(Exception):
             fields = {k: ("" if v is None else str(v)) for k, v in pred.model_dump().items()}
             await self.redis.xadd(rs.prediction_stream_key(self.symbol), fields,
@@ -113,7 +150,20 @@ class PredictionService:
         log.warning("%d cycle(s) missed", count)
 
     async def run(self) -> None:
-        await run_aligned(self.settings.inference.cadence_ms, self.cycle, self.on_missed)
+        tasks = [asyncio.create_task(run_aligned(self.settings.inference.cadence_ms, self.cycle, self.on_missed))]
+        if self.manager is not None:
+            tasks.append(asyncio.create_task(self.manager.run(self.settings.inference.model_poll_s)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def cadence_stats(self) -> dict:
+        jitter = np.array(self.jitter_ms) if self.jitter_ms else np.zeros(0)
+        pct = (lambda q: float(np.percentile(jitter, q)) if len(jitter) else None)  # noqa: E731
+        return {"cycles": self.cycles_total, "missed_cycles": self.missed_total, "window": len(jitter),
+                "jitter_p50_ms": pct(50), "jitter_p99_ms": pct(99), "jitter_max_ms": float(jitter.max()) if len(jitter) else None}
 
 
 def create_app(settings: Settings, service: PredictionService | None = None) -> FastAPI:
@@ -127,6 +177,8 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await svc.redis.aclose()
+        if svc.manager is not None and isinstance(svc.manager.source, RegistrySource):
+            svc.manager.source.close()
 
     app = FastAPI(title="BTCUSDT 10-second price predictor", version="0.1.0", lifespan=lifespan)
     app.state.service = svc
@@ -145,7 +197,7 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
     async def accuracy() -> dict:
         """Rolling online accuracy of the served model and of persistence on the same targets."""
         acc = svc.scorer.accuracy()
-        return {"model_version": svc.predictor.version, "horizon_s": settings.inference.horizon_s,
+        return {"model_version": svc.predictor.version if svc.predictor else None, "horizon_s": settings.inference.horizon_s,
                 "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
                 "directional_accuracy": acc.directional_accuracy,
                 "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse}}
@@ -153,8 +205,33 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
     @app.get("/health")
     async def health() -> dict:
         status = "ok" if svc.degraded_reason is None else "degraded"
-        return {"status": status, "reason": svc.degraded_reason, "model_version": svc.predictor.version,
+        return {"status": status, "reason": svc.degraded_reason,
+                "model_version": svc.predictor.version if svc.predictor else None,
                 "missed_cycles": svc.missed_total}
+
+    @app.get("/model")
+    async def model() -> dict:
+        """The serving model: version, features in input order, checksum, training ranges, refused versions."""
+        if svc.manager is None:
+            return {"model_version": svc.predictor.version, "model_kind": "fixed", "source": "config"}
+        return {**svc.manager.info(), "source": "registry"}
+
+    @app.get("/cadence")
+    async def cadence() -> dict:
+        """Wake-up jitter after each 2 s boundary (last 10,000 cycles) and missed cycles."""
+        return svc.cadence_stats()
+
+    @app.get("/predictions/stream", response_class=EventSourceResponse)
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        """Server-Sent Events: one ``prediction`` event per cycle, id = the cycle's boundary (ms)."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=STREAM_QUEUE)
+        svc.subscribers.add(queue)
+        try:
+            while True:
+                pred = await queue.get()
+                yield ServerSentEvent(data=pred, event="prediction", id=str(pred.timestamp))
+        finally:
+            svc.subscribers.discard(queue)
 
     @app.get("/ready")
     async def ready(response: Response) -> dict:

@@ -74,6 +74,7 @@ class Pipeline:
     ingest_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     flink_job_id: str | None = None
+    model_source: str = "persistence"  # "registry": serve the production model of the registry
 
     @property
     def stream(self) -> str:
@@ -96,6 +97,7 @@ class Pipeline:
             "BTCPRED_EXCHANGE__WS_URL": f"ws://127.0.0.1:{self.sim_port}",
             "BTCPRED_EXCHANGE__REST_URL": self.sim_url,
             "BTCPRED_INFERENCE__PORT": str(self.inference_port),
+            "BTCPRED_INFERENCE__MODEL_SOURCE": self.model_source,
             "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
             "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
         }

@@ -11,6 +11,12 @@ from inference.service import PredictionService, create_app
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture()
+def persistence_settings(local_stack):
+    """These tests serve the persistence baseline as the model (no registry)."""
+    return local_stack.model_copy(update={"inference": local_stack.inference.model_copy(update={"model_source": "persistence"})})
+
+
 def write_hot_state(client, age_s=0.1, book_valid="1.0"):
     client.hset("ob:BTCUSDT", mapping={"best_bid": "61837.63", "best_ask": "61837.64", "last_update_id": "7"})
     client.hset("feat:BTCUSDT", mapping={
@@ -19,9 +25,9 @@ def write_hot_state(client, age_s=0.1, book_valid="1.0"):
     })
 
 
-def test_cycle_reads_redis_and_publishes_prediction(redis_client, settings):
+def test_cycle_reads_redis_and_publishes_prediction(redis_client, persistence_settings):
     write_hot_state(redis_client)
-    svc = PredictionService(settings)
+    svc = PredictionService(persistence_settings)
 
     async def run():
         await svc.cycle(1_800_000_000_000, 0.3)
@@ -36,10 +42,10 @@ def test_cycle_reads_redis_and_publishes_prediction(redis_client, settings):
     assert svc.ready
 
 
-def test_stale_features_and_unreachable_redis_fall_back(redis_client, settings):
+def test_stale_features_and_unreachable_redis_fall_back(redis_client, persistence_settings):
     write_hot_state(redis_client, age_s=6)
-    svc = PredictionService(settings)
-    down = PredictionService(load_settings(environ={"BTCPRED_REDIS__PORT": "1"}))
+    svc = PredictionService(persistence_settings)
+    down = PredictionService(load_settings(environ={"BTCPRED_REDIS__PORT": "1", "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence"}))
 
     async def run():
         await svc.cycle(2000, 0)
@@ -52,9 +58,9 @@ def test_stale_features_and_unreachable_redis_fall_back(redis_client, settings):
     assert down.history[-1].source == "fallback" and down.history[-1].current_price is None
 
 
-def test_http_api_serves_predictions_health_ready_metrics(redis_client, settings):
+def test_http_api_serves_predictions_health_ready_metrics(redis_client, persistence_settings):
     write_hot_state(redis_client)
-    with TestClient(create_app(settings)) as http:
+    with TestClient(create_app(persistence_settings)) as http:
         assert http.get("/predictions?limit=0").status_code == 422
         deadline = time.time() + 5
         while time.time() < deadline and http.get("/predictions/latest").status_code == 404:
@@ -68,11 +74,11 @@ def test_http_api_serves_predictions_health_ready_metrics(redis_client, settings
         assert "/predictions/latest" in http.get("/openapi.json").json()["paths"]
 
 
-def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_client, settings):
+def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_client, persistence_settings):
     write_hot_state(redis_client)  # features at data time 1723161255500 ms, mid 61837.635
     for ts_ms, mid in ((1723161255500, "61837.635"), (1723161265500, "61839.635")):
         redis_client.xadd("feathist:BTCUSDT", {"ts": str(ts_ms * 1000), "mid": mid})
-    svc = PredictionService(settings)
+    svc = PredictionService(persistence_settings)
 
     async def run():
         await svc.cycle(2000, 0)
@@ -84,3 +90,65 @@ def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_clie
     assert acc.scored == 1
     assert acc.mae == pytest.approx(2.0) and acc.persistence_mae == pytest.approx(2.0)  # persistence model
     assert acc.directional_accuracy == 0.0  # a flat forecast never calls a move
+
+
+def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, persistence_settings, tmp_path):
+    """A real server process; the SSE wire format is read with a plain HTTP client."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    from deploy.local.pipeline import free_port, wait_http
+    from tests.conftest import REPO
+
+    write_hot_state(redis_client)
+    port = free_port()
+    env = {**os.environ, "BTCPRED_INFERENCE__PORT": str(port), "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
+           "BTCPRED_INFERENCE__CADENCE_MS": "250"}
+    log = tmp_path / "inference.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "inference.service"], cwd=REPO, env=env, stdout=fh, stderr=fh)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 30, proc, log)
+
+        async def read_events(n):
+            events = []
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/predictions/stream") as resp:
+                    assert resp.headers["content-type"].startswith("text/event-stream")
+                    event = {}
+                    async for raw in resp.content:
+                        line = raw.decode().rstrip("\n")
+                        if not line:
+                            events.append(event)
+                            event = {}
+                            if len(events) == n:
+                                return events
+                            continue
+                        key, _, value = line.partition(": ")
+                        event[key] = value
+            return events
+
+        events = asyncio.run(asyncio.wait_for(read_events(3), 10))
+        stamps = [int(e["id"]) for e in events]
+        assert [e["event"] for e in events] == ["prediction"] * 3
+        assert stamps[1] - stamps[0] == 250 and stamps[2] - stamps[1] == 250
+        payload = json.loads(events[-1]["data"])
+        assert payload["timestamp"] == stamps[-1] and payload["source"] == "redis"
+        model = asyncio.run(_get_json(f"http://127.0.0.1:{port}/model"))
+        assert model["model_version"] == "persistence" and model["source"] == "config"
+        cadence = asyncio.run(_get_json(f"http://127.0.0.1:{port}/cadence"))
+        assert cadence["cycles"] >= 3 and cadence["missed_cycles"] == 0 and cadence["jitter_p99_ms"] is not None
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _get_json(url):
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return await resp.json()

@@ -1,0 +1,147 @@
+"""ONNX models served from the registry: hot swap, refusal, fallback; against real Redis, Postgres and S3."""
+import asyncio
+import contextlib
+import math
+import time
+
+import numpy as np
+import pytest
+
+from batch import registry
+from batch.lake import Lake
+from batch.modeling import BOOK_FEATURES
+from inference.service import PredictionService
+from tests.integration.model_fixtures import real_rows, register_model, write_features
+
+pytestmark = pytest.mark.integration
+
+CADENCE_MS = 200
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return real_rows()
+
+
+@pytest.fixture()
+def fast_settings(isolated_settings):
+    """A 200 ms cadence and registry poll, so a swap fits in a few seconds of test."""
+    return isolated_settings.model_copy(update={"inference": isolated_settings.inference.model_copy(
+        update={"cadence_ms": CADENCE_MS, "model_poll_s": 0.2, "model_source": "registry"})})
+
+
+async def keep_fresh(client, row, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        write_features(client, row)
+        await asyncio.sleep(0.05)
+
+
+async def serve_until(svc: PredictionService, client, row, done, timeout_s: float = 20.0) -> None:
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(svc.run()), asyncio.create_task(keep_fresh(client, row, stop))]
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not await done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await svc.redis.aclose()
+        svc.manager.source.close()
+
+
+def test_model_swap_happens_between_cycles_without_missing_one(redis_client, fast_settings, pg_engine, rows):
+    lake = Lake(fast_settings.s3)
+    lake.ensure_bucket()
+    first = register_model(pg_engine, lake, rows[:1500], "mlp-a", seed=0)
+    second = register_model(pg_engine, lake, rows[:1500], "mlp-b", seed=1)
+    registry.promote(pg_engine, first)
+    row = rows[-1]
+    svc = PredictionService(fast_settings)
+    promoted = False
+
+    async def done():
+        nonlocal promoted
+        versions = [p.model_version for p in svc.history]
+        if not promoted and versions.count(first) >= 3:
+            await asyncio.to_thread(registry.promote, pg_engine, second)
+            promoted = True
+        return versions.count(second) >= 3
+
+    asyncio.run(serve_until(svc, redis_client, row, done))
+    served = [p for p in svc.history if p.source == "redis"]
+    versions = [p.model_version for p in served]
+    assert first in versions and versions[-1] == second
+    swap = versions.index(second)
+    assert set(versions[:swap]) == {first} and set(versions[swap:]) == {second}  # one clean switch
+    stamps = [p.timestamp for p in svc.history]
+    assert all(b - a == CADENCE_MS for a, b in zip(stamps, stamps[1:])) and svc.missed_total == 0
+    # what was served is the model's own output: price * exp(onnx(features in the model's order))
+    x = np.array([[row.features[n] for n in BOOK_FEATURES]])
+    r = svc.manager.current.model.predict(x)[0]
+    mid = served[-1].current_price
+    assert served[-1].predicted_price_10s == pytest.approx(mid * math.exp(r), rel=1e-12)
+    assert served[-1].confidence == pytest.approx(svc.manager.current.model.meta.calibration.confidence(r))
+    assert r != 0.0
+
+
+def test_model_with_mismatched_features_is_refused_and_the_old_one_kept(redis_client, fast_settings, pg_engine, rows, caplog):
+    lake = Lake(fast_settings.s3)
+    lake.ensure_bucket()
+    good = register_model(pg_engine, lake, rows[:800], "mlp-good")
+    bad = register_model(pg_engine, lake, rows[:800], "mlp-bad",
+                         feature_names=[*BOOK_FEATURES[:-1], "not_a_feature"])
+    write_features(redis_client, rows[-1])
+    svc = PredictionService(fast_settings)
+
+    async def scenario():
+        await svc.cycle(1000, 0)  # learns which features the hot path publishes
+        registry.promote(pg_engine, good)
+        assert await svc.manager.poll_once() == "loaded"
+        registry.promote(pg_engine, bad)
+        assert await svc.manager.poll_once() == "refused"
+        assert await svc.manager.poll_once() == "refused"  # not retried (and not re-logged) every poll
+        await svc.cycle(1200, 0)
+        await svc.redis.aclose()
+        svc.manager.source.close()
+
+    asyncio.run(scenario())
+    assert svc.manager.current.version == good
+    assert svc.history[-1].model_version == good and svc.history[-1].source == "redis"
+    assert "not_a_feature" in svc.manager.info()["refused"][bad]
+    refusals = [r for r in caplog.records if "mlp-bad refused" in r.getMessage()]
+    assert len(refusals) == 1 and "keeping mlp-good" in refusals[0].getMessage()
+
+
+def test_no_model_then_stale_features_fall_back_and_recover(redis_client, fast_settings, pg_engine, rows):
+    lake = Lake(fast_settings.s3)
+    lake.ensure_bucket()
+    svc = PredictionService(fast_settings)
+    row = rows[-1]
+
+    async def scenario():
+        write_features(redis_client, row)
+        await svc.cycle(1000, 0)
+        no_model = svc.history[-1]
+        registry.promote(pg_engine, register_model(pg_engine, lake, rows[:800], "mlp-c"))
+        assert await svc.manager.poll_once() == "loaded"
+        write_features(redis_client, row, age_s=6)
+        await svc.cycle(1200, 0)
+        stale = svc.history[-1], svc.degraded_reason
+        write_features(redis_client, row)
+        await svc.cycle(1400, 0)
+        await svc.redis.aclose()
+        svc.manager.source.close()
+        return no_model, stale
+
+    no_model, (stale, stale_reason) = asyncio.run(scenario())
+    assert no_model.source == "fallback" and no_model.fallback_reason == "no_model"
+    assert no_model.predicted_price_10s == no_model.current_price and no_model.confidence == 0.0
+    assert stale.source == "fallback" and stale_reason == "stale_features"
+    recovered = svc.history[-1]
+    assert recovered.source == "redis" and recovered.model_version == "mlp-c" and svc.degraded_reason is None
+    assert svc.ready
