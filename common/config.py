@@ -106,8 +106,10 @@ class InferenceConfig(_Section):
     max_feature_age_ms: int = Field(5000, gt=0)
     history_size: int = Field(1000, gt=0)
     # "registry": serve the production model of the Postgres registry (fallback while none loads);
+    # "file": serve the artifact directory ``model_path`` (reloaded when its checksum changes);
     # "persistence": serve the persistence baseline as the model (no registry needed)
-    model_source: Literal["registry", "persistence"] = "registry"
+    model_source: Literal["registry", "file", "persistence"] = "registry"
+    model_path: str | None = None
     model_poll_s: float = Field(10.0, gt=0)  # registry check interval, off the prediction cycle
     warmup_runs: int = Field(50, ge=1)
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from prometheus_client import Counter, Gauge
 
-from common.model_artifact import ArtifactError, ModelMetadata, OnnxModel
+from common.model_artifact import METADATA_FILE, ArtifactError, ModelMetadata, OnnxModel, read_local
 from inference.models import OnnxPredictor
 from udfs.features import FEATURE_NAMES
 
@@ -37,6 +39,8 @@ class ModelSource(Protocol):
         """(model version, artifact URI, registry checksum) of the production model, if any."""
 
     def fetch(self, artifact_uri: str, checksum: str) -> tuple[bytes, ModelMetadata]: ...
+
+    def close(self) -> None: ...
 
 
 class RegistrySource:
@@ -60,6 +64,38 @@ class RegistrySource:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def source_for(settings) -> ModelSource:
+    cfg = settings.inference
+    if cfg.model_source == "file":
+        if not cfg.model_path:
+            raise ValueError("inference.model_source 'file' needs inference.model_path")
+        return FileSource(cfg.model_path)
+    return RegistrySource(settings)
+
+
+class FileSource:
+    """A local artifact directory (e.g. baked into an image); a new checksum there is a new model."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def production(self) -> tuple[str, str, str] | None:
+        meta_file = self.path / METADATA_FILE
+        if not meta_file.is_file():
+            return None
+        meta = json.loads(meta_file.read_text())
+        return meta["model_version"], str(self.path), meta["sha256"]
+
+    def fetch(self, artifact_uri: str, checksum: str) -> tuple[bytes, ModelMetadata]:
+        onnx_bytes, meta = read_local(Path(artifact_uri))
+        if meta.sha256 != checksum:
+            raise ArtifactError(f"{artifact_uri} changed while loading")
+        return onnx_bytes, meta
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass

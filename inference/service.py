@@ -26,7 +26,7 @@ from common.config import Settings, load_settings
 from inference.cadence import run_aligned
 from inference.cycle import make_prediction
 from inference.hot_state import HotState, read_hot_state
-from inference.model_manager import ModelManager, ModelSource, RegistrySource
+from inference.model_manager import ModelManager, ModelSource, source_for
 from inference.models import PersistencePredictor, Predictor
 from inference.prediction import Prediction
 from inference.scoring import OnlineScorer
@@ -67,7 +67,7 @@ class PredictionService:
         self.fixed_predictor = predictor or (PersistencePredictor() if cfg.model_source == "persistence" else None)
         self.manager: ModelManager | None = None
         if self.fixed_predictor is None:
-            self.manager = ModelManager(model_source or RegistrySource(settings), cfg.warmup_runs,
+            self.manager = ModelManager(model_source or source_for(settings), cfg.warmup_runs,
                                         available_features=lambda: self.feature_keys)
         self.feature_keys: set[str] | None = None
         self.subscribers: set[asyncio.Queue] = set()
@@ -177,7 +177,7 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await svc.redis.aclose()
-        if svc.manager is not None and isinstance(svc.manager.source, RegistrySource):
+        if svc.manager is not None:
             svc.manager.source.close()
 
     app = FastAPI(title="BTCUSDT 10-second price predictor", version="0.1.0", lifespan=lifespan)
@@ -214,7 +214,7 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
         """The serving model: version, features in input order, checksum, training ranges, refused versions."""
         if svc.manager is None:
             return {"model_version": svc.predictor.version, "model_kind": "fixed", "source": "config"}
-        return {**svc.manager.info(), "source": "registry"}
+        return {**svc.manager.info(), "source": settings.inference.model_source}
 
     @app.get("/cadence")
     async def cadence() -> dict:

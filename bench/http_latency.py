@@ -1,0 +1,67 @@
+"""Latest-prediction latency over HTTP under open-loop load from this (second) process.
+
+    python bench/http_latency.py [--seconds 60] [--rate 500]
+
+Starts the inference service (real MLP artifact, real hot state in the local
+Redis) as its own process and loads ``/predictions/latest``. Baseline in the same
+run: ``/health`` (no prediction serialisation) at the same rate for a fifth of the time.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis  # noqa: E402
+
+from bench.harness import StackGuard, emit  # noqa: E402
+from bench.http_load import open_loop  # noqa: E402
+from bench.inference_support import ServiceProcess, real_rows, write_hot_state, write_model  # noqa: E402
+from common.config import load_settings  # noqa: E402
+from deploy.local.pipeline import get_json  # noqa: E402
+
+
+def wait_for_prediction(url: str, timeout_s: float = 10) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            return get_json(f"{url}/predictions/latest")
+        except Exception:  # 404 until the first cycle
+            time.sleep(0.1)
+    raise SystemExit("the service published no prediction")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--rate", type=float, default=500, help="requests per second")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    with StackGuard(), tempfile.TemporaryDirectory() as tmp:
+        rows = real_rows()
+        write_model(Path(tmp), rows)
+        client = redis.Redis.from_url(settings.redis.url)
+        write_hot_state(client, rows[-1], emitted_at_us=time.time_ns() // 1000 + 3_600_000_000)
+        try:
+            with ServiceProcess(Path(tmp), cadence_ms=500) as svc:
+                latest = wait_for_prediction(svc.url)
+                baseline = asyncio.run(open_loop(f"{svc.url}/health", args.rate, max(args.seconds / 5, 2)))
+                result = asyncio.run(open_loop(f"{svc.url}/predictions/latest", args.rate, args.seconds))
+                cadence = get_json(f"{svc.url}/cadence")
+        finally:
+            client.delete("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    emit({"bench": "http_latency", "endpoint": "/predictions/latest", "rate_target": args.rate,
+          "seconds": args.seconds, **result, "model": latest["model_version"],
+          "baseline_health_p50_ms": baseline["p50_ms"], "baseline_health_p99_ms": baseline["p99_ms"],
+          "p50_ratio_to_health": round(result["p50_ms"] / baseline["p50_ms"], 2) if baseline["p50_ms"] else None,
+          "service_missed_cycles": cadence["missed_cycles"], "target_p99_ms": 5.0})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

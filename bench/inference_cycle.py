@@ -1,0 +1,85 @@
+"""Prediction cycle latency: one pipelined Redis read, feature assembly, one ONNX Runtime call.
+
+    python bench/inference_cycle.py [--cycles 10000] [--seconds N]
+
+Runs the service's own ``cycle`` back to back against the local Redis (real
+hot state from the Binance.US book, a real MLP artifact) and reports the
+latency the service itself stamps on each prediction (boundary to prediction,
+before publishing). Baseline in the same run: a bare Redis PING round trip.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+
+from bench.harness import StackGuard, emit, percentile  # noqa: E402
+from bench.inference_support import real_rows, write_hot_state, write_model  # noqa: E402
+from common.config import load_settings  # noqa: E402
+from inference.model_manager import FileSource, ModelManager  # noqa: E402
+from inference.service import PredictionService  # noqa: E402
+
+
+async def measure(settings, model_dir: Path, cycles: int, seconds: float | None) -> dict:
+    svc = PredictionService(settings, model_source=FileSource(str(model_dir)))
+    assert await svc.manager.poll_once() == "loaded"
+    ping = aioredis.Redis.from_url(settings.redis.url)
+    for _ in range(200):  # warm both connections
+        await ping.ping()
+        await svc.cycle(0, 0)
+    pings, latencies, full = [], [], []
+    started = time.perf_counter()
+    boundary = 2000
+    while (len(latencies) < cycles) if seconds is None else (time.perf_counter() - started < seconds):
+        t0 = time.perf_counter()
+        await ping.ping()
+        pings.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await svc.cycle(boundary, 0)
+        full.append((time.perf_counter() - t0) * 1000)
+        pred = svc.history[-1]
+        assert pred.source == "redis", pred.fallback_reason
+        latencies.append(pred.latency_ms)
+        boundary += 2000
+    await ping.aclose()
+    await svc.redis.aclose()
+    return {
+        "cycles": len(latencies), "p50_ms": round(percentile(latencies, 50), 4), "p99_ms": round(percentile(latencies, 99), 4),
+        "max_ms": round(max(latencies), 4), "mean_ms": round(statistics.fmean(latencies), 4),
+        "with_publish_p50_ms": round(percentile(full, 50), 4), "with_publish_p99_ms": round(percentile(full, 99), 4),
+        "redis_ping_p50_ms": round(percentile(pings, 50), 4), "redis_ping_p99_ms": round(percentile(pings, 99), 4),
+        "p50_ratio_to_ping": round(percentile(latencies, 50) / percentile(pings, 50), 2),
+        "target_p99_ms": 2.0, "model": svc.predictor.version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=None, help="run for this long instead of --cycles")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    with StackGuard(), tempfile.TemporaryDirectory() as tmp:
+        rows = real_rows()
+        write_model(Path(tmp), rows)
+        client = redis.Redis.from_url(settings.redis.url)
+        write_hot_state(client, rows[-1], emitted_at_us=time.time_ns() // 1000 + 3_600_000_000)  # stays fresh
+        try:
+            result = asyncio.run(measure(settings, Path(tmp), args.cycles, args.seconds))
+        finally:
+            client.delete("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    emit({"bench": "inference_cycle", **result})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
