@@ -105,7 +105,7 @@ def plots(out: Path, data: FeatureSet, s: Scored) -> list[str]:
     ax.scatter(data.y * 1e4, s.pred * 1e4, s=4, alpha=0.4)
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
-    ax.set(xlabel="realized 10 s return (bp)", ylabel="predicted (bp)", title=f"{s.name}: predicted vs realized")
+    ax.set(xlabel="realized 10 s return (bp)", ylabel="predicted (bp)", title="predicted vs realized (held out)")
     fig.tight_layout()
     fig.savefig(out / "pred_vs_realized.png", dpi=110)
     files.append("pred_vs_realized.png")
