@@ -89,3 +89,41 @@ def get(engine: sa.Engine, model_version: str) -> RegisteredModel:
     if row is None:
         raise RegistryError(f"model version {model_version!r} is not registered")
     return _model(row)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m batch.registry list`` / ``promote VERSION``: the operator's view of the registry."""
+    import argparse
+
+    from batch.db.schema import engine_for
+    from common.config import load_settings
+
+    parser = argparse.ArgumentParser(description="Model registry")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every registered model, newest first")
+    promote_cmd = sub.add_parser("promote", help="make VERSION the production model (the previous one is archived)")
+    promote_cmd.add_argument("version")
+    args = parser.parse_args(argv)
+    engine = engine_for(load_settings().postgres)
+    try:
+        if args.command == "promote":
+            previous = promote(engine, args.version)
+            print(f"{args.version} is production" + (f"; {previous} archived" if previous else ""))
+            return 0
+        t = model_registry.c
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(t.model_version, t.status, t.created_at, t.promoted_at, t.artifact_uri)
+                                .order_by(t.created_at.desc())).all()
+        for row in rows:
+            print(f"{row.model_version:45s} {row.status:10s} created {row.created_at:%Y-%m-%d %H:%M:%S} "
+                  f"promoted {row.promoted_at or '-'}  {row.artifact_uri}")
+        return 0
+    except RegistryError as exc:
+        print(f"error: {exc}")
+        return 2
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -138,13 +138,19 @@ class ModelManager:
             return "unchanged"
         if version in self.refused:
             return "refused"
+        keeping = self.current.version if self.current else "no model"
         try:
             predictor = await asyncio.to_thread(self._load, uri, checksum)
-        except Exception as exc:  # noqa: BLE001 - any failure refuses this version, never the service
+        except ArtifactError as exc:  # the artifact itself is wrong: refuse this version for good
             self.refused[version] = str(exc)
             MODEL_LOADS.labels("refused").inc()
-            log.error("model %s refused, keeping %s: %s", version, self.current.version if self.current else "no model", exc)
+            log.error("model %s refused, keeping %s: %s", version, keeping, exc)
             return "refused"
+        except Exception as exc:  # noqa: BLE001 - storage unreachable etc.: retried at the next poll
+            self.last_error = f"{version}: {type(exc).__name__}: {exc}"
+            MODEL_LOADS.labels("fetch_error").inc()
+            log.warning("model %s could not be fetched (will retry), keeping %s: %s", version, keeping, exc)
+            return "fetch_error"
         previous = self.current
         self.current = predictor  # the swap: the next cycle uses it, the running one finishes with the old
         self.loaded_at = time.time()

@@ -244,13 +244,21 @@ def show_predictions(p: Pipeline, duration_s: float) -> None:
 def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -> str:
     """The registry's production model; trains and promotes one from ``data_dir`` when there is none (~20 s)."""
     from batch import registry
+    from batch.artifact_store import fetch
     from batch.db import migrate
+    from batch.lake import Lake
     from batch.db.schema import engine_for
 
     migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres)
     try:
         model = registry.production(engine)
+        if model is not None:
+            try:  # the S3 emulator keeps objects in memory: a restarted stack has lost the artifact
+                fetch(Lake(settings.s3), model.artifact_uri, model.checksum_sha256)
+            except Exception as exc:  # noqa: BLE001 - any unreadable artifact means: train a new one
+                print(f"Production model {model.model_version} is not loadable ({exc}); training a new one", flush=True)
+                model = None
         if model is None:
             print(f"No production model yet: training one from {data_dir} (log: {log_dir / 'train.log'}) ...", flush=True)
             log_dir.mkdir(parents=True, exist_ok=True)

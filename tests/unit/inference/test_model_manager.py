@@ -1,0 +1,79 @@
+"""Model manager decisions with real artifacts on disk (FileSource) and a storage outage."""
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from batch.modeling import export_onnx, fit_ridge
+from common.model_artifact import ModelMetadata, sha256_hex, write_local
+from inference.model_manager import FileSource, ModelManager
+
+FEATURES = ["depth_imbalance_1", "microprice_minus_mid"]
+
+
+def artifact(directory, version: str, coef_sign: float = 1.0) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    y = coef_sign * X[:, 0] * 1e-4 + rng.normal(size=300) * 1e-5
+    onnx_bytes = export_onnx(fit_ridge(X, y, 1.0), 2)
+    meta = ModelMetadata(model_version=version, model_kind="ridge", feature_names=FEATURES, sha256=sha256_hex(onnx_bytes),
+                         calibration={"abs_return": [], "hit_rate": []}, scaler_mean=[], scaler_scale=[], venue="test",
+                         data_ranges={}, hyperparameters={}, validation_metrics={}, created_at="2026-11-24T00:00:00+00:00")
+    write_local(directory, onnx_bytes, meta)
+
+
+class FlakySource(FileSource):
+    """Storage that fails the first ``failures`` fetches, as S3 does during an outage."""
+
+    def __init__(self, path, failures: int) -> None:
+        super().__init__(str(path))
+        self.failures = failures
+
+    def fetch(self, artifact_uri, checksum):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("connection refused")
+        return super().fetch(artifact_uri, checksum)
+
+
+def test_new_checksum_in_the_directory_is_a_new_model(tmp_path):
+    artifact(tmp_path, "v1")
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=3)
+    assert asyncio.run(manager.poll_once()) == "loaded" and manager.current.version == "v1"
+    assert asyncio.run(manager.poll_once()) == "unchanged"
+    artifact(tmp_path, "v2", coef_sign=-1.0)
+    assert asyncio.run(manager.poll_once()) == "loaded" and manager.current.version == "v2"
+    r = manager.current.predicted_return({"depth_imbalance_1": "2.0", "microprice_minus_mid": "0.0"})
+    assert r < 0  # the swapped-in model is the one with the negative coefficient
+
+
+def test_tampered_artifact_is_refused_and_the_running_model_kept(tmp_path):
+    artifact(tmp_path, "v1")
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
+    asyncio.run(manager.poll_once())
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    meta.update(model_version="v2", sha256="0" * 64)
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    assert asyncio.run(manager.poll_once()) == "refused"
+    assert manager.current.version == "v1" and "checksum" in manager.refused["v2"]
+
+
+def test_storage_outage_is_retried_not_refused(tmp_path):
+    artifact(tmp_path, "v1")
+    manager = ModelManager(FlakySource(tmp_path, failures=2), warmup_runs=1)
+    assert asyncio.run(manager.poll_once()) == "fetch_error"
+    assert asyncio.run(manager.poll_once()) == "fetch_error"
+    assert manager.current is None and manager.refused == {} and "connection refused" in manager.last_error
+    assert asyncio.run(manager.poll_once()) == "loaded" and manager.last_error is None
+
+
+@pytest.mark.parametrize("missing", [{}, {"depth_imbalance_1": "1.0"}])
+def test_a_cycle_missing_a_model_feature_raises_for_the_fallback(tmp_path, missing):
+    from inference.models import FeatureUnavailable
+
+    artifact(tmp_path, "v1")
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
+    asyncio.run(manager.poll_once())
+    with pytest.raises(FeatureUnavailable):
+        manager.current.predicted_return(missing)
