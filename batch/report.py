@@ -100,16 +100,20 @@ def plots(out: Path, data: FeatureSet, s: Scored) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
+    files: list[str] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(data.y * 1e4, s.pred * 1e4, s=4, alpha=0.4)
     ax.axhline(0, color="grey", lw=0.5)
     ax.axvline(0, color="grey", lw=0.5)
     ax.set(xlabel="realized 10 s return (bp)", ylabel="predicted (bp)", title="predicted vs realized (held out)")
-    fig.tight_layout()
-    fig.savefig(out / "pred_vs_realized.png", dpi=110)
-    files.append("pred_vs_realized.png")
-    plt.close(fig)
+    save(fig, "pred_vs_realized.png")
 
     realized = data.mid * np.exp(data.y)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -121,10 +125,7 @@ def plots(out: Path, data: FeatureSet, s: Scored) -> list[str]:
     ax.hist(err_model, bins=bins, alpha=0.5, label=s.name)
     ax.set(xlabel="price error 10 s ahead (USD)", ylabel="count", title="error distribution")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "error_distribution.png", dpi=110)
-    files.append("error_distribution.png")
-    plt.close(fig)
+    save(fig, "error_distribution.png")
 
     if s.confidence is not None:
         mask = (data.y != 0) & (s.pred != 0)
@@ -134,10 +135,7 @@ def plots(out: Path, data: FeatureSet, s: Scored) -> list[str]:
         ax.plot([r["mean_confidence"] for r in table], [r["hit_rate"] for r in table], "o-", label=s.name)
         ax.set(xlabel="stated confidence", ylabel="observed hit rate (price moved)", title="confidence calibration")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "calibration.png", dpi=110)
-        files.append("calibration.png")
-        plt.close(fig)
+        save(fig, "calibration.png")
     return files
 
 

@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
-
 from bench.harness import StackGuard, emit, percentile  # noqa: E402
 from bench.http_load import open_loop  # noqa: E402
-from bench.inference_support import ServiceProcess, real_rows, write_hot_state, write_model  # noqa: E402
+from bench.inference_support import ServiceProcess, model_and_hot_state  # noqa: E402
 from common.config import load_settings  # noqa: E402
 from deploy.local.pipeline import get_json  # noqa: E402
 from inference.cadence import next_boundary_ms  # noqa: E402
@@ -54,21 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500)
     args = parser.parse_args(argv)
     settings = load_settings()
-    with StackGuard(), tempfile.TemporaryDirectory() as tmp:
-        rows = real_rows()
-        write_model(Path(tmp), rows)
-        client = redis.Redis.from_url(settings.redis.url)
-        client.delete("pred:BTCUSDT")
-        write_hot_state(client, rows[-1], emitted_at_us=time.time_ns() // 1000 + 3_600_000_000)
-        try:
-            with ServiceProcess(Path(tmp), cadence_ms=CADENCE_MS) as svc:
-                time.sleep(CADENCE_MS / 1000 * 1.5)  # the first cycle, then measure from a clean window
-                before = get_json(f"{svc.url}/cadence")
-                load, baseline = asyncio.run(load_and_baseline(f"{svc.url}/predictions/latest", args.rate, args.seconds))
-                after = get_json(f"{svc.url}/cadence")
-            stamps = [int(fields[b"timestamp"]) for _, fields in client.xrange("pred:BTCUSDT")]
-        finally:
-            client.delete("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    with StackGuard(), model_and_hot_state(settings.redis.url) as (model_dir, client):
+        with ServiceProcess(model_dir, cadence_ms=CADENCE_MS) as svc:
+            time.sleep(CADENCE_MS / 1000 * 1.5)  # the first cycle, then measure from a clean window
+            before = get_json(f"{svc.url}/cadence")
+            load, baseline = asyncio.run(load_and_baseline(f"{svc.url}/predictions/latest", args.rate, args.seconds))
+            after = get_json(f"{svc.url}/cadence")
+        stamps = [int(fields[b"timestamp"]) for _, fields in client.xrange("pred:BTCUSDT")]
     gaps = sum((b - a) // CADENCE_MS - 1 for a, b in zip(stamps, stamps[1:]) if b - a != CADENCE_MS)
     emit({"bench": "cadence", "seconds": args.seconds, "rate": args.rate, "cycles": after["cycles"] - before["cycles"],
           "missed_cycles": after["missed_cycles"], "missed_in_stream": gaps, "predictions_in_stream": len(stamps),

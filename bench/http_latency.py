@@ -11,17 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
-
 from bench.harness import StackGuard, emit  # noqa: E402
 from bench.http_load import open_loop  # noqa: E402
-from bench.inference_support import ServiceProcess, real_rows, write_hot_state, write_model  # noqa: E402
+from bench.inference_support import ServiceProcess, model_and_hot_state  # noqa: E402
 from common.config import load_settings  # noqa: E402
 from deploy.local.pipeline import get_json  # noqa: E402
 
@@ -42,19 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500, help="requests per second")
     args = parser.parse_args(argv)
     settings = load_settings()
-    with StackGuard(), tempfile.TemporaryDirectory() as tmp:
-        rows = real_rows()
-        write_model(Path(tmp), rows)
-        client = redis.Redis.from_url(settings.redis.url)
-        write_hot_state(client, rows[-1], emitted_at_us=time.time_ns() // 1000 + 3_600_000_000)
-        try:
-            with ServiceProcess(Path(tmp), cadence_ms=500) as svc:
-                latest = wait_for_prediction(svc.url)
-                baseline = asyncio.run(open_loop(f"{svc.url}/health", args.rate, max(args.seconds / 5, 2)))
-                result = asyncio.run(open_loop(f"{svc.url}/predictions/latest", args.rate, args.seconds))
-                cadence = get_json(f"{svc.url}/cadence")
-        finally:
-            client.delete("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    with StackGuard(), model_and_hot_state(settings.redis.url) as (model_dir, _):
+        with ServiceProcess(model_dir, cadence_ms=500) as svc:
+            latest = wait_for_prediction(svc.url)
+            baseline = asyncio.run(open_loop(f"{svc.url}/health", args.rate, max(args.seconds / 5, 2)))
+            result = asyncio.run(open_loop(f"{svc.url}/predictions/latest", args.rate, args.seconds))
+            cadence = get_json(f"{svc.url}/cadence")
     emit({"bench": "http_latency", "endpoint": "/predictions/latest", "rate_target": args.rate,
           "seconds": args.seconds, **result, "model": latest["model_version"],
           "baseline_health_p50_ms": baseline["p50_ms"], "baseline_health_p99_ms": baseline["p99_ms"],

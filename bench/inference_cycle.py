@@ -13,19 +13,17 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from bench.harness import StackGuard, emit, percentile  # noqa: E402
-from bench.inference_support import real_rows, write_hot_state, write_model  # noqa: E402
+from bench.inference_support import model_and_hot_state  # noqa: E402
 from common.config import load_settings  # noqa: E402
-from inference.model_manager import FileSource, ModelManager  # noqa: E402
+from inference.model_manager import FileSource  # noqa: E402
 from inference.service import PredictionService  # noqa: E402
 
 
@@ -68,15 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="run for this long instead of --cycles")
     args = parser.parse_args(argv)
     settings = load_settings()
-    with StackGuard(), tempfile.TemporaryDirectory() as tmp:
-        rows = real_rows()
-        write_model(Path(tmp), rows)
-        client = redis.Redis.from_url(settings.redis.url)
-        write_hot_state(client, rows[-1], emitted_at_us=time.time_ns() // 1000 + 3_600_000_000)  # stays fresh
-        try:
-            result = asyncio.run(measure(settings, Path(tmp), args.cycles, args.seconds))
-        finally:
-            client.delete("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    with StackGuard(), model_and_hot_state(settings.redis.url) as (model_dir, _):
+        result = asyncio.run(measure(settings, model_dir, args.cycles, args.seconds))
     emit({"bench": "inference_cycle", **result})
     return 0
 

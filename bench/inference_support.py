@@ -1,6 +1,7 @@
 """What the inference benchmarks share: a real model artifact, real hot state, a service process."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -77,3 +78,28 @@ class ServiceProcess:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+FAR_FUTURE_US = 3_600_000_000  # feat: stamped an hour ahead stays "fresh" for the whole run
+
+
+@contextlib.contextmanager
+def model_and_hot_state(redis_url: str):
+    """A real model artifact in a temp dir and real hot state in Redis; both removed afterwards.
+
+    Yields (artifact directory, Redis client).
+    """
+    import redis
+
+    keys = ("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = real_rows()
+        write_model(Path(tmp), rows)
+        client = redis.Redis.from_url(redis_url)
+        client.delete(*keys)
+        write_hot_state(client, rows[-1], emitted_at_us=time.time_ns() // 1000 + FAR_FUTURE_US)
+        try:
+            yield Path(tmp), client
+        finally:
+            client.delete(*keys)
+            client.close()
