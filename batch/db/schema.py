@@ -1,7 +1,9 @@
-"""Table definitions the Python code queries with (the migrations own the DDL).
+"""The tables as the Python code queries them; the migrations own the DDL.
 
-Columns of ``feature_store`` follow ``udfs.features.FEATURE_NAMES``: a new
-feature means a new migration, which is the point of versioning the schema.
+``feature_store`` and ``data_quality_metrics`` are written with SQL (COPY and
+upserts) from ``FEATURE_STORE_COLUMNS``, which follows
+``udfs.features.FEATURE_NAMES``: a new feature means a new migration, and a test
+checks the migrated table against this list.
 """
 from __future__ import annotations
 
@@ -16,24 +18,6 @@ metadata = sa.MetaData()
 LABEL_COLUMNS = ("mid", "book_update_id", "book_valid", "book_age_ms", "label_mid", "label_return",
                  "label_age_ms", "data_quality")
 FEATURE_STORE_COLUMNS = ("venue", "symbol", "ts_ms", "source", *FEATURE_NAMES, *LABEL_COLUMNS)
-
-feature_store = sa.Table(
-    "feature_store", metadata,
-    sa.Column("venue", sa.Text, primary_key=True),
-    sa.Column("symbol", sa.Text, primary_key=True),
-    sa.Column("ts_ms", sa.BigInteger, primary_key=True),
-    sa.Column("source", sa.Text, nullable=False),
-    *(sa.Column(name, sa.Float(53), nullable=False) for name in FEATURE_NAMES),
-    sa.Column("mid", sa.Float(53), nullable=False),
-    sa.Column("book_update_id", sa.BigInteger, nullable=False),
-    sa.Column("book_valid", sa.Boolean, nullable=False),
-    sa.Column("book_age_ms", sa.Float(53), nullable=False),
-    sa.Column("label_mid", sa.Float(53)),
-    sa.Column("label_return", sa.Float(53)),
-    sa.Column("label_age_ms", sa.Float(53)),
-    sa.Column("data_quality", sa.Float(53), nullable=False),
-    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
-)
 
 ml_experiments = sa.Table(
     "ml_experiments", metadata,
@@ -58,20 +42,6 @@ model_registry = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("promoted_at", sa.DateTime(timezone=True)),
     sa.Column("archived_at", sa.DateTime(timezone=True)),
-)
-
-data_quality_metrics = sa.Table(
-    "data_quality_metrics", metadata,
-    sa.Column("venue", sa.Text, primary_key=True),
-    sa.Column("symbol", sa.Text, primary_key=True),
-    sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("trainable_rows", sa.Integer, nullable=False),
-    sa.Column("invalid_book_rows", sa.Integer, nullable=False),
-    sa.Column("stale_book_rows", sa.Integer, nullable=False),
-    sa.Column("missing_label_rows", sa.Integer, nullable=False),
-    sa.Column("mean_data_quality", sa.Float(53), nullable=False),
-    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 ml_training_data = sa.Table(

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from batch.db import migrate
-from batch.db.schema import engine_for
+from batch.db.schema import FEATURE_STORE_COLUMNS, engine_for
 from batch.feature_builder import build_rows, replay
 from batch.feature_store import load_features, read_training_data
 from batch.recordings import depth20_events
@@ -33,7 +33,8 @@ def test_migrations_go_up_and_down(isolated_settings):
     migrate.downgrade(isolated_settings.postgres, "base")
     assert tables(engine) == {"alembic_version"}
     migrate.upgrade(isolated_settings.postgres)  # and up again: downgrade left nothing behind
-    assert "feature_store" in tables(engine)
+    columns = [c["name"] for c in sa.inspect(engine).get_columns("feature_store")]
+    assert columns == [*FEATURE_STORE_COLUMNS, "loaded_at"]  # the loader's column list matches the migrated table
     engine.dispose()
 
 
