@@ -96,7 +96,7 @@ class SymbolState:
         top = book_top(book, time_us)
         if top is not None:
             self.history.add(top, valid=self.sync.valid)
-        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us), receipt_time_us=receipt_time_us)]
+        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us, self.sync.valid), receipt_time_us=receipt_time_us)]
 
     def cut(self, time_us: int) -> Snapshot | None:
         """Windows and features at boundary ``time_us``, then prune what no later boundary needs.

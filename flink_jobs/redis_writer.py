@@ -1,7 +1,9 @@
-"""Executes RedisWrite batches: each hash is replaced atomically (MULTI/EXEC).
+"""Executes RedisWrite batches in one MULTI/EXEC transaction.
 
-A reader never sees a half-updated ``ob:`` or ``feat:``: the old hash is
-deleted and the new one written inside one transaction.
+A hash is never cleared in place: the new version is written aside
+(``<key>:next``) and RENAMEd over the live key, inside the transaction. A reader
+sees the old hash or the new one, never a half-written or missing one, and a
+re-anchored book replaces the stale one in the same single step.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from flink_jobs.hot_path_state import RedisWrite
+from udfs import redis_schema as rs
 
 
 def connect(url: str) -> redis.Redis:
@@ -31,8 +34,10 @@ def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
             fields = w.fields
             if w.receipt_time_us is not None:
                 fields = {**fields, "receipt_time_us": str(w.receipt_time_us), "written_at_us": str(time.time_ns() // 1000)}
-            pipe.delete(w.key)
-            pipe.hset(w.key, mapping=fields)
+            aside = rs.next_key(w.key)
+            pipe.delete(aside)
+            pipe.hset(aside, mapping=fields)
+            pipe.rename(aside, w.key)
             if w.ttl_s:
                 pipe.expire(w.key, w.ttl_s)
         elif w.kind == "xadd":

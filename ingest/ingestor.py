@@ -25,7 +25,8 @@ from prometheus_client import Counter, Gauge
 from common.config import Settings, aws_client_kwargs, load_settings
 from ingest.health_server import health_app
 from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
-from ingest.snapshot_injector import fetch_snapshot, snapshot_envelope
+from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
+from ingest.snapshot_injector import snapshot_envelope
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent
 
@@ -152,12 +153,12 @@ class Ingestor:
         ex = self.settings.exchange
         for attempt in range(5):
             try:
-                snapshot = await fetch_snapshot(session, ex.rest_url, ex.symbol, ex.snapshot_limit)
+                snapshot = await BinanceRest(ex.rest_url, session).depth(ex.symbol, ex.snapshot_limit)
                 await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
                 SNAPSHOTS.labels("ok").inc()
                 log.info("snapshot at update id %d put in band", snapshot.book_update_id)
                 return
-            except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError) as exc:
+            except (aiohttp.ClientError, RetryableError, RestBanned, KeyError, ValueError) as exc:
                 SNAPSHOTS.labels("error").inc()
                 log.warning("snapshot fetch failed (attempt %d): %s", attempt + 1, exc)
                 await asyncio.sleep(0.5 * 2**attempt)

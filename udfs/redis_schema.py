@@ -25,6 +25,11 @@ def trade_key(symbol: str, window: str) -> str:
     return f"tr:{symbol}:{window}"
 
 
+def next_key(key: str) -> str:
+    """Where the next version of a hash is built before it is RENAMEd over ``key``."""
+    return f"{key}:next"
+
+
 def feat_key(symbol: str) -> str:
     return f"feat:{symbol}"
 
@@ -58,10 +63,12 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
-def ob_fields(book: OrderBook, event_time_us: int) -> dict[str, str]:
+def ob_fields(book: OrderBook, event_time_us: int, valid: bool = True) -> dict[str, str]:
+    """Top levels of the book; ``book_valid`` is 0 from a sequence gap until the re-anchor lands."""
     bids = book.top_bids(BOOK_DEPTH)
     asks = book.top_asks(BOOK_DEPTH)
-    fields: dict[str, str] = {"ts_us": str(event_time_us), "last_update_id": str(book.last_update_id)}
+    fields: dict[str, str] = {"ts_us": str(event_time_us), "last_update_id": str(book.last_update_id),
+                              "book_valid": "1" if valid else "0"}
     if bids and asks:
         best_bid, best_ask = to_float(bids[0][0]), to_float(asks[0][0])
         fields.update(best_bid=_num(best_bid), best_ask=_num(best_ask), spread=_num(best_ask - best_bid))

@@ -15,6 +15,10 @@ class FaultPlan:
     corrupt_stream: str = ""  # e.g. "btcusdt@bestBidAsk"; empty = any stream
     disconnect_next: bool = False  # close every client connection once
     mute_trades_ms: int = 0  # suppress trade frames for the next N ms of data time
+    rest_throttle_next: int = 0  # answer the next N REST requests 429 (Retry-After: rest_retry_after_s)
+    rest_ban_next: int = 0  # answer the next N REST requests 418 (IP ban, Retry-After: rest_retry_after_s)
+    rest_retry_after_s: int = 1
+    rest_delay_ms: int = 0  # delay every REST answer (a slow exchange)
 
     def update(self, **changes: int | bool) -> None:
         for name, value in changes.items():

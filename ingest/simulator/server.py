@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
+from ingest.binance_rest import AGG_TRADES_WEIGHT, depth_weight
 from ingest.loaders import load_capture
 from ingest.loaders.base import CapturedEvent
 from ingest.simulator.exchange import SimulatedExchange
@@ -42,12 +43,16 @@ class Subscriber:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+REPLAY_TASK = web.AppKey("replay", asyncio.Task)
+
+
 class ReplayServer:
     def __init__(self, events: list[CapturedEvent], speed: float, start_on_first_client: bool = True) -> None:
         self.events = events
         self.speed = speed
         self.exchange = SimulatedExchange(events)
         self.faults = FaultPlan()
+        self.rest_weights: list[tuple[float, int]] = []  # (monotonic time, weight) of the last minute
         self.subscribers: set[Subscriber] = set()
         self.position = 0
         self.finished = False
@@ -192,13 +197,34 @@ class ReplayServer:
             raise web.HTTPBadRequest(text=f'{{"code":-1100,"msg":"{name} out of range."}}', content_type="application/json")
         return value
 
+    async def _rest_faults(self, weight: int) -> tuple[web.Response | None, dict[str, str]]:
+        """Slow answers, 429 and 418 as Binance sends them; else the weight header of a served request."""
+        f = self.faults
+        if f.rest_delay_ms:
+            FAULTS_APPLIED.labels("rest_delay").inc()
+            await asyncio.sleep(f.rest_delay_ms / 1000)
+        for name, status in (("rest_ban_next", 418), ("rest_throttle_next", 429)):
+            if getattr(f, name) > 0:
+                setattr(f, name, getattr(f, name) - 1)
+                FAULTS_APPLIED.labels(name).inc()
+                body = '{"code":-1003,"msg":"Way too much request weight used."}'
+                return web.Response(status=status, text=body, content_type="application/json",
+                                    headers={"Retry-After": str(f.rest_retry_after_s)}), {}
+        now = time.monotonic()
+        self.rest_weights = [(t, w) for t, w in self.rest_weights if t > now - 60] + [(now, weight)]
+        return None, {"X-MBX-USED-WEIGHT-1M": str(sum(w for _, w in self.rest_weights))}
+
     async def depth(self, request: web.Request) -> web.Response:
         self._check_symbol(request)
-        limit = self._int_param(request, "limit", 100, 1, 5000)
-        return web.json_response(self.exchange.depth_json(limit or 100))
+        limit = self._int_param(request, "limit", 100, 1, 5000) or 100
+        refused, headers = await self._rest_faults(depth_weight(limit))
+        return refused or web.json_response(self.exchange.depth_json(limit), headers=headers)
 
     async def agg_trades(self, request: web.Request) -> web.Response:
         self._check_symbol(request)
+        refused, headers = await self._rest_faults(AGG_TRADES_WEIGHT)
+        if refused:
+            return refused
         big = 2**62
         rows = self.exchange.agg_trades_json(
             self._int_param(request, "fromId", None, 0, big),
@@ -206,7 +232,7 @@ class ReplayServer:
             self._int_param(request, "endTime", None, 0, big),
             self._int_param(request, "limit", 500, 1, 1000) or 500,
         )
-        return web.json_response(rows)
+        return web.json_response(rows, headers=headers)
 
     async def status(self, _: web.Request) -> web.Response:
         return web.json_response({
@@ -257,10 +283,10 @@ class ReplayServer:
         ])
 
         async def start_replay(app: web.Application) -> None:
-            app["replay"] = asyncio.create_task(self.run_replay())
+            app[REPLAY_TASK] = asyncio.create_task(self.run_replay())
 
         async def stop_replay(app: web.Application) -> None:
-            app["replay"].cancel()
+            app[REPLAY_TASK].cancel()
 
         app.on_startup.append(start_replay)
         app.on_cleanup.append(stop_replay)

@@ -1,0 +1,1 @@
+"""Reliability path: re-anchoring after gaps, REST archival."""
