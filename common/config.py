@@ -98,6 +98,18 @@ class FlinkJobConfig(_Section):
     execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded  # network buffer flush; Flink's default 100 ms dominates freshness
 
 
+class ReanchorConfig(_Section):
+    """The re-anchor service: gap records in, REST snapshots in band out."""
+
+    consumer_group: str = "reanchor"
+    lock_ttl_ms: int = Field(30_000, gt=0)  # reanchor:<symbol> expires if the service dies mid-way
+    attempt_timeout_s: float = Field(10.0, gt=0)  # wait for the job's book to turn valid per snapshot
+    max_attempts: int = Field(5, gt=0)
+    verify_interval_s: float = Field(60.0, gt=0)  # drift check: a snapshot in band once a minute
+    weight_budget_per_minute: int = Field(3000, gt=0, le=6000)  # our share of Binance's 6,000
+    metrics_port: int = Field(9102, gt=0, lt=65536)
+
+
 class InferenceConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
@@ -135,6 +147,7 @@ class Settings(_Section):
     exchange: ExchangeConfig = ExchangeConfig()
     ingestor: IngestorConfig = IngestorConfig()
     flink: FlinkJobConfig = FlinkJobConfig()
+    reanchor: ReanchorConfig = ReanchorConfig()
     inference: InferenceConfig = InferenceConfig()
 
 

@@ -117,10 +117,12 @@ class HotPathFunction(KeyedProcessFunction):
         self.last_update_id = 0
         self.book_levels = 0
         self.stale_diffs = 0
+        self.drift_levels = 0
         self.emit_lag_ms = 0
         group.gauge("lastBookUpdateId", lambda: self.last_update_id)
         group.gauge("bookLevels", lambda: self.book_levels)
         group.gauge("staleDiffs", lambda: self.stale_diffs)
+        group.gauge("bookDriftLevels", lambda: self.drift_levels)  # mismatched levels at the last drift check
         group.gauge("featureEmitLagMs", lambda: self.emit_lag_ms)
 
     def _load(self, symbol: str) -> SymbolState:
@@ -152,6 +154,8 @@ class HotPathFunction(KeyedProcessFunction):
             self.last_update_id = book.last_update_id
             self.book_levels = len(book.bids) + len(book.asks)
         self.stale_diffs = st.stale_diffs
+        if st.sync.last_drift is not None:
+            self.drift_levels = st.sync.last_drift.levels_mismatched
         if changed:
             self.state.update(st)
         if writes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from udfs import redis_schema as rs
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from udfs.features import WINDOWS_US, BookHistory, Snapshot, book_top, compute_snapshot
-from udfs.order_book import BookSynchronizer, DiffOutcome, Gap
+from udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
 from udfs.trade_window import TradeBuffer, trade_points
 
 LONGEST_WINDOW_US = max(WINDOWS_US.values())  # trades older than this reach no window
@@ -71,7 +71,11 @@ class SymbolState:
             return EventResult([], gap)
         if isinstance(event, DepthSnapshotEvent):
             if self.sync.on_snapshot(event):
-                return EventResult(self._book_changed(max(self.last_diff_time_us, event.event_time_us), receipt_time_us))
+                writes = self._book_changed(max(self.last_diff_time_us, event.event_time_us), receipt_time_us)
+                drift = self.sync.last_drift
+                if drift is not None:
+                    writes.append(drift_write(self.symbol, drift, event.book_update_id))
+                return EventResult(writes)
             return EventResult([], changed=False)
         if isinstance(event, TradesEvent):
             if event.transact_time_us <= self.last_boundary_us:
@@ -144,6 +148,12 @@ def coalesce(writes: list[RedisWrite]) -> list[RedisWrite]:
     """
     last_hash = {w.key: i for i, w in enumerate(writes) if w.kind == "hash"}
     return [w for i, w in enumerate(writes) if w.kind != "hash" or last_hash[w.key] == i]
+
+
+def drift_write(symbol: str, drift: Drift, snapshot_update_id: int) -> RedisWrite:
+    fields = {"update_id": str(drift.update_id), "snapshot_update_id": str(snapshot_update_id),
+              "levels_compared": str(drift.levels_compared), "levels_mismatched": str(drift.levels_mismatched)}
+    return RedisWrite("xadd", rs.drift_stream_key(symbol), fields, maxlen=10_000)
 
 
 def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:

@@ -87,6 +87,30 @@ class Gap:
     event_time_us: int
 
 
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A snapshot brought forward vs the live book at the same update id (the once-a-minute check)."""
+
+    update_id: int
+    levels_compared: int
+    levels_mismatched: int
+
+
+DRIFT_DEPTH = 20  # levels per side compared by the drift check
+
+
+def book_drift(live: OrderBook, reference: OrderBook, depth: int = DRIFT_DEPTH) -> Drift:
+    """Levels (price, qty) in either book's top ``depth`` per side that the other lacks or sizes differently."""
+    mismatched = compared = 0
+    for side in ("bids", "asks"):
+        top = (lambda b: b.top_bids(depth)) if side == "bids" else (lambda b: b.top_asks(depth))  # noqa: E731
+        a, b = dict(top(live)), dict(top(reference))
+        prices = a.keys() | b.keys()
+        compared += len(prices)
+        mismatched += sum(1 for price in prices if a.get(price) != b.get(price))
+    return Drift(live.last_update_id, compared, mismatched)
+
+
 @dataclass(slots=True)
 class BookSynchronizer:
     """The book plus what it needs to (re)synchronise from an in-band snapshot.
@@ -104,6 +128,7 @@ class BookSynchronizer:
     valid: bool = False
     recent: deque = field(default_factory=deque)
     gaps_total: int = 0
+    last_drift: Drift | None = None  # comparison made by the last snapshot that met a valid book
 
     def on_diff(self, diff: DepthDiffEvent) -> tuple[DiffOutcome, Gap | None]:
         self.recent.append(sbe.encode(diff))
@@ -138,6 +163,10 @@ class BookSynchronizer:
             if diff.first_update_id > candidate.last_update_id + 1:
                 return False  # snapshot too old for the diffs we still hold
             candidate.apply_levels(diff)
-        self.book = candidate
+        if self.book is not None and self.valid and candidate.last_update_id == self.book.last_update_id:
+            self.last_drift = book_drift(self.book, candidate)
+        else:
+            self.last_drift = None
+        self.book = candidate  # drift or not, the exchange's book replaces ours: any mismatch is corrected now
         self.valid = True
         return True

@@ -43,6 +43,16 @@ def reanchor_key(symbol: str) -> str:
     return f"reanchor:{symbol}"
 
 
+def drift_stream_key(symbol: str) -> str:
+    """Stream of drift checks: levels of the live book that differed from a snapshot at the same update id."""
+    return f"drift:{symbol}"
+
+
+def reanchor_log_key(symbol: str) -> str:
+    """Stream of finished re-anchors (reason, snapshot id, duration, attempts, outcome)."""
+    return f"reanchors:{symbol}"
+
+
 def prediction_stream_key(symbol: str) -> str:
     return f"pred:{symbol}"
 

@@ -76,6 +76,8 @@ class Pipeline:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     flink_job_id: str | None = None
     model_source: str = "persistence"  # "registry": serve the production model of the registry
+    verify_interval_s: float = 60.0  # the re-anchor service's drift check
+    reanchor_port: int = field(default_factory=free_port)
 
     @property
     def stream(self) -> str:
@@ -99,6 +101,8 @@ class Pipeline:
             "BTCPRED_EXCHANGE__REST_URL": self.sim_url,
             "BTCPRED_INFERENCE__PORT": str(self.inference_port),
             "BTCPRED_INFERENCE__MODEL_SOURCE": self.model_source,
+            "BTCPRED_REANCHOR__VERIFY_INTERVAL_S": str(self.verify_interval_s),
+            "BTCPRED_REANCHOR__METRICS_PORT": str(self.reanchor_port),
             "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
             "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
         }
@@ -140,7 +144,8 @@ class Pipeline:
         client = redis.Redis.from_url(settings.redis.url)
         client.delete(rs.ob_key(symbol), rs.trade_key(symbol, "1s"), rs.trade_key(symbol, "5s"), rs.feat_key(symbol),
                       rs.feat_history_key(symbol), rs.prediction_stream_key(symbol), rs.gap_stream_key(symbol), rs.late_stream_key(symbol),
-                      rs.dead_letter_stream_key())
+                      rs.dead_letter_stream_key(), rs.reanchor_key(symbol), rs.reanchor_log_key(symbol),
+                      rs.drift_stream_key(symbol))
         client.close()
 
     def wait_for_job(self, timeout_s: float = 180) -> None:
@@ -176,6 +181,8 @@ class Pipeline:
                                         "--port", str(self.sim_port), "--speed", str(self.speed)])
         wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
         self._spawn("ingestor", [py, "-m", "ingest.ingestor"])
+        rea = self._spawn("reanchor", [py, "-m", "reliability.reanchor_service"])
+        wait_http(f"http://127.0.0.1:{self.reanchor_port}/health", 30, rea, self.log_path("reanchor"))
 
     def start_job(self) -> None:
         py = sys.executable

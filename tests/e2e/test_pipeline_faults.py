@@ -1,6 +1,7 @@
-"""Faults injected into a real replay: dropped diffs, a corrupt frame, a trade-free stretch.
+"""Faults injected into a real replay: dropped diffs (gap -> re-anchor), a corrupt frame, a trade-free stretch.
 
-Synthetic damage only (the simulator's fault switches) on top of the real capture.
+Synthetic damage only (the simulator's fault switches) on top of the real capture;
+the re-anchor service runs as in production, with a drift check every 5 s.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import urllib.request
 import pytest
 
 from deploy.local.pipeline import Pipeline, get_json
+from tests.e2e.test_pipeline_replay import compare_book
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -39,7 +41,7 @@ def wait_until(pipeline: Pipeline, predicate, timeout_s: float, what: str):
 
 @pytest.mark.timeout(420)
 def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
-    pipeline = Pipeline(speed=10.0, mini_cluster=True, log_dir=tmp_path)
+    pipeline = Pipeline(speed=10.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=5.0)
     try:
         pipeline.start()
         wait_until(pipeline, lambda s: s["position"] > 0.25 * s["total"] and redis_client.exists("feat:BTCUSDT"), 240, "features")
@@ -50,10 +52,22 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             ob = decode(redis_client.hgetall("ob:BTCUSDT"))
-            if int(ob["last_update_id"]) == status["last_update_id"]:
+            if int(ob["last_update_id"]) == status["last_update_id"] and ob["book_valid"] == "1":
                 break
             time.sleep(0.5)
         pipeline.check_alive()  # the job survived every fault
+        # ---- re-anchored: the book is valid again and equals the exchange's at the same update id
+        ob = decode(redis_client.hgetall("ob:BTCUSDT"))
+        assert ob["book_valid"] == "1"
+        compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
+        reanchors = [decode(f) for _, f in redis_client.xrange("reanchors:BTCUSDT")]
+        by_gap = [r for r in reanchors if r["reason"] == "gap"]
+        assert len(by_gap) == 1 and by_gap[0]["outcome"] == "ok", reanchors
+        assert float(by_gap[0]["duration_ms"]) < 10_000
+        # drift checks on a clean book find nothing (no false positives), and at least two ran
+        drift = [decode(f) for _, f in redis_client.xrange("drift:BTCUSDT")]
+        assert len(drift) >= 2 and all(d["levels_mismatched"] == "0" and int(d["levels_compared"]) >= 40 for d in drift)
+        assert all(r["outcome"] == "ok" for r in reanchors)
 
         # ---- exactly one gap, naming the dropped range; the book is flagged stale from there on
         (dropped_first, _), (_, dropped_last) = status["dropped_diffs"]
@@ -63,12 +77,19 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         assert int(gaps[0]["first_update_id"]) == dropped_last + 1
         history = [decode(f) for _, f in redis_client.xrange("feathist:BTCUSDT")]
         gap_id = int(gaps[0]["last_update_id"])
+        snapshot_id = int(by_gap[0]["snapshot_update_id"])
         before = [h for h in history if int(h["book_update_id"]) < dropped_first]
-        after = [h for h in history if int(h["book_update_id"]) >= gap_id]
-        assert before and after
+        stale = [h for h in history if gap_id <= int(h["book_update_id"]) < snapshot_id]
+        healed = [h for h in history if int(h["book_update_id"]) > snapshot_id]
+        assert before and stale and healed
         assert all(h["book_valid"] == "1.0" for h in before)
-        assert all(h["book_valid"] == "0.0" for h in after)
-        assert decode(redis_client.hgetall("feat:BTCUSDT"))["book_valid"] == "0.0"
+        assert all(h["book_valid"] == "0.0" for h in stale)  # stale from the gap until the snapshot landed
+        assert all(h["book_valid"] == "1.0" for h in healed)
+        # inference answered every 2 s boundary throughout, from Redis or as a flagged fallback, never an error
+        preds = get_json(f"{pipeline.inference_url}/predictions?limit=1000")
+        stamps = [p["timestamp"] for p in preds]
+        assert all(b - a == 2000 for a, b in zip(stamps, stamps[1:]))
+        assert {p["fallback_reason"] for p in preds if p["source"] == "fallback"} <= {"book_invalid", "no_features", "stale_features"}
 
         # ---- the corrupt frame is a dead letter at the ingestor, nothing else is
         lines = (tmp_path / f"dead-letter-{pipeline.run_id}.jsonl").read_text().splitlines()

@@ -1,0 +1,216 @@
+"""Re-anchor service: sequence gaps in, a REST snapshot in band out, until the job's book is valid again.
+
+Sequence (docs/recovery.md has it step by step):
+
+1. The Flink job appends a record to ``gaps:<symbol>`` and marks its book invalid
+   (``ob:`` ``book_valid=0``; inference falls back only if features go stale).
+2. This service reads the stream through a consumer group (a restart resumes
+   where it left off) and takes ``reanchor:<symbol>`` with SET NX PX: one
+   re-anchor per symbol in flight, across every instance; gaps arriving meanwhile
+   are acknowledged as covered by it.
+3. It fetches a REST depth snapshot within Binance's limits and puts it into the
+   market-data stream on the symbol's partition key, so the job meets it in
+   stream order and rebuilds the book aside from it and its buffered diffs.
+4. The job RENAMEs the rebuilt ``ob:`` over the live one in one transaction.
+   The service waits for ``book_valid=1`` at or beyond the snapshot's update id;
+   a snapshot too old for the job's buffered diffs leaves the book invalid, and
+   the next attempt fetches a newer one.
+5. It deletes the flag, logs the re-anchor to ``reanchors:<symbol>`` and acks the gaps.
+
+Once a minute the same path runs without a gap: the snapshot lets the job compare
+its book with the exchange's at the same update id (drift check).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import boto3
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import Counter, Gauge, Histogram
+
+from common.config import Settings, aws_client_kwargs, load_settings
+from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
+from ingest.health_server import health_app
+from ingest.kinesis_writer import KinesisWriter, Record
+from ingest.snapshot_injector import snapshot_envelope
+from udfs import envelope
+from udfs import redis_schema as rs
+
+log = logging.getLogger("reanchor")
+
+REANCHOR_SECONDS = Histogram("reanchor_duration_seconds", "Lock taken to book valid again",
+                             ["reason"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+REANCHORS = Counter("reanchors_total", "Finished re-anchors", ["reason", "outcome"])
+GAPS_READ = Counter("reanchor_gaps_read_total", "Gap records consumed", ["handling"])
+IN_PROGRESS = Gauge("reanchor_in_progress", "1 while a re-anchor of the symbol is running", ["symbol"])
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reason: str
+    ok: bool
+    snapshot_update_id: int | None
+    attempts: int
+    duration_s: float
+
+
+class Reanchorer:
+    def __init__(self, settings: Settings, redis: aioredis.Redis, rest: BinanceRest, writer: KinesisWriter) -> None:
+        self.settings = settings
+        self.symbol = settings.exchange.symbol
+        self.redis = redis
+        self.rest = rest
+        self.writer = writer
+        self.cfg = settings.reanchor
+        self.consumer = f"{socket.gethostname()}-{id(self)}"
+        self.last_outcome: Outcome | None = None
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(rs.gap_stream_key(self.symbol), self.cfg.consumer_group, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _book_state(self) -> tuple[bool, int]:
+        valid, last_id = await self.redis.hmget(rs.ob_key(self.symbol), "book_valid", "last_update_id")
+        return valid == b"1", int(last_id or 0)
+
+    async def _wait_valid(self, snapshot_id: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            valid, last_id = await self._book_state()
+            if valid and last_id >= snapshot_id:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    async def reanchor(self, reason: str) -> Outcome | None:
+        """One re-anchor; None if another one for the symbol is already running."""
+        key = rs.reanchor_key(self.symbol)
+        started = time.time()
+        flag = json.dumps({"reason": reason, "started_at_us": int(started * 1e6), "owner": self.consumer})
+        if not await self.redis.set(key, flag, nx=True, px=self.cfg.lock_ttl_ms):
+            return None
+        IN_PROGRESS.labels(self.symbol).set(1)
+        snapshot_id, attempts, ok = None, 0, False
+        try:
+            while attempts < self.cfg.max_attempts and not ok:
+                attempts += 1
+                try:
+                    snap = await self.rest.depth(self.symbol, self.settings.exchange.snapshot_limit)
+                except RestBanned as exc:
+                    log.error("REST banned: waiting %.0f s before the next snapshot", exc.until - time.time())
+                    await asyncio.sleep(max(0.0, exc.until - time.time()))
+                    continue
+                except RetryableError as exc:
+                    log.warning("snapshot fetch failed after retries: %s", exc)
+                    continue
+                snapshot_id = snap.book_update_id
+                data = envelope.to_text(snapshot_envelope(snap)).encode()
+                await asyncio.to_thread(self.writer.put, [Record(data, self.symbol)])
+                await self.redis.pexpire(key, self.cfg.lock_ttl_ms)
+                ok = await self._wait_valid(snapshot_id, self.cfg.attempt_timeout_s)
+                if not ok:
+                    log.warning("book not valid %.1f s after snapshot %d (attempt %d)",
+                                self.cfg.attempt_timeout_s, snapshot_id, attempts)
+        finally:
+            await self.redis.delete(key)
+            IN_PROGRESS.labels(self.symbol).set(0)
+        outcome = Outcome(reason, ok, snapshot_id, attempts, time.time() - started)
+        REANCHORS.labels(reason, "ok" if ok else "failed").inc()
+        if ok:
+            REANCHOR_SECONDS.labels(reason).observe(outcome.duration_s)
+        await self.redis.xadd(rs.reanchor_log_key(self.symbol), {
+            "reason": reason, "outcome": "ok" if ok else "failed", "snapshot_update_id": str(snapshot_id or ""),
+            "attempts": str(attempts), "started_at_us": str(int(started * 1e6)),
+            "duration_ms": f"{outcome.duration_s * 1000:.1f}"}, maxlen=10_000, approximate=True)
+        log.info("re-anchor (%s) %s after %d attempt(s), %.0f ms", reason, "done" if ok else "FAILED",
+                 attempts, outcome.duration_s * 1000)
+        self.last_outcome = outcome
+        return outcome
+
+    async def consume_gaps_once(self, block_ms: int = 1000) -> int:
+        """Read new gap records; re-anchor once for all of them. Returns how many were read."""
+        stream = rs.gap_stream_key(self.symbol)
+        batches = await self.redis.xreadgroup(self.cfg.consumer_group, self.consumer, {stream: ">"},
+                                              count=100, block=block_ms)
+        ids = [entry_id for _, entries in batches for entry_id, _ in entries]
+        if not ids:
+            return 0
+        outcome = await self.reanchor("gap")
+        GAPS_READ.labels("reanchored" if outcome else "coalesced").inc(len(ids))
+        if outcome is None or outcome.ok:
+            await self.redis.xack(stream, self.cfg.consumer_group, *ids)
+        # a failed re-anchor leaves the gaps pending: the next start re-reads them (below)
+        return len(ids)
+
+    async def retry_pending(self) -> None:
+        """Gaps read but not acknowledged (a crash or a failed re-anchor) are handled again."""
+        stream = rs.gap_stream_key(self.symbol)
+        pending = await self.redis.xpending_range(stream, self.cfg.consumer_group, min="-", max="+", count=1000)
+        if pending:
+            ids = [p["message_id"] for p in pending]
+            outcome = await self.reanchor("gap")
+            if outcome is None or outcome.ok:
+                await self.redis.xack(stream, self.cfg.consumer_group, *ids)
+
+    async def gaps_forever(self) -> None:
+        await self.ensure_group()
+        await self.retry_pending()
+        while True:
+            try:
+                await self.consume_gaps_once()
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                log.warning("Redis unavailable: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def verify_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.verify_interval_s)
+            try:
+                valid, _ = await self._book_state()
+                if valid:  # an invalid or absent book is the gap path's business, not a drift check
+                    await self.reanchor("verify")
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                log.warning("drift check skipped, Redis unavailable: %s", exc)
+
+
+async def run(settings: Settings) -> None:
+    redis = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5)
+    writer = KinesisWriter(boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)), settings.kinesis.stream)
+    async with aiohttp.ClientSession() as session:
+        service = Reanchorer(settings, redis, BinanceRest(settings.exchange.rest_url, session,
+                                                          settings.reanchor.weight_budget_per_minute), writer)
+
+        def readiness() -> tuple[bool, str]:
+            return True, "consuming gaps"
+
+        runner = web.AppRunner(health_app(readiness))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.reanchor.metrics_port).start()
+        try:
+            await asyncio.gather(service.gaps_forever(), service.verify_forever())
+        finally:
+            await runner.cleanup()
+            await redis.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Gap records -> REST snapshot in band -> book valid again")
+    parser.add_argument("--config", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run(load_settings(args.config)))
+
+
+if __name__ == "__main__":
+    main()
