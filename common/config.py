@@ -110,6 +110,15 @@ class ReanchorConfig(_Section):
     metrics_port: int = Field(9102, gt=0, lt=65536)
 
 
+class PollerConfig(_Section):
+    """The 1-minute REST poller that archives snapshots and aggregate trades to bronze."""
+
+    interval_s: float = Field(60.0, gt=0)
+    depth_limit: int = Field(1000, gt=0, le=5000)
+    weight_budget_per_minute: int = Field(1000, gt=0, le=6000)
+    metrics_port: int = Field(9103, gt=0, lt=65536)
+
+
 class InferenceConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
@@ -148,6 +157,7 @@ class Settings(_Section):
     ingestor: IngestorConfig = IngestorConfig()
     flink: FlinkJobConfig = FlinkJobConfig()
     reanchor: ReanchorConfig = ReanchorConfig()
+    poller: PollerConfig = PollerConfig()
     inference: InferenceConfig = InferenceConfig()
 
 

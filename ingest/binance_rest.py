@@ -139,9 +139,15 @@ class BinanceRest:
                 return await self._attempt(path, params, weight)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
+    async def depth_raw(self, symbol: str, limit: int = 1000) -> dict:
+        """The exchange's JSON as sent (decimal strings), for archiving."""
         body = await self.get("/api/v3/depth", {"symbol": symbol, "limit": str(limit)}, depth_weight(limit))
-        assert isinstance(body, dict)
+        if not isinstance(body, dict) or "lastUpdateId" not in body:
+            raise ValueError(f"unexpected depth answer: {str(body)[:200]}")
+        return body
+
+    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
+        body = await self.depth_raw(symbol, limit)
         levels = lambda rows: tuple((parse_units(p), parse_units(q)) for p, q in rows)  # noqa: E731
         # REST depth has no event time: 0 marks "no exchange time" so it never moves watermarks.
         return DepthSnapshotEvent(symbol, 0, int(body["lastUpdateId"]), levels(body["bids"]), levels(body["asks"]))
