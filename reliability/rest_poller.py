@@ -69,6 +69,7 @@ class RestPoller:
         self.rest = rest
         self.lake = lake
         self.last_agg_id: int | None = None
+        self.resumed = False  # the last archived id is looked up in S3 once, before the first fetch
 
     def prefix(self, data_type: str) -> str:
         return f"bronze/rest/{self.symbol}/{data_type}/"
@@ -90,6 +91,9 @@ class RestPoller:
     async def poll_agg_trades(self) -> list[str]:
         """Pages from the id after the last archived one until the exchange has no more."""
         keys = []
+        if not self.resumed:
+            self.last_agg_id = await asyncio.to_thread(self.resume_point)
+            self.resumed = True
         while True:
             from_id = self.last_agg_id + 1 if self.last_agg_id is not None else None
             trades = await self.rest.agg_trades(self.symbol, from_id, AGG_PAGE)
@@ -122,7 +126,6 @@ class RestPoller:
 
     async def run(self) -> None:
         self.lake.ensure_bucket()
-        self.last_agg_id = await asyncio.to_thread(self.resume_point)
         interval = self.settings.poller.interval_s
         while True:
             started = time.monotonic()

@@ -27,14 +27,14 @@ def test_polls_archive_depth_and_contiguous_agg_trades_and_resume_after_restart(
             await asyncio.sleep(1.5)
             two = await first.poll_once()
             restarted = RestPoller(isolated_settings, rest, lake)  # a new process: state from S3 only
-            resumed_at = restarted.resume_point()
             await asyncio.sleep(1.5)
             three = await restarted.poll_once()
-            return one, two, three, resumed_at, first.last_agg_id
+            return one, two, three, restarted.resume_point(), first.last_agg_id, three["agg_trades"]
 
-    one, two, three, resumed_at, last_before_restart = asyncio.run(scenario())
+    one, two, three, last_archived, last_before_restart, after_restart = asyncio.run(scenario())
     assert one["depth"] and two["depth"] and three["depth"]
-    assert resumed_at == last_before_restart
+    assert after_restart and after_restart[0].rsplit("/", 1)[1].startswith(f"{last_before_restart + 1}-")
+    assert last_archived > last_before_restart
     ids = []
     for key in lake.keys("bronze/rest/BTCUSDT/agg_trades/"):
         assert "/year=2026/" in key or "/year=2024/" in key
