@@ -6,7 +6,7 @@ stays replayable with the job stopped. No loss, no duplicates:
 
 * the position is a checkpoint per shard in S3, written only after the objects
   holding every frame up to it are written (a crash re-reads, never skips);
-* objects are named ``{shard}-{first sequence}.parquet``; an object whose first
+* objects are named ``{stream}.{shard}-{first sequence}.parquet``; an object whose first
   sequence is beyond the checkpoint was written by a run that died before
   checkpointing, so a starting archiver deletes those first and re-reads their
   records from the checkpoint: each frame ends up in exactly one object.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import struct
 import time
 from collections import defaultdict
@@ -82,6 +83,10 @@ class SbeArchiver:
         self.lake = lake or Lake(settings.s3)
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
+        self.stopping = False  # set by SIGTERM: flush, checkpoint, return
+
+    def object_prefix(self, shard_id: str) -> str:
+        return f"{self.stream}.{shard_id}-"
 
     def checkpoint_key(self, shard_id: str) -> str:
         return f"bronze/sbe/_checkpoints/{self.stream}/{shard_id}.json"
@@ -97,7 +102,8 @@ class SbeArchiver:
         stale = []
         for key in self.lake.keys(f"bronze/sbe/{self.symbol}/"):
             name = key.rsplit("/", 1)[-1]
-            if name.startswith(f"{shard_id}-") and int(name[len(shard_id) + 1:-len(".parquet")]) > committed:
+            prefix = self.object_prefix(shard_id)
+            if name.startswith(prefix) and int(name[len(prefix):-len(".parquet")]) > committed:
                 stale.append(key)
         for key in stale:
             self.lake.client.delete_object(Bucket=self.lake.bucket, Key=key)
@@ -120,7 +126,7 @@ class SbeArchiver:
             first_seq = min((r[2] for r in rows), key=int)
             cols = list(zip(*rows))
             table = pa.table([pa.array(c, t.type) for c, t in zip(cols, SCHEMA)], schema=SCHEMA)
-            self.lake.put_table(f"bronze/sbe/{partition}/{shard_id}-{first_seq}.parquet", table)
+            self.lake.put_table(f"bronze/sbe/{partition}/{self.object_prefix(shard_id)}{first_seq}.parquet", table)
             OBJECTS.inc()
             written += table.num_rows
         if write_checkpoint:
@@ -133,7 +139,7 @@ class SbeArchiver:
         self.discard_uncommitted(shard_id)
         iterator = self._iterator(shard_id)
         buf, started, idle_since, total = ShardBuffer(), time.monotonic(), None, 0
-        while iterator:
+        while iterator and not self.stopping:
             resp = self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
             iterator = resp.get("NextShardIterator")
             BEHIND_MS.labels(shard_id).set(resp.get("MillisBehindLatest", 0))
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(args.config)
     start_http_server(args.metrics_port, addr="127.0.0.1")
     archiver = SbeArchiver(settings)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))
     archiver.lake.ensure_bucket()
     shards = archiver.shards()
     if len(shards) != 1:

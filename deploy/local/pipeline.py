@@ -78,6 +78,8 @@ class Pipeline:
     model_source: str = "persistence"  # "registry": serve the production model of the registry
     verify_interval_s: float = 60.0  # the re-anchor service's drift check
     reanchor_port: int = field(default_factory=free_port)
+    poller_port: int = field(default_factory=free_port)
+    archiver_port: int = field(default_factory=free_port)
 
     @property
     def stream(self) -> str:
@@ -103,6 +105,7 @@ class Pipeline:
             "BTCPRED_INFERENCE__MODEL_SOURCE": self.model_source,
             "BTCPRED_REANCHOR__VERIFY_INTERVAL_S": str(self.verify_interval_s),
             "BTCPRED_REANCHOR__METRICS_PORT": str(self.reanchor_port),
+            "BTCPRED_POLLER__METRICS_PORT": str(self.poller_port),
             "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
             "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
         }
@@ -183,6 +186,8 @@ class Pipeline:
         self._spawn("ingestor", [py, "-m", "ingest.ingestor"])
         rea = self._spawn("reanchor", [py, "-m", "reliability.reanchor_service"])
         wait_http(f"http://127.0.0.1:{self.reanchor_port}/health", 30, rea, self.log_path("reanchor"))
+        self._spawn("rest-poller", [py, "-m", "reliability.rest_poller"])
+        self._spawn("sbe-archiver", [py, "-m", "reliability.sbe_archiver", "--metrics-port", str(self.archiver_port)])
 
     def start_job(self) -> None:
         py = sys.executable
