@@ -172,6 +172,11 @@ class Reanchorer:
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 log.warning("Redis unavailable: %s", exc)
                 await asyncio.sleep(1.0)
+            except aioredis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("gap stream or consumer group gone (Redis restarted empty?): recreating it")
+                await self.ensure_group()
 
     async def verify_forever(self) -> None:
         while True:

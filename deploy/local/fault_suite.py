@@ -223,7 +223,6 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
                 break
         gap_records = [_decode(f) for _, f in client.xrange("gaps:BTCUSDT")]
         history = [_decode(f) for _, f in client.xrange("feathist:BTCUSDT")]
-        stream = stream_frames(pipeline)
     # freshness: from the gap (ingestor receipt) to the first valid feature vector written after it
     recoveries = []
     for gap in gap_records:
@@ -234,8 +233,14 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     reanchor_ms = [float(_decode(f)["duration_ms"]) for _, f in client.xrange("reanchors:BTCUSDT")
                    if _decode(f)["reason"] == "gap" and _decode(f)["outcome"] == "ok"]
     drift = [_decode(f) for _, f in client.xrange("drift:BTCUSDT")]
-    pipeline.procs["sbe-archiver"].terminate()  # flush and checkpoint, then compare with the stream itself
+    # bronze vs the stream itself: stop the producer, let the archiver catch up, stop it (it flushes and
+    # checkpoints on SIGTERM), then read both
+    pipeline.procs["ingestor"].terminate()
+    pipeline.procs["ingestor"].wait(30)
+    time.sleep(3.0)
+    pipeline.procs["sbe-archiver"].terminate()
     pipeline.procs["sbe-archiver"].wait(30)
+    stream = stream_frames(pipeline)
     archive = archived_frames(pipeline)
     client.close()
     injected = sum(d["expected_gaps"] for d in details)
