@@ -4,8 +4,8 @@
 
 Replays the real capture through the whole pipeline (mini cluster) and injects,
 one after the other once the book is valid again: dropped diffs (1, 5, 50),
-duplicated frames, a corrupt depth frame, and re-anchors that meet REST 429s, a
-418 ban and slow answers. Prints one JSON line last with ``gaps_injected``,
+duplicated frames, a corrupt depth frame, re-anchors that meet REST 429s, a
+418 ban and slow answers, and a Redis restart (it comes back empty). Prints one JSON line last with ``gaps_injected``,
 ``gaps_detected``, ``false_positives``, ``reanchor_p99_ms``, ``failed_reads``,
 ``bronze_lost``, ``bronze_duplicated`` and the details. Baseline in the same run:
 the clean stretch before the first fault (its gap count is the false positives).

@@ -8,11 +8,14 @@ SBE archiver and the inference service; only the damage is synthetic.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import boto3
 import redis
@@ -28,6 +31,7 @@ class Fault:
     stream_faults: dict  # simulator switches applied to the WebSocket stream
     rest_faults: dict = field(default_factory=dict)  # applied first, so the re-anchor meets them
     breaks_sequence: bool = True  # the job must report exactly one gap for it
+    redis_down_s: float = 0.0  # restart the Redis server (empty: it keeps no data) after this long down
 
 
 FULL_SUITE = (
@@ -39,8 +43,9 @@ FULL_SUITE = (
     Fault("REST 429 x2 then drop", {"drop_diffs": 2}, {"rest_throttle_next": 2, "rest_retry_after_s": 1}),
     Fault("REST 418 ban 3 s then drop", {"drop_diffs": 2}, {"rest_ban_next": 1, "rest_retry_after_s": 3}),
     Fault("slow REST 1.5 s then drop", {"drop_diffs": 2}, {"rest_delay_ms": 1500}),
+    Fault("Redis restart (2 s down, comes back empty)", {}, breaks_sequence=False, redis_down_s=2.0),
 )
-CI_SUITE = (FULL_SUITE[0], FULL_SUITE[2], FULL_SUITE[3], FULL_SUITE[4], FULL_SUITE[5], FULL_SUITE[6])
+CI_SUITE = (FULL_SUITE[0], FULL_SUITE[2], FULL_SUITE[3], FULL_SUITE[4], FULL_SUITE[5], FULL_SUITE[6], FULL_SUITE[8])
 
 
 def post_json(url: str, body: dict) -> dict:
@@ -82,6 +87,8 @@ class Watchers:
         self.pipeline = pipeline
         self.stop = threading.Event()
         self.book_reads = self.book_failures = self.stale_reads = 0
+        self.outage = threading.Event()  # set while Redis is deliberately down or refilling
+        self.outage_reads = 0
         self.http_reads = self.http_failures = 0
         self.failures: list[str] = []
         self.threads = [threading.Thread(target=self._books, daemon=True), threading.Thread(target=self._http, daemon=True)]
@@ -90,7 +97,18 @@ class Watchers:
         client = redis.Redis.from_url(self.pipeline.settings.redis.url)
         last_id, seen = 0, False
         while not self.stop.is_set():
-            ob = _decode(client.hgetall("ob:BTCUSDT"))
+            try:
+                ob = _decode(client.hgetall("ob:BTCUSDT"))
+            except redis.ConnectionError:
+                self.outage_reads += 1
+                if not self.outage.is_set():
+                    self.book_failures += 1
+                    self.failures.append("Redis unreachable outside an injected outage")
+                time.sleep(0.05)
+                continue
+            if not ob and self.outage.is_set():
+                self.outage_reads += 1
+                continue
             if not ob:
                 if seen:
                     self.book_failures += 1
@@ -148,6 +166,40 @@ def _wait(predicate, timeout_s: float, what: str, pipeline: Pipeline):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+STREAMS = ("gaps:BTCUSDT", "feathist:BTCUSDT", "reanchors:BTCUSDT", "drift:BTCUSDT")
+
+
+def read_streams(client: redis.Redis) -> dict[str, list[dict[str, str]]]:
+    return {name: [_decode(f) for _, f in client.xrange(name)] for name in STREAMS}
+
+
+def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
+    """Stop the Redis server, start it again empty; seconds from its return until ob: and fresh feat: are back."""
+    from deploy.local import stack
+
+    service = stack.redis_service(pipeline.settings)
+    watch.outage.set()
+    service.stop()
+    time.sleep(down_s)
+    deadline = time.monotonic() + 10
+    while service.healthy() and time.monotonic() < deadline:  # the old server must be gone first
+        time.sleep(0.05)
+    # started by the stack command in its own process, as an operator would: the server outlives it
+    subprocess.run([sys.executable, str(Path(stack.__file__)), "start"], check=True, capture_output=True, timeout=60)
+    back = time.time()
+    client = redis.Redis.from_url(pipeline.settings.redis.url)
+
+    def refilled() -> bool:
+        emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
+        return bool(client.exists("ob:BTCUSDT")) and emitted is not None and time.time() - int(emitted) / 1e6 < 1.0
+
+    _wait(refilled, 60, "ob: and fresh feat: after the Redis restart", pipeline)
+    recovered = time.time() - back
+    watch.outage.clear()
+    client.close()
+    return round(recovered, 3)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -191,6 +243,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     client = redis.Redis.from_url(pipeline.settings.redis.url)
     sim = pipeline.sim_url
     details = []
+    redis_recovery: list[float] = []
+    kept: dict[str, list[dict[str, str]]] = {name: [] for name in STREAMS}
     pipeline.start()
     with Watchers(pipeline) as watch:
         _wait(lambda: client.hget("ob:BTCUSDT", "book_valid") == b"1", 240, "an anchored book", pipeline)
@@ -201,8 +255,14 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             reanchors_before = client.xlen("reanchors:BTCUSDT")
             if fault.rest_faults:
                 post_json(f"{sim}/sim/faults", fault.rest_faults)
-            post_json(f"{sim}/sim/faults", fault.stream_faults)
+            if fault.stream_faults:
+                post_json(f"{sim}/sim/faults", fault.stream_faults)
             started = time.time()
+            if fault.redis_down_s:  # Redis comes back empty: keep what its streams said so far
+                for name, rows in read_streams(client).items():
+                    kept[name].extend(rows)
+                redis_recovery.append(restart_redis(pipeline, watch, fault.redis_down_s))
+                gaps_before = reanchors_before = 0
             if fault.breaks_sequence:
                 _wait(lambda: client.xlen("gaps:BTCUSDT") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
                 _wait(lambda: client.xlen("reanchors:BTCUSDT") > reanchors_before
@@ -221,8 +281,9 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             status = get_json(f"{sim}/sim/status")
             if status["finished"]:
                 break
-        gap_records = [_decode(f) for _, f in client.xrange("gaps:BTCUSDT")]
-        history = [_decode(f) for _, f in client.xrange("feathist:BTCUSDT")]
+        for name, rows in read_streams(client).items():
+            kept[name].extend(rows)
+        gap_records, history = kept["gaps:BTCUSDT"], kept["feathist:BTCUSDT"]
     # freshness: from the gap (ingestor receipt) to the first valid feature vector written after it
     recoveries = []
     for gap in gap_records:
@@ -230,9 +291,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
         later = [int(h["emitted_at_us"]) for h in history if h["book_valid"] == "1.0" and int(h["emitted_at_us"]) > receipt]
         if later:
             recoveries.append((min(later) - receipt) / 1e6)
-    reanchor_ms = [float(_decode(f)["duration_ms"]) for _, f in client.xrange("reanchors:BTCUSDT")
-                   if _decode(f)["reason"] == "gap" and _decode(f)["outcome"] == "ok"]
-    drift = [_decode(f) for _, f in client.xrange("drift:BTCUSDT")]
+    reanchor_ms = [float(r["duration_ms"]) for r in kept["reanchors:BTCUSDT"] if r["reason"] == "gap" and r["outcome"] == "ok"]
+    drift = kept["drift:BTCUSDT"]
     # bronze vs the stream itself: stop the producer, let the archiver catch up, stop it (it flushes and
     # checkpoints on SIGTERM), then read both
     pipeline.procs["ingestor"].terminate()
@@ -253,6 +313,7 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
         "stale_book_reads": watch.stale_reads,
         "inference_reads": watch.http_reads, "read_failures_sample": watch.failures[:5],
         "freshness_recovery_p50_s": percentile(recoveries, 50), "freshness_recovery_max_s": max(recoveries, default=None),
+        "redis_restart_recovery_s": redis_recovery, "reads_during_redis_outage": watch.outage_reads,
         "drift_checks": len(drift), "drift_mismatched_levels": sum(int(d["levels_mismatched"]) for d in drift),
         "bronze_frames": len(archive), "stream_frames": len(stream),
         "bronze_lost": len(set(stream) - set(archive)), "bronze_duplicated": len(archive) - len(set(archive)),

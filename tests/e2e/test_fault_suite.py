@@ -23,6 +23,9 @@ def test_faults_are_detected_and_healed_without_disturbing_readers(redis_client,
     assert r["freshness_recovery_max_s"] < 10
     assert r["drift_checks"] >= 1 and r["drift_mismatched_levels"] == 0
     assert r["stream_frames"] > 1000 and r["bronze_lost"] == 0 and r["bronze_duplicated"] == 0
+    # Redis restarted empty: the job kept running and rewrote ob: and fresh feat: within seconds
+    (recovery_s,) = r["redis_restart_recovery_s"]
+    assert recovery_s < 10 and r["reads_during_redis_outage"] > 0
     # the 429s and the 418 ban were honoured: those re-anchors took at least their Retry-After
     by_fault = {d["fault"]: d for d in r["details"]}
     assert by_fault["REST 429 x2 then drop"]["reanchors"][0][2] >= 2000
