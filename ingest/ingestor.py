@@ -9,7 +9,6 @@ a dead-letter file and counted, never dropped silently.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -19,13 +18,12 @@ from pathlib import Path
 
 import aiohttp
 import boto3
-from aiohttp import web
 from prometheus_client import Counter, Gauge
 
-from common.config import Settings, aws_client_kwargs, load_settings
-from ingest.health_server import health_app
-from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
+from common.config import Settings, aws_client_kwargs
+from common.service import run_service, serving_health
 from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
+from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
 from ingest.snapshot_injector import snapshot_envelope
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent
@@ -193,25 +191,20 @@ class Ingestor:
         return True, "streaming"
 
     async def run(self) -> None:
-        runner = web.AppRunner(health_app(self.readiness))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.settings.ingestor.metrics_port).start()
-        async with aiohttp.ClientSession() as session:
+        async with serving_health(self.settings.ingestor.metrics_port, self.readiness), aiohttp.ClientSession() as session:
             writer = asyncio.create_task(self.write_forever())
             try:
                 await self.read_forever(session)
             finally:
                 writer.cancel()
-                await runner.cleanup()
+
+
+async def _run(settings: Settings) -> None:
+    await Ingestor(settings).run()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Binance SBE WebSocket -> Kinesis ingestor")
-    parser.add_argument("--config", default=None, help="config file (default config/$BTCPRED_ENV.yaml)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = load_settings(args.config)
-    asyncio.run(Ingestor(settings).run())
+    run_service("Binance SBE WebSocket -> Kinesis ingestor", _run, argv)
 
 
 if __name__ == "__main__":

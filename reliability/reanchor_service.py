@@ -22,7 +22,6 @@ its book with the exchange's at the same update id (drift check).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -33,12 +32,11 @@ from dataclasses import dataclass
 import aiohttp
 import boto3
 import redis.asyncio as aioredis
-from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from common.config import Settings, aws_client_kwargs, load_settings
+from common.config import Settings, aws_client_kwargs
+from common.service import run_service, serving_health
 from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
-from ingest.health_server import health_app
 from ingest.kinesis_writer import KinesisWriter, Record
 from ingest.snapshot_injector import snapshot_envelope
 from udfs import envelope
@@ -199,22 +197,15 @@ async def run(settings: Settings) -> None:
         def readiness() -> tuple[bool, str]:
             return True, "consuming gaps"
 
-        runner = web.AppRunner(health_app(readiness))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", settings.reanchor.metrics_port).start()
         try:
-            await asyncio.gather(service.gaps_forever(), service.verify_forever())
+            async with serving_health(settings.reanchor.metrics_port, readiness):
+                await asyncio.gather(service.gaps_forever(), service.verify_forever())
         finally:
-            await runner.cleanup()
             await redis.aclose()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Gap records -> REST snapshot in band -> book valid again")
-    parser.add_argument("--config", default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run(load_settings(args.config)))
+    run_service("Gap records -> REST snapshot in band -> book valid again", run, argv)
 
 
 if __name__ == "__main__":

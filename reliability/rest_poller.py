@@ -11,7 +11,6 @@ never on the hot path.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import re
@@ -19,13 +18,12 @@ import time
 
 import aiohttp
 import pyarrow as pa
-from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from batch.lake import Lake, day_partition
-from common.config import Settings, load_settings
+from common.config import Settings
+from common.service import run_service, serving_health
 from ingest.binance_rest import BinanceRest
-from ingest.health_server import health_app
 
 log = logging.getLogger("rest_poller")
 
@@ -137,21 +135,12 @@ async def run(settings: Settings) -> None:
     async with aiohttp.ClientSession() as session:
         poller = RestPoller(settings, BinanceRest(settings.exchange.rest_url, session,
                                                   settings.poller.weight_budget_per_minute), Lake(settings.s3))
-        runner = web.AppRunner(health_app(lambda: (True, "polling")))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", settings.poller.metrics_port).start()
-        try:
+        async with serving_health(settings.poller.metrics_port, lambda: (True, "polling")):
             await poller.run()
-        finally:
-            await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="1-minute REST archive of depth snapshots and aggregate trades")
-    parser.add_argument("--config", default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(run(load_settings(args.config)))
+    run_service("1-minute REST archive of depth snapshots and aggregate trades", run, argv)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def post_json(url: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
-def _decode(h: dict) -> dict[str, str]:
+def decode(h: dict) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in h.items()}
 
 
@@ -98,7 +98,7 @@ class Watchers:
         last_id, seen = 0, False
         while not self.stop.is_set():
             try:
-                ob = _decode(client.hgetall("ob:BTCUSDT"))
+                ob = decode(client.hgetall("ob:BTCUSDT"))
             except redis.ConnectionError:
                 self.outage_reads += 1
                 if not self.outage.is_set():
@@ -170,7 +170,7 @@ STREAMS = ("gaps:BTCUSDT", "feathist:BTCUSDT", "reanchors:BTCUSDT", "drift:BTCUS
 
 
 def read_streams(client: redis.Redis) -> dict[str, list[dict[str, str]]]:
-    return {name: [_decode(f) for _, f in client.xrange(name)] for name in STREAMS}
+    return {name: [decode(f) for _, f in client.xrange(name)] for name in STREAMS}
 
 
 def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
@@ -270,11 +270,11 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             time.sleep(settle_s)
             if fault.rest_faults:
                 post_json(f"{sim}/sim/faults", {"rest_delay_ms": 0})
-            ob = _decode(client.hgetall("ob:BTCUSDT"))
+            ob = decode(client.hgetall("ob:BTCUSDT"))
             exchange = get_json(f"{sim}/sim/book?update_id={ob['last_update_id']}")
             equal = books_equal(ob, exchange)
             new_gaps = client.xlen("gaps:BTCUSDT") - gaps_before
-            logs = [_decode(f) for _, f in client.xrange("reanchors:BTCUSDT")][reanchors_before:]
+            logs = [decode(f) for _, f in client.xrange("reanchors:BTCUSDT")][reanchors_before:]
             details.append({"fault": fault.name, "gaps": new_gaps, "expected_gaps": int(fault.breaks_sequence),
                             "reanchors": [(r["reason"], r["outcome"], float(r["duration_ms"])) for r in logs],
                             "book_equal": equal, "seconds": round(time.time() - started, 2)})

@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 import pytest
 
+from deploy.local.fault_suite import decode, post_json
 from deploy.local.pipeline import Pipeline, get_json
 from tests.e2e.test_pipeline_replay import compare_book
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def post_json(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def decode(h: dict) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in h.items()}
 
 
 def wait_until(pipeline: Pipeline, predicate, timeout_s: float, what: str):
