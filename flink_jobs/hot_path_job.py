@@ -205,6 +205,12 @@ def kinesis_properties(settings: Settings) -> dict[str, str]:
         "flink.stream.initpos": "TRIM_HORIZON",
         "flink.shard.getrecords.intervalmillis": str(settings.flink.getrecords_interval_ms),
         "flink.shard.discovery.intervalmillis": "10000",
+        # ride out a short endpoint outage inside the consumer instead of failing over the job
+        "flink.shard.getrecords.maxretries": "20",
+        "flink.shard.getrecords.backoff.base": "100",
+        "flink.shard.getrecords.backoff.max": "1000",
+        "flink.shard.getiterator.maxretries": "20",
+        "flink.list.shards.maxretries": "20",
     }
     if k.endpoint:
         props.update({

@@ -26,6 +26,9 @@ class RedisWrite:
 
     ``receipt_time_us`` (ingestor receipt of the event that caused the write) makes the
     sink stamp ``receipt_time_us``/``written_at_us`` into the hash for freshness tracking.
+    ``version_field`` names the field that orders versions of the hash: an older version
+    never replaces a newer one (after a restore from a checkpoint the job re-emits states
+    Redis has already moved past, and readers must not see the book go back).
     """
 
     kind: str  # "hash" | "xadd"
@@ -34,6 +37,7 @@ class RedisWrite:
     ttl_s: int | None = None
     maxlen: int | None = None
     receipt_time_us: int | None = None
+    version_field: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,8 @@ class SymbolState:
         top = book_top(book, time_us)
         if top is not None:
             self.history.add(top, valid=self.sync.valid)
-        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us, self.sync.valid), receipt_time_us=receipt_time_us)]
+        return [RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us, self.sync.valid),
+                           receipt_time_us=receipt_time_us, version_field="last_update_id")]
 
     def cut(self, time_us: int) -> Snapshot | None:
         """Windows and features at boundary ``time_us``, then prune what no later boundary needs.
@@ -133,7 +138,7 @@ class SymbolState:
             for name, fields in window_fields.items()
         ]
         feat = rs.feat_fields(snap, wall_us)
-        writes.append(RedisWrite("hash", rs.feat_key(self.symbol), feat, ttl_s=rs.FEATURE_TTL_S))
+        writes.append(RedisWrite("hash", rs.feat_key(self.symbol), feat, ttl_s=rs.FEATURE_TTL_S, version_field="ts"))
         history_fields = dict(feat)
         for name, fields in window_fields.items():
             history_fields.update({f"tr_{name}_{k}": v for k, v in fields.items()})

@@ -3,7 +3,9 @@
 A hash is never cleared in place: the new version is written aside
 (``<key>:next``) and RENAMEd over the live key, inside the transaction. A reader
 sees the old hash or the new one, never a half-written or missing one, and a
-re-anchored book replaces the stale one in the same single step.
+re-anchored book replaces the stale one in the same single step. Versioned
+hashes (``ob:`` by update id, ``feat:`` by boundary) go through one Lua script
+that also refuses to replace a newer version with an older one.
 """
 from __future__ import annotations
 
@@ -27,6 +29,19 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+# Replace KEYS[1] by a hash built at KEYS[2], unless KEYS[1] holds a newer version.
+# ARGV: version field, version, ttl seconds (0: none), then field/value pairs.
+REPLACE_IF_NOT_OLDER = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('RENAME', KEYS[2], KEYS[1])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
+
+
 def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
     pipe = client.pipeline(transaction=True)
     for w in writes:
@@ -35,6 +50,12 @@ def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
             if w.receipt_time_us is not None:
                 fields = {**fields, "receipt_time_us": str(w.receipt_time_us), "written_at_us": str(time.time_ns() // 1000)}
             aside = rs.next_key(w.key)
+            if w.version_field is not None:
+                args = [w.version_field, fields[w.version_field], w.ttl_s or 0]
+                for name, value in fields.items():
+                    args += [name, value]
+                pipe.eval(REPLACE_IF_NOT_OLDER, 2, w.key, aside, *args)
+                continue
             pipe.delete(aside)
             pipe.hset(aside, mapping=fields)
             pipe.rename(aside, w.key)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import boto3
+from botocore.exceptions import BotoCoreError
 import pyarrow as pa
 from prometheus_client import Counter, Gauge, start_http_server
 
@@ -39,6 +40,7 @@ log = logging.getLogger("sbe_archiver")
 
 FRAMES = Counter("sbe_archiver_frames_total", "Frames archived", ["kind"])
 OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
+READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 
 SCHEMA = pa.schema([("symbol", pa.string()), ("shard_id", pa.string()), ("sequence_number", pa.string()),
@@ -140,7 +142,13 @@ class SbeArchiver:
         iterator = self._iterator(shard_id)
         buf, started, idle_since, total = ShardBuffer(), time.monotonic(), None, 0
         while iterator and not self.stopping:
-            resp = self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
+            try:
+                resp = self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
+            except BotoCoreError as exc:  # endpoint unreachable, connection reset: same iterator again
+                READ_ERRORS.inc()
+                log.warning("GetRecords failed, retrying: %s", exc)
+                time.sleep(0.5)
+                continue
             iterator = resp.get("NextShardIterator")
             BEHIND_MS.labels(shard_id).set(resp.get("MillisBehindLatest", 0))
             now_us = time.time_ns() // 1000

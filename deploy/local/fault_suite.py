@@ -32,6 +32,7 @@ class Fault:
     rest_faults: dict = field(default_factory=dict)  # applied first, so the re-anchor meets them
     breaks_sequence: bool = True  # the job must report exactly one gap for it
     redis_down_s: float = 0.0  # restart the Redis server (empty: it keeps no data) after this long down
+    kinesis_down_s: float = 0.0  # cut the Kinesis endpoint (the stack's proxy) for this long
 
 
 FULL_SUITE = (
@@ -44,8 +45,10 @@ FULL_SUITE = (
     Fault("REST 418 ban 3 s then drop", {"drop_diffs": 2}, {"rest_ban_next": 1, "rest_retry_after_s": 3}),
     Fault("slow REST 1.5 s then drop", {"drop_diffs": 2}, {"rest_delay_ms": 1500}),
     Fault("Redis restart (2 s down, comes back empty)", {}, breaks_sequence=False, redis_down_s=2.0),
+    Fault("Kinesis endpoint down 3 s", {}, breaks_sequence=False, kinesis_down_s=3.0),  # no data may be lost
 )
-CI_SUITE = (FULL_SUITE[0], FULL_SUITE[2], FULL_SUITE[3], FULL_SUITE[4], FULL_SUITE[5], FULL_SUITE[6], FULL_SUITE[8])
+CI_SUITE = (FULL_SUITE[0], FULL_SUITE[2], FULL_SUITE[3], FULL_SUITE[4], FULL_SUITE[5], FULL_SUITE[6], FULL_SUITE[8],
+            FULL_SUITE[9])
 
 
 def post_json(url: str, body: dict) -> dict:
@@ -200,6 +203,25 @@ def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
     return round(recovered, 3)
 
 
+def cut_kinesis(pipeline: Pipeline, down_s: float) -> float:
+    """Take the Kinesis endpoint down; seconds from its return until feat: is fresh (< 1 s old) again."""
+    from deploy.local import stack
+
+    _, _, control = stack.kinesis_ports(pipeline.settings)
+    post_json(f"http://127.0.0.1:{control}/outage", {"seconds": down_s})
+    time.sleep(down_s)
+    back = time.time()
+    client = redis.Redis.from_url(pipeline.settings.redis.url)
+
+    def fresh() -> bool:
+        emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
+        return emitted is not None and int(emitted) / 1e6 > back and time.time() - int(emitted) / 1e6 < 1.0
+
+    _wait(fresh, 120, "fresh features after the Kinesis outage", pipeline)
+    client.close()
+    return round(time.time() - back, 3)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -244,6 +266,7 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     sim = pipeline.sim_url
     details = []
     redis_recovery: list[float] = []
+    kinesis_recovery: list[float] = []
     kept: dict[str, list[dict[str, str]]] = {name: [] for name in STREAMS}
     pipeline.start()
     with Watchers(pipeline) as watch:
@@ -263,6 +286,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
                     kept[name].extend(rows)
                 redis_recovery.append(restart_redis(pipeline, watch, fault.redis_down_s))
                 gaps_before = reanchors_before = 0
+            if fault.kinesis_down_s:
+                kinesis_recovery.append(cut_kinesis(pipeline, fault.kinesis_down_s))
             if fault.breaks_sequence:
                 _wait(lambda: client.xlen("gaps:BTCUSDT") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
                 _wait(lambda: client.xlen("reanchors:BTCUSDT") > reanchors_before
@@ -293,10 +318,11 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             recoveries.append((min(later) - receipt) / 1e6)
     reanchor_ms = [float(r["duration_ms"]) for r in kept["reanchors:BTCUSDT"] if r["reason"] == "gap" and r["outcome"] == "ok"]
     drift = kept["drift:BTCUSDT"]
-    # bronze vs the stream itself: stop the producer, let the archiver catch up, stop it (it flushes and
+    # bronze vs the stream itself: stop the producers, let the archiver catch up, stop it (it flushes and
     # checkpoints on SIGTERM), then read both
-    pipeline.procs["ingestor"].terminate()
-    pipeline.procs["ingestor"].wait(30)
+    for producer in ("ingestor", "reanchor"):  # both put records (diffs; snapshots in band)
+        pipeline.procs[producer].terminate()
+        pipeline.procs[producer].wait(30)
     time.sleep(3.0)
     pipeline.procs["sbe-archiver"].terminate()
     pipeline.procs["sbe-archiver"].wait(30)
@@ -313,7 +339,7 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
         "stale_book_reads": watch.stale_reads,
         "inference_reads": watch.http_reads, "read_failures_sample": watch.failures[:5],
         "freshness_recovery_p50_s": percentile(recoveries, 50), "freshness_recovery_max_s": max(recoveries, default=None),
-        "redis_restart_recovery_s": redis_recovery, "reads_during_redis_outage": watch.outage_reads,
+        "redis_restart_recovery_s": redis_recovery, "kinesis_outage_recovery_s": kinesis_recovery, "reads_during_redis_outage": watch.outage_reads,
         "drift_checks": len(drift), "drift_mismatched_levels": sum(int(d["levels_mismatched"]) for d in drift),
         "bronze_frames": len(archive), "stream_frames": len(stream),
         "bronze_lost": len(set(stream) - set(archive)), "bronze_duplicated": len(archive) - len(set(archive)),

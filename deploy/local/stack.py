@@ -5,7 +5,9 @@
     python deploy/local/stack.py stop
 
 Services: Redis (Debian redis-server), PostgreSQL (Debian postgresql), the
-Kinesis API emulator (kinesalite from npm), the S3 API emulator (moto server)
+Kinesis API emulator (kinesalite from npm) behind a TCP proxy on the configured
+endpoint (so the fault suite can cut the endpoint without the in-memory emulator
+losing its streams; ``deploy/local/tcp_proxy.py``), the S3 API emulator (moto server)
 and optionally the standalone Flink cluster shipped in the pyflink package
 (web UI on 8081). Starting is idempotent: a service already answering on its
 port is left alone; a port held by something else is a clear error.
@@ -187,21 +189,28 @@ def _endpoint_port(endpoint: str | None, what: str) -> int:
     return int(endpoint.rsplit(":", 1)[1].split("/")[0])
 
 
-def kinesis_service(s: Settings) -> Service:
-    port = _endpoint_port(s.kinesis.endpoint, "kinesis")
+def _kinesis_answers(port: int) -> bool:
+    # kinesalite answers any POST; a 400 with an AWS error body means it is up
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"{}", method="POST",
+                                     headers={"X-Amz-Target": "Kinesis_20131202.ListStreams",
+                                              "Content-Type": "application/x-amz-json-1.1"})
+        urllib.request.urlopen(req, timeout=1)
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except Exception:
+        return False
 
-    def healthy() -> bool:
-        # kinesalite answers any POST; a 400 with an AWS error body means it is up
-        try:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"{}", method="POST",
-                                         headers={"X-Amz-Target": "Kinesis_20131202.ListStreams",
-                                                  "Content-Type": "application/x-amz-json-1.1"})
-            urllib.request.urlopen(req, timeout=1)
-            return True
-        except urllib.error.HTTPError:
-            return True
-        except Exception:
-            return False
+
+def kinesis_ports(s: Settings) -> tuple[int, int, int]:
+    """(endpoint the clients use = the proxy, kinesalite behind it, the proxy's control port)."""
+    port = _endpoint_port(s.kinesis.endpoint, "kinesis")
+    return port, port + 1, port + 2
+
+
+def kinesis_service(s: Settings) -> Service:
+    _, backend, _ = kinesis_ports(s)
 
     def start() -> Path:
         node = shutil.which("node")
@@ -209,11 +218,24 @@ def kinesis_service(s: Settings) -> Service:
             raise StackError("node not found: Node.js is a prerequisite (kinesalite runs on it)")
         if not KINESALITE.exists():
             raise StackError(f"{KINESALITE} missing: run scripts/setup.sh (npm ci in deploy/local/kinesalite)")
-        return spawn("kinesalite", [node, str(KINESALITE), "--port", str(port), "--host", "127.0.0.1",
+        return spawn("kinesalite", [node, str(KINESALITE), "--port", str(backend), "--host", "127.0.0.1",
                                     "--shardLimit", "1000", "--createStreamMs", "50", "--deleteStreamMs", "50",
                                     "--updateStreamMs", "50"])
 
-    return Service("kinesis (kinesalite)", port, healthy, start, lambda: kill_pidfile("kinesalite"))
+    return Service("kinesis (kinesalite)", backend, lambda: _kinesis_answers(backend), start,
+                   lambda: kill_pidfile("kinesalite"))
+
+
+def kinesis_proxy_service(s: Settings) -> Service:
+    """The configured Kinesis endpoint: a proxy to kinesalite that the fault suite can take down."""
+    front, backend, control = kinesis_ports(s)
+
+    def start() -> Path:
+        return spawn("kinesis-proxy", [sys.executable, str(REPO / "deploy" / "local" / "tcp_proxy.py"),
+                                       "--listen", str(front), "--target", str(backend), "--control", str(control)])
+
+    return Service("kinesis endpoint (proxy)", front, lambda: _kinesis_answers(front), start,
+                   lambda: kill_pidfile("kinesis-proxy"))
 
 
 def s3_service(s: Settings) -> Service:
@@ -285,7 +307,8 @@ def check_prerequisites() -> None:
 
 
 def services(settings: Settings, with_flink: bool) -> list[Service]:
-    found = [redis_service(settings), postgres_service(settings), kinesis_service(settings), s3_service(settings)]
+    found = [redis_service(settings), postgres_service(settings), kinesis_service(settings),
+             kinesis_proxy_service(settings), s3_service(settings)]
     if with_flink:
         found.append(flink_service(settings))
     return found
