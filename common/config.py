@@ -133,6 +133,7 @@ class InferenceConfig(_Section):
     model_path: str | None = None
     model_poll_s: float = Field(10.0, gt=0)  # registry check interval, off the prediction cycle
     warmup_runs: int = Field(50, ge=1)
+    max_feature_z: float = Field(10.0, gt=0)  # inputs further from the training mean (in sd) fall back
 
 
 def aws_client_kwargs(cfg: AwsEndpointConfig) -> dict[str, Any]:

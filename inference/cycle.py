@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from inference.hot_state import HotState
-from inference.models import FeatureUnavailable, Predictor
+from inference.models import FeatureOutOfRange, FeatureUnavailable, Predictor
 from inference.prediction import Prediction
 
 
@@ -40,6 +40,8 @@ def make_prediction(
             predicted, confidence = predictor.predict(state, price)
         except FeatureUnavailable as exc:
             reason = f"feature_missing:{exc.args[0]}"
+        except FeatureOutOfRange as exc:
+            reason = f"feature_out_of_range:{exc.args[0].split(' ')[0]}"
     if reason is None:
         source, version = "redis", predictor.version
     else:

@@ -102,6 +102,7 @@ class FileSource:
 class ModelManager:
     source: ModelSource
     warmup_runs: int = 50
+    max_feature_z: float = 10.0
     available_features: Callable[[], set[str] | None] = lambda: None  # keys of the latest feat: hash
     current: OnnxPredictor | None = None
     loaded_at: float | None = None
@@ -117,7 +118,7 @@ class ModelManager:
     def _load(self, uri: str, checksum: str) -> OnnxPredictor:
         onnx_bytes, meta = self.source.fetch(uri, checksum)
         self._check_features(meta)
-        predictor = OnnxPredictor(OnnxModel(onnx_bytes, meta))
+        predictor = OnnxPredictor(OnnxModel(onnx_bytes, meta), self.max_feature_z)
         probe = np.zeros((1, len(meta.feature_names)))
         for _ in range(self.warmup_runs):  # first runs allocate; keep that off the cycle
             predictor.model.predict(probe)

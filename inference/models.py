@@ -14,6 +14,13 @@ class FeatureUnavailable(LookupError):
     """The feature hash lacks a feature the model needs (this cycle falls back)."""
 
 
+class FeatureOutOfRange(ValueError):
+    """A feature lies far outside what the model saw in training (this cycle falls back).
+
+    A network extrapolates wildly out there; persistence is the safer answer.
+    """
+
+
 class Predictor(Protocol):
     version: str
 
@@ -37,11 +44,16 @@ class OnnxPredictor:
     current mid. Confidence is the model's calibrated P(direction right | price moves).
     """
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel, max_abs_z: float = 10.0) -> None:
         self.model = model
         self.version = model.version
         self.feature_names = tuple(model.meta.feature_names)
         self._row = np.zeros((1, len(self.feature_names)), dtype=np.float64)
+        meta = model.meta
+        known = len(meta.scaler_mean) == len(self.feature_names) == len(meta.scaler_scale)
+        self._mean = np.array(meta.scaler_mean) if known else None
+        self._scale = np.where(np.array(meta.scaler_scale) > 0, np.array(meta.scaler_scale), 1.0) if known else None
+        self.max_abs_z = max_abs_z
 
     def predicted_return(self, features: dict[str, str]) -> float:
         row = self._row
@@ -50,6 +62,11 @@ class OnnxPredictor:
             if raw is None:
                 raise FeatureUnavailable(name)
             row[0, i] = float(raw)
+        if self._mean is not None:
+            z = np.abs((row[0] - self._mean) / self._scale)
+            worst = int(np.argmax(z))
+            if z[worst] > self.max_abs_z:
+                raise FeatureOutOfRange(f"{self.feature_names[worst]} ({z[worst]:.0f} sd from training)")
         return float(self.model.predict(row)[0])
 
     def predict(self, state: HotState, current_price: float) -> tuple[float, float]:

@@ -67,7 +67,7 @@ class PredictionService:
         self.fixed_predictor = predictor or (PersistencePredictor() if cfg.model_source == "persistence" else None)
         self.manager: ModelManager | None = None
         if self.fixed_predictor is None:
-            self.manager = ModelManager(model_source or source_for(settings), cfg.warmup_runs,
+            self.manager = ModelManager(model_source or source_for(settings), cfg.warmup_runs, cfg.max_feature_z,
                                         available_features=lambda: self.feature_keys)
         self.feature_keys: set[str] | None = None
         self.subscribers: set[asyncio.Queue] = set()

@@ -232,7 +232,7 @@ def show_predictions(p: Pipeline, duration_s: float) -> None:
     seen = 0
     started = time.monotonic()
     print(f"{'wall time (UTC)':20s} {'data time (UTC)':24s} {'price':>12s} {'pred 10s':>12s} {'conf':>5s} "
-          f"{'age ms':>8s} {'source':8s} model", flush=True)
+          f"{'age ms':>8s} model  source", flush=True)
     while duration_s <= 0 or time.monotonic() - started < duration_s:
         p.check_alive()
         try:
@@ -248,8 +248,9 @@ def show_predictions(p: Pipeline, duration_s: float) -> None:
             price = f"{pred['current_price']:.2f}" if pred["current_price"] else "-"
             pred10 = f"{pred['predicted_price_10s']:.2f}" if pred["predicted_price_10s"] else "-"
             age = f"{pred['features_age_ms']:.0f}" if pred["features_age_ms"] is not None else "-"
+            source = pred["source"] if pred["source"] != "fallback" else f"fallback ({pred['fallback_reason']})"
             print(f"{wall:20s} {data:24s} {price:>12s} {pred10:>12s} {pred['confidence']:5.2f} {age:>8s} "
-                  f"{pred['source']:8s} {pred['model_version']}", flush=True)
+                  f"{pred['model_version']}  {source}", flush=True)
         time.sleep(0.5)
 
 
@@ -299,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model)
     if args.model == "registry":
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
-        print(f"Serving model {version} (trained on the Binance.US book: a different venue from the replayed "
-              "binance.com capture, so its predictions here show the plumbing, not its skill; see docs/training.md)",
-              flush=True)
+        print(f"Serving model {version}. It was trained on the Binance.US book, a different venue from the replayed "
+              "binance.com capture: where the capture's features lie outside its training range the service answers "
+              "with the flagged persistence fallback (feature_out_of_range) instead of extrapolating; "
+              "--model persistence serves the baseline. See docs/training.md.", flush=True)
     try:
         p.start()
         print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster

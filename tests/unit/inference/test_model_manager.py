@@ -77,3 +77,22 @@ def test_a_cycle_missing_a_model_feature_raises_for_the_fallback(tmp_path, missi
     asyncio.run(manager.poll_once())
     with pytest.raises(FeatureUnavailable):
         manager.current.predicted_return(missing)
+
+
+def test_inputs_far_outside_training_fall_back_instead_of_extrapolating(tmp_path):
+    from common.model_artifact import read_local, write_local
+    from inference.cycle import make_prediction
+    from inference.hot_state import HotState
+
+    artifact(tmp_path, "v1")
+    onnx_bytes, meta = read_local(tmp_path)
+    write_local(tmp_path, onnx_bytes, meta.model_copy(update={"scaler_mean": [0.0, 0.0], "scaler_scale": [1.0, 0.5]}))
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1, max_feature_z=10.0)
+    asyncio.run(manager.poll_once())
+    predictor = manager.current
+    assert predictor.predicted_return({"depth_imbalance_1": "9.0", "microprice_minus_mid": "-4.9"}) != 0.0  # 9 and 9.8 sd
+    state = HotState({"depth_imbalance_1": "0.1", "microprice_minus_mid": "5.5", "mid": "100.0", "book_valid": "1.0",
+                      "emitted_at_us": "1000000"}, {}, {}, False)  # 11 sd on the second input
+    pred = make_prediction("BTCUSDT", state, 2000, 1_100_000, predictor, 5000, None)
+    assert pred.source == "fallback" and pred.fallback_reason == "feature_out_of_range:microprice_minus_mid"
+    assert pred.predicted_price_10s == pred.current_price == 100.0
