@@ -10,7 +10,8 @@ class FaultPlan:
 
     drop_diffs: int = 0  # drop the next N depth diff frames
     duplicate_next: int = 0  # send the next N frames twice
-    reorder_next: int = 0  # swap the next N pairs of consecutive frames
+    reorder_next: int = 0  # swap the next N pairs of consecutive frames (of ``reorder_stream`` if set)
+    reorder_stream: str = ""  # e.g. "btcusdt@depth": hold one of its frames until its next one
     corrupt_next: int = 0  # damage the next N frames (of ``corrupt_stream`` if set)
     corrupt_stream: str = ""  # e.g. "btcusdt@bestBidAsk"; empty = any stream
     disconnect_next: bool = False  # close every client connection once

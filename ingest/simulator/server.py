@@ -112,7 +112,7 @@ class ReplayServer:
             f.corrupt_next -= 1
             FAULTS_APPLIED.labels("corrupt").inc()
             frame = corrupt(frame)
-        if f.reorder_next > 0 and self._held is None:
+        if f.reorder_next > 0 and self._held is None and f.reorder_stream in ("", stream):
             self._held = (stream, frame)
             return
         copies = 1
@@ -122,7 +122,7 @@ class ReplayServer:
             copies = 2
         for _ in range(copies):
             await self._deliver(stream, frame)
-        if self._held is not None:
+        if self._held is not None and f.reorder_stream in ("", stream):
             f.reorder_next -= 1
             FAULTS_APPLIED.labels("reorder").inc()
             held, self._held = self._held, None
