@@ -20,24 +20,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import REPO, StackGuard, emit  # noqa: E402
-from deploy.local.fault_suite import FULL_SUITE, run_suite  # noqa: E402
+from deploy.local import stack  # noqa: E402
+from deploy.local.fault_suite import FULL_SUITE, TASKMANAGER_KILL, run_suite  # noqa: E402
 from deploy.local.pipeline import Pipeline  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speed", type=float, default=3.0, help="replay speed (the capture lasts 5 min 46 s)")
+    parser.add_argument("--standalone", action="store_true",
+                        help="run on the local standalone cluster (web UI :8081) and add a TaskManager kill")
     parser.add_argument("--seconds", type=float, default=None, help="accepted for the bench contract: the suite ends "
                         "when its faults are done or the replay ends")
     args = parser.parse_args(argv)
     logs = REPO / ".local" / "logs" / "bench-reanchor"  # kept: the processes' logs explain any odd figure
+    faults = FULL_SUITE + ((TASKMANAGER_KILL,) if args.standalone else ())
     with StackGuard():
-        pipeline = Pipeline(speed=args.speed, mini_cluster=True, log_dir=logs, verify_interval_s=15.0)
+        if args.standalone and stack.main(["start", "--with-flink-cluster"]) != 0:
+            raise SystemExit("the standalone cluster did not start")
+        pipeline = Pipeline(speed=args.speed, mini_cluster=not args.standalone, log_dir=logs, verify_interval_s=15.0)
         try:
-            result = run_suite(pipeline, FULL_SUITE)
+            result = run_suite(pipeline, faults)
         finally:
             pipeline.stop()
-    emit({"bench": "reanchor", "speed": args.speed, **result})
+    emit({"bench": "reanchor", "speed": args.speed, "cluster": "standalone" if args.standalone else "mini", **result})
     return 0
 
 

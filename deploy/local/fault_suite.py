@@ -8,6 +8,8 @@ SBE archiver and the inference service; only the damage is synthetic.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +35,7 @@ class Fault:
     breaks_sequence: bool | None = True  # exactly one gap / none / may (a disconnect loses diffs or not)
     redis_down_s: float = 0.0  # restart the Redis server (empty: it keeps no data) after this long down
     kinesis_down_s: float = 0.0  # cut the Kinesis endpoint (the stack's proxy) for this long
+    kill_taskmanager: bool = False  # SIGKILL the TaskManager, start a new one (standalone cluster only)
 
 
 FULL_SUITE = (
@@ -49,6 +52,7 @@ FULL_SUITE = (
     Fault("Redis restart (2 s down, comes back empty)", {}, breaks_sequence=False, redis_down_s=2.0),
     Fault("Kinesis endpoint down 3 s", {}, breaks_sequence=False, kinesis_down_s=3.0),  # no data may be lost
 )
+TASKMANAGER_KILL = Fault("TaskManager kill", {}, breaks_sequence=False, kill_taskmanager=True)
 CI_SUITE = tuple(f for f in FULL_SUITE if f.name not in ("drop 5 diffs", "slow REST 1.5 s then drop"))
 
 
@@ -204,6 +208,39 @@ def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
     return round(recovered, 3)
 
 
+def taskmanager_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"],
+                         capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def start_taskmanager() -> None:
+    from deploy.local import stack
+
+    subprocess.run(["bash", str(stack.flink_home() / "bin" / "taskmanager.sh"), "start"],
+                   env={**os.environ, **stack.flink_env()}, check=True, capture_output=True)
+
+
+def kill_taskmanager(pipeline: Pipeline) -> float:
+    """SIGKILL every TaskManager, start a fresh one; seconds until feat: is fresh again (restored job)."""
+    victims = taskmanager_pids()
+    if not victims:
+        raise RuntimeError("no TaskManager to kill: the suite must run on the standalone cluster")
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    killed = time.time()
+    start_taskmanager()
+    client = redis.Redis.from_url(pipeline.settings.redis.url)
+
+    def fresh() -> bool:
+        emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
+        return emitted is not None and int(emitted) / 1e6 > killed and time.time() - int(emitted) / 1e6 < 1.0
+
+    _wait(fresh, 240, "fresh features after the TaskManager kill", pipeline)
+    client.close()
+    return round(time.time() - killed, 3)
+
+
 def cut_kinesis(pipeline: Pipeline, down_s: float) -> float:
     """Take the Kinesis endpoint down; seconds from its return until feat: is fresh (< 1 s old) again."""
     from deploy.local import stack
@@ -268,6 +305,7 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     details = []
     redis_recovery: list[float] = []
     kinesis_recovery: list[float] = []
+    taskmanager_recovery: list[float] = []
     kept: dict[str, list[dict[str, str]]] = {name: [] for name in STREAMS}
     pipeline.start()
     with Watchers(pipeline) as watch:
@@ -289,6 +327,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
                 gaps_before = reanchors_before = 0
             if fault.kinesis_down_s:
                 kinesis_recovery.append(cut_kinesis(pipeline, fault.kinesis_down_s))
+            if fault.kill_taskmanager:
+                taskmanager_recovery.append(kill_taskmanager(pipeline))
             if fault.breaks_sequence is None:  # a gap or not: if one came, wait for its re-anchor too
                 time.sleep(2.0)
             if fault.breaks_sequence or client.xlen("gaps:BTCUSDT") > gaps_before:
@@ -345,7 +385,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
         "stale_book_reads": watch.stale_reads,
         "inference_reads": watch.http_reads, "read_failures_sample": watch.failures[:5],
         "freshness_recovery_p50_s": percentile(recoveries, 50), "freshness_recovery_max_s": max(recoveries, default=None),
-        "redis_restart_recovery_s": redis_recovery, "kinesis_outage_recovery_s": kinesis_recovery, "reads_during_redis_outage": watch.outage_reads,
+        "redis_restart_recovery_s": redis_recovery, "kinesis_outage_recovery_s": kinesis_recovery,
+        "taskmanager_kill_recovery_s": taskmanager_recovery, "reads_during_redis_outage": watch.outage_reads,
         "drift_checks": len(drift), "drift_mismatched_levels": sum(int(d["levels_mismatched"]) for d in drift),
         "bronze_frames": len(archive), "stream_frames": len(stream),
         "bronze_lost": len(set(stream) - set(archive)), "bronze_duplicated": len(archive) - len(set(archive)),

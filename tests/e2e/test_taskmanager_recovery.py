@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
 from deploy.local import stack
+from deploy.local.fault_suite import start_taskmanager, taskmanager_pids
 from deploy.local.pipeline import Pipeline, get_json
 from tests.e2e.test_pipeline_replay import compare_book, decode
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 REST = "http://127.0.0.1:8081"
-
-
-def taskmanager_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"],
-                         capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
 
 
 def completed_checkpoints(job_id: str) -> int:
@@ -42,8 +36,7 @@ def flink_cluster(local_stack):
     assert stack.main(["start", "--with-flink-cluster"]) == 0
     yield
     if not taskmanager_pids():  # leave the cluster as we found it: with a TaskManager
-        subprocess.run(["bash", str(stack.flink_home() / "bin" / "taskmanager.sh"), "start"],
-                       env={**os.environ, **stack.flink_env()}, check=True, capture_output=True)
+        start_taskmanager()
 
 
 @pytest.mark.timeout(600)
@@ -68,8 +61,7 @@ def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, 
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        subprocess.run(["bash", str(stack.flink_home() / "bin" / "taskmanager.sh"), "start"],
-                       env={**os.environ, **stack.flink_env()}, check=True, capture_output=True)
+        start_taskmanager()
 
         deadline = time.monotonic() + 300
         recovered_after = None
