@@ -220,6 +220,15 @@ class Pipeline:
             flink = stack.flink_home() / "bin" / "flink"
             subprocess.run(["bash", str(flink), "cancel", self.flink_job_id], env={**self.env(), **stack.flink_env()},
                            capture_output=True, timeout=60)
+            # cancel returns once cancelling starts: wait until the job's tasks (and their Redis writes) are gone
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if get_json(f"http://127.0.0.1:8081/jobs/{self.flink_job_id}")["state"] in ("CANCELED", "FAILED", "FINISHED"):
+                        break
+                except Exception:  # cluster gone: nothing left to wait for
+                    break
+                time.sleep(0.2)
         self.delete_stream()
 
     def check_alive(self) -> None:

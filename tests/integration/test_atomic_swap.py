@@ -18,8 +18,11 @@ def snapshot_of(state: SymbolState) -> DepthSnapshotEvent:
     return DepthSnapshotEvent("BTCUSDT", 0, book.last_update_id, tuple(book.bids.items())[::-1], tuple(book.asks.items()))
 
 
+SYMBOL = "SWAPTEST"  # keys of its own: nothing else in the suite writes or reads them
+
+
 def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot_events, settings):
-    state = SymbolState("BTCUSDT")
+    state = SymbolState(SYMBOL)
     written: dict[str, dict[str, str]] = {}
     writer = redis_writer.connect(settings.redis.url)
     stop = threading.Event()
@@ -32,7 +35,7 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
 
         client = redis.Redis.from_url(settings.redis.url)
         while not stop.is_set():
-            raw = client.hgetall("ob:BTCUSDT")
+            raw = client.hgetall(f"ob:{SYMBOL}")
             if not raw:
                 if first_write.is_set():
                     problems.append("empty book after the first write")
@@ -60,7 +63,7 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
                     writes += state.on_event(snapshot_of(state), captured.receipt_time_us).writes
                     reanchors += 1
             for w in coalesce(writes):
-                if w.key == "ob:BTCUSDT":
+                if w.key == f"ob:{SYMBOL}":
                     written[w.fields["last_update_id"]] = dict(w.fields)
             if writes:
                 redis_writer.execute(writer, coalesce(writes))  # expected versions are registered before
@@ -74,7 +77,7 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
         writer.close()
     assert reanchors >= 120 and reads[0] > 1000
     assert problems == []
-    assert not redis_client.exists("ob:BTCUSDT:next")  # nothing left aside
+    assert not redis_client.exists(f"ob:{SYMBOL}:next")  # nothing left aside
 
 
 def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
@@ -82,15 +85,15 @@ def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
     from flink_jobs.hot_path_state import RedisWrite
 
     writer = redis_writer.connect(settings.redis.url)
-    newer = RedisWrite("hash", "ob:BTCUSDT", {"last_update_id": "200", "best_bid": "2.0"}, version_field="last_update_id")
-    older = RedisWrite("hash", "ob:BTCUSDT", {"last_update_id": "150", "best_bid": "1.5"}, version_field="last_update_id")
-    same = RedisWrite("hash", "ob:BTCUSDT", {"last_update_id": "200", "best_bid": "2.5"}, version_field="last_update_id")
-    feat = RedisWrite("hash", "feat:BTCUSDT", {"ts": "1000", "mid": "1.0"}, ttl_s=120, version_field="ts")
+    newer = RedisWrite("hash", "ob:SWAPTEST", {"last_update_id": "200", "best_bid": "2.0"}, version_field="last_update_id")
+    older = RedisWrite("hash", "ob:SWAPTEST", {"last_update_id": "150", "best_bid": "1.5"}, version_field="last_update_id")
+    same = RedisWrite("hash", "ob:SWAPTEST", {"last_update_id": "200", "best_bid": "2.5"}, version_field="last_update_id")
+    feat = RedisWrite("hash", "feat:SWAPTEST", {"ts": "1000", "mid": "1.0"}, ttl_s=120, version_field="ts")
     redis_writer.execute(writer, [newer, feat])
     redis_writer.execute(writer, [older])
-    assert redis_client.hgetall("ob:BTCUSDT") == {b"last_update_id": b"200", b"best_bid": b"2.0"}
+    assert redis_client.hgetall("ob:SWAPTEST") == {b"last_update_id": b"200", b"best_bid": b"2.0"}
     redis_writer.execute(writer, [same])  # the same version again is a rewrite (idempotent replay)
-    assert redis_client.hget("ob:BTCUSDT", "best_bid") == b"2.5"
-    assert 0 < redis_client.ttl("feat:BTCUSDT") <= 120 and redis_client.ttl("ob:BTCUSDT") == -1
-    assert not redis_client.exists("ob:BTCUSDT:next", "feat:BTCUSDT:next")
+    assert redis_client.hget("ob:SWAPTEST", "best_bid") == b"2.5"
+    assert 0 < redis_client.ttl("feat:SWAPTEST") <= 120 and redis_client.ttl("ob:SWAPTEST") == -1
+    assert not redis_client.exists("ob:SWAPTEST:next", "feat:SWAPTEST:next")
     writer.close()
