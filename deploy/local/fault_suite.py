@@ -194,18 +194,25 @@ def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
         time.sleep(0.05)
     # started by the stack command in its own process, as an operator would: the server outlives it
     subprocess.run([sys.executable, str(Path(stack.__file__)), "start"], check=True, capture_output=True, timeout=60)
-    back = time.time()
+    recovered = seconds_until_fresh(pipeline, time.time(), 60, "ob: and fresh feat: after the Redis restart")
+    watch.outage.clear()
+    return recovered
+
+
+def seconds_until_fresh(pipeline: Pipeline, since: float, timeout_s: float, what: str) -> float:
+    """Seconds from ``since`` until ob: exists and feat: was written after ``since`` and is < 1 s old."""
     client = redis.Redis.from_url(pipeline.settings.redis.url)
 
-    def refilled() -> bool:
+    def fresh() -> bool:
         emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
-        return bool(client.exists("ob:BTCUSDT")) and emitted is not None and time.time() - int(emitted) / 1e6 < 1.0
+        return (emitted is not None and int(emitted) / 1e6 > since and time.time() - int(emitted) / 1e6 < 1.0
+                and bool(client.exists("ob:BTCUSDT")))
 
-    _wait(refilled, 60, "ob: and fresh feat: after the Redis restart", pipeline)
-    recovered = time.time() - back
-    watch.outage.clear()
-    client.close()
-    return round(recovered, 3)
+    try:
+        _wait(fresh, timeout_s, what, pipeline)
+    finally:
+        client.close()
+    return round(time.time() - since, 3)
 
 
 def taskmanager_pids() -> list[int]:
@@ -230,15 +237,7 @@ def kill_taskmanager(pipeline: Pipeline) -> float:
         os.kill(pid, signal.SIGKILL)
     killed = time.time()
     start_taskmanager()
-    client = redis.Redis.from_url(pipeline.settings.redis.url)
-
-    def fresh() -> bool:
-        emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
-        return emitted is not None and int(emitted) / 1e6 > killed and time.time() - int(emitted) / 1e6 < 1.0
-
-    _wait(fresh, 240, "fresh features after the TaskManager kill", pipeline)
-    client.close()
-    return round(time.time() - killed, 3)
+    return seconds_until_fresh(pipeline, killed, 240, "fresh features after the TaskManager kill")
 
 
 def cut_kinesis(pipeline: Pipeline, down_s: float) -> float:
@@ -248,16 +247,7 @@ def cut_kinesis(pipeline: Pipeline, down_s: float) -> float:
     _, _, control = stack.kinesis_ports(pipeline.settings)
     post_json(f"http://127.0.0.1:{control}/outage", {"seconds": down_s})
     time.sleep(down_s)
-    back = time.time()
-    client = redis.Redis.from_url(pipeline.settings.redis.url)
-
-    def fresh() -> bool:
-        emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
-        return emitted is not None and int(emitted) / 1e6 > back and time.time() - int(emitted) / 1e6 < 1.0
-
-    _wait(fresh, 120, "fresh features after the Kinesis outage", pipeline)
-    client.close()
-    return round(time.time() - back, 3)
+    return seconds_until_fresh(pipeline, time.time(), 120, "fresh features after the Kinesis outage")
 
 
 def percentile(values: list[float], q: float) -> float | None:
