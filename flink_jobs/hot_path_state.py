@@ -38,6 +38,7 @@ class RedisWrite:
     maxlen: int | None = None
     receipt_time_us: int | None = None
     version_field: str | None = None
+    once_key: str | None = None  # a stream entry written at most once per key (replays after a restore)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,9 @@ def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:
         "event_time_us": str(gap.event_time_us),
         "receipt_time_us": str(receipt_time_us),
     }
-    return RedisWrite("xadd", rs.gap_stream_key(gap.symbol), fields, maxlen=10_000)
+    # after a restore from a checkpoint the job detects the same gap again: one record per gap, not per detection
+    once = f"{rs.gap_stream_key(gap.symbol)}:seen:{gap.expected_update_id}:{gap.first_update_id}:{gap.last_update_id}"
+    return RedisWrite("xadd", rs.gap_stream_key(gap.symbol), fields, maxlen=10_000, once_key=once)
 
 
 def late_write(event: TradesEvent, receipt_time_us: int, boundary_us: int) -> RedisWrite:

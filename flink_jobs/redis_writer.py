@@ -42,6 +42,15 @@ return 1
 """
 
 
+# XADD to KEYS[1] unless KEYS[2] marks the entry as written already (kept a day).
+# ARGV: maxlen, then field/value pairs.
+XADD_ONCE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', 86400) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 2))
+return 1
+"""
+
+
 def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
     pipe = client.pipeline(transaction=True)
     for w in writes:
@@ -61,6 +70,11 @@ def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
             pipe.rename(aside, w.key)
             if w.ttl_s:
                 pipe.expire(w.key, w.ttl_s)
+        elif w.kind == "xadd" and w.once_key is not None:
+            args = [w.maxlen or 1_000_000]
+            for name, value in w.fields.items():
+                args += [name, value]
+            pipe.eval(XADD_ONCE, 2, w.key, w.once_key, *args)
         elif w.kind == "xadd":
             pipe.xadd(w.key, w.fields, maxlen=w.maxlen, approximate=True)
         else:

@@ -190,7 +190,9 @@ def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
     service.stop()
     time.sleep(down_s)
     deadline = time.monotonic() + 10
-    while service.healthy() and time.monotonic() < deadline:  # the old server must be gone first
+    while service.healthy():  # the old server must be gone first
+        if time.monotonic() > deadline:
+            raise RuntimeError("Redis did not stop: was it started by another checkout's stack (other pid file)?")
         time.sleep(0.05)
     # started by the stack command in its own process, as an operator would: the server outlives it
     subprocess.run([sys.executable, str(Path(stack.__file__)), "start"], check=True, capture_output=True, timeout=60)

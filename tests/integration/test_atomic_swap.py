@@ -97,3 +97,18 @@ def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
     assert 0 < redis_client.ttl("feat:SWAPTEST") <= 120 and redis_client.ttl("ob:SWAPTEST") == -1
     assert not redis_client.exists("ob:SWAPTEST:next", "feat:SWAPTEST:next")
     writer.close()
+
+
+def test_a_gap_detected_again_after_a_restore_is_recorded_once(redis_client, settings):
+    from flink_jobs.hot_path_state import gap_write
+    from udfs.order_book import Gap
+
+    writer = redis_writer.connect(settings.redis.url)
+    gap = Gap("SWAPTEST", 101, 105, 110, 1_000_000)
+    redis_writer.execute(writer, [gap_write(gap, 5)])
+    redis_writer.execute(writer, [gap_write(gap, 9)])  # the restored job meets the same diffs again
+    redis_writer.execute(writer, [gap_write(Gap("SWAPTEST", 201, 205, 210, 2_000_000), 9)])
+    entries = redis_client.xrange("gaps:SWAPTEST")
+    assert [e[1][b"expected_update_id"] for e in entries] == [b"101", b"201"]
+    assert entries[0][1][b"receipt_time_us"] == b"5"
+    writer.close()
