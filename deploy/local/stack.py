@@ -34,6 +34,7 @@ from common.config import Settings, load_settings  # noqa: E402
 STATE = REPO / ".local"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KINESALITE = REPO / "deploy" / "local" / "kinesalite" / "node_modules" / "kinesalite" / "cli.js"
+KINESALITE_RUNNER = REPO / "deploy" / "local" / "kinesalite" / "run.js"  # its CLI, surviving aborted requests
 FLINK_CONF_TEMPLATE = REPO / "deploy" / "flink" / "conf" / "config.yaml"
 
 
@@ -67,6 +68,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float, log: Path |
     raise StackError(f"{what} did not become healthy within {timeout_s:.0f}s{tail}")
 
 
+_DETACHED: list[subprocess.Popen] = []
+
+
 def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None, user: str | None = None) -> Path:
     STATE.mkdir(exist_ok=True)
     log = STATE / f"{name}.log"
@@ -77,6 +81,7 @@ def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None, user: st
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})}, start_new_session=True, cwd=REPO)
     pidfile.write_text(str(proc.pid))
+    _DETACHED.append(proc)  # a service outlives this call (and this process); keep the handle, not a warning
     return log
 
 
@@ -218,7 +223,7 @@ def kinesis_service(s: Settings) -> Service:
             raise StackError("node not found: Node.js is a prerequisite (kinesalite runs on it)")
         if not KINESALITE.exists():
             raise StackError(f"{KINESALITE} missing: run scripts/setup.sh (npm ci in deploy/local/kinesalite)")
-        return spawn("kinesalite", [node, str(KINESALITE), "--port", str(backend), "--host", "127.0.0.1",
+        return spawn("kinesalite", [node, str(KINESALITE_RUNNER), "--port", str(backend), "--host", "127.0.0.1",
                                     "--shardLimit", "1000", "--createStreamMs", "50", "--deleteStreamMs", "50",
                                     "--updateStreamMs", "50"])
 
