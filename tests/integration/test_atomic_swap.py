@@ -35,9 +35,10 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
 
         client = redis.Redis.from_url(settings.redis.url)
         while not stop.is_set():
+            armed = first_write.is_set()  # read the flag first: a read that began before the first write may be empty
             raw = client.hgetall(f"ob:{SYMBOL}")
             if not raw:
-                if first_write.is_set():
+                if armed:
                     problems.append("empty book after the first write")
                 continue
             got = {k.decode(): v.decode() for k, v in raw.items() if k.decode() not in VOLATILE}
