@@ -18,7 +18,8 @@ from batch.recordings import depth20_events
 from common.model_artifact import ModelMetadata, sha256_hex, write_local
 from deploy.local.pipeline import free_port, wait_http
 
-BOOK_FILE = REPO.parent / "shared" / "data" / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
+SHARED_DATA = Path(os.environ.get("BTCPRED_SHARED_DATA", REPO.parent / "shared" / "data"))
+BOOK_FILE = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
 
 
 def real_rows(events: int = 3000) -> list[FeatureRow]:
@@ -26,16 +27,26 @@ def real_rows(events: int = 3000) -> list[FeatureRow]:
     return [r for r in build_rows(replay(stream, "BTCUSDT")) if r.trainable]
 
 
-def write_model(directory: Path, rows: list[FeatureRow]) -> ModelMetadata:
-    """An MLP fitted on real rows, written as the artifact training produces (same size of net)."""
+def fit_mlp_artifact(rows: list[FeatureRow], version: str, seed: int = 0,
+                     feature_names: list[str] | None = None) -> tuple[bytes, ModelMetadata]:
+    """An MLP fitted on real rows, as the artifact training produces (same size of net).
+
+    ``feature_names`` can lie about the graph's inputs, for refusal tests.
+    """
     X = np.array([[r.features[n] for n in BOOK_FEATURES] for r in rows])
     y = np.array([r.label_return for r in rows])
-    model = fit_mlp(X, y, (8,), 1.0)
+    model = fit_mlp(X, y, (8,), 1.0, seed=seed)
     onnx_bytes = export_onnx(model, len(BOOK_FEATURES))
-    meta = ModelMetadata(model_version="bench-mlp", model_kind="mlp", feature_names=list(BOOK_FEATURES),
+    meta = ModelMetadata(model_version=version, model_kind="mlp", feature_names=feature_names or list(BOOK_FEATURES),
                          sha256=sha256_hex(onnx_bytes), calibration=fit_calibration(predict_return(model, X), y),
-                         scaler_mean=[], scaler_scale=[], venue="binance.us", data_ranges={}, hyperparameters={},
-                         validation_metrics={}, created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+                         scaler_mean=[], scaler_scale=[], venue="binance.us", data_ranges={},
+                         hyperparameters={"seed": seed}, validation_metrics={},
+                         created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+    return onnx_bytes, meta
+
+
+def write_model(directory: Path, rows: list[FeatureRow]) -> ModelMetadata:
+    onnx_bytes, meta = fit_mlp_artifact(rows, "bench-mlp")
     write_local(directory, onnx_bytes, meta)
     return meta
 
