@@ -1,13 +1,19 @@
 """The one typed configuration of every process, read from ``config/<env>.yaml``.
 
 Unknown keys are errors (a typo must not fall back to a default silently).
-Any value can be overridden from the environment as ``BTCPRED_<SECTION>__<KEY>``,
-e.g. ``BTCPRED_REDIS__PORT=6380``; secrets come only from the environment.
+Layers, later wins: the file, then ``overrides`` (dotted keys such as ``redis.host``:
+the Flink job's runtime properties, the same locally and on Managed Flink), then the
+environment as ``BTCPRED_<SECTION>__<KEY>`` (e.g. ``BTCPRED_REDIS__PORT=6380``).
+
+Secrets never live in the repo: they come from the environment or, where a process
+cannot be given environment variables (Managed Flink), from AWS Secrets Manager: a value
+``secretsmanager:<secret id>`` in an override or variable is fetched at start.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
@@ -87,8 +93,13 @@ class FlinkJobConfig(_Section):
     out_of_orderness_ms: int = Field(200, ge=0)
     idleness_ms: int = Field(5000, gt=0)
     checkpoint_interval_ms: int = Field(10_000, gt=0)
-    # file path (relative to the repo) or URI; None leaves checkpoint storage to the cluster (Managed Flink)
+    # file path (relative to the repo) or URI (s3://); None leaves the storage to the cluster (Managed Flink)
     checkpoint_dir: str | None = None
+    savepoint_dir: str | None = None
+    state_backend: Literal["rocksdb", "hashmap"] = "rocksdb"
+    # ship the connector jar with the job; false where the cluster has it on its classpath already
+    ship_connector_jar: bool = True
+    incremental_checkpoints: bool = True
     restart_attempts: int = Field(1000, ge=0)
     restart_delay_ms: int = Field(2000, ge=0)
     getrecords_interval_ms: int = Field(50, gt=0)
@@ -166,32 +177,71 @@ class ConfigError(RuntimeError):
     pass
 
 
-def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
-        node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return raw
+SECRET_REF_PREFIX = "secretsmanager:"
+SecretResolver = Callable[[str], str]
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Load ``path`` (default: ``config/$BTCPRED_ENV.yaml``, env ``local``) plus env overrides."""
+def _set_path(raw: dict[str, Any], path: list[str], value: str, source: str) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {'.'.join(path)}: {part} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _secretsmanager_value(secret_id: str) -> str:
+    import boto3
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+
+
+def _resolve(value: str, key: str, source: str, resolver: SecretResolver) -> str:
+    if not value.startswith(SECRET_REF_PREFIX):
+        return value
+    secret_id = value[len(SECRET_REF_PREFIX):]
+    try:
+        return resolver(secret_id)
+    except Exception as exc:  # noqa: BLE001 - any failure: name the key, never the value
+        raise ConfigError(f"{source}: {key}: secret {secret_id!r} could not be read ({type(exc).__name__})") from None
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None,
+                  overrides: dict[str, str] | None = None, overrides_source: str = "overrides",
+                  secret_resolver: SecretResolver = _secretsmanager_value) -> Settings:
+    """Load ``path`` (default: ``config/$BTCPRED_ENV.yaml``, env ``local``), then ``overrides``, then env.
+
+    A ``path`` without a directory or suffix names an environment (``prod`` -> ``config/prod.yaml``).
+    Errors name the key and where its value came from.
+    """
     environ = dict(os.environ if environ is None else environ)
     if path is None:
         path = CONFIG_DIR / f"{environ.get('BTCPRED_ENV', 'local')}.yaml"
     path = Path(path)
+    if path.suffix == "" and len(path.parts) == 1:
+        path = CONFIG_DIR / f"{path}.yaml"
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    environ.pop("BTCPRED_ENV", None)
+    origin: dict[tuple[str, ...], str] = {}
+    for key, value in (overrides or {}).items():
+        parts = key.split(".")
+        _set_path(raw, parts, _resolve(str(value), key, overrides_source, secret_resolver), overrides_source)
+        origin[tuple(parts)] = overrides_source
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "BTCPRED_ENV":
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        _set_path(raw, parts, _resolve(value, name, "environment", secret_resolver), "environment")
+        origin[tuple(parts)] = f"environment {name}"
     try:
-        return Settings(**_apply_env(raw, environ))
+        return Settings(**raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            + (f" (from {origin[tuple(map(str, e['loc']))]})" if tuple(map(str, e["loc"])) in origin else "")
+            for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pyflink.common import Configuration, Duration, Types, WatermarkStrategy
@@ -24,6 +25,7 @@ from pyflink.common.serialization import SimpleStringSchema
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (
     CheckpointingMode,
+    DataStream,
     ExternalizedCheckpointCleanup,
     KeyedProcessFunction,
     OutputTag,
@@ -34,8 +36,8 @@ from pyflink.datastream import (
 from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 from pyflink.datastream.state import ValueStateDescriptor
 
-from common.config import Settings, load_settings
-from flink_jobs import redis_writer
+from common.config import Settings
+from flink_jobs import redis_writer, runtime_properties, state_storage
 from flink_jobs.hot_path_state import RedisWrite, coalesce, SymbolState, dead_letter_write, gap_write, late_write
 from udfs import envelope, sbe
 from udfs.events import BestBidAskEvent
@@ -222,10 +224,18 @@ def kinesis_properties(settings: Settings) -> dict[str, str]:
     return props
 
 
-def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
-    cfg = settings.flink
+def kinesis_source(env: StreamExecutionEnvironment, settings: Settings) -> DataStream:
     consumer = FlinkKinesisConsumer(settings.kinesis.stream, SimpleStringSchema(), kinesis_properties(settings))
-    raw = env.add_source(consumer).name("Kinesis market data").uid("kinesis-source")
+    return env.add_source(consumer).name("Kinesis market data").uid("kinesis-source")
+
+
+def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStream | None = None,
+          sink: Callable[[DataStream], object] | None = None,
+          before_sink: Callable[[DataStream], DataStream] | None = None) -> None:
+    """The hot-path graph. ``source`` defaults to Kinesis (a bounded bronze source for backfills),
+    ``sink`` to Redis; ``before_sink`` lets a newer job version insert operators (uids keep state)."""
+    cfg = settings.flink
+    raw = source if source is not None else kinesis_source(env, settings)
     decoded = raw.process(DecodeRecord(), output_type=Types.PICKLED_BYTE_ARRAY()).name("Decode SBE").uid("decode-sbe")
     strategy = (
         WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
@@ -240,59 +250,89 @@ def build(env: StreamExecutionEnvironment, settings: Settings) -> None:
     )
     writes = state.union(state.get_side_output(GAP_TAG), state.get_side_output(LATE_TAG),
                          decoded.get_side_output(DEAD_LETTER_TAG))
-    writes.process(RedisSink(settings.redis.url)).name("Redis hot state").uid("redis-writer")
+    if before_sink is not None:
+        writes = before_sink(writes)
+    if sink is not None:
+        sink(writes)
+    else:
+        writes.process(RedisSink(settings.redis.url)).name("Redis hot state").uid("redis-writer")
 
 
-def checkpoint_uri(location: str) -> str:
-    if "://" in location:
-        return location
-    path = Path(location)
-    return (path if path.is_absolute() else REPO / path).resolve().as_uri()
+def job_configuration(settings: Settings, managed: bool = False) -> Configuration:
+    """Options that must be set before the environment exists.
 
-
-def job_configuration(settings: Settings) -> Configuration:
-    """Options that must be set before the environment exists (local and self-managed clusters)."""
+    On Managed Flink the service owns state, checkpoints and restarts: only the
+    pipeline's own latency options are set there.
+    """
     cfg = settings.flink
     conf = Configuration()
+    if not managed:
+        for key, value in state_storage.state_options(settings).items():
+            conf.set_string(key, value)
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("pipeline.auto-watermark-interval", "100ms")
     conf.set_string("python.execution-mode", cfg.execution_mode)
     conf.set_string("execution.buffer-timeout.interval", f"{cfg.buffer_timeout_ms}ms")
-    conf.set_string("restart-strategy.type", "fixed-delay")
-    conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
-    conf.set_string("restart-strategy.fixed-delay.delay", f"{cfg.restart_delay_ms}ms")
+    if not managed:
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
+        conf.set_string("restart-strategy.fixed-delay.delay", f"{cfg.restart_delay_ms}ms")
     return conf
 
 
-def configure(env: StreamExecutionEnvironment, settings: Settings, local_jar: bool = True) -> None:
+def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Path] | None = None,
+              managed: bool = False) -> None:
+    """Parallelism, checkpointing and the connector jar (``jars``; none on Managed Flink, which adds its own)."""
     cfg = settings.flink
     env.set_parallelism(cfg.parallelism)
     env.set_buffer_timeout(cfg.buffer_timeout_ms)
-    env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
-    checkpoints = env.get_checkpoint_config()
-    checkpoints.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION)
-    checkpoints.set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
-    if cfg.checkpoint_dir:
-        checkpoints.set_checkpoint_storage_dir(checkpoint_uri(cfg.checkpoint_dir))
-    env.set_python_executable(sys.executable)
-    if local_jar:
-        if not CONNECTOR_JAR.is_file():
-            raise SystemExit(f"{CONNECTOR_JAR} missing: run scripts/setup.sh (mvn package in deploy/flink)")
-        env.add_jars(CONNECTOR_JAR.as_uri())
+    if not managed:  # Managed Flink: checkpointing is the application's CheckpointConfiguration
+        env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+        checkpoints = env.get_checkpoint_config()
+        checkpoints.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION)
+        checkpoints.set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
+        if cfg.checkpoint_dir:
+            checkpoints.set_checkpoint_storage_dir(state_storage.storage_uri(cfg.checkpoint_dir))
+        env.set_python_executable(sys.executable)
+    for jar in jars if jars is not None else [CONNECTOR_JAR]:
+        if not jar.is_file():
+            raise SystemExit(f"{jar} missing: run scripts/setup.sh (mvn package in deploy/flink)")
+        env.add_jars(jar.as_uri())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="BTCUSDT hot-path Flink job")
+    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    parser.add_argument("--properties", default=None,
+                        help="application properties JSON (Managed Flink's format; there it is read by default)")
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+def run(argv: list[str] | None = None, jars: list[Path] | None = None,
+        before_sink: Callable[[DataStream], DataStream] | None = None, job_name: str = "btcusdt-hot-path") -> None:
+    """Entry point shared by this module, the Managed Flink package's main.py and newer job versions."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    properties = runtime_properties.properties_file(args.properties)
+    managed = runtime_properties.on_managed_flink(properties)
+    settings = runtime_properties.job_settings(args.config, properties)
+    os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
+    if not managed and state_storage.uses_s3(settings):
+        os.environ["FLINK_PLUGINS_DIR"] = str(state_storage.plugins_dir())  # before the JVM starts
+    env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings, managed))
+    if not managed:
+        state_storage.initialize_mini_cluster_filesystems(settings)
+    if managed or not settings.flink.ship_connector_jar:
+        jars = []
+    configure(env, settings, jars=jars, managed=managed)
+    build(env, settings, before_sink=before_sink)
+    env.execute(job_name)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="BTCUSDT hot-path Flink job")
-    parser.add_argument("--config", default=None)
-    args, _ = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    settings = load_settings(args.config)
-    os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
-    env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings))
-    configure(env, settings)
-    build(env, settings)
-    env.execute("btcusdt-hot-path")
+    run(argv)
 
 
 if __name__ == "__main__":

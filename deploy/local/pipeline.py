@@ -29,7 +29,7 @@ import boto3  # noqa: E402
 import redis  # noqa: E402
 
 from common.config import Settings, aws_client_kwargs, load_settings  # noqa: E402
-from deploy.local import stack  # noqa: E402
+from deploy.local import flink_cluster, stack  # noqa: E402
 from ingest.kinesis_writer import ensure_stream  # noqa: E402
 from udfs import redis_schema as rs  # noqa: E402
 
@@ -189,23 +189,13 @@ class Pipeline:
         self._spawn("rest-poller", [py, "-m", "reliability.rest_poller"])
         self._spawn("sbe-archiver", [py, "-m", "reliability.sbe_archiver", "--metrics-port", str(self.archiver_port)])
 
-    def start_job(self) -> None:
+    def start_job(self, from_savepoint: str | None = None, job_file: Path | None = None) -> None:
         py = sys.executable
         if self.mini_cluster:
             self._spawn("flink-job", [py, "-m", "flink_jobs.hot_path_job"])
             return
-        flink = stack.flink_home() / "bin" / "flink"
-        env = {**self.env(), **stack.flink_env()}
-        out = subprocess.run(
-            ["bash", str(flink), "run", "-d", "-py", str(REPO / "flink_jobs" / "hot_path_job.py"),
-             "-pyexec", py, "-pyclientexec", py],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=180,
-        )
-        for line in out.stdout.splitlines():
-            if "JobID" in line:
-                self.flink_job_id = line.split()[-1]
-        if out.returncode != 0 or not self.flink_job_id:
-            raise RuntimeError(f"flink run failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        self.flink_job_id = flink_cluster.submit(self.settings, env=self.env(), from_savepoint=from_savepoint,
+                                                 job_file=job_file or flink_cluster.JOB_FILE)
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -217,18 +207,12 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         if self.flink_job_id:
-            flink = stack.flink_home() / "bin" / "flink"
-            subprocess.run(["bash", str(flink), "cancel", self.flink_job_id], env={**self.env(), **stack.flink_env()},
-                           capture_output=True, timeout=60)
             # cancel returns once cancelling starts: wait until the job's tasks (and their Redis writes) are gone
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if get_json(f"http://127.0.0.1:8081/jobs/{self.flink_job_id}")["state"] in ("CANCELED", "FAILED", "FINISHED"):
-                        break
-                except Exception:  # cluster gone: nothing left to wait for
-                    break
-                time.sleep(0.2)
+            try:
+                if flink_cluster.rest("GET", f"/jobs/{self.flink_job_id}")["state"] not in flink_cluster.TERMINAL:
+                    flink_cluster.cancel(self.flink_job_id, timeout_s=30)
+            except flink_cluster.ClusterError as exc:  # cluster gone: nothing left to wait for
+                print(f"note: {exc}", file=sys.stderr)
         self.delete_stream()
 
     def check_alive(self) -> None:

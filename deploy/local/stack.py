@@ -252,8 +252,27 @@ def s3_service(s: Settings) -> Service:
             raise StackError("moto_server missing: run scripts/setup.sh (pip install moto[server])")
         return spawn("moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)])
 
-    return Service("s3 (moto)", port, lambda: http_ok(f"http://127.0.0.1:{port}/moto-api/"), start,
-                   lambda: kill_pidfile("moto"))
+    def healthy() -> bool:
+        if not http_ok(f"http://127.0.0.1:{port}/moto-api/"):
+            return False
+        _ensure_state_bucket(s)  # the emulator keeps buckets in memory: a restarted one has none
+        return True
+
+    return Service("s3 (moto)", port, healthy, start, lambda: kill_pidfile("moto"))
+
+
+def _ensure_state_bucket(s: Settings) -> None:
+    """The bucket of the Flink job's checkpoints/savepoints, when they are on S3."""
+    import boto3
+
+    from common.config import aws_client_kwargs
+
+    buckets = {d.split("://", 1)[1].split("/", 1)[0] for d in (s.flink.checkpoint_dir, s.flink.savepoint_dir)
+               if d and d.startswith(("s3://", "s3p://", "s3a://"))}
+    client = boto3.client("s3", **aws_client_kwargs(s.s3))
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    for bucket in buckets - existing:
+        client.create_bucket(Bucket=bucket)
 
 
 def flink_home() -> Path:
@@ -262,7 +281,30 @@ def flink_home() -> Path:
     return Path(pyflink.__file__).parent
 
 
-def flink_env() -> dict[str, str]:
+CONNECTOR_JAR = REPO / "deploy" / "flink" / "target" / "btcpred-flink-connectors.jar"
+
+
+def flink_lib_dir() -> Path:
+    """pyflink's lib jars plus the connector uber-jar, as links: the cluster's own classpath.
+
+    On the cluster's classpath the connector is loaded once per TaskManager; shipped with
+    every submission it is loaded into each job's class loader, and the AWS SDK threads
+    it starts keep those alive: a few resubmissions exhaust the TaskManager's metaspace.
+    """
+    lib = STATE / "flink" / "lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    for src in [*sorted((flink_home() / "lib").glob("*.jar")), CONNECTOR_JAR]:
+        link = lib / src.name
+        if src.exists() and not link.exists():
+            link.symlink_to(src)
+    return lib
+
+
+def flink_env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment of the standalone cluster's scripts: our conf, log, pid and plugins dirs (pip package untouched)."""
+    from flink_jobs import state_storage
+
+    settings = settings or load_settings()
     conf_dir = STATE / "flink" / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)
     home = flink_home()
@@ -270,26 +312,31 @@ def flink_env() -> dict[str, str]:
         src = home / "conf" / name
         if src.exists() and not (conf_dir / name).exists():
             shutil.copy(src, conf_dir / name)
-    shutil.copy(FLINK_CONF_TEMPLATE, conf_dir / "config.yaml")
+    # the template plus what a cluster must know at start: S3 filesystem keys, state backend, locations
+    extra = {**state_storage.s3_filesystem_options(settings), **state_storage.state_options(settings)}
+    conf = FLINK_CONF_TEMPLATE.read_text() + "".join(f"{k}: {v}\n" for k, v in sorted(extra.items()))
+    (conf_dir / "config.yaml").write_text(conf)
     (STATE / "flink" / "log").mkdir(parents=True, exist_ok=True)
     return {
         "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_LIB_DIR": str(flink_lib_dir()),
+        "FLINK_PLUGINS_DIR": str(state_storage.plugins_dir()),
         "FLINK_LOG_DIR": str(STATE / "flink" / "log"),
         "FLINK_PID_DIR": str(STATE / "flink"),
         "AWS_CBOR_DISABLE": "true",
     }
 
 
-def flink_service(_: Settings) -> Service:
+def flink_service(settings: Settings) -> Service:
     def start() -> Path | None:
-        env = {**os.environ, **flink_env()}
+        env = {**os.environ, **flink_env(settings)}
         subprocess.run(["bash", str(flink_home() / "bin" / "start-cluster.sh")], env=env, check=True,
                        capture_output=True, cwd=REPO)
         return None
 
     def stop() -> None:
         if (STATE / "flink" / "conf").exists():
-            env = {**os.environ, **flink_env()}
+            env = {**os.environ, **flink_env(settings)}
             subprocess.run(["bash", str(flink_home() / "bin" / "stop-cluster.sh")], env=env, capture_output=True)
 
     def healthy() -> bool:
