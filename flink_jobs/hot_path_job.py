@@ -310,7 +310,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(argv: list[str] | None = None, jars: list[Path] | None = None,
+def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_files: list[Path] | None = None,
         before_sink: Callable[[DataStream], DataStream] | None = None, job_name: str = "btcusdt-hot-path") -> None:
     """Entry point shared by this module, the Managed Flink package's main.py and newer job versions."""
     args = parse_args(argv)
@@ -327,6 +327,8 @@ def run(argv: list[str] | None = None, jars: list[Path] | None = None,
     if managed or not settings.flink.ship_connector_jar:
         jars = []
     configure(env, settings, jars=jars, managed=managed)
+    for path in python_files or []:  # on the Python workers' path (Managed Flink: the pyFiles run option)
+        env.add_python_file(str(path))
     build(env, settings, before_sink=before_sink)
     env.execute(job_name)
 
