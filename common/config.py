@@ -31,11 +31,12 @@ class RedisConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(6379, gt=0, lt=65536)
     password: SecretStr | None = None
+    tls: bool = False  # ElastiCache with in-transit encryption
 
     @property
     def url(self) -> str:
         auth = f":{self.password.get_secret_value()}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{self.host}:{self.port}/0"
 
 
 class AwsEndpointConfig(_Section):

@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from common.config import ConfigError
+from flink_jobs.runtime_properties import JOB_GROUP, job_settings, read_property_groups
+
+
+def write(tmp_path, groups) -> object:
+    path = tmp_path / "application_properties.json"
+    path.write_text(json.dumps(groups))
+    return path
+
+
+def test_job_group_picks_config_and_overrides(tmp_path):
+    path = write(tmp_path, [
+        {"PropertyGroupId": "kinesis.analytics.flink.run.options", "PropertyMap": {"python": "main.py"}},
+        {"PropertyGroupId": JOB_GROUP, "PropertyMap": {"config": "prod", "kinesis.stream": "s-1", "flink.parallelism": "4"}},
+    ])
+    s = job_settings(None, path, environ={})
+    assert (s.env, s.kinesis.stream, s.flink.parallelism) == ("prod", "s-1", 4)
+
+
+def test_without_properties_the_given_config_serves():
+    assert job_settings("dev", None, environ={}).env == "dev"
+
+
+def test_wrong_key_names_the_file_and_group(tmp_path):
+    path = write(tmp_path, [{"PropertyGroupId": JOB_GROUP, "PropertyMap": {"flink.paralelism": "4"}}])
+    with pytest.raises(ConfigError, match=rf"flink.paralelism: Extra inputs.*{path.name} group {JOB_GROUP}"):
+        job_settings("local", path, environ={})
+
+
+@pytest.mark.parametrize("text, message", [("{", "cannot read"), ('{"a": 1}', "list of property groups"),
+                                           ('[{"PropertyMap": {}}]', "entry 0 needs PropertyGroupId")])
+def test_malformed_file_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_property_groups(path)
