@@ -32,10 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from common.config import Settings, aws_client_kwargs, load_settings  # noqa: E402
+from deploy import services  # noqa: E402
 from deploy.local import stack  # noqa: E402
 
 REST = "http://127.0.0.1:8081"
-JOB_FILE = REPO / "flink_jobs" / "hot_path_job.py"
+JOB_FILE = REPO / services.FLINK_JOB_FILE
 TERMINAL = ("CANCELED", "FAILED", "FINISHED")
 
 

@@ -29,6 +29,7 @@ import boto3  # noqa: E402
 import redis  # noqa: E402
 
 from common.config import Settings, aws_client_kwargs, load_settings  # noqa: E402
+from deploy import services  # noqa: E402
 from deploy.local import flink_cluster, stack  # noqa: E402
 from ingest.kinesis_writer import ensure_stream  # noqa: E402
 from udfs import redis_schema as rs  # noqa: E402
@@ -178,21 +179,21 @@ class Pipeline:
         self.start_job()
         if wait_for_job:
             self.wait_for_job()
-        inf = self._spawn("inference", [py, "-m", "inference.service"])
+        inf = self._spawn("inference", services.command("inference", py))
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
-        sim = self._spawn("simulator", [py, "-m", "ingest.simulator.server", "--capture", str(self.capture),
-                                        "--port", str(self.sim_port), "--speed", str(self.speed)])
+        sim = self._spawn("simulator", services.command("simulator", py, "--capture", str(self.capture),
+                                                        "--port", str(self.sim_port), "--speed", str(self.speed)))
         wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
-        self._spawn("ingestor", [py, "-m", "ingest.ingestor"])
-        rea = self._spawn("reanchor", [py, "-m", "reliability.reanchor_service"])
+        self._spawn("ingestor", services.command("ingestor", py))
+        rea = self._spawn("reanchor", services.command("reanchor", py))
         wait_http(f"http://127.0.0.1:{self.reanchor_port}/health", 30, rea, self.log_path("reanchor"))
-        self._spawn("rest-poller", [py, "-m", "reliability.rest_poller"])
-        self._spawn("sbe-archiver", [py, "-m", "reliability.sbe_archiver", "--metrics-port", str(self.archiver_port)])
+        self._spawn("rest-poller", services.command("rest-poller", py))
+        self._spawn("sbe-archiver", services.command("sbe-archiver", py, "--metrics-port", str(self.archiver_port)))
 
     def start_job(self, from_savepoint: str | None = None, job_file: Path | None = None) -> None:
         py = sys.executable
         if self.mini_cluster:
-            self._spawn("flink-job", [py, "-m", "flink_jobs.hot_path_job"])
+            self._spawn("flink-job", services.command("flink-job", py))
             return
         self.flink_job_id = flink_cluster.submit(self.settings, env=self.env(), from_savepoint=from_savepoint,
                                                  job_file=job_file or flink_cluster.JOB_FILE)
