@@ -51,6 +51,7 @@ DEAD_LETTER_TAG = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 GAP_TAG = OutputTag("sequence-gaps", Types.PICKLED_BYTE_ARRAY())
 LATE_TAG = OutputTag("late-events", Types.PICKLED_BYTE_ARRAY())
 NO_EVENT_TIME = 0  # REST snapshots carry no exchange time
+END_OF_INPUT_WATERMARK = 2**63 - 1  # Long.MAX_VALUE: a bounded source (backfill) has ended
 
 
 class DecodedBatch:
@@ -168,7 +169,9 @@ class HotPathFunction(KeyedProcessFunction):
         now_us = time.time_ns() // 1000
         writes = st.on_boundary(timestamp * 1000, now_us)
         self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
-        following = st.timer_to_register(timestamp * 1000, self.emit_interval_ms * 1000)
+        following = None
+        if ctx.timer_service().current_watermark() < END_OF_INPUT_WATERMARK:  # a bounded input ends the chain
+            following = st.timer_to_register(timestamp * 1000, self.emit_interval_ms * 1000)
         if following is not None:  # keep cutting boundaries through a quiet stretch
             ctx.timer_service().register_event_time_timer(following // 1000)
         self.state.update(st)
@@ -319,8 +322,6 @@ def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_fi
     managed = runtime_properties.on_managed_flink(properties)
     settings = runtime_properties.job_settings(args.config, properties)
     os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
-    if not managed and state_storage.uses_s3(settings):
-        os.environ["FLINK_PLUGINS_DIR"] = str(state_storage.plugins_dir())  # before the JVM starts
     env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings, managed))
     if not managed:
         state_storage.initialize_mini_cluster_filesystems(settings)

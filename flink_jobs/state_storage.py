@@ -10,7 +10,6 @@ plugin (the one Flink recommends for checkpoints), fetched by ``scripts/setup.sh
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from common.config import Settings
@@ -86,12 +85,14 @@ def initialize_mini_cluster_filesystems(settings: Settings) -> None:
         return
     if not (FETCHED_PLUGINS / "s3-fs-presto").is_dir():
         raise SystemExit(f"{FETCHED_PLUGINS}/s3-fs-presto missing: run scripts/setup.sh (mvn package in deploy/flink)")
-    os.environ["FLINK_PLUGINS_DIR"] = str(plugins_dir())
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
     conf = jvm.org.apache.flink.configuration.Configuration()
     for key, value in s3_filesystem_options(settings).items():
         conf.setString(key, value)
-    manager = jvm.org.apache.flink.core.plugin.PluginUtils.createPluginManagerFromRootFolder(conf)
+    # pyflink's gateway points FLINK_PLUGINS_DIR at its own plugins folder, so find ours explicitly
+    finder = jvm.org.apache.flink.core.plugin.DirectoryBasedPluginFinder(jvm.java.io.File(str(plugins_dir())).toPath())
+    patterns = jvm.org.apache.flink.configuration.CoreOptions.getPluginParentFirstLoaderPatterns(conf)
+    manager = jvm.org.apache.flink.core.plugin.DefaultPluginManager(finder.findPlugins(), patterns)
     jvm.org.apache.flink.core.fs.FileSystem.initialize(conf, manager)
