@@ -54,13 +54,7 @@ def main() -> None:
                 time.sleep(0.2)
             stop_at = time.time()
             step = stop_and_resume(pipeline, client, job_file=args.job)
-            while time.monotonic() < deadline:
-                pipeline.check_alive()
-                status = get_json(f"{pipeline.sim_url}/sim/status")
-                ob = decode(client.hgetall("ob:BTCUSDT"))
-                if status["finished"] and int(ob.get("last_update_id", 0)) == status["last_update_id"]:
-                    break
-                time.sleep(0.5)
+            status, _ = pipeline.wait_caught_up(client, max(1.0, deadline - time.monotonic()))
             time.sleep(2)
             ob = decode(client.hgetall("ob:BTCUSDT"))
             book_equal = books_equal(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}")) \

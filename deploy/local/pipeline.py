@@ -216,6 +216,23 @@ class Pipeline:
                 print(f"note: {exc}", file=sys.stderr)
         self.delete_stream()
 
+    def wait_caught_up(self, client: redis.Redis, timeout_s: float = 240) -> tuple[dict, dict[str, str]]:
+        """Until the replay finished and ``ob:`` reached the exchange's last update id (or the timeout).
+
+        Returns the simulator's status and the ``ob:`` fields last read; the caller judges them.
+        """
+        key = rs.ob_key(self.settings.exchange.symbol)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            status = get_json(f"{self.sim_url}/sim/status")
+            ob = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+            if status["finished"] and int(ob.get("last_update_id", 0)) == status["last_update_id"]:
+                return status, ob
+            if time.monotonic() > deadline:
+                return status, ob
+            time.sleep(0.5)
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from deploy.local.pipeline import Pipeline, get_json
+from deploy.local.pipeline import Pipeline
 from tests.e2e.test_pipeline_replay import decode
 from udfs.features import FEATURE_NAMES
 
@@ -27,15 +27,8 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
     started_us = time.time_ns() // 1000
     try:
         pipeline.start(wait_for_job=True)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            pipeline.check_alive()
-            status = get_json(f"{pipeline.sim_url}/sim/status")
-            ob = decode(redis_client.hgetall("ob:BTCUSDT"))
-            if status["finished"] and int(ob.get("last_update_id", 0)) == status["last_update_id"]:
-                break
-            time.sleep(0.5)
-        assert status["finished"], status
+        status, ob = pipeline.wait_caught_up(redis_client)
+        assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], status
         time.sleep(2)  # the live job cuts the last boundaries
     finally:
         pipeline.stop()  # the archiver flushes its last frames to bronze on SIGTERM

@@ -58,14 +58,7 @@ def test_savepoint_resume_and_upgrade_continue_exactly(local_stack, redis_client
         # the v2 job really restored the v1 state: its checkpoint counts show the restore
         assert flink_cluster.rest("GET", f"/jobs/{upgraded.job_id}/checkpoints")["counts"]["restored"] == 1
 
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            pipeline.check_alive()
-            status = get_json(f"{pipeline.sim_url}/sim/status")
-            ob = decode(redis_client.hgetall("ob:BTCUSDT"))
-            if status["finished"] and int(ob.get("last_update_id", 0)) == status["last_update_id"]:
-                break
-            time.sleep(0.5)
+        status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], "book did not catch up"
         compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
         assert redis_client.xlen("gaps:BTCUSDT") == 0
