@@ -72,12 +72,7 @@ class SymbolState:
             if outcome is DiffOutcome.STALE:
                 self.stale_diffs += 1
             if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
-                writes = self._book_changed(event.event_time_us, receipt_time_us)
-                if self.sync.drift_ready:  # a deferred drift check met the book at its snapshot's id
-                    self.sync.drift_ready = False
-                    drift = self.sync.last_drift
-                    writes.append(drift_write(self.symbol, drift, self.sync.checked_snapshot_id))
-                return EventResult(writes, gap)
+                return EventResult(self._book_changed(event.event_time_us, receipt_time_us), gap)
             return EventResult([], gap)
         if isinstance(event, DepthSnapshotEvent):
             if self.sync.on_snapshot(event):
@@ -86,7 +81,7 @@ class SymbolState:
                 if drift is not None:
                     writes.append(drift_write(self.symbol, drift, event.book_update_id))
                 return EventResult(writes)
-            return EventResult([], changed=self.sync.pending_check is not None)  # a deferred check is state
+            return EventResult([], changed=False)
         if isinstance(event, TradesEvent):
             if event.transact_time_us <= self.last_boundary_us:
                 return EventResult([], late=True, changed=False)

@@ -129,12 +129,6 @@ class BookSynchronizer:
     recent: deque = field(default_factory=deque)
     gaps_total: int = 0
     last_drift: Drift | None = None  # comparison made by the last snapshot that met a valid book
-    # a snapshot ahead of a valid book (fetched while the job lags), SBE-encoded: compared once the book
-    # reaches its update id, instead of moving the book ahead and skipping the tops features sum over
-    pending_check: bytes | None = None
-    pending_update_id: int = 0
-    drift_ready: bool = False  # a deferred comparison completed on the last diff; the caller records it
-    checked_snapshot_id: int = 0  # lastUpdateId of the snapshot that deferred comparison used
 
     def on_diff(self, diff: DepthDiffEvent) -> tuple[DiffOutcome, Gap | None]:
         self.recent.append(sbe.encode(diff))
@@ -149,38 +143,10 @@ class BookSynchronizer:
             gap = Gap(self.symbol, local + 1, diff.first_update_id, diff.last_update_id, diff.event_time_us)
             self.book.apply_levels(diff)
             self.valid = False
-            self.pending_check = None  # the next snapshot re-anchors
             self.gaps_total += 1
             return DiffOutcome.GAP, gap
         self.book.apply_levels(diff)
-        if self.pending_check is not None and self.book.last_update_id >= self.pending_update_id:
-            self._deferred_check()
         return DiffOutcome.APPLIED, None
-
-    def _candidate(self, snapshot: DepthSnapshotEvent) -> OrderBook | None:
-        """The snapshot brought forward by the ring's diffs; None if the ring has a hole after it."""
-        candidate = OrderBook.from_snapshot(snapshot)
-        for frame in self.recent:
-            diff = sbe.decode(frame)
-            assert isinstance(diff, DepthDiffEvent), diff  # frames we encoded ourselves
-            if diff.last_update_id <= candidate.last_update_id:
-                continue
-            if diff.first_update_id > candidate.last_update_id + 1:
-                return None
-            candidate.apply_levels(diff)
-        return candidate
-
-    def _deferred_check(self) -> None:
-        snapshot = sbe.decode(self.pending_check)
-        self.pending_check = None
-        assert isinstance(snapshot, DepthSnapshotEvent), snapshot
-        candidate = self._candidate(snapshot)
-        if candidate is None or self.book is None or candidate.last_update_id != self.book.last_update_id:
-            return
-        self.last_drift = book_drift(self.book, candidate)
-        self.book = candidate
-        self.drift_ready = True
-        self.checked_snapshot_id = snapshot.book_update_id
 
     def on_snapshot(self, snapshot: DepthSnapshotEvent) -> bool:
         """Re-anchor on ``snapshot``; returns True if the book is now valid.
@@ -188,13 +154,15 @@ class BookSynchronizer:
         The new book is built aside from the snapshot and the buffered diffs and
         only replaces the current one when the chain from the snapshot is unbroken.
         """
-        candidate = self._candidate(snapshot)
-        if candidate is None:
-            return False  # snapshot too old for the diffs we still hold
-        if (self.book is not None and self.valid and candidate.last_update_id > self.book.last_update_id
-                and self.recent):  # a diff-driven book (snapshot-only data, e.g. depth20, just moves on)
-            self.pending_check, self.pending_update_id = sbe.encode(snapshot), candidate.last_update_id
-            return False  # the valid book gets there by itself; compare then
+        candidate = OrderBook.from_snapshot(snapshot)
+        for frame in self.recent:
+            diff = sbe.decode(frame)
+            assert isinstance(diff, DepthDiffEvent), diff  # frames we encoded ourselves
+            if diff.last_update_id <= candidate.last_update_id:
+                continue
+            if diff.first_update_id > candidate.last_update_id + 1:
+                return False  # snapshot too old for the diffs we still hold
+            candidate.apply_levels(diff)
         if self.book is not None and self.valid and candidate.last_update_id == self.book.last_update_id:
             self.last_drift = book_drift(self.book, candidate)
         else:

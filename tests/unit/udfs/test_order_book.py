@@ -114,27 +114,3 @@ def test_book_pickles_for_flink_state():
     sync = BookSynchronizer("X", book=book, valid=True)
     assert pickle.loads(pickle.dumps(sync)).book == book
 
-
-
-def test_snapshot_ahead_of_a_valid_book_is_compared_when_the_book_gets_there(spot_events):
-    """A drift-check snapshot fetched while the job lags must not move the book ahead (skipping tops)."""
-    diffs, snapshot = diffs_and_snapshot(spot_events)
-    sync = BookSynchronizer("BTCUSDT")
-    sync.on_snapshot(snapshot)
-    applied = [d for d in diffs if d.last_update_id > snapshot.book_update_id]
-    for d in applied[:100]:
-        sync.on_diff(d)
-    behind = sync.book.last_update_id
-    ahead_at = applied[150]
-    bids, asks = reference_book(snapshot, [d for d in diffs if d.last_update_id <= ahead_at.last_update_id])
-    later = DepthSnapshotEvent("BTCUSDT", ahead_at.event_time_us, ahead_at.last_update_id,
-                               tuple(sorted(bids.items(), reverse=True)), tuple(sorted(asks.items())))
-    assert sync.on_snapshot(later) is False
-    assert sync.book.last_update_id == behind and sync.valid  # not moved ahead
-    for d in applied[100:150]:
-        sync.on_diff(d)
-        assert not sync.drift_ready
-    sync.on_diff(applied[150])
-    assert sync.drift_ready and sync.pending_check is None
-    assert sync.last_drift.update_id == ahead_at.last_update_id and sync.last_drift.levels_mismatched == 0
-    assert sync.checked_snapshot_id == ahead_at.last_update_id
