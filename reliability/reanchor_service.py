@@ -82,12 +82,20 @@ class Reanchorer:
         valid, last_id = await self.redis.hmget(rs.ob_key(self.symbol), "book_valid", "last_update_id")
         return valid == b"1", int(last_id or 0)
 
-    async def _wait_valid(self, snapshot_id: int, timeout_s: float) -> bool:
+    async def _wait_valid(self, snapshot_id: int, timeout_s: float, drift_check: bool = False) -> bool | None:
+        """True once the book is valid at or past ``snapshot_id``, False at the timeout.
+
+        For a drift check (which starts on a valid book) None as soon as the book turns
+        invalid: a gap broke it meanwhile, and waiting out the timeout would hold the
+        symbol's lock while the gap path waits for it.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             valid, last_id = await self._book_state()
             if valid and last_id >= snapshot_id:
                 return True
+            if drift_check and not valid:
+                return None
             await asyncio.sleep(0.02)
         return False
 
@@ -113,10 +121,19 @@ class Reanchorer:
                     log.warning("snapshot fetch failed after retries: %s", exc)
                     continue
                 snapshot_id = snap.book_update_id
+                if reason == "verify":
+                    # REST runs ahead of the stream: put in band before the job's book reaches it, the snapshot
+                    # would re-anchor a valid book ahead (skipping the tops features sum over) with nothing compared
+                    await self._valid_past(snapshot_id, self.cfg.attempt_timeout_s)
                 data = envelope.to_text(snapshot_envelope(snap)).encode()
                 await asyncio.to_thread(self.writer.put, [Record(data, self.symbol)])
                 await self.redis.pexpire(key, self.cfg.lock_ttl_ms)
-                ok = await self._wait_valid(snapshot_id, self.cfg.attempt_timeout_s)
+                waited = await self._wait_valid(snapshot_id, self.cfg.attempt_timeout_s, drift_check=reason == "verify")
+                if waited is None:  # this run now re-anchors for the gap, with a fresh snapshot
+                    log.info("book turned invalid during the drift check: re-anchoring for the gap")
+                    reason = "gap"
+                    continue
+                ok = waited
                 if not ok:
                     log.warning("book not valid %.1f s after snapshot %d (attempt %d)",
                                 self.cfg.attempt_timeout_s, snapshot_id, attempts)
@@ -136,20 +153,51 @@ class Reanchorer:
         self.last_outcome = outcome
         return outcome
 
+    async def _reanchor_for_gap(self, gap_last_id: int) -> tuple[Outcome | None, bool]:
+        """Re-anchor for gaps just read; returns (our outcome, or None if another ran, and whether they are healed).
+
+        A re-anchor already running (a drift check, or another instance) may have fetched
+        its snapshot before the gap, so it is no proof the gap heals: once it ends, the gaps
+        count as healed only if the book is valid again past the gap's update id; if not,
+        this re-anchors itself.
+        """
+        while True:
+            outcome = await self.reanchor("gap")
+            if outcome is not None:
+                return outcome, outcome.ok
+            await self._wait_unlocked()
+            if await self._valid_past(gap_last_id, self.cfg.attempt_timeout_s):
+                return None, True
+
+    async def _wait_unlocked(self) -> None:
+        key = rs.reanchor_key(self.symbol)
+        while await self.redis.exists(key):  # the lock has a TTL: this ends even if its owner died
+            await asyncio.sleep(0.02)
+
+    async def _valid_past(self, update_id: int, timeout_s: float) -> bool:
+        """Once ``ob:`` is at or past ``update_id`` (or the timeout): whether it is valid."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            valid, last_id = await self._book_state()
+            if last_id >= update_id or time.monotonic() > deadline:
+                return valid
+            await asyncio.sleep(0.02)
+
     async def consume_gaps_once(self, block_ms: int = 1000) -> int:
         """Read new gap records; re-anchor once for all of them. Returns how many were read."""
         stream = rs.gap_stream_key(self.symbol)
         batches = await self.redis.xreadgroup(self.cfg.consumer_group, self.consumer, {stream: ">"},
                                               count=100, block=block_ms)
-        ids = [entry_id for _, entries in batches for entry_id, _ in entries]
-        if not ids:
+        entries = [(entry_id, fields) for _, rows in batches for entry_id, fields in rows]
+        if not entries:
             return 0
-        outcome = await self.reanchor("gap")
-        GAPS_READ.labels("reanchored" if outcome else "coalesced").inc(len(ids))
-        if outcome is None or outcome.ok:
-            await self.redis.xack(stream, self.cfg.consumer_group, *ids)
+        gap_last_id = max(int(fields.get(b"last_update_id", 0)) for _, fields in entries)
+        outcome, healed = await self._reanchor_for_gap(gap_last_id)
+        GAPS_READ.labels("reanchored" if outcome else "coalesced").inc(len(entries))
+        if healed:
+            await self.redis.xack(stream, self.cfg.consumer_group, *(entry_id for entry_id, _ in entries))
         # a failed re-anchor leaves the gaps pending: the next start re-reads them (below)
-        return len(ids)
+        return len(entries)
 
     async def retry_pending(self) -> None:
         """Gaps read but not acknowledged (a crash or a failed re-anchor) are handled again."""
@@ -157,8 +205,8 @@ class Reanchorer:
         pending = await self.redis.xpending_range(stream, self.cfg.consumer_group, min="-", max="+", count=1000)
         if pending:
             ids = [p["message_id"] for p in pending]
-            outcome = await self.reanchor("gap")
-            if outcome is None or outcome.ok:
+            _, healed = await self._reanchor_for_gap(0)
+            if healed:
                 await self.redis.xack(stream, self.cfg.consumer_group, *ids)
 
     async def gaps_forever(self) -> None:

@@ -32,9 +32,9 @@ def wait_until(pipeline: Pipeline, predicate, timeout_s: float, what: str):
 def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
     pipeline = Pipeline(speed=10.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=5.0)
     try:
-        pipeline.start()
+        pipeline.start(wait_for_job=True)  # no start-up backlog: drift checks then meet a book that keeps up
         wait_until(pipeline, lambda s: s["position"] > 0.25 * s["total"] and redis_client.exists("feat:BTCUSDT"), 240, "features")
-        post_json(f"{pipeline.sim_url}/sim/faults", {"corrupt_next": 1, "corrupt_stream": "btcusdt@bestBidAsk", "mute_trades_ms": 3000})
+        post_json(f"{pipeline.sim_url}/sim/faults", {"corrupt_next": 1, "corrupt_stream": "btcusdt@bestBidAsk", "mute_trades_ms": 4000})
         wait_until(pipeline, lambda s: s["position"] > 0.5 * s["total"], 120, "half of the replay")
         post_json(f"{pipeline.sim_url}/sim/faults", {"drop_diffs": 2})
         status = wait_until(pipeline, lambda s: s["finished"], 240, "end of replay")
@@ -53,10 +53,9 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         by_gap = [r for r in reanchors if r["reason"] == "gap"]
         assert len(by_gap) == 1 and by_gap[0]["outcome"] == "ok", reanchors
         assert float(by_gap[0]["duration_ms"]) < 10_000
-        # drift checks on a clean book find nothing (no false positives), and at least one compared; a check
-        # whose snapshot is ahead of a lagging job re-anchors without comparing (docs/operations.md, known limit)
+        # drift checks on a clean book find nothing (no false positives), and at least two ran
         drift = [decode(f) for _, f in redis_client.xrange("drift:BTCUSDT")]
-        assert len(drift) >= 1 and all(d["levels_mismatched"] == "0" and int(d["levels_compared"]) >= 40 for d in drift)
+        assert len(drift) >= 2 and all(d["levels_mismatched"] == "0" and int(d["levels_compared"]) >= 40 for d in drift)
         assert all(r["outcome"] == "ok" for r in reanchors)
 
         # ---- exactly one gap, naming the dropped range; the book is flagged stale from there on
@@ -70,11 +69,15 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         snapshot_id = int(by_gap[0]["snapshot_update_id"])
         before = [h for h in history if int(h["book_update_id"]) < dropped_first]
         stale = [h for h in history if gap_id <= int(h["book_update_id"]) < snapshot_id]
-        healed = [h for h in history if int(h["book_update_id"]) > snapshot_id]
-        assert before and stale and healed
+        after = [h["book_valid"] for h in history if int(h["book_update_id"]) > snapshot_id]
+        assert before and stale and after
         assert all(h["book_valid"] == "1.0" for h in before)
         assert all(h["book_valid"] == "0.0" for h in stale)  # stale from the gap until the snapshot landed
-        assert all(h["book_valid"] == "1.0" for h in healed)
+        # the snapshot lands in stream order: when REST answered behind the stream, diffs past its id were
+        # applied (still stale) before it arrived; from the boundary it landed on, the book stays valid
+        landed = after.index("1.0")
+        assert all(v == "0.0" for v in after[:landed]) and all(v == "1.0" for v in after[landed:])
+        assert landed <= 6, f"{landed} stale boundaries past the snapshot's id: it landed > 3 s of data late"
         # inference answered every 2 s boundary throughout, from Redis or as a flagged fallback, never an error
         preds = get_json(f"{pipeline.inference_url}/predictions?limit=1000")
         stamps = [p["timestamp"] for p in preds]
@@ -85,7 +88,8 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         lines = (tmp_path / f"dead-letter-{pipeline.run_id}.jsonl").read_text().splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["reason"].startswith(("truncated", "wrong_schema"))
 
-        # ---- features keep refreshing on time through a 3 s trade-free stretch
+        # ---- features keep refreshing on time through a trade-free stretch (4 s muted: wherever the fault lands
+        # in this capture, the suppressed trades then span >= 2 s; with 3 s, 8 % of landing points do not)
         muted_min, muted_max, muted_count = status["muted_trades"]
         assert muted_count > 0 and muted_max - muted_min >= 2_000_000
         quiet = [h for h in history if int(h["ts"]) - 1_000_000 >= muted_min and int(h["ts"]) <= muted_max - 10_000]
