@@ -39,9 +39,7 @@ def main() -> None:
         if stack.main(["start", "--with-flink-cluster"]) != 0:
             raise SystemExit("flink cluster failed to start")
         client = redis.Redis.from_url(load_settings().redis.url)
-        # drift-check snapshots off: one fetched while the resumed job catches up re-anchors its book ahead,
-        # skipping tops OFI sums over; that is the reliability path's limit, not the upgrade's (docs/recovery.md)
-        pipeline = Pipeline(speed=args.speed, mini_cluster=False, verify_interval_s=3600)
+        pipeline = Pipeline(speed=args.speed, mini_cluster=False)
         watcher = FeatureRefreshWatcher(client, "BTCUSDT")
         try:
             pipeline.start(wait_for_job=True)

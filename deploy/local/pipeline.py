@@ -109,11 +109,6 @@ class Pipeline:
             "BTCPRED_POLLER__METRICS_PORT": str(self.poller_port),
             "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
             "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
-            # the embedded mini cluster shares 2 cores with every other process: heap state and file
-            # checkpoints keep it light; the standalone cluster runs RocksDB with checkpoints on S3
-            **({"BTCPRED_FLINK__STATE_BACKEND": "hashmap",
-                "BTCPRED_FLINK__CHECKPOINT_DIR": str(REPO / ".local" / "flink" / "mini-checkpoints")}
-               if self.mini_cluster else {}),
         }
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
