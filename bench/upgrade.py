@@ -45,7 +45,7 @@ def main() -> None:
             pipeline.start(wait_for_job=True)
             watcher.start()
             deadline = time.monotonic() + args.seconds
-            while get_json(f"{pipeline.sim_url}/sim/status")["position"] < args.at * get_json(f"{pipeline.sim_url}/sim/status")["total"]:
+            while (status := get_json(f"{pipeline.sim_url}/sim/status"))["position"] < args.at * status["total"]:
                 pipeline.check_alive()
                 if time.monotonic() > deadline:
                     raise SystemExit("replay too slow to reach the stop point")

@@ -26,7 +26,6 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (
     CheckpointingMode,
     DataStream,
-    ExternalizedCheckpointCleanup,
     KeyedProcessFunction,
     OutputTag,
     ProcessFunction,
@@ -44,8 +43,6 @@ from udfs.events import BestBidAskEvent
 
 log = logging.getLogger("hot_path_job")
 
-REPO = Path(__file__).resolve().parents[1]
-CONNECTOR_JAR = REPO / "deploy" / "flink" / "target" / "btcpred-flink-connectors.jar"
 
 DEAD_LETTER_TAG = OutputTag("dead-letters", Types.PICKLED_BYTE_ARRAY())
 GAP_TAG = OutputTag("sequence-gaps", Types.PICKLED_BYTE_ARRAY())
@@ -292,13 +289,10 @@ def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Pa
     env.set_buffer_timeout(cfg.buffer_timeout_ms)
     if not managed:  # Managed Flink: checkpointing is the application's CheckpointConfiguration
         env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
-        checkpoints = env.get_checkpoint_config()
-        checkpoints.set_externalized_checkpoint_cleanup(ExternalizedCheckpointCleanup.RETAIN_ON_CANCELLATION)
-        checkpoints.set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
-        if cfg.checkpoint_dir:
-            checkpoints.set_checkpoint_storage_dir(state_storage.storage_uri(cfg.checkpoint_dir))
+        # storage, retention and backend come with job_configuration (state_storage.state_options)
+        env.get_checkpoint_config().set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
         env.set_python_executable(sys.executable)
-    for jar in jars if jars is not None else [CONNECTOR_JAR]:
+    for jar in jars if jars is not None else [state_storage.CONNECTOR_JAR]:
         if not jar.is_file():
             raise SystemExit(f"{jar} missing: run scripts/setup.sh (mvn package in deploy/flink)")
         env.add_jars(jar.as_uri())

@@ -15,7 +15,9 @@ from pathlib import Path
 from common.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-FETCHED_PLUGINS = REPO / "deploy" / "flink" / "target" / "plugins"  # s3-fs-presto, from Maven Central
+FETCHED = REPO / "deploy" / "flink" / "target"  # what scripts/setup.sh builds and fetches from Maven Central
+FETCHED_PLUGINS = FETCHED / "plugins"  # s3-fs-presto
+CONNECTOR_JAR = FETCHED / "btcpred-flink-connectors.jar"  # the Kinesis connector uber-jar
 LOCAL_PLUGINS = REPO / ".local" / "flink" / "plugins"
 
 

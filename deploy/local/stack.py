@@ -252,13 +252,8 @@ def s3_service(s: Settings) -> Service:
             raise StackError("moto_server missing: run scripts/setup.sh (pip install moto[server])")
         return spawn("moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)])
 
-    def healthy() -> bool:
-        if not http_ok(f"http://127.0.0.1:{port}/moto-api/"):
-            return False
-        _ensure_state_bucket(s)  # the emulator keeps buckets in memory: a restarted one has none
-        return True
-
-    return Service("s3 (moto)", port, healthy, start, lambda: kill_pidfile("moto"))
+    return Service("s3 (moto)", port, lambda: http_ok(f"http://127.0.0.1:{port}/moto-api/"), start,
+                   lambda: kill_pidfile("moto"))
 
 
 def _ensure_state_bucket(s: Settings) -> None:
@@ -281,9 +276,6 @@ def flink_home() -> Path:
     return Path(pyflink.__file__).parent
 
 
-CONNECTOR_JAR = REPO / "deploy" / "flink" / "target" / "btcpred-flink-connectors.jar"
-
-
 def flink_lib_dir() -> Path:
     """pyflink's lib jars plus the connector uber-jar, as links: the cluster's own classpath.
 
@@ -291,6 +283,8 @@ def flink_lib_dir() -> Path:
     every submission it is loaded into each job's class loader, and the AWS SDK threads
     it starts keep those alive: a few resubmissions exhaust the TaskManager's metaspace.
     """
+    from flink_jobs.state_storage import CONNECTOR_JAR
+
     lib = STATE / "flink" / "lib"
     lib.mkdir(parents=True, exist_ok=True)
     for src in [*sorted((flink_home() / "lib").glob("*.jar")), CONNECTOR_JAR]:
@@ -378,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             check_prerequisites()
             for svc in services(settings, args.with_flink_cluster):
                 print(f"{svc.name:45s} port {svc.port:5d}: {svc.ensure_started(60 if 'flink' in svc.name else 30)}", flush=True)
+                if svc.name.startswith("s3"):
+                    _ensure_state_bucket(settings)  # the emulator keeps buckets in memory: a restarted one has none
         elif args.action == "stop":
             for svc in reversed(services(settings, True)):
                 svc.stop()

@@ -25,8 +25,9 @@ import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
+from flink_jobs.state_storage import CONNECTOR_JAR
+
 REPO = Path(__file__).resolve().parents[2]
-CONNECTOR_JAR = REPO / "deploy" / "flink" / "target" / "btcpred-flink-connectors.jar"
 DEFAULT_OUT = REPO / "build" / "managed-flink" / "btcpred-hot-path.zip"
 PROJECT_PACKAGES = ("common", "udfs", "flink_jobs")
 # what the job imports beyond the runtime, at the versions this repo's venv pins
