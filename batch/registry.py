@@ -99,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     from common.config import load_settings
 
     parser = argparse.ArgumentParser(description="Model registry")
+    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every registered model, newest first")
     promote_cmd = sub.add_parser("promote", help="make VERSION the production model (the previous one is archived)")
     promote_cmd.add_argument("version")
     args = parser.parse_args(argv)
-    engine = engine_for(load_settings().postgres)
+    engine = engine_for(load_settings(args.config).postgres)
     try:
         if args.command == "promote":
             previous = promote(engine, args.version)

@@ -182,7 +182,7 @@ def _iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(int(ts_ms) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _load_model(reference: str) -> OnnxModel:
+def _load_model(reference: str, config: str | None = None) -> OnnxModel:
     from batch.artifact_store import load_any
 
     if Path(reference).is_dir():
@@ -191,7 +191,7 @@ def _load_model(reference: str) -> OnnxModel:
     from batch.lake import Lake
     from common.config import load_settings
 
-    settings = load_settings()
+    settings = load_settings(config)
     return OnnxModel(*load_any(reference, Lake(settings.s3), engine_for(settings.postgres)))
 
 
@@ -202,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="append", default=[], help="another model to show beside it (e.g. the ridge)")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"))
     parser.add_argument("--venue", help="venue to score (default: the model's own; 'all' pools venues)")
+    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.config)
     data = unseen(from_directory(args.data), model)
     venue = args.venue or model.meta.venue
     if venue != "all":
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no unseen full-quality rows in %s", args.data)
         print(json.dumps({"n": 0, "r2": None, "rmse_ratio_vs_persistence": None, "direction_accuracy": None, "dm_pvalue": None}))
         return 1
-    others = [persistence(data)] + [score(_load_model(ref), data) for ref in args.baseline]
+    others = [persistence(data)] + [score(_load_model(ref, args.config), data) for ref in args.baseline]
     result = write_report(args.out, f"Accuracy report: {model.version}", data, score(model, data), others,
                           [f"data: {args.data}", f"model: {model.version} ({model.meta.model_kind}), "
                            f"features: {', '.join(model.meta.feature_names)}"])

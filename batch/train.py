@@ -170,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbol", default="BTCUSDT")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
     parser.add_argument("--promote", action="store_true", help="make the new MLP the production model")
+    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(load_settings(), args.venue, args.symbol, args.report_dir, args.data, args.promote)
+    result = run(load_settings(args.config), args.venue, args.symbol, args.report_dir, args.data, args.promote)
     print(json.dumps(result))
     return 0
 
