@@ -82,6 +82,8 @@ class IngestorConfig(_Section):
     batch_linger_ms: int = Field(10, ge=0)
     max_frames_per_record: int = Field(200, gt=0, le=65535)  # aggregation, as the Kinesis Producer Library does
     max_put_attempts: int = Field(8, gt=0)
+    # and at least this long backing off before a batch is dead-lettered (its diffs lost: a gap)
+    min_put_retry_s: float = Field(10.0, ge=0)
     reconnect_max_backoff_s: float = Field(30.0, gt=0)
     rotate_after_s: float = Field(23.5 * 3600, gt=0)  # Binance closes connections at 24 h
     dead_letter_path: str = ".local/dead-letter/ingest.jsonl"

@@ -73,7 +73,8 @@ class Ingestor:
         client = kinesis_client or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
         if settings.kinesis.endpoint:  # emulator: the stream lives only as long as the process
             ensure_stream(client, settings.kinesis.stream, settings.kinesis.shards)
-        self.writer = KinesisWriter(client, settings.kinesis.stream, settings.ingestor.max_put_attempts)
+        self.writer = KinesisWriter(client, settings.kinesis.stream, settings.ingestor.max_put_attempts,
+                                    min_retry_s=settings.ingestor.min_put_retry_s)
         self.queue: asyncio.Queue[tuple[str, envelope.Envelope]] = asyncio.Queue(QUEUE_LIMIT)
         self.dead_letter = Path(settings.ingestor.dead_letter_path)
         self.connected = False

@@ -42,10 +42,18 @@ class PutFailed(RuntimeError):
 
 class KinesisWriter:
     def __init__(self, client, stream: str, max_attempts: int = 8, base_delay_s: float = 0.05,
-                 max_delay_s: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 max_delay_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
+                 min_retry_s: float = 0.0) -> None:
+        """Gives up on a batch after ``max_attempts`` *and* at least ``min_retry_s`` of back-off.
+
+        Full-jitter back-off makes the time ``max_attempts`` alone covers random (8 attempts
+        summed to 2.6 s once, under a 3 s endpoint outage); a floor in time is what rides
+        out an outage of known length.
+        """
         self.client = client
         self.stream = stream
         self.max_attempts = max_attempts
+        self.min_retry_s = min_retry_s
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
         self.sleep = sleep
@@ -67,9 +75,13 @@ class KinesisWriter:
     def _put_batch(self, batch: list[Record]) -> None:
         pending = batch
         last_error = ""
-        for attempt in range(self.max_attempts):
+        attempt, waited = 0, 0.0
+        while attempt < self.max_attempts or waited < self.min_retry_s:
             if attempt:
-                self.sleep(random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
+                delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+                self.sleep(delay)
+                waited += delay
+            attempt += 1
             try:
                 response = self.client.put_records(
                     StreamName=self.stream,
@@ -78,7 +90,7 @@ class KinesisWriter:
             except Exception as exc:  # throttling, network, emulator restart: retry the whole batch
                 last_error = f"{type(exc).__name__}: {exc}"
                 RECORDS_RETRIED.labels("request_failed").inc(len(pending))
-                log.warning("PutRecords failed (attempt %d): %s", attempt + 1, last_error)
+                log.warning("PutRecords failed (attempt %d): %s", attempt, last_error)
                 continue
             failed = []
             for record, result in zip(pending, response["Records"]):

@@ -59,3 +59,12 @@ def test_large_input_is_split_into_api_sized_batches():
     KinesisWriter(client, "s", sleep=lambda _: None).put(records(MAX_BATCH_RECORDS + 7))
     assert [len(c) for c in client.calls] == [MAX_BATCH_RECORDS, 7]
     assert client.accepted == [r.data for r in records(MAX_BATCH_RECORDS + 7)]
+
+
+def test_keeps_retrying_until_the_minimum_back_off_time_has_passed():
+    client = ScriptedKinesis(raise_on=set(range(1000)))
+    slept: list[float] = []
+    with pytest.raises(PutFailed):
+        KinesisWriter(client, "s", max_attempts=3, sleep=slept.append, min_retry_s=10.0).put(records(2))
+    assert sum(slept) >= 10.0 and sum(slept[:-1]) < 10.0  # stopped at the first attempt past the floor
+    assert len(client.calls) == len(slept) + 1 > 3
