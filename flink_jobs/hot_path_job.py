@@ -166,11 +166,10 @@ class HotPathFunction(KeyedProcessFunction):
         now_us = time.time_ns() // 1000
         writes = st.on_boundary(timestamp * 1000, now_us)
         self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
-        following = None
         if ctx.timer_service().current_watermark() < END_OF_INPUT_WATERMARK:  # a bounded input ends the chain
-            following = st.timer_to_register(timestamp * 1000, self.emit_interval_ms * 1000)
-        if following is not None:  # keep cutting boundaries through a quiet stretch
-            ctx.timer_service().register_event_time_timer(following // 1000)
+            following = st.following_timer(timestamp * 1000, self.emit_interval_ms * 1000)
+            if following is not None:  # also cuts through a quiet stretch
+                ctx.timer_service().register_event_time_timer(following // 1000)
         self.state.update(st)
         if writes:
             yield writes

@@ -57,7 +57,7 @@ class SymbolState:
     history: BookHistory = field(default_factory=BookHistory)
     last_diff_time_us: int = 0
     last_boundary_us: int = 0
-    next_timer_us: int = 0  # latest boundary a timer is registered for
+    pending_timers: set[int] = field(default_factory=set)  # boundaries with a registered timer, not yet fired
     stale_diffs: int = 0  # diffs already contained in the book (exported as a Flink gauge)
 
     def __post_init__(self) -> None:
@@ -92,12 +92,23 @@ class SymbolState:
         return EventResult([], changed=False)
 
     def timer_to_register(self, event_time_us: int, interval_us: int) -> int | None:
-        """The boundary after ``event_time_us`` if no timer covers it yet (registrations cost a JVM round trip)."""
+        """The boundary after ``event_time_us`` unless a timer for it is pending or it has been cut.
+
+        Registrations cost a JVM round trip, so each boundary is registered once.
+        Pending boundaries are a set, not a high-water mark: a trade that arrives
+        600 ms ahead of the depth stream registers boundary N+1000 while N is
+        pending, and a high-water mark then refused N+500 for the diffs behind it.
+        """
         boundary = (event_time_us // interval_us + 1) * interval_us
-        if boundary <= self.next_timer_us:
+        if boundary <= self.last_boundary_us or boundary in self.pending_timers:
             return None
-        self.next_timer_us = boundary
+        self.pending_timers.add(boundary)
         return boundary
+
+    def following_timer(self, fired_us: int, interval_us: int) -> int | None:
+        """After a boundary fires, the next one, unless pending already: the chain cuts through quiet stretches."""
+        self.pending_timers = {t for t in self.pending_timers if t > fired_us}
+        return self.timer_to_register(fired_us, interval_us)
 
     def _book_changed(self, time_us: int, receipt_time_us: int | None) -> list[RedisWrite]:
         book = self.sync.book

@@ -86,3 +86,46 @@ def test_stale_diffs_are_counted_and_leave_the_book_alone(spot_events):
     assert st.on_event(diff).writes
     assert st.on_event(diff).writes == [] and st.stale_diffs == 1
     assert st.sync.book.last_update_id == diff.last_update_id
+
+
+def fire_boundaries(arrivals_us: list[int], interval_us: int = 500_000, out_of_orderness_us: int = 200_000,
+                    registrations: list[int] | None = None) -> list[int]:
+    """Drives the job's timer logic the way Flink does: one timer per time, fired in order once the watermark passes."""
+    st = SymbolState("BTCUSDT")
+    pending: set[int] = set()
+    fired: list[int] = []
+    registrations = [] if registrations is None else registrations
+    max_seen = 0
+
+    def register(boundary: int | None) -> None:
+        if boundary is not None:
+            registrations.append(boundary)
+            pending.add(boundary)
+
+    for t in arrivals_us:
+        register(st.timer_to_register(t, interval_us))
+        max_seen = max(max_seen, t)
+        watermark = max_seen - out_of_orderness_us
+        while pending and min(pending) <= watermark:
+            due = min(pending)
+            pending.remove(due)
+            fired.append(due)
+            st.cut(due)  # what on_boundary does first: the boundary is cut
+            register(st.following_timer(due, interval_us))
+    return fired
+
+
+def test_a_stream_running_ahead_of_another_skips_no_boundary():
+    # depth diffs every 100 ms; a trade from the other stream arrives 600 ms ahead of the diff beside it
+    diffs = list(range(0, 3_000_000, 100_000))
+    arrivals = diffs[:5] + [1_100_000] + diffs[5:]  # at 400 ms, with boundary 500 ms pending, comes the 1.1 s trade
+    fired = fire_boundaries(arrivals)
+    assert fired == list(range(500_000, 2_500_001, 500_000)), fired
+
+
+def test_each_boundary_is_registered_once_and_a_late_event_registers_none():
+    registrations: list[int] = []
+    # 300 ms arrives after boundary 500 ms was cut: its boundary is not registered again
+    fired = fire_boundaries([0, 100_000, 100_000, 900_000, 950_000, 300_000, 1_600_000], registrations=registrations)
+    assert fired == [500_000, 1_000_000], fired
+    assert sorted(registrations) == [500_000, 1_000_000, 1_500_000, 2_000_000], registrations  # each once
