@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             before = get_json(f"{svc.url}/cadence")
             load, baseline = asyncio.run(load_and_baseline(f"{svc.url}/predictions/latest", args.rate, args.seconds))
             after = get_json(f"{svc.url}/cadence")
-        stamps = [int(fields[b"timestamp"]) for _, fields in client.xrange("pred:BTCUSDT")]
+        stamps = [int(fields[b"timestamp"]) for _, fields in client.xrange("pred:{BTCUSDT}")]
     gaps = sum((b - a) // CADENCE_MS - 1 for a, b in zip(stamps, stamps[1:]) if b - a != CADENCE_MS)
     emit({"bench": "cadence", "seconds": args.seconds, "rate": args.rate, "cycles": after["cycles"] - before["cycles"],
           "missed_cycles": after["missed_cycles"], "missed_in_stream": gaps, "predictions_in_stream": len(stamps),

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 
 from common.config import load_settings  # noqa: E402
+from udfs import redis_schema as rs  # noqa: E402
 from deploy.local import stack  # noqa: E402
 
 
@@ -70,7 +71,7 @@ class FreshnessSampler(threading.Thread):
     def __init__(self, symbol: str = "BTCUSDT", poll_s: float = 0.005) -> None:
         super().__init__(daemon=True)
         self.client = redis.Redis.from_url(load_settings(environ={}).redis.url)
-        self.key = f"ob:{symbol}"
+        self.key = rs.ob_key(symbol)
         self.poll_s = poll_s
         self.samples_ms: list[float] = []
         self.sample_times: list[float] = []

@@ -53,13 +53,13 @@ def write_model(directory: Path, rows: list[FeatureRow]) -> ModelMetadata:
 
 def write_hot_state(client, row: FeatureRow, emitted_at_us: int | None = None) -> None:
     half = row.features["spread_bp"] * row.mid / 2e4
-    client.hset("ob:BTCUSDT", mapping={"best_bid": repr(row.mid - half), "best_ask": repr(row.mid + half),
+    client.hset("ob:{BTCUSDT}", mapping={"best_bid": repr(row.mid - half), "best_ask": repr(row.mid + half),
                                        "last_update_id": str(row.book_update_id)})
-    client.hset("feat:BTCUSDT", mapping={**{k: repr(v) for k, v in row.features.items()}, "mid": repr(row.mid),
+    client.hset("feat:{BTCUSDT}", mapping={**{k: repr(v) for k, v in row.features.items()}, "mid": repr(row.mid),
                                          "book_valid": "1.0", "ts": str(row.ts_ms * 1000),
                                          "book_update_id": str(row.book_update_id),
                                          "emitted_at_us": str(emitted_at_us or time.time_ns() // 1000)})
-    client.hset("tr:BTCUSDT:1s", mapping={"count": "0", "vol": "0.0", "signed_vol": "0.0", "vwap_minus_mid": "0.0", "last_ts_us": "0"})
+    client.hset("tr:{BTCUSDT}:1s", mapping={"count": "0", "vol": "0.0", "signed_vol": "0.0", "vwap_minus_mid": "0.0", "last_ts_us": "0"})
 
 
 class ServiceProcess:
@@ -102,7 +102,7 @@ def model_and_hot_state(redis_url: str):
     """
     import redis
 
-    keys = ("ob:BTCUSDT", "feat:BTCUSDT", "tr:BTCUSDT:1s", "pred:BTCUSDT")
+    keys = ("ob:{BTCUSDT}", "feat:{BTCUSDT}", "tr:{BTCUSDT}:1s", "pred:{BTCUSDT}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = real_rows()
         write_model(Path(tmp), rows)

@@ -7,7 +7,7 @@ stops the job with a savepoint once the replay is ``--at`` through, resumes it (
 newer version ``--job``) from that savepoint, lets the replay finish and compares every
 boundary the job wrote with an uninterrupted run over the same data
 (``deploy/local/job_upgrade.py``). Last line, one JSON object: ``feature_gap_s`` (longest
-stretch without a ``feat:BTCUSDT`` refresh, beside ``baseline_feature_gap_s`` before the
+stretch without a ``feat:{BTCUSDT}`` refresh, beside ``baseline_feature_gap_s`` before the
 stop), ``events_lost``, ``events_duplicated_in_redis_state``, ``book_equal``,
 ``savepoint_bytes``, ``restore_s``.
 """
@@ -54,16 +54,16 @@ def main() -> None:
             step = stop_and_resume(pipeline, client, job_file=args.job)
             status, _ = pipeline.wait_caught_up(client, max(1.0, deadline - time.monotonic()))
             time.sleep(2)
-            ob = decode(client.hgetall("ob:BTCUSDT"))
+            ob = decode(client.hgetall("ob:{BTCUSDT}"))
             book_equal = books_equal(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}")) \
                 and int(ob["last_update_id"]) == status["last_update_id"]
-            gaps = client.xlen("gaps:BTCUSDT")
+            gaps = client.xlen("gaps:{BTCUSDT}")
         finally:
             watcher.stop()
             pipeline.stop()
             if not cluster_was_up:
                 stack.flink_service(load_settings()).stop()
-        history = [decode(f) for _, f in client.xrange("feathist:BTCUSDT")]
+        history = [decode(f) for _, f in client.xrange("feathist:{BTCUSDT}")]
     reference = reference_cuts(DEFAULT_CAPTURE, "BTCUSDT")
     anchor = max(min(int(h["ts"]) for h in history if float(h["book_valid"]) == 1.0),
                  min(ts for ts, snap in reference.items() if snap.features["book_valid"] == 1.0))

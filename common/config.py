@@ -5,19 +5,22 @@ Layers, later wins: the file, then ``overrides`` (dotted keys such as ``redis.ho
 the Flink job's runtime properties, the same locally and on Managed Flink), then the
 environment as ``BTCPRED_<SECTION>__<KEY>`` (e.g. ``BTCPRED_REDIS__PORT=6380``).
 
-Secrets never live in the repo: they come from the environment or, where a process
-cannot be given environment variables (Managed Flink), from AWS Secrets Manager: a value
-``secretsmanager:<secret id>`` in an override or variable is fetched at start.
+Secrets never live in the repo: they come from the environment or are references
+resolved at start, in the file, an override or a variable: ``secretsmanager:<secret id>``
+(AWS Secrets Manager; Managed Flink, which cannot be given environment variables) or
+``localsecret:<name>`` (a random value made once per checkout under ``.local/secrets``).
 """
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
+from urllib.parse import quote
 from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 ENV_PREFIX = "BTCPRED_"
@@ -27,16 +30,49 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+RedisRole = Literal["hotpath", "inference", "reanchor"]
+REDIS_ROLES: tuple[RedisRole, ...] = ("hotpath", "inference", "reanchor")
+
+
 class RedisConfig(_Section):
+    """Where the hot state lives and who may touch what.
+
+    ``password`` is the admin's (Redis's ``default`` user: the local stack, tests,
+    operators); no service runs as admin. ``users`` holds one ACL user per service
+    role, named after the role, with least privilege (deploy/redis_acl.py): the Flink
+    job writes the hot state, inference only reads it (and appends its predictions),
+    the re-anchor service reads gaps and holds its lock. The REST poller has no user.
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(6379, gt=0, lt=65536)
     password: SecretStr | None = None
+    users: dict[RedisRole, SecretStr] = Field(default_factory=dict)
     tls: bool = False  # ElastiCache with in-transit encryption
+    cluster: bool = False  # Redis Cluster (ElastiCache cluster mode): keys carry {symbol} hash tags
+
+    @model_validator(mode="after")
+    def _every_role_or_none(self) -> "RedisConfig":
+        missing = [r for r in REDIS_ROLES if r not in self.users]
+        if self.users and missing:
+            raise ValueError(f"users: no password for {', '.join(missing)} (give every role one, or none)")
+        return self
+
+    def credentials(self, role: RedisRole | None) -> tuple[str | None, str | None]:
+        """(username, password) of ``role``; None: the admin. Without ACL users every role is the default user."""
+        if role is not None and self.users:
+            return role, self.users[role].get_secret_value()
+        return None, self.password.get_secret_value() if self.password else None
+
+    def url_for(self, role: RedisRole | None) -> str:
+        username, password = self.credentials(role)
+        auth = f"{quote(username or '', safe='')}:{quote(password, safe='')}@" if password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{self.host}:{self.port}/0"
 
     @property
     def url(self) -> str:
-        auth = f":{self.password.get_secret_value()}@" if self.password else ""
-        return f"{'rediss' if self.tls else 'redis'}://{auth}{self.host}:{self.port}/0"
+        """The admin's URL (tests, local tooling); services use ``url_for(role)``."""
+        return self.url_for(None)
 
 
 class AwsEndpointConfig(_Section):
@@ -109,6 +145,7 @@ class FlinkJobConfig(_Section):
     bundle_size: int = Field(200, gt=0)
     bundle_time_ms: int = Field(10, gt=0)
     buffer_timeout_ms: int = Field(5, ge=0)
+    metrics_reporter_ports: str = "9250-9260"  # Flink's Prometheus reporter; a range: JM and TM may share a host
     execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded  # network buffer flush; Flink's default 100 ms dominates freshness
 
 
@@ -150,6 +187,13 @@ class InferenceConfig(_Section):
     max_feature_z: float = Field(10.0, gt=0)  # inputs further from the training mean (in sd) fall back
 
 
+class PrometheusConfig(_Section):
+    """The local stack's Prometheus server (scrapes every process; alert rules in deploy/prometheus/rules)."""
+
+    port: int = Field(9090, gt=0, lt=65536)
+    scrape_interval_s: int = Field(5, gt=0)
+
+
 def aws_client_kwargs(cfg: AwsEndpointConfig) -> dict[str, Any]:
     """boto3 client arguments; explicit keys only when an emulator endpoint is configured."""
     kwargs: dict[str, Any] = {"region_name": cfg.region}
@@ -174,6 +218,7 @@ class Settings(_Section):
     reanchor: ReanchorConfig = ReanchorConfig()
     poller: PollerConfig = PollerConfig()
     inference: InferenceConfig = InferenceConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
 
 
 class ConfigError(RuntimeError):
@@ -181,6 +226,8 @@ class ConfigError(RuntimeError):
 
 
 SECRET_REF_PREFIX = "secretsmanager:"
+LOCAL_SECRET_PREFIX = "localsecret:"
+LOCAL_SECRETS_DIR = CONFIG_DIR.parent / ".local" / "secrets"
 SecretResolver = Callable[[str], str]
 
 
@@ -200,7 +247,27 @@ def _secretsmanager_value(secret_id: str) -> str:
     return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
 
 
+def local_secret(name: str, directory: Path | None = None) -> str:
+    """A random secret made once per checkout (``.local/secrets/<name>``, mode 600, git-ignored).
+
+    Local config names its passwords ``localsecret:<name>``: real credentials that
+    never enter the repo, with nothing for a newcomer to set up.
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"bad local secret name {name!r}")
+    path = (directory or LOCAL_SECRETS_DIR) / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24))
+        os.replace(path.with_suffix(".tmp"), path)  # two processes racing both end with one value
+    return path.read_text().strip()
+
+
 def _resolve(value: str, key: str, source: str, resolver: SecretResolver) -> str:
+    if value.startswith(LOCAL_SECRET_PREFIX):
+        return local_secret(value[len(LOCAL_SECRET_PREFIX):])
     if not value.startswith(SECRET_REF_PREFIX):
         return value
     secret_id = value[len(SECRET_REF_PREFIX):]
@@ -208,6 +275,15 @@ def _resolve(value: str, key: str, source: str, resolver: SecretResolver) -> str
         return resolver(secret_id)
     except Exception as exc:  # noqa: BLE001 - any failure: name the key, never the value
         raise ConfigError(f"{source}: {key}: secret {secret_id!r} could not be read ({type(exc).__name__})") from None
+
+
+def _resolve_tree(node: dict[str, Any], path: list[str], source: str, resolver: SecretResolver) -> None:
+    """Secret references in the file itself (``localsecret:`` in local.yaml, ``secretsmanager:`` in prod.yaml)."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            _resolve_tree(value, [*path, str(key)], source, resolver)
+        elif isinstance(value, str):
+            node[key] = _resolve(value, ".".join([*path, str(key)]), source, resolver)
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None,
@@ -229,6 +305,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    _resolve_tree(raw, [], str(path), secret_resolver)
     origin: dict[tuple[str, ...], str] = {}
     for key, value in (overrides or {}).items():
         parts = key.split(".")

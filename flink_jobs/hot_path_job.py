@@ -35,7 +35,7 @@ from pyflink.datastream import (
 from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 from pyflink.datastream.state import ValueStateDescriptor
 
-from common.config import Settings
+from common.config import RedisConfig, Settings
 from flink_jobs import redis_writer, runtime_properties, state_storage
 from flink_jobs.hot_path_state import RedisWrite, coalesce, SymbolState, dead_letter_write, gap_write, late_write
 from udfs import envelope, sbe
@@ -178,11 +178,11 @@ class HotPathFunction(KeyedProcessFunction):
 class RedisSink(ProcessFunction):
     """Terminal operator: applies write batches to Redis."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
+    def __init__(self, redis: RedisConfig) -> None:
+        self.redis = redis  # pickled into the job graph with its secrets resolved: never logged
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.client = redis_writer.connect(self.redis_url)
+        self.client = redis_writer.connect(self.redis, "hotpath")
         group = runtime_context.get_metrics_group()
         self.batches = group.counter("redisWriteBatches")
         self.write_latency_us = group.distribution("redisWriteLatencyUs")
@@ -254,7 +254,7 @@ def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStrea
     if sink is not None:
         sink(writes)
     else:
-        writes.process(RedisSink(settings.redis.url)).name("Redis hot state").uid("redis-writer")
+        writes.process(RedisSink(settings.redis)).name("Redis hot state").uid("redis-writer")
 
 
 def job_configuration(settings: Settings, managed: bool = False) -> Configuration:
@@ -266,7 +266,7 @@ def job_configuration(settings: Settings, managed: bool = False) -> Configuratio
     cfg = settings.flink
     conf = Configuration()
     if not managed:
-        for key, value in state_storage.state_options(settings).items():
+        for key, value in {**state_storage.state_options(settings), **state_storage.metrics_options(settings)}.items():
             conf.set_string(key, value)
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))

@@ -15,15 +15,20 @@ import time
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
+
+from common import redis_connection
+from common.config import RedisConfig, RedisRole
 
 from flink_jobs.hot_path_state import RedisWrite
 from udfs import redis_schema as rs
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30,
+def connect(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis | RedisCluster:
+    """The job's client: bounded timeouts, and retries that ride out a Redis restart or a cluster failover."""
+    return redis_connection.connect(
+        cfg, role, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 8),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
@@ -51,7 +56,7 @@ return 1
 """
 
 
-def execute(client: redis.Redis, writes: Iterable[RedisWrite]) -> None:
+def execute(client: redis.Redis | RedisCluster, writes: Iterable[RedisWrite]) -> None:
     pipe = client.pipeline(transaction=True)
     for w in writes:
         if w.kind == "hash":

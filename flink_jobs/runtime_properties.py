@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from common.config import ConfigError, Settings, load_settings
 
@@ -49,11 +50,12 @@ def on_managed_flink(properties: Path | None) -> bool:
     return properties is not None and properties.resolve() == MANAGED_FLINK_PROPERTIES
 
 
-def job_settings(config: str | None, properties: Path | None, environ: dict[str, str] | None = None) -> Settings:
+def job_settings(config: str | None, properties: Path | None, environ: dict[str, str] | None = None,
+                 **load_options: Any) -> Settings:
     """Settings from ``config`` (or the group's ``config`` key) plus the group's overrides."""
     overrides: dict[str, str] = {}
     if properties is not None:
         overrides = dict(read_property_groups(properties).get(JOB_GROUP, {}))
     config = overrides.pop("config", None) or config
     return load_settings(config, environ, overrides=overrides,
-                         overrides_source=f"{properties} group {JOB_GROUP}")
+                         overrides_source=f"{properties} group {JOB_GROUP}", **load_options)

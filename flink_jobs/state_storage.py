@@ -44,6 +44,14 @@ def state_options(settings: Settings) -> dict[str, str]:
     return opts
 
 
+def metrics_options(settings: Settings) -> dict[str, str]:
+    """Flink's Prometheus reporter (pyflink ships it in plugins/): the local mini cluster's; a cluster sets its own."""
+    return {
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": settings.flink.metrics_reporter_ports,
+    }
+
+
 def s3_filesystem_options(settings: Settings) -> dict[str, str]:
     """Flink's ``s3.*`` keys for the emulator; none for real S3 (the instance role serves)."""
     s3 = settings.s3

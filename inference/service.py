@@ -30,6 +30,7 @@ from inference.model_manager import ModelManager, ModelSource, source_for
 from inference.models import PersistencePredictor, Predictor
 from inference.prediction import Prediction
 from inference.scoring import OnlineScorer
+from common import redis_connection
 from udfs import redis_schema as rs
 
 log = logging.getLogger("inference")
@@ -74,7 +75,7 @@ class PredictionService:
         self.jitter_ms: deque[float] = deque(maxlen=JITTER_WINDOW)
         self.cycles_total = 0
         self.history: deque[Prediction] = deque(maxlen=settings.inference.history_size)
-        self.redis = aioredis.Redis.from_url(settings.redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.redis = redis_connection.connect_async(settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5)
         self.last_price: float | None = None
         self.ready = False
         self.degraded_reason: str | None = "starting"

@@ -40,6 +40,7 @@ from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
 from ingest.kinesis_writer import KinesisWriter, Record
 from ingest.snapshot_injector import snapshot_envelope
 from udfs import envelope
+from common import redis_connection
 from udfs import redis_schema as rs
 
 log = logging.getLogger("reanchor")
@@ -236,7 +237,7 @@ class Reanchorer:
 
 
 async def run(settings: Settings) -> None:
-    redis = aioredis.Redis.from_url(settings.redis.url, socket_timeout=5)
+    redis = redis_connection.connect_async(settings.redis, "reanchor", socket_timeout=5)
     writer = KinesisWriter(boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)), settings.kinesis.stream)
     async with aiohttp.ClientSession() as session:
         service = Reanchorer(settings, redis, BinanceRest(settings.exchange.rest_url, session,

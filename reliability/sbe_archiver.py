@@ -38,6 +38,7 @@ from udfs import envelope
 
 log = logging.getLogger("sbe_archiver")
 
+DEFAULT_METRICS_PORT = 9104
 FRAMES = Counter("sbe_archiver_frames_total", "Frames archived", ["kind"])
 OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
 READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
@@ -181,7 +182,7 @@ class SbeArchiver:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kinesis market-data stream -> bronze/sbe parquet")
     parser.add_argument("--config", default=None)
-    parser.add_argument("--metrics-port", type=int, default=9104)
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)

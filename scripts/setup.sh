@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: Debian packages (redis, postgresql,
-# maven, docker-compose), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
+# maven, docker-compose, prometheus), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
 # Flink connector uber-jar (Maven Central). Safe to run again; it skips what is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 command -v mvn >/dev/null || missing+=(maven)
+command -v promtool >/dev/null || missing+=(prometheus)  # the local stack's metrics server and promtool for rule tests
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -17,12 +17,18 @@ FEATURE_TTL_S = 120
 FEATURE_HISTORY_MAXLEN = 20_000
 
 
+def tag(symbol: str) -> str:
+    """``{BTCUSDT}``: a Redis Cluster hash tag. Every key of a symbol lands in one slot, so the
+    writer's MULTI/EXEC and Lua swap (several keys of one symbol) work on a cluster unchanged."""
+    return "{" + symbol + "}"
+
+
 def ob_key(symbol: str) -> str:
-    return f"ob:{symbol}"
+    return f"ob:{tag(symbol)}"
 
 
 def trade_key(symbol: str, window: str) -> str:
-    return f"tr:{symbol}:{window}"
+    return f"tr:{tag(symbol)}:{window}"
 
 
 def next_key(key: str) -> str:
@@ -31,30 +37,30 @@ def next_key(key: str) -> str:
 
 
 def feat_key(symbol: str) -> str:
-    return f"feat:{symbol}"
+    return f"feat:{tag(symbol)}"
 
 
 def feat_history_key(symbol: str) -> str:
     """Redis stream of every feature vector written (bounded), for replay scoring and tests."""
-    return f"feathist:{symbol}"
+    return f"feathist:{tag(symbol)}"
 
 
 def reanchor_key(symbol: str) -> str:
-    return f"reanchor:{symbol}"
+    return f"reanchor:{tag(symbol)}"
 
 
 def drift_stream_key(symbol: str) -> str:
     """Stream of drift checks: levels of the live book that differed from a snapshot at the same update id."""
-    return f"drift:{symbol}"
+    return f"drift:{tag(symbol)}"
 
 
 def reanchor_log_key(symbol: str) -> str:
     """Stream of finished re-anchors (reason, snapshot id, duration, attempts, outcome)."""
-    return f"reanchors:{symbol}"
+    return f"reanchors:{tag(symbol)}"
 
 
 def prediction_stream_key(symbol: str) -> str:
-    return f"pred:{symbol}"
+    return f"pred:{tag(symbol)}"
 
 
 def dead_letter_stream_key() -> str:
@@ -62,11 +68,11 @@ def dead_letter_stream_key() -> str:
 
 
 def late_stream_key(symbol: str) -> str:
-    return f"late:{symbol}"
+    return f"late:{tag(symbol)}"
 
 
 def gap_stream_key(symbol: str) -> str:
-    return f"gaps:{symbol}"
+    return f"gaps:{tag(symbol)}"
 
 
 def _num(value: float) -> str:

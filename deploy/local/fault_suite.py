@@ -106,7 +106,7 @@ class Watchers:
         last_id, seen = 0, False
         while not self.stop.is_set():
             try:
-                ob = decode(client.hgetall("ob:BTCUSDT"))
+                ob = decode(client.hgetall("ob:{BTCUSDT}"))
             except redis.ConnectionError:
                 self.outage_reads += 1
                 if not self.outage.is_set():
@@ -120,7 +120,7 @@ class Watchers:
             if not ob:
                 if seen:
                     self.book_failures += 1
-                    self.failures.append("ob:BTCUSDT missing")
+                    self.failures.append("ob:{BTCUSDT} missing")
                 time.sleep(0.001)
                 continue
             seen = True
@@ -174,7 +174,7 @@ def _wait(predicate, timeout_s: float, what: str, pipeline: Pipeline):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-STREAMS = ("gaps:BTCUSDT", "feathist:BTCUSDT", "reanchors:BTCUSDT", "drift:BTCUSDT")
+STREAMS = ("gaps:{BTCUSDT}", "feathist:{BTCUSDT}", "reanchors:{BTCUSDT}", "drift:{BTCUSDT}")
 
 
 def read_streams(client: redis.Redis) -> dict[str, list[dict[str, str]]]:
@@ -206,9 +206,9 @@ def seconds_until_fresh(pipeline: Pipeline, since: float, timeout_s: float, what
     client = redis.Redis.from_url(pipeline.settings.redis.url)
 
     def fresh() -> bool:
-        emitted = client.hget("feat:BTCUSDT", "emitted_at_us")
+        emitted = client.hget("feat:{BTCUSDT}", "emitted_at_us")
         return (emitted is not None and int(emitted) / 1e6 > since and time.time() - int(emitted) / 1e6 < 1.0
-                and bool(client.exists("ob:BTCUSDT")))
+                and bool(client.exists("ob:{BTCUSDT}")))
 
     try:
         _wait(fresh, timeout_s, what, pipeline)
@@ -301,12 +301,12 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     kept: dict[str, list[dict[str, str]]] = {name: [] for name in STREAMS}
     pipeline.start()
     with Watchers(pipeline) as watch:
-        _wait(lambda: client.hget("ob:BTCUSDT", "book_valid") == b"1", 240, "an anchored book", pipeline)
+        _wait(lambda: client.hget("ob:{BTCUSDT}", "book_valid") == b"1", 240, "an anchored book", pipeline)
         time.sleep(clean_s)  # a clean stretch: any gap here is a false positive
-        false_positives = client.xlen("gaps:BTCUSDT")
+        false_positives = client.xlen("gaps:{BTCUSDT}")
         for fault in faults:
-            gaps_before = client.xlen("gaps:BTCUSDT")
-            reanchors_before = client.xlen("reanchors:BTCUSDT")
+            gaps_before = client.xlen("gaps:{BTCUSDT}")
+            reanchors_before = client.xlen("reanchors:{BTCUSDT}")
             if fault.rest_faults:
                 post_json(f"{sim}/sim/faults", fault.rest_faults)
             if fault.stream_faults:
@@ -323,18 +323,18 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
                 taskmanager_recovery.append(kill_taskmanager(pipeline))
             if fault.breaks_sequence is None:  # a gap or not: if one came, wait for its re-anchor too
                 time.sleep(2.0)
-            if fault.breaks_sequence or client.xlen("gaps:BTCUSDT") > gaps_before:
-                _wait(lambda: client.xlen("gaps:BTCUSDT") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
-                _wait(lambda: client.xlen("reanchors:BTCUSDT") > reanchors_before
-                      and client.hget("ob:BTCUSDT", "book_valid") == b"1", 90, f"re-anchor after {fault.name}", pipeline)
+            if fault.breaks_sequence or client.xlen("gaps:{BTCUSDT}") > gaps_before:
+                _wait(lambda: client.xlen("gaps:{BTCUSDT}") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
+                _wait(lambda: client.xlen("reanchors:{BTCUSDT}") > reanchors_before
+                      and client.hget("ob:{BTCUSDT}", "book_valid") == b"1", 90, f"re-anchor after {fault.name}", pipeline)
             time.sleep(settle_s)
             if fault.rest_faults:
                 post_json(f"{sim}/sim/faults", {"rest_delay_ms": 0})
-            ob = decode(client.hgetall("ob:BTCUSDT"))
+            ob = decode(client.hgetall("ob:{BTCUSDT}"))
             exchange = get_json(f"{sim}/sim/book?update_id={ob['last_update_id']}")
             equal = books_equal(ob, exchange)
-            new_gaps = client.xlen("gaps:BTCUSDT") - gaps_before
-            logs = [decode(f) for _, f in client.xrange("reanchors:BTCUSDT")][reanchors_before:]
+            new_gaps = client.xlen("gaps:{BTCUSDT}") - gaps_before
+            logs = [decode(f) for _, f in client.xrange("reanchors:{BTCUSDT}")][reanchors_before:]
             expected = None if fault.breaks_sequence is None else int(fault.breaks_sequence)
             details.append({"fault": fault.name, "gaps": new_gaps, "expected_gaps": expected,
                             "reanchors": [(r["reason"], r["outcome"], float(r["duration_ms"])) for r in logs],
@@ -344,7 +344,7 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
                 break
         for name, rows in read_streams(client).items():
             kept[name].extend(rows)
-        gap_records, history = kept["gaps:BTCUSDT"], kept["feathist:BTCUSDT"]
+        gap_records, history = kept["gaps:{BTCUSDT}"], kept["feathist:{BTCUSDT}"]
     # freshness: from the gap (ingestor receipt) to the first valid feature vector written after it
     recoveries = []
     for gap in gap_records:
@@ -352,8 +352,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
         later = [int(h["emitted_at_us"]) for h in history if h["book_valid"] == "1.0" and int(h["emitted_at_us"]) > receipt]
         if later:
             recoveries.append((min(later) - receipt) / 1e6)
-    reanchor_ms = [float(r["duration_ms"]) for r in kept["reanchors:BTCUSDT"] if r["reason"] == "gap" and r["outcome"] == "ok"]
-    drift = kept["drift:BTCUSDT"]
+    reanchor_ms = [float(r["duration_ms"]) for r in kept["reanchors:{BTCUSDT}"] if r["reason"] == "gap" and r["outcome"] == "ok"]
+    drift = kept["drift:{BTCUSDT}"]
     # bronze vs the stream itself: stop the producers, let the archiver catch up, stop it (it flushes and
     # checkpoints on SIGTERM), then read both
     for producer in ("ingestor", "reanchor"):  # both put records (diffs; snapshots in band)

@@ -9,7 +9,10 @@ Kinesis API emulator (kinesalite from npm) behind a TCP proxy on the configured
 endpoint (so the fault suite can cut the endpoint without the in-memory emulator
 losing its streams; ``deploy/local/tcp_proxy.py``), the S3 API emulator (moto server)
 and optionally the standalone Flink cluster shipped in the pyflink package
-(web UI on 8081). Starting is idempotent: a service already answering on its
+(web UI on 8081), and Prometheus (Debian prometheus, scraping every process, with the
+alert rules of deploy/prometheus/rules). Redis runs with ACL users per service role
+(deploy/redis_acl.py); passwords are made once per checkout in .local/secrets.
+Starting is idempotent: a service already answering on its
 port is left alone; a port held by something else is a clear error.
 """
 from __future__ import annotations
@@ -29,7 +32,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+import yaml  # noqa: E402
+
 from common.config import Settings, load_settings  # noqa: E402
+from deploy import redis_acl  # noqa: E402
 
 STATE = REPO / ".local"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -133,8 +139,11 @@ def redis_service(s: Settings) -> Service:
             raise StackError("redis-server not found: run scripts/setup.sh (apt-get install redis-server)")
         data = STATE / "redis"
         data.mkdir(parents=True, exist_ok=True)
+        acl = data / "users.acl"  # the admin and one least-privilege user per role, passwords from .local/secrets
+        acl.write_text(redis_acl.acl_file_text(s.redis))
+        acl.chmod(0o600)
         return spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                               "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                               "--save", "", "--appendonly", "no", "--daemonize", "no", "--aclfile", str(acl)])
 
     def stop() -> None:
         kill_pidfile("redis")
@@ -343,6 +352,45 @@ def flink_service(settings: Settings) -> Service:
     return Service("flink cluster (web UI http://127.0.0.1:8081)", 8081, healthy, start, stop)
 
 
+PROMETHEUS_RULES = REPO / "deploy" / "prometheus" / "rules"
+
+
+def prometheus_scrape_config(s: Settings) -> dict:
+    """The compose stack's scrape jobs (deploy/prometheus/prometheus.yml), on loopback ports."""
+    from reliability.sbe_archiver import DEFAULT_METRICS_PORT as ARCHIVER_PORT
+
+    low, high = (int(p) for p in s.flink.metrics_reporter_ports.split("-"))
+    targets = {
+        "inference": [s.inference.port], "ingestor": [s.ingestor.metrics_port], "reanchor": [s.reanchor.metrics_port],
+        "rest-poller": [s.poller.metrics_port], "sbe-archiver": [ARCHIVER_PORT], "flink": list(range(low, high + 1)),
+    }
+    return {
+        "global": {"scrape_interval": f"{s.prometheus.scrape_interval_s}s", "evaluation_interval": f"{s.prometheus.scrape_interval_s}s"},
+        "rule_files": [str(PROMETHEUS_RULES / "*.yml")],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}
+                           for job, ports in targets.items()],
+    }
+
+
+def prometheus_service(s: Settings) -> Service:
+    port = s.prometheus.port
+
+    def start() -> Path:
+        binary = shutil.which("prometheus")
+        if not binary:
+            raise StackError("prometheus not found: run scripts/setup.sh (apt-get install prometheus)")
+        data = STATE / "prometheus"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = data / "prometheus.yml"
+        conf.write_text(yaml.safe_dump(prometheus_scrape_config(s), sort_keys=False))
+        return spawn("prometheus", [binary, f"--config.file={conf}", f"--storage.tsdb.path={data / 'tsdb'}",
+                                    f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=2d",
+                                    "--web.enable-lifecycle"])
+
+    return Service("prometheus (http://127.0.0.1:%d)" % port, port, lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
+                   start, lambda: kill_pidfile("prometheus"))
+
+
 def check_prerequisites() -> None:
     java = shutil.which("java")
     if not java:
@@ -354,7 +402,7 @@ def check_prerequisites() -> None:
 
 def services(settings: Settings, with_flink: bool) -> list[Service]:
     found = [redis_service(settings), postgres_service(settings), kinesis_service(settings),
-             kinesis_proxy_service(settings), s3_service(settings)]
+             kinesis_proxy_service(settings), s3_service(settings), prometheus_service(settings)]
     if with_flink:
         found.append(flink_service(settings))
     return found

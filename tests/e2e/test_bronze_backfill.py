@@ -32,7 +32,7 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
         time.sleep(2)  # the live job cuts the last boundaries
     finally:
         pipeline.stop()  # the archiver flushes its last frames to bronze on SIGTERM
-    live = {int(e["ts"]): e for e in (decode(f) for _, f in redis_client.xrange("feathist:BTCUSDT"))}
+    live = {int(e["ts"]): e for e in (decode(f) for _, f in redis_client.xrange("feathist:{BTCUSDT}"))}
 
     out = tmp_path / "backfill.jsonl"
     result = subprocess.run(

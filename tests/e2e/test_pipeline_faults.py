@@ -33,38 +33,38 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
     pipeline = Pipeline(speed=10.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=5.0)
     try:
         pipeline.start(wait_for_job=True)  # no start-up backlog: drift checks then meet a book that keeps up
-        wait_until(pipeline, lambda s: s["position"] > 0.25 * s["total"] and redis_client.exists("feat:BTCUSDT"), 240, "features")
+        wait_until(pipeline, lambda s: s["position"] > 0.25 * s["total"] and redis_client.exists("feat:{BTCUSDT}"), 240, "features")
         post_json(f"{pipeline.sim_url}/sim/faults", {"corrupt_next": 1, "corrupt_stream": "btcusdt@bestBidAsk", "mute_trades_ms": 4000})
         wait_until(pipeline, lambda s: s["position"] > 0.5 * s["total"], 120, "half of the replay")
         post_json(f"{pipeline.sim_url}/sim/faults", {"drop_diffs": 2})
         status = wait_until(pipeline, lambda s: s["finished"], 240, "end of replay")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            ob = decode(redis_client.hgetall("ob:BTCUSDT"))
+            ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
             if int(ob["last_update_id"]) == status["last_update_id"] and ob["book_valid"] == "1":
                 break
             time.sleep(0.5)
         pipeline.check_alive()  # the job survived every fault
         # ---- re-anchored: the book is valid again and equals the exchange's at the same update id
-        ob = decode(redis_client.hgetall("ob:BTCUSDT"))
+        ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
         assert ob["book_valid"] == "1"
         compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
-        reanchors = [decode(f) for _, f in redis_client.xrange("reanchors:BTCUSDT")]
+        reanchors = [decode(f) for _, f in redis_client.xrange("reanchors:{BTCUSDT}")]
         by_gap = [r for r in reanchors if r["reason"] == "gap"]
         assert len(by_gap) == 1 and by_gap[0]["outcome"] == "ok", reanchors
         assert float(by_gap[0]["duration_ms"]) < 10_000
         # drift checks on a clean book find nothing (no false positives), and at least two ran
-        drift = [decode(f) for _, f in redis_client.xrange("drift:BTCUSDT")]
+        drift = [decode(f) for _, f in redis_client.xrange("drift:{BTCUSDT}")]
         assert len(drift) >= 2 and all(d["levels_mismatched"] == "0" and int(d["levels_compared"]) >= 40 for d in drift)
         assert all(r["outcome"] == "ok" for r in reanchors)
 
         # ---- exactly one gap, naming the dropped range; the book is flagged stale from there on
         (dropped_first, _), (_, dropped_last) = status["dropped_diffs"]
-        gaps = [decode(f) for _, f in redis_client.xrange("gaps:BTCUSDT")]
+        gaps = [decode(f) for _, f in redis_client.xrange("gaps:{BTCUSDT}")]
         assert len(gaps) == 1
         assert int(gaps[0]["expected_update_id"]) == dropped_first
         assert int(gaps[0]["first_update_id"]) == dropped_last + 1
-        history = [decode(f) for _, f in redis_client.xrange("feathist:BTCUSDT")]
+        history = [decode(f) for _, f in redis_client.xrange("feathist:{BTCUSDT}")]
         gap_id = int(gaps[0]["last_update_id"])
         # the first snapshot past the gap heals it, whichever re-anchor put it in band: a drift check's
         # snapshot can land first, since REST answers ahead of the stream

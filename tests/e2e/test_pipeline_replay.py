@@ -29,7 +29,7 @@ E8 = 100_000_000
 
 
 def compare_book(ob: dict[str, str], sim_book: dict) -> None:
-    """Level-by-level equality of ob:BTCUSDT and the exchange's top 10 at the same update id."""
+    """Level-by-level equality of ob:{BTCUSDT} and the exchange's top 10 at the same update id."""
     for side, levels in (("bid", sim_book["bids"]), ("ask", sim_book["asks"])):
         assert len(levels) == 10
         for i, (price, qty) in enumerate(levels, 1):
@@ -66,7 +66,7 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         while time.monotonic() < deadline:
             pipeline.check_alive()
             status = get_json(f"{pipeline.sim_url}/sim/status")
-            ob = decode(redis_client.hgetall("ob:BTCUSDT"))
+            ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
             if ob:
                 sim_book = get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}")
                 compare_book(ob, sim_book)
@@ -75,12 +75,12 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
                     break
             time.sleep(0.5)
         assert status.get("finished"), f"replay did not finish: {status}"
-        ob = decode(redis_client.hgetall("ob:BTCUSDT"))
+        ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
         assert int(ob["last_update_id"]) == status["last_update_id"], "job's book never reached the exchange's last update id"
         assert book_checks >= 10
 
         # ---- trade windows and features at a chosen second, against an independent computation
-        history = [decode(fields) for _, fields in redis_client.xrange("feathist:BTCUSDT")]
+        history = [decode(fields) for _, fields in redis_client.xrange("feathist:{BTCUSDT}")]
         by_ts = {int(h["ts"]): h for h in history}
         snapshot, diffs, trades = load_raw(SPOT_CAPTURE)
         chosen_ms = (diffs[0]["E"] // 1000 + 120) * 1000  # two minutes into the data, on a whole second
@@ -116,14 +116,14 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         stamps_us = sorted(by_ts)
         assert all(b - a == 500_000 for a, b in zip(stamps_us, stamps_us[1:]))
         # the live hashes carry the seed's field names and TTLs
-        assert set(decode(redis_client.hgetall("tr:BTCUSDT:1s"))) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
-        assert 0 < redis_client.ttl("tr:BTCUSDT:5s") <= 300
-        assert 0 < redis_client.ttl("feat:BTCUSDT") <= 120
-        assert redis_client.ttl("ob:BTCUSDT") == -1
-        assert {"ret_1s", "ret_5s", "vol_imbalance", "spread_bp", "ts"} <= set(decode(redis_client.hgetall("feat:BTCUSDT")))
+        assert set(decode(redis_client.hgetall("tr:{BTCUSDT}:1s"))) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
+        assert 0 < redis_client.ttl("tr:{BTCUSDT}:5s") <= 300
+        assert 0 < redis_client.ttl("feat:{BTCUSDT}") <= 120
+        assert redis_client.ttl("ob:{BTCUSDT}") == -1
+        assert {"ret_1s", "ret_5s", "vol_imbalance", "spread_bp", "ts"} <= set(decode(redis_client.hgetall("feat:{BTCUSDT}")))
 
         # ---- a clean replay raises no gap; the two bad records are dead letters, not a crash
-        assert redis_client.xlen("gaps:BTCUSDT") == 0
+        assert redis_client.xlen("gaps:{BTCUSDT}") == 0
         dead = [decode(f)["reason"] for _, f in redis_client.xrange("dlq:hotpath")]
         assert len(dead) == 2 and dead[0].startswith("envelope:") and dead[1].startswith("sbe wrong_schema")
 

@@ -59,13 +59,13 @@ def test_savepoint_resume_and_upgrade_continue_exactly(local_stack, redis_client
         status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], "book did not catch up"
         compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
-        assert redis_client.xlen("gaps:BTCUSDT") == 0
+        assert redis_client.xlen("gaps:{BTCUSDT}") == 0
         time.sleep(2)  # the last boundaries of the replay
     finally:
         watcher.stop()
         pipeline.stop()
 
-    history = [decode(f) for _, f in redis_client.xrange("feathist:BTCUSDT")]
+    history = [decode(f) for _, f in redis_client.xrange("feathist:{BTCUSDT}")]
     reference = reference_cuts(SPOT_CAPTURE, "BTCUSDT")
     live_anchor = min(int(h["ts"]) for h in history if float(h["book_valid"]) == 1.0)
     ref_anchor = min(ts for ts, snap in reference.items() if snap.features["book_valid"] == 1.0)

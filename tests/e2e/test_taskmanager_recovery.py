@@ -68,7 +68,7 @@ def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, 
         while time.monotonic() < deadline:
             pipeline.check_alive()
             status = get_json(f"{pipeline.sim_url}/sim/status")
-            ob = decode(redis_client.hgetall("ob:BTCUSDT"))
+            ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
             if recovered_after is None and job_state(job) == "RUNNING" and int(ob.get("written_at_us", 0)) > (time.time() - (time.monotonic() - killed_at)) * 1e6:
                 recovered_after = time.monotonic() - killed_at
             if status["finished"] and int(ob["last_update_id"]) == status["last_update_id"]:
@@ -80,7 +80,7 @@ def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, 
         # REST metric fetcher for up to 10 s, so it is no reliable witness)
         history = get_json(f"{REST}/jobs/{job}/exceptions")["exceptionHistory"]["entries"]
         assert history, "the job never failed over: was the TaskManager really killed?"
-        assert redis_client.xlen("gaps:BTCUSDT") == 0
+        assert redis_client.xlen("gaps:{BTCUSDT}") == 0
         assert recovered_after is not None
         # the job's custom metrics reach Prometheus through Flink's reporter (ports 9250-9260)
         exported = ""

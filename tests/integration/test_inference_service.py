@@ -18,8 +18,8 @@ def persistence_settings(local_stack):
 
 
 def write_hot_state(client, age_s=0.1, book_valid="1.0"):
-    client.hset("ob:BTCUSDT", mapping={"best_bid": "61837.63", "best_ask": "61837.64", "last_update_id": "7"})
-    client.hset("feat:BTCUSDT", mapping={
+    client.hset("ob:{BTCUSDT}", mapping={"best_bid": "61837.63", "best_ask": "61837.64", "last_update_id": "7"})
+    client.hset("feat:{BTCUSDT}", mapping={
         "mid": "61837.635", "book_valid": book_valid, "ts": "1723161255500000", "book_update_id": "7",
         "emitted_at_us": str(int((time.time() - age_s) * 1e6)),
     })
@@ -37,7 +37,7 @@ def test_cycle_reads_redis_and_publishes_prediction(redis_client, persistence_se
     p = svc.history[-1]
     assert p.source == "redis" and p.current_price == (61837.63 + 61837.64) / 2
     assert p.feature_time_ms == 1723161255500 and 100 <= p.features_age_ms < 2000
-    (entry,) = redis_client.xrange("pred:BTCUSDT")
+    (entry,) = redis_client.xrange("pred:{BTCUSDT}")
     assert entry[1][b"timestamp"] == b"1800000000000" and entry[1][b"source"] == b"redis"
     assert svc.ready
 
@@ -77,7 +77,7 @@ def test_http_api_serves_predictions_health_ready_metrics(redis_client, persiste
 def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_client, persistence_settings):
     write_hot_state(redis_client)  # features at data time 1723161255500 ms, mid 61837.635
     for ts_ms, mid in ((1723161255500, "61837.635"), (1723161265500, "61839.635")):
-        redis_client.xadd("feathist:BTCUSDT", {"ts": str(ts_ms * 1000), "mid": mid})
+        redis_client.xadd("feathist:{BTCUSDT}", {"ts": str(ts_ms * 1000), "mid": mid})
     svc = PredictionService(persistence_settings)
 
     async def run():

@@ -117,7 +117,9 @@ def test_unpacked_zip_runs_the_job_in_the_mini_cluster(unpacked, local_stack, re
         {"PropertyGroupId": RUN_OPTIONS_GROUP, "PropertyMap": build_package.RUN_OPTIONS},
         {"PropertyGroupId": JOB_GROUP, "PropertyMap": {
             "config": "local", "kinesis.stream": stream,
-            "flink.checkpoint_dir": str(tmp_path / "checkpoints"), "flink.savepoint_dir": str(tmp_path / "savepoints")}},
+            "flink.checkpoint_dir": str(tmp_path / "checkpoints"), "flink.savepoint_dir": str(tmp_path / "savepoints"),
+            # the unpacked zip is another checkout: it would make .local/secrets of its own (prod: secretsmanager refs)
+            **{f"redis.users.{role}": pw.get_secret_value() for role, pw in local_stack.redis.users.items()}}},
     ]))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("BTCPRED_")}
     with (tmp_path / "job.log").open("wb") as log:
@@ -128,14 +130,14 @@ def test_unpacked_zip_runs_the_job_in_the_mini_cluster(unpacked, local_stack, re
         ob: dict = {}
         while time.monotonic() < deadline:
             assert job.poll() is None, (tmp_path / "job.log").read_text()[-3000:]
-            ob = {k.decode(): v.decode() for k, v in redis_client.hgetall("ob:BTCUSDT").items()}
+            ob = {k.decode(): v.decode() for k, v in redis_client.hgetall("ob:{BTCUSDT}").items()}
             if ob and int(ob["last_update_id"]) == last_diff:
                 break
             time.sleep(0.5)
         assert ob and int(ob["last_update_id"]) == last_diff, f"book at {ob.get('last_update_id')}, want {last_diff}"
         assert ob["book_valid"] == "1"
-        assert redis_client.hget("feat:BTCUSDT", "ts") is not None
-        assert redis_client.xlen("gaps:BTCUSDT") == 0
+        assert redis_client.hget("feat:{BTCUSDT}", "ts") is not None
+        assert redis_client.xlen("gaps:{BTCUSDT}") == 0
     finally:
         os.killpg(job.pid, 15)
         job.wait(30)

@@ -3,9 +3,39 @@ import pytest
 from common.config import ConfigError, load_settings
 
 
+def fake_secrets(secret_id: str) -> str:
+    return f"from {secret_id}"
+
+
 def test_every_env_file_loads():
     for env in ("local", "dev", "prod"):
-        assert load_settings(environ={"BTCPRED_ENV": env}).env == env
+        assert load_settings(environ={"BTCPRED_ENV": env}, secret_resolver=fake_secrets).env == env
+
+
+def test_prod_runs_every_service_as_its_own_redis_user_on_a_tls_cluster():
+    redis = load_settings("prod", environ={}, secret_resolver=fake_secrets).redis
+    assert redis.cluster and redis.tls
+    assert redis.credentials("inference") == ("inference", "from btcpred/prod/redis/inference")
+    assert redis.url_for("hotpath") == "rediss://hotpath:from%20btcpred%2Fprod%2Fredis%2Fhotpath@redis.prod.internal:6379/0"
+
+
+def test_local_secrets_are_made_once_and_kept(tmp_path):
+    from common.config import local_secret
+
+    first = local_secret("redis-x", tmp_path)
+    assert len(first) >= 32 and local_secret("redis-x", tmp_path) == first != local_secret("redis-y", tmp_path)
+    assert (tmp_path / "redis-x").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError):
+        local_secret("../escape", tmp_path)
+
+
+def test_redis_users_come_all_or_none(tmp_path):
+    path = tmp_path / "half.yaml"
+    path.write_text("env: local\nredis: {users: {hotpath: pw}}\n")
+    with pytest.raises(ConfigError, match=r"half.yaml: redis: .*no password for inference, reanchor"):
+        load_settings(path, environ={})
+    plain = load_settings(tmp_path / "half.yaml", environ={"BTCPRED_REDIS__USERS__INFERENCE": "i", "BTCPRED_REDIS__USERS__REANCHOR": "r"})
+    assert plain.redis.credentials("reanchor") == ("reanchor", "r") and plain.redis.credentials(None) == (None, None)
 
 
 def test_unknown_key_names_key_and_file(tmp_path):
@@ -39,8 +69,8 @@ def test_bad_override_names_key_and_its_source(tmp_path):
 
 
 def test_environment_name_selects_its_file():
-    assert load_settings("prod", environ={}).redis.tls is True
-    assert load_settings("prod", environ={}).redis.url.startswith("rediss://")
+    prod = load_settings("prod", environ={}, secret_resolver=fake_secrets)
+    assert prod.env == "prod" and prod.redis.url.startswith("rediss://")
 
 
 def test_secret_reference_is_resolved_and_never_echoed():

@@ -17,7 +17,7 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
     assert st.sync.book is None and ob_writes == 0
     writes = st.on_event(snapshot, receipt_time_us=77).writes
     assert writes[0].receipt_time_us == 77
-    assert [w.key for w in writes] == ["ob:BTCUSDT"]
+    assert [w.key for w in writes] == ["ob:{BTCUSDT}"]
     assert writes[0].fields["last_update_id"] == str(st.sync.book.last_update_id)
     last_time = 0
     for c in spot_events[1000:6000]:
@@ -27,10 +27,10 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
                 last_time = max(last_time, c.event.event_time_us)
     boundary = (last_time // 500_000) * 500_000
     out = {w.key: w for w in st.on_boundary(boundary, wall_us=123)}
-    assert set(out) == {"tr:BTCUSDT:1s", "tr:BTCUSDT:5s", "feat:BTCUSDT", "feathist:BTCUSDT"}
-    assert set(out["tr:BTCUSDT:1s"].fields) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
-    assert out["tr:BTCUSDT:5s"].ttl_s == 300 and out["feat:BTCUSDT"].ttl_s == 120
-    feat = out["feat:BTCUSDT"].fields
+    assert set(out) == {"tr:{BTCUSDT}:1s", "tr:{BTCUSDT}:5s", "feat:{BTCUSDT}", "feathist:{BTCUSDT}"}
+    assert set(out["tr:{BTCUSDT}:1s"].fields) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
+    assert out["tr:{BTCUSDT}:5s"].ttl_s == 300 and out["feat:{BTCUSDT}"].ttl_s == 120
+    feat = out["feat:{BTCUSDT}"].fields
     assert feat["ts"] == str(boundary) and feat["emitted_at_us"] == "123" and feat["book_valid"] == "1.0"
     # pruning keeps only what the 5 s window can still reach
     assert all(p.time_us > boundary - 5_000_000 for p in st.trades.points)
@@ -44,7 +44,7 @@ def test_gap_marks_features_invalid(spot_events):
     st.on_event(diffs[0])
     gap = st.on_event(diffs[2]).gap
     assert gap is not None and gap.expected_update_id == diffs[0].last_update_id + 1
-    feat = {w.key: w for w in st.on_boundary(diffs[2].event_time_us, 0)}["feat:BTCUSDT"].fields
+    feat = {w.key: w for w in st.on_boundary(diffs[2].event_time_us, 0)}["feat:{BTCUSDT}"].fields
     assert feat["book_valid"] == "0.0"
 
 

@@ -17,7 +17,7 @@ def test_job_group_picks_config_and_overrides(tmp_path):
         {"PropertyGroupId": "kinesis.analytics.flink.run.options", "PropertyMap": {"python": "main.py"}},
         {"PropertyGroupId": JOB_GROUP, "PropertyMap": {"config": "prod", "kinesis.stream": "s-1", "flink.parallelism": "4"}},
     ])
-    s = job_settings(None, path, environ={})
+    s = job_settings(None, path, environ={}, secret_resolver=lambda secret_id: f"from {secret_id}")
     assert (s.env, s.kinesis.stream, s.flink.parallelism) == ("prod", "s-1", 4)
 
 
