@@ -66,12 +66,26 @@ class DecodedBatch:
         return max((e.event_time_us for e in self.events), default=0) // 1000
 
 
+class CumulativeCount:
+    """A count exported as a Flink gauge: PyFlink reports a Python counter to the JVM only once it
+    is non-zero, so a job with no gap yet exported no gap series at all and an alert on it could
+    never fire ("no data"). A gauge is there from the start, at 0; Prometheus sees the same
+    monotone series either way (Flink exports counters as gauges too)."""
+
+    def __init__(self, group, name: str) -> None:
+        self.value = 0
+        group.gauge(name, lambda: self.value)
+
+    def inc(self, n: int = 1) -> None:
+        self.value += n
+
+
 class DecodeRecord(ProcessFunction):
     """Kinesis text record -> DecodedBatch per symbol; anything malformed goes to the dead-letter output."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
-        self.dead_letters = group.counter("deadLetters")
+        self.dead_letters = CumulativeCount(group, "deadLetters")
         self.decoded = {name: group.add_group("eventType", name).counter("eventsIn")
                         for name in ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")}
 
@@ -112,8 +126,8 @@ class HotPathFunction(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("symbol-state", Types.PICKLED_BYTE_ARRAY()))
         group = runtime_context.get_metrics_group()
-        self.gaps = group.counter("sequenceGaps")
-        self.late = group.counter("lateEvents")
+        self.gaps = CumulativeCount(group, "sequenceGaps")
+        self.late = CumulativeCount(group, "lateEvents")
         self.last_update_id = 0
         self.book_levels = 0
         self.stale_diffs = 0
@@ -315,6 +329,8 @@ def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_fi
     managed = runtime_properties.on_managed_flink(properties)
     settings = runtime_properties.job_settings(args.config, properties)
     os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
+    if not managed and "FLINK_HOME" not in os.environ:  # the mini cluster: its classpath, with the reporter
+        os.environ.update(state_storage.mini_cluster_environment())
     env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings, managed))
     if not managed:
         state_storage.initialize_mini_cluster_filesystems(settings)

@@ -19,6 +19,7 @@ FETCHED = REPO / "deploy" / "flink" / "target"  # what scripts/setup.sh builds a
 FETCHED_PLUGINS = FETCHED / "plugins"  # s3-fs-presto
 CONNECTOR_JAR = FETCHED / "btcpred-flink-connectors.jar"  # the Kinesis connector uber-jar
 LOCAL_PLUGINS = REPO / ".local" / "flink" / "plugins"
+MINI_CLUSTER_LIB = REPO / ".local" / "flink" / "mini-cluster-lib"
 
 
 def storage_uri(location: str) -> str:
@@ -78,6 +79,32 @@ def plugins_dir() -> Path:
         if not link.exists():
             link.symlink_to(src, target_is_directory=True)
     return LOCAL_PLUGINS
+
+
+def mini_cluster_lib_dir() -> Path:
+    """pyflink's lib jars plus the Prometheus reporter, as links: the mini cluster's classpath.
+
+    The mini cluster looks up metric reporters on its classpath only, not in plugins/
+    ("reporter factory ... could not be found. Available factories: []"), and PyFlink
+    builds that classpath from ``FLINK_LIB_DIR``.
+    """
+    import pyflink
+
+    home = Path(pyflink.__file__).parent
+    MINI_CLUSTER_LIB.mkdir(parents=True, exist_ok=True)
+    for src in [*home.glob("lib/*.jar"), *home.glob("plugins/metrics-prometheus/*.jar")]:
+        link = MINI_CLUSTER_LIB / src.name
+        if not link.exists():
+            link.symlink_to(src)
+    return MINI_CLUSTER_LIB
+
+
+def mini_cluster_environment() -> dict[str, str]:
+    """Environment for PyFlink's gateway JVM (the mini cluster). Without FLINK_HOME, pyflink
+    overwrites FLINK_LIB_DIR with its own lib folder, so both are set."""
+    import pyflink
+
+    return {"FLINK_HOME": str(Path(pyflink.__file__).parent), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
 
 
 def uses_s3(settings: Settings) -> bool:

@@ -29,6 +29,8 @@ from udfs.features import FEATURE_NAMES
 log = logging.getLogger("inference.models")
 
 MODEL_LOADS = Counter("inference_model_loads_total", "Model load attempts", ["outcome"])
+for _outcome in ("loaded", "refused", "fetch_error", "registry_error"):  # exported at 0 from the start
+    MODEL_LOADS.labels(_outcome)
 MODEL_INFO = Gauge("inference_model_loaded_timestamp_seconds", "When the serving model was swapped in", ["model_version"])
 
 

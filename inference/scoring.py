@@ -37,6 +37,9 @@ class Accuracy:
     directional_accuracy: float | None  # share of non-zero realized moves whose sign the model got right
     persistence_mae: float | None
     persistence_rmse: float | None
+    bias: float | None = None  # mean signed error (predicted - realized): a calibrated model has ~0
+    # least-squares slope of the realized move on the predicted move: 1 calibrated, < 1 over-confident
+    calibration_slope: float | None = None
 
 
 class OnlineScorer:
@@ -85,4 +88,17 @@ class OnlineScorer:
             directional_accuracy=right / len(moves) if moves else None,
             persistence_mae=sum(abs(r.persistence_error) for r in rows) / n,
             persistence_rmse=math.sqrt(sum(r.persistence_error ** 2 for r in rows) / n),
+            bias=sum(r.error for r in rows) / n,
+            calibration_slope=calibration_slope(rows),
         )
+
+
+def calibration_slope(rows: list[ScoredPrediction]) -> float | None:
+    """Slope of realized on predicted move; None while the model predicts (almost) no move at all."""
+    predicted = [r.predicted_price - r.current_price for r in rows]
+    realized = [r.realized_price - r.current_price for r in rows]
+    mean_p, mean_r = sum(predicted) / len(rows), sum(realized) / len(rows)
+    var_p = sum((p - mean_p) ** 2 for p in predicted)
+    if var_p < 1e-12:
+        return None
+    return sum((p - mean_p) * (r - mean_r) for p, r in zip(predicted, realized)) / var_p

@@ -45,6 +45,9 @@ FALLBACKS = Counter("inference_fallback_total", "Fallback predictions", ["reason
 FEATURE_AGE = Gauge("inference_feature_age_seconds", "Wall-clock age of the features last used")
 ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time scoring, 10 s horizon)",
                ["model", "measure"])
+HTTP_LATENCY = Histogram("inference_http_request_duration_seconds", "HTTP request handling time (not the SSE stream)",
+                         ["method", "route", "status"],
+                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
 CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
 
 PREDICTION_STREAM_MAXLEN = 50_000
@@ -141,7 +144,8 @@ class PredictionService:
         for model, measure, value in (("model", "mae", acc.mae), ("model", "rmse", acc.rmse),
                                       ("model", "directional_accuracy", acc.directional_accuracy),
                                       ("persistence", "mae", acc.persistence_mae),
-                                      ("persistence", "rmse", acc.persistence_rmse)):
+                                      ("persistence", "rmse", acc.persistence_rmse),
+                                      ("model", "bias", acc.bias), ("model", "calibration_slope", acc.calibration_slope)):
             if value is not None:
                 ONLINE.labels(model, measure).set(value)
 
@@ -182,6 +186,15 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
             svc.manager.source.close()
 
     app = FastAPI(title="BTCUSDT 10-second price predictor", version="0.1.0", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def time_requests(request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: bounded label values
+        if route != "/predictions/stream":  # a stream lasts as long as its client
+            HTTP_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
     app.state.service = svc
 
     @app.get("/predictions/latest", response_model=Prediction)

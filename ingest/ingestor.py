@@ -32,10 +32,14 @@ log = logging.getLogger("ingestor")
 
 FRAMES = Counter("ingest_frames_received_total", "WebSocket frames received", ["template"])
 INVALID = Counter("ingest_frames_invalid_total", "Frames failing SBE validation (dead-lettered)", ["kind"])
+for _kind in sbe.DecodeErrorKind:  # every series exported from the start, at 0: alerts and panels never see "no data"
+    INVALID.labels(_kind.value)
 RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", ["reason"])
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Records waiting for PutRecords")
 LAST_FRAME = Gauge("ingest_last_frame_timestamp_seconds", "Wall time of the last frame received")
 SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in band", ["result"])
+for _result in ("ok", "error"):
+    SNAPSHOTS.labels(_result)
 
 QUEUE_LIMIT = 100_000
 

@@ -20,6 +20,8 @@ log = logging.getLogger("kinesis_writer")
 
 RECORDS_PUT = Counter("ingest_kinesis_records_put_total", "Records accepted by Kinesis")
 RECORDS_RETRIED = Counter("ingest_kinesis_records_retried_total", "Records resent after a per-record failure", ["error_code"])
+for _code in ("request_failed", "ProvisionedThroughputExceededException", "InternalFailure"):  # exported at 0 from the start
+    RECORDS_RETRIED.labels(_code)
 RECORDS_FAILED = Counter("ingest_kinesis_records_failed_total", "Records given up after all attempts")
 
 MAX_BATCH_RECORDS = 500

@@ -49,6 +49,10 @@ REANCHOR_SECONDS = Histogram("reanchor_duration_seconds", "Lock taken to book va
                              ["reason"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 REANCHORS = Counter("reanchors_total", "Finished re-anchors", ["reason", "outcome"])
 GAPS_READ = Counter("reanchor_gaps_read_total", "Gap records consumed", ["handling"])
+for _handling in ("reanchored", "coalesced"):  # exported at 0 from the start
+    GAPS_READ.labels(_handling)
+for _reason in ("gap", "verify"):
+    REANCHORS.labels(_reason, "ok"), REANCHORS.labels(_reason, "failed"), REANCHOR_SECONDS.labels(_reason)
 IN_PROGRESS = Gauge("reanchor_in_progress", "1 while a re-anchor of the symbol is running", ["symbol"])
 
 

@@ -189,6 +189,11 @@ class Pipeline:
         wait_http(f"http://127.0.0.1:{self.reanchor_port}/health", 30, rea, self.log_path("reanchor"))
         self._spawn("rest-poller", services.command("rest-poller", py))
         self._spawn("sbe-archiver", services.command("sbe-archiver", py, "--metrics-port", str(self.archiver_port)))
+        stack.register_scrape_targets(self.scrape_ports())
+
+    def scrape_ports(self) -> dict[str, int]:
+        return {"inference": self.inference_port, "ingestor": self.ingest_metrics_port, "reanchor": self.reanchor_port,
+                "rest-poller": self.poller_port, "sbe-archiver": self.archiver_port}
 
     def start_job(self, from_savepoint: str | None = None, job_file: Path | None = None) -> None:
         py = sys.executable
@@ -199,6 +204,7 @@ class Pipeline:
                                                  job_file=job_file or flink_cluster.JOB_FILE)
 
     def stop(self) -> None:
+        stack.register_scrape_targets(dict.fromkeys(self.scrape_ports()))
         for proc in self.procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -18,6 +18,7 @@ port is left alone; a port held by something else is a clear error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -353,23 +354,38 @@ def flink_service(settings: Settings) -> Service:
 
 
 PROMETHEUS_RULES = REPO / "deploy" / "prometheus" / "rules"
+PROMETHEUS_TARGETS = STATE / "prometheus" / "targets"
+SCRAPE_JOBS = ("inference", "ingestor", "reanchor", "rest-poller", "sbe-archiver")
 
 
 def prometheus_scrape_config(s: Settings) -> dict:
-    """The compose stack's scrape jobs (deploy/prometheus/prometheus.yml), on loopback ports."""
-    from reliability.sbe_archiver import DEFAULT_METRICS_PORT as ARCHIVER_PORT
+    """Scrape jobs of the compose stack's names (deploy/prometheus/prometheus.yml) on loopback.
 
+    Local processes may run on ports picked at start (the pipeline does, so runs never
+    collide), so each job reads its targets from a file (file-based discovery) that
+    ``register_scrape_targets`` writes; the Flink reporter's port range is fixed.
+    """
     low, high = (int(p) for p in s.flink.metrics_reporter_ports.split("-"))
-    targets = {
-        "inference": [s.inference.port], "ingestor": [s.ingestor.metrics_port], "reanchor": [s.reanchor.metrics_port],
-        "rest-poller": [s.poller.metrics_port], "sbe-archiver": [ARCHIVER_PORT], "flink": list(range(low, high + 1)),
-    }
+    jobs = [{"job_name": job, "file_sd_configs": [{"files": [str(PROMETHEUS_TARGETS / f"{job}.json")], "refresh_interval": "5s"}]}
+            for job in SCRAPE_JOBS]
+    jobs.append({"job_name": "flink", "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in range(low, high + 1)]}]})
     return {
         "global": {"scrape_interval": f"{s.prometheus.scrape_interval_s}s", "evaluation_interval": f"{s.prometheus.scrape_interval_s}s"},
         "rule_files": [str(PROMETHEUS_RULES / "*.yml")],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}
-                           for job, ports in targets.items()],
+        "scrape_configs": jobs,
     }
+
+
+def register_scrape_targets(ports: dict[str, int | None]) -> None:
+    """Point Prometheus's ``job`` at ``127.0.0.1:port`` (None: no target). Atomic: Prometheus never reads half a file."""
+    PROMETHEUS_TARGETS.mkdir(parents=True, exist_ok=True)
+    for job, port in ports.items():
+        if job not in SCRAPE_JOBS:
+            raise ValueError(f"unknown scrape job {job!r}")
+        groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {}}] if port else []
+        tmp = PROMETHEUS_TARGETS / f".{job}.json.tmp"
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(PROMETHEUS_TARGETS / f"{job}.json")
 
 
 def prometheus_service(s: Settings) -> Service:
@@ -382,6 +398,9 @@ def prometheus_service(s: Settings) -> Service:
         data = STATE / "prometheus"
         data.mkdir(parents=True, exist_ok=True)
         conf = data / "prometheus.yml"
+        for job in SCRAPE_JOBS:
+            if not (PROMETHEUS_TARGETS / f"{job}.json").exists():
+                register_scrape_targets({job: None})
         conf.write_text(yaml.safe_dump(prometheus_scrape_config(s), sort_keys=False))
         return spawn("prometheus", [binary, f"--config.file={conf}", f"--storage.tsdb.path={data / 'tsdb'}",
                                     f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=2d",

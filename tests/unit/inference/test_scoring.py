@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from inference.scoring import OnlineScorer
 
 
@@ -31,3 +33,22 @@ def test_prediction_whose_target_is_skipped_is_dropped_not_kept_forever():
     s.record_mid(9_500, 1.0)
     s.record_mid(25_000, 1.0)  # history jumped past 10_000 by more than a horizon
     assert not s.pending and s.accuracy().scored == 0
+
+
+def test_bias_and_calibration_slope_by_hand():
+    scorer = OnlineScorer(horizon_ms=10_000)
+    # predicted moves +1, +2, +3 from 100; realized moves +0.5, +1.5, +1.0
+    for t, (predicted, realized) in enumerate([(101.0, 100.5), (102.0, 101.5), (103.0, 101.0)]):
+        scorer.record_prediction(t * 1000, 100.0, predicted)
+        scorer.record_mid(t * 1000 + 10_000, realized)
+    acc = scorer.accuracy()
+    # errors +0.5, +0.5, +2.0 -> bias 1.0; slope = cov(p, r) / var(p) = ((-1)(-0.5) + 0 + (1)(0)) / 2 = 0.25
+    assert acc.scored == 3 and acc.bias == pytest.approx(1.0) and acc.calibration_slope == pytest.approx(0.25)
+
+
+def test_calibration_slope_is_undefined_for_a_model_that_never_moves():
+    scorer = OnlineScorer(horizon_ms=10_000)
+    for t in range(3):
+        scorer.record_prediction(t * 1000, 100.0, 100.0)
+        scorer.record_mid(t * 1000 + 10_000, 100.0 + t)
+    assert scorer.accuracy().calibration_slope is None
