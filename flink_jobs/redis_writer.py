@@ -1,11 +1,13 @@
 """Executes RedisWrite batches in one MULTI/EXEC transaction.
 
 A hash is never cleared in place: the new version is written aside
-(``<key>:next``) and RENAMEd over the live key, inside the transaction. A reader
-sees the old hash or the new one, never a half-written or missing one, and a
-re-anchored book replaces the stale one in the same single step. Versioned
-hashes (``ob:`` by update id, ``feat:`` by boundary) go through one Lua script
-that also refuses to replace a newer version with an older one.
+(``<key>:next``) and RENAMEd over the live key, in one Lua script, inside the
+transaction. A reader sees the old hash or the new one, never a half-written or
+missing one, and a re-anchored book replaces the stale one in the same single
+step. For versioned hashes (``ob:`` by update id, ``feat:`` by boundary) the script
+also refuses to replace a newer version with an older one. Every key of a batch
+belongs to one symbol and carries its hash tag, so on a Redis Cluster the batch is
+one slot's transaction.
 """
 from __future__ import annotations
 
@@ -35,10 +37,13 @@ def connect(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis
 
 
 # Replace KEYS[1] by a hash built at KEYS[2], unless KEYS[1] holds a newer version.
-# ARGV: version field, version, ttl seconds (0: none), then field/value pairs.
+# ARGV: version field ('' : unversioned), version, ttl seconds (0: none), then field/value pairs.
+# One script for every hash: a cluster pipeline refuses RENAME, and the script is one round trip.
 REPLACE_IF_NOT_OLDER = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
+if ARGV[1] ~= '' then
+  local current = redis.call('HGET', KEYS[1], ARGV[1])
+  if current and tonumber(current) > tonumber(ARGV[2]) then return 0 end
+end
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 redis.call('RENAME', KEYS[2], KEYS[1])
@@ -63,23 +68,17 @@ def execute(client: redis.Redis | RedisCluster, writes: Iterable[RedisWrite]) ->
             fields = w.fields
             if w.receipt_time_us is not None:
                 fields = {**fields, "receipt_time_us": str(w.receipt_time_us), "written_at_us": str(time.time_ns() // 1000)}
-            aside = rs.next_key(w.key)
-            if w.version_field is not None:
-                args = [w.version_field, fields[w.version_field], w.ttl_s or 0]
-                for name, value in fields.items():
-                    args += [name, value]
-                pipe.eval(REPLACE_IF_NOT_OLDER, 2, w.key, aside, *args)
-                continue
-            pipe.delete(aside)
-            pipe.hset(aside, mapping=fields)
-            pipe.rename(aside, w.key)
-            if w.ttl_s:
-                pipe.expire(w.key, w.ttl_s)
+            version = ("", 0) if w.version_field is None else (w.version_field, fields[w.version_field])
+            args = [*version, w.ttl_s or 0]
+            for name, value in fields.items():
+                args += [name, value]
+            # execute_command: a cluster pipeline has no .eval(); it routes EVAL by its keys like any command
+            pipe.execute_command("EVAL", REPLACE_IF_NOT_OLDER, 2, w.key, rs.next_key(w.key), *args)
         elif w.kind == "xadd" and w.once_key is not None:
             args = [w.maxlen or 1_000_000]
             for name, value in w.fields.items():
                 args += [name, value]
-            pipe.eval(XADD_ONCE, 2, w.key, w.once_key, *args)
+            pipe.execute_command("EVAL", XADD_ONCE, 2, w.key, w.once_key, *args)
         elif w.kind == "xadd":
             pipe.xadd(w.key, w.fields, maxlen=w.maxlen, approximate=True)
         else:

@@ -1,84 +1,26 @@
 """Readers of ob: during repeated re-anchors see a whole book, old or new, never a mixed or empty one."""
-import threading
-
 import pytest
 
 from flink_jobs import redis_writer
-from flink_jobs.hot_path_state import SymbolState, coalesce
+from tests.integration.swap_workload import SwapWorkload
 from udfs import redis_schema as rs
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent
 
 pytestmark = pytest.mark.integration
-
-VOLATILE = {"receipt_time_us", "written_at_us"}
-
-
-def snapshot_of(state: SymbolState) -> DepthSnapshotEvent:
-    """A REST snapshot equal to the exchange's book at the current update id (built from the real book)."""
-    book = state.sync.book
-    return DepthSnapshotEvent("BTCUSDT", 0, book.last_update_id, tuple(book.bids.items())[::-1], tuple(book.asks.items()))
-
 
 SYMBOL = "SWAPTEST"  # keys of its own: nothing else in the suite writes or reads them
 
 
 def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot_events, settings):
-    state = SymbolState(SYMBOL)
-    written: dict[str, dict[str, str]] = {}
-    writer = redis_writer.connect(settings.redis, "hotpath")
-    stop = threading.Event()
-    problems: list[str] = []
-    reads = [0]
-    first_write = threading.Event()  # set once ob: exists: from then on it must never be missing
+    import redis
 
-    def reader() -> None:
-        import redis
-
-        client = redis.Redis.from_url(settings.redis.url)
-        while not stop.is_set():
-            armed = first_write.is_set()  # read the flag first: a read that began before the first write may be empty
-            raw = client.hgetall(rs.ob_key(SYMBOL))
-            if not raw:
-                if armed:
-                    problems.append("empty book after the first write")
-                continue
-            got = {k.decode(): v.decode() for k, v in raw.items() if k.decode() not in VOLATILE}
-            expected = written.get(got.get("last_update_id", ""))
-            if expected != got:
-                problems.append(f"book at {got.get('last_update_id')} is not one that was written")
-            reads[0] += 1
-        client.close()
-
-    readers = [threading.Thread(target=reader) for _ in range(3)]
-    for t in readers:
-        t.start()
-    reanchors = diffs = 0
+    workload = SwapWorkload(SYMBOL, lambda: redis_writer.connect(settings.redis, "hotpath"),
+                            lambda: redis.Redis.from_url(settings.redis.url))
     try:
-        for captured in spot_events:
-            event = captured.event
-            if not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent)):
-                continue
-            writes = list(state.on_event(event, captured.receipt_time_us).writes)
-            if isinstance(event, DepthDiffEvent) and state.sync.valid:
-                diffs += 1
-                if diffs % 25 == 0:  # re-anchor every 25 diffs: book rebuilt aside, swapped in
-                    writes += state.on_event(snapshot_of(state), captured.receipt_time_us).writes
-                    reanchors += 1
-            for w in coalesce(writes):
-                if w.key == rs.ob_key(SYMBOL):
-                    written[w.fields["last_update_id"]] = dict(w.fields)
-            if writes:
-                redis_writer.execute(writer, coalesce(writes))  # expected versions are registered before
-                first_write.set()
-            if reanchors >= 120:
-                break
+        reanchors = workload.run(spot_events, reanchors=120)
     finally:
-        stop.set()
-        for t in readers:
-            t.join(10)
-        writer.close()
-    assert reanchors >= 120 and reads[0] > 1000
-    assert problems == []
+        workload.close()
+    assert reanchors >= 120 and workload.reads > 1000
+    assert workload.problems == [] and workload.read_errors == 0
     assert not redis_client.exists(rs.next_key(rs.ob_key(SYMBOL)))  # nothing left aside
 
 
