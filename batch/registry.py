@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     promote_cmd = sub.add_parser("promote", help="make VERSION the production model (the previous one is archived)")
     promote_cmd.add_argument("version")
     args = parser.parse_args(argv)
-    engine = engine_for(load_settings(args.config).postgres)
+    engine = engine_for(load_settings(args.config).postgres, "trainer")
     try:
         if args.command == "promote":
             previous = promote(engine, args.version)

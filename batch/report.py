@@ -192,7 +192,7 @@ def _load_model(reference: str, config: str | None = None) -> OnnxModel:
     from common.config import load_settings
 
     settings = load_settings(config)
-    return OnnxModel(*load_any(reference, Lake(settings.s3), engine_for(settings.postgres)))
+    return OnnxModel(*load_any(reference, Lake(settings.s3), engine_for(settings.postgres, "reporting")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,7 +110,8 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
 
 def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir: Path | None = None,
         promote: bool = False) -> dict:
-    engine = engine_for(settings.postgres)
+    migrate.upgrade(settings.postgres)  # as the owner: the one step with DDL
+    engine = engine_for(settings.postgres, "trainer")
     try:
         return _run(settings, engine, venue, symbol, report_dir, data_dir, promote)
     finally:
@@ -119,9 +120,12 @@ def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir:
 
 def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_dir: Path, data_dir: Path | None,
          promote: bool) -> dict:
-    migrate.upgrade(settings.postgres)
     if data_dir is not None:
-        refresh_feature_store(settings, engine, data_dir)
+        loader = engine_for(settings.postgres, "loader")  # the trainer may read features, never write them
+        try:
+            refresh_feature_store(settings, loader, data_dir)
+        finally:
+            loader.dispose()
     data = read_training_data(engine, venue, symbol)
     if len(data) < 500:
         raise SystemExit(f"only {len(data)} trainable rows for {venue} {symbol}: load data first (--data DIR)")

@@ -93,13 +93,35 @@ class S3Config(AwsEndpointConfig):
     bucket: str = "btcpred-lake"
 
 
+PgRole = Literal["loader", "trainer", "reporting"]
+PG_ROLES: tuple[PgRole, ...] = ("loader", "trainer", "reporting")
+
+
 class PostgresConfig(_Section):
+    """``user`` owns the schema and runs the migrations; every other process logs in as a
+    role with only what it needs (``<user>_<role>``; grants in migration 0002): the loader
+    writes the feature store and quality metrics, the trainer reads features and writes
+    experiments and the registry, reporting (and inference) only read. None is a superuser.
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(55432, gt=0, lt=65536)
     database: str = "btcpred"
     user: str = "btcpred"
-    password: SecretStr = SecretStr("btcpred")
+    password: SecretStr = SecretStr("")
+    roles: dict[PgRole, SecretStr] = Field(default_factory=dict)  # role -> password; empty: all run as ``user``
     schema_name: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*$")  # search_path; None: the user's default
+
+    def role_name(self, role: PgRole) -> str:
+        return f"{self.user}_{role}"
+
+    def credentials(self, role: PgRole | None) -> tuple[str, str]:
+        """(user, password) of ``role``; None: the owner (migrations, tests)."""
+        if role is not None and self.roles:
+            if role not in self.roles:
+                raise ConfigError(f"postgres.roles: no password for {role}")
+            return self.role_name(role), self.roles[role].get_secret_value()
+        return self.user, self.password.get_secret_value()
 
 
 class ExchangeConfig(_Section):

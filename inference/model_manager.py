@@ -50,7 +50,7 @@ class RegistrySource:
         from batch.db.schema import engine_for
         from batch.lake import Lake
 
-        self.engine = engine_for(settings.postgres)
+        self.engine = engine_for(settings.postgres, "reporting")  # serving reads the registry, never writes it
         self.lake = Lake(settings.s3)
 
     def production(self) -> tuple[str, str, str] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from common.config import PostgresConfig
+from common.config import PgRole, PostgresConfig
 from udfs.features import FEATURE_NAMES
 
 metadata = sa.MetaData()
@@ -52,12 +52,14 @@ ml_training_data = sa.Table(
 )
 
 
-def database_url(cfg: PostgresConfig) -> str:
+def database_url(cfg: PostgresConfig, role: PgRole | None = None) -> str:
+    """As ``role`` (config.PostgresConfig); None: the schema owner, for migrations and tests only."""
+    user, password = cfg.credentials(role)
     query = {"options": f"-csearch_path={cfg.schema_name}"} if cfg.schema_name else {}
-    return sa.URL.create("postgresql+psycopg", username=cfg.user, password=cfg.password.get_secret_value(),
+    return sa.URL.create("postgresql+psycopg", username=user, password=password or None,
                          host=cfg.host, port=cfg.port, database=cfg.database,
                          query=query).render_as_string(hide_password=False)
 
 
-def engine_for(cfg: PostgresConfig) -> sa.Engine:
-    return sa.create_engine(database_url(cfg), pool_pre_ping=True)
+def engine_for(cfg: PostgresConfig, role: PgRole | None = None) -> sa.Engine:
+    return sa.create_engine(database_url(cfg, role), pool_pre_ping=True)

@@ -280,7 +280,7 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
     from batch.db.schema import engine_for
 
     migrate.upgrade(settings.postgres)
-    engine = engine_for(settings.postgres)
+    engine = engine_for(settings.postgres, "reporting")
     try:
         model = registry.production(engine)
         if model is not None:

@@ -168,7 +168,9 @@ def postgres_service(s: Settings) -> Service:
             data.mkdir(parents=True, exist_ok=True)
             if user:
                 shutil.chown(data, user, user)
-            cmd = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            # TCP logins need a password (scram); only the stack, on the Unix socket, is trusted (as the superuser)
+            cmd = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
+                   "--auth-host=scram-sha-256", "-E", "UTF8"]
             run_as = ["runuser", "-u", user, "--", *cmd] if user else cmd
             subprocess.run(run_as, check=True, capture_output=True)
         sock_dir = STATE / "pgsock"
@@ -178,7 +180,7 @@ def postgres_service(s: Settings) -> Service:
         log = spawn("postgres", [str(PG_BIN / "postgres"), "-D", str(data), "-p", str(pg.port),
                                  "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock_dir}"], user=user)
         wait_for("postgres", healthy, 30, log)
-        _ensure_database(pg)
+        _ensure_database(pg, sock_dir)
         return log
 
     def stop() -> None:
@@ -187,15 +189,30 @@ def postgres_service(s: Settings) -> Service:
     return Service("postgres", pg.port, healthy, start, stop)
 
 
-def _ensure_database(pg) -> None:
-    psql = ["psql", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
-    password = pg.password.get_secret_value().replace("'", "''")
-    exists = subprocess.run([*psql, "-c", f"SELECT 1 FROM pg_roles WHERE rolname='{pg.user}'"], capture_output=True, text=True, check=True)
-    if exists.stdout.strip() != "1":
-        subprocess.run([*psql, "-c", f"CREATE ROLE {pg.user} LOGIN PASSWORD '{password}'"], check=True, capture_output=True)
-    exists = subprocess.run([*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname='{pg.database}'"], capture_output=True, text=True, check=True)
-    if exists.stdout.strip() != "1":
-        subprocess.run([*psql, "-c", f"CREATE DATABASE {pg.database} OWNER {pg.user}"], check=True, capture_output=True)
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ensure_database(pg, sock_dir: Path) -> None:
+    """The owner (migrations), the database, and one login per run-time role, none a superuser.
+
+    Passwords are set on every start (they come from .local/secrets) and go to psql on
+    stdin, never on a command line.
+    """
+    psql = ["psql", "-h", str(sock_dir), "-p", str(pg.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
+    logins = [(pg.user, pg.password.get_secret_value())] + [(pg.role_name(r), pw.get_secret_value()) for r, pw in pg.roles.items()]
+    sql = []
+    for name, password in logins:
+        sql.append(f"SELECT 'CREATE ROLE {name}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') \\gexec")
+        sql.append(f"ALTER ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {_sql_literal(password)};")
+    sql.append(f"SELECT 'CREATE DATABASE {pg.database} OWNER {pg.user}' WHERE NOT EXISTS "
+               f"(SELECT FROM pg_database WHERE datname = '{pg.database}') \\gexec")
+    sql.append(f"REVOKE ALL ON DATABASE {pg.database} FROM PUBLIC;")
+    for name, _ in logins:
+        sql.append(f"GRANT CONNECT, TEMPORARY ON DATABASE {pg.database} TO {name};")  # the loader stages COPYs in temp tables
+    out = subprocess.run(psql, input="\n".join(sql) + "\n", capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StackError(f"postgres roles: {out.stderr.strip()}")
 
 
 def _endpoint_port(endpoint: str | None, what: str) -> int:

@@ -22,7 +22,7 @@ def test_job_group_picks_config_and_overrides(tmp_path):
 
 
 def test_without_properties_the_given_config_serves():
-    assert job_settings("dev", None, environ={}).env == "dev"
+    assert job_settings("dev", None, environ={}, secret_resolver=lambda secret_id: "s").env == "dev"
 
 
 def test_wrong_key_names_the_file_and_group(tmp_path):
