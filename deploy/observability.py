@@ -91,14 +91,14 @@ def catalogue(base: str) -> str:
     used = series_used()
     family_of = {}
     for name in prometheus_get(base, "/api/v1/label/__name__/values"):
-        for suffix in ("_bucket", "_count", "_sum", "_created", ""):
+        for suffix in ("_bucket", "_count", "_sum", "_total", "_created", ""):
             if name.endswith(suffix) and name.removesuffix(suffix) in metadata:
                 family_of[name] = name.removesuffix(suffix)
                 break
     rows = ["| metric | type | used by | help |", "|---|---|---|---|"]
     for family in sorted(set(family_of.values())):
-        if family.startswith(("go_", "python_", "process_", "prometheus_", "scrape_", "net_")):
-            continue
+        if family.startswith(("go_", "python_", "process_", "prometheus_", "scrape_", "net_")) or family.endswith("_created"):
+            continue  # runtime built-ins, and prometheus_client's per-counter creation timestamps
         if family.startswith("flink_") and not any(n.startswith(family) for n in used):
             continue  # Flink exports hundreds of built-ins; list the ones we read
         meta = metadata[family][0]

@@ -29,12 +29,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # the Debian package may start its own cluster on 5432; ours runs on its own port and data dir
 
-# --- Python venv with pinned dependencies
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# --- Python venv from the lock file: every package pinned and hash-checked (requirements.lock is
+# compiled from pyproject.toml: uv pip compile pyproject.toml --extra dev --generate-hashes ...; see README)
+stamp=.venv/.installed-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || { say "creating .venv"; "$PY" -m venv .venv; }
-  say "pip install -e .[dev] (apache-flink 1.20.5 and pinned dependencies)"
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  say "pip install --require-hashes -r requirements.lock (apache-flink 1.20.5 and every dependency pinned)"
+  .venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 

@@ -94,7 +94,8 @@ def hot_path() -> Dashboard:
     d.add(TimeSeries, "Kinesis: job and archiver behind the tip", [
         q(f"max by (shardId) (flink_taskmanager_job_task_operator_KinesisConsumer_stream_shardId_millisBehindLatest{{{FLINK_JOB}}})", "job {{shardId}}"),
         q("max by (shard) (sbe_archiver_millis_behind_latest)", "archiver {{shard}}")], "ms")
-    d.add(TimeSeries, "Ingestor: PutRecords queue, retries, dead-lettered", [
+    d.add(TimeSeries, "Ingestor: records put, queue, retries, dead-lettered", [
+        q("rate(ingest_kinesis_records_put_total[1m])", "put/s"),
         q("ingest_queue_depth", "queued"),
         q("sum(rate(ingest_kinesis_records_retried_total[1m]))", "retried/s"),
         q("rate(ingest_kinesis_records_failed_total[1m])", "dead-lettered/s"),

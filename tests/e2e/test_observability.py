@@ -1,6 +1,8 @@
 """A minute of the live pipeline: Prometheus scrapes every process, and every series an
 alert rule or a dashboard panel reads exists (no panel points at a metric nobody exports)."""
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,28 @@ def test_every_series_used_by_alerts_and_dashboards_is_exported(local_stack, red
         assert {"InferenceMissedCycle", "FeatureAgeDegraded", "KinesisIteratorAgeHigh", "FlinkCheckpointFailures"} <= alerts
     finally:
         pipeline.stop()
+    assert_no_secret_leaked(local_stack, [tmp_path])
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def configured_secrets(settings) -> dict[str, str]:
+    found = {"redis.password": settings.redis.password.get_secret_value(), "postgres.password": settings.postgres.password.get_secret_value()}
+    found |= {f"redis.users.{r}": pw.get_secret_value() for r, pw in settings.redis.users.items()}
+    found |= {f"postgres.roles.{r}": pw.get_secret_value() for r, pw in settings.postgres.roles.items()}
+    return {k: v for k, v in found.items() if v}
+
+
+def assert_no_secret_leaked(settings, log_dirs: list[Path]) -> None:
+    """No configured password in any log of the run (services, Flink, the stack) or in a tracked file."""
+    secrets = configured_secrets(settings)
+    assert len(secrets) >= 8, sorted(secrets)  # admin + 3 Redis users, owner + 3 Postgres roles
+    import pyflink
+
+    logs = [p for d in [*log_dirs, REPO / ".local", Path(pyflink.__file__).parent / "log"] for p in d.rglob("*.log")]
+    assert any("inference" in p.name for p in logs) and any("flink" in p.name for p in logs), logs
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    files = logs + [REPO / f.decode() for f in tracked if f and (REPO / f.decode()).is_file()]
+    leaks = [(key, str(path)) for path in files for key, value in secrets.items() if value.encode() in path.read_bytes()]
+    assert leaks == []

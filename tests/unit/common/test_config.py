@@ -88,3 +88,21 @@ def test_secret_reference_is_resolved_and_never_echoed():
 
     with pytest.raises(ConfigError, match=r"redis.password: secret 'btcpred/redis' could not be read \(PermissionError\)"):
         load_settings(environ={}, overrides={"redis.password": "secretsmanager:btcpred/redis"}, secret_resolver=failing)
+
+
+def test_no_password_is_written_into_a_config_file():
+    """Config files hold references (localsecret:, secretsmanager:), never a secret itself."""
+    import yaml
+    from common.config import CONFIG_DIR
+
+    def walk(node, path=()):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from walk(value, (*path, str(key)))
+        else:
+            yield path, node
+
+    for config in CONFIG_DIR.glob("*.yaml"):
+        for path, value in walk(yaml.safe_load(config.read_text())):
+            if any(part in ("password", "users", "roles", "secret_access_key") for part in path):
+                assert str(value).startswith(("localsecret:", "secretsmanager:")), f"{config.name}: {'.'.join(path)}"
