@@ -73,8 +73,9 @@ def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us
 class FeatureLines(ProcessFunction):
     """Terminal operator: each boundary's ``feathist:`` entry as a JSON line in ``path``; nothing else."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, symbol: str) -> None:
         self.path = path
+        self.history_key = rs.feat_history_key(symbol)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.out = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -85,7 +86,7 @@ class FeatureLines(ProcessFunction):
 
     def process_element(self, value, ctx: ProcessFunction.Context):
         for w in [value] if isinstance(value, RedisWrite) else value:
-            if w.kind == "xadd" and w.key.startswith(rs.feat_history_key("")):
+            if w.kind == "xadd" and w.key == self.history_key:
                 self.out.write(json.dumps(w.fields) + "\n")
                 self.rows.inc()
         self.out.flush()
@@ -110,7 +111,7 @@ def run(settings: Settings, stream: str, start_us: int, end_us: int, out: Path, 
         .uid("bronze-source")
 
     def sink(writes: DataStream) -> None:
-        writes.process(FeatureLines(str(out))).name("Feature rows").uid("feature-rows")
+        writes.process(FeatureLines(str(out), settings.exchange.symbol)).name("Feature rows").uid("feature-rows")
 
     hot_path_job.build(env, settings, source=source, sink=sink)
     env.execute("btcusdt-bronze-backfill")

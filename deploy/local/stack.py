@@ -123,6 +123,16 @@ def kill_pidfile(name: str) -> None:
 
 
 # ------------------------------------------------------------------------- services
+def _binary_and_data(binary: str, package: str, data_dir: str) -> tuple[str, Path]:
+    """A Debian server's executable (a clear error if setup has not run) and its data folder under .local."""
+    found = shutil.which(binary)
+    if not found:
+        raise StackError(f"{binary} not found: run scripts/setup.sh (apt-get install {package})")
+    data = STATE / data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    return found, data
+
+
 def redis_service(s: Settings) -> Service:
     port = s.redis.port
 
@@ -135,11 +145,7 @@ def redis_service(s: Settings) -> Service:
             return False
 
     def start() -> Path:
-        binary = shutil.which("redis-server")
-        if not binary:
-            raise StackError("redis-server not found: run scripts/setup.sh (apt-get install redis-server)")
-        data = STATE / "redis"
-        data.mkdir(parents=True, exist_ok=True)
+        binary, data = _binary_and_data("redis-server", "redis-server", "redis")
         acl = data / "users.acl"  # the admin and one least-privilege user per role, passwords from .local/secrets
         acl.write_text(redis_acl.acl_file_text(s.redis))
         acl.chmod(0o600)
@@ -409,11 +415,7 @@ def prometheus_service(s: Settings) -> Service:
     port = s.prometheus.port
 
     def start() -> Path:
-        binary = shutil.which("prometheus")
-        if not binary:
-            raise StackError("prometheus not found: run scripts/setup.sh (apt-get install prometheus)")
-        data = STATE / "prometheus"
-        data.mkdir(parents=True, exist_ok=True)
+        binary, data = _binary_and_data("prometheus", "prometheus", "prometheus")
         conf = data / "prometheus.yml"
         for job in SCRAPE_JOBS:
             if not (PROMETHEUS_TARGETS / f"{job}.json").exists():
