@@ -66,19 +66,30 @@ def s3_filesystem_options(settings: Settings) -> dict[str, str]:
     }
 
 
-def plugins_dir() -> Path:
-    """pyflink's bundled plugins (Prometheus reporter, ...) plus the fetched S3 plugin, as links."""
+def flink_home() -> Path:
+    """The Flink distribution PyFlink ships (bin/, lib/, plugins/) inside the pip package."""
     import pyflink
 
-    LOCAL_PLUGINS.mkdir(parents=True, exist_ok=True)
-    sources = [p for p in (Path(pyflink.__file__).parent / "plugins").iterdir() if p.is_dir()]
+    return Path(pyflink.__file__).parent
+
+
+def linked(directory: Path, sources: list[Path]) -> Path:
+    """``directory`` holding a link to each existing one of ``sources`` by name: a classpath or
+    plugins folder assembled from the pip package and what setup fetched, without touching either."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        link = directory / src.name
+        if src.exists() and not link.exists():
+            link.symlink_to(src, target_is_directory=src.is_dir())
+    return directory
+
+
+def plugins_dir() -> Path:
+    """pyflink's bundled plugins (Prometheus reporter, ...) plus the fetched S3 plugin, as links."""
+    sources = [p for p in (flink_home() / "plugins").iterdir() if p.is_dir()]
     if FETCHED_PLUGINS.is_dir():
         sources += [p for p in FETCHED_PLUGINS.iterdir() if p.is_dir()]
-    for src in sources:
-        link = LOCAL_PLUGINS / src.name
-        if not link.exists():
-            link.symlink_to(src, target_is_directory=True)
-    return LOCAL_PLUGINS
+    return linked(LOCAL_PLUGINS, sources)
 
 
 def mini_cluster_lib_dir() -> Path:
@@ -88,23 +99,14 @@ def mini_cluster_lib_dir() -> Path:
     ("reporter factory ... could not be found. Available factories: []"), and PyFlink
     builds that classpath from ``FLINK_LIB_DIR``.
     """
-    import pyflink
-
-    home = Path(pyflink.__file__).parent
-    MINI_CLUSTER_LIB.mkdir(parents=True, exist_ok=True)
-    for src in [*home.glob("lib/*.jar"), *home.glob("plugins/metrics-prometheus/*.jar")]:
-        link = MINI_CLUSTER_LIB / src.name
-        if not link.exists():
-            link.symlink_to(src)
-    return MINI_CLUSTER_LIB
+    home = flink_home()
+    return linked(MINI_CLUSTER_LIB, [*home.glob("lib/*.jar"), *home.glob("plugins/metrics-prometheus/*.jar")])
 
 
 def mini_cluster_environment() -> dict[str, str]:
     """Environment for PyFlink's gateway JVM (the mini cluster). Without FLINK_HOME, pyflink
     overwrites FLINK_LIB_DIR with its own lib folder, so both are set."""
-    import pyflink
-
-    return {"FLINK_HOME": str(Path(pyflink.__file__).parent), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
+    return {"FLINK_HOME": str(flink_home()), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
 
 
 def uses_s3(settings: Settings) -> bool:

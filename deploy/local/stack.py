@@ -37,6 +37,8 @@ import yaml  # noqa: E402
 
 from common.config import Settings, load_settings  # noqa: E402
 from deploy import redis_acl  # noqa: E402
+from flink_jobs import state_storage  # noqa: E402
+from flink_jobs.state_storage import flink_home  # noqa: E402  (flink_cluster and fault_suite call stack.flink_home)
 
 STATE = REPO / ".local"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -303,12 +305,6 @@ def _ensure_state_bucket(s: Settings) -> None:
         client.create_bucket(Bucket=bucket)
 
 
-def flink_home() -> Path:
-    import pyflink
-
-    return Path(pyflink.__file__).parent
-
-
 def flink_lib_dir() -> Path:
     """pyflink's lib jars plus the connector uber-jar, as links: the cluster's own classpath.
 
@@ -316,21 +312,11 @@ def flink_lib_dir() -> Path:
     every submission it is loaded into each job's class loader, and the AWS SDK threads
     it starts keep those alive: a few resubmissions exhaust the TaskManager's metaspace.
     """
-    from flink_jobs.state_storage import CONNECTOR_JAR
-
-    lib = STATE / "flink" / "lib"
-    lib.mkdir(parents=True, exist_ok=True)
-    for src in [*sorted((flink_home() / "lib").glob("*.jar")), CONNECTOR_JAR]:
-        link = lib / src.name
-        if src.exists() and not link.exists():
-            link.symlink_to(src)
-    return lib
+    return state_storage.linked(STATE / "flink" / "lib", [*(flink_home() / "lib").glob("*.jar"), state_storage.CONNECTOR_JAR])
 
 
 def flink_env(settings: Settings | None = None) -> dict[str, str]:
     """Environment of the standalone cluster's scripts: our conf, log, pid and plugins dirs (pip package untouched)."""
-    from flink_jobs import state_storage
-
     settings = settings or load_settings()
     conf_dir = STATE / "flink" / "conf"
     conf_dir.mkdir(parents=True, exist_ok=True)

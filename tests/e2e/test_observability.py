@@ -8,6 +8,7 @@ import pytest
 
 from deploy import observability
 from deploy.local.pipeline import Pipeline
+from flink_jobs.state_storage import flink_home
 
 pytestmark = pytest.mark.e2e
 
@@ -57,9 +58,7 @@ def assert_no_secret_leaked(settings, log_dirs: list[Path]) -> None:
     """No configured password in any log of the run (services, Flink, the stack) or in a tracked file."""
     secrets = configured_secrets(settings)
     assert len(secrets) >= 8, sorted(secrets)  # admin + 3 Redis users, owner + 3 Postgres roles
-    import pyflink
-
-    logs = [p for d in [*log_dirs, REPO / ".local", Path(pyflink.__file__).parent / "log"] for p in d.rglob("*.log")]
+    logs = [p for d in [*log_dirs, REPO / ".local", flink_home() / "log"] for p in d.rglob("*.log")]
     assert any("inference" in p.name for p in logs) and any("flink" in p.name for p in logs), logs
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
     files = logs + [REPO / f.decode() for f in tracked if f and (REPO / f.decode()).is_file()]
