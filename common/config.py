@@ -94,7 +94,6 @@ class S3Config(AwsEndpointConfig):
 
 
 PgRole = Literal["loader", "trainer", "reporting"]
-PG_ROLES: tuple[PgRole, ...] = ("loader", "trainer", "reporting")
 
 
 class PostgresConfig(_Section):

@@ -31,7 +31,8 @@ def cluster_config(cluster: LocalRedisCluster) -> RedisConfig:
     return RedisConfig(host="127.0.0.1", port=cluster.base_port, cluster=True)
 
 
-def reader_factory(cfg: RedisConfig):
+def plain_client_factory(cfg: RedisConfig):
+    """redis-py's cluster client with its own retries only and 1 s timeouts: readers, and the failover's writer."""
     return lambda: RedisCluster(host=cfg.host, port=cfg.port, socket_timeout=1, socket_connect_timeout=1)
 
 
@@ -47,14 +48,9 @@ def test_every_key_of_a_symbol_shares_one_slot_and_other_symbols_are_refused(clu
     client.close()
 
 
-def writer_factory(cfg: RedisConfig):
-    # few, quick retries: a dead master fails the batch fast and the sink's restart (a new client) takes over
-    return lambda: RedisCluster(host=cfg.host, port=cfg.port, socket_timeout=1, socket_connect_timeout=1)
-
-
 def test_reanchors_on_a_cluster_keep_readers_on_whole_books(cluster, spot_events):
     cfg = cluster_config(cluster)
-    workload = SwapWorkload(SYMBOL, lambda: redis_writer.connect(cfg, "hotpath"), reader_factory(cfg))
+    workload = SwapWorkload(SYMBOL, lambda: redis_writer.connect(cfg, "hotpath"), plain_client_factory(cfg))
     try:
         assert workload.run(spot_events, reanchors=80) == 80
         final = workload.final_book()
@@ -68,7 +64,7 @@ def test_reanchors_ride_out_the_failover_of_the_books_master(cluster, spot_event
     cfg = cluster_config(cluster)
     victim = cluster.master_of(rs.ob_key(SYMBOL))
     assert victim != cfg.port, "the entry node stands for ElastiCache's configuration endpoint: it must survive"
-    workload = SwapWorkload(SYMBOL, writer_factory(cfg), reader_factory(cfg))
+    workload = SwapWorkload(SYMBOL, plain_client_factory(cfg), plain_client_factory(cfg))
 
     def kill_master(done: int) -> None:
         if done == 30:
