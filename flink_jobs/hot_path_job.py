@@ -2,10 +2,11 @@
 
 Graph (stable uids so savepoints survive code changes)::
 
-    kinesis-source -> decode-sbe --(dead letters)--------------------------.
-                        |                                                  |
+    kinesis-source -> decode-sbe --(dead letters)-------------------------------.
+                        |                                                       |
                   event-time watermarks -> key_by(symbol) -> hot-path-state -> redis-writer
-                                                     `--(gaps side output)--'
+                                                                   |            |
+                                                 (gap, late side outputs) -> redis-side-writer
 
 Run locally in the mini cluster with ``python -m flink_jobs.hot_path_job`` or
 submit to a cluster with ``flink run -py flink_jobs/hot_path_job.py``.
@@ -37,7 +38,15 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import RedisConfig, Settings
 from flink_jobs import redis_writer, runtime_properties, state_storage
-from flink_jobs.hot_path_state import RedisWrite, coalesce, SymbolState, dead_letter_write, gap_write, late_write
+from flink_jobs.hot_path_state import (
+    DecodedBatch,
+    RedisWrite,
+    SymbolState,
+    coalesce,
+    dead_letter_write,
+    gap_write,
+    late_write,
+)
 from udfs import envelope, sbe
 from udfs.events import BestBidAskEvent
 
@@ -49,21 +58,6 @@ GAP_TAG = OutputTag("sequence-gaps", Types.PICKLED_BYTE_ARRAY())
 LATE_TAG = OutputTag("late-events", Types.PICKLED_BYTE_ARRAY())
 NO_EVENT_TIME = 0  # REST snapshots carry no exchange time
 END_OF_INPUT_WATERMARK = 2**63 - 1  # Long.MAX_VALUE: a bounded source (backfill) has ended
-
-
-class DecodedBatch:
-    """The decoded frames of one Kinesis record, all of one symbol, in stream order (pickled)."""
-
-    __slots__ = ("symbol", "events", "receipts")
-
-    def __init__(self, symbol: str, events: list, receipts: list[int]) -> None:
-        self.symbol = symbol
-        self.events = events
-        self.receipts = receipts
-
-    @property
-    def event_time_ms(self) -> int:
-        return max((e.event_time_us for e in self.events), default=0) // 1000
 
 
 class CumulativeCount:
@@ -261,14 +255,17 @@ def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStrea
         .process(HotPathFunction(cfg.emit_interval_ms), output_type=Types.PICKLED_BYTE_ARRAY())
         .name("Order book, trade windows, features").uid("hot-path-state")
     )
-    writes = state.union(state.get_side_output(GAP_TAG), state.get_side_output(LATE_TAG),
-                         decoded.get_side_output(DEAD_LETTER_TAG))
-    if before_sink is not None:
-        writes = before_sink(writes)
+    # The hot state's writes reach their sink by a forward edge of one input, so PyFlink chains
+    # the sink into the state operator's Python bundle; a union of four inputs would make it a
+    # task of its own, every write batch crossing to the JVM and back (measured: docs/hot_path.md).
+    side = state.get_side_output(GAP_TAG).union(state.get_side_output(LATE_TAG),
+                                                decoded.get_side_output(DEAD_LETTER_TAG))
+    writes = before_sink(state) if before_sink is not None else state
     if sink is not None:
-        sink(writes)
+        sink(writes.union(side))
     else:
         writes.process(RedisSink(settings.redis)).name("Redis hot state").uid("redis-writer")
+        side.process(RedisSink(settings.redis)).name("Redis side outputs").uid("redis-side-writer")
 
 
 def job_configuration(settings: Settings, managed: bool = False) -> Configuration:

@@ -15,11 +15,38 @@ from udfs import redis_schema as rs
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from udfs.features import WINDOWS_US, BookHistory, Snapshot, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
+from udfs.pickling import StdlibPickled, fast_state
 from udfs.trade_window import TradeBuffer, trade_points
 
 LONGEST_WINDOW_US = max(WINDOWS_US.values())  # trades older than this reach no window
 
 
+class DecodedBatch(StdlibPickled):
+    """The decoded frames of one Kinesis record, all of one symbol, in stream order.
+
+    It crosses operators pickled, so it lives in an importable module: in thread mode
+    PyFlink pickles by reference, and a class of the job's ``__main__`` cannot be found.
+    """
+
+    __slots__ = ("symbol", "events", "receipts")
+
+    def __init__(self, symbol: str, events: list, receipts: list[int]) -> None:
+        self.symbol = symbol
+        self.events = events
+        self.receipts = receipts
+
+    def _pickled_state(self) -> tuple:
+        return self.symbol, self.events, self.receipts
+
+    def _restore_state(self, state: tuple) -> None:
+        self.symbol, self.events, self.receipts = state
+
+    @property
+    def event_time_ms(self) -> int:
+        return max((e.event_time_us for e in self.events), default=0) // 1000
+
+
+@fast_state
 @dataclass(frozen=True, slots=True)
 class RedisWrite:
     """One Redis operation: a hash replaced in full (with TTL) or a stream entry.
@@ -50,7 +77,7 @@ class EventResult:
 
 
 @dataclass(slots=True)
-class SymbolState:
+class SymbolState(StdlibPickled):
     symbol: str
     sync: BookSynchronizer = None  # type: ignore[assignment]
     trades: TradeBuffer = field(default_factory=TradeBuffer)
@@ -63,6 +90,15 @@ class SymbolState:
     def __post_init__(self) -> None:
         if self.sync is None:
             self.sync = BookSynchronizer(self.symbol)
+
+    # keyed state is committed after every bundle: pickled by the C pickler, not cloudpickle
+    # (state written by earlier versions, pickled field by field, still restores)
+    def _pickled_state(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def _restore_state(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
 
     def on_event(self, event: MarketEvent, receipt_time_us: int | None = None) -> EventResult:
         """Apply one event in stream order; returns the writes it causes, a gap, or a late flag."""

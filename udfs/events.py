@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from udfs.pickling import fast_state
+
 SCALE = 100_000_000  # units per 1.0 of price or quantity
 
 
@@ -17,6 +19,7 @@ def to_float(units: int) -> float:
     return units / SCALE
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class TradeEntry:
     trade_id: int
@@ -25,6 +28,7 @@ class TradeEntry:
     is_buyer_maker: bool
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class TradesEvent:
     """SBE TradesStreamEvent: one or more trades of one matching cycle."""
@@ -35,6 +39,7 @@ class TradesEvent:
     trades: tuple[TradeEntry, ...]
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class BestBidAskEvent:
     symbol: str
@@ -49,6 +54,7 @@ class BestBidAskEvent:
 Level = tuple[int, int]  # (price_e8, qty_e8)
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class DepthSnapshotEvent:
     """A full or partial book at ``book_update_id`` (SBE 10002, also used for REST snapshots)."""
@@ -60,6 +66,7 @@ class DepthSnapshotEvent:
     asks: tuple[Level, ...]
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class DepthDiffEvent:
     """Changes between update ids ``first_update_id`` and ``last_update_id``; qty 0 removes a level."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from udfs.events import to_float
 from udfs.order_book import OrderBook
+from udfs.pickling import fast_state
 from udfs.trade_window import TradeBuffer, WindowStats
 
 DEPTH_LEVELS = (1, 5, 10)  # depth imbalance is reported over the top 1, 5 and 10 levels
@@ -30,6 +31,7 @@ FEATURE_NAMES = (
 )
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class BookTop:
     """What features need from one book state: best prices and cumulative depth."""
@@ -81,6 +83,7 @@ def order_flow_contribution(prev: BookTop, cur: BookTop) -> float:
     return e
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     top: BookTop

@@ -12,8 +12,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from udfs.events import TradesEvent, to_float
+from udfs.pickling import fast_state
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class TradePoint:
     time_us: int
@@ -22,6 +24,7 @@ class TradePoint:
     sign: int  # +1 taker buy, -1 taker sell
 
 
+@fast_state
 @dataclass(frozen=True, slots=True)
 class WindowStats:
     count: int
