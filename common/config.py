@@ -165,9 +165,9 @@ class FlinkJobConfig(_Section):
     getrecords_interval_ms: int = Field(50, gt=0)
     bundle_size: int = Field(200, gt=0)
     bundle_time_ms: int = Field(10, gt=0)
-    buffer_timeout_ms: int = Field(5, ge=0)
+    buffer_timeout_ms: int = Field(5, ge=0)  # network buffer flush; Flink's default 100 ms dominates freshness
     metrics_reporter_ports: str = "9250-9260"  # Flink's Prometheus reporter; a range: JM and TM may share a host
-    execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded  # network buffer flush; Flink's default 100 ms dominates freshness
+    execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded in the JVM
 
 
 class ReanchorConfig(_Section):

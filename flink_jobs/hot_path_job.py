@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import site
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +49,6 @@ from flink_jobs.hot_path_state import (
     late_write,
 )
 from udfs import envelope, sbe
-from udfs.events import BestBidAskEvent
 
 log = logging.getLogger("hot_path_job")
 
@@ -82,6 +82,7 @@ class DecodeRecord(ProcessFunction):
         self.dead_letters = CumulativeCount(group, "deadLetters")
         self.decoded = {name: group.add_group("eventType", name).counter("eventsIn")
                         for name in ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")}
+        self.best_bid_asks = self.decoded["BestBidAskEvent"]
 
     def process_element(self, value: str, ctx: ProcessFunction.Context):
         now_us = time.time_ns() // 1000
@@ -93,14 +94,18 @@ class DecodeRecord(ProcessFunction):
             return
         batches: dict[str, DecodedBatch] = {}
         for env in frames:
-            event = sbe.decode(env.frame)
+            if sbe.template_of(env.frame) == sbe.TEMPLATE_BEST_BID_ASK:  # ~2/3 of all frames; features use the depth book
+                event = sbe.check_best_bid_ask(env.frame)  # checked and counted, not built
+                if event is None:
+                    self.best_bid_asks.inc()
+                    continue
+            else:
+                event = sbe.decode(env.frame)
             if isinstance(event, sbe.DecodeError):
                 self.dead_letters.inc()
                 yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us)
                 continue
             self.decoded[type(event).__name__].inc()
-            if isinstance(event, BestBidAskEvent):
-                continue  # counted; features use the depth book, and these are ~2/3 of all events
             batch = batches.setdefault(event.symbol, DecodedBatch(event.symbol, [], []))
             batch.events.append(event)
             batch.receipts.append(env.receipt_time_us)
@@ -142,10 +147,13 @@ class HotPathFunction(KeyedProcessFunction):
         changed = False
         writes: list[RedisWrite] = []
         interval_us = self.emit_interval_ms * 1000
+        book_changed_at = None  # (event time, receipt) of the last book change: one ob: write per batch
         for event, receipt in zip(value.events, value.receipts):
-            result = st.on_event(event, receipt)
+            result = st.on_event(event, receipt, write_book=False)
             changed |= result.changed
             writes.extend(result.writes)
+            if result.book_time_us is not None:
+                book_changed_at = (result.book_time_us, receipt)
             if event.event_time_us:
                 boundary_us = st.timer_to_register(event.event_time_us, interval_us)
                 if boundary_us is not None:
@@ -157,6 +165,8 @@ class HotPathFunction(KeyedProcessFunction):
             if result.late:
                 self.late.inc()  # windows up to that boundary are already written: record it, do not drop silently
                 yield LATE_TAG, late_write(event, receipt, st.last_boundary_us)
+        if book_changed_at is not None:
+            writes.append(st.book_write(*book_changed_at))
         book = st.sync.book
         if book is not None:
             self.last_update_id = book.last_update_id
@@ -328,6 +338,10 @@ def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_fi
     os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
     if not managed and "FLINK_HOME" not in os.environ:  # the mini cluster: its classpath, with the reporter
         os.environ.update(state_storage.mini_cluster_environment())
+    if not managed and settings.flink.execution_mode == "thread":
+        # thread mode embeds CPython in the JVM (PEMJA); it starts from the base interpreter, which
+        # does not see a virtualenv's packages ("No module named 'pemja'"): hand them over by path
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), *site.getsitepackages()]))
     env = StreamExecutionEnvironment.get_execution_environment(job_configuration(settings, managed))
     if not managed:
         state_storage.initialize_mini_cluster_filesystems(settings)

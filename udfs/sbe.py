@@ -198,6 +198,36 @@ def decode(frame: bytes) -> MarketEvent | DecodeError:
         return DecodeError(exc.kind, exc.detail, template_id)
 
 
+def template_of(frame: bytes) -> int | None:
+    """The header's templateId, or None for a frame too short to have a header."""
+    return _HEADER.unpack_from(frame)[1] if len(frame) >= _HEADER.size else None
+
+
+def check_best_bid_ask(frame: bytes) -> DecodeError | None:
+    """Structure of a bestBidAsk frame (header, block, symbol, length) without building the event.
+
+    The hot path only counts these (~2/3 of all frames; features use the depth book), so it
+    checks what decoding would refuse structurally and skips the price/quantity conversion
+    (~6 µs -> ~2 µs a frame). Exponents of a frame nobody reads are not checked.
+    """
+    reader = _Reader(bytes(frame))
+    try:
+        block_length, template_id, schema_id, version = reader.take(_HEADER)
+        if schema_id != SCHEMA_ID:
+            return DecodeError(DecodeErrorKind.WRONG_SCHEMA, f"schemaId {schema_id} (version {version}), expected {SCHEMA_ID}", template_id)
+        if template_id != TEMPLATE_BEST_BID_ASK:
+            return DecodeError(DecodeErrorKind.UNKNOWN_TEMPLATE, f"templateId {template_id}, expected bestBidAsk", template_id)
+        if block_length < _BBA_BLOCK.size:
+            return DecodeError(DecodeErrorKind.BLOCK_TOO_SHORT, f"bestBidAsk blockLength {block_length} < {_BBA_BLOCK.size}", template_id)
+        reader.pos += block_length
+        reader.symbol()
+        if version == SCHEMA_VERSION and reader.pos != len(reader.buf):
+            return DecodeError(DecodeErrorKind.TRAILING_BYTES, f"{len(reader.buf) - reader.pos} bytes after symbol", template_id)
+        return None
+    except _Invalid as exc:
+        return DecodeError(exc.kind, exc.detail, TEMPLATE_BEST_BID_ASK)
+
+
 # --------------------------------------------------------------------------- encode
 
 

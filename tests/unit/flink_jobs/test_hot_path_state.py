@@ -129,3 +129,45 @@ def test_each_boundary_is_registered_once_and_a_late_event_registers_none():
     fired = fire_boundaries([0, 100_000, 100_000, 900_000, 950_000, 300_000, 1_600_000], registrations=registrations)
     assert fired == [500_000, 1_000_000], fired
     assert sorted(registrations) == [500_000, 1_000_000, 1_500_000, 2_000_000], registrations  # each once
+
+
+def test_a_batch_writes_the_book_once_and_equal_to_per_diff_writing(spot_events):
+    """The job applies a record's diffs with write_book=False and writes ob: once at the end:
+    that hash must equal the last of the per-diff writes, and the features must not change."""
+    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
+             and c.event.last_update_id > snapshot.book_update_id][:40]
+    per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
+    per_diff.on_event(snapshot)
+    batched.on_event(snapshot)
+    last_write = None
+    for i, diff in enumerate(diffs):
+        last_write = per_diff.on_event(diff, receipt_time_us=i).writes[-1]
+        result = batched.on_event(diff, receipt_time_us=i, write_book=False)
+        assert result.writes == [] and result.book_time_us == diff.event_time_us
+    assert batched.book_write(diffs[-1].event_time_us, len(diffs) - 1) == last_write
+    assert last_write.fields["last_update_id"] == str(diffs[-1].last_update_id)
+    boundary = (diffs[-1].event_time_us // 500_000 + 1) * 500_000
+    assert batched.on_boundary(boundary, 0) == per_diff.on_boundary(boundary, 0)
+
+
+def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_events):
+    import pickle
+
+    import cloudpickle
+    from sortedcontainers import SortedDict
+
+    from udfs.order_book import OrderBook
+
+    st = SymbolState("BTCUSDT")
+    for c in spot_events[:3000]:
+        st.on_event(c.event)
+        if c.event.event_time_us:
+            st.timer_to_register(c.event.event_time_us, 500_000)
+    copy = pickle.loads(cloudpickle.dumps(st))  # PyFlink's state coder is cloudpickle
+    assert copy.sync.book == st.sync.book and list(copy.sync.recent) == list(st.sync.recent)
+    assert list(copy.history.entries) == list(st.history.entries) and copy.trades.points == st.trades.points
+    assert copy.pending_timers == st.pending_timers and copy.last_diff_time_us == st.last_diff_time_us
+    old = OrderBook.__new__(OrderBook)  # a checkpoint written before the int64 arrays: (dict, dict, id)
+    old.__setstate__((dict(st.sync.book.bids), dict(st.sync.book.asks), st.sync.book.last_update_id))
+    assert old == st.sync.book and isinstance(old.bids, SortedDict)

@@ -135,3 +135,39 @@ def test_mutated_real_frames_never_raise(event, data):
         frame[pos] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(frame)))
     sbe.decode(bytes(frame[:cut]))
+
+
+# ----------------------------------------------------------------------------- bestBidAsk structure check
+BBA_ROOT = struct.pack("<qqbbqqqq", 1_000_000, 50093239212, -2, -8, 6183763, 378826000, 6183764, 154698000)
+
+
+def test_best_bid_ask_check_accepts_a_well_formed_frame_and_names_each_defect():
+    assert sbe.template_of(header(50, 10001) + BBA_ROOT + symbol()) == sbe.TEMPLATE_BEST_BID_ASK
+    assert sbe.check_best_bid_ask(header(50, 10001) + BBA_ROOT + symbol()) is None
+    assert sbe.template_of(b"\x32\x00\x11") is None
+    cases = {
+        DecodeErrorKind.WRONG_SCHEMA: header(50, 10001, schema=2) + BBA_ROOT + symbol(),
+        DecodeErrorKind.BLOCK_TOO_SHORT: header(49, 10001) + BBA_ROOT[:49] + symbol(),
+        DecodeErrorKind.TRUNCATED: header(50, 10001) + BBA_ROOT + symbol()[:-2],
+        DecodeErrorKind.TRAILING_BYTES: header(50, 10001) + BBA_ROOT + symbol() + b"\x00",
+        DecodeErrorKind.BAD_SYMBOL: header(50, 10001) + BBA_ROOT + symbol("\x01\x02"),
+    }
+    assert {kind: sbe.check_best_bid_ask(frame).kind for kind, frame in cases.items()} == {k: k for k in cases}
+
+
+@given(bba_events, st.data())
+def test_best_bid_ask_check_refuses_what_decoding_refuses_structurally(event, data):
+    """The check skips only the exponent conversion: on mutated real frames it agrees with
+    decode except where decode refuses an exponent alone."""
+    frame = bytearray(sbe.encode(event))
+    for _ in range(data.draw(st.integers(0, 4))):
+        pos = data.draw(st.integers(0, len(frame) - 1))
+        frame[pos] = data.draw(st.integers(0, 255))
+    frame = bytes(frame[:data.draw(st.integers(0, len(frame)))])
+    decoded, checked = sbe.decode(frame), sbe.check_best_bid_ask(frame)
+    if isinstance(decoded, BestBidAskEvent):
+        assert checked is None
+    elif decoded.kind is DecodeErrorKind.BAD_EXPONENT:
+        assert checked is None
+    elif decoded.kind is not DecodeErrorKind.UNKNOWN_TEMPLATE:  # a mutated templateId: the job decodes those fully
+        assert checked is not None and checked.kind is decoded.kind
