@@ -87,6 +87,15 @@ class FreshnessSampler(threading.Thread):
                 self.sample_times.append(time.time())
             time.sleep(self.poll_s)
 
+    def reset(self) -> None:
+        """Forget the samples so far (a warm-up's); the last update id seen is kept."""
+        self.samples_ms.clear()
+        self.sample_times.clear()
+
+    @property
+    def last_update_id(self) -> int:
+        return int(self._last_id or 0)
+
     def stop(self) -> None:
         self._halt.set()
         if self.is_alive():

@@ -1,24 +1,92 @@
-"""Hot-path throughput: the highest replay rate at which freshness P99 stays under 1 s.
+"""Hot-path throughput: the highest sustained rate at which freshness P99 stays under 1 s.
 
-    python bench/throughput.py [--speeds 20,50,100,0] [--seconds 60]
+    python bench/throughput.py [--rates 2000,4000,6000,8000,max] [--source kinesis|exchange]
+                               [--set flink.bundle_time_ms=50 ...] [--compare KEY=VALUE ...]
+                               [--repeat 3] [--seconds 120]
 
-For each speed (0 = as fast as the ingestor takes frames) a fresh pipeline replays the
-real spot capture; the job is consuming before the replay starts. Per step: events/s
-delivered end to end (capture events / time from replay start until the job's book
-reached the exchange's last update id) and freshness percentiles. Prints one JSON line
-last: events_per_s and freshness_p99_ms of the best step under 1 s, plus every step.
+``--source kinesis`` (default): the Flink job alone. A fresh mini-cluster job per step;
+the real spot capture's frames are put into Kinesis by ``kinesis_feed`` (aggregated and
+stamped as the ingestor does), a warm-up slice at 1,500 events/s first, then the rest at
+the step's rate (``max``: all at once, the job's catch-up capacity). Freshness is ingestor
+receipt -> ``ob:`` write, sampled after the warm-up.
+
+``--source exchange``: the whole pipeline (simulator, WebSocket ingestor, Kinesis, Flink,
+Redis) per step, rates given as replay speeds (0 = as fast as the ingestor takes frames).
+
+``--set`` overrides a config key for every step; ``--compare`` runs a variant beside the
+baseline, interleaved, and reports its medians as ratios (knob effects on a noisy machine).
+Prints one JSON line last: events_per_s and freshness_p99_ms of the baseline's best rate
+whose median P99 stays under 1 s, the capacity (best median of any rate), every step.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
+from contextlib import contextmanager
 
 from harness import FreshnessSampler, StackGuard, emit
 
-from deploy.local.pipeline import Pipeline, get_json
+from bench.kinesis_feed import KinesisFeed, load_capture
+from deploy.local.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
+
+WARMUP_EVENTS = 15_000
+WARMUP_RATE = 1_500.0
+P99_LIMIT_MS = 1_000.0
 
 
-def run_step(speed: float, budget_s: float) -> dict:
+@contextmanager
+def overrides(pairs: list[str]):
+    """``section.key=value`` as the typed config's environment overrides, for the processes we start."""
+    env = {"BTCPRED_" + key.replace(".", "__").upper(): value for key, value in (p.split("=", 1) for p in pairs)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def kinesis_step(rate: float | None, budget_s: float, capture) -> dict:
+    pipeline = Pipeline(speed=1.0, mini_cluster=True)
+    sampler = FreshnessSampler()
+    measured = capture.frames[WARMUP_EVENTS:]
+    try:
+        pipeline.reset_hot_state()
+        pipeline.create_stream()
+        pipeline.start_job()
+        pipeline.wait_for_job()
+        settings = pipeline.settings  # the ingestor's aggregation knobs apply to the feed
+        feed = KinesisFeed(settings, pipeline.stream, settings.exchange.symbol,
+                           linger_s=settings.ingestor.batch_linger_ms / 1000,
+                           max_frames_per_record=settings.ingestor.max_frames_per_record)
+        sampler.start()
+        feed.anchor(capture)
+        feed.send(capture.frames[:WARMUP_EVENTS], WARMUP_RATE)
+        time.sleep(2.0)
+        sampler.reset()
+        started = time.monotonic()
+        send_s = feed.send(measured, rate)
+        while time.monotonic() - started < budget_s and sampler.last_update_id != capture.last_update_id:
+            pipeline.check_alive()
+            time.sleep(0.01)
+        elapsed = time.monotonic() - started
+    finally:
+        pipeline.stop()
+        sampler.stop()
+    complete = sampler.last_update_id == capture.last_update_id
+    return {"rate": rate or "max", "events": len(measured), "send_s": round(send_s, 2), "seconds": round(elapsed, 2),
+            "events_per_s": round(len(measured) / elapsed, 1), "complete": complete,
+            "freshness_p50_ms": sampler.summary()["p50_ms"], "freshness_p99_ms": sampler.summary()["p99_ms"],
+            "samples": sampler.summary()["samples"]}
+
+
+def exchange_step(speed: float, budget_s: float) -> dict:
     pipeline = Pipeline(speed=speed, mini_cluster=True)
     sampler = FreshnessSampler()
     try:
@@ -32,11 +100,11 @@ def run_step(speed: float, budget_s: float) -> dict:
             status = get_json(f"{pipeline.sim_url}/sim/status")
             if started is None and status["position"] > 0:
                 started = time.monotonic()
-            if status["finished"] and sampler._last_id and int(sampler._last_id) == status["last_update_id"]:
+            if status["finished"] and sampler.last_update_id == status["last_update_id"]:
                 break
             time.sleep(0.05)
         elapsed = time.monotonic() - (started or time.monotonic())
-        complete = bool(status.get("finished")) and sampler._last_id and int(sampler._last_id) == status["last_update_id"]
+        complete = bool(status.get("finished")) and sampler.last_update_id == status["last_update_id"]
     finally:
         pipeline.stop()
         sampler.stop()
@@ -46,21 +114,62 @@ def run_step(speed: float, budget_s: float) -> dict:
             "complete": bool(complete), "freshness_p50_ms": summary["p50_ms"], "freshness_p99_ms": summary["p99_ms"]}
 
 
+def median_steps(steps: list[dict]) -> list[dict]:
+    """Per variant and rate: medians of the repeats (this machine is noisy; single runs mislead)."""
+    groups: dict[tuple, list[dict]] = {}
+    for step in steps:
+        groups.setdefault((step["variant"], step.get("rate", step.get("speed"))), []).append(step)
+    out = []
+    for (variant, rate), runs in groups.items():
+        done = [r for r in runs if r["complete"]]
+        med = lambda key: round(statistics.median(r[key] for r in done), 1) if done else None  # noqa: E731
+        out.append({"variant": variant, "rate": rate, "runs": len(runs), "complete": len(done) == len(runs),
+                    "events_per_s": med("events_per_s"), "freshness_p50_ms": med("freshness_p50_ms"),
+                    "freshness_p99_ms": med("freshness_p99_ms")})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--speeds", default="20,50,100,0")
-    parser.add_argument("--seconds", type=float, default=90.0, help="time budget per step (replay + catch-up)")
+    parser.add_argument("--source", choices=("kinesis", "exchange"), default="kinesis")
+    parser.add_argument("--rates", default=None,
+                        help="events/s per step, 'max' = all at once (kinesis; default 2000,4000,6000,8000,max); "
+                             "replay speeds, 0 = unthrottled (exchange; default 20,50,100,0)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="config override for every step, e.g. flink.bundle_time_ms=50")
+    parser.add_argument("--compare", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a variant run beside the baseline (interleaved, --repeat times): knob effects as ratios")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per step; medians are reported")
+    parser.add_argument("--seconds", type=float, default=120.0, help="time budget per step after the warm-up")
     args = parser.parse_args()
+    variants = [("baseline", [])] + [(kv, [kv]) for kv in args.compare]
     steps = []
-    with StackGuard():
-        for speed in (float(s) for s in args.speeds.split(",")):
-            step = run_step(speed, args.seconds)
-            steps.append(step)
-            print(step, flush=True)
-    ok = [s for s in steps if s["complete"] and s["freshness_p99_ms"] < 1000]
-    best = max(ok, key=lambda s: s["events_per_s"]) if ok else {"events_per_s": 0.0, "freshness_p99_ms": None, "speed": None}
-    emit({"benchmark": "throughput", "events_per_s": best["events_per_s"], "freshness_p99_ms": best["freshness_p99_ms"],
-          "best_speed": best["speed"], "steps": steps})
+    with StackGuard(), overrides(args.set) as env:
+        capture = load_capture(DEFAULT_CAPTURE) if args.source == "kinesis" else None
+        for _ in range(args.repeat):
+            for name, pairs in variants:  # interleaved, so drift of the machine hits every variant alike
+                with overrides(pairs):
+                    for rate in (args.rates or ("2000,4000,6000,8000,max" if capture else "20,50,100,0")).split(","):
+                        if capture:
+                            step = kinesis_step(None if rate == "max" else float(rate), args.seconds, capture)
+                        else:
+                            step = exchange_step(float(rate), args.seconds)
+                        step["variant"] = name
+                        steps.append(step)
+                        print(step, flush=True)
+    medians = median_steps(steps)
+    base = [m for m in medians if m["variant"] == "baseline"]
+    ok = [m for m in base if m["complete"] and m["freshness_p99_ms"] < P99_LIMIT_MS]
+    best = max(ok, key=lambda m: m["events_per_s"]) if ok else {"events_per_s": 0.0, "freshness_p99_ms": None, "rate": None}
+    capacity = max((m["events_per_s"] for m in base if m["complete"]), default=0.0)
+    for m in medians:  # each variant against the baseline at the same rate
+        ref = next((b for b in base if b["rate"] == m["rate"]), None)
+        if m["variant"] != "baseline" and ref and ref["events_per_s"] and m["events_per_s"]:
+            m["events_per_s_ratio"] = round(m["events_per_s"] / ref["events_per_s"], 2)
+            m["freshness_p99_ratio"] = round(m["freshness_p99_ms"] / ref["freshness_p99_ms"], 2)
+    emit({"benchmark": "throughput", "source": args.source, "events_per_s": best["events_per_s"],
+          "freshness_p99_ms": best["freshness_p99_ms"], "best_rate": best["rate"], "capacity_events_per_s": capacity,
+          "repeat": args.repeat, "overrides": env, "medians": medians, "steps": steps})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""The hot path's Python work per frame, without Flink: the ceiling the job's capacity is measured against.
+
+    python bench/job_compute.py [--repeat 5] [--frames-per-record 200]
+
+Runs what the job's Python operators do for every Kinesis record of the real spot
+capture, in one process: envelope unpack, SBE decode (best bid/ask: the structure
+check), the per-symbol state machine with one ``ob:`` write per record, a boundary
+cut every 500 ms of event time, the coalesced write batch, and the keyed state
+pickled with cloudpickle once per record (PyFlink commits it once per bundle; per
+record is the pessimistic end). No Redis, no Beam, no JVM.
+
+Prints one JSON line last: median µs per frame for each part and in all, and the
+frames/s one core could sustain at that cost: what ``bench/throughput.py``'s
+capacity (the job in Flink) is a fraction of.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import cloudpickle
+from harness import emit
+
+from bench.kinesis_feed import load_capture
+from deploy.local.pipeline import DEFAULT_CAPTURE
+from flink_jobs.hot_path_state import SymbolState, coalesce
+from udfs import envelope, sbe
+
+INTERVAL_US = 500_000
+
+
+def records_of(frames: list[bytes], per_record: int) -> list[str]:
+    return [envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, 1, f) for f in frames[i:i + per_record]])
+            for i in range(0, len(frames), per_record)]
+
+
+def run_once(snapshot: bytes, records: list[str]) -> dict[str, float]:
+    """Seconds spent per part over the whole capture."""
+    spent = dict.fromkeys(("decode", "state", "boundaries", "pickle"), 0.0)
+    clock = time.perf_counter
+    st = SymbolState("BTCUSDT")
+    st.on_event(sbe.decode(snapshot), 0)
+    next_boundary = 0
+    for record in records:
+        t0 = clock()
+        events = []
+        for env in envelope.from_text(record):
+            if sbe.template_of(env.frame) == sbe.TEMPLATE_BEST_BID_ASK:
+                sbe.check_best_bid_ask(env.frame)
+                continue
+            events.append(sbe.decode(env.frame))
+        t1 = clock()
+        writes, book_at, latest = [], None, 0
+        for event in events:
+            result = st.on_event(event, 1, write_book=False)
+            writes.extend(result.writes)
+            if result.book_time_us is not None:
+                book_at = result.book_time_us
+            if event.event_time_us:
+                st.timer_to_register(event.event_time_us, INTERVAL_US)
+                latest = max(latest, event.event_time_us)
+        if book_at is not None:
+            writes.append(st.book_write(book_at, 1))
+        coalesce(writes)
+        t2 = clock()
+        next_boundary = next_boundary or (latest // INTERVAL_US + 1) * INTERVAL_US
+        while latest and latest - 200_000 > next_boundary:  # the watermark trails by the out-of-orderness bound
+            st.on_boundary(next_boundary, 0)
+            next_boundary = st.following_timer(next_boundary, INTERVAL_US) or next_boundary + INTERVAL_US
+        t3 = clock()
+        cloudpickle.dumps(st)
+        t4 = clock()
+        spent["decode"] += t1 - t0
+        spent["state"] += t2 - t1
+        spent["boundaries"] += t3 - t2
+        spent["pickle"] += t4 - t3
+    return spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--frames-per-record", type=int, default=200)
+    args = parser.parse_args()
+    capture = load_capture(DEFAULT_CAPTURE)
+    records = records_of(capture.frames, args.frames_per_record)
+    runs = [run_once(capture.snapshot, records) for _ in range(args.repeat)]
+    n = len(capture.frames)
+    per_frame = {part: round(statistics.median(r[part] for r in runs) / n * 1e6, 2) for part in runs[0]}
+    total = round(statistics.median(sum(r.values()) for r in runs) / n * 1e6, 2)
+    emit({"benchmark": "job_compute", "frames": n, "records": len(records), "repeat": args.repeat,
+          "us_per_frame": per_frame, "total_us_per_frame": total, "one_core_frames_per_s": round(1e6 / total)})
+
+
+if __name__ == "__main__":
+    main()
