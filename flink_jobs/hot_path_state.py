@@ -35,12 +35,6 @@ class DecodedBatch(StdlibPickled):
         self.events = events
         self.receipts = receipts
 
-    def _pickled_state(self) -> tuple:
-        return self.symbol, self.events, self.receipts
-
-    def _restore_state(self, state: tuple) -> None:
-        self.symbol, self.events, self.receipts = state
-
     @property
     def event_time_ms(self) -> int:
         return max((e.event_time_us for e in self.events), default=0) // 1000
@@ -78,7 +72,8 @@ class EventResult:
 
 
 @dataclass(slots=True)
-class SymbolState(StdlibPickled):
+class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, not cloudpickle
+    # (state written by earlier versions, pickled field by field, still restores)
     symbol: str
     sync: BookSynchronizer = None  # type: ignore[assignment]
     trades: TradeBuffer = field(default_factory=TradeBuffer)
@@ -91,15 +86,6 @@ class SymbolState(StdlibPickled):
     def __post_init__(self) -> None:
         if self.sync is None:
             self.sync = BookSynchronizer(self.symbol)
-
-    # keyed state is committed after every bundle: pickled by the C pickler, not cloudpickle
-    # (state written by earlier versions, pickled field by field, still restores)
-    def _pickled_state(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def _restore_state(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state):
-            setattr(self, name, value)
 
     def on_event(self, event: MarketEvent, receipt_time_us: int | None = None, write_book: bool = True) -> EventResult:
         """Apply one event in stream order; returns the writes it causes, a gap, or a late flag.

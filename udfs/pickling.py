@@ -44,15 +44,17 @@ def _restore(cls: type, blob: bytes):
 
 
 class StdlibPickled:
-    """Mixin: pickle as ``(class, bytes)`` where the bytes hold ``_pickled_state()`` (C pickler)."""
+    """Mixin for a slotted class: pickle as ``(class, bytes)``, the bytes the C pickler's
+    dump of the slot values in ``__slots__`` order."""
 
     __slots__ = ()
 
-    def _pickled_state(self) -> object:
-        raise NotImplementedError
+    def _pickled_state(self) -> tuple:
+        return tuple(getattr(self, name) for name in type(self).__slots__)
 
-    def _restore_state(self, state: object) -> None:
-        raise NotImplementedError
+    def _restore_state(self, state: tuple) -> None:
+        for name, value in zip(type(self).__slots__, state):
+            setattr(self, name, value)
 
     def __reduce__(self):
         return _restore, (type(self), pickle.dumps(self._pickled_state(), protocol=pickle.HIGHEST_PROTOCOL))
