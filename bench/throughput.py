@@ -80,10 +80,10 @@ def kinesis_step(rate: float | None, budget_s: float, capture) -> dict:
         pipeline.stop()
         sampler.stop()
     complete = sampler.last_update_id == capture.last_update_id
+    summary = sampler.summary()
     return {"rate": rate or "max", "events": len(measured), "send_s": round(send_s, 2), "seconds": round(elapsed, 2),
             "events_per_s": round(len(measured) / elapsed, 1), "complete": complete,
-            "freshness_p50_ms": sampler.summary()["p50_ms"], "freshness_p99_ms": sampler.summary()["p99_ms"],
-            "samples": sampler.summary()["samples"]}
+            "freshness_p50_ms": summary["p50_ms"], "freshness_p99_ms": summary["p99_ms"], "samples": summary["samples"]}
 
 
 def exchange_step(speed: float, budget_s: float) -> dict:
