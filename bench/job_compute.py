@@ -4,8 +4,8 @@
 
 Runs what the job's Python operators do for every Kinesis record of the real spot
 capture, in one process: envelope unpack, SBE decode (best bid/ask: the structure
-check), the per-symbol state machine with one ``ob:`` write per record, a boundary
-cut every 500 ms of event time, the coalesced write batch, and the keyed state
+check), ``SymbolState.on_batch`` (the state machine, one ``ob:`` write per record, the
+coalesced write batch: the job's own call), a boundary cut every 500 ms of event time, and the keyed state
 pickled with cloudpickle once per record (PyFlink commits it once per bundle; per
 record is the pessimistic end). No Redis, no Beam, no JVM.
 
@@ -24,7 +24,7 @@ from harness import emit
 
 from bench.kinesis_feed import load_capture
 from deploy.local.pipeline import DEFAULT_CAPTURE
-from flink_jobs.hot_path_state import SymbolState, coalesce
+from flink_jobs.hot_path_state import SymbolState
 from udfs import envelope, sbe
 
 INTERVAL_US = 500_000
@@ -51,19 +51,9 @@ def run_once(snapshot: bytes, records: list[str]) -> dict[str, float]:
                 continue
             events.append(sbe.decode(env.frame))
         t1 = clock()
-        writes, book_at, latest = [], None, 0
-        for event in events:
-            result = st.on_event(event, 1, write_book=False)
-            writes.extend(result.writes)
-            if result.book_time_us is not None:
-                book_at = result.book_time_us
-            if event.event_time_us:
-                st.timer_to_register(event.event_time_us, INTERVAL_US)
-                latest = max(latest, event.event_time_us)
-        if book_at is not None:
-            writes.append(st.book_write(book_at, 1))
-        coalesce(writes)
+        st.on_batch(events, [1] * len(events), INTERVAL_US)  # what HotPathFunction.process_element runs
         t2 = clock()
+        latest = max((e.event_time_us for e in events), default=0)
         next_boundary = next_boundary or (latest // INTERVAL_US + 1) * INTERVAL_US
         while latest and latest - 200_000 > next_boundary:  # the watermark trails by the out-of-orderness bound
             st.on_boundary(next_boundary, 0)

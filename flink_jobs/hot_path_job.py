@@ -39,15 +39,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import RedisConfig, Settings
 from flink_jobs import redis_writer, runtime_properties, state_storage
-from flink_jobs.hot_path_state import (
-    DecodedBatch,
-    RedisWrite,
-    SymbolState,
-    coalesce,
-    dead_letter_write,
-    gap_write,
-    late_write,
-)
+from flink_jobs.hot_path_state import DecodedBatch, RedisWrite, SymbolState, dead_letter_write
 from udfs import envelope, sbe
 
 log = logging.getLogger("hot_path_job")
@@ -144,29 +136,15 @@ class HotPathFunction(KeyedProcessFunction):
 
     def process_element(self, value: DecodedBatch, ctx: KeyedProcessFunction.Context):
         st = self._load(value.symbol)
-        changed = False
-        writes: list[RedisWrite] = []
-        interval_us = self.emit_interval_ms * 1000
-        book_changed_at = None  # (event time, receipt) of the last book change: one ob: write per batch
-        for event, receipt in zip(value.events, value.receipts):
-            result = st.on_event(event, receipt, write_book=False)
-            changed |= result.changed
-            writes.extend(result.writes)
-            if result.book_time_us is not None:
-                book_changed_at = (result.book_time_us, receipt)
-            if event.event_time_us:
-                boundary_us = st.timer_to_register(event.event_time_us, interval_us)
-                if boundary_us is not None:
-                    ctx.timer_service().register_event_time_timer(boundary_us // 1000)
-                    changed = True
-            if result.gap is not None:
-                self.gaps.inc()
-                yield GAP_TAG, gap_write(result.gap, receipt)
-            if result.late:
-                self.late.inc()  # windows up to that boundary are already written: record it, do not drop silently
-                yield LATE_TAG, late_write(event, receipt, st.last_boundary_us)
-        if book_changed_at is not None:
-            writes.append(st.book_write(*book_changed_at))
+        result = st.on_batch(value.events, value.receipts, self.emit_interval_ms * 1000)
+        for boundary_us in result.timers:
+            ctx.timer_service().register_event_time_timer(boundary_us // 1000)
+        for write in result.gap_writes:
+            self.gaps.inc()
+            yield GAP_TAG, write
+        for write in result.late_writes:
+            self.late.inc()
+            yield LATE_TAG, write
         book = st.sync.book
         if book is not None:
             self.last_update_id = book.last_update_id
@@ -174,10 +152,10 @@ class HotPathFunction(KeyedProcessFunction):
         self.stale_diffs = st.stale_diffs
         if st.sync.last_drift is not None:
             self.drift_levels = st.sync.last_drift.levels_mismatched
-        if changed:
+        if result.changed:
             self.state.update(st)
-        if writes:
-            yield coalesce(writes)
+        if result.writes:
+            yield result.writes
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         st = self._load(ctx.get_current_key())

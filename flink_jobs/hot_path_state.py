@@ -71,6 +71,17 @@ class EventResult:
     changed: bool = True  # False: state untouched, nothing to persist
 
 
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one Kinesis record's events did: the operator turns it into outputs and timers."""
+
+    writes: list[RedisWrite]  # coalesced: one ob: hash at most, stream entries in order
+    gap_writes: list[RedisWrite]  # for the gap side output, one per gap
+    late_writes: list[RedisWrite]  # for the late side output, one per late trade
+    timers: list[int]  # event-time boundaries (µs) to register a timer for
+    changed: bool  # False: state untouched, nothing to persist
+
+
 @dataclass(slots=True)
 class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, not cloudpickle
     # (state written by earlier versions, pickled field by field, still restores)
@@ -120,6 +131,34 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             return EventResult([])
         # BestBidAskEvent: bookUpdateId jumps are normal (stale ones are dropped), never a gap signal
         return EventResult([], changed=False)
+
+    def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int) -> BatchResult:
+        """Apply a record's events in order, writing the book once at the end (only its last
+        state reaches Redis), and collect the boundaries the events need a timer for."""
+        changed = False
+        writes: list[RedisWrite] = []
+        gap_writes: list[RedisWrite] = []
+        late_writes: list[RedisWrite] = []
+        timers: list[int] = []
+        book_changed_at = None  # (event time, receipt) of the last book change
+        for event, receipt in zip(events, receipts):
+            result = self.on_event(event, receipt, write_book=False)
+            changed |= result.changed
+            writes.extend(result.writes)
+            if result.book_time_us is not None:
+                book_changed_at = (result.book_time_us, receipt)
+            if event.event_time_us:
+                boundary_us = self.timer_to_register(event.event_time_us, interval_us)
+                if boundary_us is not None:
+                    timers.append(boundary_us)
+                    changed = True
+            if result.gap is not None:
+                gap_writes.append(gap_write(result.gap, receipt))
+            if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
+                late_writes.append(late_write(event, receipt, self.last_boundary_us))
+        if book_changed_at is not None:
+            writes.append(self.book_write(*book_changed_at))
+        return BatchResult(coalesce(writes), gap_writes, late_writes, timers, changed)
 
     def timer_to_register(self, event_time_us: int, interval_us: int) -> int | None:
         """The boundary after ``event_time_us`` unless a timer for it is pending or it has been cut.

@@ -171,3 +171,24 @@ def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_e
     old = OrderBook.__new__(OrderBook)  # a checkpoint written before the int64 arrays: (dict, dict, id)
     old.__setstate__((dict(st.sync.book.bids), dict(st.sync.book.asks), st.sync.book.last_update_id))
     assert old == st.sync.book and isinstance(old.bids, SortedDict)
+
+
+def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_events):
+    """What the job's operator runs per record: one ob: hash equal to the per-diff path's last,
+    a gap record for the dropped diff, and each boundary needing a timer once."""
+    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
+             and c.event.last_update_id > snapshot.book_update_id][:30]
+    record = diffs[:10] + diffs[11:]  # diff 10 lost: one gap
+    per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
+    per_diff.on_event(snapshot)
+    batched.on_event(snapshot)
+    last = [per_diff.on_event(d, receipt_time_us=i).writes[-1] for i, d in enumerate(record)][-1]
+    result = batched.on_batch(record, list(range(len(record))), 500_000)
+    assert result.writes == [last] and result.changed
+    assert [(w.fields["expected_update_id"], w.fields["first_update_id"]) for w in result.gap_writes] == [
+        (str(diffs[9].last_update_id + 1), str(diffs[11].first_update_id))]
+    assert result.late_writes == []
+    expected = sorted({(d.event_time_us // 500_000 + 1) * 500_000 for d in record})
+    assert result.timers == expected and batched.pending_timers == set(expected)
+    assert batched.on_batch(record[-1:], [0], 500_000).timers == []  # registered once
