@@ -124,6 +124,8 @@ class HotPathFunction(KeyedProcessFunction):
         self.stale_diffs = 0
         self.drift_levels = 0
         self.emit_lag_ms = 0
+        self.boundaries_skipped = 0
+        group.gauge("boundariesSkipped", lambda: self.boundaries_skipped)
         group.gauge("lastBookUpdateId", lambda: self.last_update_id)
         group.gauge("bookLevels", lambda: self.book_levels)
         group.gauge("staleDiffs", lambda: self.stale_diffs)
@@ -160,7 +162,8 @@ class HotPathFunction(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         st = self._load(ctx.get_current_key())
         now_us = time.time_ns() // 1000
-        writes = st.on_boundary(timestamp * 1000, now_us)
+        writes = st.on_boundary(timestamp * 1000, now_us, self.emit_interval_ms * 1000)
+        self.boundaries_skipped = st.boundaries_skipped
         self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
         if ctx.timer_service().current_watermark() < END_OF_INPUT_WATERMARK:  # a bounded input ends the chain
             following = st.following_timer(timestamp * 1000, self.emit_interval_ms * 1000)

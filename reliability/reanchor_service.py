@@ -61,6 +61,7 @@ class Outcome:
     reason: str
     ok: bool
     snapshot_update_id: int | None
+    in_band_update_ids: tuple[int, ...]  # every snapshot this run put in band, in stream order
     attempts: int
     duration_s: float
 
@@ -113,6 +114,7 @@ class Reanchorer:
             return None
         IN_PROGRESS.labels(self.symbol).set(1)
         snapshot_id, attempts, ok = None, 0, False
+        in_band: list[int] = []  # an earlier attempt's snapshot may be the one that heals the book
         try:
             while attempts < self.cfg.max_attempts and not ok:
                 attempts += 1
@@ -132,6 +134,7 @@ class Reanchorer:
                     await self._valid_past(snapshot_id, self.cfg.attempt_timeout_s)
                 data = envelope.to_text(snapshot_envelope(snap)).encode()
                 await asyncio.to_thread(self.writer.put, [Record(data, self.symbol)])
+                in_band.append(snapshot_id)
                 await self.redis.pexpire(key, self.cfg.lock_ttl_ms)
                 waited = await self._wait_valid(snapshot_id, self.cfg.attempt_timeout_s, drift_check=reason == "verify")
                 if waited is None:  # this run now re-anchors for the gap, with a fresh snapshot
@@ -145,12 +148,13 @@ class Reanchorer:
         finally:
             await self.redis.delete(key)
             IN_PROGRESS.labels(self.symbol).set(0)
-        outcome = Outcome(reason, ok, snapshot_id, attempts, time.time() - started)
+        outcome = Outcome(reason, ok, snapshot_id, tuple(in_band), attempts, time.time() - started)
         REANCHORS.labels(reason, "ok" if ok else "failed").inc()
         if ok:
             REANCHOR_SECONDS.labels(reason).observe(outcome.duration_s)
         await self.redis.xadd(rs.reanchor_log_key(self.symbol), {
             "reason": reason, "outcome": "ok" if ok else "failed", "snapshot_update_id": str(snapshot_id or ""),
+            "in_band_update_ids": ",".join(map(str, in_band)),
             "attempts": str(attempts), "started_at_us": str(int(started * 1e6)),
             "duration_ms": f"{outcome.duration_s * 1000:.1f}"}, maxlen=10_000, approximate=True)
         log.info("re-anchor (%s) %s after %d attempt(s), %.0f ms", reason, "done" if ok else "FAILED",

@@ -70,3 +70,53 @@ def test_gap_during_an_older_reanchor_gets_its_own(local_stack):
 def test_gap_healed_by_the_running_reanchor_is_coalesced(local_stack):
     fetched, pending, logged = asyncio.run(scenario(local_stack, healed_by_running=True))
     assert (fetched, pending, logged) == (0, 0, 0)
+
+
+class LaggingJob(ExchangeAndJob):
+    """REST answers a newer snapshot each time; the 'job' records what was put in band and
+    reaches each snapshot's id only later (as a stream behind REST does), still broken by a gap."""
+
+    def __init__(self, client: aioredis.Redis, next_id: int) -> None:
+        super().__init__(client, next_id)
+        self.in_band: list[int] = []
+
+    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
+        snapshot = await super().depth(symbol, limit)
+        self.next_id += 10
+        return snapshot
+
+    def put(self, records) -> None:
+        self.in_band.append(self.next_id - 10)
+        asyncio.run_coroutine_threadsafe(
+            self.client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "0", "last_update_id": str(self.next_id)}),
+            self.loop).result()
+
+
+async def drift_check_broken_by_a_gap(settings) -> tuple[list[int], dict[bytes, bytes]]:
+    client = aioredis.Redis.from_url(settings.redis.url)
+    await client.flushall()
+    job = LaggingJob(client, next_id=130)
+    job.loop = asyncio.get_running_loop()
+    service = Reanchorer(settings, client, job, job)
+    await client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": "130"})
+    check = asyncio.create_task(service.reanchor("verify"))
+    # the first snapshot (130) is in band, and the book is invalid: the check turns into a gap re-anchor,
+    # fetches 140 and puts it in band; the book then turns valid past 140
+    while len(job.in_band) < 2:
+        await asyncio.sleep(0.01)
+    await client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": "150"})
+    outcome = await asyncio.wait_for(check, 10)
+    assert outcome is not None and outcome.ok and outcome.reason == "gap"
+    [(_, logged)] = await client.xrange(rs.reanchor_log_key(SYMBOL))
+    await client.aclose()
+    return job.in_band, logged
+
+
+def test_the_log_names_every_snapshot_a_reanchor_put_in_band(local_stack):
+    """The fault test's stale-flag failure: a drift check's snapshot, taken after the gap, healed the
+    book, but the log named only the gap attempt's later snapshot, so the test's oracle thought the
+    book healed later than it did."""
+    in_band, logged = asyncio.run(drift_check_broken_by_a_gap(local_stack))
+    assert in_band == [130, 140]
+    assert logged[b"snapshot_update_id"] == b"140" and logged[b"in_band_update_ids"] == b"130,140"
+    assert logged[b"reason"] == b"gap" and logged[b"attempts"] == b"2"

@@ -192,3 +192,101 @@ def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_even
     expected = sorted({(d.event_time_us // 500_000 + 1) * 500_000 for d in record})
     assert result.timers == expected and batched.pending_timers == set(expected)
     assert batched.on_batch(record[-1:], [0], 500_000).timers == []  # registered once
+
+
+def _anchored_state(spot_events, n_events: int) -> tuple[SymbolState, int]:
+    """A state anchored on the capture's snapshot with ``n_events`` events applied; their last event time."""
+    st = SymbolState("BTCUSDT")
+    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    st.on_event(snapshot)
+    last = 0
+    for c in spot_events[:n_events]:
+        if not isinstance(c.event, DepthSnapshotEvent):
+            st.on_event(c.event)
+            last = max(last, c.event.event_time_us)
+    return st, last
+
+
+def _feathist_times(writes) -> list[int]:
+    return [int(w.fields["ts"]) for w in writes if w.key == "feathist:{BTCUSDT}"]
+
+
+def test_a_timer_that_overtakes_an_earlier_one_cuts_both_in_order_with_the_same_values(spot_events):
+    """The savepoint flake: boundary N's registration reached the JVM after N+500 ms had fired,
+    so N fired second and was a no-op, and its feathist entry was never written."""
+    in_order, overtaken = _anchored_state(spot_events, 3000)[0], None
+    overtaken, last = _anchored_state(spot_events, 3000)
+    n = (last // 500_000 - 2) * 500_000
+    for st in (in_order, overtaken):
+        assert _feathist_times(st.on_boundary(n - 500_000, 0, 500_000)) == [n - 500_000]
+    expected = in_order.on_boundary(n, 0, 500_000) + in_order.on_boundary(n + 500_000, 0, 500_000)
+    got = overtaken.on_boundary(n + 500_000, 0, 500_000)  # N's timer has not fired yet
+    assert _feathist_times(got) == [n, n + 500_000]
+    assert got == expected  # cut late, the overtaken boundary has exactly the values it would have had
+    assert overtaken.on_boundary(n, 0, 500_000) == []  # its registration arrives at last: nothing twice
+    assert overtaken.boundaries_skipped == 0
+
+
+def test_catch_up_is_bounded_and_counts_what_it_skips(spot_events):
+    from flink_jobs.hot_path_state import MAX_CATCH_UP
+
+    st, last = _anchored_state(spot_events, 2000)
+    n = (last // 500_000) * 500_000
+    st.on_boundary(n, 0, 500_000)
+    far = n + 1000 * 500_000  # an event time far ahead ran the watermark past 1000 boundaries
+    times = _feathist_times(st.on_boundary(far, 0, 500_000))
+    assert times == list(range(far - (MAX_CATCH_UP - 1) * 500_000, far + 1, 500_000))
+    assert st.boundaries_skipped == 1000 - MAX_CATCH_UP
+    # a time off the interval grid (or the first cut ever) cuts only itself
+    assert _feathist_times(st.on_boundary(far + 700_000, 0, 500_000)) == [far + 700_000]
+
+
+def test_state_written_before_a_field_was_appended_restores_with_its_default(spot_events):
+    import pickle
+
+    from udfs.pickling import _restore
+
+    st, _ = _anchored_state(spot_events, 500)
+    st.boundaries_skipped = 7
+    old_state = st._pickled_state()[:-1]  # the layout before boundaries_skipped existed
+    copy = _restore(SymbolState, pickle.dumps(old_state))
+    assert copy.boundaries_skipped == 0 and copy.sync.book == st.sync.book and copy.symbol == "BTCUSDT"
+
+
+def _snapshot_of(book, event_time_us: int) -> DepthSnapshotEvent:
+    return DepthSnapshotEvent("BTCUSDT", event_time_us, book.last_update_id,
+                              tuple(book.bids.items()), tuple(book.asks.items()))
+
+
+def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_from(spot_events):
+    """The fault test's sequence: two diffs dropped; the gap diff marks the book stale; a drift check's
+    snapshot taken after the drop (at the last dropped id, or past the gap) lands first and heals the
+    book; the gap path's later snapshot lands after it and keeps it valid. Features are flagged stale
+    exactly from the gap diff until the first of those snapshots."""
+    from udfs.order_book import OrderBook
+
+    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
+             and c.event.last_update_id > snapshot.book_update_id][:60]
+    exchange = OrderBook.from_snapshot(snapshot)  # the exchange's own book, every diff applied
+    books = []
+    for d in diffs:
+        exchange.apply_levels(d)
+        books.append(_snapshot_of(exchange, d.event_time_us))
+    for healer_index in (11, 14):  # at the last dropped diff (below the gap diff's id) / past the gap diff
+        st = SymbolState("BTCUSDT")
+        st.on_event(snapshot)
+        validity = []
+        for i, d in enumerate(diffs):
+            if i in (10, 11):
+                continue  # dropped by the exchange's stream
+            result = st.on_event(d)
+            assert (result.gap is not None) == (i == 12)
+            if i == 16:  # the drift check's snapshot lands (stream behind REST: diffs past it already applied)
+                assert st.on_event(books[healer_index]).writes
+            if i == 20:  # the gap path's later snapshot lands too
+                assert st.on_event(books[18]).writes
+            validity.append((i, st.sync.valid, st.history.entries[-1].valid))
+        assert [i for i, valid, _ in validity if not valid] == [12, 13, 14, 15]
+        assert all(valid == entry_valid for _, valid, entry_valid in validity)  # features see what the book is
+        assert st.sync.book == OrderBook.from_snapshot(books[-1])  # and it is the exchange's book
