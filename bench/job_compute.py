@@ -24,7 +24,7 @@ from harness import emit
 
 from bench.kinesis_feed import load_capture
 from deploy.local.pipeline import DEFAULT_CAPTURE
-from flink_jobs.hot_path_state import SymbolState
+from flink_jobs.hot_path_state import SymbolState, decode_record
 from udfs import envelope, sbe
 
 INTERVAL_US = 500_000
@@ -44,16 +44,12 @@ def run_once(snapshot: bytes, records: list[str]) -> dict[str, float]:
     next_boundary = 0
     for record in records:
         t0 = clock()
-        events = []
-        for env in envelope.from_text(record):
-            if sbe.template_of(env.frame) == sbe.TEMPLATE_BEST_BID_ASK:
-                sbe.check_best_bid_ask(env.frame)
-                continue
-            events.append(sbe.decode(env.frame))
+        batches = decode_record(record, 0).batches  # what the job's decode operator runs
         t1 = clock()
-        st.on_batch(events, [1] * len(events), INTERVAL_US)  # what HotPathFunction.process_element runs
+        for batch in batches:
+            st.on_batch(batch.events, batch.receipts, INTERVAL_US)  # what HotPathFunction.process_element runs
         t2 = clock()
-        latest = max((e.event_time_us for e in events), default=0)
+        latest = max((e.event_time_us for b in batches for e in b.events), default=0)
         next_boundary = next_boundary or (latest // INTERVAL_US + 1) * INTERVAL_US
         while latest and latest - 200_000 > next_boundary:  # the watermark trails by the out-of-orderness bound
             st.on_boundary(next_boundary, 0)

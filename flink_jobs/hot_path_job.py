@@ -39,8 +39,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import RedisConfig, Settings
 from flink_jobs import redis_writer, runtime_properties, state_storage
-from flink_jobs.hot_path_state import DecodedBatch, RedisWrite, SymbolState, dead_letter_write
-from udfs import envelope, sbe
+from flink_jobs.hot_path_state import EVENT_TYPES, DecodedBatch, RedisWrite, SymbolState, decode_record
 
 log = logging.getLogger("hot_path_job")
 
@@ -72,37 +71,18 @@ class DecodeRecord(ProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         group = runtime_context.get_metrics_group()
         self.dead_letters = CumulativeCount(group, "deadLetters")
-        self.decoded = {name: group.add_group("eventType", name).counter("eventsIn")
-                        for name in ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")}
-        self.best_bid_asks = self.decoded["BestBidAskEvent"]
+        self.decoded = {name: group.add_group("eventType", name).counter("eventsIn") for name in EVENT_TYPES}
 
     def process_element(self, value: str, ctx: ProcessFunction.Context):
-        now_us = time.time_ns() // 1000
-        try:
-            frames = envelope.from_text(value)
-        except envelope.EnvelopeError as exc:
-            self.dead_letters.inc()
-            yield DEAD_LETTER_TAG, dead_letter_write(f"envelope: {exc}", value, now_us)
-            return
-        batches: dict[str, DecodedBatch] = {}
-        for env in frames:
-            if sbe.template_of(env.frame) == sbe.TEMPLATE_BEST_BID_ASK:  # ~2/3 of all frames; features use the depth book
-                event = sbe.check_best_bid_ask(env.frame)  # checked and counted, not built
-                if event is None:
-                    self.best_bid_asks.inc()
-                    continue
-            else:
-                event = sbe.decode(env.frame)
-            if isinstance(event, sbe.DecodeError):
-                self.dead_letters.inc()
-                yield DEAD_LETTER_TAG, dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us)
-                continue
-            self.decoded[type(event).__name__].inc()
-            batch = batches.setdefault(event.symbol, DecodedBatch(event.symbol, [], []))
-            batch.events.append(event)
-            batch.receipts.append(env.receipt_time_us)
-        for batch in batches.values():
-            yield batch
+        record = decode_record(value, time.time_ns() // 1000)
+        for name, count in record.decoded.items():
+            if count:
+                self.decoded[name].inc(count)
+        if record.dead_letters:
+            self.dead_letters.inc(len(record.dead_letters))
+            for write in record.dead_letters:
+                yield DEAD_LETTER_TAG, write
+        yield from record.batches
 
 
 class EventTimeAssigner(TimestampAssigner):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from udfs import envelope, sbe
 from udfs import redis_schema as rs
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from udfs.features import WINDOWS_US, BookHistory, Snapshot, book_top, compute_snapshot
@@ -40,6 +41,50 @@ class DecodedBatch(StdlibPickled):
     @property
     def event_time_ms(self) -> int:
         return max((e.event_time_us for e in self.events), default=0) // 1000
+
+
+@dataclass(slots=True)
+class DecodedRecord:
+    """One Kinesis record taken apart: its frames per symbol, its dead letters, and counts for metrics."""
+
+    batches: list[DecodedBatch]
+    dead_letters: list["RedisWrite"]
+    decoded: dict[str, int]  # events per type name (bestBidAsk frames checked, not built, count too)
+
+
+EVENT_TYPES = ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")
+
+
+def decode_record(value: str, now_us: int) -> DecodedRecord:
+    """What the job's decode operator does with a record, free of Flink (the graph test's reference
+    and ``bench/job_compute.py`` run exactly this): an envelope that does not parse is one dead
+    letter; a frame that does not decode is one dead letter and its record goes on."""
+    out = DecodedRecord([], [], dict.fromkeys(EVENT_TYPES, 0))
+    try:
+        frames = envelope.from_text(value)
+    except envelope.EnvelopeError as exc:
+        out.dead_letters.append(dead_letter_write(f"envelope: {exc}", value, now_us))
+        return out
+    batches: dict[str, DecodedBatch] = {}
+    for env in frames:
+        if sbe.template_of(env.frame) == sbe.TEMPLATE_BEST_BID_ASK:  # ~2/3 of all frames; features use the depth book
+            event = sbe.check_best_bid_ask(env.frame)  # checked and counted, not built
+            if event is None:
+                out.decoded["BestBidAskEvent"] += 1
+                continue
+        else:
+            event = sbe.decode(env.frame)
+        if isinstance(event, sbe.DecodeError):
+            out.dead_letters.append(dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us))
+            continue
+        out.decoded[type(event).__name__] += 1
+        batch = batches.get(event.symbol)
+        if batch is None:
+            batch = batches[event.symbol] = DecodedBatch(event.symbol, [], [])
+            out.batches.append(batch)
+        batch.events.append(event)
+        batch.receipts.append(env.receipt_time_us)
+    return out
 
 
 @fast_state

@@ -83,3 +83,12 @@ def pg_engine(isolated_settings):
     engine = engine_for(isolated_settings.postgres)
     yield engine
     engine.dispose()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/unit is a ``unit`` test (pure code, no server, no JVM): the fast lane
+    (``scripts/test.sh --fast``) selects ``unit or jobgraph``."""
+    unit_dir = REPO / "tests" / "unit"
+    for item in items:
+        if unit_dir in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.unit)

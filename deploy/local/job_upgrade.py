@@ -64,7 +64,7 @@ class Continuity:
     events_lost: int = 0
     events_duplicated: int = 0
     duplicate_entries: int = 0
-    boundaries_missing: int = 0  # boundaries inside the live run with no feathist entry
+    boundaries_missing: list[int] = field(default_factory=list)  # boundaries inside the live run with no feathist entry
 
 
 def reference_cuts(capture: Path, symbol: str) -> dict[int, object]:
@@ -94,7 +94,7 @@ def compare_history(history: list[dict[str, str]], reference: dict[int, object],
         if ref is None:
             continue
         if live is None:
-            out.boundaries_missing += 1
+            out.boundaries_missing.append(ts)
             continue
         out.compared += 1
         if ts % 1_000_000 == 0:  # whole seconds: their 1 s windows tile the run, each trade counted once

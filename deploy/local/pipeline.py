@@ -264,6 +264,26 @@ class Pipeline:
                 return status, ob
             time.sleep(0.5)
 
+    def wait_final_boundary(self, client: redis.Redis, status: dict, timeout_s: float = 60) -> int:
+        """Until ``feat:`` holds the last boundary the replay's watermark must pass; returns its time.
+
+        The watermark trails the largest event time the job decodes by ``out_of_orderness_ms``;
+        ``last_event_time_us`` also counts bestBidAsk frames (up to one 100 ms diff interval
+        after the last diff or trade), so the boundary waited for is one that watermark surely passes.
+        """
+        cfg = self.settings.flink
+        interval_us = cfg.emit_interval_ms * 1000
+        reachable_us = status["last_event_time_us"] - (cfg.out_of_orderness_ms + 100) * 1000 - 1000
+        final_us = reachable_us // interval_us * interval_us
+        key = rs.feat_key(self.settings.exchange.symbol)
+        deadline = time.monotonic() + timeout_s
+        while int(client.hget(key, "ts") or 0) < final_us:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"feat: stopped at ts {client.hget(key, 'ts')} before the final boundary {final_us}")
+            self.check_alive()
+            time.sleep(0.1)
+        return final_us
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:

@@ -29,7 +29,7 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
         pipeline.start(wait_for_job=True)
         status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], status
-        time.sleep(2)  # the live job cuts the last boundaries
+        pipeline.wait_final_boundary(redis_client, status)
     finally:
         pipeline.stop()  # the archiver flushes its last frames to bronze on SIGTERM
     live = {int(e["ts"]): e for e in (decode(f) for _, f in redis_client.xrange("feathist:{BTCUSDT}"))}

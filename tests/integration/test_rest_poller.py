@@ -19,15 +19,24 @@ def test_polls_archive_depth_and_contiguous_agg_trades_and_resume_after_restart(
 
     async def scenario():
         sim = ReplayServer(spot_events, speed=20.0, start_on_first_client=False)
+
+        async def new_trades(count: int = 20, timeout_s: float = 30) -> None:
+            """Until the replay has made ``count`` more aggregate trades than at the call."""
+            target = len(sim.exchange.agg_trades) + count
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while len(sim.exchange.agg_trades) < target:
+                assert asyncio.get_running_loop().time() < deadline, f"replay stuck at {len(sim.exchange.agg_trades)} trades"
+                await asyncio.sleep(0.05)
+
         async with TestServer(sim.app()) as server, aiohttp.ClientSession() as session:
             rest = BinanceRest(str(server.make_url("")), session)
-            await asyncio.sleep(1.5)
+            await new_trades()
             first = RestPoller(isolated_settings, rest, lake)
             one = await first.poll_once()
-            await asyncio.sleep(1.5)
+            await new_trades()
             two = await first.poll_once()
             restarted = RestPoller(isolated_settings, rest, lake)  # a new process: state from S3 only
-            await asyncio.sleep(1.5)
+            await new_trades()
             three = await restarted.poll_once()
             return one, two, three, restarted.resume_point(), first.last_agg_id, three["agg_trades"]
 
