@@ -31,7 +31,10 @@ class FeatureSet:
         return FeatureSet(self.venue[idx], self.ts_ms[idx], self.X[idx], self.y[idx], self.mid[idx])
 
     def columns(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
-        return self.X[:, [FEATURE_NAMES.index(n) for n in names]]
+        """Model inputs in ``names`` order; ``mid`` (the persistence model's input) is a column too."""
+        if "mid" not in names:
+            return self.X[:, [FEATURE_NAMES.index(n) for n in names]]
+        return np.column_stack([self.mid if n == "mid" else self.X[:, FEATURE_NAMES.index(n)] for n in names])
 
 
 def from_rows(venue: list[str], rows: list[tuple]) -> FeatureSet:

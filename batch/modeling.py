@@ -90,3 +90,23 @@ def export_onnx(model: Pipeline, n_features: int) -> bytes:
     graph.output.append(helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.DOUBLE, [None, 1]))
     onnx.checker.check_model(graph_model)
     return graph_model.SerializeToString()
+
+
+PERSISTENCE_FEATURES = ("mid",)  # an input it ignores: the artifact contract has one input of named features
+
+
+def export_persistence_onnx() -> bytes:
+    """Persistence as an ONNX model (a zero log return whatever the input), so the baseline can be
+    registered and served as production like any model when nothing beats it."""
+    n = len(PERSISTENCE_FEATURES)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [INPUT_NAME, "zero_weights"], [OUTPUT_NAME], name="no_change")],
+        "persistence",
+        [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.DOUBLE, [None, n])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.DOUBLE, [None, 1])],
+        [numpy_helper.from_array(np.zeros((n, 1), dtype=np.float64), "zero_weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what ONNX Runtime and skl2onnx's graphs here use
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

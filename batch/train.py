@@ -1,4 +1,4 @@
-"""Training run: feature store -> purged time split -> ridge (OFI) and MLP -> ONNX -> registry.
+"""Training run: feature store -> purged time split -> ridge (OFI) and MLP -> ONNX -> gate -> registry.
 
     python -m batch.train [--data DIR] [--venue binance.us] [--promote]
 
@@ -7,7 +7,10 @@ and loads the feature store (idempotent), so a fresh machine trains from
 ``shared/data`` alone. Hyperparameters are chosen on the validation hour,
 confidence is calibrated there, and the test hour is touched once, for the
 report. Every candidate is logged to ``ml_experiments``; the two fitted models
-are registered as ``staging``; ``--promote`` makes the MLP production.
+are registered as ``staging``. One of persistence, the ridge and the MLP is picked by
+validation loss; the gate (``batch/gate.py``) then compares the pick with the production
+model and with persistence on the test window, and logs its decision; ``--promote``
+carries it out (persistence becomes production when nothing beats it and there is none).
 """
 from __future__ import annotations
 
@@ -29,13 +32,14 @@ from batch.db.schema import engine_for
 from batch.feature_store import load_features, read_training_data
 from batch.lake import Lake
 from batch.metrics import evaluate
-from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, RIDGE_GRID, export_onnx, fit_calibration,
-                            fit_mlp, fit_ridge, predict_return)
+from batch.gate import PERSISTENCE, GateDecision, decide
+from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES, RIDGE_GRID, export_onnx,
+                            export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, predict_return)
 from batch.report import Scored, persistence, summary, write_report
 from batch.silver import archive_to_bronze, bronze_to_silver
 from batch.splits import Split, hour_boundaries, purged_split
 from common.config import Settings, load_settings
-from common.model_artifact import ModelMetadata, OnnxModel, sha256_hex
+from common.model_artifact import Calibration, ModelMetadata, OnnxModel, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
     test = data.take(split.test)
     scored: dict[str, Scored] = {}
     versions: dict[str, str] = {}
+    val_mse: dict[str, float] = {}
     for kind, features, grid in (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID)):
         best = search(kind, features, grid, data, split, engine, stamp, ranges)
         onnx_bytes, meta = package(best, data, split, f"{kind}-{stamp}", venue, ranges)
@@ -153,18 +158,80 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
                                 list(features), ranges, {"test": summary(scored[kind]), "validation": meta.validation_metrics})
         registry.register(engine, meta, uri, experiment_id)
         versions[kind] = meta.model_version
+        val_mse[kind] = best.val_mse
         log.info("registered %s at %s", meta.model_version, uri)
     base = persistence(test)
-    registry.log_experiment(engine, f"{stamp}-persistence", "persistence", None, {}, [], ranges, {"test": summary(base)})
+    val_mse[PERSISTENCE] = _mse(data.y[split.val], np.zeros(len(split.val)))
+    registry.log_experiment(engine, f"{stamp}-persistence", "persistence", None, {}, [], ranges,
+                            {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}})
+    decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, stamp, venue, ranges, promote)
     result = write_report(report_dir, f"Training report {stamp}: held-out test hour ({venue})", test, scored["mlp"],
                           [base, scored["ridge_ofi"]],
                           [f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
                            f"models: {versions['mlp']} (MLP on {len(BOOK_FEATURES)} book features), "
-                           f"{versions['ridge_ofi']} (ridge on {', '.join(OFI_FEATURES)})"])
-    if promote:
-        registry.promote(engine, versions["mlp"])
-        log.info("promoted %s to production", versions["mlp"])
-    return {**result, "versions": versions, "report": str(report_dir / "report.md")}
+                           f"{versions['ridge_ofi']} (ridge on {', '.join(OFI_FEATURES)})",
+                           *(f"gate: {d.challenger} {'promoted' if d.promote else 'not promoted'}: {d.reason}"
+                             for d in decisions)])
+    production = registry.production(engine)
+    return {**result, "versions": versions, "gate": [d.as_metrics() for d in decisions],
+            "production": production.model_version if production else None, "report": str(report_dir / "report.md")}
+
+
+def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test: FeatureSet,
+             scored: dict[str, Scored], versions: dict[str, str], val_mse: dict[str, float], stamp: str, venue: str,
+             ranges: dict, promote: bool) -> list[GateDecision]:
+    """Pick by validation, then let the gate judge the pick on the test window (``batch/gate.py``).
+
+    Each decision is logged to ``ml_experiments`` (kind ``gate``) with its figures, promoted or
+    not. With ``promote``, a decision to promote is carried out; when the pick loses and there is
+    no production model at all, persistence is registered and promoted in its place.
+    """
+    pick = min(val_mse, key=val_mse.get)
+    champion = champion_predictions(engine, lake, test)
+    decisions: list[GateDecision] = []
+
+    def judge(version: str, pred: np.ndarray, is_persistence: bool) -> GateDecision:
+        decision = decide(version, pred, test.y, test.mid, champion, challenger_is_persistence=is_persistence)
+        params = {"picked_by": "validation mse", "val_mse": val_mse, "promote_requested": promote}
+        registry.log_experiment(engine, f"{stamp}-gate-{len(decisions)}", "gate", version, params, [], ranges,
+                                decision.as_metrics())
+        decisions.append(decision)
+        log.info("gate: %s %s: %s", version, "promote" if decision.promote else "keep production", decision.reason)
+        if promote and decision.promote:
+            log.info("promoted %s to production (replaced %s)", version, registry.promote(engine, version))
+        return decision
+
+    def persistence_model() -> str:
+        return register_persistence(engine, lake, stamp, venue, ranges, val_mse[PERSISTENCE])
+
+    zeros = np.zeros(len(test))
+    if pick == PERSISTENCE:
+        judge(persistence_model(), zeros, True)
+    elif not judge(versions[pick], scored[pick].pred, False).promote and promote and champion is None:
+        judge(persistence_model(), zeros, True)  # nothing in production and the pick lost: the baseline serves
+    return decisions
+
+
+def champion_predictions(engine: sa.Engine, lake: Lake, test: FeatureSet) -> tuple[str, np.ndarray] | None:
+    """The production model's predictions on the test window; None if there is none."""
+    current = registry.production(engine)
+    if current is None:
+        return None
+    onnx_bytes, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
+    return current.model_version, OnnxModel(onnx_bytes, meta).predict(test.columns(meta.feature_names))
+
+
+def register_persistence(engine: sa.Engine, lake: Lake, stamp: str, venue: str, ranges: dict, val_mse: float) -> str:
+    """Persistence as a registered artifact (staging), servable like any model."""
+    onnx_bytes = export_persistence_onnx()
+    meta = ModelMetadata(
+        model_version=f"persistence-{stamp}-{sha256_hex(onnx_bytes)[:8]}", model_kind=PERSISTENCE,
+        feature_names=list(PERSISTENCE_FEATURES), sha256=sha256_hex(onnx_bytes),
+        calibration=Calibration(abs_return=[], hit_rate=[]), scaler_mean=[], scaler_scale=[], venue=venue,
+        data_ranges=ranges, hyperparameters={}, validation_metrics={"val_mse": val_mse},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), f"{stamp}-persistence")
+    return meta.model_version
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venue", default="binance.us")
     parser.add_argument("--symbol", default="BTCUSDT")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
-    parser.add_argument("--promote", action="store_true", help="make the new MLP the production model")
+    parser.add_argument("--promote", action="store_true",
+                        help="carry out the gate's decision: the validation pick becomes production only if it beats "
+                             "the production model and persistence on the test window (batch/gate.py)")
     parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

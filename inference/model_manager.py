@@ -112,7 +112,7 @@ class ModelManager:
     last_error: str | None = None
 
     def _check_features(self, meta: ModelMetadata) -> None:
-        provided = self.available_features() or set(FEATURE_NAMES)
+        provided = self.available_features() or {*FEATURE_NAMES, "mid"}  # no feat: yet: what every vector carries
         missing = [name for name in meta.feature_names if name not in provided]
         if missing:
             raise ArtifactError(f"needs features the hot path does not provide: {missing}")

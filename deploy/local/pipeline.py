@@ -362,10 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model)
     if args.model == "registry":
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
-        print(f"Serving model {version}. It was trained on the Binance.US book, a different venue from the replayed "
-              "binance.com capture: where the capture's features lie outside its training range the service answers "
-              "with the flagged persistence fallback (feature_out_of_range) instead of extrapolating; "
-              "--model persistence serves the baseline. See docs/training.md.", flush=True)
+        if version.startswith("persistence-"):
+            print(f"Serving {version}: the training gate promotes a model only if it beats persistence on the held-out "
+                  "hour (Diebold-Mariano p < 0.05), and none did on the hours of data there are (a Binance.US book), so "
+                  "the registry's production model is persistence: price unchanged, confidence 0.5. "
+                  "See docs/training.md and the gate's rows in ml_experiments.", flush=True)
+        else:
+            print(f"Serving model {version}, which beat persistence on its held-out hour. It was trained on the "
+                  "Binance.US book, a different venue from the replayed binance.com capture: where the capture's features "
+                  "lie outside its training range the service answers with the flagged persistence fallback "
+                  "(feature_out_of_range) instead of extrapolating. See docs/training.md.", flush=True)
     try:
         p.start()
         print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster

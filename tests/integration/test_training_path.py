@@ -26,7 +26,7 @@ def data_dir(tmp_path):
 
 
 @pytest.mark.timeout(240)
-def test_training_run_registers_verified_models_and_promotes(isolated_settings, pg_engine, data_dir, tmp_path):
+def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated_settings, pg_engine, data_dir, tmp_path):
     result = run(isolated_settings, "binance.us", "BTCUSDT", tmp_path / "report", data_dir, promote=True)
     lake = Lake(isolated_settings.s3)
     assert any(k.startswith("bronze/depth20/BTCUSDT/year=2026/month=05/day=02/") for k in lake.keys("bronze/"))
@@ -36,27 +36,49 @@ def test_training_run_registers_verified_models_and_promotes(isolated_settings, 
     assert bars.num_rows == 241 and all(lo <= hi for lo, hi in zip(bars.column("low").to_pylist(), bars.column("high").to_pylist()))
 
     mlp, ridge = result["versions"]["mlp"], result["versions"]["ridge_ofi"]
-    assert registry.production(pg_engine).model_version == mlp
-    assert registry.get(pg_engine, ridge).status == "staging"
     onnx_bytes, meta = fetch(lake, registry.get(pg_engine, mlp).artifact_uri, registry.get(pg_engine, mlp).checksum_sha256)
     assert meta.feature_names == registry.get(pg_engine, mlp).feature_names and len(meta.calibration.abs_return) > 1
     assert meta.data_ranges["train"][1] < meta.data_ranges["val"][0] < meta.data_ranges["test"][0]
     with pg_engine.connect() as conn:
         kinds = dict(conn.execute(sa.text("SELECT model_kind, count(*) FROM ml_experiments GROUP BY model_kind")).all())
-    assert kinds == {"ridge_ofi": 4, "mlp": 6, "persistence": 1}  # every grid point plus each final model
+        gate_rows = conn.execute(sa.text("SELECT model_version, metrics FROM ml_experiments WHERE model_kind = 'gate' "
+                                         "ORDER BY experiment_id")).all()
+    assert {k: v for k, v in kinds.items() if k != "gate"} == {"ridge_ofi": 4, "mlp": 6, "persistence": 1}
+
+    # the gate: a decision is recorded with its figures, promoted or not, and carried out
+    assert 1 <= len(gate_rows) <= 2 and [r.metrics for r in gate_rows] == result["gate"]
+    production = registry.production(pg_engine)
+    assert production is not None and production.model_version == result["production"]  # none before: something serves
+    promoted = [(version, m) for version, m in gate_rows if m["promote"]]
+    assert [version for version, _ in promoted] == [production.model_version]
+    version, decision = promoted[0]
+    if version.startswith("persistence-"):  # nothing beat persistence on the test window: the baseline serves
+        assert decision["comparisons"] == []
+    else:  # a fitted model beat persistence with DM p < 0.05 on the window it was never fitted or chosen on
+        [vs_persistence] = decision["comparisons"]
+        assert vs_persistence["rival"] == "persistence" and vs_persistence["dm_pvalue"] < 0.05
+        assert vs_persistence["dm_stat"] < 0 and vs_persistence["rmse_ratio"] < 1
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "| persistence |" in report and f"| {ridge} |" in report and f"| {mlp} |" in report
+    assert "| persistence |" in report and f"| {ridge} |" in report and f"| {mlp} |" in report and "gate: " in report
     assert (tmp_path / "report" / "calibration.png").stat().st_size > 1000
 
-    # promoting the ridge archives the MLP in the same transaction; a checksum mismatch is refused
-    assert registry.promote(pg_engine, ridge) == mlp
-    assert registry.get(pg_engine, mlp).status == "archived" and registry.production(pg_engine).model_version == ridge
+    # a second run with the same data meets a production model: the pick must beat it too, or production stays
+    again = run(isolated_settings, "binance.us", "BTCUSDT", tmp_path / "report2", None, promote=True)
+    assert len(again["gate"]) == 1 and again["gate"][0]["comparisons"][-1]["rival"] == production.model_version
+    if not any(g["promote"] for g in again["gate"]):
+        assert registry.production(pg_engine).model_version == production.model_version
+
+    # promoting by hand archives the previous production model in the same transaction; a checksum mismatch is refused
+    current = registry.production(pg_engine).model_version
+    target = ridge if current != ridge else mlp
+    assert registry.promote(pg_engine, target) == current
+    assert registry.get(pg_engine, current).status == "archived" and registry.production(pg_engine).model_version == target
     with pytest.raises(registry.RegistryError):
         registry.promote(pg_engine, "no-such-model")
     with pytest.raises(ArtifactError, match="checksum"):
         fetch(lake, registry.get(pg_engine, mlp).artifact_uri, "0" * 64)
     with pg_engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
-        conn.execute(sa.text("UPDATE model_registry SET status = 'production' WHERE model_version = :v"), {"v": mlp})
+        conn.execute(sa.text("UPDATE model_registry SET status = 'production' WHERE model_version = :v"), {"v": current})
 
     # the evaluation command: any directory in the shared formats, a registered version, JSON as the last line
     env = {**os.environ, "BTCPRED_POSTGRES__SCHEMA_NAME": isolated_settings.postgres.schema_name,

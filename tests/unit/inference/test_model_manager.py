@@ -96,3 +96,20 @@ def test_inputs_far_outside_training_fall_back_instead_of_extrapolating(tmp_path
     pred = make_prediction("BTCUSDT", state, 2000, 1_100_000, predictor, 5000, None)
     assert pred.source == "fallback" and pred.fallback_reason == "feature_out_of_range:microprice_minus_mid"
     assert pred.predicted_price_10s == pred.current_price == 100.0
+
+
+def test_a_persistence_artifact_loads_before_any_features_exist_and_predicts_no_change(tmp_path):
+    """What the gate promotes when nothing beats persistence: served like any model, price unchanged."""
+    from batch.modeling import PERSISTENCE_FEATURES, export_persistence_onnx
+
+    onnx_bytes = export_persistence_onnx()
+    meta = ModelMetadata(model_version="persistence-x", model_kind="persistence", feature_names=list(PERSISTENCE_FEATURES),
+                         sha256=sha256_hex(onnx_bytes), calibration={"abs_return": [], "hit_rate": []}, scaler_mean=[],
+                         scaler_scale=[], venue="test", data_ranges={}, hyperparameters={}, validation_metrics={},
+                         created_at="2026-12-02T00:00:00+00:00")
+    write_local(tmp_path, onnx_bytes, meta)
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)  # no feat: hash yet (available_features None)
+    assert asyncio.run(manager.poll_once()) == "loaded" and manager.current.version == "persistence-x"
+    assert manager.current.predicted_return({"mid": "61234.5"}) == 0.0
+    price, confidence = manager.current.predict(type("State", (), {"features": {"mid": "61234.5"}})(), 61234.5)
+    assert (price, confidence) == (61234.5, 0.5)

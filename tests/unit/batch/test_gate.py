@@ -1,0 +1,76 @@
+"""The champion/challenger gate on real 10 s returns (the Binance.US hour the training split holds out).
+
+The candidates are test devices, not models: noise (a deliberately useless candidate), and
+shrunken copies of the realized return (informative by construction, at chosen strengths).
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch.gate import Comparison, compare, decide, price_errors
+from tests.conftest import BINANCE_US_BOOK
+
+
+@pytest.fixture(scope="module")
+def window(tmp_path_factory):
+    from batch.datasets import from_directory
+
+    d = tmp_path_factory.mktemp("us")
+    (d / BINANCE_US_BOOK.name).symlink_to(BINANCE_US_BOOK)
+    data = from_directory(Path(d))
+    last = np.argsort(data.ts_ms)[-1400:]  # the newest ~50 minutes: what a training run never fits on
+    return data.y[last], data.mid[last]
+
+
+def test_a_useless_candidate_is_never_promoted(window):
+    y, mid = window
+    for seed in range(5):
+        noise = np.random.default_rng(seed).normal(0.0, y.std(), len(y))  # same size as real moves, no information
+        d = decide("noise", noise, y, mid, champion=None)
+        assert not d.promote, d
+        assert d.comparisons[0].rival == "persistence" and d.comparisons[0].rmse_ratio > 1.0
+        # nor over a production model that is itself useless
+        assert not decide("noise", noise, y, mid, champion=("old-noise", noise[::-1].copy())).promote
+
+
+def test_promoted_only_when_it_beats_both_persistence_and_production(window):
+    y, mid = window
+    strong, weak = 0.5 * y, 0.2 * y
+    first = decide("strong", strong, y, mid, champion=None)
+    assert first.promote and [c.rival for c in first.comparisons] == ["persistence"]
+    assert first.comparisons[0].dm_pvalue < 1e-6 and first.comparisons[0].rmse_ratio < 1.0
+    # beats persistence, loses to production: production stays
+    lost = decide("weak", weak, y, mid, champion=("strong", strong))
+    assert [c.beats for c in lost.comparisons] == [True, False] and not lost.promote
+    assert "strong" in lost.reason
+    # beats both
+    won = decide("strong", strong, y, mid, champion=("weak", weak))
+    assert won.promote and all(c.beats for c in won.comparisons)
+    # the production model itself is never "promoted" again
+    assert not decide("strong", strong, y, mid, champion=("strong", strong)).promote
+
+
+def test_persistence_replaces_a_bad_production_model_and_serves_when_there_is_none(window):
+    y, mid = window
+    zeros = np.zeros(len(y))
+    bad = np.random.default_rng(0).normal(0.0, 2 * y.std(), len(y))
+    assert decide("persistence", zeros, y, mid, champion=("bad", bad), challenger_is_persistence=True).promote
+    assert not decide("persistence", zeros, y, mid, champion=("good", 0.5 * y), challenger_is_persistence=True).promote
+    alone = decide("persistence", zeros, y, mid, champion=None, challenger_is_persistence=True)
+    assert alone.promote and alone.comparisons == ()
+
+
+def test_comparison_figures_by_hand():
+    mid = np.array([100.0, 100.0, 100.0, 100.0])
+    y = np.log(np.array([101.0, 99.0, 100.0, 102.0]) / 100.0)
+    half = y / 2
+    e = price_errors(y, half, mid)
+    assert e == pytest.approx(100 * np.exp(half) - np.array([101.0, 99.0, 100.0, 102.0]))
+    c = compare("persistence", y, mid, half, np.zeros(4))
+    rmse_half = np.sqrt(np.mean(e**2))
+    rmse_zero = np.sqrt(np.mean(np.array([1.0, 1.0, 0.0, 2.0]) ** 2))
+    assert c.rmse_ratio == pytest.approx(rmse_half / rmse_zero)
+    assert np.isnan(c.dm_pvalue) and not c.beats  # 4 rows: too few for the overlap-corrected test
+    assert not Comparison("x", 0.5, -3.0, float("nan")).beats and Comparison("x", 0.5, -3.0, 0.01).beats
+    assert not Comparison("x", 1.5, 3.0, 0.01).beats  # significant, but worse
