@@ -18,56 +18,20 @@ import argparse
 import json
 import logging
 import os
-from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pyflink.common import WatermarkStrategy
 from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
+from batch.archive import archived_records
 from batch.lake import Lake
 from common.config import Settings, load_settings
 from flink_jobs import hot_path_job, state_storage
 from flink_jobs.hot_path_state import RedisWrite
-from udfs import envelope
 from udfs import redis_schema as rs
 
 log = logging.getLogger("backfill_job")
-
-
-def hour_prefixes(symbol: str, start_us: int, end_us: int) -> list[str]:
-    hour_us = 3_600_000_000
-    out = []
-    for t in range(start_us // hour_us * hour_us, end_us + 1, hour_us):
-        h = datetime.fromtimestamp(t / 1e6, tz=timezone.utc)
-        out.append(f"bronze/sbe/{symbol}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}/")
-    return out
-
-
-def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us: int) -> list[str]:
-    """The range's Kinesis records, rebuilt from the archive's frames, in stream order per shard."""
-    frames: dict[tuple[str, int], list[tuple[int, int, int, int, bytes]]] = defaultdict(list)
-    for prefix in hour_prefixes(symbol, start_us, end_us):
-        for key in lake.keys(prefix):
-            if not key.rsplit("/", 1)[-1].startswith(f"{stream}."):
-                continue
-            t = lake.get_table(key).to_pydict()
-            for shard, seq, idx, receipt, source, template, frame in zip(
-                    t["shard_id"], t["sequence_number"], t["frame_index"], t["receipt_time_us"],
-                    t["source"], t["template_id"], t["frame"]):
-                frames[(shard, int(seq))].append((idx, receipt, source, template, frame))
-    records = []
-    for (_, _), rows in sorted(frames.items()):
-        rows.sort()
-        if not start_us <= rows[0][1] <= end_us:
-            continue
-        if rows[0][3] == -1:  # kept whole: not an envelope; the job dead-letters it again
-            records.append(rows[0][4].decode("ascii", errors="replace"))
-            continue
-        records.append(envelope.batch_to_text([envelope.Envelope(envelope.Source(src), receipt, frame)
-                                               for _, receipt, src, _, frame in rows]))
-    return records
 
 
 class FeatureLines(ProcessFunction):

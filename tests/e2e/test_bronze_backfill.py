@@ -1,8 +1,11 @@
-"""Backfill from the S3 bronze archive through the live job's graph equals what the live job wrote.
+"""Backfill from the S3 bronze archive through the live job's graph equals what the live job wrote,
+and so do the feature-store rows the training path builds from the same archive.
 
 A real replay runs through the whole pipeline (the SBE archiver among it); then the
 backfill job rebuilds the run's time range from bronze with a bounded source, and every
-boundary's features and trade windows equal the live job's ``feathist:`` entries.
+boundary's features and trade windows equal the live job's ``feathist:`` entries; then
+``batch.archive`` builds the run's archive hours into 2 s feature rows (no Flink), equal to
+the live vectors at the same data times.
 """
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ import time
 
 import pytest
 
+from batch import archive
+from batch.lake import Lake
 from deploy.local.pipeline import Pipeline
 from tests.e2e.test_pipeline_replay import decode
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, HISTORY_US
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -56,3 +61,18 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
             for field in ("count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"):
                 key = f"tr_{window}_{field}"
                 assert math.isclose(float(a[key]), float(b[key]), rel_tol=1e-12, abs_tol=1e-12), (ts, key)
+
+    # the training path builds the feature store from the same archive without Flink (batch.archive,
+    # hour by hour): its 2 s vectors are the live job's for the same data times
+    built = archive.build(pipeline.settings, None, pipeline.stream, "BTCUSDT", "binance.com", through_now=True, rebuild=True)
+    lake = Lake(pipeline.settings.s3)
+    rows = {row["ts_ms"] * 1000: row for b in built for row in lake.get_table(b.key).to_pylist()}
+    settled_us = max(min(rows), min(live)) + HISTORY_US  # both look-backs filled
+    compared = [ts for ts in sorted(rows) if ts >= settled_us and ts in live]
+    assert len(compared) > 100 and len(compared) >= sum(1 for ts in rows if ts >= settled_us) - 3, (len(compared), len(rows))
+    for ts in compared:
+        for name in (*FEATURE_NAMES, "mid"):
+            assert math.isclose(float(live[ts][name]), rows[ts][name], rel_tol=1e-12, abs_tol=1e-12), (ts, name)
+        assert (live[ts]["book_valid"] == "1.0") == rows[ts]["book_valid"], ts
+        assert int(float(live[ts]["book_update_id"])) == rows[ts]["book_update_id"], ts
+

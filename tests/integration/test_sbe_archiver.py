@@ -1,37 +1,13 @@
 """Raw SBE frames from Kinesis (kinesalite) to bronze parquet (moto): nothing lost, nothing doubled, across a crash."""
-import uuid
-
-import boto3
 import pyarrow.compute as pc
 import pytest
 
 from batch.lake import Lake
-from common.config import aws_client_kwargs
-from ingest.kinesis_writer import KinesisWriter, Record, ensure_stream
 from reliability.sbe_archiver import SbeArchiver
-from udfs import envelope, sbe
+from tests.integration.conftest import put_real_frames
+from udfs import sbe
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def stream_settings(isolated_settings):
-    name = f"archiver-{uuid.uuid4().hex[:8]}"
-    settings = isolated_settings.model_copy(update={"kinesis": isolated_settings.kinesis.model_copy(update={"stream": name})})
-    client = boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
-    ensure_stream(client, name, 1)
-    Lake(settings.s3).ensure_bucket()
-    yield settings, client
-    client.delete_stream(StreamName=name)
-
-
-def put_real_frames(client, stream, captured, per_record=20) -> int:
-    """Real capture events, SBE-encoded, aggregated as the ingestor does; returns frames put."""
-    frames = [envelope.Envelope(envelope.Source.WEBSOCKET, c.receipt_time_us, sbe.encode(c.event)) for c in captured]
-    records = [Record(envelope.batch_to_text(frames[i:i + per_record]).encode(), "BTCUSDT")
-               for i in range(0, len(frames), per_record)]
-    KinesisWriter(client, stream).put(records)
-    return len(frames)
 
 
 def archived(lake: Lake):

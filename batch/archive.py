@@ -1,0 +1,218 @@
+"""The system's own archive becomes training data: bronze SBE frames -> feature store, hour by hour.
+
+    python -m batch.archive [--stream NAME] [--symbol BTCUSDT] [--venue binance.com] [--through-now] [--rebuild]
+
+The SBE archiver (``reliability/sbe_archiver.py``) keeps every frame of the market-data
+stream, REST snapshots put in band included, in hour partitions of receipt time. This
+puts an hour's Kinesis records back together in stream order, decodes them with the job's
+own decode step (``decode_record``) and replays them through the job's state machine
+(``batch.feature_builder.replay``), so a stored feature equals the one the live job wrote
+for the same data time. Rows go to ``silver/db_ready/{symbol}/archive/`` and the feature
+store (an upsert: loading an hour twice changes nothing).
+
+Hours continue each other: an hour is replayed after the previous hour's records from
+(shortly before) its last in-band snapshot on (``warm_up``: the book and windows carry
+across the hour boundary without a new snapshot), and with the next hour's first records
+after it (the labels of its last 10 s). An hour owns the boundaries whose data time lies after the latest event
+of the hour before it and up to its own latest event, so consecutive hours split the
+rows between them. Only complete hours (the next one has begun) are built, each once,
+unless ``--through-now`` (the current hour too, as far as it goes) or ``--rebuild``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from batch.feature_builder import build_rows, replay
+from batch.feature_store import load_features
+from batch.lake import Lake
+from batch.silver import feature_table
+from common.config import Settings, load_settings
+from flink_jobs.hot_path_state import decode_record
+from udfs import envelope
+from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
+from udfs.features import HISTORY_US
+from udfs.order_book import BookSynchronizer
+
+log = logging.getLogger(__name__)
+
+HOUR_US = 3_600_000_000
+LABEL_LOOKAHEAD_US = 15_000_000  # of the next hour's data: the 10 s label plus slack
+WARM_UP_MARGIN_US = HISTORY_US + 4_000_000  # features' look-back before the hour's first row, plus slack
+RING_DIFFS = BookSynchronizer.__dataclass_fields__["recent_capacity"].default  # diffs a snapshot is brought forward with
+_HOUR_PATH = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})/")
+
+
+def hour_prefix(symbol: str, hour_us: int) -> str:
+    h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
+    return f"bronze/sbe/{symbol}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}/"
+
+
+def hour_prefixes(symbol: str, start_us: int, end_us: int) -> list[str]:
+    return [hour_prefix(symbol, t) for t in range(start_us // HOUR_US * HOUR_US, end_us + 1, HOUR_US)]
+
+
+def archived_hours(lake: Lake, symbol: str, stream: str) -> list[int]:
+    """Start (µs) of every receipt hour holding frames of ``stream``, in order."""
+    hours = set()
+    for key in lake.keys(f"bronze/sbe/{symbol}/"):
+        m = _HOUR_PATH.search(key)
+        if m and key.rsplit("/", 1)[-1].startswith(f"{stream}."):
+            t = datetime(*map(int, m.groups()), tzinfo=timezone.utc)
+            hours.add(int(t.timestamp()) * 1_000_000)
+    return sorted(hours)
+
+
+def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us: int) -> list[str]:
+    """The range's Kinesis records, rebuilt from the archive's frames, in stream order per shard."""
+    frames: dict[tuple[str, int], list[tuple[int, int, int, int, bytes]]] = defaultdict(list)
+    for prefix in hour_prefixes(symbol, start_us, end_us):
+        for key in lake.keys(prefix):
+            if not key.rsplit("/", 1)[-1].startswith(f"{stream}."):
+                continue
+            t = lake.get_table(key).to_pydict()
+            for shard, seq, idx, receipt, source, template, frame in zip(
+                    t["shard_id"], t["sequence_number"], t["frame_index"], t["receipt_time_us"],
+                    t["source"], t["template_id"], t["frame"]):
+                frames[(shard, int(seq))].append((idx, receipt, source, template, frame))
+    records = []
+    for (_, _), rows in sorted(frames.items()):
+        rows.sort()
+        if not start_us <= rows[0][1] <= end_us:
+            continue
+        if rows[0][3] == -1:  # kept whole: not an envelope; the job dead-letters it again
+            records.append(rows[0][4].decode("ascii", errors="replace"))
+            continue
+        records.append(envelope.batch_to_text([envelope.Envelope(envelope.Source(src), receipt, frame)
+                                               for _, receipt, src, _, frame in rows]))
+    return records
+
+
+def record_events(records: list[str], symbol: str) -> list[MarketEvent]:
+    """The records' events of ``symbol`` in stream order, decoded exactly as the job decodes them."""
+    events: list[MarketEvent] = []
+    for value in records:
+        for batch in decode_record(value, 0).batches:
+            if batch.symbol == symbol:
+                events.extend(batch.events)
+    return events
+
+
+def _event_time_us(event: MarketEvent) -> int:
+    return event.transact_time_us if isinstance(event, TradesEvent) else event.event_time_us
+
+
+def _latest_time(events: list[MarketEvent]) -> int | None:
+    times = [_event_time_us(e) for e in events if isinstance(e, (DepthDiffEvent, TradesEvent))]
+    return max(times) if times else None
+
+
+def warm_up(events: list[MarketEvent], until_us: int | None) -> list[MarketEvent]:
+    """The part of the previous hour the next one needs to continue it exactly.
+
+    The live book was last re-anchored by an in-band snapshot, brought forward with the
+    diffs the job held in its ring (received before the snapshot); features look back
+    ``HISTORY_US``. So the warm-up starts ``recent_capacity`` diffs before the last snapshot
+    that lies more than ``WARM_UP_MARGIN_US`` of data before the hour's end; without one, the
+    whole previous hour.
+    """
+    if until_us is None:
+        return events
+    latest, early_snapshots = 0, []
+    for i, e in enumerate(events):
+        if isinstance(e, DepthSnapshotEvent) and latest < until_us - WARM_UP_MARGIN_US:
+            early_snapshots.append(i)
+        elif isinstance(e, (DepthDiffEvent, TradesEvent)):
+            latest = max(latest, _event_time_us(e))
+    if not early_snapshots:
+        return events
+    start, diffs = early_snapshots[-1], 0
+    while start > 0 and diffs < RING_DIFFS:
+        start -= 1
+        diffs += isinstance(events[start], DepthDiffEvent)
+    return events[start:]
+
+
+@dataclass(frozen=True, slots=True)
+class HourBuilt:
+    hour_us: int
+    key: str
+    rows: int
+    trainable: int
+
+
+def build_hour(lake: Lake, engine: sa.Engine | None, stream: str, symbol: str, venue: str, hour_us: int) -> HourBuilt:
+    """Rows of one receipt hour into silver and (given an engine) the feature store."""
+    before = record_events(archived_records(lake, stream, symbol, hour_us - HOUR_US, hour_us - 1), symbol)
+    own = record_events(archived_records(lake, stream, symbol, hour_us, hour_us + HOUR_US - 1), symbol)
+    after = record_events(archived_records(lake, stream, symbol, hour_us + HOUR_US, hour_us + 2 * HOUR_US - 1), symbol)
+    lo, hi = _latest_time(before), _latest_time(own)
+    rows = []
+    if hi is not None:
+        head = [e for e in after if _event_time_us(e) <= hi + LABEL_LOOKAHEAD_US] if after else []
+        run = replay(warm_up(before, lo) + own + head, symbol)
+        rows = [r for r in build_rows(run) if (lo is None or r.ts_ms * 1000 > lo) and r.ts_ms * 1000 <= hi]
+    table = feature_table(rows, venue, symbol, f"archive:{stream}")
+    h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
+    key = f"silver/db_ready/{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
+    lake.put_table(key, table)
+    if engine is not None and rows:
+        load_features(engine, table)
+    return HourBuilt(hour_us, key, len(rows), sum(1 for r in rows if r.trainable))
+
+
+def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str, venue: str,
+          through_now: bool = False, rebuild: bool = False, now_us: int | None = None) -> list[HourBuilt]:
+    """Every archive hour not built yet (complete hours only, unless ``through_now``), oldest first."""
+    lake = Lake(settings.s3)
+    now_us = now_us if now_us is not None else int(datetime.now(timezone.utc).timestamp() * 1e6)
+    current_hour = now_us // HOUR_US * HOUR_US
+    built = []
+    for hour_us in archived_hours(lake, symbol, stream):
+        if hour_us >= current_hour and not through_now:
+            continue  # still being written: built once the next hour has begun
+        h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
+        key = f"silver/db_ready/{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
+        if lake.exists(key) and not rebuild and hour_us < current_hour:
+            continue
+        done = build_hour(lake, engine, stream, symbol, venue, hour_us)
+        log.info("archive hour %s: %d rows (%d trainable) -> %s", h.isoformat(), done.rows, done.trainable, done.key)
+        built.append(done)
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--stream", default=None, help="archived stream name (default: kinesis.stream)")
+    parser.add_argument("--symbol", default=None, help="default: exchange.symbol")
+    parser.add_argument("--venue", default="binance.com")
+    parser.add_argument("--through-now", action="store_true", help="also the current hour, as far as it is archived")
+    parser.add_argument("--rebuild", action="store_true", help="build hours already built again")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(args.config)
+    from batch.db import migrate
+    from batch.db.schema import engine_for
+
+    migrate.upgrade(settings.postgres)
+    engine = engine_for(settings.postgres, "loader")
+    try:
+        built = build(settings, engine, args.stream or settings.kinesis.stream, args.symbol or settings.exchange.symbol,
+                      args.venue, args.through_now, args.rebuild)
+    finally:
+        engine.dispose()
+    print(json.dumps({"hours": len(built), "rows": sum(b.rows for b in built),
+                      "trainable": sum(b.trainable for b in built), "keys": [b.key for b in built]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

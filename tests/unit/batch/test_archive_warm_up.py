@@ -1,0 +1,21 @@
+"""Where the replay of an archive hour starts in the hour before it (batch.archive.warm_up)."""
+from batch.archive import RING_DIFFS, WARM_UP_MARGIN_US, warm_up
+from udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+
+
+def test_warm_up_starts_a_ring_of_diffs_before_the_last_snapshot_early_enough(spot_events):
+    events = [c.event for c in spot_events]
+    snapshot = next(e for e in events if isinstance(e, DepthSnapshotEvent))
+    events = [e for e in events if e is not snapshot]
+    at = len(events) // 2
+    events = events[:100] + [snapshot] + events[100:at] + [snapshot] + events[at:]  # anchored, then a drift check
+    second = at + 1
+    end_us = max(e.event_time_us for e in events if isinstance(e, (DepthDiffEvent, TradesEvent)))
+    tail = warm_up(events, end_us)
+    # far enough before the hour's end: the last snapshot, with the ring of diffs received before it
+    assert tail[0] is not snapshot and sum(isinstance(e, DepthDiffEvent) for e in tail[:tail.index(snapshot)]) == RING_DIFFS
+    assert len(events) - len(tail) < second
+    # a snapshot within the features' look-back of the end is not enough: the one before it is used
+    second_time = max(e.event_time_us for e in events[:second] if isinstance(e, (DepthDiffEvent, TradesEvent)))
+    assert warm_up(events, second_time + WARM_UP_MARGIN_US // 2) == events  # 100 events before the first: all of it
+    assert warm_up(events, None) == events  # an hour with no event: everything
