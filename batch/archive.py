@@ -172,6 +172,7 @@ def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str
           through_now: bool = False, rebuild: bool = False, now_us: int | None = None) -> list[HourBuilt]:
     """Every archive hour not built yet (complete hours only, unless ``through_now``), oldest first."""
     lake = Lake(settings.s3)
+    lake.ensure_bucket()  # a fresh deployment: no archive yet is no hours, not an error
     now_us = now_us if now_us is not None else int(datetime.now(timezone.utc).timestamp() * 1e6)
     current_hour = now_us // HOUR_US * HOUR_US
     built = []

@@ -112,18 +112,25 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
     return onnx_bytes, meta
 
 
+MIN_ROWS = 500
+
+
+class NotEnoughData(SystemExit):
+    """Too few trainable rows to split into train, validation and test hours."""
+
+
 def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir: Path | None = None,
-        promote: bool = False) -> dict:
+        promote: bool = False, window_hours: float | None = None) -> dict:
     migrate.upgrade(settings.postgres)  # as the owner: the one step with DDL
     engine = engine_for(settings.postgres, "trainer")
     try:
-        return _run(settings, engine, venue, symbol, report_dir, data_dir, promote)
+        return _run(settings, engine, venue, symbol, report_dir, data_dir, promote, window_hours)
     finally:
         engine.dispose()
 
 
 def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_dir: Path, data_dir: Path | None,
-         promote: bool) -> dict:
+         promote: bool, window_hours: float | None = None) -> dict:
     if data_dir is not None:
         loader = engine_for(settings.postgres, "loader")  # the trainer may read features, never write them
         try:
@@ -131,8 +138,10 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
         finally:
             loader.dispose()
     data = read_training_data(engine, venue, symbol)
-    if len(data) < 500:
-        raise SystemExit(f"only {len(data)} trainable rows for {venue} {symbol}: load data first (--data DIR)")
+    if window_hours is not None and len(data):  # walk forward: the newest hours only
+        data = data.take(np.flatnonzero(data.ts_ms >= data.ts_ms.max() - window_hours * 3_600_000))
+    if len(data) < MIN_ROWS:
+        raise NotEnoughData(f"only {len(data)} trainable rows for {venue} {symbol}: load data first (--data DIR)")
     val_start, test_start = hour_boundaries(data.ts_ms)
     split = purged_split(data.ts_ms, val_start, test_start)
     ranges = split.ranges(data.ts_ms)
