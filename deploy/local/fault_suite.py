@@ -299,7 +299,9 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     kinesis_recovery: list[float] = []
     taskmanager_recovery: list[float] = []
     kept: dict[str, list[dict[str, str]]] = {name: [] for name in STREAMS}
-    pipeline.start()
+    # the replay begins once the job consumes: a start-up backlog made the job lag REST by seconds, so the
+    # first drift check and re-anchor took ~10 s and the replay ended before the last fault (a failed CI run)
+    pipeline.start(wait_for_job=True)
     with Watchers(pipeline) as watch:
         _wait(lambda: client.hget("ob:{BTCUSDT}", "book_valid") == b"1", 240, "an anchored book", pipeline)
         time.sleep(clean_s)  # a clean stretch: any gap here is a false positive

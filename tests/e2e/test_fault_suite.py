@@ -1,10 +1,17 @@
 """The reliability fault suite, bounded for CI: every injected gap found and healed, nothing else disturbed."""
+import json
+
 import pytest
 
 from deploy.local.fault_suite import CI_SUITE, run_suite
 from deploy.local.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def shown(r: dict) -> str:
+    """Every fault's details, one a line, as a string (pytest shortens the repr of anything else)."""
+    return "\n" + "\n".join(json.dumps(d, default=str) for d in r["details"])
 
 
 @pytest.mark.timeout(420)
@@ -14,11 +21,11 @@ def test_faults_are_detected_and_healed_without_disturbing_readers(redis_client,
         r = run_suite(pipeline, CI_SUITE, clean_s=8.0)
     finally:
         pipeline.stop()
-    assert r["faults"] == len(CI_SUITE), r["details"]  # the replay outlasted the suite
-    assert r["gaps_detected"] == r["gaps_injected"] == 6 and r["false_positives"] == 0, r["details"]
+    assert r["faults"] == len(CI_SUITE), shown(r)  # the replay outlasted the suite
+    assert r["gaps_detected"] == r["gaps_injected"] == 6 and r["false_positives"] == 0, shown(r)
     # every gap healed by a successful re-anchor (a drift check that takes the lock first heals it as "verify")
     healed = [d for d in r["details"] if d["expected_gaps"] and any(outcome == "ok" for _, outcome, _ in d["reanchors"])]
-    assert len(healed) == 6 and r["reanchors"] >= 4 and r["reanchor_p99_ms"] < 10_000, r["details"]
+    assert len(healed) == 6 and r["reanchors"] >= 4 and r["reanchor_p99_ms"] < 10_000, shown(r)
     assert r["books_equal_after_recovery"] == len(CI_SUITE)  # the exchange's book at the same update id, every time
     assert r["failed_reads"] == 0, r["read_failures_sample"]
     assert r["book_reads"] > 1000 and r["inference_reads"] > 100

@@ -58,7 +58,10 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
     pipeline = Pipeline(speed=SPEED, mini_cluster=True, log_dir=tmp_path)
     book_checks = 0
     try:
-        pipeline.start()
+        # the replay begins once the job consumes (the order is forced): with the JVM still starting, the job
+        # met a 2-minute backlog and one fresh-clone run lacked the boundary this test picks. Resuming with a
+        # backlog is the savepoint and TaskManager tests' matter, with their own checks of every boundary
+        pipeline.start(wait_for_job=True)
         run_started = time.time()
         put_bad_records(pipeline)
         deadline = time.monotonic() + 300
@@ -84,6 +87,10 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         by_ts = {int(h["ts"]): h for h in history}
         snapshot, diffs, trades = load_raw(SPOT_CAPTURE)
         chosen_ms = (diffs[0]["E"] // 1000 + 120) * 1000  # two minutes into the data, on a whole second
+        stamps_us = sorted(by_ts)
+        holes = [(a, b) for a, b in zip(stamps_us, stamps_us[1:]) if b - a != 500_000]
+        assert chosen_ms * 1000 in by_ts, (f"no feathist entry at {chosen_ms * 1000}: entries {stamps_us[:1]}..{stamps_us[-1:]} "
+                                           f"({len(stamps_us)}), holes {holes[:10]}")
         entry = by_ts[chosen_ms * 1000]
         expected = features_at(snapshot, diffs, trades, chosen_ms)
         for name, value in expected.items():
@@ -113,8 +120,7 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
             compared += 1
         assert compared >= len(batch_rows) - 6 and compared > 150, (compared, len(batch_rows))
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
-        stamps_us = sorted(by_ts)
-        assert all(b - a == 500_000 for a, b in zip(stamps_us, stamps_us[1:]))
+        assert holes == [], holes[:10]
         # the live hashes carry the seed's field names and TTLs
         assert set(decode(redis_client.hgetall("tr:{BTCUSDT}:1s"))) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
         assert 0 < redis_client.ttl("tr:{BTCUSDT}:5s") <= 300
