@@ -238,6 +238,7 @@ class Pipeline:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)  # reaped: an unreaped Popen warns when collected, and failed a later test (d-2)
         if self.flink_job_id:
             # cancel returns once cancelling starts: wait until the job's tasks (and their Redis writes) are gone
             try:
