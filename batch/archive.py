@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from batch.feature_builder import build_rows, replay
+from batch.feature_builder import _event_time_us, build_rows, replay
 from batch.feature_store import load_features
 from batch.lake import Lake
 from batch.silver import feature_table
@@ -105,10 +105,6 @@ def record_events(records: list[str], symbol: str) -> list[MarketEvent]:
     return events
 
 
-def _event_time_us(event: MarketEvent) -> int:
-    return event.transact_time_us if isinstance(event, TradesEvent) else event.event_time_us
-
-
 def _latest_time(events: list[MarketEvent]) -> int | None:
     times = [_event_time_us(e) for e in events if isinstance(e, (DepthDiffEvent, TradesEvent))]
     return max(times) if times else None
@@ -140,6 +136,12 @@ def warm_up(events: list[MarketEvent], until_us: int | None) -> list[MarketEvent
     return events[start:]
 
 
+def silver_key(symbol: str, stream: str, hour_us: int) -> str:
+    """Where an archive hour's rows go; its existence marks the hour as built."""
+    h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
+    return f"silver/db_ready/{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
+
+
 @dataclass(frozen=True, slots=True)
 class HourBuilt:
     hour_us: int
@@ -160,8 +162,7 @@ def build_hour(lake: Lake, engine: sa.Engine | None, stream: str, symbol: str, v
         run = replay(warm_up(before, lo) + own + head, symbol)
         rows = [r for r in build_rows(run) if (lo is None or r.ts_ms * 1000 > lo) and r.ts_ms * 1000 <= hi]
     table = feature_table(rows, venue, symbol, f"archive:{stream}")
-    h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
-    key = f"silver/db_ready/{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
+    key = silver_key(symbol, stream, hour_us)
     lake.put_table(key, table)
     if engine is not None and rows:
         load_features(engine, table)
@@ -179,12 +180,10 @@ def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str
     for hour_us in archived_hours(lake, symbol, stream):
         if hour_us >= current_hour and not through_now:
             continue  # still being written: built once the next hour has begun
-        h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
-        key = f"silver/db_ready/{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
-        if lake.exists(key) and not rebuild and hour_us < current_hour:
+        if lake.exists(silver_key(symbol, stream, hour_us)) and not rebuild and hour_us < current_hour:
             continue
         done = build_hour(lake, engine, stream, symbol, venue, hour_us)
-        log.info("archive hour %s: %d rows (%d trainable) -> %s", h.isoformat(), done.rows, done.trainable, done.key)
+        log.info("archive hour %d: %d rows (%d trainable) -> %s", hour_us, done.rows, done.trainable, done.key)
         built.append(done)
     return built
 
