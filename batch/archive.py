@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from batch.feature_builder import _event_time_us, build_rows, replay
-from batch.feature_store import load_features
+from batch.feature_store import load_features, missing_columns
 from batch.lake import Lake
 from batch.silver import feature_table
 from common.config import Settings, load_settings
@@ -169,6 +169,11 @@ def build_hour(lake: Lake, engine: sa.Engine | None, stream: str, symbol: str, v
     return HourBuilt(hour_us, key, len(rows), sum(1 for r in rows if r.trainable))
 
 
+def _built(lake: Lake, key: str) -> bool:
+    """The hour's silver exists with every current column (one from before a feature existed is built again)."""
+    return lake.exists(key) and not missing_columns(lake.column_names(key))
+
+
 def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str, venue: str,
           through_now: bool = False, rebuild: bool = False, now_us: int | None = None) -> list[HourBuilt]:
     """Every archive hour not built yet (complete hours only, unless ``through_now``), oldest first."""
@@ -180,7 +185,7 @@ def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str
     for hour_us in archived_hours(lake, symbol, stream):
         if hour_us >= current_hour and not through_now:
             continue  # still being written: built once the next hour has begun
-        if lake.exists(silver_key(symbol, stream, hour_us)) and not rebuild and hour_us < current_hour:
+        if not rebuild and hour_us < current_hour and _built(lake, silver_key(symbol, stream, hour_us)):
             continue
         done = build_hour(lake, engine, stream, symbol, venue, hour_us)
         log.info("archive hour %d: %d rows (%d trainable) -> %s", hour_us, done.rows, done.trainable, done.key)

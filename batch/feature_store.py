@@ -17,6 +17,14 @@ from batch.db.schema import FEATURE_STORE_COLUMNS, ml_training_data
 from udfs.features import FEATURE_NAMES
 
 
+class StaleSilver(ValueError):
+    """A silver table written before a feature existed: rebuild it from bronze, do not load it."""
+
+
+def missing_columns(names: list[str]) -> list[str]:
+    return [c for c in FEATURE_STORE_COLUMNS if c not in names]
+
+
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     rows: int
@@ -29,6 +37,9 @@ class LoadResult:
 
 def load_features(engine: sa.Engine, table: pa.Table) -> LoadResult:
     """Upsert ``table`` (silver ``db_ready`` schema) into ``feature_store``; refreshes data_quality_metrics."""
+    missing = missing_columns(table.column_names)
+    if missing:
+        raise StaleSilver(f"silver table lacks {', '.join(missing)}: built before those features existed")
     started = time.perf_counter()
     columns = ", ".join(FEATURE_STORE_COLUMNS)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in FEATURE_STORE_COLUMNS if c not in ("venue", "symbol", "ts_ms"))

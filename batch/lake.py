@@ -68,6 +68,10 @@ class Lake:
     def get_table(self, key: str) -> pa.Table:
         return pq.read_table(io.BytesIO(self.get_bytes(key)))
 
+    def column_names(self, key: str) -> list[str]:
+        """A parquet object's column names, from its footer."""
+        return pq.read_schema(io.BytesIO(self.get_bytes(key))).names
+
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 

@@ -20,13 +20,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from common.model_artifact import INPUT_NAME, OUTPUT_NAME, Calibration
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, SCALE_FREE_FEATURES
 
 BP = 1e4  # fit in basis points of log return
 TRADE_FEATURES = ("trade_intensity_5s", "signed_flow_1s", "signed_flow_5s")
-# Book-only inputs: the hours of training data (Binance.US top-20 book) carry no trades.
-BOOK_FEATURES = tuple(name for name in FEATURE_NAMES if name not in TRADE_FEATURES)
-OFI_FEATURES = ("ofi_1s", "ofi_2s", "ofi_5s")
+# Book-only inputs: the hours of training data (Binance.US top-20 book) carry no trades. Scale-free
+# only (udfs.features.SCALE_FREE_FEATURES): the model is served on another venue than the one
+# its hours come from, and inputs in a venue's units (OFI in coins, offsets in dollars) put
+# binance.com rows 50 sd outside Binance.US training.
+BOOK_FEATURES = tuple(name for name in SCALE_FREE_FEATURES if name not in TRADE_FEATURES)
+OFI_FEATURES = ("ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s")
 
 # Small, strongly regularised nets: a few thousand rows of a regime-shifting market
 # (the sign of 5 s momentum flips between the training and validation hours).
@@ -59,6 +62,25 @@ def fit_mlp(X: np.ndarray, y: np.ndarray, hidden_layer_sizes: tuple[int, ...], a
 def predict_return(model: Pipeline, X: np.ndarray) -> np.ndarray:
     """The in-memory model's log-return prediction (what the ONNX graph must reproduce)."""
     return model.predict(X).reshape(-1) / BP
+
+
+GUARD_QUANTILE = 0.001  # the training range is read at the 0.1 % and 99.9 % quantiles
+
+
+def input_guard(X: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per column, the interval serving trusts a model with: the training data's 0.1 %..99.9 %
+    quantile range, widened on each side by its own width.
+
+    Quantiles, not mean and sd: order-flow features are heavy-tailed, their sd is made by a few
+    bursts, and a z-score flags ordinary rows of a calm hour as often as it misses a real change
+    of units. A value outside lies further past the training's extreme tail than that tail
+    spans: a change of venue, of units or a broken feed, not an unusual second. A column that
+    was constant in training (width 0) trusts only that value: the model never saw another.
+    """
+    lo = np.quantile(X, GUARD_QUANTILE, axis=0)
+    hi = np.quantile(X, 1.0 - GUARD_QUANTILE, axis=0)
+    width = hi - lo
+    return [float(v) for v in lo - width], [float(v) for v in hi + width]
 
 
 def fit_calibration(pred: np.ndarray, y: np.ndarray, max_points: int = 64) -> Calibration:

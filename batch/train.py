@@ -24,22 +24,24 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from botocore.exceptions import ClientError
 
 from batch import artifact_store, registry
 from batch.datasets import FeatureSet
 from batch.db import migrate
 from batch.db.schema import engine_for
-from batch.feature_store import load_features, read_training_data
+from batch.feature_store import StaleSilver, load_features, read_training_data
 from batch.lake import Lake
 from batch.metrics import evaluate
 from batch.gate import PERSISTENCE, GateDecision, decide
 from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES, RIDGE_GRID, export_onnx,
-                            export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, predict_return)
+                            export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, input_guard,
+                            predict_return)
 from batch.report import Scored, persistence, summary, write_report
 from batch.silver import archive_to_bronze, bronze_to_silver
 from batch.splits import Split, hour_boundaries, purged_split
 from common.config import Settings, load_settings
-from common.model_artifact import Calibration, ModelMetadata, OnnxModel, sha256_hex
+from common.model_artifact import ArtifactError, Calibration, ModelMetadata, OnnxModel, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,11 @@ def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path)
     for key, written in bronze_to_silver(lake).items():
         log.info("silver from %s: %s", key, written)
     for key in lake.keys("silver/db_ready/"):
-        result = load_features(engine, lake.get_table(key))
+        try:
+            result = load_features(engine, lake.get_table(key))
+        except StaleSilver as exc:  # an archive hour from before a feature existed: batch.archive rebuilds it
+            log.warning("%s not loaded: %s (python -m batch.archive rebuilds it)", key, exc)
+            continue
         log.info("feature store: %s, %d rows at %.0f rows/s", key, result.rows, result.rows_per_s)
 
 
@@ -101,11 +107,12 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
     onnx_bytes = export_onnx(c.model, len(c.features))
     scaler = c.model.named_steps["scale"]
     e = evaluate(val.y, val_pred, val.mid, bootstrap=False)
+    guard_low, guard_high = input_guard(data.take(split.train).columns(c.features))
     meta = ModelMetadata(
         model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
         calibration=fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
-        scaler_scale=list(map(float, scaler.scale_)), venue=venue, data_ranges=ranges,
-        hyperparameters=_jsonable(c.params),
+        scaler_scale=list(map(float, scaler.scale_)), guard_low=guard_low, guard_high=guard_high,
+        venue=venue, data_ranges=ranges, hyperparameters=_jsonable(c.params),
         validation_metrics={"r2": e.r2, "rmse_ratio": e.rmse_ratio, "direction_accuracy": e.direction_accuracy},
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -222,12 +229,19 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
 
 
 def champion_predictions(engine: sa.Engine, lake: Lake, test: FeatureSet) -> tuple[str, np.ndarray] | None:
-    """The production model's predictions on the test window; None if there is none."""
+    """The production model's predictions on the test window; None if there is none, or if its
+    artifact cannot be read (then inference cannot serve it either, and the gate judges the pick
+    against persistence alone, with a warning in the log)."""
     current = registry.production(engine)
     if current is None:
         return None
-    onnx_bytes, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
-    return current.model_version, OnnxModel(onnx_bytes, meta).predict(test.columns(meta.feature_names))
+    try:
+        onnx_bytes, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
+        return current.model_version, OnnxModel(onnx_bytes, meta).predict(test.columns(meta.feature_names))
+    except (ClientError, ArtifactError, ValueError) as exc:
+        log.warning("production model %s is not servable (%s): the gate judges against persistence only",
+                    current.model_version, exc)
+        return None
 
 
 def register_persistence(engine: sa.Engine, lake: Lake, stamp: str, venue: str, ranges: dict, val_mse: float) -> str:

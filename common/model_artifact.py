@@ -53,6 +53,11 @@ class ModelMetadata(BaseModel):
     calibration: Calibration
     scaler_mean: list[float]  # the StandardScaler inside the graph, for reference
     scaler_scale: list[float]
+    # Per feature, the inputs serving trusts the model with (batch.modeling.input_guard):
+    # outside them a cycle falls back. Empty in artifacts from before the guard existed,
+    # which are guarded by the scaler's mean and sd instead.
+    guard_low: list[float] = []
+    guard_high: list[float] = []
     venue: str
     data_ranges: dict[str, list[int]]  # train/val/test [first ts, last ts] in ms
     hyperparameters: dict

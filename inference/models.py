@@ -50,7 +50,11 @@ class OnnxPredictor:
         self.feature_names = tuple(model.meta.feature_names)
         self._row = np.zeros((1, len(self.feature_names)), dtype=np.float64)
         meta = model.meta
-        known = len(meta.scaler_mean) == len(self.feature_names) == len(meta.scaler_scale)
+        n = len(self.feature_names)
+        guarded = len(meta.guard_low) == n == len(meta.guard_high)
+        self._low = np.array(meta.guard_low) if guarded else None  # the artifact's trusted input range
+        self._high = np.array(meta.guard_high) if guarded else None
+        known = not guarded and len(meta.scaler_mean) == n == len(meta.scaler_scale)  # older artifacts
         self._mean = np.array(meta.scaler_mean) if known else None
         self._scale = np.where(np.array(meta.scaler_scale) > 0, np.array(meta.scaler_scale), 1.0) if known else None
         self.max_abs_z = max_abs_z
@@ -62,7 +66,13 @@ class OnnxPredictor:
             if raw is None:
                 raise FeatureUnavailable(name)
             row[0, i] = float(raw)
-        if self._mean is not None:
+        if self._low is not None:
+            outside = np.flatnonzero((row[0] < self._low) | (row[0] > self._high))
+            if outside.size:
+                i = int(outside[0])
+                raise FeatureOutOfRange(f"{self.feature_names[i]} ({row[0, i]:.4g} outside the trusted range "
+                                        f"[{self._low[i]:.4g}, {self._high[i]:.4g}] of the training data)")
+        elif self._mean is not None:
             z = np.abs((row[0] - self._mean) / self._scale)
             worst = int(np.argmax(z))
             if z[worst] > self.max_abs_z:

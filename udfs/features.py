@@ -28,6 +28,16 @@ FEATURE_NAMES = (
     "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10", "microprice_minus_mid",
     "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
     "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
+    "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp",
+)
+# Inputs without a venue's units: returns, shares and imbalances, OFI in units of the
+# window's own top-of-book depth, the micro-price offset in basis points. A model on
+# these can be trained on one venue and read another's numbers on the same scale.
+# (spread_bp is scale-free too, but its level is the venue's tick size: 0.002 bp on
+# binance.com BTCUSDT, ~1 bp on Binance.US.)
+SCALE_FREE_FEATURES = (
+    "ret_1s", "ret_5s", "vol_imbalance", "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10",
+    "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp", "realized_vol_5s",
 )
 
 
@@ -155,6 +165,17 @@ def _imbalance(bid: float, ask: float) -> float:
     return (bid - ask) / (bid + ask) if bid + ask > 0 else 0.0
 
 
+def _mean_best_depth(start: BookTop | None, updates: list[HistoryEntry]) -> float:
+    """Mean best-level size, (bid + ask) / 2, over the book states of a window (the one in force at
+    its start and each update in it); OFI divided by it counts in "best levels" instead of coins
+    (Cont, Kukanov, Stoikov 2014 scale by average depth for the same reason). 1.0 if it is 0."""
+    sizes = [(e.top.bid_depth[0] + e.top.ask_depth[0]) / 2.0 for e in updates]
+    if start is not None:
+        sizes.append((start.bid_depth[0] + start.ask_depth[0]) / 2.0)
+    mean = sum(sizes) / len(sizes) if sizes else 0.0
+    return mean if mean > 0 else 1.0
+
+
 def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
 
@@ -173,6 +194,7 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) ->
         "vol_imbalance": _imbalance(top.bid_depth[-1], top.ask_depth[-1]),
         "spread_bp": (top.best_ask - top.best_bid) / top.mid * 1e4,
         "microprice_minus_mid": top.microprice - top.mid,
+        "microprice_offset_bp": (top.microprice - top.mid) / top.mid * 1e4,
         "realized_vol_5s": math.sqrt(sum(e.log_return_sq for e in history.between(time_us - REALIZED_VOL_US, time_us))),
         "trade_intensity_5s": windows["5s"].count / 5.0,
         "book_valid": 1.0 if entry.valid else 0.0,
@@ -181,7 +203,10 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) ->
     for i, levels in enumerate(DEPTH_LEVELS):
         features[f"depth_imbalance_{levels}"] = _imbalance(top.bid_depth[i], top.ask_depth[i])
     for name, horizon in OFI_HORIZONS_US.items():
-        features[f"ofi_{name}"] = sum(e.ofi for e in history.between(time_us - horizon, time_us))
+        updates = history.between(time_us - horizon, time_us)
+        ofi = sum(e.ofi for e in updates)
+        features[f"ofi_{name}"] = ofi
+        features[f"ofi_norm_{name}"] = ofi / _mean_best_depth(history.at(time_us - horizon), updates)
     for name, stats in windows.items():
         features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
     return Snapshot(time_us, windows, features)

@@ -68,3 +68,10 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
         assert conn.execute(sa.text(count)).scalar() == stored == len(built)
         source = conn.execute(sa.text("SELECT DISTINCT source FROM feature_store WHERE venue = 'binance.com'")).scalars().all()
     assert source == [f"archive:{stream}"]
+
+    # an hour built before a feature existed is built again, and only that one
+    stale = lake.get_table(rebuilt[0].key).drop(["ofi_norm_5s"])
+    lake.put_table(rebuilt[0].key, stale)
+    again = archive.build(settings, pg_engine, stream, "BTCUSDT", "binance.com")
+    assert [b.hour_us for b in again] == hours[:1]
+    assert "ofi_norm_5s" in lake.column_names(rebuilt[0].key)

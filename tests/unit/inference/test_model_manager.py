@@ -8,6 +8,7 @@ import pytest
 from batch.modeling import export_onnx, fit_ridge
 from common.model_artifact import ModelMetadata, sha256_hex, write_local
 from inference.model_manager import FileSource, ModelManager
+from inference.models import FeatureOutOfRange
 
 FEATURES = ["depth_imbalance_1", "microprice_minus_mid"]
 
@@ -96,6 +97,23 @@ def test_inputs_far_outside_training_fall_back_instead_of_extrapolating(tmp_path
     pred = make_prediction("BTCUSDT", state, 2000, 1_100_000, predictor, 5000, None)
     assert pred.source == "fallback" and pred.fallback_reason == "feature_out_of_range:microprice_minus_mid"
     assert pred.predicted_price_10s == pred.current_price == 100.0
+
+
+def test_the_artifacts_trusted_range_decides_before_the_scaler(tmp_path):
+    """An artifact with guard bounds falls back outside them and only there, whatever its scaler says."""
+    from common.model_artifact import read_local, write_local
+
+    artifact(tmp_path, "v1")
+    onnx_bytes, meta = read_local(tmp_path)
+    write_local(tmp_path, onnx_bytes, meta.model_copy(update={
+        "scaler_mean": [0.0, 0.0], "scaler_scale": [1e-9, 1e-9],  # a z-score guard would refuse everything
+        "guard_low": [-1.0, -2.0], "guard_high": [1.0, 2.0]}))
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1, max_feature_z=10.0)
+    asyncio.run(manager.poll_once())
+    predictor = manager.current
+    assert predictor.predicted_return({"depth_imbalance_1": "1.0", "microprice_minus_mid": "-2.0"}) != 0.0  # bounds are in
+    with pytest.raises(FeatureOutOfRange, match=r"^microprice_minus_mid \(2\.01 outside"):
+        predictor.predicted_return({"depth_imbalance_1": "0.0", "microprice_minus_mid": "2.01"})
 
 
 def test_a_persistence_artifact_loads_before_any_features_exist_and_predicts_no_change(tmp_path):

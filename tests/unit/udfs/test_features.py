@@ -82,6 +82,38 @@ def test_order_flow_features_by_hand():
     assert set(FEATURE_NAMES) <= set(f)
 
 
+def test_scale_free_features_by_hand():
+    history, trades = scenario()
+    f = compute_snapshot(15 * S // 10, history, trades).features
+    # 1 s window (0.5, 1.5]: the book in force at 0.5 s (best sizes 3 and 1: mean 2) and the
+    # update at 1 s (1 and 2: mean 1.5) => mean best size 1.75; OFI 2 => 2 / 1.75 best levels.
+    assert f["ofi_norm_1s"] == pytest.approx(2 / 1.75)
+    # 2 s and 5 s windows reach before the first book: the two updates in them, same mean.
+    assert f["ofi_norm_2s"] == f["ofi_norm_5s"] == pytest.approx(2 / 1.75)
+    assert f["microprice_offset_bp"] == pytest.approx(((102 * 2 + 104 * 1) / 3 - 103) / 103 * 1e4)
+
+
+def test_scale_free_features_do_not_change_with_the_unit_of_quantity():
+    """The same book counted in contracts of 0.01 coin: OFI scales by 100, its normalised form does not."""
+    def snap(unit):
+        history = BookHistory()
+        history.add(BookTop(0, 1, 100.0, 102.0, (3.0 * unit,) * 3, (1.0 * unit,) * 3))
+        history.add(BookTop(S, 2, 102.0, 104.0, (1.0 * unit, 2.5 * unit, 4.0 * unit), (2.0 * unit, 3.0 * unit, 6.0 * unit)))
+        return compute_snapshot(15 * S // 10, history, TradeBuffer()).features
+
+    coins, contracts = snap(1.0), snap(100.0)
+    assert contracts["ofi_1s"] == pytest.approx(100 * coins["ofi_1s"])
+    for name in ("ofi_norm_1s", "ofi_norm_5s", "microprice_offset_bp", "depth_imbalance_1"):
+        assert contracts[name] == pytest.approx(coins[name])
+
+
+def test_ofi_norm_of_an_empty_book_side_is_finite():
+    history = BookHistory()
+    history.add(BookTop(0, 1, 100.0, 102.0, (0.0,) * 3, (0.0,) * 3))
+    f = compute_snapshot(S, history, TradeBuffer()).features
+    assert f["ofi_norm_1s"] == 0.0  # no update, mean size 0 counts as 1: no division by zero
+
+
 def test_ofi_signs_for_falling_book():
     prev = BookTop(0, 1, 100.0, 101.0, (2.0,) * 3, (3.0,) * 3)
     down = BookTop(1, 2, 99.0, 100.0, (5.0,) * 3, (7.0,) * 3)
