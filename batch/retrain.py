@@ -39,12 +39,14 @@ for _outcome in ("promoted", "kept", "not_enough_data"):
     CYCLES.labels(_outcome)
 
 
-def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours: float, report_dir: Path) -> dict:
-    """One retraining cycle; returns what it did (also logged to ml_experiments)."""
+def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours: float, report_dir: Path,
+          through_now: bool = False) -> dict:
+    """One retraining cycle; returns what it did (also logged to ml_experiments). ``through_now``
+    also builds the hour still being archived (the demo's replay: minutes, not hours, of data)."""
     migrate.upgrade(settings.postgres)
     loader = engine_for(settings.postgres, "loader")
     try:
-        built = archive.build(settings, loader, stream, symbol, venue)
+        built = archive.build(settings, loader, stream, symbol, venue, through_now=through_now)
     finally:
         loader.dispose()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -100,11 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", type=Path, default=Path("reports/retrain"))
     parser.add_argument("--every", type=float, default=None, help="repeat every SECONDS (3600: each new hour)")
     parser.add_argument("--metrics-port", type=int, default=9107)
+    parser.add_argument("--through-now", action="store_true", help="also build the hour still being archived")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config)
     kwargs = dict(venue=args.venue, symbol=args.symbol or settings.exchange.symbol,
-                  stream=args.stream or settings.kinesis.stream, window_hours=args.window_hours, report_dir=args.report_dir)
+                  stream=args.stream or settings.kinesis.stream, window_hours=args.window_hours, report_dir=args.report_dir,
+                  through_now=args.through_now)
     if args.every:
         asyncio.run(every(settings, args.every, args.metrics_port, **kwargs))
         return 0

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,21 +292,35 @@ class Pipeline:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_path(name)}")
 
 
-def show_predictions(p: Pipeline, duration_s: float) -> None:
+def score_text(acc: dict) -> str:
+    """The inference service's online score so far (data time): model RMSE over persistence's, and direction."""
+    if not acc.get("scored") or not acc.get("rmse") or not (acc.get("persistence") or {}).get("rmse"):
+        return ""
+    direction = acc.get("directional_accuracy")
+    return (f"  [n {acc['scored']}, RMSE x{acc['rmse'] / acc['persistence']['rmse']:.3f} of persistence"
+            + (f", direction {direction:.0%}" if direction is not None else "") + "]")
+
+
+def show_predictions(p: Pipeline, duration_s: float) -> Counter:
+    """Print every prediction as it is served, with the running score; returns the sources after warm-up."""
     seen = 0
     started = time.monotonic()
+    served: Counter = Counter()  # "model" or the fallback reason, for cycles after the first features
     print(f"{'wall time (UTC)':20s} {'data time (UTC)':24s} {'price':>12s} {'pred 10s':>12s} {'conf':>5s} "
-          f"{'age ms':>8s} model  source", flush=True)
+          f"{'age ms':>8s} model  source  [score so far]", flush=True)
     while duration_s <= 0 or time.monotonic() - started < duration_s:
         p.check_alive()
         try:
             preds = get_json(f"{p.inference_url}/predictions?limit=50")
+            acc = get_json(f"{p.inference_url}/accuracy")
         except Exception:
-            preds = []
+            preds, acc = [], {}
         for pred in preds:
             if pred["timestamp"] <= seen:
                 continue
             seen = pred["timestamp"]
+            if pred["feature_time_ms"] or served:
+                served["model" if pred["source"] == "redis" else pred["fallback_reason"]] += 1
             wall = time.strftime("%H:%M:%S", time.gmtime(pred["timestamp"] / 1000))
             data = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pred["feature_time_ms"] / 1000)) if pred["feature_time_ms"] else "-"
             price = f"{pred['current_price']:.2f}" if pred["current_price"] else "-"
@@ -313,8 +328,14 @@ def show_predictions(p: Pipeline, duration_s: float) -> None:
             age = f"{pred['features_age_ms']:.0f}" if pred["features_age_ms"] is not None else "-"
             source = pred["source"] if pred["source"] != "fallback" else f"fallback ({pred['fallback_reason']})"
             print(f"{wall:20s} {data:24s} {price:>12s} {pred10:>12s} {pred['confidence']:5.2f} {age:>8s} "
-                  f"{pred['model_version']}  {source}", flush=True)
+                  f"{pred['model_version']}  {source}{score_text(acc)}", flush=True)
         time.sleep(0.5)
+    total = sum(served.values())
+    if total:
+        others = ", ".join(f"{reason} {n}" for reason, n in served.most_common() if reason != "model") or "none"
+        print(f"\n{total} cycles after the first features: {served['model']} ({served['model'] / total:.0%}) served by "
+              f"the model, fallbacks: {others}.{score_text(acc)}", flush=True)
+    return served
 
 
 def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -> str:
@@ -357,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until Ctrl-C")
     parser.add_argument("--model", choices=("registry", "persistence"), default="registry",
                         help="serve the registry's production model (trained first if none) or the persistence baseline")
+    parser.add_argument("--retrain", action="store_true",
+                        help="after the replay, run one retraining cycle on what the pipeline archived (batch.retrain) "
+                             "and print the gate's decision")
     args = parser.parse_args(argv)
     if stack.main(["start"] + ([] if args.mini_cluster else ["--with-flink-cluster"])) != 0:
         return 2
@@ -370,9 +394,11 @@ def main(argv: list[str] | None = None) -> int:
                   "See docs/training.md and the gate's rows in ml_experiments.", flush=True)
         else:
             print(f"Serving model {version}, which beat persistence on its held-out hour. It was trained on the "
-                  "Binance.US book, a different venue from the replayed binance.com capture: where the capture's features "
-                  "lie outside its training range the service answers with the flagged persistence fallback "
-                  "(feature_out_of_range) instead of extrapolating. See docs/training.md.", flush=True)
+                  "Binance.US book, a different venue from the replayed binance.com capture, on scale-free inputs "
+                  "(returns, imbalances, OFI in units of best-level depth); where an input lies outside the range it "
+                  "was trained on, the service answers with the flagged persistence fallback (feature_out_of_range) "
+                  "instead of extrapolating. The score in brackets is this replay's, in data time: a few minutes of "
+                  "one venue, far too few rows to call the model better or worse. See docs/training.md.", flush=True)
     try:
         p.start()
         print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster
@@ -383,8 +409,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        p.stop()
+        p.stop()  # the SBE archiver flushes what it holds on SIGTERM
+    if args.retrain:
+        retrain_from_archive(p)
     return 0
+
+
+def retrain_from_archive(p: Pipeline) -> dict:
+    """The learning loop on this run's own archive: bronze/sbe -> feature store -> candidates -> gate."""
+    log_dir = p.log_dir
+    print("\nRetraining from what this run archived (python -m batch.retrain --through-now; "
+          f"log: {log_dir / 'retrain.log'}) ...", flush=True)
+    with (log_dir / "retrain.log").open("wb") as fh:
+        done = subprocess.run([sys.executable, "-m", "batch.retrain", "--through-now", "--stream", p.stream,
+                               "--report-dir", str(REPO / "reports" / "retrain")],
+                              cwd=REPO, env=p.env(), stdout=subprocess.PIPE, stderr=fh)
+    if done.returncode != 0:
+        print(f"retraining failed (exit {done.returncode}); see {log_dir / 'retrain.log'}", flush=True)
+        return {}
+    outcome = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    print(f"archive: {outcome['archive_hours']} hour(s), {outcome['archive_rows']} feature rows built; "
+          f"outcome: {outcome['outcome']}", flush=True)
+    if outcome["outcome"] == "not_enough_data":
+        print(f"  {outcome['detail']}. A split needs train, validation and test hours: in production the loop "
+              "runs hourly on what the system archives (batch.retrain --every 3600).", flush=True)
+    for g in outcome.get("gate", []):
+        print(f"  gate: {g['challenger']} {'promoted' if g['promote'] else 'not promoted'}: {g['reason']}", flush=True)
+    if outcome.get("production"):
+        print(f"  production model now: {outcome['production']}", flush=True)
+    return outcome
 
 
 if __name__ == "__main__":
