@@ -78,6 +78,15 @@ def calibration_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 5
     return rows
 
 
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 5) -> float | None:
+    """Row-weighted mean |stated confidence - observed hit rate| over the equal-count bins of
+    ``calibration_table``: 0 for a calibrated confidence. Equal-count bins because a model's
+    confidences crowd into a narrow band (0.5-0.7), where equal-width bins would leave most empty."""
+    table = calibration_table(confidence, correct, bins)
+    n = sum(r["n"] for r in table)
+    return sum(r["n"] * abs(r["mean_confidence"] - r["hit_rate"]) for r in table) / n if n else None
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     n: int

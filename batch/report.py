@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from batch.datasets import FeatureSet, from_directory
-from batch.metrics import Evaluation, calibration_table, evaluate
+from batch.metrics import Evaluation, calibration_table, evaluate, expected_calibration_error
 from common.model_artifact import OnnxModel
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,22 @@ def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
     return data.take(np.flatnonzero(keep))
 
 
+def trusted(model: OnnxModel, data: FeatureSet) -> np.ndarray:
+    """Rows whose inputs lie inside the artifact's trusted range: the ones serving lets the model answer."""
+    meta = model.meta
+    if len(meta.guard_low) != len(meta.feature_names):
+        return np.ones(len(data), dtype=bool)  # an artifact from before the guard
+    X = data.columns(meta.feature_names)
+    return np.all((X >= np.array(meta.guard_low)) & (X <= np.array(meta.guard_high)), axis=1)
+
+
 def score(model: OnnxModel, data: FeatureSet, bootstrap: bool = True) -> Scored:
-    pred = model.predict(data.columns(model.meta.feature_names))
+    """The model as served: where an input is outside its trusted range, the answer is persistence's."""
+    inside = trusted(model, data)
+    pred = np.where(inside, model.predict(data.columns(model.meta.feature_names)), 0.0)
+    if not inside.all():
+        log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
+                 model.version, int((~inside).sum()), len(data))
     return Scored(model.version, pred, evaluate(data.y, pred, data.mid, bootstrap), model.confidence(pred))
 
 
@@ -77,6 +91,24 @@ def results_table(scored: list[Scored]) -> list[str]:
                      f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
                      f"{_fmt(e.dm_stat, 2)} | {_fmt(e.dm_pvalue)} |")
     return lines
+
+
+def per_market(data: FeatureSet, s: Scored) -> list[str]:
+    """One row per venue (market): a model on scale-free inputs is scored on every market in the data."""
+    lines = ["| market | n | R² | RMSE ratio | direction (moves) | DM p |", "|---|---|---|---|---|---|"]
+    for venue in sorted(set(data.venue)):
+        idx = np.flatnonzero(data.venue == venue)
+        e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], bootstrap=False)
+        lines.append(f"| {venue} | {e.n} | {_fmt(e.r2)} | {_fmt(e.rmse_ratio)} | "
+                     f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
+                     f"{_fmt(e.dm_pvalue)} |")
+    return lines
+
+
+def hit_mask(data: FeatureSet, s: Scored) -> tuple[np.ndarray, np.ndarray]:
+    """Rows where the price moved and the model took a side, and whether it took the right one."""
+    mask = (data.y != 0) & (s.pred != 0)
+    return mask, (np.sign(s.pred[mask]) == np.sign(data.y[mask])).astype(float)
 
 
 def per_hour(data: FeatureSet, s: Scored) -> list[str]:
@@ -155,24 +187,31 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
     if e.r2 > LEAKAGE_R2:
         lines += [f"**R² {e.r2:.3f} is above {LEAKAGE_R2:.0%}: audit for leakage before quoting it.**", ""]
     if model.confidence is not None:
-        mask = (data.y != 0) & (model.pred != 0)
-        correct = (np.sign(model.pred[mask]) == np.sign(data.y[mask])).astype(float)
+        mask, correct = hit_mask(data, model)
+        ece = expected_calibration_error(model.confidence[mask], correct)
         lines += ["## Confidence calibration", "",
-                  "confidence = P(direction right | price moved), fitted on validation data.", "",
+                  "confidence = P(direction right | price moved), fitted on validation data. "
+                  f"Expected calibration error (row-weighted |confidence - hit rate| over these bins): "
+                  f"{_fmt(ece, 3)}.", "",
                   "| n | mean confidence | observed hit rate |", "|---|---|---|"]
         lines += [f"| {r['n']} | {r['mean_confidence']:.3f} | {r['hit_rate']:.3f} |"
                   for r in calibration_table(model.confidence[mask], correct)]
         lines.append("")
-    lines += ["## Per hour", "", *per_hour(data, model), "", "## Plots", ""]
+    lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), "",
+              "## Plots", ""]
     lines += [f"![{f}]({f})" for f in plots(out, data, model)] if len(data) else []
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    return summary(model)
+    return summary(model, data)
 
 
-def summary(s: Scored) -> dict:
+def summary(s: Scored, data: FeatureSet | None = None) -> dict:
     e = s.evaluation
     clean = lambda x: None if x is None or math.isnan(x) else round(x, 6)  # noqa: E731 (JSON has no NaN)
-    return {"model_version": s.name, "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
+    ece = None
+    if data is not None and s.confidence is not None:
+        mask, correct = hit_mask(data, s)
+        ece = expected_calibration_error(s.confidence[mask], correct)
+    return {"ece": clean(ece), "model_version": s.name, "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
             "rmse_ratio_vs_persistence": clean(e.rmse_ratio), "mae_ratio_vs_persistence": clean(e.mae_ratio),
             "direction_accuracy": clean(e.direction_accuracy), "direction_n": e.direction_n,
             "dm_stat": clean(e.dm_stat), "dm_pvalue": clean(e.dm_pvalue)}
@@ -201,16 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="registered model version, s3:// URI or local artifact directory")
     parser.add_argument("--baseline", action="append", default=[], help="another model to show beside it (e.g. the ridge)")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"))
-    parser.add_argument("--venue", help="venue to score (default: the model's own; 'all' pools venues)")
+    parser.add_argument("--venue", help="venue to score ('all': every market in DIR, each in the per-market table; "
+                                         "default: all for a model with a trusted input range, else the model's own)")
     parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     model = _load_model(args.model, args.config)
     data = unseen(from_directory(args.data), model)
-    venue = args.venue or model.meta.venue
+    venue = args.venue or ("all" if model.meta.guard_low else model.meta.venue)
     if venue != "all":
-        # order-book features are in the venue's own units (sizes, spreads): a model is scored where it was trained
+        # an older model's inputs are in its venue's units (sizes, spreads): it is scored where it was trained
         skipped = {v: int(np.sum(data.venue == v)) for v in set(data.venue) if v != venue}
         if skipped:
             log.info("not scoring rows of other venues: %s (use --venue all to pool them)", skipped)

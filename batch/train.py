@@ -171,7 +171,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
         scored[kind] = Scored(meta.model_version, pred, evaluate(test.y, pred, test.mid), onnx_model.confidence(pred))
         experiment_id = f"{stamp}-{kind}-final"
         registry.log_experiment(engine, experiment_id, kind, meta.model_version, _jsonable(best.params),
-                                list(features), ranges, {"test": summary(scored[kind]), "validation": meta.validation_metrics})
+                                list(features), ranges, {"test": summary(scored[kind], test), "validation": meta.validation_metrics})
         registry.register(engine, meta, uri, experiment_id)
         versions[kind] = meta.model_version
         val_mse[kind] = best.val_mse

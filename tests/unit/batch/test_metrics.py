@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from batch.metrics import calibration_table, diebold_mariano, direction_accuracy, evaluate, r2_score
+from batch.metrics import (calibration_table, diebold_mariano, direction_accuracy, evaluate,
+                           expected_calibration_error, r2_score)
 
 
 def test_r2_and_direction_against_hand_values():
@@ -48,3 +49,35 @@ def test_calibration_table_bins_by_confidence():
     correct = np.array([1.0, 0.0, 1.0, 1.0])
     rows = calibration_table(conf, correct, bins=2)
     assert rows == [{"n": 2, "mean_confidence": 0.55, "hit_rate": 0.5}, {"n": 2, "mean_confidence": pytest.approx(0.85), "hit_rate": 1.0}]
+
+
+def test_expected_calibration_error_by_hand():
+    # two equal-count bins: confidences 0.5, 0.5 (hits 1, 0: rate 0.5) and 0.8, 0.8 (hits 1, 1: rate 1.0)
+    conf = np.array([0.8, 0.5, 0.8, 0.5])
+    correct = np.array([1.0, 1.0, 1.0, 0.0])
+    assert expected_calibration_error(conf, correct, bins=2) == pytest.approx((2 * 0.0 + 2 * 0.2) / 4)
+    assert expected_calibration_error(np.array([]), np.array([])) is None
+
+
+def test_served_scoring_answers_persistence_outside_the_trusted_range():
+    """batch.report scores a model as inference serves it: an out-of-range row is the fallback's zero return."""
+    from batch.datasets import FeatureSet
+    from batch.report import score
+    from common.model_artifact import Calibration
+
+    class Model:  # the OnnxModel surface report.score reads
+        version = "m"
+        meta = type("Meta", (), {"feature_names": ["ret_1s"], "guard_low": [-1.0], "guard_high": [1.0],
+                                 "calibration": Calibration(abs_return=[], hit_rate=[])})()
+
+        def predict(self, X):
+            return np.full(len(X), 1e-4)
+
+        def confidence(self, pred):
+            return np.full(len(pred), 0.5)
+
+    from udfs.features import FEATURE_NAMES
+    X = np.zeros((3, len(FEATURE_NAMES)))
+    X[:, FEATURE_NAMES.index("ret_1s")] = [0.0, 5.0, -1.0]  # the middle row is outside [-1, 1]
+    data = FeatureSet(np.array(["v"] * 3, dtype=object), np.arange(3), X, np.full(3, 1e-4), np.full(3, 100.0))
+    assert score(Model(), data, bootstrap=False).pred.tolist() == [1e-4, 0.0, 1e-4]
