@@ -8,9 +8,13 @@ any directory of such files can be evaluated:
 * top-20 book snapshots sampled about once a second (Binance.US parquet,
   columns ``timestamp``, ``bid_price_1..20``, ``bid_size_1..20``, ``ask_*``).
 
-USD-M futures captures are recognised and skipped: futures depth diffs chain by
-``pu`` (previous final update id), not by ``U = u + 1`` as spot diffs do, so the
-spot synchroniser would mark every futures diff a gap.
+USD-M and COIN-M perpetual captures are read too (their ``pu``-chained diffs are
+expressed in the spot sequencing vocabulary by the loader; ``ingest/loaders/hftbacktest_ws.py``),
+and data.binance.vision aggTrades files (``ingest/loaders/data_vision.py``) are recognised,
+checked against their ``.CHECKSUM`` and reported: trades without a book give no feature rows.
+
+Files of one market that continue each other (the first diff of one chains onto the last
+diff of another) are one recording: the book carries across them without a new snapshot.
 """
 from __future__ import annotations
 
@@ -18,14 +22,15 @@ import gzip
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ingest.loaders import data_vision
 from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
-from udfs.events import DepthSnapshotEvent, MarketEvent
+from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +48,23 @@ class Recording:
 
     path: Path
     kind: str  # "ws_capture" | "depth20"
-    venue: str  # "binance.com-spot" | "binance.us"
+    venue: str  # "binance.com-spot" | "binance.com-usdm" | "binance.com-coinm" | "binance.us"
     symbol: str
+    continued_by: tuple[Path, ...] = ()  # later files of the same stream, in order
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return (self.path, *self.continued_by)
+
     def events(self) -> Iterator[MarketEvent]:
-        """Events in stream order (the order the exchange sent them)."""
+        """Events in stream order (the order the exchange sent them), across continuing files."""
         if self.kind == "ws_capture":
-            return (captured.event for captured in HftbacktestWsLoader(self.path, self.symbol).events())
+            return (captured.event for path in self.paths
+                    for captured in HftbacktestWsLoader(path, self.symbol).events())
         return depth20_events(self.path, self.symbol)
 
 
@@ -109,15 +120,66 @@ def identify(path: Path, symbol: str = "BTCUSDT") -> Recording:
         streamed = [m["data"] for m in head if "@" in str(m.get("stream", "")) and isinstance(m.get("data"), dict)]
         if not streamed:
             raise UnsupportedRecording(f"{path.name}: not a combined-stream capture")
-        if any(d.get("e") == "depthUpdate" and "pu" in d for d in streamed):
-            raise UnsupportedRecording(f"{path.name}: USD-M futures capture (pu-chained diffs) is not supported")
         symbol = str(next((d["s"] for d in streamed if "s" in d), symbol)).upper()
-        return Recording(path, "ws_capture", "binance.com-spot", symbol)
+        futures = any(d.get("e") == "depthUpdate" and "pu" in d for d in streamed)
+        market = ("coinm" if symbol.endswith("_PERP") else "usdm") if futures else "spot"
+        return Recording(path, "ws_capture", f"binance.com-{market}", symbol)
+    if path.suffix == ".zip":
+        try:
+            trades = data_vision.identify(path)  # checksum-verified, or refused with the reason
+        except data_vision.DataVisionError as exc:
+            raise UnsupportedRecording(str(exc)) from None
+        raise UnsupportedRecording(f"{path.name}: {trades.describe()}: trades without a book give no feature rows "
+                                   "(every feature vector needs the book)")
+    if path.name.endswith(".CHECKSUM"):
+        raise UnsupportedRecording(f"{path.name}: checksum of {path.name.removesuffix('.CHECKSUM')} (verified with it)")
     raise UnsupportedRecording(f"{path.name}: unknown file type")
 
 
+def diff_range(rec: Recording) -> tuple[DepthDiffEvent, DepthDiffEvent] | None:
+    """The first and last depth diff of one file, or None if it has none."""
+    first = last = None
+    for event in HftbacktestWsLoader(rec.path, rec.symbol).events():
+        if isinstance(event.event, DepthDiffEvent):
+            first = first or event.event
+            last = event.event
+    return (first, last) if first is not None else None
+
+
+def continues(previous_last: DepthDiffEvent, first: DepthDiffEvent) -> bool:
+    """``first`` chains onto ``previous_last`` with no update lost (the synchroniser's own rule)."""
+    return first.first_update_id <= previous_last.last_update_id + 1 <= first.last_update_id
+
+
+def join_continuations(recordings: list[Recording]) -> list[Recording]:
+    """Captures of one market whose diffs chain across files become one recording."""
+    joined: list[Recording] = []
+    open_ends: dict[tuple[str, str], tuple[int, DepthDiffEvent]] = {}  # (venue, symbol) -> (index, last diff)
+    ranges = {rec.path: diff_range(rec) for rec in recordings if rec.kind == "ws_capture"}
+    ordered = sorted(recordings, key=lambda r: (r.kind != "ws_capture", ranges.get(r.path)[0].event_time_us
+                                                if ranges.get(r.path) else 0, r.name))
+    for rec in ordered:
+        span = ranges.get(rec.path)
+        if span is None:
+            joined.append(rec)
+            continue
+        key = (rec.venue, rec.symbol)
+        head = open_ends.get(key)
+        if head is not None and continues(head[1], span[0]):
+            index = head[0]
+            joined[index] = replace(joined[index], continued_by=(*joined[index].continued_by, rec.path))
+            open_ends[key] = (index, span[1])
+            log.info("%s continues %s (first diff U %d after u %d): one stream", rec.name, joined[index].name,
+                     span[0].first_update_id, head[1].last_update_id)
+            continue
+        joined.append(rec)
+        open_ends[key] = (len(joined) - 1, span[1])
+    return joined
+
+
 def discover(data_dir: Path) -> list[Recording]:
-    """Every usable recording under ``data_dir``; refused files are logged, never silently dropped."""
+    """Every usable recording under ``data_dir``, continuing files joined; refused files are logged
+    with the reason, never silently dropped."""
     found: list[Recording] = []
     for path in sorted(p for p in Path(data_dir).rglob("*") if p.is_file()):
         if path.name.endswith((".tsv", ".md", ".txt")):
@@ -125,5 +187,5 @@ def discover(data_dir: Path) -> list[Recording]:
         try:
             found.append(identify(path))
         except UnsupportedRecording as exc:
-            log.warning("skipping %s", exc)
-    return found
+            log.warning("not used: %s", exc)
+    return join_continuations(found)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from batch.feature_builder import FeatureRow, Replay, build_rows, replay
 from batch.lake import Lake, day_partition
-from batch.recordings import Recording, discover, identify
+from batch.recordings import Recording, discover
 from udfs.events import to_float
 from udfs.features import FEATURE_NAMES
 
@@ -105,9 +105,11 @@ def archive_to_bronze(lake: Lake, data_dir: Path) -> list[str]:
         if first is None:
             log.warning("%s holds no events; not archived", rec.name)
             continue
-        key = f"{BRONZE_PREFIX}/{rec.kind}/{day_partition(rec.symbol, first.event_time_us // 1000)}/{rec.name}"
-        lake.put_bytes(key, rec.path.read_bytes())
-        keys.append(key)
+        partition = f"{BRONZE_PREFIX}/{rec.kind}/{day_partition(rec.symbol, first.event_time_us // 1000)}"
+        for path in rec.paths:  # a continued stream is kept together, under the day its first file starts
+            key = f"{partition}/{path.name}"
+            lake.put_bytes(key, path.read_bytes())
+            keys.append(key)
     return keys
 
 
@@ -130,18 +132,19 @@ def silver_from_recording(lake: Lake, rec: Recording) -> dict[str, int]:
     return written
 
 
+RECORDING_KINDS = ("ws_capture", "depth20")  # the bronze datasets archive_to_bronze writes
+
+
 def bronze_to_silver(lake: Lake, prefix: str = BRONZE_PREFIX) -> dict[str, dict[str, int]]:
-    """Rebuild silver from every bronze recording under ``prefix``."""
+    """Rebuild silver from every bronze recording under ``prefix``. The objects are fetched
+    together, so files that continue each other are replayed as one stream (``discover``)."""
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for key in lake.keys(prefix + "/"):
-            local = Path(tmp) / key.rsplit("/", 1)[-1]
-            local.write_bytes(lake.get_bytes(key))
-            try:
-                rec = identify(local)
-            except ValueError as exc:
-                log.warning("bronze object %s skipped: %s", key, exc)
-                continue
-            report[key] = silver_from_recording(lake, rec)
-            local.unlink()
+        for kind in RECORDING_KINDS:
+            for key in lake.keys(f"{prefix}/{kind}/"):
+                local = Path(tmp) / key
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(lake.get_bytes(key))
+        for rec in discover(Path(tmp)):
+            report[str(rec.path.relative_to(tmp))] = silver_from_recording(lake, rec)
     return report

@@ -63,7 +63,7 @@ def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path)
     lake = Lake(settings.s3)
     lake.ensure_bucket()
     keys = archive_to_bronze(lake, data_dir)
-    log.info("bronze: %d recordings archived", len(keys))
+    log.info("bronze: %d files archived", len(keys))
     for key, written in bronze_to_silver(lake).items():
         log.info("silver from %s: %s", key, written)
     for key in lake.keys("silver/db_ready/"):

@@ -5,7 +5,17 @@ in older files and ns in newer ones (told apart by magnitude). JSON payloads
 are ``depthUpdate`` diffs, ``trade`` events, ``bookTicker`` updates and one REST
 ``GET /api/v3/depth`` snapshot line.
 
-JSON bookTicker carries no event time. It is stamped with the latest exchange
+USD-M and COIN-M perpetual captures use the same layout. Their diffs chain by ``pu`` (the
+previous diff's final update id) instead of ``U = previous u + 1``, and the first diff after
+a snapshot ``L`` is the one with ``U <= L <= u``. A futures diff is read with its
+``first_update_id`` set to ``pu + 1``: in that vocabulary the spot synchroniser's rules are
+exactly the futures rules (a diff continues the book iff ``pu`` equals the local id; after a
+snapshot the diffs with ``u <= L`` are dropped and the next one must have ``pu + 1 <= L + 1
+<= u``), so one ``BookSynchronizer`` keeps both books and a broken ``pu`` chain is a gap.
+COIN-M quantities are contracts (100 USD each for BTCUSD_PERP), kept as such: features that
+read sizes are ratios of sizes.
+
+Spot JSON bookTicker carries no event time. It is stamped with the latest exchange
 event time seen before it in the capture (never ahead of the exchange clock,
 and immune to the collector's clock offset, ~1.3 s in the 2024 spot file).
 """
@@ -64,9 +74,11 @@ class HftbacktestWsLoader:
         if kind == "depthUpdate":
             return DepthDiffEvent(
                 symbol=data["s"], event_time_us=data["E"] * 1000,
-                first_update_id=data["U"], last_update_id=data["u"],
+                first_update_id=data["pu"] + 1 if "pu" in data else data["U"], last_update_id=data["u"],
                 bids=_levels(data["b"]), asks=_levels(data["a"]),
             )
+        if kind == "trade" and data.get("X", "MARKET") != "MARKET":
+            return None  # futures liquidation / ADL fills: not trades of the order book
         if kind == "trade":
             entry = TradeEntry(data["t"], parse_units(data["p"]), parse_units(data["q"]), bool(data["m"]))
             return TradesEvent(data["s"], data["E"] * 1000, data["T"] * 1000, (entry,))
@@ -75,9 +87,10 @@ class HftbacktestWsLoader:
                 symbol=self.symbol, event_time_us=last_exchange_us, book_update_id=data["lastUpdateId"],
                 bids=_levels(data["bids"]), asks=_levels(data["asks"]),
             )
-        if kind is None and {"u", "b", "a", "B", "A"} <= data.keys():
-            return BestBidAskEvent(
-                symbol=data["s"], event_time_us=last_exchange_us, book_update_id=data["u"],
+        if kind in (None, "bookTicker") and {"u", "b", "a", "B", "A"} <= data.keys():
+            return BestBidAskEvent(  # futures bookTicker has its own event time; spot's has none
+                symbol=data["s"], event_time_us=data["E"] * 1000 if "E" in data else last_exchange_us,
+                book_update_id=data["u"],
                 bid_price_e8=parse_units(data["b"]), bid_qty_e8=parse_units(data["B"]),
                 ask_price_e8=parse_units(data["a"]), ask_qty_e8=parse_units(data["A"]),
             )
