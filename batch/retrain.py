@@ -69,14 +69,16 @@ def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours
     return outcome
 
 
-async def every(settings: Settings, seconds: float, port: int, **kwargs) -> None:
-    """``cycle`` every ``seconds``, supervised: an exception never ends the loop."""
+async def every(settings: Settings, seconds: float, port: int, first_after: float = 0.0, **kwargs) -> None:
+    """``cycle`` every ``seconds`` (the first ``first_after`` seconds after start), supervised: an
+    exception never ends the loop."""
     healthy = {"ok": True, "why": "no cycle yet"}
 
     def readiness() -> tuple[bool, str]:
         return healthy["ok"], healthy["why"]
 
     async with serving_health(port, readiness):
+        await asyncio.sleep(first_after)
         while True:
             started = time.monotonic()
             try:
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-hours", type=float, default=24.0, help="rolling training window")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/retrain"))
     parser.add_argument("--every", type=float, default=None, help="repeat every SECONDS (3600: each new hour)")
+    parser.add_argument("--first-after", type=float, default=0.0,
+                        help="with --every: seconds before the first cycle (a stack that starts with no archive "
+                             "has nothing to learn from yet)")
     parser.add_argument("--metrics-port", type=int, default=9107)
     parser.add_argument("--through-now", action="store_true", help="also build the hour still being archived")
     args = parser.parse_args(argv)
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                   stream=args.stream or settings.kinesis.stream, window_hours=args.window_hours, report_dir=args.report_dir,
                   through_now=args.through_now)
     if args.every:
-        asyncio.run(every(settings, args.every, args.metrics_port, **kwargs))
+        asyncio.run(every(settings, args.every, args.metrics_port, args.first_after, **kwargs))
         return 0
     print(json.dumps(cycle(settings, **kwargs)))
     return 0

@@ -22,6 +22,7 @@ SERVICES: dict[str, ServiceSpec] = {
     "reanchor": ServiceSpec("reliability.reanchor_service", "gap -> REST snapshot in band -> atomic re-anchor"),
     "rest-poller": ServiceSpec("reliability.rest_poller", "1-minute REST snapshots and aggregate trades -> bronze"),
     "sbe-archiver": ServiceSpec("reliability.sbe_archiver", "every Kinesis frame -> bronze/sbe"),
+    "retrain": ServiceSpec("batch.retrain", "hourly: new archive hours -> feature store -> candidates -> gate"),
     "flink-job": ServiceSpec("flink_jobs.hot_path_job", "the hot-path job (mini cluster; a cluster runs its file)"),
 }
 FLINK_JOB_FILE = "flink_jobs/hot_path_job.py"  # what `flink run -py` submits, locally and in compose

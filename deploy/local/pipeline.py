@@ -107,6 +107,8 @@ class Pipeline:
     reanchor_port: int = field(default_factory=free_port)
     poller_port: int = field(default_factory=free_port)
     archiver_port: int = field(default_factory=free_port)
+    retrain_every_s: float | None = None  # run the scheduled retraining loop (batch.retrain --every) beside the pipeline
+    retrain_port: int = field(default_factory=free_port)
 
     @property
     def stream(self) -> str:
@@ -215,11 +217,16 @@ class Pipeline:
         wait_http(f"http://127.0.0.1:{self.reanchor_port}/health", 30, rea, self.log_path("reanchor"))
         self._spawn("rest-poller", services.command("rest-poller", py))
         self._spawn("sbe-archiver", services.command("sbe-archiver", py, "--metrics-port", str(self.archiver_port)))
+        if self.retrain_every_s:
+            every = str(self.retrain_every_s)
+            self._spawn("retrain", services.command("retrain", py, "--every", every, "--first-after", every,
+                                                    "--stream", self.stream, "--metrics-port", str(self.retrain_port)))
         stack.register_scrape_targets(self.scrape_ports())
 
-    def scrape_ports(self) -> dict[str, int]:
+    def scrape_ports(self) -> dict[str, int | None]:
         return {"inference": self.inference_port, "ingestor": self.ingest_metrics_port, "reanchor": self.reanchor_port,
-                "rest-poller": self.poller_port, "sbe-archiver": self.archiver_port}
+                "rest-poller": self.poller_port, "sbe-archiver": self.archiver_port,
+                "retrain": self.retrain_port if self.retrain_every_s else None}
 
     def start_job(self, from_savepoint: str | None = None, job_file: Path | None = None) -> None:
         py = sys.executable
@@ -378,13 +385,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until Ctrl-C")
     parser.add_argument("--model", choices=("registry", "persistence"), default="registry",
                         help="serve the registry's production model (trained first if none) or the persistence baseline")
+    parser.add_argument("--retrain-every", type=float, default=3600.0,
+                        help="the scheduled retraining loop's interval in seconds, first cycle one interval after "
+                             "start (0: do not run it)")
     parser.add_argument("--retrain", action="store_true",
                         help="after the replay, run one retraining cycle on what the pipeline archived (batch.retrain) "
                              "and print the gate's decision")
     args = parser.parse_args(argv)
     if stack.main(["start"] + ([] if args.mini_cluster else ["--with-flink-cluster"])) != 0:
         return 2
-    p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model)
+    p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model,
+                 retrain_every_s=args.retrain_every or None)
     if args.model == "registry":
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
         if version.startswith("persistence-"):

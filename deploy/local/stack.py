@@ -364,7 +364,7 @@ def flink_service(settings: Settings) -> Service:
 
 PROMETHEUS_RULES = REPO / "deploy" / "prometheus" / "rules"
 PROMETHEUS_TARGETS = STATE / "prometheus" / "targets"
-SCRAPE_JOBS = ("inference", "ingestor", "reanchor", "rest-poller", "sbe-archiver")
+SCRAPE_JOBS = ("inference", "ingestor", "reanchor", "rest-poller", "sbe-archiver", "retrain")
 
 
 def prometheus_scrape_config(s: Settings) -> dict:

@@ -54,3 +54,26 @@ def test_job_properties_are_keys_of_the_typed_config():
     overrides = {k: literal(k, v) for k, v in props.items()}
     settings = load_settings("prod", environ={}, overrides=overrides, secret_resolver=lambda _id: "secret")
     assert settings.redis.tls and settings.redis.password.get_secret_value() == "secret"
+
+
+def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_touches():
+    """The schedule starts the task that runs ``batch.retrain`` (the compose and local loop's module),
+    configured by environment keys of the typed config, with S3 rights on exactly the lake prefixes
+    the learning loop reads and writes."""
+    from deploy import services
+
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    container = resources["RetrainTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert container["Command"][:3] == services.command("retrain")
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env.pop("BTCPRED_ENV") == {"Ref": "Environment"}
+    settings = load_settings("prod", environ={k: "x" for k in env}, secret_resolver=lambda _id: "secret")
+    assert (settings.s3.bucket, settings.kinesis.stream) == ("x", "x")  # both keys exist and are read
+    schedule = resources["RetrainSchedule"]["Properties"]
+    assert schedule["Target"]["EcsParameters"]["TaskDefinitionArn"] == {"Ref": "RetrainTaskDefinition"}
+    statements = resources["RetrainTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    writable = [r["Fn::Sub"] for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]]
+    assert writable == ["${LakeBucket.Arn}/silver/*", "${LakeBucket.Arn}/gold/model_artifacts/*"]
+    from batch.archive import silver_key
+    from batch.lake import artifact_prefix
+    assert silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith("gold/model_artifacts/")
