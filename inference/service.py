@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import numpy as np
 
@@ -48,6 +48,9 @@ ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time 
 HTTP_LATENCY = Histogram("inference_http_request_duration_seconds", "HTTP request handling time (not the SSE stream)",
                          ["method", "route", "status"],
                          buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+TASK_FAILURES = Counter("inference_task_failures_total", "Exceptions a supervised task survived", ["task"])
+for _task in ("cycle", "model_manager"):
+    TASK_FAILURES.labels(_task)
 CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
 
 PREDICTION_STREAM_MAXLEN = 50_000
@@ -85,6 +88,36 @@ class PredictionService:
         self.missed_total = 0
         self.scorer = OnlineScorer(horizon_ms=settings.inference.horizon_s * 1000)
         self.history_cursor = "-"
+        self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
+
+    async def supervised_cycle(self, boundary_ms: int, jitter_ms: float) -> None:
+        """One cycle whose exception is logged, counted and reported on /health, never the end of the
+        cadence: a malformed hot-state value fails this cycle, and the next one tries again."""
+        try:
+            await self.cycle(boundary_ms, jitter_ms)
+        except Exception as exc:  # noqa: BLE001 - supervised: any failure is the same report
+            TASK_FAILURES.labels("cycle").inc()
+            if "cycle" not in self.failing:
+                log.exception("prediction cycle %d failed; the next boundary tries again", boundary_ms)
+            self.failing["cycle"] = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            self.failing.pop("cycle", None)
+
+    async def supervised(self, name: str, run: Callable[[], Awaitable[None]], max_backoff_s: float = 30.0) -> None:
+        """Run ``run()`` for ever: when it raises, count it, report it on /health while it is down,
+        and restart it after a back-off that doubles up to ``max_backoff_s``."""
+        backoff = 0.5
+        while True:
+            try:
+                await run()
+                return
+            except Exception as exc:  # noqa: BLE001 - supervised: restarted below
+                TASK_FAILURES.labels(name).inc()
+                self.failing[name] = f"{type(exc).__name__}: {exc}"[:300]
+                log.exception("task %s failed; restarting in %.1f s", name, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+            self.failing.pop(name, None)
 
     @property
     def predictor(self) -> Predictor | None:
@@ -155,9 +188,12 @@ class PredictionService:
         log.warning("%d cycle(s) missed", count)
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(run_aligned(self.settings.inference.cadence_ms, self.cycle, self.on_missed))]
+        tasks = [asyncio.create_task(self.supervised("cycle", lambda: run_aligned(
+            self.settings.inference.cadence_ms, self.supervised_cycle, self.on_missed)))]
         if self.manager is not None:
-            tasks.append(asyncio.create_task(self.manager.run(self.settings.inference.model_poll_s)))
+            manager = self.manager
+            tasks.append(asyncio.create_task(self.supervised(
+                "model_manager", lambda: manager.run(self.settings.inference.model_poll_s))))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -217,9 +253,13 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
                 "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse}}
 
     @app.get("/health")
-    async def health() -> dict:
-        status = "ok" if svc.degraded_reason is None else "degraded"
-        return {"status": status, "reason": svc.degraded_reason,
+    async def health(response: Response) -> dict:
+        """503 while a supervised task is failing (the process is up but not doing its job);
+        "degraded" (200) while it serves the flagged fallback."""
+        if svc.failing:
+            response.status_code = 503
+        status = "failing" if svc.failing else "ok" if svc.degraded_reason is None else "degraded"
+        return {"status": status, "reason": svc.degraded_reason, "failing": svc.failing,
                 "model_version": svc.predictor.version if svc.predictor else None,
                 "missed_cycles": svc.missed_total}
 

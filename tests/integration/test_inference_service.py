@@ -74,6 +74,36 @@ def test_http_api_serves_predictions_health_ready_metrics(redis_client, persiste
         assert "/predictions/latest" in http.get("/openapi.json").json()["paths"]
 
 
+def test_a_malformed_hot_state_value_fails_cycles_not_the_service(redis_client, persistence_settings):
+    """A garbage ``emitted_at_us`` in feat: makes each cycle raise. The cadence goes on, the failures
+    are counted, /health answers 503 "failing" with the exception; once the value is good again the
+    next cycle publishes and /health is green."""
+    from prometheus_client import REGISTRY
+
+    def failures():
+        return REGISTRY.get_sample_value("inference_task_failures_total", {"task": "cycle"})
+
+    write_hot_state(redis_client)
+    redis_client.hset("feat:{BTCUSDT}", "emitted_at_us", "not-a-number")
+    before = failures()
+    with TestClient(create_app(persistence_settings)) as http:
+        deadline = time.time() + 8
+        while time.time() < deadline and failures() - before < 2:
+            time.sleep(0.1)
+        assert failures() - before >= 2  # two boundaries: the loop outlived the first failure
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "failing"
+        assert "ValueError" in health.json()["failing"]["cycle"] and "not-a-number" in health.json()["failing"]["cycle"]
+        assert http.get("/predictions/latest").status_code == 404  # nothing half-made was published
+        write_hot_state(redis_client)  # fixed
+        deadline = time.time() + 6
+        while time.time() < deadline and http.get("/predictions/latest").status_code == 404:
+            time.sleep(0.1)
+        assert http.get("/predictions/latest").json()["source"] == "redis"
+        health = http.get("/health")
+        assert health.status_code == 200 and health.json()["failing"] == {}
+
+
 def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_client, persistence_settings):
     write_hot_state(redis_client)  # features at data time 1723161255500 ms, mid 61837.635
     for ts_ms, mid in ((1723161255500, "61837.635"), (1723161265500, "61839.635")):
