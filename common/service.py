@@ -13,9 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from common.config import Settings, load_settings
 
 
-def health_app(is_ready: Callable[[], tuple[bool, str]]) -> web.Application:
+def health_app(is_ready: Callable[[], tuple[bool, str]],
+               is_healthy: Callable[[], tuple[bool, str]] | None = None) -> web.Application:
+    """``/health``: 503 while ``is_healthy`` says a supervised task of the process is failing
+    (the process is up but not doing its job); ``/ready``: whether it can serve yet."""
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        ok, reason = is_healthy() if is_healthy else (True, "ok")
+        return web.json_response({"status": "ok" if ok else "failing", "reason": reason}, status=200 if ok else 503)
 
     async def ready(_: web.Request) -> web.Response:
         ok, reason = is_ready()
@@ -30,15 +34,44 @@ def health_app(is_ready: Callable[[], tuple[bool, str]]) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serving_health(port: int, is_ready: Callable[[], tuple[bool, str]]) -> AsyncIterator[None]:
+async def serving_health(port: int, is_ready: Callable[[], tuple[bool, str]],
+                         is_healthy: Callable[[], tuple[bool, str]] | None = None) -> AsyncIterator[None]:
     """The health and metrics endpoints on loopback ``port`` for as long as the block runs."""
-    runner = web.AppRunner(health_app(is_ready))
+    runner = web.AppRunner(health_app(is_ready, is_healthy))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield
     finally:
         await runner.cleanup()
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]], failures, failing: dict[str, str],
+                    max_backoff_s: float = 30.0) -> None:
+    """Run ``run()`` for ever: when it raises, log it, count it (``failures.labels(task=name)``),
+    report it in ``failing`` (what /health shows) while it is down, and restart it after a back-off
+    that doubles up to ``max_backoff_s``. A long-running loop must never end silently."""
+    backoff = 0.5
+    while True:
+        try:
+            await run()
+            return
+        except Exception as exc:  # noqa: BLE001 - supervised: restarted below
+            failures.labels(name).inc()
+            failing[name] = f"{type(exc).__name__}: {exc}"[:300]
+            logging.getLogger(__name__).exception("task %s failed; restarting in %.1f s", name, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff_s)
+        failing.pop(name, None)
+
+
+def failing_health(failing: dict[str, str]) -> Callable[[], tuple[bool, str]]:
+    """An ``is_healthy`` for ``serving_health``: red while any supervised task is failing."""
+    def is_healthy() -> tuple[bool, str]:
+        if failing:
+            return False, "; ".join(f"{task}: {why}" for task, why in sorted(failing.items()))
+        return True, "ok"
+    return is_healthy
 
 
 def run_service(description: str, entry: Callable[[Settings], Awaitable[None]], argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from common.config import Settings, load_settings
+from common.service import supervise
 from inference.cadence import run_aligned
 from inference.cycle import make_prediction
 from inference.hot_state import HotState, read_hot_state
@@ -103,22 +104,6 @@ class PredictionService:
         else:
             self.failing.pop("cycle", None)
 
-    async def supervised(self, name: str, run: Callable[[], Awaitable[None]], max_backoff_s: float = 30.0) -> None:
-        """Run ``run()`` for ever: when it raises, count it, report it on /health while it is down,
-        and restart it after a back-off that doubles up to ``max_backoff_s``."""
-        backoff = 0.5
-        while True:
-            try:
-                await run()
-                return
-            except Exception as exc:  # noqa: BLE001 - supervised: restarted below
-                TASK_FAILURES.labels(name).inc()
-                self.failing[name] = f"{type(exc).__name__}: {exc}"[:300]
-                log.exception("task %s failed; restarting in %.1f s", name, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
-            self.failing.pop(name, None)
-
     @property
     def predictor(self) -> Predictor | None:
         return self.fixed_predictor or (self.manager.current if self.manager else None)
@@ -188,12 +173,12 @@ class PredictionService:
         log.warning("%d cycle(s) missed", count)
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self.supervised("cycle", lambda: run_aligned(
-            self.settings.inference.cadence_ms, self.supervised_cycle, self.on_missed)))]
+        tasks = [asyncio.create_task(supervise("cycle", lambda: run_aligned(
+            self.settings.inference.cadence_ms, self.supervised_cycle, self.on_missed), TASK_FAILURES, self.failing))]
         if self.manager is not None:
             manager = self.manager
-            tasks.append(asyncio.create_task(self.supervised(
-                "model_manager", lambda: manager.run(self.settings.inference.model_poll_s))))
+            tasks.append(asyncio.create_task(supervise(
+                "model_manager", lambda: manager.run(self.settings.inference.model_poll_s), TASK_FAILURES, self.failing)))
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -21,8 +21,8 @@ import boto3
 from prometheus_client import Counter, Gauge
 
 from common.config import Settings, aws_client_kwargs
-from common.service import run_service, serving_health
-from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
+from common.service import failing_health, run_service, serving_health
+from ingest.binance_rest import BinanceRest
 from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
 from ingest.snapshot_injector import snapshot_envelope
 from udfs import envelope, sbe
@@ -38,6 +38,10 @@ RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", 
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Records waiting for PutRecords")
 LAST_FRAME = Gauge("ingest_last_frame_timestamp_seconds", "Wall time of the last frame received")
 SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in band", ["result"])
+TASK_FAILURES = Counter("ingest_task_failures_total", "Supervised tasks that failed (anchor: every attempt; writer: a batch)",
+                        ["task"])
+for _task in ("anchor", "writer"):
+    TASK_FAILURES.labels(_task)
 for _result in ("ok", "error"):
     SNAPSHOTS.labels(_result)
 
@@ -83,6 +87,9 @@ class Ingestor:
         self.dead_letter = Path(settings.ingestor.dead_letter_path)
         self.connected = False
         self.anchored = False
+        self.snapshot_backoff_s = 0.5  # first retry delay of the anchor snapshot, doubling
+        self.failing: dict[str, str] = {}  # task -> its last error, while it is failing (/health 503)
+        self._tasks: set[asyncio.Task] = set()  # the anchor tasks in flight (a task nobody holds can vanish)
         self._stopping = asyncio.Event()
 
     # ------------------------------------------------------------------ reading
@@ -146,25 +153,34 @@ class Ingestor:
                 diff = await self.handle_frame(msg.data)
                 if diff is not None and not self.anchored:
                     self.anchored = True  # first diff seen: anchor the book in band, off the read path
-                    asyncio.create_task(self.inject_snapshot(session))
+                    task = asyncio.create_task(self.inject_snapshot(session))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 log.info("text frame from exchange: %s", msg.data[:200])
             elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
                 return "closed"
 
     async def inject_snapshot(self, session: aiohttp.ClientSession) -> None:
+        """Fetch the anchor snapshot and put it in band. Any failure (network, a 4xx, a body that
+        does not parse, whatever the exception) is counted and retried; after the last attempt the
+        book is left to the next diff, and /health stays red until a snapshot goes in."""
         ex = self.settings.exchange
         for attempt in range(5):
             try:
                 snapshot = await BinanceRest(ex.rest_url, session).depth(ex.symbol, ex.snapshot_limit)
                 await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
-                SNAPSHOTS.labels("ok").inc()
-                log.info("snapshot at update id %d put in band", snapshot.book_update_id)
-                return
-            except (aiohttp.ClientError, RetryableError, RestBanned, KeyError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - supervised: every failure is retried the same way
                 SNAPSHOTS.labels("error").inc()
-                log.warning("snapshot fetch failed (attempt %d): %s", attempt + 1, exc)
-                await asyncio.sleep(0.5 * 2**attempt)
+                TASK_FAILURES.labels("anchor").inc()
+                self.failing["anchor"] = f"snapshot attempt {attempt + 1}: {type(exc).__name__}: {exc}"[:300]
+                log.warning("snapshot fetch failed (attempt %d): %s: %s", attempt + 1, type(exc).__name__, exc)
+                await asyncio.sleep(self.snapshot_backoff_s * 2**attempt)
+                continue
+            SNAPSHOTS.labels("ok").inc()
+            self.failing.pop("anchor", None)
+            log.info("snapshot at update id %d put in band", snapshot.book_update_id)
+            return
         self.anchored = False  # try again on the next diff
 
     # ------------------------------------------------------------------ writing
@@ -189,6 +205,17 @@ class Ingestor:
                 log.error("%s; dead-lettering them", exc)
                 for record in exc.records:
                     self._dead_letter(record.data, "kinesis_put_failed")
+            except Exception as exc:  # noqa: BLE001 - supervised: the batch is kept, the writer goes on
+                TASK_FAILURES.labels("writer").inc()
+                self.failing["writer"] = f"{type(exc).__name__}: {exc}"[:300]
+                log.exception("writing %d records failed; dead-lettering them", len(records))
+                for record in records:
+                    self._dead_letter(record.data, f"writer_error: {type(exc).__name__}")
+            else:
+                self.failing.pop("writer", None)
+
+    def health(self) -> tuple[bool, str]:
+        return failing_health(self.failing)()
 
     def readiness(self) -> tuple[bool, str]:
         if not self.connected:
@@ -196,7 +223,8 @@ class Ingestor:
         return True, "streaming"
 
     async def run(self) -> None:
-        async with serving_health(self.settings.ingestor.metrics_port, self.readiness), aiohttp.ClientSession() as session:
+        async with serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health), \
+                aiohttp.ClientSession() as session:
             writer = asyncio.create_task(self.write_forever())
             try:
                 await self.read_forever(session)

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.config import Settings, aws_client_kwargs
-from common.service import run_service, serving_health
+from common.service import failing_health, run_service, serving_health, supervise
 from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
 from ingest.kinesis_writer import KinesisWriter, Record
 from ingest.snapshot_injector import snapshot_envelope
@@ -53,6 +53,10 @@ for _handling in ("reanchored", "coalesced"):  # exported at 0 from the start
     GAPS_READ.labels(_handling)
 for _reason in ("gap", "verify"):
     REANCHORS.labels(_reason, "ok"), REANCHORS.labels(_reason, "failed"), REANCHOR_SECONDS.labels(_reason)
+TASK_FAILURES = Counter("reanchor_task_failures_total",
+                        "Failures the service survived: a snapshot attempt (4xx, bad body) or a loop restarted", ["task"])
+for _task in ("snapshot", "gaps", "verify"):
+    TASK_FAILURES.labels(_task)
 IN_PROGRESS = Gauge("reanchor_in_progress", "1 while a re-anchor of the symbol is running", ["symbol"])
 
 
@@ -76,6 +80,7 @@ class Reanchorer:
         self.cfg = settings.reanchor
         self.consumer = f"{socket.gethostname()}-{id(self)}"
         self.last_outcome: Outcome | None = None
+        self.failing: dict[str, str] = {}  # task -> its last error while it fails (/health 503)
 
     async def ensure_group(self) -> None:
         try:
@@ -127,6 +132,13 @@ class Reanchorer:
                 except RetryableError as exc:
                     log.warning("snapshot fetch failed after retries: %s", exc)
                     continue
+                except Exception as exc:  # noqa: BLE001 - a 4xx, a body that does not parse: this attempt failed
+                    TASK_FAILURES.labels("snapshot").inc()
+                    self.failing["snapshot"] = f"{type(exc).__name__}: {exc}"[:300]
+                    log.error("snapshot attempt %d failed: %s: %s", attempts, type(exc).__name__, exc)
+                    await asyncio.sleep(min(30.0, 0.5 * 2**attempts))
+                    continue
+                self.failing.pop("snapshot", None)
                 snapshot_id = snap.book_update_id
                 if reason == "verify":
                     # REST runs ahead of the stream: put in band before the job's book reaches it, the snapshot
@@ -255,8 +267,9 @@ async def run(settings: Settings) -> None:
             return True, "consuming gaps"
 
         try:
-            async with serving_health(settings.reanchor.metrics_port, readiness):
-                await asyncio.gather(service.gaps_forever(), service.verify_forever())
+            async with serving_health(settings.reanchor.metrics_port, readiness, failing_health(service.failing)):
+                await asyncio.gather(supervise("gaps", service.gaps_forever, TASK_FAILURES, service.failing),
+                                     supervise("verify", service.verify_forever, TASK_FAILURES, service.failing))
         finally:
             await redis.aclose()
 

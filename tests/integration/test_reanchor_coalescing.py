@@ -120,3 +120,56 @@ def test_the_log_names_every_snapshot_a_reanchor_put_in_band(local_stack):
     assert in_band == [130, 140]
     assert logged[b"snapshot_update_id"] == b"140" and logged[b"in_band_update_ids"] == b"130,140"
     assert logged[b"reason"] == b"gap" and logged[b"attempts"] == b"2"
+
+
+class RefusingThenAnswering(ExchangeAndJob):
+    """The exchange answers the first snapshot request with a 400 (a 4xx retrying does not fix:
+    the REST client raises it as is), the second with a body that is not a depth snapshot (the
+    client's ValueError), the third with a snapshot."""
+
+    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
+        import aiohttp
+        from yarl import URL
+
+        self.fetched += 1
+        if self.fetched == 1:
+            url = URL("https://api.binance.com/api/v3/depth")
+            raise aiohttp.ClientResponseError(aiohttp.RequestInfo(url, "GET", {}, url), (), status=400,
+                                              message="Bad Request")
+        if self.fetched == 2:
+            raise ValueError("unexpected depth answer: {'code': -1100, 'msg': 'Illegal characters'}")
+        return await super().depth(symbol, limit)
+
+
+def test_a_rest_4xx_or_a_malformed_body_fails_one_attempt_not_the_service(local_stack):
+    """Before: the 400 escaped reanchor(), the gap loop and the process (gather) with it."""
+    from prometheus_client import REGISTRY
+
+    from reliability.reanchor_service import TASK_FAILURES  # noqa: F401 - the series below
+
+    async def run():
+        client = aioredis.Redis.from_url(local_stack.redis.url)
+        await client.flushall()
+        exchange = RefusingThenAnswering(client, next_id=130)
+        exchange.loop = asyncio.get_running_loop()
+        service = Reanchorer(local_stack, client, exchange, exchange)
+        seen_failing = []
+
+        async def watch():
+            while True:
+                seen_failing.append(dict(service.failing))
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        outcome = await asyncio.wait_for(service.reanchor("gap"), 20)
+        watcher.cancel()
+        await client.aclose()
+        return outcome, seen_failing, service.failing
+
+    before = REGISTRY.get_sample_value("reanchor_task_failures_total", {"task": "snapshot"})
+    outcome, seen_failing, failing_after = asyncio.run(run())
+    assert outcome.ok and outcome.attempts == 3 and outcome.snapshot_update_id == 130
+    assert REGISTRY.get_sample_value("reanchor_task_failures_total", {"task": "snapshot"}) == before + 2
+    reported = [f.get("snapshot", "") for f in seen_failing]  # /health was red meanwhile, with the reason
+    assert any("400" in r for r in reported) and any("Illegal characters" in r for r in reported)
+    assert failing_after == {}

@@ -47,3 +47,63 @@ def test_aggregation_keeps_order_and_splits_on_symbol_source_and_size():
     decoded = [(r.partition_key, [e.receipt_time_us for e in envelope.from_text(r.data.decode())]) for r in records]
     assert decoded == [("BTCUSDT", [1, 2]), ("BTCUSDT", [9]), ("BTCUSDT", [3]), ("ETHUSDT", [4]),
                        ("BTCUSDT", [5, 6]), ("BTCUSDT", [7])]
+
+
+class FlakyDepth:
+    """A REST depth endpoint answering each call from a script: an exception to raise or a snapshot."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    async def depth(self, symbol, limit):
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_a_malformed_snapshot_is_retried_and_reported_not_the_end_of_anchoring(tmp_path, monkeypatch):
+    """A body whose levels are null raises TypeError inside the REST client (not an HTTP error). The
+    anchor task counts it, /health turns red with the reason, and the next attempt anchors the book."""
+    from prometheus_client import REGISTRY
+
+    from ingest import ingestor as module
+    from udfs.events import DepthSnapshotEvent
+
+    good = DepthSnapshotEvent("BTCUSDT", 0, 42, ((100, 1),), ((101, 1),))
+    rest = FlakyDepth([TypeError("'NoneType' object is not iterable"), good])
+    monkeypatch.setattr(module, "BinanceRest", lambda url, session: rest)
+    ing = make_ingestor(tmp_path)
+    ing.snapshot_backoff_s = 0.0
+    health = []
+
+    async def run():
+        real_sleep = asyncio.sleep
+
+        async def observe(delay):  # /health as seen between the failed and the next attempt
+            health.append(ing.health())
+            await real_sleep(0)
+
+        monkeypatch.setattr(module.asyncio, "sleep", observe)
+        ing.anchored = True
+        await ing.inject_snapshot(session=None)
+
+    before = REGISTRY.get_sample_value("ingest_task_failures_total", {"task": "anchor"})
+    asyncio.run(run())
+    assert health == [(False, "anchor: snapshot attempt 1: TypeError: 'NoneType' object is not iterable")]
+    assert REGISTRY.get_sample_value("ingest_task_failures_total", {"task": "anchor"}) == before + 1
+    symbol, env = ing.queue.get_nowait()
+    assert env.source == envelope.Source.REST_SNAPSHOT and ing.anchored and ing.health() == (True, "ok")
+
+
+def test_when_every_snapshot_attempt_fails_the_next_diff_tries_again(tmp_path, monkeypatch):
+    from ingest import ingestor as module
+
+    rest = FlakyDepth([ValueError("unexpected depth answer: {'code': -1121}")] * 5)
+    monkeypatch.setattr(module, "BinanceRest", lambda url, session: rest)
+    ing = make_ingestor(tmp_path)
+    ing.snapshot_backoff_s = 0.0
+    ing.anchored = True
+    asyncio.run(ing.inject_snapshot(session=None))
+    assert not ing.anchored and ing.queue.empty()  # re-armed: the next diff starts a new anchor task
+    assert ing.health()[0] is False and "attempt 5" in ing.health()[1]
