@@ -165,14 +165,29 @@ def _imbalance(bid: float, ask: float) -> float:
     return (bid - ask) / (bid + ask) if bid + ask > 0 else 0.0
 
 
-def _mean_best_depth(start: BookTop | None, updates: list[HistoryEntry]) -> float:
-    """Mean best-level size, (bid + ask) / 2, over the book states of a window (the one in force at
-    its start and each update in it); OFI divided by it counts in "best levels" instead of coins
-    (Cont, Kukanov, Stoikov 2014 scale by average depth for the same reason). 1.0 if it is 0."""
-    sizes = [(e.top.bid_depth[0] + e.top.ask_depth[0]) / 2.0 for e in updates]
-    if start is not None:
-        sizes.append((start.bid_depth[0] + start.ask_depth[0]) / 2.0)
-    mean = sum(sizes) / len(sizes) if sizes else 0.0
+def _best_size(top: BookTop) -> float:
+    return (top.bid_depth[0] + top.ask_depth[0]) / 2.0
+
+
+def _mean_best_depth(start: BookTop | None, updates: list[HistoryEntry], start_us: int, end_us: int) -> float:
+    """Time-weighted mean best-level size, (bid + ask) / 2, over the window (start_us, end_us]: each
+    book state weighs the time it was in force. OFI divided by it counts in "best levels" rather
+    than coins (Cont, Kukanov, Stoikov 2014 scale by average depth for the same reason).
+
+    Weighted by time, not by count: a re-anchor adds a book state identical to the one before
+    (zero OFI, zero duration), and a count would let it move the mean; the live job re-anchors
+    where a batch replay does not. 1.0 when the window holds no time or no size.
+    """
+    states = ([(start_us, _best_size(start))] if start is not None else []) + \
+        [(e.top.time_us, _best_size(e.top)) for e in updates]
+    if not states:
+        return 1.0
+    weighted = total = 0.0
+    for (t, size), (t_next, _) in zip(states, states[1:] + [(end_us, 0.0)]):
+        duration = t_next - t
+        weighted += size * duration
+        total += duration
+    mean = weighted / total if total > 0 else states[-1][1]
     return mean if mean > 0 else 1.0
 
 
@@ -206,7 +221,8 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) ->
         updates = history.between(time_us - horizon, time_us)
         ofi = sum(e.ofi for e in updates)
         features[f"ofi_{name}"] = ofi
-        features[f"ofi_norm_{name}"] = ofi / _mean_best_depth(history.at(time_us - horizon), updates)
+        features[f"ofi_norm_{name}"] = ofi / _mean_best_depth(history.at(time_us - horizon), updates,
+                                                               time_us - horizon, time_us)
     for name, stats in windows.items():
         features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
     return Snapshot(time_us, windows, features)

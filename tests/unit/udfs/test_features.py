@@ -85,12 +85,28 @@ def test_order_flow_features_by_hand():
 def test_scale_free_features_by_hand():
     history, trades = scenario()
     f = compute_snapshot(15 * S // 10, history, trades).features
-    # 1 s window (0.5, 1.5]: the book in force at 0.5 s (best sizes 3 and 1: mean 2) and the
-    # update at 1 s (1 and 2: mean 1.5) => mean best size 1.75; OFI 2 => 2 / 1.75 best levels.
+    # 1 s window (0.5, 1.5]: the book in force at 0.5 s (best sizes 3 and 1: mean 2) holds for
+    # 0.5 s, the update at 1 s (1 and 2: mean 1.5) for 0.5 s => mean best size 1.75; OFI 2.
     assert f["ofi_norm_1s"] == pytest.approx(2 / 1.75)
-    # 2 s and 5 s windows reach before the first book: the two updates in them, same mean.
-    assert f["ofi_norm_2s"] == f["ofi_norm_5s"] == pytest.approx(2 / 1.75)
+    # 2 s and 5 s windows reach before the first book: the book of t=0 (mean 2) holds 1 s, the
+    # one of t=1 s (mean 1.5) 0.5 s => (2 * 1 + 1.5 * 0.5) / 1.5.
+    assert f["ofi_norm_2s"] == f["ofi_norm_5s"] == pytest.approx(2 / ((2 * 1 + 1.5 * 0.5) / 1.5))
     assert f["microprice_offset_bp"] == pytest.approx(((102 * 2 + 104 * 1) / 3 - 103) / 103 * 1e4)
+
+
+def test_a_reanchor_that_repeats_the_book_leaves_the_features_unchanged():
+    """The live job re-anchors (a snapshot equal to the book it replaces); a batch replay of the same
+    data does not. The extra, identical book state must not move any feature: that was the savepoint
+    test's ofi_norm mismatch when the mean size counted states instead of time."""
+    history, trades = scenario()
+    plain = compute_snapshot(15 * S // 10, history, trades).features
+    reanchored, _ = scenario()
+    again = reanchored.entries[-1].top
+    reanchored.add(BookTop(12 * S // 10, again.update_id + 5, again.best_bid, again.best_ask, again.bid_depth,
+                           again.ask_depth))
+    after = compute_snapshot(15 * S // 10, reanchored, trades).features
+    assert after.pop("book_update_id") == 7 and plain.pop("book_update_id") == 2  # the snapshot's id, rightly
+    assert after == plain
 
 
 def test_scale_free_features_do_not_change_with_the_unit_of_quantity():
