@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from flink_jobs.hot_path_state import SymbolState
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent, to_float
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent, to_float
 from udfs.features import FEATURE_NAMES
 
 INTERVAL_US = 2_000_000
@@ -33,7 +33,7 @@ class FeatureRow:
     """One row of the feature store."""
 
     ts_ms: int  # exchange time the features describe (a multiple of the interval)
-    features: dict[str, float]  # FEATURE_NAMES, in order
+    features: dict[str, float | None]  # FEATURE_NAMES, in order; None: not in the recording (quote features)
     mid: float
     book_update_id: int
     book_valid: bool
@@ -101,7 +101,8 @@ def replay(events: Iterable[MarketEvent], symbol: str, interval_us: int = INTERV
     next_boundary = 0
     next_sample = 0
     for event in events:
-        if not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent, TradesEvent)) or event.symbol != symbol:
+        if not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent, TradesEvent, BestBidAskEvent)) \
+                or event.symbol != symbol:
             continue
         t = _event_time_us(event)
         if next_boundary == 0:
@@ -158,7 +159,7 @@ def build_rows(run: Replay, horizon_us: int = HORIZON_US) -> Iterator[FeatureRow
         ]
         yield FeatureRow(
             ts_ms=snap.time_us // 1000,
-            features={name: f[name] for name in FEATURE_NAMES},
+            features={name: f.get(name) for name in FEATURE_NAMES},  # quote features: None without the stream
             mid=mid,
             book_update_id=int(f["book_update_id"]),
             book_valid=f["book_valid"] == 1.0,

@@ -1,4 +1,4 @@
-"""Training run: feature store -> purged time split -> ridge (OFI) and MLP -> ONNX -> gate -> registry.
+"""Training run: feature store -> purged time split -> ridge (OFI), MLP (and ridge on quotes) -> ONNX -> gate -> registry.
 
     python -m batch.train [--data DIR] [--venue binance.us] [--promote]
 
@@ -6,8 +6,9 @@
 and loads the feature store (idempotent), so a fresh machine trains from
 ``shared/data`` alone. Hyperparameters are chosen on the validation hour,
 confidence is calibrated there, and the test hour is touched once, for the
-report. Every candidate is logged to ``ml_experiments``; the two fitted models
-are registered as ``staging``. One of persistence, the ridge and the MLP is picked by
+report. Every candidate is logged to ``ml_experiments``; the fitted models are registered as
+``staging``. Where the data has the best bid/ask stream (binance.com captures, the system's own
+archive), a ridge on OFI and the quote features competes too. One of persistence and the models is picked by
 validation loss; the gate (``batch/gate.py``) then compares the pick with the production
 model and with persistence on the test window, and logs its decision; ``--promote``
 carries it out (persistence becomes production when nothing beats it and there is none).
@@ -38,6 +39,7 @@ from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_F
                             export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, input_guard,
                             predict_return)
 from batch.report import Scored, persistence, summary, write_report
+from udfs.features import QUOTE_FEATURES
 from batch.silver import archive_to_bronze, bronze_to_silver
 from batch.splits import Split, hour_boundaries, purged_split
 from common.config import Settings, load_settings
@@ -83,7 +85,7 @@ def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: F
     best: Candidate | None = None
     for i, params in enumerate(grid):
         started = time.perf_counter()
-        model = fit_ridge(X_train, y_train, **params) if kind == "ridge_ofi" else fit_mlp(X_train, y_train, **params)
+        model = fit_ridge(X_train, y_train, **params) if kind.startswith("ridge") else fit_mlp(X_train, y_train, **params)
         pred = predict_return(model, val.columns(features))
         e = evaluate(val.y, pred, val.mid, bootstrap=False)
         metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
@@ -120,6 +122,23 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
 
 
 MIN_ROWS = 500
+CANDIDATES = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID))
+QUOTE_CANDIDATE = ("ridge_quotes", OFI_FEATURES + QUOTE_FEATURES, RIDGE_GRID)
+MIN_QUOTE_SHARE = 0.99  # rows with quote features needed before a model may read them
+
+
+def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
+    """The candidates this data can train, and the rows they train on.
+
+    The quote features exist only where the recording has the best bid/ask stream. When nearly
+    every row has them (a boundary before the stream's first quote does not), the rows without
+    them are left out, so every candidate is judged on the same rows, and the quote model
+    competes; otherwise (the 1 Hz Binance.US book) it does not.
+    """
+    has_quotes = np.isfinite(data.columns(QUOTE_FEATURES)).all(axis=1)
+    if len(data) and has_quotes.mean() >= MIN_QUOTE_SHARE:
+        return data.take(np.flatnonzero(has_quotes)), CANDIDATES + (QUOTE_CANDIDATE,)
+    return data, CANDIDATES
 
 
 class NotEnoughData(SystemExit):
@@ -147,6 +166,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
     data = read_training_data(engine, venue, symbol)
     if window_hours is not None and len(data):  # walk forward: the newest hours only
         data = data.take(np.flatnonzero(data.ts_ms >= data.ts_ms.max() - window_hours * 3_600_000))
+    data, candidates = candidates_for(data)
     if len(data) < MIN_ROWS:
         raise NotEnoughData(f"only {len(data)} trainable rows for {venue} {symbol}: load data first (--data DIR)")
     val_start, test_start = hour_boundaries(data.ts_ms)
@@ -161,7 +181,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
     scored: dict[str, Scored] = {}
     versions: dict[str, str] = {}
     val_mse: dict[str, float] = {}
-    for kind, features, grid in (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID)):
+    for kind, features, grid in candidates:
         best = search(kind, features, grid, data, split, engine, stamp, ranges)
         onnx_bytes, meta = package(best, data, split, f"{kind}-{stamp}", venue, ranges)
         meta = meta.model_copy(update={"model_version": f"{kind}-{stamp}-{meta.sha256[:8]}"})
@@ -182,10 +202,10 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
                             {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}})
     decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, stamp, venue, ranges, promote)
     result = write_report(report_dir, f"Training report {stamp}: held-out test hour ({venue})", test, scored["mlp"],
-                          [base, scored["ridge_ofi"]],
+                          [base, *(scored[kind] for kind in scored if kind != "mlp")],
                           [f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
-                           f"models: {versions['mlp']} (MLP on {len(BOOK_FEATURES)} book features), "
-                           f"{versions['ridge_ofi']} (ridge on {', '.join(OFI_FEATURES)})",
+                           "models: " + ", ".join(f"{versions[kind]} ({kind} on {', '.join(features)})"
+                                                  for kind, features, _ in candidates),
                            *(f"gate: {d.challenger} {'promoted' if d.promote else 'not promoted'}: {d.reason}"
                              for d in decisions)])
     production = registry.production(engine)

@@ -45,7 +45,7 @@ class ModelMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_version: str
-    model_kind: str  # "mlp" | "ridge_ofi"
+    model_kind: str  # "mlp" | "ridge_ofi" | "ridge_quotes" | "persistence"
     feature_names: list[str]
     horizon_s: int = 10
     output: str = OUTPUT_NAME

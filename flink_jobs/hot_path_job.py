@@ -102,6 +102,7 @@ class HotPathFunction(KeyedProcessFunction):
         self.last_update_id = 0
         self.book_levels = 0
         self.stale_diffs = 0
+        self.stale_quotes = 0
         self.drift_levels = 0
         self.emit_lag_ms = 0
         self.boundaries_skipped = 0
@@ -109,6 +110,7 @@ class HotPathFunction(KeyedProcessFunction):
         group.gauge("lastBookUpdateId", lambda: self.last_update_id)
         group.gauge("bookLevels", lambda: self.book_levels)
         group.gauge("staleDiffs", lambda: self.stale_diffs)
+        group.gauge("staleQuotes", lambda: self.stale_quotes)  # best bid/ask updates older than the newest, dropped
         group.gauge("bookDriftLevels", lambda: self.drift_levels)  # mismatched levels at the last drift check
         group.gauge("featureEmitLagMs", lambda: self.emit_lag_ms)
 
@@ -132,6 +134,7 @@ class HotPathFunction(KeyedProcessFunction):
             self.last_update_id = book.last_update_id
             self.book_levels = len(book.bids) + len(book.asks)
         self.stale_diffs = st.stale_diffs
+        self.stale_quotes = st.stale_quotes
         if st.sync.last_drift is not None:
             self.drift_levels = st.sync.last_drift.levels_mismatched
         if result.changed:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from udfs import envelope, sbe
 from udfs import redis_schema as rs
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
-from udfs.features import WINDOWS_US, BookHistory, Snapshot, book_top, compute_snapshot
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
+from udfs.features import WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
 from udfs.pickling import StdlibPickled, fast_state
 from udfs.trade_window import TradeBuffer, trade_points
@@ -49,7 +49,7 @@ class DecodedRecord:
 
     batches: list[DecodedBatch]
     dead_letters: list["RedisWrite"]
-    decoded: dict[str, int]  # events per type name (bestBidAsk frames checked, not built, count too)
+    decoded: dict[str, int]  # events per type name
 
 
 EVENT_TYPES = ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")
@@ -67,13 +67,7 @@ def decode_record(value: str, now_us: int) -> DecodedRecord:
         return out
     batches: dict[str, DecodedBatch] = {}
     for env in frames:
-        if sbe.template_of(env.frame) == sbe.TEMPLATE_BEST_BID_ASK:  # ~2/3 of all frames; features use the depth book
-            event = sbe.check_best_bid_ask(env.frame)  # checked and counted, not built
-            if event is None:
-                out.decoded["BestBidAskEvent"] += 1
-                continue
-        else:
-            event = sbe.decode(env.frame)
+        event = sbe.decode(env.frame)
         if isinstance(event, sbe.DecodeError):
             out.dead_letters.append(dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us))
             continue
@@ -141,6 +135,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     pending_timers: set[int] = field(default_factory=set)  # boundaries with a registered timer, not yet fired
     stale_diffs: int = 0  # diffs already contained in the book (exported as a Flink gauge)
     boundaries_skipped: int = 0  # overtaken boundaries beyond MAX_CATCH_UP, never cut (a Flink gauge)
+    quotes: QuoteHistory = field(default_factory=QuoteHistory)  # the best bid/ask stream's tops
+    stale_quotes: int = 0  # best bid/ask updates older than the newest one seen, dropped
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -183,8 +179,16 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             for point in trade_points(event):
                 self.trades.add(point)
             return EventResult([])
-        # BestBidAskEvent: bookUpdateId jumps are normal (stale ones are dropped), never a gap signal
+        if isinstance(event, BestBidAskEvent):
+            self.on_quote(event)
+            return EventResult([])
         return EventResult([], changed=False)
+
+    def on_quote(self, event: BestBidAskEvent) -> None:
+        """bookUpdateId jumps are normal (the stream sends the newest top only), never a gap signal;
+        an update not newer than the last one is stale and dropped."""
+        if not self.quotes.add(event):
+            self.stale_quotes += 1
 
     def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int) -> BatchResult:
         """Apply a record's events in order, writing the book once at the end (only its last
@@ -196,6 +200,13 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         timers: list[int] = []
         book_changed_at = None  # (event time, receipt) of the last book change
         for event, receipt in zip(events, receipts):
+            if type(event) is BestBidAskEvent:  # 2/3 of all frames, none writes: the short way
+                self.on_quote(event)
+                changed = True
+                boundary_us = self.timer_to_register(event.event_time_us, interval_us) if event.event_time_us else None
+                if boundary_us is not None:
+                    timers.append(boundary_us)
+                continue
             result = self.on_event(event, receipt, write_book=False)
             changed |= result.changed
             writes.extend(result.writes)
@@ -258,9 +269,10 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         if time_us <= self.last_boundary_us:
             return None
         self.last_boundary_us = time_us
-        snap = compute_snapshot(time_us, self.history, self.trades)
+        snap = compute_snapshot(time_us, self.history, self.trades, self.quotes)
         self.trades.prune_before(time_us - LONGEST_WINDOW_US)
         self.history.prune(time_us)
+        self.quotes.prune(time_us)
         return snap
 
     def due_boundaries(self, time_us: int, interval_us: int | None) -> list[int]:

@@ -66,6 +66,9 @@ class OnnxPredictor:
             if raw is None:
                 raise FeatureUnavailable(name)
             row[0, i] = float(raw)
+        if not np.isfinite(row[0]).all():  # a NaN passes every range comparison
+            i = int(np.flatnonzero(~np.isfinite(row[0]))[0])
+            raise FeatureOutOfRange(f"{self.feature_names[i]} is {row[0, i]}")
         if self._low is not None:
             outside = np.flatnonzero((row[0] < self._low) | (row[0] > self._high))
             if outside.size:

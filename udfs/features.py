@@ -2,16 +2,21 @@
 
 The book side is recorded as a history of top-of-book summaries, one per applied
 depth diff, so features "as of time T" use exactly the book after the last diff
-with event time <= T, whatever the arrival order or watermark lag.
+with event time <= T, whatever the arrival order or watermark lag. The real-time
+best bid/ask stream is recorded the same way in a second history (``QuoteHistory``):
+depth diffs arrive conflated every 100 ms, quotes at every change of the top.
 """
 from __future__ import annotations
 
 import bisect
 import math
+from array import array
 from collections import deque
+from itertools import chain
+from operator import add, mul, sub
 from dataclasses import dataclass
 
-from udfs.events import to_float
+from udfs.events import BestBidAskEvent, to_float
 from udfs.order_book import OrderBook
 from udfs.pickling import fast_state
 from udfs.trade_window import TradeBuffer, WindowStats
@@ -19,9 +24,17 @@ from udfs.trade_window import TradeBuffer, WindowStats
 DEPTH_LEVELS = (1, 5, 10)  # depth imbalance is reported over the top 1, 5 and 10 levels
 WINDOWS_US = {"1s": 1_000_000, "5s": 5_000_000}
 OFI_HORIZONS_US = {"1s": 1_000_000, "2s": 2_000_000, "5s": 5_000_000}
+QUOTE_OFI_HORIZONS_US = {"1s": 1_000_000, "5s": 5_000_000}
 REALIZED_VOL_US = 5_000_000
 HISTORY_US = 6_000_000  # longest look-back (5 s) plus one boundary step of slack
 
+# From the real-time best bid/ask stream, scale-free as well, but only where a recording has that
+# stream (binance.com captures and the system's own archive; not the 1 Hz Binance.US book): a
+# boundary before the first quote has none of them (absent in ``feat:``, NULL in the feature store),
+# so a model reads them only when trained on data that has them.
+QUOTE_FEATURES = (
+    "quote_imbalance", "quote_microprice_offset_bp", "quote_lead_bp", "quote_ofi_norm_1s", "quote_ofi_norm_5s",
+)
 # Model inputs, in order. The model registry stores this list with every model.
 FEATURE_NAMES = (
     "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
@@ -29,6 +42,7 @@ FEATURE_NAMES = (
     "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
     "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
     "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp",
+    *QUOTE_FEATURES,
 )
 # Inputs without a venue's units: returns, shares and imbalances, OFI in units of the
 # window's own top-of-book depth, the micro-price offset in basis points. A model on
@@ -39,6 +53,15 @@ SCALE_FREE_FEATURES = (
     "ret_1s", "ret_5s", "vol_imbalance", "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10",
     "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp", "realized_vol_5s",
 )
+
+
+def same_feature(a: float | str | None, b: float | str | None, tol: float = 1e-9) -> bool:
+    """The parity rule between two computations of one feature (the job's ``feat:`` strings, batch
+    floats): both absent (a quote feature before the stream's first quote), or both present and
+    equal within ``tol``, relative or absolute."""
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=tol)
 
 
 @fast_state
@@ -146,6 +169,82 @@ class BookHistory:
             self.entries.popleft()
 
 
+class QuoteHistory:
+    """The best bid/ask stream's tops by event time, as columns, bounded to HISTORY_US.
+
+    The stream sends every change of the top: on binance.com BTCUSDT about 90 a second, so the
+    look-back holds hundreds of quotes, and the keyed state is pickled with every bundle. Columns
+    (``array``) pickle as a few byte strings and are searched with ``bisect``; a deque of objects,
+    as ``BookHistory`` keeps for the 10-a-second depth book, cost 4x the pickling and a scan per
+    lookup here (``bench/job_compute.py``). ``size`` is the best-level size (bid + ask) / 2 and
+    ``ofi`` each update's order-flow contribution, both read by the OFI windows.
+    """
+
+    __slots__ = ("times", "bids", "asks", "bid_qtys", "ask_qtys", "ofi", "last_update_id")
+
+    def __init__(self) -> None:
+        self.times = array("q")
+        self.bids, self.asks, self.bid_qtys, self.ask_qtys, self.ofi = (array("d") for _ in range(5))
+        self.last_update_id = -1
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def add(self, event: BestBidAskEvent) -> bool:
+        """Append a quote; False (nothing changes) for one not newer than the last by bookUpdateId."""
+        if event.book_update_id <= self.last_update_id:
+            return False
+        self.last_update_id = event.book_update_id
+        bid, ask = to_float(event.bid_price_e8), to_float(event.ask_price_e8)
+        qb, qa = to_float(event.bid_qty_e8), to_float(event.ask_qty_e8)
+        t = event.event_time_us
+        if self.times:
+            t = max(t, self.times[-1])  # as BookHistory: stamped earlier than its predecessor = at its time
+            pb, pa, pqb, pqa = self.bids[-1], self.asks[-1], self.bid_qtys[-1], self.ask_qtys[-1]
+            e = (qb if bid >= pb else 0.0) - (pqb if bid <= pb else 0.0) \
+                - (qa if ask <= pa else 0.0) + (pqa if ask >= pa else 0.0)
+        else:
+            e = 0.0
+        self.times.append(t)
+        self.bids.append(bid)
+        self.asks.append(ask)
+        self.bid_qtys.append(qb)
+        self.ask_qtys.append(qa)
+        self.ofi.append(e)
+        return True
+
+    def index_at(self, time_us: int) -> int:
+        """Index of the quote in force at ``time_us`` (the last with time <= it); -1 before the first."""
+        return bisect.bisect_right(self.times, time_us) - 1
+
+    def ofi_norm(self, start_us: int, end_us: int) -> float:
+        """OFI of the quotes in (start_us, end_us] over the time-weighted mean best size in the window
+        (``_mean_best_depth``'s rule: each quote weighs the time it was in force, from its time, or
+        the window's start for the one in force then, to the next quote's, or the window's end).
+
+        Sums run over array slices with ``map`` (C loops): a 5 s window holds ~450 quotes.
+        """
+        first = self.index_at(start_us) + 1  # first quote inside the window
+        last = self.index_at(end_us)
+        lo = max(first - 1, 0)  # the quote in force at the window's start, if any
+        times = self.times
+        begin = max(start_us, times[lo])
+        durations = map(sub, chain(times[lo + 1:last + 1], (end_us,)), chain((begin,), times[lo + 1:last + 1]))
+        sizes = map(add, self.bid_qtys[lo:last + 1], self.ask_qtys[lo:last + 1])
+        weighted = sum(map(mul, sizes, durations)) / 2.0
+        total = end_us - begin
+        mean = weighted / total if total > 0 else (self.bid_qtys[last] + self.ask_qtys[last]) / 2.0
+        ofi = sum(self.ofi[first:last + 1])
+        return ofi / mean if mean > 0 else ofi
+
+    def prune(self, now_us: int) -> None:
+        """Keep what ``index_at(t)`` needs for t >= now_us - HISTORY_US."""
+        drop = self.index_at(now_us - HISTORY_US)
+        if drop > 0:
+            for column in (self.times, self.bids, self.asks, self.bid_qtys, self.ask_qtys, self.ofi):
+                del column[:drop]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything written at one boundary: trade windows and the feature vector."""
@@ -191,7 +290,32 @@ def _mean_best_depth(start: BookTop | None, updates: list[HistoryEntry], start_u
     return mean if mean > 0 else 1.0
 
 
-def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) -> Snapshot | None:
+def quote_features(time_us: int, quotes: QuoteHistory, book: BookTop) -> dict[str, float]:
+    """Features of the best bid/ask stream as of ``time_us``; empty before its first quote.
+
+    ``quote_lead_bp`` is how far the real-time mid has moved from the depth book's (which is up
+    to 100 ms behind): the newest move the conflated book does not show yet.
+    """
+    i = quotes.index_at(time_us)
+    if i < 0:
+        return {}
+    bid, ask, qb, qa = quotes.bids[i], quotes.asks[i], quotes.bid_qtys[i], quotes.ask_qtys[i]
+    mid = (bid + ask) / 2.0
+    if mid <= 0 or book.mid <= 0:
+        return {}
+    microprice = (bid * qa + ask * qb) / (qb + qa) if qb + qa > 0 else mid
+    features = {
+        "quote_imbalance": _imbalance(qb, qa),
+        "quote_microprice_offset_bp": (microprice - mid) / mid * 1e4,
+        "quote_lead_bp": (mid - book.mid) / book.mid * 1e4,
+    }
+    for name, horizon in QUOTE_OFI_HORIZONS_US.items():
+        features[f"quote_ofi_norm_{name}"] = quotes.ofi_norm(time_us - horizon, time_us)
+    return features
+
+
+def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
+                     quotes: QuoteHistory | None = None) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
 
     Every value, the book-validity flag included, is a function of events with
@@ -225,4 +349,6 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer) ->
                                                                time_us - horizon, time_us)
     for name, stats in windows.items():
         features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
+    if quotes is not None:
+        features.update(quote_features(time_us, quotes, top))
     return Snapshot(time_us, windows, features)

@@ -212,21 +212,6 @@ def template_of(frame: bytes) -> int | None:
     return _HEADER.unpack_from(frame)[1] if len(frame) >= _HEADER.size else None
 
 
-def _skip_best_bid_ask(r: _Reader, block_length: int) -> None:
-    r.block(_BBA_BLOCK, block_length, "bestBidAsk")
-    r.symbol()
-
-
-def check_best_bid_ask(frame: bytes) -> DecodeError | None:
-    """Structure of a bestBidAsk frame (header, block, symbol, length) without building the event.
-
-    The hot path only counts these (~2/3 of all frames; features use the depth book), so it
-    runs decoding's checks with a reader that skips the price/quantity conversion
-    (8.9 -> 4.6 µs a frame, measured 2026-12-02). Exponents of a frame nobody reads are not checked.
-    """
-    return _read(frame, {TEMPLATE_BEST_BID_ASK: _skip_best_bid_ask})
-
-
 # --------------------------------------------------------------------------- encode
 
 

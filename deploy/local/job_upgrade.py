@@ -9,7 +9,6 @@ entry written twice for the same boundary is a duplicate too.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from deploy.local import flink_cluster
 from deploy.local.pipeline import Pipeline
 from ingest.loaders import load_capture
 from udfs import redis_schema as rs
-from udfs.features import FEATURE_NAMES, HISTORY_US
+from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 
 EMIT_INTERVAL_US = 500_000
 
@@ -106,7 +105,7 @@ def compare_history(history: list[dict[str, str]], reference: dict[int, object],
                 out.features_mismatched.append((ts, f"tr_{window}_count"))
         if ts >= book_anchor_us + HISTORY_US:
             for name in FEATURE_NAMES:
-                if not math.isclose(float(live[name]), ref.features[name], rel_tol=1e-9, abs_tol=1e-9):
+                if not same_feature(live.get(name), ref.features.get(name)):
                     out.features_mismatched.append((ts, name))
     out.events_duplicated += out.duplicate_entries
     return out

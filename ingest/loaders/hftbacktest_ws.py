@@ -17,7 +17,9 @@ read sizes are ratios of sizes.
 
 Spot JSON bookTicker carries no event time. It is stamped with the latest exchange
 event time seen before it in the capture (never ahead of the exchange clock,
-and immune to the collector's clock offset, ~1.3 s in the 2024 spot file).
+and immune to the collector's clock offset, ~1.3 s in the 2024 spot file); the few
+before the capture's first exchange event cannot be stamped and are left out
+(``unstamped_quotes`` counts them).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class HftbacktestWsLoader:
     def __init__(self, path: str | Path, symbol: str = "BTCUSDT") -> None:
         self.path = Path(path)
         self.symbol = symbol
+        self.unstamped_quotes = 0  # spot bookTicker lines before any event time, left out
 
     def _open(self):
         return gzip.open(self.path, "rt") if self.path.suffix == ".gz" else open(self.path)
@@ -88,6 +91,9 @@ class HftbacktestWsLoader:
                 bids=_levels(data["bids"]), asks=_levels(data["asks"]),
             )
         if kind in (None, "bookTicker") and {"u", "b", "a", "B", "A"} <= data.keys():
+            if "E" not in data and not last_exchange_us:
+                self.unstamped_quotes += 1
+                return None
             return BestBidAskEvent(  # futures bookTicker has its own event time; spot's has none
                 symbol=data["s"], event_time_us=data["E"] * 1000 if "E" in data else last_exchange_us,
                 book_update_id=data["u"],

@@ -16,7 +16,7 @@ from common.config import aws_client_kwargs
 from batch.feature_builder import build_rows, replay
 from ingest.loaders import load_capture
 from udfs import envelope
-from udfs.features import FEATURE_NAMES, HISTORY_US
+from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 
 from deploy.local.pipeline import Pipeline, get_json
 from tests.conftest import SPOT_CAPTURE
@@ -109,16 +109,18 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         # The live book is anchored by the simulator's REST snapshot, the batch one by the capture's own snapshot
         # line, at different points; once both are anchored and the 6 s look-back is past, they must agree.
         settled_us = max(min(batch_rows), min(by_ts)) + HISTORY_US
-        compared = 0
+        compared = with_quotes = 0
         for ts_us, h in by_ts.items():
             row = batch_rows.get(ts_us)
             if row is None or ts_us < settled_us:
                 continue
             for name in FEATURE_NAMES:
-                assert math.isclose(float(h[name]), row.features[name], rel_tol=1e-9, abs_tol=1e-9), (ts_us, name)
+                assert same_feature(h.get(name), row.features[name]), (ts_us, name)
             assert float(h["mid"]) == row.mid
             compared += 1
+            with_quotes += row.features["quote_ofi_norm_1s"] is not None
         assert compared >= len(batch_rows) - 6 and compared > 150, (compared, len(batch_rows))
+        assert with_quotes == compared  # the best bid/ask stream's features were compared at every boundary
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
         assert holes == [], holes[:10]
         # the live hashes carry the seed's field names and TTLs

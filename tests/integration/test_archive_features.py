@@ -5,7 +5,6 @@ The real 2024-08-08 spot capture is put into a stream with its receipt stamps mo
 hour boundary of the archive falls in its middle, so the book must carry from one archive
 hour into the next without a new snapshot (the capture has one snapshot, at its start).
 """
-import math
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +14,7 @@ from batch.feature_builder import build_rows, replay
 from batch.lake import Lake
 from reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, same_feature
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +50,7 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
     for ts, row in built.items():
         want = expected[ts]
         for name in FEATURE_NAMES:
-            assert math.isclose(row[name], want.features[name], rel_tol=1e-12, abs_tol=1e-12), (ts, name)
+            assert same_feature(row[name], want.features[name], 1e-12), (ts, name)
         assert (row["book_valid"], row["book_update_id"], row["data_quality"]) == (want.book_valid, want.book_update_id,
                                                                                    want.data_quality), ts
         assert row["label_return"] == want.label_return, ts  # labels across the hour boundary too

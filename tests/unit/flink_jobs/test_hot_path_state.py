@@ -1,6 +1,8 @@
 """The job's per-symbol state machine on the real capture, without Flink."""
+import dataclasses
+
 from flink_jobs.hot_path_state import SymbolState
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, TradesEvent
 
 
 def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
@@ -247,10 +249,14 @@ def test_state_written_before_a_field_was_appended_restores_with_its_default(spo
     from udfs.pickling import _restore
 
     st, _ = _anchored_state(spot_events, 500)
-    st.boundaries_skipped = 7
-    old_state = st._pickled_state()[:-1]  # the layout before boundaries_skipped existed
+    st.boundaries_skipped, st.stale_quotes = 7, 3
+    st.quotes.add(BestBidAskEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
+    names = [f.name for f in dataclasses.fields(SymbolState)]
+    old_state = st._pickled_state()[:names.index("boundaries_skipped")]  # the layout before it and the quotes existed
     copy = _restore(SymbolState, pickle.dumps(old_state))
-    assert copy.boundaries_skipped == 0 and copy.sync.book == st.sync.book and copy.symbol == "BTCUSDT"
+    assert copy.boundaries_skipped == 0 and copy.stale_quotes == 0 and not len(copy.quotes)
+    assert copy.sync.book == st.sync.book and copy.symbol == "BTCUSDT"
+    assert copy.cut(st.last_diff_time_us) is not None  # and it cuts features without quotes
 
 
 def _snapshot_of(book, event_time_us: int) -> DepthSnapshotEvent:
@@ -290,3 +296,18 @@ def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_
         assert [i for i, valid, _ in validity if not valid] == [12, 13, 14, 15]
         assert all(valid == entry_valid for _, valid, entry_valid in validity)  # features see what the book is
         assert st.sync.book == OrderBook.from_snapshot(books[-1])  # and it is the exchange's book
+
+
+def test_best_bid_ask_updates_feed_the_quote_features_and_stale_ones_are_dropped(spot_events):
+    st, _ = _anchored_state(spot_events, 500)
+    t = st.last_diff_time_us
+    mid = st.history.entries[-1].top.mid
+    e8 = 100_000_000
+    bid, ask = int((mid - 0.5) * e8), int((mid + 0.5) * e8)
+    uid, stale = st.quotes.last_update_id + 10, st.stale_quotes  # the capture's own quotes came first
+    assert st.on_event(BestBidAskEvent("BTCUSDT", t, uid, bid, 3 * e8, ask, 1 * e8)).changed
+    st.on_event(BestBidAskEvent("BTCUSDT", t, uid - 1, bid - e8, e8, ask, e8))  # older than the last: dropped
+    assert st.stale_quotes == stale + 1 and st.quotes.last_update_id == uid and st.quotes.bids[-1] == bid / e8
+    f = st.cut(t + 1).features
+    assert f["quote_imbalance"] == (3 - 1) / 4
+    assert abs(f["quote_lead_bp"]) < 1e-9  # same mid as the depth book

@@ -3,8 +3,9 @@ import math
 
 import pytest
 
-from udfs.events import DepthSnapshotEvent, TradeEntry, TradesEvent
-from udfs.features import FEATURE_NAMES, BookHistory, BookTop, book_top, compute_snapshot, order_flow_contribution
+from udfs.events import BestBidAskEvent, DepthSnapshotEvent, TradeEntry, TradesEvent
+from udfs.features import (FEATURE_NAMES, QUOTE_FEATURES, BookHistory, BookTop, QuoteHistory, book_top,
+                           compute_snapshot, order_flow_contribution)
 from udfs.order_book import OrderBook
 from udfs.trade_window import TradeBuffer, trade_points
 
@@ -79,7 +80,8 @@ def test_order_flow_features_by_hand():
     assert f["trade_intensity_5s"] == pytest.approx(4 / 5)
     assert f["signed_flow_1s"] == pytest.approx(0 / 6, abs=1e-12)
     assert f["signed_flow_5s"] == pytest.approx(9 / 15)
-    assert set(FEATURE_NAMES) <= set(f)
+    assert set(FEATURE_NAMES) - set(QUOTE_FEATURES) <= set(f)
+    assert not set(QUOTE_FEATURES) & set(f)  # no best bid/ask stream: absent, never a made-up zero
 
 
 def test_scale_free_features_by_hand():
@@ -175,3 +177,41 @@ def test_book_top_sums_ten_levels():
     top = book_top(OrderBook.from_snapshot(DepthSnapshotEvent("X", 0, 9, bids, asks)), 5)
     assert (top.best_bid, top.best_ask, top.update_id) == (100.0, 101.0, 9)
     assert top.bid_depth == (1.0, 5.0, 10.0) and top.ask_depth == (2.0, 6.0, 6.0)
+
+
+def quote(time_us, update_id, bid, bid_qty, ask, ask_qty):
+    return BestBidAskEvent("BTCUSDT", time_us, update_id, bid * E8, bid_qty * E8, ask * E8, ask_qty * E8)
+
+
+def test_quote_features_by_hand():
+    """The scenario's depth book (mid 103 from 1 s) beside a best bid/ask stream that moved up at 1.2 s."""
+    history, trades = scenario()
+    quotes = QuoteHistory()
+    assert quotes.add(quote(2 * S // 10, 7, 102, 1, 104, 2))  # mid 103, size (1 + 2) / 2 = 1.5
+    assert quotes.add(quote(12 * S // 10, 9, 103, 3, 104, 1))  # mid 103.5, size 2
+    assert not quotes.add(quote(13 * S // 10, 8, 90, 1, 91, 1))  # an older bookUpdateId: stale, dropped
+    f = compute_snapshot(15 * S // 10, history, trades, quotes).features
+    assert f["quote_imbalance"] == pytest.approx((3 - 1) / 4)
+    microprice = (103 * 1 + 104 * 3) / 4
+    assert f["quote_microprice_offset_bp"] == pytest.approx((microprice - 103.5) / 103.5 * 1e4)
+    assert f["quote_lead_bp"] == pytest.approx((103.5 - 103) / 103 * 1e4)
+    # OFI of the 1.2 s update: bid up, +3 (new bid size); ask unchanged, -1 (new) + 2 (old) => 4
+    # 1 s window (0.5, 1.5]: size 1.5 for 0.7 s, 2 for 0.3 s => time-weighted mean 1.65
+    assert f["quote_ofi_norm_1s"] == pytest.approx(4 / 1.65)
+    # 5 s window: nothing before 0.2 s, so 1.5 for 1.0 s and 2 for 0.3 s
+    assert f["quote_ofi_norm_5s"] == pytest.approx(4 / ((1.5 * 1.0 + 2 * 0.3) / 1.3))
+    before_first_quote = compute_snapshot(S // 10, history, trades, quotes).features
+    assert not set(QUOTE_FEATURES) & set(before_first_quote)
+
+
+def test_quote_history_keeps_what_the_look_back_needs_and_survives_pickling():
+    import pickle
+
+    quotes = QuoteHistory()
+    for i in range(100):  # one quote every 100 ms for 10 s
+        quotes.add(quote(i * S // 10, i, 100 + i % 3, 1, 104, 2))
+    expected = compute_snapshot(99 * S // 10, *scenario(), quotes).features
+    quotes.prune(99 * S // 10)
+    assert quotes.times[0] <= 99 * S // 10 - 6 * S < quotes.times[1]  # the quote in force 6 s back is kept
+    restored = pickle.loads(pickle.dumps(quotes))
+    assert compute_snapshot(99 * S // 10, *scenario(), restored).features == expected

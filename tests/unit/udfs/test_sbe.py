@@ -137,13 +137,17 @@ def test_mutated_real_frames_never_raise(event, data):
     sbe.decode(bytes(frame[:cut]))
 
 
-# ----------------------------------------------------------------------------- bestBidAsk structure check
+# ----------------------------------------------------------------------------- bestBidAsk defects
 BBA_ROOT = struct.pack("<qqbbqqqq", 1_000_000, 50093239212, -2, -8, 6183763, 378826000, 6183764, 154698000)
 
 
-def test_best_bid_ask_check_accepts_a_well_formed_frame_and_names_each_defect():
-    assert sbe.template_of(header(50, 10001) + BBA_ROOT + symbol()) == sbe.TEMPLATE_BEST_BID_ASK
-    assert sbe.check_best_bid_ask(header(50, 10001) + BBA_ROOT + symbol()) is None
+def test_a_best_bid_ask_frame_decodes_to_its_values_and_each_defect_is_named():
+    event = sbe.decode(header(50, 10001) + BBA_ROOT + symbol())
+    assert isinstance(event, BestBidAskEvent)
+    # prices at exponent -2, quantities at -8, in e8 units
+    assert (event.event_time_us, event.book_update_id) == (1_000_000, 50093239212)
+    assert (event.bid_price_e8, event.bid_qty_e8) == (6183763 * 10**6, 378826000)
+    assert (event.ask_price_e8, event.ask_qty_e8) == (6183764 * 10**6, 154698000)
     assert sbe.template_of(b"\x32\x00\x11") is None
     cases = {
         DecodeErrorKind.WRONG_SCHEMA: header(50, 10001, schema=2) + BBA_ROOT + symbol(),
@@ -152,22 +156,4 @@ def test_best_bid_ask_check_accepts_a_well_formed_frame_and_names_each_defect():
         DecodeErrorKind.TRAILING_BYTES: header(50, 10001) + BBA_ROOT + symbol() + b"\x00",
         DecodeErrorKind.BAD_SYMBOL: header(50, 10001) + BBA_ROOT + symbol("\x01\x02"),
     }
-    assert {kind: sbe.check_best_bid_ask(frame).kind for kind, frame in cases.items()} == {k: k for k in cases}
-
-
-@given(bba_events, st.data())
-def test_best_bid_ask_check_refuses_what_decoding_refuses_structurally(event, data):
-    """The check skips only the exponent conversion: on mutated real frames it agrees with
-    decode except where decode refuses an exponent alone."""
-    frame = bytearray(sbe.encode(event))
-    for _ in range(data.draw(st.integers(0, 4))):
-        pos = data.draw(st.integers(0, len(frame) - 1))
-        frame[pos] = data.draw(st.integers(0, 255))
-    frame = bytes(frame[:data.draw(st.integers(0, len(frame)))])
-    if sbe.template_of(frame) != sbe.TEMPLATE_BEST_BID_ASK:
-        return  # the job checks only frames whose header says bestBidAsk; it decodes the rest fully
-    decoded, checked = sbe.decode(frame), sbe.check_best_bid_ask(frame)
-    if isinstance(decoded, BestBidAskEvent) or decoded.kind is DecodeErrorKind.BAD_EXPONENT:
-        assert checked is None
-    else:
-        assert checked is not None and checked.kind is decoded.kind
+    assert {kind: sbe.decode(frame).kind for kind, frame in cases.items()} == {k: k for k in cases}
