@@ -109,6 +109,7 @@ class Pipeline:
     archiver_port: int = field(default_factory=free_port)
     retrain_every_s: float | None = None  # run the scheduled retraining loop (batch.retrain --every) beside the pipeline
     retrain_port: int = field(default_factory=free_port)
+    laps: int = 1  # the simulator replays the capture this many times, shifted in time and ids; 0 = until stopped
 
     @property
     def stream(self) -> str:
@@ -210,7 +211,8 @@ class Pipeline:
         inf = self._spawn("inference", services.command("inference", py))
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
         sim = self._spawn("simulator", services.command("simulator", py, "--capture", str(self.capture),
-                                                        "--port", str(self.sim_port), "--speed", str(self.speed)))
+                                                        "--port", str(self.sim_port), "--speed", str(self.speed),
+                                                        "--laps", str(self.laps)))
         wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
         self._spawn("ingestor", services.command("ingestor", py))
         rea = self._spawn("reanchor", services.command("reanchor", py))

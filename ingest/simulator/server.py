@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from ingest.loaders import load_capture
 from ingest.loaders.base import CapturedEvent
 from ingest.simulator.exchange import SimulatedExchange
 from ingest.simulator.faults import FaultPlan, corrupt
+from ingest.simulator.laps import lap_step, shifted
 
 log = logging.getLogger("simulator")
 
@@ -47,9 +49,12 @@ REPLAY_TASK = web.AppKey("replay", asyncio.Task)
 
 
 class ReplayServer:
-    def __init__(self, events: list[CapturedEvent], speed: float, start_on_first_client: bool = True) -> None:
+    def __init__(self, events: list[CapturedEvent], speed: float, start_on_first_client: bool = True,
+                 laps: int = 1) -> None:
         self.events = events
         self.speed = speed
+        self.laps = laps  # 0: lap after lap until stopped (ingest/simulator/laps.py)
+        self.lap = 0
         self.exchange = SimulatedExchange(events)
         self.faults = FaultPlan()
         self.rest_weights: list[tuple[float, int]] = []  # (monotonic time, weight) of the last minute
@@ -67,10 +72,24 @@ class ReplayServer:
     # ----------------------------------------------------------------- replay
     async def run_replay(self) -> None:
         await self.started.wait()
-        log.info("replay of %d events starting at speed %s", len(self.events), self.speed or "max")
+        step = lap_step(self.events)
+        for lap in itertools.count() if self.laps == 0 else range(self.laps):
+            self.lap = lap
+            events = shifted(self.events, lap, step)
+            if lap:
+                self.exchange = SimulatedExchange(events)  # REST serves the new lap's book
+            await self._replay_lap(events)
+        if self._held:
+            await self._deliver(*self._held)
+            self._held = None
+        self.finished = True
+        log.info("replay finished: %d events, %d lap(s)", len(self.events), self.lap + 1)
+
+    async def _replay_lap(self, events: list[CapturedEvent]) -> None:
+        log.info("lap %d: replay of %d events starting at speed %s", self.lap, len(events), self.speed or "max")
         wall0 = time.monotonic()
-        first_receipt = self.events[0].receipt_time_us if self.events else 0
-        for index, captured in enumerate(self.events):
+        first_receipt = events[0].receipt_time_us if events else 0
+        for index, captured in enumerate(events):
             if self.speed > 0:
                 due = wall0 + (captured.receipt_time_us - first_receipt) / 1e6 / self.speed
                 delay = due - time.monotonic()
@@ -82,12 +101,7 @@ class ReplayServer:
             self.position = index + 1
             if out is not None:
                 await self._publish(*out, captured.event)
-            REPLAY_PROGRESS.set(self.position / len(self.events))
-        if self._held:
-            await self._deliver(*self._held)
-            self._held = None
-        self.finished = True
-        log.info("replay finished: %d events", len(self.events))
+            REPLAY_PROGRESS.set(self.position / len(events))
 
     async def _publish(self, stream: str, frame: bytes, event=None) -> None:
         f = self.faults
@@ -236,7 +250,7 @@ class ReplayServer:
 
     async def status(self, _: web.Request) -> web.Response:
         return web.json_response({
-            "position": self.position, "total": len(self.events), "finished": self.finished,
+            "position": self.position, "total": len(self.events), "finished": self.finished, "lap": self.lap,
             "started": self.started.is_set(), "last_update_id": self.exchange.book.last_update_id,
             "last_event_time_us": self.exchange.last_event_time_us, "clients": len(self.subscribers),
             "faults": asdict(self.faults), "dropped_diffs": self.dropped_diffs,
@@ -300,10 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor; 0 = as fast as possible")
     parser.add_argument("--start-immediately", action="store_true", help="do not wait for the first client")
+    parser.add_argument("--laps", type=int, default=1,
+                        help="replay the capture this many times, each lap shifted in time and ids; 0 = until stopped")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     events = list(load_capture(args.capture).events())
-    server = ReplayServer(events, args.speed, start_on_first_client=not args.start_immediately)
+    server = ReplayServer(events, args.speed, start_on_first_client=not args.start_immediately, laps=args.laps)
     web.run_app(server.app(), host=args.host, port=args.port, print=None)
 
 
