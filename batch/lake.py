@@ -9,6 +9,7 @@ Layout, partitioned as the seed does::
 from __future__ import annotations
 
 import io
+import struct
 from datetime import datetime, timezone
 
 import boto3
@@ -69,8 +70,19 @@ class Lake:
         return pq.read_table(io.BytesIO(self.get_bytes(key)))
 
     def column_names(self, key: str) -> list[str]:
-        """A parquet object's column names, from its footer."""
-        return pq.read_schema(io.BytesIO(self.get_bytes(key))).names
+        """A parquet object's column names, from its footer alone: two ranged GETs, never the data.
+
+        A parquet file ends with its metadata, the metadata's length (4 bytes) and ``PAR1``; the
+        schema reader needs only that tail.
+        """
+        end = self._range(key, "bytes=-8")
+        if len(end) < 8 or end[4:] != b"PAR1":
+            raise ValueError(f"{key} is not a parquet file")
+        (length,) = struct.unpack("<I", end[:4])
+        return pq.read_schema(io.BytesIO(self._range(key, f"bytes=-{length + 8}"))).names
+
+    def _range(self, key: str, byte_range: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)["Body"].read()
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

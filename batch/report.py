@@ -26,7 +26,7 @@ import numpy as np
 
 from batch.datasets import FeatureSet, from_directory
 from batch.metrics import Evaluation, calibration_table, evaluate, expected_calibration_error
-from common.model_artifact import OnnxModel
+from common.model_artifact import InputGuard, OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,13 @@ def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
     return data.take(np.flatnonzero(keep))
 
 
-def trusted(model: OnnxModel, data: FeatureSet) -> np.ndarray:
-    """Rows whose inputs lie inside the artifact's trusted range: the ones serving lets the model answer."""
-    meta = model.meta
-    if len(meta.guard_low) != len(meta.feature_names):
-        return np.ones(len(data), dtype=bool)  # an artifact from before the guard
-    X = data.columns(meta.feature_names)
-    return np.all((X >= np.array(meta.guard_low)) & (X <= np.array(meta.guard_high)), axis=1)
-
-
 def score(model: OnnxModel, data: FeatureSet, bootstrap: bool = True) -> Scored:
     """The model as served: where an input is outside its trusted range, the answer is persistence's."""
-    inside = trusted(model, data)
-    pred = np.where(inside, model.predict(data.columns(model.meta.feature_names)), 0.0)
+    X = data.columns(model.meta.feature_names)
+    inside = InputGuard(model.meta).trusted_rows(X)
+    pred = np.zeros(len(data))  # persistence where serving falls back; the model is not even asked there
+    if inside.any():
+        pred[inside] = model.predict(X[inside])
     if not inside.all():
         log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
                  model.version, int((~inside).sum()), len(data))

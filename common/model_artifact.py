@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,53 @@ class ModelMetadata(BaseModel):
     hyperparameters: dict
     validation_metrics: dict
     created_at: str
+
+
+class InputGuard:
+    """Which inputs an artifact trusts its model with: the one rule serving (``inference.models``)
+    and evaluation (``batch.report``) both apply, so a report scores the answers serving gives.
+
+    Outside it a serving cycle falls back to persistence: a non-finite input (a NaN passes every
+    comparison), one outside ``[guard_low, guard_high]``, or, for artifacts from before the guard,
+    one more than ``max_abs_z`` scaler sds from the training mean.
+    """
+
+    def __init__(self, meta: ModelMetadata, max_abs_z: float = 10.0) -> None:
+        n = len(meta.feature_names)
+        self.names = tuple(meta.feature_names)
+        self.low = self.high = self.mean = self.scale = None
+        if len(meta.guard_low) == n == len(meta.guard_high):
+            self.low, self.high = np.array(meta.guard_low), np.array(meta.guard_high)
+        elif len(meta.scaler_mean) == n == len(meta.scaler_scale):
+            self.mean = np.array(meta.scaler_mean)
+            self.scale = np.where(np.array(meta.scaler_scale) > 0, np.array(meta.scaler_scale), 1.0)
+        self.max_abs_z = max_abs_z
+
+    def outside(self, X: np.ndarray) -> np.ndarray:
+        """Per cell of ``X`` (rows x features in the artifact's order): True where the input is not trusted."""
+        bad = ~np.isfinite(X)
+        with np.errstate(invalid="ignore"):
+            if self.low is not None:
+                bad |= (X < self.low) | (X > self.high)
+            elif self.mean is not None:
+                bad |= np.abs((X - self.mean) / self.scale) > self.max_abs_z
+        return bad
+
+    def trusted_rows(self, X: np.ndarray) -> np.ndarray:
+        return ~self.outside(X).any(axis=1)
+
+    def why(self, row: np.ndarray) -> str | None:
+        """Why one row is not trusted (its first untrusted input), or None."""
+        bad = np.flatnonzero(self.outside(row.reshape(1, -1))[0])
+        if not bad.size:
+            return None
+        i, value = int(bad[0]), float(row.reshape(-1)[bad[0]])
+        if not math.isfinite(value):
+            return f"{self.names[i]} is {value}"
+        if self.low is not None:
+            return (f"{self.names[i]} ({value:.4g} outside the trusted range "
+                    f"[{self.low[i]:.4g}, {self.high[i]:.4g}] of the training data)")
+        return f"{self.names[i]} ({abs(value - self.mean[i]) / self.scale[i]:.0f} sd from training)"
 
 
 def sha256_hex(data: bytes) -> str:

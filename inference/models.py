@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from common.model_artifact import OnnxModel
+from common.model_artifact import InputGuard, OnnxModel
 from inference.hot_state import HotState
 
 
@@ -49,15 +49,7 @@ class OnnxPredictor:
         self.version = model.version
         self.feature_names = tuple(model.meta.feature_names)
         self._row = np.zeros((1, len(self.feature_names)), dtype=np.float64)
-        meta = model.meta
-        n = len(self.feature_names)
-        guarded = len(meta.guard_low) == n == len(meta.guard_high)
-        self._low = np.array(meta.guard_low) if guarded else None  # the artifact's trusted input range
-        self._high = np.array(meta.guard_high) if guarded else None
-        known = not guarded and len(meta.scaler_mean) == n == len(meta.scaler_scale)  # older artifacts
-        self._mean = np.array(meta.scaler_mean) if known else None
-        self._scale = np.where(np.array(meta.scaler_scale) > 0, np.array(meta.scaler_scale), 1.0) if known else None
-        self.max_abs_z = max_abs_z
+        self.guard = InputGuard(model.meta, max_abs_z)  # the artifact's trusted inputs (batch.report scores by it too)
 
     def predicted_return(self, features: dict[str, str]) -> float:
         row = self._row
@@ -66,20 +58,9 @@ class OnnxPredictor:
             if raw is None:
                 raise FeatureUnavailable(name)
             row[0, i] = float(raw)
-        if not np.isfinite(row[0]).all():  # a NaN passes every range comparison
-            i = int(np.flatnonzero(~np.isfinite(row[0]))[0])
-            raise FeatureOutOfRange(f"{self.feature_names[i]} is {row[0, i]}")
-        if self._low is not None:
-            outside = np.flatnonzero((row[0] < self._low) | (row[0] > self._high))
-            if outside.size:
-                i = int(outside[0])
-                raise FeatureOutOfRange(f"{self.feature_names[i]} ({row[0, i]:.4g} outside the trusted range "
-                                        f"[{self._low[i]:.4g}, {self._high[i]:.4g}] of the training data)")
-        elif self._mean is not None:
-            z = np.abs((row[0] - self._mean) / self._scale)
-            worst = int(np.argmax(z))
-            if z[worst] > self.max_abs_z:
-                raise FeatureOutOfRange(f"{self.feature_names[worst]} ({z[worst]:.0f} sd from training)")
+        why = self.guard.why(row[0])
+        if why is not None:
+            raise FeatureOutOfRange(why)
         return float(self.model.predict(row)[0])
 
     def predict(self, state: HotState, current_price: float) -> tuple[float, float]:

@@ -131,3 +131,34 @@ def test_a_persistence_artifact_loads_before_any_features_exist_and_predicts_no_
     assert manager.current.predicted_return({"mid": "61234.5"}) == 0.0
     price, confidence = manager.current.predict(type("State", (), {"features": {"mid": "61234.5"}})(), 61234.5)
     assert (price, confidence) == (61234.5, 0.5)
+
+
+def test_serving_and_the_report_trust_the_same_inputs(tmp_path):
+    """One rule (common.model_artifact.InputGuard): each row the report scores as the model's answer
+    is one serving answers with the model, and each row it scores as persistence is a served fallback."""
+    from batch.datasets import FeatureSet
+    from batch.report import score
+    from common.model_artifact import read_local, write_local
+    from udfs.features import FEATURE_NAMES
+
+    artifact(tmp_path, "v1")
+    onnx_bytes, meta = read_local(tmp_path)
+    for update in ({"guard_low": [-1.0, -2.0], "guard_high": [1.0, 2.0]},  # with the guard
+                   {"scaler_mean": [0.0, 0.0], "scaler_scale": [1.0, 1.0]}):  # an artifact from before it: 10 sd
+        write_local(tmp_path, onnx_bytes, meta.model_copy(update=update))
+        manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1, max_feature_z=10.0)
+        asyncio.run(manager.poll_once())
+        rows = [(0.5, 1.5), (0.5, 2.5), (float("nan"), 0.0), (3.0, 0.0), (0.0, 1e12)]
+        X = np.zeros((len(rows), len(FEATURE_NAMES)))
+        for r, (a, b) in enumerate(rows):
+            X[r, FEATURE_NAMES.index(meta.feature_names[0])], X[r, FEATURE_NAMES.index(meta.feature_names[1])] = a, b
+        data = FeatureSet(np.full(len(rows), "v"), np.arange(len(rows)), X, np.full(len(rows), 1e-4), np.full(len(rows), 100.0))
+        served = []
+        for a, b in rows:
+            try:
+                served.append(manager.current.predicted_return({meta.feature_names[0]: str(a), meta.feature_names[1]: str(b)}))
+            except FeatureOutOfRange:
+                served.append(0.0)
+        assert np.allclose(score(manager.current.model, data, bootstrap=False).pred, served), update
+        fell_back = [i for i, r in enumerate(served) if r == 0.0]
+        assert fell_back == ([1, 2, 3, 4] if "guard_low" in update else [2, 4]), update  # NaN and 1e12 either way
