@@ -5,10 +5,13 @@ Layers, later wins: the file, then ``overrides`` (dotted keys such as ``redis.ho
 the Flink job's runtime properties, the same locally and on Managed Flink), then the
 environment as ``BTCPRED_<SECTION>__<KEY>`` (e.g. ``BTCPRED_REDIS__PORT=6380``).
 
-Secrets never live in the repo: they come from the environment or are references
-resolved at start, in the file, an override or a variable: ``secretsmanager:<secret id>``
-(AWS Secrets Manager; Managed Flink, which cannot be given environment variables) or
-``localsecret:<name>`` (a random value made once per checkout under ``.local/secrets``).
+Secrets never live in the repo: they come from the environment or are references, in the
+file, an override or a variable: ``secretsmanager:<secret id>`` (AWS Secrets Manager; Managed
+Flink, which cannot be given environment variables), resolved when the process first reads
+that secret, or ``localsecret:<name>`` (a random value made once per checkout under
+``.local/secrets``). Lazily, because every process loads the same file and each may read only
+its own secrets: the Flink job's role grants its Redis user's secret and nothing else
+(``tests/unit/deploy/test_template_secrets.py`` holds the template to that).
 """
 from __future__ import annotations
 
@@ -209,10 +212,13 @@ class InferenceConfig(_Section):
 
 
 class PrometheusConfig(_Section):
-    """The local stack's Prometheus server (scrapes every process; alert rules in deploy/prometheus/rules)."""
+    """The local stack's Prometheus server (scrapes every process; alert rules in deploy/prometheus/rules),
+    its Alertmanager, and the webhook receiver Alertmanager notifies locally (deploy/local/alert_sink.py)."""
 
     port: int = Field(9090, gt=0, lt=65536)
     scrape_interval_s: int = Field(5, gt=0)
+    alertmanager_port: int = Field(9093, gt=0, lt=65536)
+    alert_sink_port: int = Field(9095, gt=0, lt=65536)
 
 
 def aws_client_kwargs(cfg: AwsEndpointConfig) -> dict[str, Any]:
@@ -229,6 +235,9 @@ def aws_client_kwargs(cfg: AwsEndpointConfig) -> dict[str, Any]:
 
 class Settings(_Section):
     env: str
+    # where every process binds its /health, /ready and /metrics: loopback on a shared host; in
+    # containers 0.0.0.0, where the compose network is the boundary and no service publishes them
+    metrics_host: str = "127.0.0.1"
     redis: RedisConfig = RedisConfig()
     kinesis: KinesisConfig = KinesisConfig()
     s3: S3Config = S3Config()
@@ -286,16 +295,35 @@ def local_secret(name: str, directory: Path | None = None) -> str:
     return path.read_text().strip()
 
 
-def _resolve(value: str, key: str, source: str, resolver: SecretResolver) -> str:
+class SecretRef(SecretStr):
+    """A ``secretsmanager:`` reference, read from Secrets Manager the first time the value is used.
+
+    A process that never reads a secret never asks for it, so no role needs rights on secrets
+    of other processes. A failed read raises ConfigError naming the key, never a value.
+    """
+
+    def __init__(self, secret_id: str, key: str, source: str, resolver: SecretResolver) -> None:
+        self.secret_id, self.key, self.source = secret_id, key, source
+        self._resolver = resolver
+        self._value: str | None = None
+        self._secret_value = "<unresolved>"  # what pydantic's display and len() look at; never the value
+
+    def get_secret_value(self) -> str:
+        if self._value is None:
+            try:
+                self._value = self._resolver(self.secret_id)
+            except Exception as exc:  # noqa: BLE001 - any failure: name the key, never the value
+                raise ConfigError(f"{self.source}: {self.key}: secret {self.secret_id!r} could not be read "
+                                  f"({type(exc).__name__})") from None
+        return self._value
+
+
+def _resolve(value: str, key: str, source: str, resolver: SecretResolver) -> str | SecretRef:
     if value.startswith(LOCAL_SECRET_PREFIX):
         return local_secret(value[len(LOCAL_SECRET_PREFIX):])
     if not value.startswith(SECRET_REF_PREFIX):
         return value
-    secret_id = value[len(SECRET_REF_PREFIX):]
-    try:
-        return resolver(secret_id)
-    except Exception as exc:  # noqa: BLE001 - any failure: name the key, never the value
-        raise ConfigError(f"{source}: {key}: secret {secret_id!r} could not be read ({type(exc).__name__})") from None
+    return SecretRef(value[len(SECRET_REF_PREFIX):], key, source, resolver)
 
 
 def _resolve_tree(node: dict[str, Any], path: list[str], source: str, resolver: SecretResolver) -> None:

@@ -81,13 +81,25 @@ def test_secret_reference_is_resolved_and_never_echoed():
         return "t0ken"
 
     s = load_settings(environ={}, overrides={"redis.password": "secretsmanager:btcpred/redis"}, secret_resolver=resolver)
-    assert seen == ["btcpred/redis"] and s.redis.password.get_secret_value() == "t0ken"
+    assert seen == []  # read when first used, not at load
+    assert s.redis.password.get_secret_value() == "t0ken" and s.redis.password.get_secret_value() == "t0ken"
+    assert seen == ["btcpred/redis"]  # once
+    assert "t0ken" not in repr(s) and "t0ken" not in str(s.redis)
 
     def failing(secret_id: str) -> str:
         raise PermissionError("AccessDenied")
 
+    s = load_settings(environ={}, overrides={"redis.password": "secretsmanager:btcpred/redis"}, secret_resolver=failing)
     with pytest.raises(ConfigError, match=r"redis.password: secret 'btcpred/redis' could not be read \(PermissionError\)"):
-        load_settings(environ={}, overrides={"redis.password": "secretsmanager:btcpred/redis"}, secret_resolver=failing)
+        s.redis.url_for(None)
+
+
+def test_a_process_reads_only_the_secrets_it_uses():
+    """prod.yaml names every role's secrets; the hot-path job's role may read its Redis user's only."""
+    seen = []
+    s = load_settings("prod", environ={}, secret_resolver=lambda secret_id: seen.append(secret_id) or "x")
+    s.redis.url_for("hotpath")
+    assert seen == ["btcpred/prod/redis/hotpath"]
 
 
 def test_no_password_is_written_into_a_config_file():

@@ -53,7 +53,8 @@ def test_job_properties_are_keys_of_the_typed_config():
 
     overrides = {k: literal(k, v) for k, v in props.items()}
     settings = load_settings("prod", environ={}, overrides=overrides, secret_resolver=lambda _id: "secret")
-    assert settings.redis.tls and settings.redis.password.get_secret_value() == "secret"
+    assert settings.redis.host == "x" and settings.kinesis.stream == "x"  # template values, not the file's
+    assert settings.redis.credentials("hotpath") == ("hotpath", "secret")  # template_secrets checks who may read it
 
 
 def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_touches():
