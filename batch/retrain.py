@@ -77,7 +77,7 @@ async def every(settings: Settings, seconds: float, port: int, first_after: floa
     def readiness() -> tuple[bool, str]:
         return healthy["ok"], healthy["why"]
 
-    async with serving_health(port, readiness, readiness):  # a failed last cycle: /health red too
+    async with serving_health(port, readiness, readiness, host=settings.metrics_host):  # a failed last cycle: /health red too
         await asyncio.sleep(first_after)
         while True:
             started = time.monotonic()

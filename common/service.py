@@ -35,15 +35,24 @@ def health_app(is_ready: Callable[[], tuple[bool, str]],
 
 @contextlib.asynccontextmanager
 async def serving_health(port: int, is_ready: Callable[[], tuple[bool, str]],
-                         is_healthy: Callable[[], tuple[bool, str]] | None = None) -> AsyncIterator[None]:
-    """The health and metrics endpoints on loopback ``port`` for as long as the block runs."""
+                         is_healthy: Callable[[], tuple[bool, str]] | None = None,
+                         host: str = "127.0.0.1") -> AsyncIterator[None]:
+    """The health and metrics endpoints on ``host:port`` (``Settings.metrics_host``) for as long as the block runs."""
     runner = web.AppRunner(health_app(is_ready, is_healthy))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     try:
         yield
     finally:
         await runner.cleanup()
+
+
+def record_failure(failures, failing: dict[str, str], task: str, exc: BaseException, context: str = "") -> None:
+    """What every supervised loop does with an exception it survives: count it in
+    ``failures.labels(task)`` (a ``*_task_failures_total`` counter) and show it on /health
+    (``failing``, read by ``failing_health``) until the task succeeds again."""
+    failures.labels(task).inc()
+    failing[task] = f"{context}{type(exc).__name__}: {exc}"[:300]
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], failures, failing: dict[str, str],
@@ -57,8 +66,7 @@ async def supervise(name: str, run: Callable[[], Awaitable[None]], failures, fai
             await run()
             return
         except Exception as exc:  # noqa: BLE001 - supervised: restarted below
-            failures.labels(name).inc()
-            failing[name] = f"{type(exc).__name__}: {exc}"[:300]
+            record_failure(failures, failing, name, exc)
             logging.getLogger(__name__).exception("task %s failed; restarting in %.1f s", name, backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, max_backoff_s)

@@ -15,6 +15,8 @@ Every user loses ``@dangerous`` (FLUSHALL, KEYS, CONFIG, DEBUG, ...) and pub/sub
 """
 from __future__ import annotations
 
+import hashlib
+
 from common.config import REDIS_ROLES, RedisConfig, RedisRole
 
 # commands a client needs to connect and follow a cluster's slot map
@@ -30,12 +32,18 @@ ACL_RULES: dict[RedisRole, str] = {
 }
 
 
-def acl_file_text(cfg: RedisConfig) -> str:
-    """An ACL file for redis-server (``aclfile``): the admin as ``default``, then one user per role."""
-    lines = []
-    admin = cfg.password.get_secret_value() if cfg.password else None
-    lines.append(f"user default on >{admin} ~* &* +@all" if admin else "user default on nopass ~* &* +@all")
+def acl_file_text(cfg: RedisConfig, hashed: bool = False) -> str:
+    """An ACL file for redis-server (``aclfile``): the admin as ``default``, then one user per role.
+
+    ``hashed`` writes each password as its SHA-256 (``#<hex>``), so the file can be mounted into
+    a container without holding a password itself (docker-compose's Redis).
+    """
+    def password(secret) -> str:
+        value = secret.get_secret_value()
+        return f"#{hashlib.sha256(value.encode()).hexdigest()}" if hashed else f">{value}"
+
+    lines = [f"user default on {password(cfg.password)} ~* &* +@all" if cfg.password else "user default on nopass ~* &* +@all"]
     for role in REDIS_ROLES:
         if role in cfg.users:
-            lines.append(f"user {role} on >{cfg.users[role].get_secret_value()} {ACL_RULES[role]}")
+            lines.append(f"user {role} on {password(cfg.users[role])} {ACL_RULES[role]}")
     return "\n".join(lines) + "\n"

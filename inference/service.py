@@ -23,7 +23,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from common.config import Settings, load_settings
-from common.service import supervise
+from common.service import record_failure, supervise
 from inference.cadence import run_aligned
 from inference.cycle import make_prediction
 from inference.hot_state import HotState, read_hot_state
@@ -97,10 +97,9 @@ class PredictionService:
         try:
             await self.cycle(boundary_ms, jitter_ms)
         except Exception as exc:  # noqa: BLE001 - supervised: any failure is the same report
-            TASK_FAILURES.labels("cycle").inc()
             if "cycle" not in self.failing:
                 log.exception("prediction cycle %d failed; the next boundary tries again", boundary_ms)
-            self.failing["cycle"] = f"{type(exc).__name__}: {exc}"[:300]
+            record_failure(TASK_FAILURES, self.failing, "cycle", exc)
         else:
             self.failing.pop("cycle", None)
 

@@ -21,7 +21,7 @@ import boto3
 from prometheus_client import Counter, Gauge
 
 from common.config import Settings, aws_client_kwargs
-from common.service import failing_health, run_service, serving_health
+from common.service import failing_health, record_failure, run_service, serving_health
 from ingest.binance_rest import BinanceRest
 from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
 from ingest.snapshot_injector import snapshot_envelope
@@ -89,6 +89,7 @@ class Ingestor:
         self.anchored = False
         self.snapshot_backoff_s = 0.5  # first retry delay of the anchor snapshot, doubling
         self.failing: dict[str, str] = {}  # task -> its last error, while it is failing (/health 503)
+        self.health = failing_health(self.failing)  # /health: red while a task fails
         self._tasks: set[asyncio.Task] = set()  # the anchor tasks in flight (a task nobody holds can vanish)
         self._stopping = asyncio.Event()
 
@@ -172,8 +173,7 @@ class Ingestor:
                 await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
             except Exception as exc:  # noqa: BLE001 - supervised: every failure is retried the same way
                 SNAPSHOTS.labels("error").inc()
-                TASK_FAILURES.labels("anchor").inc()
-                self.failing["anchor"] = f"snapshot attempt {attempt + 1}: {type(exc).__name__}: {exc}"[:300]
+                record_failure(TASK_FAILURES, self.failing, "anchor", exc, f"snapshot attempt {attempt + 1}: ")
                 log.warning("snapshot fetch failed (attempt %d): %s: %s", attempt + 1, type(exc).__name__, exc)
                 await asyncio.sleep(self.snapshot_backoff_s * 2**attempt)
                 continue
@@ -206,16 +206,12 @@ class Ingestor:
                 for record in exc.records:
                     self._dead_letter(record.data, "kinesis_put_failed")
             except Exception as exc:  # noqa: BLE001 - supervised: the batch is kept, the writer goes on
-                TASK_FAILURES.labels("writer").inc()
-                self.failing["writer"] = f"{type(exc).__name__}: {exc}"[:300]
+                record_failure(TASK_FAILURES, self.failing, "writer", exc)
                 log.exception("writing %d records failed; dead-lettering them", len(records))
                 for record in records:
                     self._dead_letter(record.data, f"writer_error: {type(exc).__name__}")
             else:
                 self.failing.pop("writer", None)
-
-    def health(self) -> tuple[bool, str]:
-        return failing_health(self.failing)()
 
     def readiness(self) -> tuple[bool, str]:
         if not self.connected:
@@ -223,7 +219,8 @@ class Ingestor:
         return True, "streaming"
 
     async def run(self) -> None:
-        async with serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health), \
+        async with serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health,
+                                  host=self.settings.metrics_host), \
                 aiohttp.ClientSession() as session:
             writer = asyncio.create_task(self.write_forever())
             try:

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.config import Settings, aws_client_kwargs
-from common.service import failing_health, run_service, serving_health, supervise
+from common.service import failing_health, record_failure, run_service, serving_health, supervise
 from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
 from ingest.kinesis_writer import KinesisWriter, Record
 from ingest.snapshot_injector import snapshot_envelope
@@ -133,8 +133,7 @@ class Reanchorer:
                     log.warning("snapshot fetch failed after retries: %s", exc)
                     continue
                 except Exception as exc:  # noqa: BLE001 - a 4xx, a body that does not parse: this attempt failed
-                    TASK_FAILURES.labels("snapshot").inc()
-                    self.failing["snapshot"] = f"{type(exc).__name__}: {exc}"[:300]
+                    record_failure(TASK_FAILURES, self.failing, "snapshot", exc)
                     log.error("snapshot attempt %d failed: %s: %s", attempts, type(exc).__name__, exc)
                     await asyncio.sleep(min(30.0, 0.5 * 2**attempts))
                     continue
@@ -267,7 +266,8 @@ async def run(settings: Settings) -> None:
             return True, "consuming gaps"
 
         try:
-            async with serving_health(settings.reanchor.metrics_port, readiness, failing_health(service.failing)):
+            async with serving_health(settings.reanchor.metrics_port, readiness, failing_health(service.failing),
+                                      host=settings.metrics_host):
                 await asyncio.gather(supervise("gaps", service.gaps_forever, TASK_FAILURES, service.failing),
                                      supervise("verify", service.verify_forever, TASK_FAILURES, service.failing))
         finally:

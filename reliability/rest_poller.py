@@ -135,7 +135,7 @@ async def run(settings: Settings) -> None:
     async with aiohttp.ClientSession() as session:
         poller = RestPoller(settings, BinanceRest(settings.exchange.rest_url, session,
                                                   settings.poller.weight_budget_per_minute), Lake(settings.s3))
-        async with serving_health(settings.poller.metrics_port, lambda: (True, "polling")):
+        async with serving_health(settings.poller.metrics_port, lambda: (True, "polling"), host=settings.metrics_host):
             await poller.run()
 
 

@@ -22,6 +22,7 @@ import json
 import logging
 import signal
 import struct
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ FRAMES = Counter("sbe_archiver_frames_total", "Frames archived", ["kind"])
 OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
 READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
+TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
 
 SCHEMA = pa.schema([("symbol", pa.string()), ("shard_id", pa.string()), ("sequence_number", pa.string()),
                     ("frame_index", pa.int32()), ("receipt_time_us", pa.int64()), ("source", pa.int8()),
@@ -178,6 +180,35 @@ class SbeArchiver:
     def shards(self) -> list[str]:
         return [s["ShardId"] for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]]
 
+    def run(self, stop_after_idle_s: float | None = None, max_backoff_s: float = 30.0) -> int:
+        """Archive every shard of the stream, one thread each (checkpoints and objects are per
+        shard, so shards never share a buffer). A shard's loop that raises is logged, counted and
+        restarted from its checkpoint with back-off; with ``stop_after_idle_s`` each runs once."""
+        totals: dict[str, int] = {}
+
+        def archive(shard_id: str) -> None:
+            TASK_FAILURES.labels(shard_id)  # exported at 0 from the start: an alert's increase() has a baseline
+            backoff = 1.0
+            while not self.stopping:
+                try:
+                    totals[shard_id] = totals.get(shard_id, 0) + self.run_shard(shard_id, stop_after_idle_s)
+                    return
+                except Exception:  # noqa: BLE001 - supervised: the checkpoint makes a restart lose nothing
+                    TASK_FAILURES.labels(shard_id).inc()
+                    log.exception("archiving %s failed; restarting from its checkpoint in %.0f s", shard_id, backoff)
+                    if stop_after_idle_s is not None:
+                        raise
+                    time.sleep(backoff)
+                    backoff = min(max_backoff_s, backoff * 2)
+
+        threads = [threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
+                   for shard in self.shards()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(totals.values())
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kinesis market-data stream -> bronze/sbe parquet")
@@ -186,14 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)
-    start_http_server(args.metrics_port, addr="127.0.0.1")
+    start_http_server(args.metrics_port, addr=settings.metrics_host)
     archiver = SbeArchiver(settings)
     signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))
     archiver.lake.ensure_bucket()
-    shards = archiver.shards()
-    if len(shards) != 1:
-        raise SystemExit(f"{len(shards)} shards: run one archiver per shard (--shard is not implemented yet)")
-    archiver.run_shard(shards[0])
+    archiver.run()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: Debian packages (redis, postgresql,
-# maven, docker-compose, prometheus), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
+# maven, docker-compose, prometheus, prometheus-alertmanager), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
 # Flink connector uber-jar (Maven Central). Safe to run again; it skips what is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 command -v mvn >/dev/null || missing+=(maven)
 command -v promtool >/dev/null || missing+=(prometheus)  # the local stack's metrics server and promtool for rule tests
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)  # where the alerts go
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -52,4 +53,6 @@ if [ ! -f "$jar" ] || [ deploy/flink/pom.xml -nt "$jar" ]; then
   say "mvn package deploy/flink (flink-connector-kinesis 4.3.0-1.19, shaded)"
   (cd deploy/flink && mvn -q -B package -DskipTests)
 fi
+# --- the one secrets source (.local/secrets) and what docker-compose mounts from it (Redis's ACL file)
+.venv/bin/python -m deploy.compose_files >/dev/null
 say "ready"

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
+from batch.buckets import ensure_buckets  # noqa: E402
 from common.config import Settings, load_settings  # noqa: E402
 from deploy import redis_acl  # noqa: E402
 from flink_jobs import state_storage  # noqa: E402
@@ -291,20 +292,6 @@ def s3_service(s: Settings) -> Service:
                    lambda: kill_pidfile("moto"))
 
 
-def _ensure_state_bucket(s: Settings) -> None:
-    """The bucket of the Flink job's checkpoints/savepoints, when they are on S3."""
-    import boto3
-
-    from common.config import aws_client_kwargs
-
-    buckets = {d.split("://", 1)[1].split("/", 1)[0] for d in (s.flink.checkpoint_dir, s.flink.savepoint_dir)
-               if d and d.startswith(("s3://", "s3p://", "s3a://"))}
-    client = boto3.client("s3", **aws_client_kwargs(s.s3))
-    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-    for bucket in buckets - existing:
-        client.create_bucket(Bucket=bucket)
-
-
 def flink_lib_dir() -> Path:
     """pyflink's lib jars plus the connector uber-jar, as links: the cluster's own classpath.
 
@@ -381,8 +368,50 @@ def prometheus_scrape_config(s: Settings) -> dict:
     return {
         "global": {"scrape_interval": f"{s.prometheus.scrape_interval_s}s", "evaluation_interval": f"{s.prometheus.scrape_interval_s}s"},
         "rule_files": [str(PROMETHEUS_RULES / "*.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{s.prometheus.alertmanager_port}"]}]}]},
         "scrape_configs": jobs,
     }
+
+
+ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
+ALERTS_LOG = STATE / "logs" / "alerts.jsonl"
+LOCAL_ALERT_TIMING = {"group_wait": "1s", "group_interval": "5s", "repeat_interval": "1m"}
+
+
+def alertmanager_config(s: Settings) -> dict:
+    """The compose stack's Alertmanager route (deploy/alertmanager/alertmanager.yml), notifying the local
+    alert sink, with local timing: a run is minutes long, so the first notification goes out at
+    once and a firing alert is repeated every minute (a line a minute in alerts.jsonl)."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    config["route"].update(LOCAL_ALERT_TIMING)
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"http://127.0.0.1:{s.prometheus.alert_sink_port}/alerts"
+    return config
+
+
+def alertmanager_service(s: Settings) -> Service:
+    port = s.prometheus.alertmanager_port
+
+    def start() -> Path:
+        binary, data = _binary_and_data("prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
+        conf = data / "alertmanager.yml"
+        conf.write_text(yaml.safe_dump(alertmanager_config(s), sort_keys=False))
+        return spawn("alertmanager", [binary, f"--config.file={conf}", f"--storage.path={data}",
+                                      f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="])
+
+    return Service("alertmanager (http://127.0.0.1:%d)" % port, port, lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
+                   start, lambda: kill_pidfile("alertmanager"))
+
+
+def alert_sink_service(s: Settings) -> Service:
+    port = s.prometheus.alert_sink_port
+
+    def start() -> Path:
+        return spawn("alert-sink", [sys.executable, "-m", "deploy.alert_sink", "--port", str(port), "--log", str(ALERTS_LOG)])
+
+    return Service(f"alert sink ({ALERTS_LOG.relative_to(REPO)})", port, lambda: http_ok(f"http://127.0.0.1:{port}/health"),
+                   start, lambda: kill_pidfile("alert-sink"))
 
 
 def register_scrape_targets(ports: dict[str, int | None]) -> None:
@@ -426,7 +455,8 @@ def check_prerequisites() -> None:
 
 def services(settings: Settings, with_flink: bool) -> list[Service]:
     found = [redis_service(settings), postgres_service(settings), kinesis_service(settings),
-             kinesis_proxy_service(settings), s3_service(settings), prometheus_service(settings)]
+             kinesis_proxy_service(settings), s3_service(settings), alert_sink_service(settings),
+             alertmanager_service(settings), prometheus_service(settings)]
     if with_flink:
         found.append(flink_service(settings))
     return found
@@ -445,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             for svc in services(settings, args.with_flink_cluster):
                 print(f"{svc.name:45s} port {svc.port:5d}: {svc.ensure_started(60 if 'flink' in svc.name else 30)}", flush=True)
                 if svc.name.startswith("s3"):
-                    _ensure_state_bucket(settings)  # the emulator keeps buckets in memory: a restarted one has none
+                    ensure_buckets(settings)  # the emulator keeps buckets in memory: a restarted one has none
         elif args.action == "stop":
             for svc in reversed(services(settings, True)):
                 svc.stop()

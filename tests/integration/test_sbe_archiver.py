@@ -3,9 +3,10 @@ import pyarrow.compute as pc
 import pytest
 
 from batch.lake import Lake
+from ingest.kinesis_writer import ensure_stream
 from reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
-from udfs import sbe
+from udfs import envelope, sbe
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +43,32 @@ def test_every_frame_archived_once_even_after_a_crash_before_the_checkpoint(stre
     frames = [f for t in tables for f, tid in zip(t.column("frame").to_pylist(), t.column("template_id").to_pylist()) if tid != -1]
     assert sorted(frames) == sorted(sbe.encode(c.event) for c in spot_events[:4000])  # the bytes, exactly
     assert all("/hour=" in k for k in lake.keys("bronze/sbe/BTCUSDT/"))
+
+
+def test_every_shard_of_a_two_shard_stream_is_archived_with_its_own_checkpoint(stream_settings, spot_events):
+    """The template's stream has 2 shards: one archiver takes them all, each frame once."""
+    settings, client = stream_settings
+    stream = f"{settings.kinesis.stream}-2"
+    settings = settings.model_copy(update={"kinesis": settings.kinesis.model_copy(update={"stream": stream})})
+    ensure_stream(client, stream, 2)
+    try:
+        shards = client.list_shards(StreamName=stream)["Shards"]
+        captured = spot_events[:2000]
+        for i in range(0, len(captured), 20):  # alternate the records between the two shards
+            text = envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, c.receipt_time_us, sbe.encode(c.event))
+                                           for c in captured[i:i + 20]])
+            target = shards[(i // 20) % 2]["HashKeyRange"]["StartingHashKey"]
+            client.put_record(StreamName=stream, Data=text.encode(), PartitionKey="BTCUSDT", ExplicitHashKey=target)
+        lake = Lake(settings.s3)
+        archiver = SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=500)
+        assert archiver.run(stop_after_idle_s=0.5) == len(captured)
+        assert all(archiver.checkpoint(s["ShardId"]) for s in shards)
+        tables = [lake.get_table(k) for k in lake.keys("bronze/sbe/BTCUSDT/") if f"/{stream}." in k]
+        by_shard = {}
+        for t in tables:
+            for shard_id, frame in zip(t.column("shard_id").to_pylist(), t.column("frame").to_pylist()):
+                by_shard.setdefault(shard_id, []).append(frame)
+        assert sorted(len(v) for v in by_shard.values()) == [1000, 1000]
+        assert sorted(f for v in by_shard.values() for f in v) == sorted(sbe.encode(c.event) for c in captured)
+    finally:
+        client.delete_stream(StreamName=stream)

@@ -4,6 +4,7 @@ import json
 import urllib.request
 
 from batch import retrain
+from common.config import load_settings
 from deploy.local.pipeline import free_port
 
 
@@ -30,7 +31,7 @@ def test_a_failing_cycle_is_counted_turns_ready_red_and_the_loop_goes_on(monkeyp
     failures_before = retrain.FAILURES._value.get()
 
     async def scenario() -> None:
-        loop = asyncio.create_task(retrain.every(None, 0.3, port))
+        loop = asyncio.create_task(retrain.every(load_settings("local", environ={}), 0.3, port))
         while len(calls) < 1:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)

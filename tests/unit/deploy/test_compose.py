@@ -1,5 +1,6 @@
 """docker-compose.yml is valid and runs what the local no-Docker stack runs, configured the same way."""
-import os
+import hashlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import load_settings
-from deploy import services
+from common.config import REDIS_ROLES, load_settings
+from deploy import compose_files, services
 
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
@@ -18,20 +19,119 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_docker_compose_config_accepts_the_file():
+def resolved(path: Path = COMPOSE) -> dict:
+    """The file as docker-compose resolves it (anchors merged, paths absolute): what would run."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose not installed: scripts/setup.sh installs Debian's docker-compose")
-    env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "not-a-secret"}
-    out = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, env=env, cwd=REPO)
+    compose_files.write()  # what setup makes: the shared secrets and Redis's ACL file
+    out = subprocess.run([binary, "-f", str(path), "config"], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)
 
 
-def test_a_secret_without_a_value_is_refused():
-    binary = shutil.which("docker-compose")
-    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
-    out = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, env=env, cwd=REPO)
-    assert out.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in out.stderr
+APP_IMAGE = "btcpred:local"
+SECRETS_MOUNT = f"{REPO / '.local' / 'secrets'}:/opt/btcpred/.local/secrets:ro"
+PUBLIC_PORTS = {("inference", 8000), ("prometheus", 9090), ("grafana", 3000), ("alertmanager", 9093)}  # API and UIs
+
+
+def published(spec: dict) -> list[tuple[str, int]]:
+    """(host address, port) of each published port; "" is every interface."""
+    out = []
+    for port in spec.get("ports", []):
+        if isinstance(port, dict):
+            out.append((port.get("host_ip", ""), int(port["published"])))
+        else:
+            parts = port.split("/")[0].split(":")
+            out.append((parts[0] if len(parts) == 3 else "", int(parts[-2])))
+    return out
+
+
+def test_every_container_shares_the_one_secrets_source_and_no_password_is_inline():
+    config = resolved()
+    for name, spec in config["services"].items():
+        env = spec.get("environment") or {}
+        inline = [k for k in env if "PASSWORD" in k.upper() and not k.upper().endswith("_FILE")]
+        assert not inline, (name, inline)
+        if spec.get("image") == APP_IMAGE:  # every process of ours reads config/local.yaml's localsecret: files
+            assert SECRETS_MOUNT in spec.get("volumes", []), name
+    for secret in config["secrets"].values():
+        assert Path(secret["file"]).parent == REPO / ".local" / "secrets"
+    # Redis checks passwords against the same files, hashed; PostgreSQL and Grafana read them as compose secrets
+    acl = (REPO / ".local" / "compose" / "users.acl").read_text().splitlines()
+    settings = load_settings("local", environ={})
+    assert [line.split()[1] for line in acl] == ["default", *REDIS_ROLES]
+    assert all(" >" not in line for line in acl)  # no password in clear
+    hotpath = settings.redis.users["hotpath"].get_secret_value()
+    assert f"#{hashlib.sha256(hotpath.encode()).hexdigest()}" in acl[1]
+    pg = config["services"]["postgres"]
+    assert pg["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/pg-owner"
+    roles_script = (REPO / "deploy" / "compose" / "postgres-roles.sh").read_text()
+    assert re.search(r"for role in ([a-z ]+);", roles_script).group(1).split() == list(settings.postgres.roles)
+    assert {s["source"] for s in pg["secrets"]} == {"pg-owner", *(f"pg-{r}" for r in settings.postgres.roles)}
+
+
+def test_only_the_api_and_the_uis_are_published_beyond_loopback():
+    for name, spec in resolved()["services"].items():
+        for host, port in published(spec):
+            assert host == "127.0.0.1" or (name, port) in PUBLIC_PORTS, (name, host, port)
+    assert ("127.0.0.1", 8081) in published(resolved()["services"]["jobmanager"])  # the job-submitting REST port
+
+
+def test_metrics_ports_are_scraped_on_the_compose_network_and_never_published():
+    config = resolved()
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    for target in targets:
+        service, port = target.split(":")
+        spec = config["services"][service]
+        if service == "inference":
+            assert spec["environment"]["BTCPRED_INFERENCE__HOST"] == "0.0.0.0"  # the API serves /metrics too
+            continue
+        assert int(port) not in [p for _, p in published(spec)], target
+        if spec.get("image") == APP_IMAGE and service not in ("jobmanager", "taskmanager"):
+            assert spec["environment"]["BTCPRED_METRICS_HOST"] == "0.0.0.0", service
+            settings = load_settings(environ={k: str(v) for k, v in spec["environment"].items() if k.startswith("BTCPRED_")})
+            section = {"rest-poller": "poller", "sbe-archiver": None, "retrain": None}.get(service, service)
+            if section:  # the port the process binds is the one Prometheus scrapes
+                assert getattr(settings, section).metrics_port == int(port), service
+    assert scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+
+
+def test_the_checkpoint_bucket_is_created_before_flink_starts():
+    from batch.buckets import state_buckets
+
+    config = resolved()
+    init = config["services"]["s3-init"]
+    assert init["command"] == ["python", "-m", "batch.buckets"]
+    for name in ("jobmanager", "taskmanager"):
+        assert config["services"][name]["depends_on"]["s3-init"] == {"condition": "service_completed_successfully"}
+    flink = yaml.safe_load(config["services"]["jobmanager"]["environment"]["FLINK_PROPERTIES"])
+    compose_buckets = {flink[k].split("/")[2] for k in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir")}
+    settings = load_settings(environ={k: str(v) for k, v in init["environment"].items() if k.startswith("BTCPRED_")})
+    assert compose_buckets == state_buckets(settings)  # the bucket s3-init makes is the one Flink writes
+
+
+def test_the_local_alertmanager_routes_as_the_compose_one():
+    from deploy.local.stack import LOCAL_ALERT_TIMING, alertmanager_config
+
+    compose_am = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
+    local_am = alertmanager_config(load_settings("local", environ={}))
+    assert {k: v for k, v in local_am["route"].items() if k not in LOCAL_ALERT_TIMING} == \
+        {k: v for k, v in compose_am["route"].items() if k not in LOCAL_ALERT_TIMING}
+    assert [r["name"] for r in local_am["receivers"]] == [r["name"] for r in compose_am["receivers"]] == ["oncall"]
+    assert local_am["receivers"][0]["webhook_configs"][0]["url"].startswith("http://127.0.0.1:")
+    assert resolved()["services"]["alert-sink"]["command"][:3] == ["python", "-m", "deploy.alert_sink"]
+
+
+def test_a_port_published_on_every_interface_is_seen_as_such(tmp_path):
+    """The publishing rule reads docker-compose's resolved form: a short "6379:6379" is every interface."""
+    broken = yaml.safe_load(COMPOSE.read_text())
+    broken["services"]["redis"]["ports"] = ["6379:6379"]
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(yaml.safe_dump(broken))
+    exposed = [(host, port) for host, port in published(resolved(path)["services"]["redis"])]
+    assert exposed == [("", 6379)]  # every interface: the publishing rule above refuses this
 
 
 def test_every_service_runs_the_local_stacks_command():
