@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -45,6 +46,20 @@ async def serving_health(port: int, is_ready: Callable[[], tuple[bool, str]],
         yield
     finally:
         await runner.cleanup()
+
+
+def serve_health_in_thread(port: int, is_ready: Callable[[], tuple[bool, str]],
+                           is_healthy: Callable[[], tuple[bool, str]] | None = None,
+                           host: str = "127.0.0.1") -> threading.Thread:
+    """``serving_health`` for a process whose work runs in threads (the SBE archiver): the endpoints
+    run in a daemon thread of their own, with their own event loop, for as long as the process."""
+    async def serve() -> None:
+        async with serving_health(port, is_ready, is_healthy, host):
+            await asyncio.Event().wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), name="health", daemon=True)
+    thread.start()
+    return thread
 
 
 def record_failure(failures, failing: dict[str, str], task: str, exc: BaseException, context: str = "") -> None:

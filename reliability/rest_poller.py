@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from batch.lake import Lake, day_partition
 from common.config import Settings
-from common.service import run_service, serving_health
+from common.service import failing_health, run_service, serving_health
 from ingest.binance_rest import BinanceRest
 
 log = logging.getLogger("rest_poller")
@@ -68,6 +68,7 @@ class RestPoller:
         self.lake = lake
         self.last_agg_id: int | None = None
         self.resumed = False  # the last archived id is looked up in S3 once, before the first fetch
+        self.failing: dict[str, str] = {}  # data type -> why its last poll failed (/health 503 until one succeeds)
 
     def prefix(self, data_type: str) -> str:
         return f"bronze/rest/{self.symbol}/{data_type}/"
@@ -116,18 +117,27 @@ class RestPoller:
                 result[data_type] = await poll()
                 POLLS.labels(data_type, "ok").inc()
                 LAST_SUCCESS.labels(data_type).set(time.time())
-            except Exception as exc:  # noqa: BLE001 - the next minute tries again; counted and logged
+                self.failing.pop(data_type, None)
+            except Exception as exc:  # noqa: BLE001 - the next minute tries again; counted, logged, on /health
                 POLLS.labels(data_type, "error").inc()
+                self.failing[data_type] = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("%s poll failed: %s", data_type, exc)
                 result[data_type] = None
         return result
 
     async def run(self) -> None:
-        self.lake.ensure_bucket()
         interval = self.settings.poller.interval_s
         while True:
             started = time.monotonic()
-            await self.poll_once()
+            try:
+                await asyncio.to_thread(self.lake.ensure_bucket)  # S3 down at start: the next minute tries again
+            except Exception as exc:  # noqa: BLE001 - as a failed poll: counted in the polls, on /health
+                for data_type in ("depth", "agg_trades"):
+                    POLLS.labels(data_type, "error").inc()
+                    self.failing[data_type] = f"lake: {type(exc).__name__}: {exc}"[:300]
+                log.warning("lake bucket check failed: %s", exc)
+            else:
+                await self.poll_once()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
@@ -135,7 +145,8 @@ async def run(settings: Settings) -> None:
     async with aiohttp.ClientSession() as session:
         poller = RestPoller(settings, BinanceRest(settings.exchange.rest_url, session,
                                                   settings.poller.weight_budget_per_minute), Lake(settings.s3))
-        async with serving_health(settings.poller.metrics_port, lambda: (True, "polling"), host=settings.metrics_host):
+        async with serving_health(settings.poller.metrics_port, lambda: (True, "polling"), failing_health(poller.failing),
+                                  host=settings.metrics_host):
             await poller.run()
 
 

@@ -31,10 +31,11 @@ from datetime import datetime, timezone
 import boto3
 from botocore.exceptions import BotoCoreError
 import pyarrow as pa
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 from batch.lake import Lake
 from common.config import Settings, aws_client_kwargs, load_settings
+from common.service import failing_health, record_failure, serve_health_in_thread
 from udfs import envelope
 
 log = logging.getLogger("sbe_archiver")
@@ -89,6 +90,8 @@ class SbeArchiver:
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
         self.stopping = False  # set by SIGTERM: flush, checkpoint, return
+        self.failing: dict[str, str] = {}  # shard -> its last error while it is down (/health 503)
+        self.reading: set[str] = set()  # shards whose loop is running (/ready)
 
     def object_prefix(self, shard_id: str) -> str:
         return f"{self.stream}.{shard_id}-"
@@ -190,16 +193,20 @@ class SbeArchiver:
             TASK_FAILURES.labels(shard_id)  # exported at 0 from the start: an alert's increase() has a baseline
             backoff = 1.0
             while not self.stopping:
+                self.reading.add(shard_id)
                 try:
                     totals[shard_id] = totals.get(shard_id, 0) + self.run_shard(shard_id, stop_after_idle_s)
                     return
-                except Exception:  # noqa: BLE001 - supervised: the checkpoint makes a restart lose nothing
-                    TASK_FAILURES.labels(shard_id).inc()
+                except Exception as exc:  # noqa: BLE001 - supervised: the checkpoint makes a restart lose nothing
+                    record_failure(TASK_FAILURES, self.failing, shard_id, exc)
                     log.exception("archiving %s failed; restarting from its checkpoint in %.0f s", shard_id, backoff)
                     if stop_after_idle_s is not None:
                         raise
                     time.sleep(backoff)
                     backoff = min(max_backoff_s, backoff * 2)
+                finally:
+                    self.reading.discard(shard_id)
+                self.failing.pop(shard_id, None)
 
         threads = [threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
                    for shard in self.shards()]
@@ -217,8 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)
-    start_http_server(args.metrics_port, addr=settings.metrics_host)
     archiver = SbeArchiver(settings)
+    serve_health_in_thread(args.metrics_port, lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}"),
+                           failing_health(archiver.failing), host=settings.metrics_host)
     signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))
     archiver.lake.ensure_bucket()
     archiver.run()
