@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,36 +37,26 @@ from common.config import Settings, load_settings
 from flink_jobs.hot_path_state import decode_record
 from udfs import envelope
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
+from udfs import lake_layout as layout
 from udfs.features import HISTORY_US
+from udfs.lake_layout import HOUR_US
 from udfs.order_book import BookSynchronizer
 
 log = logging.getLogger(__name__)
 
-HOUR_US = 3_600_000_000
 LABEL_LOOKAHEAD_US = 15_000_000  # of the next hour's data: the 10 s label plus slack
 WARM_UP_MARGIN_US = HISTORY_US + 4_000_000  # features' look-back before the hour's first row, plus slack
 RING_DIFFS = BookSynchronizer.__dataclass_fields__["recent_capacity"].default  # diffs a snapshot is brought forward with
-_HOUR_PATH = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})/")
-
-
-def hour_prefix(symbol: str, hour_us: int) -> str:
-    h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
-    return f"bronze/sbe/{symbol}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}/"
 
 
 def hour_prefixes(symbol: str, start_us: int, end_us: int) -> list[str]:
-    return [hour_prefix(symbol, t) for t in range(start_us // HOUR_US * HOUR_US, end_us + 1, HOUR_US)]
+    return [layout.sbe_hour_prefix(symbol, t) for t in range(start_us // HOUR_US * HOUR_US, end_us + 1, HOUR_US)]
 
 
 def archived_hours(lake: Lake, symbol: str, stream: str) -> list[int]:
     """Start (µs) of every receipt hour holding frames of ``stream``, in order."""
-    hours = set()
-    for key in lake.keys(f"bronze/sbe/{symbol}/"):
-        m = _HOUR_PATH.search(key)
-        if m and key.rsplit("/", 1)[-1].startswith(f"{stream}."):
-            t = datetime(*map(int, m.groups()), tzinfo=timezone.utc)
-            hours.add(int(t.timestamp()) * 1_000_000)
-    return sorted(hours)
+    hours = {layout.hour_of(key) for key in lake.keys(layout.sbe_symbol_prefix(symbol)) if layout.is_stream_object(key, stream)}
+    return sorted(h for h in hours if h is not None)
 
 
 def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us: int) -> list[str]:
@@ -75,7 +64,7 @@ def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us
     frames: dict[tuple[str, int], list[tuple[int, int, int, int, bytes]]] = defaultdict(list)
     for prefix in hour_prefixes(symbol, start_us, end_us):
         for key in lake.keys(prefix):
-            if not key.rsplit("/", 1)[-1].startswith(f"{stream}."):
+            if not layout.is_stream_object(key, stream):
                 continue
             t = lake.get_table(key).to_pydict()
             for shard, seq, idx, receipt, source, template, frame in zip(
@@ -136,12 +125,6 @@ def warm_up(events: list[MarketEvent], until_us: int | None) -> list[MarketEvent
     return events[start:]
 
 
-def silver_key(symbol: str, stream: str, hour_us: int) -> str:
-    """Where an archive hour's rows go; its existence marks the hour as built."""
-    h = datetime.fromtimestamp(hour_us / 1e6, tz=timezone.utc)
-    return f"silver/db_ready/{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
-
-
 @dataclass(frozen=True, slots=True)
 class HourBuilt:
     hour_us: int
@@ -162,7 +145,7 @@ def build_hour(lake: Lake, engine: sa.Engine | None, stream: str, symbol: str, v
         run = replay(warm_up(before, lo) + own + head, symbol)
         rows = [r for r in build_rows(run) if (lo is None or r.ts_ms * 1000 > lo) and r.ts_ms * 1000 <= hi]
     table = feature_table(rows, venue, symbol, f"archive:{stream}")
-    key = silver_key(symbol, stream, hour_us)
+    key = layout.archive_silver_key(symbol, stream, hour_us)
     lake.put_table(key, table)
     if engine is not None and rows:
         load_features(engine, table)
@@ -185,7 +168,7 @@ def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str
     for hour_us in archived_hours(lake, symbol, stream):
         if hour_us >= current_hour and not through_now:
             continue  # still being written: built once the next hour has begun
-        if not rebuild and hour_us < current_hour and _built(lake, silver_key(symbol, stream, hour_us)):
+        if not rebuild and hour_us < current_hour and _built(lake, layout.archive_silver_key(symbol, stream, hour_us)):
             continue
         done = build_hour(lake, engine, stream, symbol, venue, hour_us)
         log.info("archive hour %d: %d rows (%d trainable) -> %s", hour_us, done.rows, done.trainable, done.key)

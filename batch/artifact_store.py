@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batch.lake import Lake, artifact_prefix
+from batch.lake import Lake
+from udfs.lake_layout import artifact_prefix
 from common.model_artifact import METADATA_FILE, ONNX_FILE, ArtifactError, ModelMetadata, read_local, verify
 
 

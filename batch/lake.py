@@ -1,16 +1,9 @@
-"""The data lake on S3 (or the local S3 emulator): layout and parquet I/O.
-
-Layout, partitioned as the seed does::
-
-    bronze/{dataset}/{symbol}/year=YYYY/month=MM/day=DD/{file}      raw bytes as received
-    silver/{dataset}/{symbol}/year=YYYY/month=MM/day=DD/{name}.parquet
-    gold/model_artifacts/{model_version}/{model.onnx, metadata.json}
-"""
+"""The data lake on S3 (or the local S3 emulator): bucket and parquet I/O. Every key it is
+given comes from ``udfs/lake_layout.py``, the layout's one owner."""
 from __future__ import annotations
 
 import io
 import struct
-from datetime import datetime, timezone
 
 import boto3
 import pyarrow as pa
@@ -18,15 +11,6 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from common.config import S3Config, aws_client_kwargs
-
-
-def day_partition(symbol: str, ts_ms: int) -> str:
-    day = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-    return f"{symbol}/year={day:%Y}/month={day:%m}/day={day:%d}"
-
-
-def artifact_prefix(model_version: str) -> str:
-    return f"gold/model_artifacts/{model_version}"
 
 
 class Lake:

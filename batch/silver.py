@@ -20,14 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from batch.feature_builder import FeatureRow, Replay, build_rows, replay
-from batch.lake import Lake, day_partition
+from batch.lake import Lake
+from udfs.lake_layout import day_partition, recording_key, recording_prefix, silver_key
 from batch.recordings import Recording, discover
 from udfs.events import to_float
 from udfs.features import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
-
-BRONZE_PREFIX = "bronze"
 
 
 def feature_table(rows: Iterable[FeatureRow], venue: str, symbol: str, source: str) -> pa.Table:
@@ -105,9 +104,8 @@ def archive_to_bronze(lake: Lake, data_dir: Path) -> list[str]:
         if first is None:
             log.warning("%s holds no events; not archived", rec.name)
             continue
-        partition = f"{BRONZE_PREFIX}/{rec.kind}/{day_partition(rec.symbol, first.event_time_us // 1000)}"
         for path in rec.paths:  # a continued stream is kept together, under the day its first file starts
-            key = f"{partition}/{path.name}"
+            key = recording_key(rec.kind, rec.symbol, first.event_time_us // 1000, path.name)
             lake.put_bytes(key, path.read_bytes())
             keys.append(key)
     return keys
@@ -126,7 +124,7 @@ def silver_from_recording(lake: Lake, rec: Recording) -> dict[str, int]:
     for dataset, (table, time_column) in tables.items():
         written[dataset] = table.num_rows
         for part, day_table in _by_day(table, time_column, rec.symbol).items():
-            lake.put_table(f"silver/{dataset}/{part}/{stem}.parquet", day_table)
+            lake.put_table(silver_key(dataset, part, stem), day_table)
     if written["db_ready"] == 0:
         log.warning("%s: no feature rows (the book was never anchored: no depth snapshot in the recording?)", rec.name)
     return written
@@ -135,13 +133,13 @@ def silver_from_recording(lake: Lake, rec: Recording) -> dict[str, int]:
 RECORDING_KINDS = ("ws_capture", "depth20")  # the bronze datasets archive_to_bronze writes
 
 
-def bronze_to_silver(lake: Lake, prefix: str = BRONZE_PREFIX) -> dict[str, dict[str, int]]:
-    """Rebuild silver from every bronze recording under ``prefix``. The objects are fetched
-    together, so files that continue each other are replayed as one stream (``discover``)."""
+def bronze_to_silver(lake: Lake) -> dict[str, dict[str, int]]:
+    """Rebuild silver from every bronze recording. The objects are fetched together, so files
+    that continue each other are replayed as one stream (``discover``)."""
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in RECORDING_KINDS:
-            for key in lake.keys(f"{prefix}/{kind}/"):
+            for key in lake.keys(recording_prefix(kind)):
                 local = Path(tmp) / key
                 local.parent.mkdir(parents=True, exist_ok=True)
                 local.write_bytes(lake.get_bytes(key))

@@ -40,6 +40,7 @@ from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_F
                             predict_return)
 from batch.report import Scored, persistence, summary, write_report
 from udfs.features import QUOTE_FEATURES
+from udfs.lake_layout import SILVER_FEATURES
 from batch.silver import archive_to_bronze, bronze_to_silver
 from batch.splits import Split, hour_boundaries, purged_split
 from common.config import Settings, load_settings
@@ -68,7 +69,7 @@ def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path)
     log.info("bronze: %d files archived", len(keys))
     for key, written in bronze_to_silver(lake).items():
         log.info("silver from %s: %s", key, written)
-    for key in lake.keys("silver/db_ready/"):
+    for key in lake.keys(SILVER_FEATURES):
         try:
             result = load_features(engine, lake.get_table(key))
         except StaleSilver as exc:  # an archive hour from before a feature existed: batch.archive rebuilds it

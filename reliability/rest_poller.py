@@ -20,7 +20,8 @@ import aiohttp
 import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
-from batch.lake import Lake, day_partition
+from batch.lake import Lake
+from udfs.lake_layout import rest_key, rest_prefix
 from common.config import Settings
 from common.service import failing_health, run_service, serving_health
 from ingest.binance_rest import BinanceRest
@@ -71,7 +72,7 @@ class RestPoller:
         self.failing: dict[str, str] = {}  # data type -> why its last poll failed (/health 503 until one succeeds)
 
     def prefix(self, data_type: str) -> str:
-        return f"bronze/rest/{self.symbol}/{data_type}/"
+        return rest_prefix(self.symbol, data_type)
 
     def resume_point(self) -> int | None:
         """The last archived aggregate trade id, from the newest object name."""
@@ -81,7 +82,7 @@ class RestPoller:
     async def poll_depth(self) -> str:
         body = await self.rest.depth_raw(self.symbol, self.settings.poller.depth_limit)
         fetched = int(time.time() * 1000)
-        key = f"{self.prefix('depth')}{day_partition(self.symbol, fetched).split('/', 1)[1]}/{fetched}-{body['lastUpdateId']}.parquet"
+        key = rest_key(self.symbol, "depth", fetched, f"{fetched}-{body['lastUpdateId']}")
         table = depth_table(self.symbol, body, fetched)
         await asyncio.to_thread(self.lake.put_table, key, table)
         ROWS.labels("depth").inc(table.num_rows)
@@ -101,7 +102,7 @@ class RestPoller:
             first, last = trades[0]["a"], trades[-1]["a"]
             if from_id is not None and first != from_id:
                 log.warning("aggregate trades resume at %d, expected %d", first, from_id)
-            key = f"{self.prefix('agg_trades')}{day_partition(self.symbol, trades[0]['T']).split('/', 1)[1]}/{first}-{last}.parquet"
+            key = rest_key(self.symbol, "agg_trades", trades[0]["T"], f"{first}-{last}")
             table = agg_trades_table(self.symbol, trades)
             await asyncio.to_thread(self.lake.put_table, key, table)
             ROWS.labels("agg_trades").inc(table.num_rows)

@@ -26,7 +26,6 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import boto3
 from botocore.exceptions import BotoCoreError
@@ -37,6 +36,7 @@ from batch.lake import Lake
 from common.config import Settings, aws_client_kwargs, load_settings
 from common.service import failing_health, record_failure, serve_health_in_thread
 from udfs import envelope
+from udfs import lake_layout as layout
 
 log = logging.getLogger("sbe_archiver")
 
@@ -46,16 +46,6 @@ OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
 READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
-
-SCHEMA = pa.schema([("symbol", pa.string()), ("shard_id", pa.string()), ("sequence_number", pa.string()),
-                    ("frame_index", pa.int32()), ("receipt_time_us", pa.int64()), ("source", pa.int8()),
-                    ("template_id", pa.int32()), ("frame", pa.binary())])
-
-
-def hour_partition(symbol: str, time_us: int) -> str:
-    t = datetime.fromtimestamp(time_us / 1e6, tz=timezone.utc)
-    return f"{symbol}/year={t:%Y}/month={t:%m}/day={t:%d}/hour={t:%H}"
-
 
 def frames_of(data: bytes, arrival_us: int) -> list[tuple[int, int, int, int, bytes]]:
     """(frame index, receipt time, source, template id, frame) of one Kinesis record."""
@@ -74,7 +64,7 @@ def frames_of(data: bytes, arrival_us: int) -> list[tuple[int, int, int, int, by
 class ShardBuffer:
     first_sequence: str | None = None
     last_sequence: str | None = None
-    rows: dict[str, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # partition -> rows
+    rows: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # receipt hour (µs) -> rows
     count: int = 0
 
 
@@ -94,10 +84,10 @@ class SbeArchiver:
         self.reading: set[str] = set()  # shards whose loop is running (/ready)
 
     def object_prefix(self, shard_id: str) -> str:
-        return f"{self.stream}.{shard_id}-"
+        return layout.sbe_object_prefix(self.stream, shard_id)
 
     def checkpoint_key(self, shard_id: str) -> str:
-        return f"bronze/sbe/_checkpoints/{self.stream}/{shard_id}.json"
+        return layout.sbe_checkpoint_key(self.stream, shard_id)
 
     def checkpoint(self, shard_id: str) -> str | None:
         key = self.checkpoint_key(shard_id)
@@ -108,7 +98,7 @@ class SbeArchiver:
         seq = self.checkpoint(shard_id)
         committed = int(seq) if seq else -1
         stale = []
-        for key in self.lake.keys(f"bronze/sbe/{self.symbol}/"):
+        for key in self.lake.keys(layout.sbe_symbol_prefix(self.symbol)):
             name = key.rsplit("/", 1)[-1]
             prefix = self.object_prefix(shard_id)
             if name.startswith(prefix) and int(name[len(prefix):-len(".parquet")]) > committed:
@@ -130,11 +120,11 @@ class SbeArchiver:
         if buf.first_sequence is None:
             return 0
         written = 0
-        for partition, rows in buf.rows.items():
+        for hour_us, rows in buf.rows.items():
             first_seq = min((r[2] for r in rows), key=int)
             cols = list(zip(*rows))
-            table = pa.table([pa.array(c, t.type) for c, t in zip(cols, SCHEMA)], schema=SCHEMA)
-            self.lake.put_table(f"bronze/sbe/{partition}/{self.object_prefix(shard_id)}{first_seq}.parquet", table)
+            table = pa.table([pa.array(c, t.type) for c, t in zip(cols, layout.SBE_SCHEMA)], schema=layout.SBE_SCHEMA)
+            self.lake.put_table(layout.sbe_object_key(self.symbol, hour_us, self.stream, shard_id, first_seq), table)
             OBJECTS.inc()
             written += table.num_rows
         if write_checkpoint:
@@ -163,7 +153,7 @@ class SbeArchiver:
                 buf.first_sequence = buf.first_sequence or seq
                 buf.last_sequence = seq
                 for index, receipt_us, source, template, frame in frames_of(record["Data"], now_us):
-                    buf.rows[hour_partition(self.symbol, receipt_us)].append(
+                    buf.rows[receipt_us // layout.HOUR_US * layout.HOUR_US].append(
                         (self.symbol, shard_id, seq, index, receipt_us, source, template, frame))
                     buf.count += 1
                     FRAMES.labels("raw_record" if template == -1 else "frame").inc()

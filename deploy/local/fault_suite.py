@@ -25,6 +25,7 @@ import redis
 from common.config import aws_client_kwargs
 from deploy.local.pipeline import Pipeline, get_json
 from reliability.sbe_archiver import SbeArchiver, frames_of
+from udfs import lake_layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +281,7 @@ def archived_frames(pipeline: Pipeline) -> list[tuple[str, int]]:
     """(sequence number, frame index) of every frame archived for this run's stream."""
     archiver = SbeArchiver(pipeline.settings)
     rows = []
-    for key in archiver.lake.keys("bronze/sbe/BTCUSDT/"):
+    for key in archiver.lake.keys(lake_layout.sbe_symbol_prefix("BTCUSDT")):
         if key.rsplit("/", 1)[-1].startswith(f"{pipeline.stream}."):
             t = archiver.lake.get_table(key)
             rows.extend(zip(t.column("sequence_number").to_pylist(), t.column("frame_index").to_pylist()))

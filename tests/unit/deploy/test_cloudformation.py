@@ -75,6 +75,5 @@ def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_tou
     statements = resources["RetrainTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     writable = [r["Fn::Sub"] for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]]
     assert writable == ["${LakeBucket.Arn}/silver/*", "${LakeBucket.Arn}/gold/model_artifacts/*"]
-    from batch.archive import silver_key
-    from batch.lake import artifact_prefix
-    assert silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith("gold/model_artifacts/")
+    from udfs.lake_layout import archive_silver_key, artifact_prefix
+    assert archive_silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith("gold/model_artifacts/")
