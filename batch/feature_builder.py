@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 from flink_jobs.hot_path_state import SymbolState
 from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent, to_float
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, HORIZON_US, PREDICTION_STEP_US
 
-INTERVAL_US = 2_000_000
-HORIZON_US = 10_000_000
+INTERVAL_US = PREDICTION_STEP_US
 SETTLE_US = 1_000_000  # a boundary is cut once events 1 s past it arrive (the job waits 200 ms)
 MAX_BOOK_AGE_US = 3_000_000  # features from a book older than this get a lower quality score
 MAX_LABEL_AGE_US = 3_000_000

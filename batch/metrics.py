@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-OVERLAP_LAGS = 4  # 10 s horizon / 2 s step - 1
+from udfs.features import HORIZON_US, PREDICTION_STEP_US
+
+OVERLAP_LAGS = HORIZON_US // PREDICTION_STEP_US - 1  # consecutive errors share this many steps of their labels
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:

@@ -27,10 +27,11 @@ import numpy as np
 from batch.datasets import FeatureSet, from_directory
 from batch.metrics import Evaluation, calibration_table, evaluate, expected_calibration_error
 from common.model_artifact import InputGuard, OnnxModel
+from udfs.features import HORIZON_US
 
 log = logging.getLogger(__name__)
 
-PURGE_MS = 10_000
+PURGE_MS = HORIZON_US // 1000  # a label reaches one horizon past its row
 LEAKAGE_R2 = 0.08  # above this a 10 s return model is more likely leaking than skilled
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from udfs.features import HORIZON_US
+
 HOUR_MS = 3_600_000
 
 
@@ -28,7 +30,7 @@ class Split:
 
 
 def purged_split(ts_ms: np.ndarray, val_start_ms: int, test_start_ms: int,
-                 purge_ms: int = 10_000, embargo_ms: int = 5_000) -> Split:
+                 purge_ms: int = HORIZON_US // 1000, embargo_ms: int = 5_000) -> Split:
     """Rows before ``val_start_ms`` train, before ``test_start_ms`` validate, the rest test."""
     if not val_start_ms < test_start_ms:
         raise ValueError("validation must start before test")

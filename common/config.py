@@ -198,7 +198,6 @@ class InferenceConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     cadence_ms: int = Field(2000, gt=0)
-    horizon_s: int = Field(10, gt=0)
     max_feature_age_ms: int = Field(5000, gt=0)
     history_size: int = Field(1000, gt=0)
     # "registry": serve the production model of the Postgres registry (fallback while none loads);

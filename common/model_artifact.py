@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from udfs.features import HORIZON_US
+
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 INPUT_NAME = "features"
@@ -48,7 +50,7 @@ class ModelMetadata(BaseModel):
     model_version: str
     model_kind: str  # "mlp" | "ridge_ofi" | "ridge_quotes" | "persistence"
     feature_names: list[str]
-    horizon_s: int = 10
+    horizon_s: int = HORIZON_US // 1_000_000  # what the model predicts; serving refuses any other
     output: str = OUTPUT_NAME
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     calibration: Calibration

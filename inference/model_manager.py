@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from common.model_artifact import METADATA_FILE, ArtifactError, ModelMetadata, OnnxModel, read_local
 from inference.models import OnnxPredictor
-from udfs.features import FEATURE_NAMES
+from udfs.features import FEATURE_NAMES, HORIZON_US
 
 log = logging.getLogger("inference.models")
 
@@ -112,6 +112,8 @@ class ModelManager:
     last_error: str | None = None
 
     def _check_features(self, meta: ModelMetadata) -> None:
+        if meta.horizon_s * 1_000_000 != HORIZON_US:
+            raise ArtifactError(f"predicts {meta.horizon_s} s ahead; this system predicts {HORIZON_US // 1_000_000} s")
         provided = self.available_features() or {*FEATURE_NAMES, "mid"}  # no feat: yet: what every vector carries
         missing = [name for name in meta.feature_names if name not in provided]
         if missing:

@@ -12,6 +12,8 @@ import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+from udfs.features import HORIZON_US
+
 
 @dataclass(frozen=True, slots=True)
 class ScoredPrediction:
@@ -43,7 +45,7 @@ class Accuracy:
 
 
 class OnlineScorer:
-    def __init__(self, horizon_ms: int = 10_000, window: int = 1000, mid_memory: int = 2000) -> None:
+    def __init__(self, horizon_ms: int = HORIZON_US // 1000, window: int = 1000, mid_memory: int = 2000) -> None:
         self.horizon_ms = horizon_ms
         self.pending: OrderedDict[int, tuple[float, float]] = OrderedDict()  # target ms -> (current, predicted)
         self.mids: OrderedDict[int, float] = OrderedDict()  # data time ms -> mid

@@ -31,6 +31,7 @@ from inference.model_manager import ModelManager, ModelSource, source_for
 from inference.models import PersistencePredictor, Predictor
 from inference.prediction import Prediction
 from inference.scoring import OnlineScorer
+from udfs.features import HORIZON_US
 from common import redis_connection
 from udfs import redis_schema as rs
 
@@ -87,7 +88,7 @@ class PredictionService:
         self.ready = False
         self.degraded_reason: str | None = "starting"
         self.missed_total = 0
-        self.scorer = OnlineScorer(horizon_ms=settings.inference.horizon_s * 1000)
+        self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000)
         self.history_cursor = "-"
         self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
 
@@ -231,7 +232,7 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
     async def accuracy() -> dict:
         """Rolling online accuracy of the served model and of persistence on the same targets."""
         acc = svc.scorer.accuracy()
-        return {"model_version": svc.predictor.version if svc.predictor else None, "horizon_s": settings.inference.horizon_s,
+        return {"model_version": svc.predictor.version if svc.predictor else None, "horizon_s": HORIZON_US // 1_000_000,
                 "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
                 "directional_accuracy": acc.directional_accuracy,
                 "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse}}

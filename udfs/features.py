@@ -21,6 +21,12 @@ from udfs.order_book import OrderBook
 from udfs.pickling import fast_state
 from udfs.trade_window import TradeBuffer, WindowStats
 
+# What is predicted, once for the whole system: the mid 10 s after a feature vector's data time,
+# every 2 s. Labels, the purge between train and test, the overlap of consecutive errors, online
+# scoring and the horizon an artifact declares all read these.
+HORIZON_US = 10_000_000
+PREDICTION_STEP_US = 2_000_000
+
 DEPTH_LEVELS = (1, 5, 10)  # depth imbalance is reported over the top 1, 5 and 10 levels
 WINDOWS_US = {"1s": 1_000_000, "5s": 5_000_000}
 OFI_HORIZONS_US = {"1s": 1_000_000, "2s": 2_000_000, "5s": 5_000_000}

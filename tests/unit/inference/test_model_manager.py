@@ -162,3 +162,15 @@ def test_serving_and_the_report_trust_the_same_inputs(tmp_path):
         assert np.allclose(score(manager.current.model, data, bootstrap=False).pred, served), update
         fell_back = [i for i, r in enumerate(served) if r == 0.0]
         assert fell_back == ([1, 2, 3, 4] if "guard_low" in update else [2, 4]), update  # NaN and 1e12 either way
+
+
+def test_an_artifact_for_another_horizon_is_refused(tmp_path):
+    """The horizon is one constant (udfs.features.HORIZON_US): labels, purge, scoring and serving."""
+    from common.model_artifact import read_local, write_local
+
+    artifact(tmp_path, "v5s")
+    onnx_bytes, meta = read_local(tmp_path)
+    write_local(tmp_path, onnx_bytes, meta.model_copy(update={"horizon_s": 5}))
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
+    assert asyncio.run(manager.poll_once()) != "loaded" and manager.current is None
+    assert "predicts 5 s ahead; this system predicts 10 s" in manager.refused["v5s"]
