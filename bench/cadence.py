@@ -1,6 +1,6 @@
 """Cadence of the 2 s prediction cycle while the HTTP API is under load.
 
-    python bench/cadence.py [--seconds 600] [--rate 500]
+    python -m bench.cadence [--seconds 600] [--rate 500]
 
 Starts the inference service (2 s cadence, real MLP artifact) and loads
 ``/predictions/latest`` at ``--rate`` from this process for ``--seconds``. Jitter
@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.harness import StackGuard, emit, percentile  # noqa: E402
-from bench.http_load import open_loop  # noqa: E402
-from bench.inference_support import ServiceProcess, model_and_hot_state  # noqa: E402
-from common.config import load_settings  # noqa: E402
-from deploy.local.pipeline import get_json  # noqa: E402
-from inference.cadence import next_boundary_ms  # noqa: E402
+from bench.harness import StackGuard, emit, percentile
+from bench.http_load import open_loop
+from bench.inference_support import ServiceProcess, model_and_hot_state
+from common.config import load_settings
+from deploy.local.pipeline import get_json
+from inference.cadence import next_boundary_ms
 
 CADENCE_MS = 2000
 

@@ -1,6 +1,6 @@
 """Hot-path freshness: ingestor receipt of a depth diff -> its ob: write in Redis.
 
-    python bench/freshness.py [--speed 1] [--seconds 60] [--cluster]
+    python -m bench.freshness [--speed 1] [--seconds 60] [--cluster]
 
 Starts the stack (if needed) and the pipeline on the real spot capture, samples
 freshness for ``--seconds`` after the first book write, stops what it started,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness import FreshnessSampler, StackGuard, emit
+from bench.harness import FreshnessSampler, StackGuard, emit
 
 from deploy.local.pipeline import Pipeline, get_json
 

@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import redis  # noqa: E402
+import redis
 
-from common.config import load_settings  # noqa: E402
-from udfs import redis_schema as rs  # noqa: E402
-from deploy.local import stack  # noqa: E402
+from common.config import load_settings
+from udfs import redis_schema as rs
+from deploy.local import stack
 
 
 def machine() -> dict:

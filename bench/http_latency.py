@@ -1,6 +1,6 @@
 """Latest-prediction latency over HTTP under open-loop load from this (second) process.
 
-    python bench/http_latency.py [--seconds 60] [--rate 500]
+    python -m bench.http_latency [--seconds 60] [--rate 500]
 
 Starts the inference service (real MLP artifact, real hot state in the local
 Redis) as its own process and loads ``/predictions/latest``. Baseline in the same
@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.harness import StackGuard, emit  # noqa: E402
-from bench.http_load import open_loop  # noqa: E402
-from bench.inference_support import ServiceProcess, model_and_hot_state  # noqa: E402
-from common.config import load_settings  # noqa: E402
-from deploy.local.pipeline import get_json  # noqa: E402
+from bench.harness import StackGuard, emit
+from bench.http_load import open_loop
+from bench.inference_support import ServiceProcess, model_and_hot_state
+from common.config import load_settings
+from deploy.local.pipeline import get_json
 
 
 def wait_for_prediction(url: str, timeout_s: float = 10) -> dict:

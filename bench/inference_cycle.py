@@ -1,6 +1,6 @@
 """Prediction cycle latency: one pipelined Redis read, feature assembly, one ONNX Runtime call.
 
-    python bench/inference_cycle.py [--cycles 10000] [--seconds N]
+    python -m bench.inference_cycle [--cycles 10000] [--seconds N]
 
 Runs the service's own ``cycle`` back to back against the local Redis (real
 hot state from the Binance.US book, a real MLP artifact) and reports the
@@ -12,19 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import redis.asyncio as aioredis
 
-import redis.asyncio as aioredis  # noqa: E402
-
-from bench.harness import StackGuard, emit, percentile  # noqa: E402
-from bench.inference_support import model_and_hot_state  # noqa: E402
-from common.config import load_settings  # noqa: E402
-from inference.model_manager import FileSource  # noqa: E402
-from inference.service import PredictionService  # noqa: E402
+from bench.harness import StackGuard, emit, percentile
+from bench.inference_support import model_and_hot_state
+from common.config import load_settings
+from inference.model_manager import FileSource
+from inference.service import PredictionService
 
 
 async def measure(settings, model_dir: Path, cycles: int, seconds: float | None) -> dict:

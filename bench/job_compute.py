@@ -1,6 +1,6 @@
 """The hot path's Python work per frame, without Flink: the ceiling the job's capacity is measured against.
 
-    python bench/job_compute.py [--repeat 5] [--frames-per-record 200]
+    python -m bench.job_compute [--repeat 5] [--frames-per-record 200]
 
 Runs what the job's Python operators do for every Kinesis record of the real spot
 capture, in one process: envelope unpack, SBE decode (best bid/ask: the structure
@@ -20,7 +20,7 @@ import statistics
 import time
 
 import cloudpickle
-from harness import emit
+from bench.harness import emit
 
 from bench.kinesis_feed import load_capture
 from deploy.local.pipeline import DEFAULT_CAPTURE

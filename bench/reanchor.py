@@ -1,6 +1,6 @@
 """The reliability fault suite on the live local stack, with figures.
 
-    python bench/reanchor.py [--speed 3] [--seconds N]
+    python -m bench.reanchor [--speed 3] [--seconds N]
 
 Replays the real capture through the whole pipeline (mini cluster) and injects,
 one after the other once the book is valid again: dropped diffs (1, 5, 50),
@@ -14,15 +14,11 @@ the clean stretch before the first fault (its gap count is the false positives).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.harness import REPO, StackGuard, emit  # noqa: E402
-from deploy.local import stack  # noqa: E402
-from deploy.local.fault_suite import FULL_SUITE, TASKMANAGER_KILL, run_suite  # noqa: E402
-from deploy.local.pipeline import Pipeline  # noqa: E402
+from bench.harness import REPO, StackGuard, emit
+from deploy.local import stack
+from deploy.local.fault_suite import FULL_SUITE, TASKMANAGER_KILL, run_suite
+from deploy.local.pipeline import Pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Soak: the whole pipeline on the real capture, lap after lap, for half an hour or more.
 
-    python bench/soak.py [--minutes 30] [--speed 10] [--sample-every-s 60] [--warm-up-s 120]
+    python -m bench.soak [--minutes 30] [--speed 10] [--sample-every-s 60] [--warm-up-s 120]
 
 The simulator replays the spot capture in laps (``ingest/simulator/laps.py``: each lap later in
 time and ids, so every lap boundary is a sequence gap the reliability path heals), at ``--speed``.
@@ -22,7 +22,7 @@ import time
 
 import psutil
 import redis
-from harness import StackGuard, emit
+from bench.harness import StackGuard, emit
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.pipeline import Pipeline, get_json

@@ -1,6 +1,6 @@
 """Hot-path throughput: the highest sustained rate at which freshness P99 stays under 1 s.
 
-    python bench/throughput.py [--rates 2000,4000,6000,8000,max] [--source kinesis|exchange]
+    python -m bench.throughput [--rates 2000,4000,6000,8000,max] [--source kinesis|exchange]
                                [--set flink.bundle_time_ms=50 ...] [--compare KEY=VALUE ...]
                                [--repeat 3] [--seconds 120]
 
@@ -26,7 +26,7 @@ import statistics
 import time
 from contextlib import contextmanager
 
-from harness import FreshnessSampler, StackGuard, emit
+from bench.harness import FreshnessSampler, StackGuard, emit
 
 from bench.kinesis_feed import KinesisFeed, load_capture
 from deploy.local.pipeline import DEFAULT_CAPTURE, Pipeline, get_json

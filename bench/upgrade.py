@@ -1,6 +1,6 @@
 """Stop-with-savepoint -> resume on the live local stack, with the stream flowing.
 
-    python bench/upgrade.py [--speed 5] [--at 0.4] [--job FILE] [--seconds 240]
+    python -m bench.upgrade [--speed 5] [--at 0.4] [--job FILE] [--seconds 240]
 
 Runs the pipeline on the standalone cluster (RocksDB, savepoints on the S3 emulator),
 stops the job with a savepoint once the replay is ``--at`` through, resumes it (or the
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import redis
-from harness import StackGuard, emit
+from bench.harness import StackGuard, emit
 
 from common.config import load_settings
 from deploy.local import flink_cluster, stack

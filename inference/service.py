@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python deploy/local/pipeline.py "$@"
+exec .venv/bin/python -m deploy.local.pipeline "$@"

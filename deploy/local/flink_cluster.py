@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-from common.config import Settings, aws_client_kwargs, load_settings  # noqa: E402
-from deploy import services  # noqa: E402
-from deploy.local import stack  # noqa: E402
+from common.config import Settings, aws_client_kwargs, load_settings
+from deploy import services
+from deploy.local import stack
 
 REST = "http://127.0.0.1:8081"
 JOB_FILE = REPO / services.FLINK_JOB_FILE

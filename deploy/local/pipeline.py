@@ -1,6 +1,6 @@
 """Run the whole hot path locally on replayed real data and show live predictions.
 
-    python deploy/local/pipeline.py [--speed 10] [--mini-cluster] [--duration 0]
+    python -m deploy.local.pipeline [--speed 10] [--mini-cluster] [--duration 0]
 
 Starts the local stack (stack.py), then the exchange simulator, the Flink job
 (submitted to the local standalone cluster, web UI http://127.0.0.1:8081, or
@@ -25,16 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-import boto3  # noqa: E402
-import redis  # noqa: E402
+import boto3
+import redis
 
-from common.config import Settings, aws_client_kwargs, load_settings  # noqa: E402
-from deploy import services  # noqa: E402
-from deploy.local import flink_cluster, stack  # noqa: E402
-from ingest.kinesis_writer import ensure_stream  # noqa: E402
-from udfs import redis_schema as rs  # noqa: E402
+from common.config import Settings, aws_client_kwargs, load_settings
+from deploy import services
+from deploy.local import flink_cluster, stack
+from ingest.kinesis_writer import ensure_stream
+from udfs import redis_schema as rs
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"

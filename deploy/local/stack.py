@@ -1,8 +1,8 @@
 """Start, stop and check the local stack as plain processes on loopback (no Docker).
 
-    python deploy/local/stack.py start [--with-flink-cluster]
-    python deploy/local/stack.py status
-    python deploy/local/stack.py stop
+    python -m deploy.local.stack start [--with-flink-cluster]
+    python -m deploy.local.stack status
+    python -m deploy.local.stack stop
 
 Services: Redis (Debian redis-server), PostgreSQL (Debian postgresql), the
 Kinesis API emulator (kinesalite from npm) behind a TCP proxy on the configured
@@ -31,15 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-import yaml  # noqa: E402
+import yaml
 
-from batch.buckets import ensure_buckets  # noqa: E402
-from common.config import Settings, load_settings  # noqa: E402
-from deploy import redis_acl  # noqa: E402
-from flink_jobs import state_storage  # noqa: E402
-from flink_jobs.state_storage import flink_home  # noqa: E402  (flink_cluster and fault_suite call stack.flink_home)
+from batch.buckets import ensure_buckets
+from common.config import Settings, load_settings
+from deploy import redis_acl
+from flink_jobs import state_storage
+from flink_jobs.state_storage import flink_home  # (flink_cluster and fault_suite call stack.flink_home)
 
 STATE = REPO / ".local"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -272,7 +271,7 @@ def kinesis_proxy_service(s: Settings) -> Service:
     front, backend, control = kinesis_ports(s)
 
     def start() -> Path:
-        return spawn("kinesis-proxy", [sys.executable, str(REPO / "deploy" / "local" / "tcp_proxy.py"),
+        return spawn("kinesis-proxy", [sys.executable, "-m", "deploy.local.tcp_proxy",
                                        "--listen", str(front), "--target", str(backend), "--control", str(control)])
 
     return Service("kinesis endpoint (proxy)", front, lambda: _kinesis_answers(front), start,

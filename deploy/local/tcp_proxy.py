@@ -1,6 +1,6 @@
 """A TCP proxy in front of a local emulator that can take the endpoint down on request.
 
-    python deploy/local/tcp_proxy.py --listen 4567 --target 4568 --control 4569
+    python -m deploy.local.tcp_proxy --listen 4567 --target 4568 --control 4569
 
 The local stack puts it in front of kinesalite, so the fault suite can cut the
 Kinesis endpoint for a few seconds (``POST /outage {"seconds": 3}`` on the
