@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import boto3
 import redis
@@ -196,7 +195,8 @@ def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
             raise RuntimeError("Redis did not stop: was it started by another checkout's stack (other pid file)?")
         time.sleep(0.05)
     # started by the stack command in its own process, as an operator would: the server outlives it
-    subprocess.run([sys.executable, str(Path(stack.__file__)), "start"], check=True, capture_output=True, timeout=60)
+    subprocess.run([sys.executable, "-m", "deploy.local.stack", "start"], check=True, capture_output=True, timeout=60,
+                   cwd=stack.REPO)
     recovered = seconds_until_fresh(pipeline, time.time(), 60, "ob: and fresh feat: after the Redis restart")
     watch.outage.clear()
     return recovered
