@@ -55,7 +55,8 @@ def write_hot_state(client, row: FeatureRow, emitted_at_us: int | None = None) -
     half = row.features["spread_bp"] * row.mid / 2e4
     client.hset("ob:{BTCUSDT}", mapping={"best_bid": repr(row.mid - half), "best_ask": repr(row.mid + half),
                                        "last_update_id": str(row.book_update_id)})
-    client.hset("feat:{BTCUSDT}", mapping={**{k: repr(v) for k, v in row.features.items()}, "mid": repr(row.mid),
+    features = {k: repr(v) for k, v in row.features.items() if v is not None}  # the job omits what a recording lacks
+    client.hset("feat:{BTCUSDT}", mapping={**features, "mid": repr(row.mid),
                                          "book_valid": "1.0", "ts": str(row.ts_ms * 1000),
                                          "book_update_id": str(row.book_update_id),
                                          "emitted_at_us": str(emitted_at_us or time.time_ns() // 1000)})
