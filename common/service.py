@@ -67,7 +67,12 @@ def record_failure(failures, failing: dict[str, str], task: str, exc: BaseExcept
     ``failures.labels(task)`` (a ``*_task_failures_total`` counter) and show it on /health
     (``failing``, read by ``failing_health``) until the task succeeds again."""
     failures.labels(task).inc()
-    failing[task] = f"{context}{type(exc).__name__}: {exc}"[:300]
+    failing[task] = describe_failure(exc, context)
+
+
+def describe_failure(exc: BaseException, context: str = "") -> str:
+    """How /health shows a task's last exception (``failing_health``): type and message, bounded."""
+    return f"{context}{type(exc).__name__}: {exc}"[:300]
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], failures, failing: dict[str, str],

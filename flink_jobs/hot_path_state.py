@@ -203,24 +203,21 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             if type(event) is BestBidAskEvent:  # 2/3 of all frames, none writes: the short way
                 self.on_quote(event)
                 changed = True
-                boundary_us = self.timer_to_register(event.event_time_us, interval_us) if event.event_time_us else None
-                if boundary_us is not None:
-                    timers.append(boundary_us)
-                continue
-            result = self.on_event(event, receipt, write_book=False)
-            changed |= result.changed
-            writes.extend(result.writes)
-            if result.book_time_us is not None:
-                book_changed_at = (result.book_time_us, receipt)
+            else:
+                result = self.on_event(event, receipt, write_book=False)
+                changed |= result.changed
+                writes.extend(result.writes)
+                if result.book_time_us is not None:
+                    book_changed_at = (result.book_time_us, receipt)
+                if result.gap is not None:
+                    gap_writes.append(gap_write(result.gap, receipt))
+                if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
+                    late_writes.append(late_write(event, receipt, self.last_boundary_us))
             if event.event_time_us:
                 boundary_us = self.timer_to_register(event.event_time_us, interval_us)
                 if boundary_us is not None:
                     timers.append(boundary_us)
                     changed = True
-            if result.gap is not None:
-                gap_writes.append(gap_write(result.gap, receipt))
-            if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
-                late_writes.append(late_write(event, receipt, self.last_boundary_us))
         if book_changed_at is not None:
             writes.append(self.book_write(*book_changed_at))
         return BatchResult(coalesce(writes), gap_writes, late_writes, timers, changed)

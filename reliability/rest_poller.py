@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge
 from batch.lake import Lake
 from udfs.lake_layout import rest_key, rest_prefix
 from common.config import Settings
-from common.service import failing_health, run_service, serving_health
+from common.service import describe_failure, failing_health, run_service, serving_health
 from ingest.binance_rest import BinanceRest
 
 log = logging.getLogger("rest_poller")
@@ -121,7 +121,7 @@ class RestPoller:
                 self.failing.pop(data_type, None)
             except Exception as exc:  # noqa: BLE001 - the next minute tries again; counted, logged, on /health
                 POLLS.labels(data_type, "error").inc()
-                self.failing[data_type] = f"{type(exc).__name__}: {exc}"[:300]
+                self.failing[data_type] = describe_failure(exc)
                 log.warning("%s poll failed: %s", data_type, exc)
                 result[data_type] = None
         return result
@@ -135,7 +135,7 @@ class RestPoller:
             except Exception as exc:  # noqa: BLE001 - as a failed poll: counted in the polls, on /health
                 for data_type in ("depth", "agg_trades"):
                     POLLS.labels(data_type, "error").inc()
-                    self.failing[data_type] = f"lake: {type(exc).__name__}: {exc}"[:300]
+                    self.failing[data_type] = describe_failure(exc, "lake: ")
                 log.warning("lake bucket check failed: %s", exc)
             else:
                 await self.poll_once()

@@ -106,20 +106,26 @@ def book_top(book: OrderBook, time_us: int) -> BookTop | None:
                    cumulative(bids), cumulative(asks))
 
 
-def order_flow_contribution(prev: BookTop, cur: BookTop) -> float:
-    """One book update's order-flow imbalance at the best level (Cont, Kukanov, Stoikov 2014)."""
-    qb, qa = cur.bid_depth[0], cur.ask_depth[0]
-    pqb, pqa = prev.bid_depth[0], prev.ask_depth[0]
+def level_one_ofi(prev_bid: float, prev_bid_qty: float, prev_ask: float, prev_ask_qty: float,
+                  bid: float, bid_qty: float, ask: float, ask_qty: float) -> float:
+    """One update's order-flow imbalance at the best level (Cont, Kukanov, Stoikov 2014), for the
+    depth book's tops and the best bid/ask stream's quotes alike."""
     e = 0.0
-    if cur.best_bid >= prev.best_bid:
-        e += qb
-    if cur.best_bid <= prev.best_bid:
-        e -= pqb
-    if cur.best_ask <= prev.best_ask:
-        e -= qa
-    if cur.best_ask >= prev.best_ask:
-        e += pqa
+    if bid >= prev_bid:
+        e += bid_qty
+    if bid <= prev_bid:
+        e -= prev_bid_qty
+    if ask <= prev_ask:
+        e -= ask_qty
+    if ask >= prev_ask:
+        e += prev_ask_qty
     return e
+
+
+def order_flow_contribution(prev: BookTop, cur: BookTop) -> float:
+    """One book update's order-flow imbalance at the best level."""
+    return level_one_ofi(prev.best_bid, prev.bid_depth[0], prev.best_ask, prev.ask_depth[0],
+                         cur.best_bid, cur.bid_depth[0], cur.best_ask, cur.ask_depth[0])
 
 
 @fast_state
@@ -182,8 +188,8 @@ class QuoteHistory:
     look-back holds hundreds of quotes, and the keyed state is pickled with every bundle. Columns
     (``array``) pickle as a few byte strings and are searched with ``bisect``; a deque of objects,
     as ``BookHistory`` keeps for the 10-a-second depth book, cost 4x the pickling and a scan per
-    lookup here (``bench/job_compute.py``). ``size`` is the best-level size (bid + ask) / 2 and
-    ``ofi`` each update's order-flow contribution, both read by the OFI windows.
+    lookup here (``bench/job_compute.py``). ``ofi`` is each update's order-flow contribution;
+    the OFI windows divide its sum by the time-weighted mean best-level size, (bid + ask) / 2.
     """
 
     __slots__ = ("times", "bids", "asks", "bid_qtys", "ask_qtys", "ofi", "last_update_id")
@@ -206,9 +212,7 @@ class QuoteHistory:
         t = event.event_time_us
         if self.times:
             t = max(t, self.times[-1])  # as BookHistory: stamped earlier than its predecessor = at its time
-            pb, pa, pqb, pqa = self.bids[-1], self.asks[-1], self.bid_qtys[-1], self.ask_qtys[-1]
-            e = (qb if bid >= pb else 0.0) - (pqb if bid <= pb else 0.0) \
-                - (qa if ask <= pa else 0.0) + (pqa if ask >= pa else 0.0)
+            e = level_one_ofi(self.bids[-1], self.bid_qtys[-1], self.asks[-1], self.ask_qtys[-1], bid, qb, ask, qa)
         else:
             e = 0.0
         self.times.append(t)
