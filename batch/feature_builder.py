@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from flink_jobs.hot_path_state import SymbolState
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent, to_float
+from udfs.events import (BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent,
+                         to_float)
 from udfs.features import FEATURE_NAMES, HORIZON_US, PREDICTION_STEP_US
 
 INTERVAL_US = PREDICTION_STEP_US
@@ -100,7 +101,7 @@ def replay(events: Iterable[MarketEvent], symbol: str, interval_us: int = INTERV
     next_boundary = 0
     next_sample = 0
     for event in events:
-        if not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent, TradesEvent, BestBidAskEvent)) \
+        if not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent, TradesEvent, BestBidAskEvent, PerpQuoteEvent)) \
                 or event.symbol != symbol:
             continue
         t = _event_time_us(event)
@@ -158,7 +159,7 @@ def build_rows(run: Replay, horizon_us: int = HORIZON_US) -> Iterator[FeatureRow
         ]
         yield FeatureRow(
             ts_ms=snap.time_us // 1000,
-            features={name: f.get(name) for name in FEATURE_NAMES},  # quote features: None without the stream
+            features={name: f.get(name) for name in FEATURE_NAMES},  # quote and perp features: None without the stream
             mid=mid,
             book_update_id=int(f["book_update_id"]),
             book_valid=f["book_valid"] == 1.0,

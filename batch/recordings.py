@@ -15,10 +15,14 @@ checked against their ``.CHECKSUM`` and reported: trades without a book give no 
 
 Files of one market that continue each other (the first diff of one chains onto the last
 diff of another) are one recording: the book carries across them without a new snapshot.
+A spot capture whose minutes a USD-M capture of the same symbol covers reads that perpetual's
+best bid/ask beside its own stream (``perp``), as the live system does with ``exchange.perp_ws_url``:
+the cross-market features come from the same pair of streams in training and serving.
 """
 from __future__ import annotations
 
 import gzip
+import heapq
 import json
 import logging
 from collections.abc import Iterator
@@ -30,7 +34,7 @@ import pyarrow.parquet as pq
 
 from ingest.loaders import data_vision
 from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class Recording:
     venue: str  # "binance.com-spot" | "binance.com-usdm" | "binance.com-coinm" | "binance.us"
     symbol: str
     continued_by: tuple[Path, ...] = ()  # later files of the same stream, in order
+    perp: Recording | None = None  # a USD-M capture of the same minutes: its quotes lead this spot book
 
     @property
     def name(self) -> str:
@@ -61,11 +66,20 @@ class Recording:
         return (self.path, *self.continued_by)
 
     def events(self) -> Iterator[MarketEvent]:
-        """Events in stream order (the order the exchange sent them), across continuing files."""
-        if self.kind == "ws_capture":
-            return (captured.event for path in self.paths
-                    for captured in HftbacktestWsLoader(path, self.symbol).events())
-        return depth20_events(self.path, self.symbol)
+        """Events in stream order (the order the exchange sent them), across continuing files; with a
+        ``perp``, its best bid/ask updates as PerpQuoteEvents merged in by the collector's receipt time."""
+        if self.kind != "ws_capture":
+            return depth20_events(self.path, self.symbol)
+        if self.perp is None:
+            return (captured.event for captured in self._captured())
+        own = ((c.receipt_time_us, 0, c.event) for c in self._captured())
+        perp = ((c.receipt_time_us, 1, PerpQuoteEvent(self.symbol, e.event_time_us, e.book_update_id, e.bid_price_e8,
+                                                      e.bid_qty_e8, e.ask_price_e8, e.ask_qty_e8))
+                for c in self.perp._captured() if type(e := c.event) is BestBidAskEvent)
+        return (event for _, _, event in heapq.merge(own, perp, key=lambda item: item[:2]))
+
+    def _captured(self):
+        return (captured for path in self.paths for captured in HftbacktestWsLoader(path, self.symbol).events())
 
 
 def _units(value: float) -> int:
@@ -151,11 +165,20 @@ def continues(previous_last: DepthDiffEvent, first: DepthDiffEvent) -> bool:
     return first.first_update_id <= previous_last.last_update_id + 1 <= first.last_update_id
 
 
-def join_continuations(recordings: list[Recording]) -> list[Recording]:
+DiffRanges = dict[Path, tuple[DepthDiffEvent, DepthDiffEvent] | None]
+
+
+def diff_ranges(recordings: list[Recording]) -> DiffRanges:
+    """Every capture's first and last diff (one pass over each file, shared by the joins below)."""
+    return {path: diff_range(replace(rec, path=path, continued_by=())) for rec in recordings
+            if rec.kind == "ws_capture" for path in rec.paths}
+
+
+def join_continuations(recordings: list[Recording], ranges: DiffRanges | None = None) -> list[Recording]:
     """Captures of one market whose diffs chain across files become one recording."""
     joined: list[Recording] = []
     open_ends: dict[tuple[str, str], tuple[int, DepthDiffEvent]] = {}  # (venue, symbol) -> (index, last diff)
-    ranges = {rec.path: diff_range(rec) for rec in recordings if rec.kind == "ws_capture"}
+    ranges = diff_ranges(recordings) if ranges is None else ranges
     ordered = sorted(recordings, key=lambda r: (r.kind != "ws_capture", ranges.get(r.path)[0].event_time_us
                                                 if ranges.get(r.path) else 0, r.name))
     for rec in ordered:
@@ -177,9 +200,32 @@ def join_continuations(recordings: list[Recording]) -> list[Recording]:
     return joined
 
 
+def pair_perpetuals(recordings: list[Recording], ranges: DiffRanges | None = None) -> list[Recording]:
+    """Each spot capture gets the USD-M capture of its symbol whose diffs span the most of its own."""
+    ranges = diff_ranges(recordings) if ranges is None else ranges
+
+    def span(rec: Recording) -> tuple[int, int] | None:
+        first, last = ranges.get(rec.path), ranges.get(rec.paths[-1])
+        return (first[0].event_time_us, last[1].event_time_us) if first and last else None
+
+    perps = [(rec, span(rec)) for rec in recordings if rec.venue == "binance.com-usdm" and span(rec)]
+    paired = []
+    for rec in recordings:
+        own = span(rec) if rec.venue == "binance.com-spot" else None
+        overlaps = [(min(own[1], s[1]) - max(own[0], s[0]), perp) for perp, s in perps
+                    if own and perp.symbol == rec.symbol and min(own[1], s[1]) > max(own[0], s[0])]
+        if overlaps:
+            perp = max(overlaps, key=lambda o: o[0])[1]
+            log.info("%s reads %s as its leading perpetual (%.0f s of common time)", rec.name, perp.name,
+                     max(overlaps, key=lambda o: o[0])[0] / 1e6)
+            rec = replace(rec, perp=perp)
+        paired.append(rec)
+    return paired
+
+
 def discover(data_dir: Path) -> list[Recording]:
-    """Every usable recording under ``data_dir``, continuing files joined; refused files are logged
-    with the reason, never silently dropped."""
+    """Every usable recording under ``data_dir``, continuing files joined and spot paired with its
+    perpetual; refused files are logged with the reason, never silently dropped."""
     found: list[Recording] = []
     for path in sorted(p for p in Path(data_dir).rglob("*") if p.is_file()):
         if path.name.endswith((".tsv", ".md", ".txt")):
@@ -188,4 +234,5 @@ def discover(data_dir: Path) -> list[Recording]:
             found.append(identify(path))
         except UnsupportedRecording as exc:
             log.warning("not used: %s", exc)
-    return join_continuations(found)
+    ranges = diff_ranges(found)
+    return pair_perpetuals(join_continuations(found, ranges), ranges)

@@ -39,7 +39,7 @@ from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_F
                             export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, input_guard,
                             predict_return)
 from batch.report import Scored, persistence, summary, write_report
-from udfs.features import QUOTE_FEATURES
+from udfs.features import PERP_FEATURES, QUOTE_FEATURES
 from udfs.lake_layout import SILVER_FEATURES
 from batch.silver import archive_to_bronze, bronze_to_silver
 from batch.splits import Split, hour_boundaries, purged_split
@@ -124,22 +124,29 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
 
 MIN_ROWS = 500
 CANDIDATES = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID))
-QUOTE_CANDIDATE = ("ridge_quotes", OFI_FEATURES + QUOTE_FEATURES, RIDGE_GRID)
-MIN_QUOTE_SHARE = 0.99  # rows with quote features needed before a model may read them
+# Candidates on features only some recordings have, each with the features it needs: the best bid/ask
+# stream's, and with a perpetual configured beside spot, the cross-market ones too.
+STREAM_CANDIDATES = (
+    (QUOTE_FEATURES, ("ridge_quotes", OFI_FEATURES + QUOTE_FEATURES, RIDGE_GRID)),
+    (QUOTE_FEATURES + PERP_FEATURES, ("ridge_perp", OFI_FEATURES + QUOTE_FEATURES + PERP_FEATURES, RIDGE_GRID)),
+)
+MIN_STREAM_SHARE = 0.99  # rows with a stream's features needed before a model may read them
 
 
 def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     """The candidates this data can train, and the rows they train on.
 
-    The quote features exist only where the recording has the best bid/ask stream. When nearly
-    every row has them (a boundary before the stream's first quote does not), the rows without
-    them are left out, so every candidate is judged on the same rows, and the quote model
-    competes; otherwise (the 1 Hz Binance.US book) it does not.
+    The quote and perpetual features exist only where the recording has those streams. When
+    nearly every row has a candidate's features (a boundary before a stream's first quote does
+    not), the rows without them are left out, so every candidate is judged on the same rows, and
+    that candidate competes; otherwise (the 1 Hz Binance.US book has neither stream) it does not.
     """
-    has_quotes = np.isfinite(data.columns(QUOTE_FEATURES)).all(axis=1)
-    if len(data) and has_quotes.mean() >= MIN_QUOTE_SHARE:
-        return data.take(np.flatnonzero(has_quotes)), CANDIDATES + (QUOTE_CANDIDATE,)
-    return data, CANDIDATES
+    candidates = CANDIDATES
+    for needed, candidate in STREAM_CANDIDATES:
+        has = np.isfinite(data.columns(needed)).all(axis=1)
+        if len(data) and has.mean() >= MIN_STREAM_SHARE:
+            data, candidates = data.take(np.flatnonzero(has)), candidates + (candidate,)
+    return data, candidates
 
 
 class NotEnoughData(SystemExit):

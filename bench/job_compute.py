@@ -1,6 +1,6 @@
 """The hot path's Python work per frame, without Flink: the ceiling the job's capacity is measured against.
 
-    python -m bench.job_compute [--repeat 5] [--frames-per-record 200]
+    python -m bench.job_compute [--repeat 5] [--frames-per-record 200] [--perp]
 
 Runs what the job's Python operators do for every Kinesis record of the real spot
 capture, in one process: envelope unpack, SBE decode (best bid/ask: the structure
@@ -12,6 +12,11 @@ record is the pessimistic end). No Redis, no Beam, no JVM.
 Prints one JSON line last: median µs per frame for each part and in all, and the
 frames/s one core could sustain at that cost: what ``bench/throughput.py``'s
 capacity (the job in Flink) is a fraction of.
+
+``--perp`` measures, in the same run and alternating, spot alone and spot with the USD-M
+capture of the same minutes as the perpetual's quotes (merged by receipt time, packed into
+records apart from spot as the ingestor packs them): the cost of the cross-market features
+per frame and per spot frame (the perpetual more than doubles the frames).
 """
 from __future__ import annotations
 
@@ -23,9 +28,12 @@ import cloudpickle
 from bench.harness import emit
 
 from bench.kinesis_feed import load_capture
-from deploy.local.pipeline import DEFAULT_CAPTURE
+from deploy.local.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
 from flink_jobs.hot_path_state import SymbolState, decode_record
+from ingest.ingestor import aggregate
+from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
 from udfs import envelope, sbe
+from udfs.events import BestBidAskEvent, DepthSnapshotEvent
 
 INTERVAL_US = 500_000
 
@@ -33,6 +41,21 @@ INTERVAL_US = 500_000
 def records_of(frames: list[bytes], per_record: int) -> list[str]:
     return [envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, 1, f) for f in frames[i:i + per_record]])
             for i in range(0, len(frames), per_record)]
+
+
+def with_perp_records(spot_path, perp_path, per_record: int) -> tuple[list[str], int]:
+    """Spot and perpetual frames merged by the captures' receipt times, cut into windows of
+    ``per_record`` frames, each window packed as the ingestor packs a linger window."""
+    spot = [(c.receipt_time_us, envelope.Source.WEBSOCKET, sbe.encode(c.event))
+            for c in HftbacktestWsLoader(spot_path).events() if not isinstance(c.event, DepthSnapshotEvent)]
+    perp = [(c.receipt_time_us, envelope.Source.PERP_QUOTE, sbe.encode(c.event))
+            for c in HftbacktestWsLoader(perp_path).events() if type(c.event) is BestBidAskEvent]
+    merged = sorted(spot + perp, key=lambda f: f[0])
+    records = []
+    for i in range(0, len(merged), per_record):
+        window = [("BTCUSDT", envelope.Envelope(source, 1, frame)) for _, source, frame in merged[i:i + per_record]]
+        records += [r.data.decode() for r in aggregate(window, per_record)]
+    return records, len(merged)
 
 
 def run_once(snapshot: bytes, records: list[str]) -> dict[str, float]:
@@ -68,15 +91,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--frames-per-record", type=int, default=200)
+    parser.add_argument("--perp", action="store_true", help="also measure spot with the perpetual's quotes, alternating")
     args = parser.parse_args()
     capture = load_capture(DEFAULT_CAPTURE)
     records = records_of(capture.frames, args.frames_per_record)
-    runs = [run_once(capture.snapshot, records) for _ in range(args.repeat)]
     n = len(capture.frames)
-    per_frame = {part: round(statistics.median(r[part] for r in runs) / n * 1e6, 2) for part in runs[0]}
-    total = round(statistics.median(sum(r.values()) for r in runs) / n * 1e6, 2)
-    emit({"benchmark": "job_compute", "frames": n, "records": len(records), "repeat": args.repeat,
-          "us_per_frame": per_frame, "total_us_per_frame": total, "one_core_frames_per_s": round(1e6 / total)})
+    if not args.perp:
+        runs = [run_once(capture.snapshot, records) for _ in range(args.repeat)]
+        per_frame = {part: round(statistics.median(r[part] for r in runs) / n * 1e6, 2) for part in runs[0]}
+        total = round(statistics.median(sum(r.values()) for r in runs) / n * 1e6, 2)
+        emit({"benchmark": "job_compute", "frames": n, "records": len(records), "repeat": args.repeat,
+              "us_per_frame": per_frame, "total_us_per_frame": total, "one_core_frames_per_s": round(1e6 / total)})
+        return
+    perp_records, n_perp = with_perp_records(DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE, args.frames_per_record)
+    spot_s, both_s = [], []
+    for _ in range(args.repeat):  # alternating, so drift of a noisy machine hits both alike
+        spot_s.append(sum(run_once(capture.snapshot, records).values()))
+        both_s.append(sum(run_once(capture.snapshot, perp_records).values()))
+    spot_total, both_total = statistics.median(spot_s), statistics.median(both_s)
+    emit({"benchmark": "job_compute", "mode": "spot vs spot+perp", "repeat": args.repeat,
+          "spot": {"frames": n, "records": len(records), "us_per_frame": round(spot_total / n * 1e6, 2)},
+          "spot_perp": {"frames": n_perp, "records": len(perp_records),
+                        "us_per_frame": round(both_total / n_perp * 1e6, 2),
+                        "us_per_spot_frame": round(both_total / n * 1e6, 2)},
+          "per_spot_frame_ratio": round(both_total / spot_total, 3)})
 
 
 if __name__ == "__main__":

@@ -135,6 +135,10 @@ class ExchangeConfig(_Section):
     streams: tuple[str, ...] = ("trade", "bestBidAsk", "depth")
     api_key: SecretStr | None = None  # Binance's SBE streams require an Ed25519 API key
     snapshot_limit: int = Field(1000, gt=0, le=5000)
+    # The perpetual future whose best bid/ask leads the spot symbol (cross-market features): its
+    # JSON stream's base URL (wss://fstream.binance.com for USD-M) and symbol; None: spot only.
+    perp_ws_url: str | None = None
+    perp_symbol: str | None = None  # default: the spot symbol (USD-M BTCUSDT leads spot BTCUSDT)
 
 
 class IngestorConfig(_Section):

@@ -39,7 +39,8 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import RedisConfig, Settings
 from flink_jobs import redis_writer, runtime_properties, state_storage
-from flink_jobs.hot_path_state import EVENT_TYPES, DecodedBatch, RedisWrite, SymbolState, decode_record
+from flink_jobs.hot_path_state import (EVENT_TYPES, DecodedBatch, JointEventTime, RedisWrite, SymbolState,
+                                      decode_record)
 
 log = logging.getLogger("hot_path_job")
 
@@ -86,8 +87,13 @@ class DecodeRecord(ProcessFunction):
 
 
 class EventTimeAssigner(TimestampAssigner):
+    """Records stamped by ``JointEventTime``: the watermark waits for the slower exchange connection."""
+
+    def __init__(self) -> None:
+        self.joint = JointEventTime()
+
     def extract_timestamp(self, value: DecodedBatch, record_timestamp: int) -> int:
-        return value.event_time_ms or NO_EVENT_TIME
+        return self.joint.stamp(value) or NO_EVENT_TIME
 
 
 class HotPathFunction(KeyedProcessFunction):
@@ -103,6 +109,7 @@ class HotPathFunction(KeyedProcessFunction):
         self.book_levels = 0
         self.stale_diffs = 0
         self.stale_quotes = 0
+        self.stale_perp_quotes = 0
         self.drift_levels = 0
         self.emit_lag_ms = 0
         self.boundaries_skipped = 0
@@ -111,6 +118,7 @@ class HotPathFunction(KeyedProcessFunction):
         group.gauge("bookLevels", lambda: self.book_levels)
         group.gauge("staleDiffs", lambda: self.stale_diffs)
         group.gauge("staleQuotes", lambda: self.stale_quotes)  # best bid/ask updates older than the newest, dropped
+        group.gauge("stalePerpQuotes", lambda: self.stale_perp_quotes)  # the same for the leading perpetual
         group.gauge("bookDriftLevels", lambda: self.drift_levels)  # mismatched levels at the last drift check
         group.gauge("featureEmitLagMs", lambda: self.emit_lag_ms)
 
@@ -135,6 +143,7 @@ class HotPathFunction(KeyedProcessFunction):
             self.book_levels = len(book.bids) + len(book.asks)
         self.stale_diffs = st.stale_diffs
         self.stale_quotes = st.stale_quotes
+        self.stale_perp_quotes = st.stale_perp_quotes
         if st.sync.last_drift is not None:
             self.drift_levels = st.sync.last_drift.levels_mismatched
         if result.changed:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from udfs import envelope, sbe
 from udfs import redis_schema as rs
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
-from udfs.features import WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent
+from udfs.features import PERP_MAX_AGE_US, WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
 from udfs.pickling import StdlibPickled, fast_state
 from udfs.trade_window import TradeBuffer, trade_points
@@ -43,6 +43,39 @@ class DecodedBatch(StdlibPickled):
         return max((e.event_time_us for e in self.events), default=0) // 1000
 
 
+class JointEventTime:
+    """The event time the job's watermark follows: the slower of the spot stream and the perpetual's.
+
+    Both arrive in one keyed stream over two exchange connections, and one connection can run
+    hundreds of milliseconds ahead of the other (a burst, a slow socket, a replay at 10x where 200 ms
+    of data pass in 20 ms). A watermark driven by the faster one cut boundaries before the slower
+    one's events up to them had arrived: the live book missed diffs the training replay applied.
+    Each record is stamped with the lower of the two streams' newest times instead, so the
+    bounded-out-of-orderness watermark waits for both. A perpetual feed that has fallen more than
+    ``PERP_MAX_AGE_US`` behind spot is dead for the features too, and no longer holds spot back.
+    Records of one source only (the ingestor packs them so): the first event says which.
+    """
+
+    __slots__ = ("spot_ms", "perp_ms")
+    PERP_STALL_MS = PERP_MAX_AGE_US // 1000
+
+    def __init__(self) -> None:
+        self.spot_ms = 0
+        self.perp_ms = 0
+
+    def stamp(self, batch: DecodedBatch) -> int:
+        """The record's timestamp in ms; 0 (no event time) before spot has one."""
+        t = batch.event_time_ms
+        if t:
+            if type(batch.events[0]) is PerpQuoteEvent:
+                self.perp_ms = max(self.perp_ms, t)
+            else:
+                self.spot_ms = max(self.spot_ms, t)
+        if not self.perp_ms or self.spot_ms - self.perp_ms > self.PERP_STALL_MS:
+            return self.spot_ms
+        return min(self.spot_ms, self.perp_ms)
+
+
 @dataclass(slots=True)
 class DecodedRecord:
     """One Kinesis record taken apart: its frames per symbol, its dead letters, and counts for metrics."""
@@ -52,7 +85,8 @@ class DecodedRecord:
     decoded: dict[str, int]  # events per type name
 
 
-EVENT_TYPES = ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent")
+EVENT_TYPES = ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent", "PerpQuoteEvent")
+QUICK_EVENTS = (BestBidAskEvent, PerpQuoteEvent)  # most frames, none writes: ``on_batch`` applies them the short way
 
 
 def decode_record(value: str, now_us: int) -> DecodedRecord:
@@ -71,6 +105,13 @@ def decode_record(value: str, now_us: int) -> DecodedRecord:
         if isinstance(event, sbe.DecodeError):
             out.dead_letters.append(dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us))
             continue
+        if env.source is envelope.Source.PERP_QUOTE:
+            if type(event) is not BestBidAskEvent:
+                out.dead_letters.append(dead_letter_write(
+                    f"envelope: a perpetual quote record holds a {type(event).__name__}", env.frame.hex(), now_us))
+                continue
+            event = PerpQuoteEvent(event.symbol, event.event_time_us, event.book_update_id, event.bid_price_e8,
+                                   event.bid_qty_e8, event.ask_price_e8, event.ask_qty_e8)
         out.decoded[type(event).__name__] += 1
         batch = batches.get(event.symbol)
         if batch is None:
@@ -137,6 +178,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     boundaries_skipped: int = 0  # overtaken boundaries beyond MAX_CATCH_UP, never cut (a Flink gauge)
     quotes: QuoteHistory = field(default_factory=QuoteHistory)  # the best bid/ask stream's tops
     stale_quotes: int = 0  # best bid/ask updates older than the newest one seen, dropped
+    perp: QuoteHistory = field(default_factory=QuoteHistory)  # the leading perpetual's tops, where configured
+    stale_perp_quotes: int = 0
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -179,16 +222,19 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             for point in trade_points(event):
                 self.trades.add(point)
             return EventResult([])
-        if isinstance(event, BestBidAskEvent):
+        if isinstance(event, QUICK_EVENTS):
             self.on_quote(event)
             return EventResult([])
         return EventResult([], changed=False)
 
-    def on_quote(self, event: BestBidAskEvent) -> None:
+    def on_quote(self, event: BestBidAskEvent | PerpQuoteEvent) -> None:
         """bookUpdateId jumps are normal (the stream sends the newest top only), never a gap signal;
-        an update not newer than the last one is stale and dropped."""
-        if not self.quotes.add(event):
-            self.stale_quotes += 1
+        an update not newer than the last one of its market is stale and dropped."""
+        if type(event) is BestBidAskEvent:
+            if not self.quotes.add(event):
+                self.stale_quotes += 1
+        elif not self.perp.add(event):
+            self.stale_perp_quotes += 1
 
     def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int) -> BatchResult:
         """Apply a record's events in order, writing the book once at the end (only its last
@@ -200,7 +246,7 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         timers: list[int] = []
         book_changed_at = None  # (event time, receipt) of the last book change
         for event, receipt in zip(events, receipts):
-            if type(event) is BestBidAskEvent:  # 2/3 of all frames, none writes: the short way
+            if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
                 self.on_quote(event)
                 changed = True
             else:
@@ -266,10 +312,11 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         if time_us <= self.last_boundary_us:
             return None
         self.last_boundary_us = time_us
-        snap = compute_snapshot(time_us, self.history, self.trades, self.quotes)
+        snap = compute_snapshot(time_us, self.history, self.trades, self.quotes, self.perp)
         self.trades.prune_before(time_us - LONGEST_WINDOW_US)
         self.history.prune(time_us)
         self.quotes.prune(time_us)
+        self.perp.prune(time_us)
         return snap
 
     def due_boundaries(self, time_us: int, interval_us: int | None) -> list[int]:

@@ -1,7 +1,8 @@
 """Exchange WebSocket (SBE) -> validate -> Kinesis PutRecords.
 
 One combined-stream connection keeps trades, best bid/ask and depth diffs in
-exchange order. The reader only decodes and enqueues; a single writer task
+exchange order. Where ``exchange.perp_ws_url`` is set, a second connection reads the
+leading perpetual's bookTicker (JSON) into the same records (``ingest/perp_quotes.py``). The reader only decodes and enqueues; a single writer task
 drains the queue into PutRecords batches, so a slow Kinesis call never stalls
 the socket. Reconnects back off exponentially with jitter; the connection is
 rotated before Binance's 24 h limit. Frames that fail validation are written to
@@ -24,6 +25,7 @@ from common.config import Settings, aws_client_kwargs
 from common.service import failing_health, record_failure, run_service, serving_health
 from ingest.binance_rest import BinanceRest
 from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
+from ingest.perp_quotes import PerpQuoteError, perp_quote_envelope, perp_stream_url
 from ingest.snapshot_injector import snapshot_envelope
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent
@@ -31,16 +33,17 @@ from udfs.events import DepthDiffEvent
 log = logging.getLogger("ingestor")
 
 FRAMES = Counter("ingest_frames_received_total", "WebSocket frames received", ["template"])
-INVALID = Counter("ingest_frames_invalid_total", "Frames failing SBE validation (dead-lettered)", ["kind"])
-for _kind in sbe.DecodeErrorKind:  # every series exported from the start, at 0: alerts and panels never see "no data"
-    INVALID.labels(_kind.value)
+INVALID = Counter("ingest_frames_invalid_total", "Frames failing SBE or bookTicker validation (dead-lettered)", ["kind"])
+PERP_INVALID = "perp_quote"  # the INVALID kind of a futures bookTicker that does not parse
+for _kind in (*(k.value for k in sbe.DecodeErrorKind), PERP_INVALID):  # exported from the start, at 0: no "no data"
+    INVALID.labels(_kind)
 RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", ["reason"])
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Records waiting for PutRecords")
 LAST_FRAME = Gauge("ingest_last_frame_timestamp_seconds", "Wall time of the last frame received")
 SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in band", ["result"])
 TASK_FAILURES = Counter("ingest_task_failures_total", "Supervised tasks that failed (anchor: every attempt; writer: a batch)",
                         ["task"])
-for _task in ("anchor", "writer"):
+for _task in ("anchor", "writer", "perp"):
     TASK_FAILURES.labels(_task)
 for _result in ("ok", "error"):
     SNAPSHOTS.labels(_result)
@@ -52,7 +55,15 @@ MAX_RECORD_BYTES = 256 * 1024  # raw bytes before base64; Kinesis allows 1 MiB p
 
 
 def aggregate(frames: list[tuple[str, envelope.Envelope]], max_frames: int) -> list[Record]:
-    """Pack consecutive frames of one symbol and source into records, keeping their order."""
+    """Pack consecutive frames of one symbol and source into records, keeping their order.
+
+    Perpetual quotes are packed apart from the spot frames they interleave with: they are
+    another exchange stream, whose order against spot's carries no meaning, and alternating
+    records of one or two frames would forfeit the aggregation (about 190 a second each way)."""
+    perp = [f for f in frames if f[1].source is envelope.Source.PERP_QUOTE]
+    if perp and len(perp) < len(frames):
+        return (aggregate([f for f in frames if f[1].source is not envelope.Source.PERP_QUOTE], max_frames)
+                + aggregate(perp, max_frames))
     records: list[Record] = []
     group: list[envelope.Envelope] = []
     key: tuple[str, envelope.Source] | None = None
@@ -86,6 +97,7 @@ class Ingestor:
         self.queue: asyncio.Queue[tuple[str, envelope.Envelope]] = asyncio.Queue(QUEUE_LIMIT)
         self.dead_letter = Path(settings.ingestor.dead_letter_path)
         self.connected = False
+        self.perp_connected = False
         self.anchored = False
         self.snapshot_backoff_s = 0.5  # first retry delay of the anchor snapshot, doubling
         self.failing: dict[str, str] = {}  # task -> its last error, while it is failing (/health 503)
@@ -116,28 +128,75 @@ class Ingestor:
         QUEUE_DEPTH.set(self.queue.qsize())
         return decoded if isinstance(decoded, DepthDiffEvent) else None
 
+    async def handle_perp_text(self, text: str) -> None:
+        """One futures bookTicker message -> an in-band perpetual quote, or a dead letter."""
+        receipt_us = time.time_ns() // 1000
+        ex = self.settings.exchange
+        try:
+            env = perp_quote_envelope(json.loads(text), ex.symbol, ex.perp_symbol or ex.symbol, receipt_us)
+        except (PerpQuoteError, ValueError) as exc:
+            INVALID.labels(PERP_INVALID).inc()
+            self._dead_letter(text.encode(), f"{PERP_INVALID}: {exc}")
+            return
+        FRAMES.labels("PerpQuoteEvent").inc()
+        await self.queue.put((ex.symbol, env))
+        QUEUE_DEPTH.set(self.queue.qsize())
+
     async def read_forever(self, session: aiohttp.ClientSession) -> None:
+        headers = {"X-MBX-APIKEY": self.settings.exchange.api_key.get_secret_value()} if self.settings.exchange.api_key else {}
+        await self._connect_forever(session, self.stream_url(), "connected", headers, self._read_connection)
+
+    async def read_perp_forever(self, session: aiohttp.ClientSession) -> None:
+        ex = self.settings.exchange
+        assert ex.perp_ws_url is not None
+        await self._connect_forever(session, perp_stream_url(ex.perp_ws_url, ex.perp_symbol or ex.symbol),
+                                    "perp_connected", {}, self._read_perp_connection)
+
+    async def _connect_forever(self, session: aiohttp.ClientSession, url: str, flag: str, headers: dict,
+                               read_connection) -> None:
+        """Connect, read until the connection ends, reconnect with jittered exponential backoff
+        (at once after a planned rotation); ``flag`` names the attribute that says it is connected."""
         cfg = self.settings.ingestor
         backoff = 0.5
         reason = "start"
-        headers = {"X-MBX-APIKEY": self.settings.exchange.api_key.get_secret_value()} if self.settings.exchange.api_key else {}
         while not self._stopping.is_set():
             RECONNECTS.labels(reason).inc()
             try:
-                async with session.ws_connect(self.stream_url(), heartbeat=30.0, headers=headers, max_msg_size=0) as ws:
-                    log.info("connected to %s", self.stream_url())
-                    self.connected, backoff = True, 0.5
-                    reason = await self._read_connection(ws, session, time.monotonic() + cfg.rotate_after_s)
+                async with session.ws_connect(url, heartbeat=30.0, headers=headers, max_msg_size=0) as ws:
+                    log.info("connected to %s", url)
+                    setattr(self, flag, True)
+                    backoff = 0.5
+                    reason = await read_connection(ws, session, time.monotonic() + cfg.rotate_after_s)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 reason = "error"
-                log.warning("WebSocket error: %s", exc)
-            self.connected = False
+                log.warning("WebSocket error on %s: %s", url, exc)
+            setattr(self, flag, False)
             if self._stopping.is_set():
                 return
             delay = random.uniform(0, backoff) if reason != "rotate" else 0
             backoff = min(cfg.reconnect_max_backoff_s, backoff * 2)
-            log.info("reconnecting in %.2fs (%s)", delay, reason)
+            log.info("reconnecting to %s in %.2fs (%s)", url, delay, reason)
             await asyncio.sleep(delay)
+
+    def _perp_reader_ended(self, task: asyncio.Task) -> None:
+        """The perpetual's reader never ends but by cancellation: anything else turns /health red."""
+        if not task.cancelled() and task.exception() is not None:
+            record_failure(TASK_FAILURES, self.failing, "perp", task.exception())
+            log.error("perpetual bookTicker reader ended: %r", task.exception())
+
+    async def _read_perp_connection(self, ws, session, rotate_at: float) -> str:
+        while True:
+            timeout = rotate_at - time.monotonic()
+            if timeout <= 0:
+                return "rotate"
+            try:
+                msg = await ws.receive(timeout=min(timeout, 60.0))
+            except asyncio.TimeoutError:
+                return "rotate" if time.monotonic() >= rotate_at else "silent"
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await self.handle_perp_text(msg.data)
+            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                return "closed"
 
     async def _read_connection(self, ws, session, rotate_at: float) -> str:
         while True:
@@ -216,17 +275,24 @@ class Ingestor:
     def readiness(self) -> tuple[bool, str]:
         if not self.connected:
             return False, "exchange WebSocket not connected"
+        if self.settings.exchange.perp_ws_url and not self.perp_connected:
+            return False, "perpetual bookTicker stream not connected"
         return True, "streaming"
 
     async def run(self) -> None:
         async with serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health,
                                   host=self.settings.metrics_host), \
                 aiohttp.ClientSession() as session:
-            writer = asyncio.create_task(self.write_forever())
+            helpers = [asyncio.create_task(self.write_forever())]
+            if self.settings.exchange.perp_ws_url:
+                perp = asyncio.create_task(self.read_perp_forever(session))
+                perp.add_done_callback(self._perp_reader_ended)
+                helpers.append(perp)
             try:
                 await self.read_forever(session)
             finally:
-                writer.cancel()
+                for task in helpers:
+                    task.cancel()
 
 
 async def _run(settings: Settings) -> None:

@@ -7,6 +7,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BTCPRED_SHARED_DATA", REPO.parent / "shared" / "data"))
 SPOT_CAPTURE = SHARED_DATA / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
+USDM_CAPTURE = SHARED_DATA / "raw" / "hftbacktest" / "usdm_btcusdt_20240808_ws.gz"  # the same minutes, USD-M
 
 
 @pytest.fixture(scope="session")

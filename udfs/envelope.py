@@ -34,6 +34,9 @@ _ENTRY_PREFIX = struct.Struct("<qI")
 class Source(enum.IntEnum):
     WEBSOCKET = 0  # live stream frame
     REST_SNAPSHOT = 1  # REST depth snapshot re-encoded as SBE 10002, injected in band
+    # the leading perpetual's bookTicker (JSON on the futures stream) re-encoded as SBE 10001 under
+    # the spot symbol it leads (``ingest/perp_quotes.py``); the job reads it as a PerpQuoteEvent
+    PERP_QUOTE = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,22 @@ class BestBidAskEvent:
     ask_qty_e8: int
 
 
+@fast_state
+@dataclass(frozen=True, slots=True)
+class PerpQuoteEvent:
+    """The best bid/ask of the perpetual future that leads ``symbol`` (the spot symbol it is keyed
+    to, not the future's own name: USD-M's BTCUSDT and spot's BTCUSDT share one). Its own type, not
+    a BestBidAskEvent: the spot quote history must never take a perpetual's top for its own."""
+
+    symbol: str
+    event_time_us: int
+    book_update_id: int
+    bid_price_e8: int
+    bid_qty_e8: int
+    ask_price_e8: int
+    ask_qty_e8: int
+
+
 Level = tuple[int, int]  # (price_e8, qty_e8)
 
 
@@ -79,4 +95,4 @@ class DepthDiffEvent:
     asks: tuple[Level, ...]
 
 
-MarketEvent = TradesEvent | BestBidAskEvent | DepthSnapshotEvent | DepthDiffEvent
+MarketEvent = TradesEvent | BestBidAskEvent | PerpQuoteEvent | DepthSnapshotEvent | DepthDiffEvent

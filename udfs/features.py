@@ -16,7 +16,7 @@ from itertools import chain
 from operator import add, mul, sub
 from dataclasses import dataclass
 
-from udfs.events import BestBidAskEvent, to_float
+from udfs.events import BestBidAskEvent, PerpQuoteEvent, to_float
 from udfs.order_book import OrderBook
 from udfs.pickling import fast_state
 from udfs.trade_window import TradeBuffer, WindowStats
@@ -41,6 +41,14 @@ HISTORY_US = 6_000_000  # longest look-back (5 s) plus one boundary step of slac
 QUOTE_FEATURES = (
     "quote_imbalance", "quote_microprice_offset_bp", "quote_lead_bp", "quote_ofi_norm_1s", "quote_ofi_norm_5s",
 )
+# Cross-market: how much more the perpetual future's mid moved than the spot book's over the last
+# 1 s / 5 s, in bp (log returns). The perpetual is where BTC price discovery mostly happens, so
+# spot tends to follow the difference. Only where a perpetual's best bid/ask stream is configured
+# beside spot (``exchange.perp_ws_url``) and its quote in force is recent (``PERP_MAX_AGE_US``);
+# absent otherwise, like the quote features.
+PERP_FEATURES = ("perp_lead_1s_bp", "perp_lead_5s_bp")
+PERP_HORIZONS_US = {"1s": 1_000_000, "5s": 5_000_000}
+PERP_MAX_AGE_US = 5_000_000  # a perpetual quote older than this at a boundary is a dead feed, not a price
 # Model inputs, in order. The model registry stores this list with every model.
 FEATURE_NAMES = (
     "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
@@ -48,7 +56,7 @@ FEATURE_NAMES = (
     "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
     "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
     "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp",
-    *QUOTE_FEATURES,
+    *QUOTE_FEATURES, *PERP_FEATURES,
 )
 # Inputs without a venue's units: returns, shares and imbalances, OFI in units of the
 # window's own top-of-book depth, the micro-price offset in basis points. A model on
@@ -202,7 +210,7 @@ class QuoteHistory:
     def __len__(self) -> int:
         return len(self.times)
 
-    def add(self, event: BestBidAskEvent) -> bool:
+    def add(self, event: BestBidAskEvent | PerpQuoteEvent) -> bool:
         """Append a quote; False (nothing changes) for one not newer than the last by bookUpdateId."""
         if event.book_update_id <= self.last_update_id:
             return False
@@ -324,8 +332,29 @@ def quote_features(time_us: int, quotes: QuoteHistory, book: BookTop) -> dict[st
     return features
 
 
+def perp_features(time_us: int, perp: QuoteHistory, history: BookHistory, top: BookTop) -> dict[str, float]:
+    """``perp_lead_*``: the perpetual's log mid change minus the spot book's over each horizon, in bp;
+    empty while the perpetual has no quote at the horizon's start or its newest is older than
+    ``PERP_MAX_AGE_US`` (a stalled feed must read as missing, never as "no move")."""
+    now = perp.index_at(time_us)
+    if now < 0 or time_us - perp.times[now] > PERP_MAX_AGE_US:
+        return {}
+    mid_now = (perp.bids[now] + perp.asks[now]) / 2.0
+    features = {}
+    for name, horizon in PERP_HORIZONS_US.items():
+        then = perp.index_at(time_us - horizon)
+        if then < 0:
+            return {}
+        mid_then = (perp.bids[then] + perp.asks[then]) / 2.0
+        if mid_now <= 0 or mid_then <= 0:
+            return {}
+        spot = _log_return(top, history.at(time_us - horizon))
+        features[f"perp_lead_{name}_bp"] = (math.log(mid_now / mid_then) - spot) * 1e4
+    return features
+
+
 def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
-                     quotes: QuoteHistory | None = None) -> Snapshot | None:
+                     quotes: QuoteHistory | None = None, perp: QuoteHistory | None = None) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
 
     Every value, the book-validity flag included, is a function of events with
@@ -361,4 +390,6 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
         features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
     if quotes is not None:
         features.update(quote_features(time_us, quotes, top))
+    if perp is not None:
+        features.update(perp_features(time_us, perp, history, top))
     return Snapshot(time_us, windows, features)

@@ -37,6 +37,8 @@ from udfs import redis_schema as rs
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
+# the USD-M capture of the same minutes: the perpetual whose quotes lead spot (cross-market features)
+DEFAULT_PERP_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "usdm_btcusdt_20240808_ws.gz"
 
 
 PORT_FLOOR = 20_000  # below the kernel's ephemeral range; above every fixed port of the stack
@@ -109,6 +111,9 @@ class Pipeline:
     retrain_every_s: float | None = None  # run the scheduled retraining loop (batch.retrain --every) beside the pipeline
     retrain_port: int = field(default_factory=free_port)
     laps: int = 1  # the simulator replays the capture this many times, shifted in time and ids; 0 = until stopped
+    # a perpetual's capture of the same minutes, replayed beside spot as the futures bookTicker stream
+    # the ingestor reads (``exchange.perp_ws_url``); None: spot only
+    perp_capture: Path | None = None
 
     @property
     def stream(self) -> str:
@@ -137,6 +142,7 @@ class Pipeline:
             "BTCPRED_POLLER__METRICS_PORT": str(self.poller_port),
             "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
             "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
+            **({"BTCPRED_EXCHANGE__PERP_WS_URL": f"ws://127.0.0.1:{self.sim_port}/futures"} if self.perp_capture else {}),
         }
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -211,7 +217,9 @@ class Pipeline:
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
         sim = self._spawn("simulator", services.command("simulator", py, "--capture", str(self.capture),
                                                         "--port", str(self.sim_port), "--speed", str(self.speed),
-                                                        "--laps", str(self.laps)))
+                                                        "--laps", str(self.laps),
+                                                        *(("--perp-capture", str(self.perp_capture))
+                                                          if self.perp_capture else ())))
         wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
         self._spawn("ingestor", services.command("ingestor", py))
         rea = self._spawn("reanchor", services.command("reanchor", py))
@@ -381,6 +389,9 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
+    parser.add_argument("--perp-capture", type=Path, default=None,
+                        help="a USD-M capture of the same minutes, served as the perpetual's bookTicker stream "
+                             f"(default with the default capture: {DEFAULT_PERP_CAPTURE.name}; 'none' for spot only)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     parser.add_argument("--mini-cluster", action="store_true", help="embedded mini cluster instead of the local cluster")
     parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until Ctrl-C")
@@ -395,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if stack.main(["start"] + ([] if args.mini_cluster else ["--with-flink-cluster"])) != 0:
         return 2
+    perp = args.perp_capture or (DEFAULT_PERP_CAPTURE if args.capture == DEFAULT_CAPTURE else None)
     p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model,
-                 retrain_every_s=args.retrain_every or None)
+                 retrain_every_s=args.retrain_every or None, perp_capture=None if str(perp) == "none" else perp)
     if args.model == "registry":
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
         if version.startswith("persistence-"):

@@ -1,12 +1,14 @@
 """The simulated exchange's state: the book it serves and the trades it has printed.
 
 It consumes captured events in order and answers what Binance would: the SBE
-frames for each stream, REST depth snapshots consistent with the stream so far,
+frames for each stream, the JSON bookTicker of the perpetual that leads the symbol
+(where a perpetual's capture is replayed beside spot), REST depth snapshots consistent with the stream so far,
 and aggregate trades. It also remembers its top-10 book at every update id so a
 test can compare the pipeline's book with the exchange's at the same id.
 """
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from udfs.events import (
     DepthSnapshotEvent,
     Level,
     MarketEvent,
+    PerpQuoteEvent,
     TradesEvent,
     to_float,
 )
@@ -27,8 +30,13 @@ TOP_HISTORY_LIMIT = 50_000
 AGG_TRADE_HISTORY_LIMIT = 200_000
 
 
+PERP_STREAM_PREFIX = "perp:"  # the futures endpoint's streams, apart from the SBE ones of the same name
+
+
 def stream_name(event: MarketEvent) -> str:
     symbol = event.symbol.lower()
+    if isinstance(event, PerpQuoteEvent):
+        return f"{PERP_STREAM_PREFIX}{symbol}@bookTicker"
     if isinstance(event, TradesEvent):
         return f"{symbol}@trade"
     if isinstance(event, BestBidAskEvent):
@@ -56,6 +64,18 @@ class AggTrade:
         }
 
 
+def _decimal(units: int) -> str:
+    return f"{units // 100_000_000}.{units % 100_000_000:08d}"
+
+
+def perp_book_ticker_json(event: PerpQuoteEvent, perp_symbol: str) -> str:
+    """The USD-M futures bookTicker message (raw stream form) for a perpetual quote; prices as exact decimals."""
+    ms = event.event_time_us // 1000
+    return json.dumps({"e": "bookTicker", "u": event.book_update_id, "s": perp_symbol, "b": _decimal(event.bid_price_e8),
+                       "B": _decimal(event.bid_qty_e8), "a": _decimal(event.ask_price_e8), "A": _decimal(event.ask_qty_e8),
+                       "T": ms, "E": ms}, separators=(",", ":"))
+
+
 class SimulatedExchange:
     def __init__(self, events: list[CapturedEvent]) -> None:
         snapshots = [c.event for c in events if isinstance(c.event, DepthSnapshotEvent)]
@@ -67,17 +87,21 @@ class SimulatedExchange:
         self._remember_top()
         self.agg_trades: list[AggTrade] = []
         self.last_event_time_us = 0
+        self.perp_symbol = self.symbol  # the futures symbol its bookTicker messages name (USD-M: the same)
 
     def _remember_top(self) -> None:
         self.tops[self.book.last_update_id] = (self.book.top_bids(10), self.book.top_asks(10))
         while len(self.tops) > TOP_HISTORY_LIMIT:
             self.tops.popitem(last=False)
 
-    def process(self, captured: CapturedEvent) -> tuple[str, bytes] | None:
-        """Advance the exchange by one recorded event; returns the (stream, SBE frame) to publish."""
+    def process(self, captured: CapturedEvent) -> tuple[str, bytes | str] | None:
+        """Advance the exchange by one recorded event; returns the (stream, SBE frame) to publish,
+        or for the perpetual's quote, its futures bookTicker JSON text."""
         event = captured.event
         if isinstance(event, DepthSnapshotEvent):
             return None  # the recorded REST answer, not a stream message
+        if isinstance(event, PerpQuoteEvent):
+            return stream_name(event), perp_book_ticker_json(event, self.perp_symbol)
         self.last_event_time_us = max(self.last_event_time_us, event.event_time_us)
         if isinstance(event, DepthDiffEvent) and event.last_update_id > self.book.last_update_id:
             self.book.apply_levels(event)

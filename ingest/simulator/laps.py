@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ingest.loaders.base import CapturedEvent
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
 
 ID_MARGIN = 1_000  # update ids skipped between laps: the first diff of a lap is always a gap
 TIME_GRID_US = 60_000_000  # a lap moves by whole minutes: every 500 ms and 2 s boundary cuts the same data each lap
@@ -53,7 +53,7 @@ def _event_time(event) -> int:
 def _update_ids(event) -> tuple[int, ...]:
     if isinstance(event, DepthDiffEvent):
         return event.first_update_id, event.last_update_id
-    if isinstance(event, (DepthSnapshotEvent, BestBidAskEvent)):
+    if isinstance(event, (DepthSnapshotEvent, BestBidAskEvent, PerpQuoteEvent)):
         return (event.book_update_id,)
     return ()
 

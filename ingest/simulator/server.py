@@ -2,7 +2,9 @@
 
 Streams (SBE binary frames, one message per WebSocket frame):
 ``/ws/<stream>`` and ``/stream?streams=<s1>/<s2>/...`` with stream names
-``btcusdt@trade``, ``btcusdt@bestBidAsk``, ``btcusdt@depth``.
+``btcusdt@trade``, ``btcusdt@bestBidAsk``, ``btcusdt@depth``. With ``--perp-capture``, a USD-M
+capture of the same minutes is replayed beside it and its best bid/ask served as the futures
+API does, JSON on ``/futures/ws/btcusdt@bookTicker`` (base URL ``.../futures`` for the ingestor).
 REST: ``/api/v3/depth``, ``/api/v3/aggTrades``. Test control: ``/sim/*``.
 
 Replay pacing follows the collector's receipt times divided by ``speed``
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import itertools
 import logging
 import time
@@ -24,9 +27,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 from ingest.binance_rest import AGG_TRADES_WEIGHT, depth_weight
 from ingest.loaders import load_capture
 from ingest.loaders.base import CapturedEvent
-from ingest.simulator.exchange import SimulatedExchange
+from ingest.simulator.exchange import PERP_STREAM_PREFIX, SimulatedExchange
 from ingest.simulator.faults import FaultPlan, corrupt
 from ingest.simulator.laps import lap_step, shifted
+from udfs.events import BestBidAskEvent, PerpQuoteEvent
 
 log = logging.getLogger("simulator")
 
@@ -103,7 +107,10 @@ class ReplayServer:
                 await self._publish(*out, captured.event)
             REPLAY_PROGRESS.set(self.position / len(events))
 
-    async def _publish(self, stream: str, frame: bytes, event=None) -> None:
+    async def _publish(self, stream: str, frame: bytes | str, event=None) -> None:
+        if isinstance(frame, str):  # the perpetual's JSON: the fault switches act on the SBE streams
+            await self._deliver(stream, frame)
+            return
         f = self.faults
         if stream.endswith("@depth") and f.drop_diffs > 0:
             f.drop_diffs -= 1
@@ -142,7 +149,7 @@ class ReplayServer:
             held, self._held = self._held, None
             await self._deliver(*held)
 
-    async def _deliver(self, stream: str, frame: bytes) -> None:
+    async def _deliver(self, stream: str, frame: bytes | str) -> None:
         FRAMES_SENT.labels(stream).inc()
         for sub in list(self.subscribers):
             if stream in sub.streams:
@@ -166,7 +173,10 @@ class ReplayServer:
         async def pump() -> None:
             while True:
                 frame = await sub.queue.get()
-                await ws.send_bytes(frame)
+                if isinstance(frame, str):
+                    await ws.send_str(frame)
+                else:
+                    await ws.send_bytes(frame)
 
         pump_task = asyncio.create_task(pump())
         reader = asyncio.create_task(self._drain_incoming(ws))
@@ -189,6 +199,9 @@ class ReplayServer:
 
     async def ws_single(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve_ws(request, [request.match_info["stream"]])
+
+    async def ws_futures(self, request: web.Request) -> web.WebSocketResponse:
+        return await self._serve_ws(request, [PERP_STREAM_PREFIX + request.match_info["stream"]])
 
     async def ws_combined(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve_ws(request, [s for s in request.query.get("streams", "").split("/") if s])
@@ -285,6 +298,7 @@ class ReplayServer:
         app = web.Application()
         app.add_routes([
             web.get("/ws/{stream}", self.ws_single),
+            web.get("/futures/ws/{stream}", self.ws_futures),
             web.get("/stream", self.ws_combined),
             web.get("/api/v3/depth", self.depth),
             web.get("/api/v3/aggTrades", self.agg_trades),
@@ -307,6 +321,18 @@ class ReplayServer:
         return app
 
 
+def with_perp_quotes(events: list[CapturedEvent], perp: list[CapturedEvent]) -> list[CapturedEvent]:
+    """The spot capture with the perpetual capture's best bid/ask merged in by the collector's
+    receipt time (both captures were recorded side by side), keyed to the spot symbol."""
+    symbol = next(c.event.symbol for c in events)
+    quotes = [CapturedEvent(c.receipt_time_us, PerpQuoteEvent(symbol, e.event_time_us, e.book_update_id, e.bid_price_e8,
+                                                              e.bid_qty_e8, e.ask_price_e8, e.ask_qty_e8))
+              for c in perp if type(e := c.event) is BestBidAskEvent]
+    if not quotes:
+        raise SystemExit("the perpetual capture holds no best bid/ask updates")
+    return list(heapq.merge(events, quotes, key=lambda c: c.receipt_time_us))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Replay a real Binance capture as an SBE exchange")
     parser.add_argument("--capture", required=True, help="capture file (hftbacktest WebSocket format)")
@@ -314,11 +340,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor; 0 = as fast as possible")
     parser.add_argument("--start-immediately", action="store_true", help="do not wait for the first client")
+    parser.add_argument("--perp-capture", help="a USD-M capture of the same minutes: its best bid/ask is served "
+                                                 "as the futures bookTicker stream (cross-market features)")
     parser.add_argument("--laps", type=int, default=1,
                         help="replay the capture this many times, each lap shifted in time and ids; 0 = until stopped")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     events = list(load_capture(args.capture).events())
+    if args.perp_capture:
+        events = with_perp_quotes(events, list(load_capture(args.perp_capture).events()))
     server = ReplayServer(events, args.speed, start_on_first_client=not args.start_immediately, laps=args.laps)
     web.run_app(server.app(), host=args.host, port=args.port, print=None)
 

@@ -100,3 +100,33 @@ def features_at(snapshot, diffs, trades, time_ms):
         "tr_1s": tr_1s,
         "tr_5s": tr_5s,
     }
+
+
+def load_perp_quotes(path):
+    """(event time ms, update id, bid, ask) of every bookTicker of a futures capture, in stream order."""
+    quotes = []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            data = json.loads(line.split(" ", 1)[1])
+            data = data.get("data", data)
+            if data.get("e") == "bookTicker":
+                quotes.append((data["E"], data["u"], Decimal(data["b"]), Decimal(data["a"])))
+    return quotes
+
+
+def perp_leads_at(snapshot, diffs, quotes, time_ms):
+    """perp_lead_{1s,5s}_bp: the perpetual's log mid change minus spot's over the horizon, in bp,
+    each mid the one in force at the time (the newest update with event time <= it)."""
+    tops = book_tops(snapshot, diffs)
+
+    def spot_mid(t):
+        row = [x for x in tops if x[0] <= t][-1]
+        return (row[1] + row[2]) / 2
+
+    def perp_mid(t):
+        _, _, bid, ask = max((q for q in quotes if q[0] <= t), key=lambda q: q[1])
+        return float((bid + ask) / 2)
+
+    return {f"perp_lead_{s}s_bp": (math.log(perp_mid(time_ms) / perp_mid(time_ms - s * 1000))
+                                   - math.log(spot_mid(time_ms) / spot_mid(time_ms - s * 1000))) * 1e4
+            for s in (1, 5)}

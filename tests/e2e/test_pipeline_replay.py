@@ -1,26 +1,28 @@
 """The walking skeleton end to end on real data.
 
-simulator (real 2024-08-08 spot capture, 10x) -> SBE WebSocket -> ingestor ->
-kinesalite -> PyFlink mini cluster -> Redis -> inference HTTP.
+simulator (real 2024-08-08 spot capture, 10x, and the USD-M capture of the same minutes as the
+perpetual's bookTicker stream) -> SBE WebSocket + futures JSON -> ingestor -> kinesalite ->
+PyFlink mini cluster -> Redis -> inference HTTP.
 """
 from __future__ import annotations
 
 import math
 import struct
 import time
+from dataclasses import replace
 
 import boto3
 import pytest
 
 from common.config import aws_client_kwargs
 from batch.feature_builder import build_rows, replay
-from ingest.loaders import load_capture
+from batch.recordings import identify
 from udfs import envelope
 from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 
 from deploy.local.pipeline import Pipeline, get_json
-from tests.conftest import SPOT_CAPTURE
-from tests.e2e.reference import features_at, load_raw
+from tests.conftest import SPOT_CAPTURE, USDM_CAPTURE
+from tests.e2e.reference import features_at, load_perp_quotes, load_raw, perp_leads_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -55,7 +57,7 @@ def decode(h: dict) -> dict[str, str]:
 
 @pytest.mark.timeout(420)
 def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
-    pipeline = Pipeline(speed=SPEED, mini_cluster=True, log_dir=tmp_path)
+    pipeline = Pipeline(speed=SPEED, mini_cluster=True, log_dir=tmp_path, perp_capture=USDM_CAPTURE)
     book_checks = 0
     try:
         # the replay begins once the job consumes (the order is forced): with the JVM still starting, the job
@@ -93,6 +95,7 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
                                            f"({len(stamps_us)}), holes {holes[:10]}")
         entry = by_ts[chosen_ms * 1000]
         expected = features_at(snapshot, diffs, trades, chosen_ms)
+        expected.update(perp_leads_at(snapshot, diffs, load_perp_quotes(USDM_CAPTURE), chosen_ms))
         for name, value in expected.items():
             if not name.startswith("tr_"):
                 assert math.isclose(float(entry[name]), value, rel_tol=1e-9, abs_tol=1e-12), name
@@ -105,11 +108,12 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
                 assert math.isclose(float(entry[f"tr_{window}_{name}"]), ref[name], rel_tol=1e-9, abs_tol=1e-9), (window, name)
         assert int(entry["tr_1s_count"]) > 0, "chosen second should hold trades for a meaningful check"
         # ---- parity: the batch feature builder (training data) computes the same numbers as the job
-        batch_rows = {r.ts_ms * 1000: r for r in build_rows(replay((c.event for c in load_capture(SPOT_CAPTURE).events()), "BTCUSDT"))}
+        recording = replace(identify(SPOT_CAPTURE), perp=identify(USDM_CAPTURE))  # as batch.recordings.discover pairs them
+        batch_rows = {r.ts_ms * 1000: r for r in build_rows(replay(recording.events(), "BTCUSDT"))}
         # The live book is anchored by the simulator's REST snapshot, the batch one by the capture's own snapshot
         # line, at different points; once both are anchored and the 6 s look-back is past, they must agree.
         settled_us = max(min(batch_rows), min(by_ts)) + HISTORY_US
-        compared = with_quotes = 0
+        compared = with_quotes = with_perp = 0
         for ts_us, h in by_ts.items():
             row = batch_rows.get(ts_us)
             if row is None or ts_us < settled_us:
@@ -119,8 +123,10 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
             assert float(h["mid"]) == row.mid
             compared += 1
             with_quotes += row.features["quote_ofi_norm_1s"] is not None
+            with_perp += row.features["perp_lead_5s_bp"] is not None
         assert compared >= len(batch_rows) - 6 and compared > 150, (compared, len(batch_rows))
         assert with_quotes == compared  # the best bid/ask stream's features were compared at every boundary
+        assert with_perp == compared  # and the perpetual's, read from the futures stream beside spot
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
         assert holes == [], holes[:10]
         # the live hashes carry the seed's field names and TTLs

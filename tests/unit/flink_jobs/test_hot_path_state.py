@@ -1,8 +1,9 @@
 """The job's per-symbol state machine on the real capture, without Flink."""
 import dataclasses
+import math
 
 from flink_jobs.hot_path_state import SymbolState
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
 
 
 def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
@@ -249,12 +250,16 @@ def test_state_written_before_a_field_was_appended_restores_with_its_default(spo
     from udfs.pickling import _restore
 
     st, _ = _anchored_state(spot_events, 500)
-    st.boundaries_skipped, st.stale_quotes = 7, 3
+    st.boundaries_skipped, st.stale_quotes, st.stale_perp_quotes = 7, 3, 2
     st.quotes.add(BestBidAskEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
+    st.perp.add(PerpQuoteEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
     names = [f.name for f in dataclasses.fields(SymbolState)]
     old_state = st._pickled_state()[:names.index("boundaries_skipped")]  # the layout before it and the quotes existed
     copy = _restore(SymbolState, pickle.dumps(old_state))
     assert copy.boundaries_skipped == 0 and copy.stale_quotes == 0 and not len(copy.quotes)
+    assert copy.stale_perp_quotes == 0 and not len(copy.perp)
+    before_perp = _restore(SymbolState, pickle.dumps(st._pickled_state()[:names.index("perp")]))  # the quotes' layout
+    assert len(before_perp.quotes) == len(st.quotes) > 0 and before_perp.stale_quotes == 3 and not len(before_perp.perp)
     assert copy.sync.book == st.sync.book and copy.symbol == "BTCUSDT"
     assert copy.cut(st.last_diff_time_us) is not None  # and it cuts features without quotes
 
@@ -311,3 +316,44 @@ def test_best_bid_ask_updates_feed_the_quote_features_and_stale_ones_are_dropped
     f = st.cut(t + 1).features
     assert f["quote_imbalance"] == (3 - 1) / 4
     assert abs(f["quote_lead_bp"]) < 1e-9  # same mid as the depth book
+
+
+def test_perpetual_quotes_feed_only_the_cross_market_features(spot_events):
+    """A PerpQuoteEvent lands in the perpetual's history, never in the spot quotes; a record's perpetual
+    quotes take on_batch's short way like spot quotes; stale ones are dropped and counted apart."""
+    st, _ = _anchored_state(spot_events, 500)
+    t = st.last_diff_time_us
+    mid = st.history.entries[-1].top.mid
+    spot_quotes, spot_stale = len(st.quotes), st.stale_quotes
+    e8 = 100_000_000
+    p0, p1 = int((mid + 10) * e8), int((mid + 11) * e8)  # the perpetual trades 10 USD above spot, then 11
+    result = st.on_batch([PerpQuoteEvent("BTCUSDT", t - 5_000_000, 7, p0 - e8, e8, p0 + e8, e8),
+                          PerpQuoteEvent("BTCUSDT", t - 1, 9, p1 - e8, e8, p1 + e8, e8),
+                          PerpQuoteEvent("BTCUSDT", t, 8, 1, 1, 2, 1)], [0, 0, 0], 500_000)
+    assert result.changed and not result.writes and not result.gap_writes
+    assert len(st.perp) == 2 and st.stale_perp_quotes == 1
+    assert len(st.quotes) == spot_quotes and st.stale_quotes == spot_stale
+    f = st.cut(t).features
+    spot_5s = f["ret_5s"]
+    assert abs(f["perp_lead_5s_bp"] - (math.log((mid + 11) / (mid + 10)) - spot_5s) * 1e4) < 1e-9
+
+
+def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
+    from flink_jobs.hot_path_state import DecodedBatch, JointEventTime
+
+    def spot(ms):
+        return DecodedBatch("BTCUSDT", [TradesEvent("BTCUSDT", ms * 1000, ms * 1000, ())], [0])
+
+    def perp(ms):
+        return DecodedBatch("BTCUSDT", [PerpQuoteEvent("BTCUSDT", ms * 1000, ms, 1, 1, 2, 1)], [0])
+
+    joint = JointEventTime()
+    assert joint.stamp(perp(1_000)) == 0  # no spot time yet: nothing to cut
+    assert joint.stamp(spot(1_100)) == 1_000  # spot ahead: the perpetual holds it back
+    assert joint.stamp(perp(1_600)) == 1_100  # the perpetual ahead: spot holds it back
+    assert joint.stamp(spot(1_500)) == 1_500
+    assert joint.stamp(spot(1_400)) == 1_500  # an older record does not move it back
+    assert joint.stamp(spot(6_600)) == 1_600  # the perpetual 5.0 s behind: still waited for
+    assert joint.stamp(spot(6_601)) == 6_601  # 5.001 s behind: a dead feed no longer holds spot back
+    assert joint.stamp(DecodedBatch("BTCUSDT", [], [])) == 6_601  # a record without event time (REST snapshot)
+    assert JointEventTime().stamp(spot(2_000)) == 2_000  # no perpetual configured: spot alone

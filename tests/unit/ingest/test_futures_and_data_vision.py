@@ -9,7 +9,7 @@ from batch.recordings import UnsupportedRecording, continues, discover, identify
 from ingest.loaders import data_vision
 from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
 from tests.conftest import SHARED_DATA
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent
+from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent
 from udfs.order_book import BookSynchronizer, DiffOutcome
 
 CAPTURES = SHARED_DATA / "raw" / "hftbacktest"
@@ -66,6 +66,18 @@ def test_files_that_continue_each_other_are_one_recording_and_markets_are_told_a
     assert recordings["spot_btcusdt_20230405_ws.dat.gz"].continued_by == ()  # a spot file never continues usdm
     assert {r.venue for r in recordings.values()} == {"binance.com-spot", "binance.com-usdm", "binance.com-coinm"}
     assert recordings["cm_btcusd_perp_20240808_ws.gz"].symbol == "BTCUSD_PERP"
+    # spot reads the USD-M capture of its minutes as its leading perpetual; futures recordings have none
+    spot = recordings["spot_btcusdt_20240808_ws.gz"]
+    assert spot.perp.name == "usdm_btcusdt_20240808_ws.gz"
+    assert recordings["usdm_btcusdt_20240808_ws.gz"].perp is None and recordings["cm_btcusd_perp_20240808_ws.gz"].perp is None
+    merged = list(spot.events())
+    perp_quotes = [e for e in merged if isinstance(e, PerpQuoteEvent)]
+    usdm_quotes = [c.event for c in HftbacktestWsLoader(spot.perp.path).events() if isinstance(c.event, BestBidAskEvent)]
+    assert [(q.book_update_id, q.bid_price_e8, q.ask_price_e8) for q in perp_quotes] == \
+        [(q.book_update_id, q.bid_price_e8, q.ask_price_e8) for q in usdm_quotes]  # every one, in stream order
+    assert {q.symbol for q in perp_quotes} == {"BTCUSDT"}
+    assert [e for e in merged if not isinstance(e, PerpQuoteEvent)] == \
+        [c.event for c in HftbacktestWsLoader(spot.path).events()]  # spot's own stream unchanged
 
 
 def test_continuation_rule_by_hand():

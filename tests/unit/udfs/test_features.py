@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from udfs.events import BestBidAskEvent, DepthSnapshotEvent, TradeEntry, TradesEvent
-from udfs.features import (FEATURE_NAMES, QUOTE_FEATURES, BookHistory, BookTop, QuoteHistory, book_top,
+from udfs.events import BestBidAskEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
+from udfs.features import (FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES, BookHistory, BookTop, QuoteHistory, book_top,
                            compute_snapshot, order_flow_contribution)
 from udfs.order_book import OrderBook
 from udfs.trade_window import TradeBuffer, trade_points
@@ -80,8 +80,8 @@ def test_order_flow_features_by_hand():
     assert f["trade_intensity_5s"] == pytest.approx(4 / 5)
     assert f["signed_flow_1s"] == pytest.approx(0 / 6, abs=1e-12)
     assert f["signed_flow_5s"] == pytest.approx(9 / 15)
-    assert set(FEATURE_NAMES) - set(QUOTE_FEATURES) <= set(f)
-    assert not set(QUOTE_FEATURES) & set(f)  # no best bid/ask stream: absent, never a made-up zero
+    assert set(FEATURE_NAMES) - set(QUOTE_FEATURES) - set(PERP_FEATURES) <= set(f)
+    assert not set(QUOTE_FEATURES + PERP_FEATURES) & set(f)  # no such stream: absent, never a made-up zero
 
 
 def test_scale_free_features_by_hand():
@@ -215,3 +215,34 @@ def test_quote_history_keeps_what_the_look_back_needs_and_survives_pickling():
     assert quotes.times[0] <= 99 * S // 10 - 6 * S < quotes.times[1]  # the quote in force 6 s back is kept
     restored = pickle.loads(pickle.dumps(quotes))
     assert compute_snapshot(99 * S // 10, *scenario(), restored).features == expected
+
+
+def perp_quote(time_us, update_id, bid, ask):
+    return PerpQuoteEvent("BTCUSDT", time_us, update_id, int(bid * E8), 5 * E8, int(ask * E8), 5 * E8)
+
+
+def test_perp_lead_features_by_hand():
+    """The perpetual's mid minus the spot book's mid change, as log returns in bp, over 1 s and 5 s."""
+    history, trades = scenario()  # spot mid 101 from 0 s, 103 from 1 s
+    history.add(BookTop(55 * S // 10, 3, 103.0, 105.0, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0)))  # 104 from 5.5 s
+    perp = QuoteHistory()
+    assert perp.add(perp_quote(S // 2, 10, 99, 101))  # mid 100
+    assert perp.add(perp_quote(48 * S // 10, 11, 101, 103))  # mid 102
+    assert perp.add(perp_quote(59 * S // 10, 12, 104, 106))  # mid 105
+    assert not perp.add(perp_quote(59 * S // 10, 12, 1, 2))  # the same bookUpdateId again: dropped
+    f = compute_snapshot(6 * S, history, trades, None, perp).features
+    spot = math.log(104 / 103)  # spot mid at 5 s and at 1 s was 103
+    assert f["perp_lead_1s_bp"] == pytest.approx((math.log(105 / 102) - spot) * 1e4, rel=1e-12)
+    assert f["perp_lead_5s_bp"] == pytest.approx((math.log(105 / 100) - spot) * 1e4, rel=1e-12)
+    assert not set(QUOTE_FEATURES) & set(f)  # the spot quote features read only the spot stream
+
+
+def test_perp_lead_is_absent_without_look_back_or_when_the_feed_stalls():
+    history, trades = scenario()
+    perp = QuoteHistory()
+    perp.add(perp_quote(S // 2, 10, 99, 101))
+    perp.add(perp_quote(59 * S // 10, 12, 104, 106))
+    assert not set(PERP_FEATURES) & set(compute_snapshot(5 * S, history, trades, None, perp).features)  # none at 0 s
+    assert set(PERP_FEATURES) <= set(compute_snapshot(109 * S // 10, history, trades, None, perp).features)  # 5.0 s old
+    stalled = compute_snapshot(1095 * S // 100, history, trades, None, perp).features  # newest quote 5.05 s old
+    assert not set(PERP_FEATURES) & set(stalled) and stalled["mid"] == 103.0

@@ -1,0 +1,24 @@
+"""Which candidates a training set can train: stream features only where nearly every row has them."""
+import numpy as np
+
+from batch.datasets import FeatureSet
+from batch.train import CANDIDATES, candidates_for
+from udfs.features import FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES
+
+
+def feature_set(n: int, quotes_missing: int, perp_missing: int) -> FeatureSet:
+    X = np.ones((n, len(FEATURE_NAMES)))
+    for names, missing in ((QUOTE_FEATURES, quotes_missing), (PERP_FEATURES, perp_missing)):
+        X[:missing, [FEATURE_NAMES.index(name) for name in names]] = np.nan  # the first boundaries, before the stream
+    return FeatureSet(np.array(["v"] * n, dtype=object), np.arange(n) * 2000, X, np.zeros(n), np.ones(n))
+
+
+def test_the_perp_candidate_competes_only_where_99_percent_of_rows_have_its_features():
+    data, candidates = candidates_for(feature_set(1000, quotes_missing=3, perp_missing=10))
+    assert [c[0] for c in candidates] == [c[0] for c in CANDIDATES] + ["ridge_quotes", "ridge_perp"]
+    assert len(data) == 990 and np.isfinite(data.X).all()  # every candidate is judged on the same rows
+    assert candidates[-1][1][-2:] == PERP_FEATURES
+    data, candidates = candidates_for(feature_set(1000, quotes_missing=3, perp_missing=14))  # 11 of the 997 left: 98.9 %
+    assert [c[0] for c in candidates][-1] == "ridge_quotes" and len(data) == 997
+    data, candidates = candidates_for(feature_set(1000, quotes_missing=1000, perp_missing=1000))  # Binance.US
+    assert candidates == CANDIDATES and len(data) == 1000
