@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -31,11 +30,11 @@ import sqlalchemy as sa
 
 from batch.feature_builder import _event_time_us, build_rows, replay
 from batch.feature_store import load_features, missing_columns
-from batch.lake import Lake
+from adapters.bronze_archive import archived_hours, archived_records
+from adapters.lake import Lake
 from batch.silver import feature_table
 from common.config import Settings, load_settings
-from flink_jobs.hot_path_state import decode_record
-from udfs import envelope
+from udfs.symbol_state import decode_record
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from udfs import lake_layout as layout
 from udfs.features import HISTORY_US
@@ -47,41 +46,6 @@ log = logging.getLogger(__name__)
 LABEL_LOOKAHEAD_US = 15_000_000  # of the next hour's data: the 10 s label plus slack
 WARM_UP_MARGIN_US = HISTORY_US + 4_000_000  # features' look-back before the hour's first row, plus slack
 RING_DIFFS = BookSynchronizer.__dataclass_fields__["recent_capacity"].default  # diffs a snapshot is brought forward with
-
-
-def hour_prefixes(symbol: str, start_us: int, end_us: int) -> list[str]:
-    return [layout.sbe_hour_prefix(symbol, t) for t in range(start_us // HOUR_US * HOUR_US, end_us + 1, HOUR_US)]
-
-
-def archived_hours(lake: Lake, symbol: str, stream: str) -> list[int]:
-    """Start (µs) of every receipt hour holding frames of ``stream``, in order."""
-    hours = {layout.hour_of(key) for key in lake.keys(layout.sbe_symbol_prefix(symbol)) if layout.is_stream_object(key, stream)}
-    return sorted(h for h in hours if h is not None)
-
-
-def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us: int) -> list[str]:
-    """The range's Kinesis records, rebuilt from the archive's frames, in stream order per shard."""
-    frames: dict[tuple[str, int], list[tuple[int, int, int, int, bytes]]] = defaultdict(list)
-    for prefix in hour_prefixes(symbol, start_us, end_us):
-        for key in lake.keys(prefix):
-            if not layout.is_stream_object(key, stream):
-                continue
-            t = lake.get_table(key).to_pydict()
-            for shard, seq, idx, receipt, source, template, frame in zip(
-                    t["shard_id"], t["sequence_number"], t["frame_index"], t["receipt_time_us"],
-                    t["source"], t["template_id"], t["frame"]):
-                frames[(shard, int(seq))].append((idx, receipt, source, template, frame))
-    records = []
-    for (_, _), rows in sorted(frames.items()):
-        rows.sort()
-        if not start_us <= rows[0][1] <= end_us:
-            continue
-        if rows[0][3] == -1:  # kept whole: not an envelope; the job dead-letters it again
-            records.append(rows[0][4].decode("ascii", errors="replace"))
-            continue
-        records.append(envelope.batch_to_text([envelope.Envelope(envelope.Source(src), receipt, frame)
-                                               for _, receipt, src, _, frame in rows]))
-    return records
 
 
 def record_events(records: list[str], symbol: str) -> list[MarketEvent]:
@@ -187,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config)
-    from batch.db import migrate
-    from batch.db.schema import engine_for
+    from adapters.db import migrate
+    from adapters.db.schema import engine_for
 
     migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres, "loader")

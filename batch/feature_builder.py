@@ -1,6 +1,6 @@
 """2 s feature vectors and 10 s labels from a recording, with the hot path's own code.
 
-Events go through ``flink_jobs.hot_path_state.SymbolState`` (the state machine
+Events go through ``udfs.symbol_state.SymbolState`` (the state machine
 the Flink operator wraps) and boundaries are cut with ``SymbolState.cut``, so a
 batch feature equals the feature the job wrote to Redis for the same data.
 
@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from flink_jobs.hot_path_state import SymbolState
+from udfs.symbol_state import SymbolState
 from udfs.events import (BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent,
                          to_float)
 from udfs.features import FEATURE_NAMES, HORIZON_US, PREDICTION_STEP_US

@@ -13,7 +13,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from batch.datasets import FeatureSet, from_rows
-from batch.db.schema import FEATURE_STORE_COLUMNS, ml_training_data
+from adapters.db.schema import FEATURE_STORE_COLUMNS, ml_training_data
 from udfs.features import FEATURE_NAMES
 
 

@@ -9,8 +9,8 @@ any directory of such files can be evaluated:
   columns ``timestamp``, ``bid_price_1..20``, ``bid_size_1..20``, ``ask_*``).
 
 USD-M and COIN-M perpetual captures are read too (their ``pu``-chained diffs are
-expressed in the spot sequencing vocabulary by the loader; ``ingest/loaders/hftbacktest_ws.py``),
-and data.binance.vision aggTrades files (``ingest/loaders/data_vision.py``) are recognised,
+expressed in the spot sequencing vocabulary by the loader; ``adapters/loaders/hftbacktest_ws.py``),
+and data.binance.vision aggTrades files (``adapters/loaders/data_vision.py``) are recognised,
 checked against their ``.CHECKSUM`` and reported: trades without a book give no feature rows.
 
 Files of one market that continue each other (the first diff of one chains onto the last
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ingest.loaders import data_vision
-from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
+from adapters.loaders import data_vision
+from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent
 
 log = logging.getLogger(__name__)

@@ -217,12 +217,12 @@ def _iso(ts_ms: int) -> str:
 
 
 def _load_model(reference: str, config: str | None = None) -> OnnxModel:
-    from batch.artifact_store import load_any
+    from adapters.artifact_store import load_any
 
     if Path(reference).is_dir():
         return OnnxModel(*load_any(reference))
-    from batch.db.schema import engine_for
-    from batch.lake import Lake
+    from adapters.db.schema import engine_for
+    from adapters.lake import Lake
     from common.config import load_settings
 
     settings = load_settings(config)

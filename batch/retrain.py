@@ -24,9 +24,10 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from batch import archive, registry, train
-from batch.db import migrate
-from batch.db.schema import engine_for
+from adapters import registry
+from batch import archive, train
+from adapters.db import migrate
+from adapters.db.schema import engine_for
 from common.config import Settings, load_settings
 from common.service import serving_health
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from batch.feature_builder import FeatureRow, Replay, build_rows, replay
-from batch.lake import Lake
+from adapters.lake import Lake
 from udfs.lake_layout import day_partition, recording_key, recording_prefix, silver_key
 from batch.recordings import Recording, discover
 from udfs.events import to_float

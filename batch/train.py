@@ -27,12 +27,12 @@ import numpy as np
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
-from batch import artifact_store, registry
+from adapters import artifact_store, registry
 from batch.datasets import FeatureSet
-from batch.db import migrate
-from batch.db.schema import engine_for
+from adapters.db import migrate
+from adapters.db.schema import engine_for
 from batch.feature_store import StaleSilver, load_features, read_training_data
-from batch.lake import Lake
+from adapters.lake import Lake
 from batch.metrics import evaluate
 from batch.gate import PERSISTENCE, GateDecision, decide
 from batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES, RIDGE_GRID, export_onnx,

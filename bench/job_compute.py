@@ -29,9 +29,9 @@ from bench.harness import emit
 
 from bench.kinesis_feed import load_capture
 from deploy.local.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
-from flink_jobs.hot_path_state import SymbolState, decode_record
+from udfs.symbol_state import SymbolState, decode_record
 from ingest.ingestor import aggregate
-from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
+from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 from udfs import envelope, sbe
 from udfs.events import BestBidAskEvent, DepthSnapshotEvent
 

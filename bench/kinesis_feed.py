@@ -20,8 +20,8 @@ import boto3
 
 from common.config import Settings, aws_client_kwargs
 from ingest.ingestor import aggregate
-from ingest.kinesis_writer import KinesisWriter
-from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
+from adapters.kinesis_writer import KinesisWriter
+from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 from ingest.simulator.exchange import SimulatedExchange
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent

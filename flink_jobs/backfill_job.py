@@ -24,11 +24,11 @@ from pyflink.common import WatermarkStrategy
 from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext, StreamExecutionEnvironment
 from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
-from batch.archive import archived_records
-from batch.lake import Lake
+from adapters.bronze_archive import archived_records
+from adapters.lake import Lake
 from common.config import Settings, load_settings
 from flink_jobs import hot_path_job, state_storage
-from flink_jobs.hot_path_state import RedisWrite
+from udfs.symbol_state import RedisWrite
 from udfs import redis_schema as rs
 
 log = logging.getLogger("backfill_job")

@@ -39,7 +39,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from common.config import RedisConfig, Settings
 from flink_jobs import redis_writer, runtime_properties, state_storage
-from flink_jobs.hot_path_state import (EVENT_TYPES, DecodedBatch, JointEventTime, RedisWrite, SymbolState,
+from udfs.symbol_state import (EVENT_TYPES, DecodedBatch, JointEventTime, RedisWrite, SymbolState,
                                       decode_record)
 
 log = logging.getLogger("hot_path_job")

@@ -23,7 +23,7 @@ from redis.retry import Retry
 from common import redis_connection
 from common.config import RedisConfig, RedisRole
 
-from flink_jobs.hot_path_state import RedisWrite
+from udfs.symbol_state import RedisWrite
 from udfs import redis_schema as rs
 
 

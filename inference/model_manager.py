@@ -47,20 +47,20 @@ class ModelSource(Protocol):
 
 class RegistrySource:
     def __init__(self, settings) -> None:
-        from batch.db.schema import engine_for
-        from batch.lake import Lake
+        from adapters.db.schema import engine_for
+        from adapters.lake import Lake
 
         self.engine = engine_for(settings.postgres, "reporting")  # serving reads the registry, never writes it
         self.lake = Lake(settings.s3)
 
     def production(self) -> tuple[str, str, str] | None:
-        from batch import registry
+        from adapters import registry
 
         model = registry.production(self.engine)
         return (model.model_version, model.artifact_uri, model.checksum_sha256) if model else None
 
     def fetch(self, artifact_uri: str, checksum: str) -> tuple[bytes, ModelMetadata]:
-        from batch.artifact_store import fetch
+        from adapters.artifact_store import fetch
 
         return fetch(self.lake, artifact_uri, checksum)
 

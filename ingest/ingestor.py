@@ -23,10 +23,10 @@ from prometheus_client import Counter, Gauge
 
 from common.config import Settings, aws_client_kwargs
 from common.service import failing_health, record_failure, run_service, serving_health
-from ingest.binance_rest import BinanceRest
-from ingest.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
+from adapters.binance_rest import BinanceRest
+from adapters.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
 from ingest.perp_quotes import PerpQuoteError, perp_quote_envelope, perp_stream_url
-from ingest.snapshot_injector import snapshot_envelope
+from adapters.snapshot_injector import snapshot_envelope
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ingest.loaders.base import parse_units
+from adapters.loaders.base import parse_units
 from udfs import envelope, sbe
 from udfs.events import BestBidAskEvent
 

@@ -36,9 +36,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from common.config import Settings, aws_client_kwargs
 from common.service import failing_health, record_failure, run_service, serving_health, supervise
-from ingest.binance_rest import BinanceRest, RestBanned, RetryableError
-from ingest.kinesis_writer import KinesisWriter, Record
-from ingest.snapshot_injector import snapshot_envelope
+from adapters.binance_rest import BinanceRest, RestBanned, RetryableError
+from adapters.kinesis_writer import KinesisWriter, Record
+from adapters.snapshot_injector import snapshot_envelope
 from udfs import envelope
 from common import redis_connection
 from udfs import redis_schema as rs

@@ -20,11 +20,11 @@ import aiohttp
 import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
-from batch.lake import Lake
+from adapters.lake import Lake
 from udfs.lake_layout import rest_key, rest_prefix
 from common.config import Settings
 from common.service import describe_failure, failing_health, run_service, serving_health
-from ingest.binance_rest import BinanceRest
+from adapters.binance_rest import BinanceRest
 
 log = logging.getLogger("rest_poller")
 

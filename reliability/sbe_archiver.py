@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError
 import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
-from batch.lake import Lake
+from adapters.lake import Lake
 from common.config import Settings, aws_client_kwargs, load_settings
 from common.service import failing_health, record_failure, serve_health_in_thread
 from udfs import envelope

@@ -13,7 +13,7 @@ USDM_CAPTURE = SHARED_DATA / "raw" / "hftbacktest" / "usdm_btcusdt_20240808_ws.g
 @pytest.fixture(scope="session")
 def spot_events():
     """The 2024-08-08 binance.com spot capture (real data), loaded once."""
-    from ingest.loaders import load_capture
+    from adapters.loaders import load_capture
 
     return list(load_capture(SPOT_CAPTURE).events())
 
@@ -77,8 +77,8 @@ def isolated_settings(local_stack, tmp_path):
 @pytest.fixture()
 def pg_engine(isolated_settings):
     """An engine on a freshly migrated, private schema."""
-    from batch.db import migrate
-    from batch.db.schema import engine_for
+    from adapters.db import migrate
+    from adapters.db.schema import engine_for
 
     migrate.upgrade(isolated_settings.postgres)
     engine = engine_for(isolated_settings.postgres)

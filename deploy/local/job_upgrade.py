@@ -19,7 +19,7 @@ import redis
 from batch.feature_builder import replay
 from deploy.local import flink_cluster
 from deploy.local.pipeline import Pipeline
-from ingest.loaders import load_capture
+from adapters.loaders import load_capture
 from udfs import redis_schema as rs
 from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 

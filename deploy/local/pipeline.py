@@ -32,7 +32,7 @@ import redis
 from common.config import Settings, aws_client_kwargs, load_settings
 from deploy import services
 from deploy.local import flink_cluster, stack
-from ingest.kinesis_writer import ensure_stream
+from adapters.kinesis_writer import ensure_stream
 from udfs import redis_schema as rs
 
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -356,11 +356,11 @@ def show_predictions(p: Pipeline, duration_s: float) -> Counter:
 
 def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -> str:
     """The registry's production model; trains and promotes one from ``data_dir`` when there is none (~20 s)."""
-    from batch import registry
-    from batch.artifact_store import fetch
-    from batch.db import migrate
-    from batch.lake import Lake
-    from batch.db.schema import engine_for
+    from adapters import registry
+    from adapters.artifact_store import fetch
+    from adapters.db import migrate
+    from adapters.lake import Lake
+    from adapters.db.schema import engine_for
 
     migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres, "reporting")

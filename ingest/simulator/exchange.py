@@ -12,7 +12,7 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ingest.loaders.base import CapturedEvent
+from adapters.loaders.base import CapturedEvent
 from udfs import sbe
 from udfs.events import (
     BestBidAskEvent,

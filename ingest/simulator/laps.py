@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ingest.loaders.base import CapturedEvent
+from adapters.loaders.base import CapturedEvent
 from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
 
 ID_MARGIN = 1_000  # update ids skipped between laps: the first diff of a lap is always a gap

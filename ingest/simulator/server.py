@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
-from ingest.binance_rest import AGG_TRADES_WEIGHT, depth_weight
-from ingest.loaders import load_capture
-from ingest.loaders.base import CapturedEvent
+from adapters.binance_rest import AGG_TRADES_WEIGHT, depth_weight
+from adapters.loaders import load_capture
+from adapters.loaders.base import CapturedEvent
 from ingest.simulator.exchange import PERP_STREAM_PREFIX, SimulatedExchange
 from ingest.simulator.faults import FaultPlan, corrupt
 from ingest.simulator.laps import lap_step, shifted

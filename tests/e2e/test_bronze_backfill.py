@@ -18,7 +18,7 @@ import time
 import pytest
 
 from batch import archive
-from batch.lake import Lake
+from adapters.lake import Lake
 from deploy.local.pipeline import Pipeline
 from tests.e2e.test_pipeline_replay import decode
 from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature

@@ -9,7 +9,7 @@ import pytest
 
 from common.config import aws_client_kwargs
 from deploy.local import flink_cluster
-from ingest.kinesis_writer import ensure_stream
+from adapters.kinesis_writer import ensure_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

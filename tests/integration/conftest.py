@@ -4,10 +4,10 @@ import uuid
 import boto3
 import pytest
 
-from batch.lake import Lake
+from adapters.lake import Lake
 from common.config import aws_client_kwargs
 from ingest.ingestor import aggregate
-from ingest.kinesis_writer import KinesisWriter, ensure_stream
+from adapters.kinesis_writer import KinesisWriter, ensure_stream
 from udfs import envelope, sbe
 from udfs.events import DepthSnapshotEvent
 

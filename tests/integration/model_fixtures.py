@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import time
 
-from batch import artifact_store, registry
+from adapters import artifact_store, registry
 from batch.feature_builder import FeatureRow
-from batch.lake import Lake
+from adapters.lake import Lake
 from bench.inference_support import fit_mlp_artifact, real_rows, write_hot_state
 
 __all__ = ["real_rows", "register_model", "write_features"]

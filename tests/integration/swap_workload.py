@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import redis
 
 from flink_jobs import redis_writer
-from flink_jobs.hot_path_state import SymbolState, coalesce
+from udfs.symbol_state import SymbolState, coalesce
 from udfs import redis_schema as rs
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent
 

@@ -9,9 +9,10 @@ hour into the next without a new snapshot (the capture has one snapshot, at its 
 import pytest
 import sqlalchemy as sa
 
+from adapters import bronze_archive
 from batch import archive
 from batch.feature_builder import build_rows, replay
-from batch.lake import Lake
+from adapters.lake import Lake
 from reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
 from udfs.features import FEATURE_NAMES, same_feature
@@ -29,7 +30,7 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
     put_real_frames(client, stream, spot_events, receipt_shift_us=(middle // archive.HOUR_US + 1) * archive.HOUR_US - middle)
     archiver = SbeArchiver(settings, kinesis=client, lake=lake)
     archiver.run_shard(archiver.shards()[0], stop_after_idle_s=1.0)
-    hours = archive.archived_hours(lake, "BTCUSDT", stream)
+    hours = bronze_archive.archived_hours(lake, "BTCUSDT", stream)
     assert len(hours) == 2, hours  # 23:00 and 00:00
 
     # incremental: while the second hour is the current one, only the first (complete) hour is built

@@ -26,7 +26,7 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
 
 def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
     """After a restore from a checkpoint the job re-emits older books: Redis keeps the newest."""
-    from flink_jobs.hot_path_state import RedisWrite
+    from udfs.symbol_state import RedisWrite
 
     writer = redis_writer.connect(settings.redis, "hotpath")
     newer = RedisWrite("hash", "ob:{SWAPTEST}", {"last_update_id": "200", "best_bid": "2.0"}, version_field="last_update_id")
@@ -44,7 +44,7 @@ def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
 
 
 def test_a_gap_detected_again_after_a_restore_is_recorded_once(redis_client, settings):
-    from flink_jobs.hot_path_state import gap_write
+    from udfs.symbol_state import gap_write
     from udfs.order_book import Gap
 
     writer = redis_writer.connect(settings.redis, "hotpath")

@@ -3,8 +3,8 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
-from batch.db import migrate
-from batch.db.schema import FEATURE_STORE_COLUMNS, engine_for
+from adapters.db import migrate
+from adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
 from batch.feature_builder import build_rows, replay
 from batch.feature_store import load_features, read_training_data
 from batch.recordings import depth20_events

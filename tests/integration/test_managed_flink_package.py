@@ -23,8 +23,8 @@ import pytest
 from common.config import aws_client_kwargs
 from deploy.managed_flink import build_package
 from flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
-from ingest.kinesis_writer import ensure_stream
-from ingest.loaders import load_capture
+from adapters.kinesis_writer import ensure_stream
+from adapters.loaders import load_capture
 from tests.conftest import SPOT_CAPTURE
 from udfs import envelope, sbe
 from udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from batch import registry
-from batch.lake import Lake
+from adapters import registry
+from adapters.lake import Lake
 from batch.modeling import BOOK_FEATURES
 from inference.service import PredictionService
 from tests.integration.model_fixtures import real_rows, register_model, write_features

@@ -3,7 +3,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from batch.db.schema import FEATURE_STORE_COLUMNS, engine_for
+from adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ import redis
 from common import redis_connection
 from common.config import RedisConfig
 from flink_jobs import redis_writer
-from flink_jobs.hot_path_state import RedisWrite
+from udfs.symbol_state import RedisWrite
 from udfs import redis_schema as rs
 
 pytestmark = pytest.mark.integration

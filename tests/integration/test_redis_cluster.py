@@ -10,7 +10,7 @@ from redis.cluster import RedisCluster
 from common.config import RedisConfig
 from deploy.local.redis_cluster import LocalRedisCluster
 from flink_jobs import redis_writer
-from flink_jobs.hot_path_state import RedisWrite
+from udfs.symbol_state import RedisWrite
 from tests.integration.swap_workload import SwapWorkload
 from udfs import redis_schema as rs
 

@@ -5,8 +5,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from batch.lake import Lake
-from ingest.binance_rest import BinanceRest
+from adapters.lake import Lake
+from adapters.binance_rest import BinanceRest
 from ingest.simulator.server import ReplayServer
 from reliability.rest_poller import RestPoller
 

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from batch import retrain, train
-from batch.db.schema import engine_for
+from adapters.db.schema import engine_for
 from tests.conftest import BINANCE_US_BOOK
 
 pytestmark = pytest.mark.integration

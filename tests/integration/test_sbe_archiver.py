@@ -2,8 +2,8 @@
 import pyarrow.compute as pc
 import pytest
 
-from batch.lake import Lake
-from ingest.kinesis_writer import ensure_stream
+from adapters.lake import Lake
+from adapters.kinesis_writer import ensure_stream
 from reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
 from udfs import envelope, sbe

@@ -7,9 +7,9 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from batch import registry
-from batch.artifact_store import fetch
-from batch.lake import Lake
+from adapters import registry
+from adapters.artifact_store import fetch
+from adapters.lake import Lake
 from batch.train import run
 from common.model_artifact import ArtifactError
 from tests.conftest import BINANCE_US_BOOK, REPO

@@ -15,7 +15,7 @@ from pyflink.datastream import ProcessFunction, RuntimeContext, StreamExecutionE
 
 from common.config import load_settings
 from flink_jobs import hot_path_job
-from flink_jobs.hot_path_state import RedisWrite
+from udfs.symbol_state import RedisWrite
 
 
 class CollectWrites(ProcessFunction):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from flink_jobs.hot_path_state import RedisWrite, SymbolState, decode_record
+from udfs.symbol_state import RedisWrite, SymbolState, decode_record
 from ingest.simulator.exchange import SimulatedExchange
 from ingest.simulator.faults import corrupt
 from udfs import envelope, sbe

@@ -2,7 +2,7 @@
 import dataclasses
 import math
 
-from flink_jobs.hot_path_state import SymbolState
+from udfs.symbol_state import SymbolState
 from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
 
 
@@ -75,7 +75,7 @@ def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
 
 
 def test_coalesce_keeps_last_hash_and_every_stream_entry():
-    from flink_jobs.hot_path_state import RedisWrite, coalesce
+    from udfs.symbol_state import RedisWrite, coalesce
 
     ws = [RedisWrite("hash", "ob:X", {"v": "1"}), RedisWrite("xadd", "s", {"n": "1"}),
           RedisWrite("hash", "ob:X", {"v": "2"}), RedisWrite("xadd", "s", {"n": "2"}), RedisWrite("hash", "feat:X", {})]
@@ -231,7 +231,7 @@ def test_a_timer_that_overtakes_an_earlier_one_cuts_both_in_order_with_the_same_
 
 
 def test_catch_up_is_bounded_and_counts_what_it_skips(spot_events):
-    from flink_jobs.hot_path_state import MAX_CATCH_UP
+    from udfs.symbol_state import MAX_CATCH_UP
 
     st, last = _anchored_state(spot_events, 2000)
     n = (last // 500_000) * 500_000
@@ -339,7 +339,7 @@ def test_perpetual_quotes_feed_only_the_cross_market_features(spot_events):
 
 
 def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
-    from flink_jobs.hot_path_state import DecodedBatch, JointEventTime
+    from udfs.symbol_state import DecodedBatch, JointEventTime
 
     def spot(ms):
         return DecodedBatch("BTCUSDT", [TradesEvent("BTCUSDT", ms * 1000, ms * 1000, ())], [0])

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ingest.binance_rest import BinanceRest, RestBanned, RetryableError, WeightBudget, depth_weight
+from adapters.binance_rest import BinanceRest, RestBanned, RetryableError, WeightBudget, depth_weight
 from ingest.simulator.server import ReplayServer
 
 

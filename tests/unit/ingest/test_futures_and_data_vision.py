@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from batch.recordings import UnsupportedRecording, continues, discover, identify
-from ingest.loaders import data_vision
-from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
+from adapters.loaders import data_vision
+from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 from tests.conftest import SHARED_DATA
 from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent
 from udfs.order_book import BookSynchronizer, DiffOutcome

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 
 from common.config import load_settings
-from flink_jobs.hot_path_state import decode_record
+from udfs.symbol_state import decode_record
 from ingest.ingestor import INVALID, PERP_INVALID, Ingestor, aggregate
-from ingest.loaders.base import CapturedEvent
+from adapters.loaders.base import CapturedEvent
 from ingest.perp_quotes import PerpQuoteError, perp_stream_url, quote_event
 from ingest.simulator.exchange import perp_book_ticker_json
 from ingest.simulator.server import with_perp_quotes

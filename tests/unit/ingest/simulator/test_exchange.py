@@ -1,5 +1,5 @@
 """The simulated exchange on the real capture: frames, REST answers, remembered books."""
-from ingest.loaders.base import parse_units
+from adapters.loaders.base import parse_units
 from ingest.simulator.exchange import SimulatedExchange
 from ingest.simulator.faults import FaultPlan, corrupt
 from udfs import sbe

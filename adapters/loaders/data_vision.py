@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.loaders.base import CapturedEvent, parse_units
+from adapters.loaders.base import CapturedEvent, parse_units
 from udfs.events import TradeEntry, TradesEvent
 
 NAME = re.compile(r"^(?P<symbol>[A-Z0-9_]+)-aggTrades-(?P<day>\d{4}-\d{2}-\d{2})\.zip$")

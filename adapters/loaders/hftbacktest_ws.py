@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.loaders.base import CapturedEvent, parse_units
+from adapters.loaders.base import CapturedEvent, parse_units
 from udfs.events import (
     BestBidAskEvent,
     DepthDiffEvent,

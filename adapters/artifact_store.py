@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batch.lake import Lake
+from adapters.lake import Lake
 from udfs.lake_layout import artifact_prefix
 from common.model_artifact import METADATA_FILE, ONNX_FILE, ArtifactError, ModelMetadata, read_local, verify
 
@@ -35,7 +35,7 @@ def load_any(reference: str, lake: Lake | None = None, engine=None) -> tuple[byt
         raise ArtifactError(f"{reference!r} is not a local artifact directory and no lake is configured")
     if reference.startswith("s3://"):
         return fetch(lake, reference)
-    from batch import registry
+    from adapters import registry
 
     model = registry.get(engine, reference)
     return fetch(lake, model.artifact_uri, model.checksum_sha256)

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 
 from common.config import PostgresConfig, load_settings
-from batch.db.schema import database_url
+from adapters.db.schema import database_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

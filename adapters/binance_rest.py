@@ -19,7 +19,7 @@ import aiohttp
 from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
-from ingest.loaders.base import parse_units
+from adapters.loaders.base import parse_units
 from udfs.events import DepthSnapshotEvent
 
 WEIGHT_LIMIT_PER_MINUTE = 6000  # exchangeInfo REQUEST_WEIGHT, per IP

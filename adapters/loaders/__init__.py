@@ -1,6 +1,6 @@
 """Readers of recorded market data; each format is one module yielding CapturedEvent."""
-from ingest.loaders.base import CapturedEvent, CaptureLoader, parse_units
-from ingest.loaders.hftbacktest_ws import HftbacktestWsLoader
+from adapters.loaders.base import CapturedEvent, CaptureLoader, parse_units
+from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 
 __all__ = ["CapturedEvent", "CaptureLoader", "HftbacktestWsLoader", "parse_units", "load_capture"]
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from batch.db.schema import ml_experiments, model_registry
+from adapters.db.schema import ml_experiments, model_registry
 from common.model_artifact import ModelMetadata
 
 
@@ -92,10 +92,10 @@ def get(engine: sa.Engine, model_version: str) -> RegisteredModel:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m batch.registry list`` / ``promote VERSION``: the operator's view of the registry."""
+    """``python -m adapters.registry list`` / ``promote VERSION``: the operator's view of the registry."""
     import argparse
 
-    from batch.db.schema import engine_for
+    from adapters.db.schema import engine_for
     from common.config import load_settings
 
     parser = argparse.ArgumentParser(description="Model registry")
