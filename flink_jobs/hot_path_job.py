@@ -93,7 +93,7 @@ class EventTimeAssigner(TimestampAssigner):
         self.joint = JointEventTime()
 
     def extract_timestamp(self, value: DecodedBatch, record_timestamp: int) -> int:
-        return self.joint.stamp(value) or NO_EVENT_TIME
+        return self.joint.stamp(value, time.monotonic()) or NO_EVENT_TIME
 
 
 class HotPathFunction(KeyedProcessFunction):

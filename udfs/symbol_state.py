@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from udfs import envelope, sbe
 from udfs import redis_schema as rs
 from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent
-from udfs.features import PERP_MAX_AGE_US, WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
+from udfs.features import WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
 from udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
 from udfs.pickling import StdlibPickled, fast_state
 from udfs.trade_window import TradeBuffer, trade_points
@@ -50,31 +50,36 @@ class JointEventTime:
     """The event time the job's watermark follows: the slower of the spot stream and the perpetual's.
 
     Both arrive in one keyed stream over two exchange connections, and one connection can run
-    hundreds of milliseconds ahead of the other (a burst, a slow socket, a replay at 10x where 200 ms
-    of data pass in 20 ms). A watermark driven by the faster one cut boundaries before the slower
-    one's events up to them had arrived: the live book missed diffs the training replay applied.
-    Each record is stamped with the lower of the two streams' newest times instead, so the
-    bounded-out-of-orderness watermark waits for both. A perpetual feed that has fallen more than
-    ``PERP_MAX_AGE_US`` behind spot is dead for the features too, and no longer holds spot back.
-    Records of one source only (the ingestor packs them so): the first event says which.
+    seconds ahead of the other (a burst, a slow socket, a replay at 10x where 200 ms of data pass
+    in 20 ms). A watermark driven by the faster one cut boundaries before the slower one's events
+    up to them had arrived: the live book missed diffs the training replay applied. Each record is
+    stamped with the lower of the two streams' newest times instead, so the bounded-out-of-
+    orderness watermark waits for both, however far behind the slower one is. Only a perpetual
+    that has sent nothing for ``PERP_IDLE_S`` of wall time is dead (its features go absent as its
+    last quote ages) and stops holding spot back: how far behind it is says nothing about whether
+    it is alive (fresh-clone run r-1: a live but lagging feed was declared dead at 5 s of event
+    time, at 10x half a second of wall time, and boundaries were cut without its quotes).
+    Records hold one source only (the ingestor packs them so): the first event says which.
     """
 
-    __slots__ = ("spot_ms", "perp_ms")
-    PERP_STALL_MS = PERP_MAX_AGE_US // 1000
+    __slots__ = ("spot_ms", "perp_ms", "perp_seen_s")
+    PERP_IDLE_S = 2.0
 
     def __init__(self) -> None:
         self.spot_ms = 0
         self.perp_ms = 0
+        self.perp_seen_s = float("-inf")  # wall time (monotonic s) the last perpetual record arrived
 
-    def stamp(self, batch: DecodedBatch) -> int:
-        """The record's timestamp in ms; 0 (no event time) before spot has one."""
+    def stamp(self, batch: DecodedBatch, now_s: float) -> int:
+        """The record's timestamp in ms (``now_s``: monotonic wall seconds); 0 before spot has one."""
         t = batch.event_time_ms
         if t:
             if type(batch.events[0]) is PerpQuoteEvent:
                 self.perp_ms = max(self.perp_ms, t)
+                self.perp_seen_s = now_s
             else:
                 self.spot_ms = max(self.spot_ms, t)
-        if not self.perp_ms or self.spot_ms - self.perp_ms > self.PERP_STALL_MS:
+        if now_s - self.perp_seen_s > self.PERP_IDLE_S:
             return self.spot_ms
         return min(self.spot_ms, self.perp_ms)
 

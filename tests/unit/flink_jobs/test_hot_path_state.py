@@ -348,12 +348,13 @@ def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
         return DecodedBatch("BTCUSDT", [PerpQuoteEvent("BTCUSDT", ms * 1000, ms, 1, 1, 2, 1)], [0])
 
     joint = JointEventTime()
-    assert joint.stamp(perp(1_000)) == 0  # no spot time yet: nothing to cut
-    assert joint.stamp(spot(1_100)) == 1_000  # spot ahead: the perpetual holds it back
-    assert joint.stamp(perp(1_600)) == 1_100  # the perpetual ahead: spot holds it back
-    assert joint.stamp(spot(1_500)) == 1_500
-    assert joint.stamp(spot(1_400)) == 1_500  # an older record does not move it back
-    assert joint.stamp(spot(6_600)) == 1_600  # the perpetual 5.0 s behind: still waited for
-    assert joint.stamp(spot(6_601)) == 6_601  # 5.001 s behind: a dead feed no longer holds spot back
-    assert joint.stamp(DecodedBatch("BTCUSDT", [], [])) == 6_601  # a record without event time (REST snapshot)
-    assert JointEventTime().stamp(spot(2_000)) == 2_000  # no perpetual configured: spot alone
+    assert joint.stamp(perp(1_000), 0.0) == 0  # no spot time yet: nothing to cut
+    assert joint.stamp(spot(1_100), 0.1) == 1_000  # spot ahead: the perpetual holds it back
+    assert joint.stamp(perp(1_600), 0.2) == 1_100  # the perpetual ahead: spot holds it back
+    assert joint.stamp(spot(1_500), 0.3) == 1_500
+    assert joint.stamp(spot(1_400), 0.4) == 1_500  # an older record does not move it back
+    assert joint.stamp(spot(60_000), 2.2) == 1_600  # the perpetual a minute behind but heard from 2.0 s ago: waited for
+    assert joint.stamp(spot(60_001), 2.21) == 60_001  # silent for over 2 s of wall time: dead, no longer waited for
+    assert joint.stamp(perp(1_700), 2.3) == 1_700  # it speaks again: waited for again (the watermark never goes back)
+    assert joint.stamp(DecodedBatch("BTCUSDT", [], []), 2.4) == 1_700  # a record without event time (REST snapshot)
+    assert JointEventTime().stamp(spot(2_000), 100.0) == 2_000  # no perpetual configured: spot alone
