@@ -4,7 +4,9 @@ The zip holds everything the job needs besides what the runtime provides (PyFlin
 numpy, ...): the project's packages and their pure/compiled dependencies in
 ``lib/site-packages`` (the ``pyFiles`` run option puts it on the workers' path) and the
 one connector jar in ``lib/`` (the ``jarfile`` run option). Run locally from an
-unpacked zip, ``python main.py --properties FILE``, it adds both itself.
+unpacked zip, ``python main.py --properties FILE``, it adds both itself. ``application_properties.json``
+beside it is the file Managed Flink writes for a prod stack with the template's defaults (tested
+against the template and the reader: ``tests/unit/deploy/test_cloudformation.py``).
 """
 import sys
 from pathlib import Path

@@ -77,3 +77,32 @@ def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_tou
     assert writable == ["${LakeBucket.Arn}/silver/*", "${LakeBucket.Arn}/gold/model_artifacts/*"]
     from udfs.lake_layout import archive_silver_key, artifact_prefix
     assert archive_silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith("gold/model_artifacts/")
+
+
+CHECKED_IN_PROPERTIES = TEMPLATE.parent / "application_properties.json"
+
+
+def test_the_checked_in_application_properties_are_what_the_template_makes_and_the_job_reads():
+    """deploy/managed_flink/application_properties.json is the file Managed Flink writes for a prod stack
+    with the template's defaults (``/etc/flink/application_properties.json``; the host is an example).
+    Same groups and keys as the template, the run options the package is built with, and the job's own
+    reader turns it into the prod settings with the stack's values in place."""
+    from flink_jobs.runtime_properties import job_settings, read_property_groups
+
+    _, template_groups = app_properties()
+    checked_in = read_property_groups(CHECKED_IN_PROPERTIES)
+    assert {g: sorted(m) for g, m in checked_in.items()} == {g: sorted(m) for g, m in template_groups.items()}
+    assert checked_in[RUN_OPTIONS_GROUP] == RUN_OPTIONS
+    job = checked_in[JOB_GROUP]
+    parameters = cfn_yaml.load(str(TEMPLATE))["Parameters"]
+    assert template_groups[JOB_GROUP]["config"] == {"Ref": "Environment"} and job["config"] == parameters["Environment"]["Default"]
+    assert job["flink.parallelism"] == str(parameters["Parallelism"]["Default"])
+    assert job["kinesis.stream"] == template_sub("MarketDataStream", "Name").replace("${Environment}", "prod")
+    settings = job_settings(None, CHECKED_IN_PROPERTIES, environ={}, secret_resolver=lambda _id: "secret")
+    assert settings.env == "prod" and settings.flink.parallelism == 2 and settings.kinesis.region == "eu-west-1"
+    assert (settings.redis.host, settings.redis.port) == (job["redis.host"], 6379)
+    assert settings.kinesis.stream == "btcusdt-market-data-prod" and settings.exchange.perp_ws_url
+
+
+def template_sub(resource: str, prop: str) -> str:
+    return cfn_yaml.load(str(TEMPLATE))["Resources"][resource]["Properties"][prop]["Fn::Sub"]
