@@ -79,8 +79,9 @@ def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path)
 
 
 def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: FeatureSet, split: Split,
-           engine: sa.Engine, run_id: str, ranges: dict) -> Candidate:
-    """Fit every grid point on train, keep the best validation MSE; log each one as an experiment."""
+           engine: sa.Engine | None, run_id: str, ranges: dict) -> Candidate:
+    """Fit every grid point on train, keep the best validation MSE; log each one as an experiment
+    (``engine`` None: not logged, as in ``batch.backtest``'s replays of the loop)."""
     X_train, y_train = data.take(split.train).columns(features), data.y[split.train]
     val = data.take(split.val)
     best: Candidate | None = None
@@ -91,8 +92,9 @@ def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: F
         e = evaluate(val.y, pred, val.mid, bootstrap=False)
         metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
                    "val_direction": e.direction_accuracy, "fit_seconds": time.perf_counter() - started}
-        registry.log_experiment(engine, f"{run_id}-{kind}-{i}", kind, None, _jsonable(params), list(features),
-                                ranges, metrics)
+        if engine is not None:
+            registry.log_experiment(engine, f"{run_id}-{kind}-{i}", kind, None, _jsonable(params), list(features),
+                                    ranges, metrics)
         log.info("%s %s: val R2 %.4f, RMSE ratio %.4f", kind, params, e.r2, e.rmse_ratio)
         if best is None or metrics["val_mse"] < best.val_mse:
             best = Candidate(kind, features, params, model, metrics["val_mse"])
