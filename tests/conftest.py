@@ -45,6 +45,16 @@ def redis_client(local_stack):
 BINANCE_US_BOOK = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
 
 
+@pytest.fixture(scope="session")
+def binance_us_rows(tmp_path_factory):
+    """The Binance.US book's labelled feature rows (real data, all four hours), built once per session."""
+    from batch.datasets import from_directory
+
+    d = tmp_path_factory.mktemp("binance_us")
+    (d / BINANCE_US_BOOK.name).symlink_to(BINANCE_US_BOOK)
+    return from_directory(d)
+
+
 @pytest.fixture()
 def isolated_settings(local_stack, tmp_path):
     """Settings whose Postgres schema and S3 bucket belong to this test alone (dropped afterwards)."""

@@ -1,6 +1,5 @@
 """The walk-forward backtest replays the learning loop's decisions hour by hour on the real Binance.US rows."""
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,19 +8,14 @@ from batch import backtest
 from batch.datasets import FeatureSet
 from batch.metrics import evaluate
 from batch.modeling import OFI_FEATURES, RIDGE_GRID
-from tests.conftest import BINANCE_US_BOOK
 from udfs.features import FEATURE_NAMES
 
 RIDGE_ONLY = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID),)
 
 
 @pytest.fixture(scope="module")
-def book_rows(tmp_path_factory) -> FeatureSet:
-    from batch.datasets import from_directory
-
-    d = tmp_path_factory.mktemp("us")
-    (d / BINANCE_US_BOOK.name).symlink_to(BINANCE_US_BOOK)
-    return from_directory(Path(d))
+def book_rows(binance_us_rows) -> FeatureSet:
+    return binance_us_rows
 
 
 def with_oracle(data: FeatureSet) -> FeatureSet:

@@ -3,22 +3,16 @@
 The candidates are test devices, not models: noise (a deliberately useless candidate), and
 shrunken copies of the realized return (informative by construction, at chosen strengths).
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from batch.gate import Comparison, compare, decide, price_errors
-from tests.conftest import BINANCE_US_BOOK
 
 
 @pytest.fixture(scope="module")
-def window(tmp_path_factory):
-    from batch.datasets import from_directory
-
-    d = tmp_path_factory.mktemp("us")
-    (d / BINANCE_US_BOOK.name).symlink_to(BINANCE_US_BOOK)
-    data = from_directory(Path(d))
+def window(binance_us_rows):
+    data = binance_us_rows
     last = np.argsort(data.ts_ms)[-1400:]  # the newest ~50 minutes: what a training run never fits on
     return data.y[last], data.mid[last]
 

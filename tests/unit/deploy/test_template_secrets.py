@@ -18,7 +18,7 @@ from cfnlint.decode import cfn_yaml
 
 from common.config import CONFIG_DIR, REDIS_ROLES, ConfigError, load_settings
 from deploy.redis_acl import ACL_RULES
-from flink_jobs.runtime_properties import JOB_GROUP, job_settings
+from flink_jobs.runtime_properties import job_settings
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "managed_flink" / "template.yaml"
 ENVIRONMENTS = ("dev", "prod")
