@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 @pytest.mark.timeout(420)
 def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
-    pipeline = Pipeline(speed=10.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=3600)
+    pipeline = Pipeline(speed=20.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=3600)
     started_us = time.time_ns() // 1000
     try:
         pipeline.start(wait_for_job=True)

@@ -38,7 +38,7 @@ def wait_position(pipeline: Pipeline, share: float, timeout_s: float = 240) -> N
 @pytest.mark.timeout(600)
 def test_savepoint_resume_and_upgrade_continue_exactly(local_stack, redis_client, tmp_path):
     assert stack.main(["start", "--with-flink-cluster"]) == 0
-    pipeline = Pipeline(speed=5.0, mini_cluster=False, log_dir=tmp_path)
+    pipeline = Pipeline(speed=8.0, mini_cluster=False, log_dir=tmp_path)
     watcher = FeatureRefreshWatcher(redis_client, "BTCUSDT")
     try:
         pipeline.start(wait_for_job=True)

@@ -42,7 +42,7 @@ def flink_cluster(local_stack):
 @pytest.mark.timeout(600)
 def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, tmp_path, monkeypatch):
     monkeypatch.setenv("BTCPRED_FLINK__CHECKPOINT_INTERVAL_MS", "2000")
-    pipeline = Pipeline(speed=5.0, mini_cluster=False, log_dir=tmp_path)
+    pipeline = Pipeline(speed=8.0, mini_cluster=False, log_dir=tmp_path)
     try:
         pipeline.start()
         job = pipeline.flink_job_id
