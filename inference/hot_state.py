@@ -31,7 +31,8 @@ HISTORY_READ_LIMIT = 500  # 250 s of 500 ms feature vectors per cycle at most
 
 
 async def read_hot_state(client: aioredis.Redis, symbol: str, history_after: str = "-") -> HotState:
-    """One pipelined round trip; ``history_after`` is the last feathist entry id already seen."""
+    """One pipelined round trip; ``history_after`` is the last feathist entry id already seen.
+    ``client`` decodes responses (``decode_responses=True``): every field the job writes is text."""
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(rs.feat_key(symbol))
     pipe.hgetall(rs.ob_key(symbol))
@@ -40,6 +41,4 @@ async def read_hot_state(client: aioredis.Redis, symbol: str, history_after: str
     start = "-" if history_after == "-" else f"({history_after}"
     pipe.xrange(rs.feat_history_key(symbol), min=start, count=HISTORY_READ_LIMIT)
     feat, book, tr1, reanchor, history = await pipe.execute()
-    decode = lambda h: {k.decode(): v.decode() for k, v in h.items()}  # noqa: E731
-    entries = tuple((entry_id.decode(), decode(fields)) for entry_id, fields in history)
-    return HotState(decode(feat), decode(book), decode(tr1), bool(reanchor), entries)
+    return HotState(feat, book, tr1, bool(reanchor), tuple((entry_id, fields) for entry_id, fields in history))

@@ -82,7 +82,8 @@ class PredictionService:
         self.jitter_ms: deque[float] = deque(maxlen=JITTER_WINDOW)
         self.cycles_total = 0
         self.history: deque[Prediction] = deque(maxlen=settings.inference.history_size)
-        self.redis = redis_connection.connect_async(settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.redis = redis_connection.connect_async(settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5,
+                                                    decode_responses=True)  # every hot-state value is text
         self.last_price: float | None = None
         self.ready = False
         self.degraded_reason: str | None = "starting"

@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import boto3
 from prometheus_client import Counter, Gauge
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from common.config import Settings, aws_client_kwargs
 from common.service import failing_health, record_failure, run_service, serving_health
@@ -49,6 +50,7 @@ for _result in ("ok", "error"):
     SNAPSHOTS.labels(_result)
 
 QUEUE_LIMIT = 100_000
+SNAPSHOT_ATTEMPTS = 5  # anchor snapshot fetches per diff that finds the book unanchored
 
 
 MAX_RECORD_BYTES = 256 * 1024  # raw bytes before base64; Kinesis allows 1 MiB per record
@@ -99,7 +101,7 @@ class Ingestor:
         self.connected = False
         self.perp_connected = False
         self.anchored = False
-        self.snapshot_backoff_s = 0.5  # first retry delay of the anchor snapshot, doubling
+        self.snapshot_backoff_s = 0.5  # first retry delay of the anchor snapshot, doubling (tenacity)
         self.failing: dict[str, str] = {}  # task -> its last error, while it is failing (/health 503)
         self.health = failing_health(self.failing)  # /health: red while a task fails
         self._tasks: set[asyncio.Task] = set()  # the anchor tasks in flight (a task nobody holds can vanish)
@@ -223,24 +225,30 @@ class Ingestor:
 
     async def inject_snapshot(self, session: aiohttp.ClientSession) -> None:
         """Fetch the anchor snapshot and put it in band. Any failure (network, a 4xx, a body that
-        does not parse, whatever the exception) is counted and retried; after the last attempt the
-        book is left to the next diff, and /health stays red until a snapshot goes in."""
+        does not parse, whatever the exception) is counted and retried with exponential back-off;
+        after the last attempt the book is left to the next diff, and /health stays red until a
+        snapshot goes in."""
         ex = self.settings.exchange
-        for attempt in range(5):
-            try:
-                snapshot = await BinanceRest(ex.rest_url, session).depth(ex.symbol, ex.snapshot_limit)
-                await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
-            except Exception as exc:  # noqa: BLE001 - supervised: every failure is retried the same way
-                SNAPSHOTS.labels("error").inc()
-                record_failure(TASK_FAILURES, self.failing, "anchor", exc, f"snapshot attempt {attempt + 1}: ")
-                log.warning("snapshot fetch failed (attempt %d): %s: %s", attempt + 1, type(exc).__name__, exc)
-                await asyncio.sleep(self.snapshot_backoff_s * 2**attempt)
-                continue
-            SNAPSHOTS.labels("ok").inc()
-            self.failing.pop("anchor", None)
-            log.info("snapshot at update id %d put in band", snapshot.book_update_id)
+        retrying = AsyncRetrying(stop=stop_after_attempt(SNAPSHOT_ATTEMPTS), reraise=True,
+                                 wait=wait_exponential(multiplier=self.snapshot_backoff_s))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        snapshot = await BinanceRest(ex.rest_url, session).depth(ex.symbol, ex.snapshot_limit)
+                        await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
+                    except Exception as exc:  # noqa: BLE001 - supervised: every failure is retried the same way
+                        n = attempt.retry_state.attempt_number
+                        SNAPSHOTS.labels("error").inc()
+                        record_failure(TASK_FAILURES, self.failing, "anchor", exc, f"snapshot attempt {n}: ")
+                        log.warning("snapshot fetch failed (attempt %d): %s: %s", n, type(exc).__name__, exc)
+                        raise
+        except Exception:  # noqa: BLE001 - every attempt failed (each counted above)
+            self.anchored = False  # try again on the next diff
             return
-        self.anchored = False  # try again on the next diff
+        SNAPSHOTS.labels("ok").inc()
+        self.failing.pop("anchor", None)
+        log.info("snapshot at update id %d put in band", snapshot.book_update_id)
 
     # ------------------------------------------------------------------ writing
     async def write_forever(self) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 import boto3
+import port_for
 import redis
 
 from common.config import Settings, aws_client_kwargs, load_settings
@@ -41,34 +40,17 @@ DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spo
 DEFAULT_PERP_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "usdm_btcusdt_20240808_ws.gz"
 
 
-PORT_FLOOR = 20_000  # below the kernel's ephemeral range; above every fixed port of the stack
-
-
-def ephemeral_ports() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+PORT_FLOOR = 20_000  # above every fixed port of the stack
 
 
 def free_port() -> int:
-    """A free port below the kernel's ephemeral range.
+    """A free port at or above PORT_FLOOR, outside the kernel's ephemeral range (port-for).
 
-    A port found by binding 0 comes from that range, and the pipeline's ports are picked
-    before its services bind them: a JVM or client socket opened meanwhile could be handed
-    the same port (seen once: the re-anchor service failed with "address already in use").
+    A port found by binding 0 comes from the ephemeral range, and the pipeline's ports are picked
+    before its services bind them: a JVM or client socket opened meanwhile could be handed the
+    same port (seen once: the re-anchor service failed with "address already in use").
     """
-    low, _ = ephemeral_ports()
-    for _ in range(500):
-        port = random.randrange(PORT_FLOOR, max(PORT_FLOOR + 1000, low))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_FLOOR}-{low}")
+    return port_for.select_random(port_for.available_ports(low=PORT_FLOOR))
 
 
 def get_json(url: str, timeout: float = 2.0):
