@@ -186,31 +186,37 @@ class Ingestor:
             record_failure(TASK_FAILURES, self.failing, "perp", task.exception())
             log.error("perpetual bookTicker reader ended: %r", task.exception())
 
-    async def _read_perp_connection(self, ws, session, rotate_at: float) -> str:
+    @staticmethod
+    async def _messages(ws, rotate_at: float):
+        """The connection's messages until it ends; then yields why, as a str: "rotate" (the planned
+        reconnect before Binance's 24 h limit), "silent" (60 s without a message) or "closed"."""
         while True:
             timeout = rotate_at - time.monotonic()
             if timeout <= 0:
-                return "rotate"
+                yield "rotate"
+                return
             try:
                 msg = await ws.receive(timeout=min(timeout, 60.0))
             except asyncio.TimeoutError:
-                return "rotate" if time.monotonic() >= rotate_at else "silent"
+                yield "rotate" if time.monotonic() >= rotate_at else "silent"
+                return
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                yield "closed"
+                return
+            yield msg
+
+    async def _read_perp_connection(self, ws, session, rotate_at: float) -> str:
+        async for msg in self._messages(ws, rotate_at):
+            if isinstance(msg, str):
+                return msg
             if msg.type == aiohttp.WSMsgType.TEXT:
                 await self.handle_perp_text(msg.data)
-            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
-                return "closed"
+        return "closed"
 
     async def _read_connection(self, ws, session, rotate_at: float) -> str:
-        while True:
-            timeout = rotate_at - time.monotonic()
-            if timeout <= 0:
-                return "rotate"
-            try:
-                msg = await ws.receive(timeout=min(timeout, 60.0))
-            except asyncio.TimeoutError:
-                if time.monotonic() >= rotate_at:
-                    return "rotate"
-                return "silent"
+        async for msg in self._messages(ws, rotate_at):
+            if isinstance(msg, str):
+                return msg
             if msg.type == aiohttp.WSMsgType.BINARY:
                 diff = await self.handle_frame(msg.data)
                 if diff is not None and not self.anchored:
@@ -220,8 +226,7 @@ class Ingestor:
                     task.add_done_callback(self._tasks.discard)
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 log.info("text frame from exchange: %s", msg.data[:200])
-            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
-                return "closed"
+        return "closed"
 
     async def inject_snapshot(self, session: aiohttp.ClientSession) -> None:
         """Fetch the anchor snapshot and put it in band. Any failure (network, a 4xx, a body that

@@ -108,3 +108,31 @@ def test_the_simulator_serves_what_the_ingestor_reads_back_and_merges_by_receipt
     merged = with_perp_quotes(spot, perp)
     assert [(type(c.event).__name__, c.receipt_time_us) for c in merged] == [
         ("PerpQuoteEvent", 5), ("TradesEvent", 10), ("PerpQuoteEvent", 20), ("TradesEvent", 30), ("PerpQuoteEvent", 40)]
+
+
+class ScriptedSocket:
+    """A WebSocket answering ``receive`` from a script, then timing out (a silent exchange)."""
+
+    def __init__(self, messages):
+        self.messages = list(messages)
+
+    async def receive(self, timeout):
+        if not self.messages:
+            raise asyncio.TimeoutError
+        return self.messages.pop(0)
+
+
+def test_a_connection_ends_with_its_reason_and_every_text_message_is_handled(tmp_path):
+    import time
+
+    import aiohttp
+
+    ing = make_ingestor(tmp_path)
+    text = lambda data: aiohttp.WSMessage(aiohttp.WSMsgType.TEXT, data, None)  # noqa: E731
+    far = time.monotonic() + 3600
+    silent = ScriptedSocket([text(json.dumps(MESSAGE)), text("{bad"), text(json.dumps({**MESSAGE, "u": MESSAGE["u"] + 1}))])
+    assert asyncio.run(ing._read_perp_connection(silent, None, far)) == "silent"
+    assert ing.queue.qsize() == 2 and len((tmp_path / "dlq.jsonl").read_text().splitlines()) == 1
+    closed = ScriptedSocket([aiohttp.WSMessage(aiohttp.WSMsgType.CLOSE, 1000, None), text(json.dumps(MESSAGE))])
+    assert asyncio.run(ing._read_perp_connection(closed, None, far)) == "closed" and ing.queue.qsize() == 2
+    assert asyncio.run(ing._read_connection(ScriptedSocket([]), None, time.monotonic() - 1)) == "rotate"
