@@ -35,6 +35,7 @@ from batch.modeling import input_guard, predict_return
 from batch.report import Scored, summary
 from batch.splits import HOUR_MS, hour_boundaries, purged_split
 from batch.train import MIN_ROWS, Candidate, candidates_for, search
+from common.model_artifact import InputGuard
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Served:
     version: str
     kind: str
     candidate: Candidate | None
-    guard: tuple[np.ndarray, np.ndarray] | None
+    guard: InputGuard | None
     fitted_until_ms: int  # the newest row its fit, tuning or gate read
 
     def predict(self, data: FeatureSet) -> np.ndarray:
@@ -54,11 +55,7 @@ class Served:
         if self.candidate is None or len(data) == 0:
             return np.zeros(len(data))
         X = data.columns(self.candidate.features)
-        pred = predict_return(self.candidate.model, X)
-        low, high = self.guard
-        with np.errstate(invalid="ignore"):
-            trusted = np.isfinite(X).all(axis=1) & ((X >= low) & (X <= high)).all(axis=1)
-        return np.where(trusted, pred, 0.0)
+        return np.where(self.guard.trusted_rows(X), predict_return(self.candidate.model, X), 0.0)
 
 
 PERSISTENCE_SERVED = Served(PERSISTENCE, PERSISTENCE, None, None, 0)
@@ -99,7 +96,7 @@ def loop_decision(history: FeatureSet, serving: Served, hour_ms: int, candidates
     else:
         c = fitted[pick]
         low, high = input_guard(data.take(split.train).columns(c.features))
-        challenger = Served(f"{pick}@{stamp}", pick, c, (np.array(low), np.array(high)), until)
+        challenger = Served(f"{pick}@{stamp}", pick, c, InputGuard.of_range(c.features, low, high), until)
         verdict = decide(challenger.version, challenger.predict(test), test.y, test.mid, champion)
     why = f"picked {pick} on validation; {'promoted' if verdict.promote else 'kept ' + serving.version}: {verdict.reason}"
     if verdict.promote:

@@ -22,7 +22,6 @@ the cross-market features come from the same pair of streams in training and ser
 from __future__ import annotations
 
 import gzip
-import heapq
 import json
 import logging
 from collections.abc import Iterator
@@ -33,8 +32,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from adapters.loaders import data_vision
+from adapters.loaders.base import merge_perp_quotes
 from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent
+from udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,10 @@ class Recording:
         ``perp``, its best bid/ask updates as PerpQuoteEvents merged in by the collector's receipt time."""
         if self.kind != "ws_capture":
             return depth20_events(self.path, self.symbol)
-        if self.perp is None:
-            return (captured.event for captured in self._captured())
-        own = ((c.receipt_time_us, 0, c.event) for c in self._captured())
-        perp = ((c.receipt_time_us, 1, PerpQuoteEvent(self.symbol, e.event_time_us, e.book_update_id, e.bid_price_e8,
-                                                      e.bid_qty_e8, e.ask_price_e8, e.ask_qty_e8))
-                for c in self.perp._captured() if type(e := c.event) is BestBidAskEvent)
-        return (event for _, _, event in heapq.merge(own, perp, key=lambda item: item[:2]))
+        captured = self._captured()
+        if self.perp is not None:
+            captured = merge_perp_quotes(captured, self.perp._captured(), self.symbol)
+        return (c.event for c in captured)
 
     def _captured(self):
         return (captured for path in self.paths for captured in HftbacktestWsLoader(path, self.symbol).events())
@@ -215,9 +212,9 @@ def pair_perpetuals(recordings: list[Recording], ranges: DiffRanges | None = Non
         overlaps = [(min(own[1], s[1]) - max(own[0], s[0]), perp) for perp, s in perps
                     if own and perp.symbol == rec.symbol and min(own[1], s[1]) > max(own[0], s[0])]
         if overlaps:
-            perp = max(overlaps, key=lambda o: o[0])[1]
+            common_us, perp = max(overlaps, key=lambda o: o[0])
             log.info("%s reads %s as its leading perpetual (%.0f s of common time)", rec.name, perp.name,
-                     max(overlaps, key=lambda o: o[0])[0] / 1e6)
+                     common_us / 1e6)
             rec = replace(rec, perp=perp)
         paired.append(rec)
     return paired

@@ -31,9 +31,10 @@ from bench.kinesis_feed import load_capture
 from deploy.local.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
 from udfs.symbol_state import SymbolState, decode_record
 from ingest.ingestor import aggregate
+from adapters.loaders.base import merge_perp_quotes
 from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 from udfs import envelope, sbe
-from udfs.events import BestBidAskEvent, DepthSnapshotEvent
+from udfs.events import DepthSnapshotEvent, PerpQuoteEvent
 
 INTERVAL_US = 500_000
 
@@ -46,14 +47,12 @@ def records_of(frames: list[bytes], per_record: int) -> list[str]:
 def with_perp_records(spot_path, perp_path, per_record: int) -> tuple[list[str], int]:
     """Spot and perpetual frames merged by the captures' receipt times, cut into windows of
     ``per_record`` frames, each window packed as the ingestor packs a linger window."""
-    spot = [(c.receipt_time_us, envelope.Source.WEBSOCKET, sbe.encode(c.event))
-            for c in HftbacktestWsLoader(spot_path).events() if not isinstance(c.event, DepthSnapshotEvent)]
-    perp = [(c.receipt_time_us, envelope.Source.PERP_QUOTE, sbe.encode(c.event))
-            for c in HftbacktestWsLoader(perp_path).events() if type(c.event) is BestBidAskEvent]
-    merged = sorted(spot + perp, key=lambda f: f[0])
+    spot = (c for c in HftbacktestWsLoader(spot_path).events() if not isinstance(c.event, DepthSnapshotEvent))
+    merged = [(envelope.Source.PERP_QUOTE if type(c.event) is PerpQuoteEvent else envelope.Source.WEBSOCKET,
+               sbe.encode(c.event)) for c in merge_perp_quotes(spot, HftbacktestWsLoader(perp_path).events(), "BTCUSDT")]
     records = []
     for i in range(0, len(merged), per_record):
-        window = [("BTCUSDT", envelope.Envelope(source, 1, frame)) for _, source, frame in merged[i:i + per_record]]
+        window = [("BTCUSDT", envelope.Envelope(source, 1, frame)) for source, frame in merged[i:i + per_record]]
         records += [r.data.decode() for r in aggregate(window, per_record)]
     return records, len(merged)
 

@@ -88,6 +88,14 @@ class InputGuard:
             self.scale = np.where(np.array(meta.scaler_scale) > 0, np.array(meta.scaler_scale), 1.0)
         self.max_abs_z = max_abs_z
 
+    @classmethod
+    def of_range(cls, names: list[str] | tuple[str, ...], low, high) -> InputGuard:
+        """The guard of a model not packaged yet (``batch.backtest``): its trusted range alone."""
+        guard = cls.__new__(cls)
+        guard.names, guard.mean, guard.scale, guard.max_abs_z = tuple(names), None, None, 0.0
+        guard.low, guard.high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        return guard
+
     def outside(self, X: np.ndarray) -> np.ndarray:
         """Per cell of ``X`` (rows x features in the artifact's order): True where the input is not trusted."""
         bad = ~np.isfinite(X)

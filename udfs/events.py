@@ -66,6 +66,12 @@ class PerpQuoteEvent:
     ask_price_e8: int
     ask_qty_e8: int
 
+    @classmethod
+    def leading(cls, quote: BestBidAskEvent, symbol: str) -> PerpQuoteEvent:
+        """A perpetual's best bid/ask update as the quote leading spot ``symbol``."""
+        return cls(symbol, quote.event_time_us, quote.book_update_id, quote.bid_price_e8, quote.bid_qty_e8,
+                   quote.ask_price_e8, quote.ask_qty_e8)
+
 
 Level = tuple[int, int]  # (price_e8, qty_e8)
 

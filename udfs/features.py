@@ -231,6 +231,9 @@ class QuoteHistory:
         self.ofi.append(e)
         return True
 
+    def mid(self, i: int) -> float:
+        return (self.bids[i] + self.asks[i]) / 2.0
+
     def index_at(self, time_us: int) -> int:
         """Index of the quote in force at ``time_us`` (the last with time <= it); -1 before the first."""
         return bisect.bisect_right(self.times, time_us) - 1
@@ -318,7 +321,7 @@ def quote_features(time_us: int, quotes: QuoteHistory, book: BookTop) -> dict[st
     if i < 0:
         return {}
     bid, ask, qb, qa = quotes.bids[i], quotes.asks[i], quotes.bid_qtys[i], quotes.ask_qtys[i]
-    mid = (bid + ask) / 2.0
+    mid = quotes.mid(i)
     if mid <= 0 or book.mid <= 0:
         return {}
     microprice = (bid * qa + ask * qb) / (qb + qa) if qb + qa > 0 else mid
@@ -332,24 +335,20 @@ def quote_features(time_us: int, quotes: QuoteHistory, book: BookTop) -> dict[st
     return features
 
 
-def perp_features(time_us: int, perp: QuoteHistory, history: BookHistory, top: BookTop) -> dict[str, float]:
-    """``perp_lead_*``: the perpetual's log mid change minus the spot book's over each horizon, in bp;
-    empty while the perpetual has no quote at the horizon's start or its newest is older than
-    ``PERP_MAX_AGE_US`` (a stalled feed must read as missing, never as "no move")."""
+def perp_features(time_us: int, perp: QuoteHistory, spot_returns: dict[str, float]) -> dict[str, float]:
+    """``perp_lead_*``: the perpetual's log mid change minus the spot book's (``spot_returns``, the
+    ``ret_*`` of the same horizons) over each horizon, in bp; empty while the perpetual has no quote
+    at the horizon's start or its newest is older than ``PERP_MAX_AGE_US`` (a stalled feed must
+    read as missing, never as "no move")."""
     now = perp.index_at(time_us)
-    if now < 0 or time_us - perp.times[now] > PERP_MAX_AGE_US:
+    if now < 0 or time_us - perp.times[now] > PERP_MAX_AGE_US or perp.mid(now) <= 0:
         return {}
-    mid_now = (perp.bids[now] + perp.asks[now]) / 2.0
     features = {}
     for name, horizon in PERP_HORIZONS_US.items():
         then = perp.index_at(time_us - horizon)
-        if then < 0:
+        if then < 0 or perp.mid(then) <= 0:
             return {}
-        mid_then = (perp.bids[then] + perp.asks[then]) / 2.0
-        if mid_now <= 0 or mid_then <= 0:
-            return {}
-        spot = _log_return(top, history.at(time_us - horizon))
-        features[f"perp_lead_{name}_bp"] = (math.log(mid_now / mid_then) - spot) * 1e4
+        features[f"perp_lead_{name}_bp"] = (math.log(perp.mid(now) / perp.mid(then)) - spot_returns[name]) * 1e4
     return features
 
 
@@ -391,5 +390,5 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
     if quotes is not None:
         features.update(quote_features(time_us, quotes, top))
     if perp is not None:
-        features.update(perp_features(time_us, perp, history, top))
+        features.update(perp_features(time_us, perp, {name: features[f"ret_{name}"] for name in PERP_HORIZONS_US}))
     return Snapshot(time_us, windows, features)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from udfs.events import (
     BestBidAskEvent,
+    PerpQuoteEvent,
     DepthDiffEvent,
     DepthSnapshotEvent,
     Level,
@@ -254,7 +255,7 @@ def encode(event: MarketEvent, price_exponent: int = -8, qty_exponent: int = -8)
             for t in event.trades
         )
         return _header(_TRADES_BLOCK.size, TEMPLATE_TRADES) + body + group + _symbol(event.symbol)
-    if isinstance(event, BestBidAskEvent):
+    if isinstance(event, (BestBidAskEvent, PerpQuoteEvent)):  # a perpetual's quote travels as 10001 too
         body = _BBA_BLOCK.pack(
             event.event_time_us, event.book_update_id, pe, qe,
             _from_units(event.bid_price_e8, pe), _from_units(event.bid_qty_e8, qe),

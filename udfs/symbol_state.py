@@ -118,8 +118,7 @@ def decode_record(value: str, now_us: int) -> DecodedRecord:
                 out.dead_letters.append(dead_letter_write(
                     f"envelope: a perpetual quote record holds a {type(event).__name__}", env.frame.hex(), now_us))
                 continue
-            event = PerpQuoteEvent(event.symbol, event.event_time_us, event.book_update_id, event.bid_price_e8,
-                                   event.bid_qty_e8, event.ask_price_e8, event.ask_qty_e8)
+            event = PerpQuoteEvent.leading(event, event.symbol)
         out.decoded[type(event).__name__] += 1
         batch = batches.get(event.symbol)
         if batch is None:

@@ -1,11 +1,12 @@
 """The one interface every capture format implements."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from udfs.events import MarketEvent
+from udfs.events import BestBidAskEvent, MarketEvent, PerpQuoteEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +15,16 @@ class CapturedEvent:
 
     receipt_time_us: int
     event: MarketEvent
+
+
+def merge_perp_quotes(spot: Iterable[CapturedEvent], perp: Iterable[CapturedEvent],
+                      symbol: str) -> Iterator[CapturedEvent]:
+    """A spot capture with a perpetual capture's best bid/ask updates merged in by the collector's
+    receipt time (captures recorded side by side), as PerpQuoteEvents leading ``symbol``; each
+    stream keeps its own order, spot first on equal receipt times."""
+    quotes = (CapturedEvent(c.receipt_time_us, PerpQuoteEvent.leading(c.event, symbol))
+              for c in perp if type(c.event) is BestBidAskEvent)
+    return heapq.merge(spot, quotes, key=lambda c: c.receipt_time_us)
 
 
 class CaptureLoader(Protocol):

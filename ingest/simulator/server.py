@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
 import itertools
 import logging
 import time
@@ -26,11 +25,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 
 from adapters.binance_rest import AGG_TRADES_WEIGHT, depth_weight
 from adapters.loaders import load_capture
-from adapters.loaders.base import CapturedEvent
+from adapters.loaders.base import CapturedEvent, merge_perp_quotes
 from ingest.simulator.exchange import PERP_STREAM_PREFIX, SimulatedExchange
 from ingest.simulator.faults import FaultPlan, corrupt
 from ingest.simulator.laps import lap_step, shifted
-from udfs.events import BestBidAskEvent, PerpQuoteEvent
+from udfs.events import BestBidAskEvent
 
 log = logging.getLogger("simulator")
 
@@ -324,13 +323,9 @@ class ReplayServer:
 def with_perp_quotes(events: list[CapturedEvent], perp: list[CapturedEvent]) -> list[CapturedEvent]:
     """The spot capture with the perpetual capture's best bid/ask merged in by the collector's
     receipt time (both captures were recorded side by side), keyed to the spot symbol."""
-    symbol = next(c.event.symbol for c in events)
-    quotes = [CapturedEvent(c.receipt_time_us, PerpQuoteEvent(symbol, e.event_time_us, e.book_update_id, e.bid_price_e8,
-                                                              e.bid_qty_e8, e.ask_price_e8, e.ask_qty_e8))
-              for c in perp if type(e := c.event) is BestBidAskEvent]
-    if not quotes:
+    if not any(type(c.event) is BestBidAskEvent for c in perp):
         raise SystemExit("the perpetual capture holds no best bid/ask updates")
-    return list(heapq.merge(events, quotes, key=lambda c: c.receipt_time_us))
+    return list(merge_perp_quotes(events, perp, next(c.event.symbol for c in events)))
 
 
 def main(argv: list[str] | None = None) -> None:
