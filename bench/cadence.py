@@ -19,9 +19,9 @@ import time
 from bench.harness import StackGuard, emit, percentile
 from bench.http_load import open_loop
 from bench.inference_support import ServiceProcess, model_and_hot_state
-from common.config import load_settings
-from deploy.local.pipeline import get_json
-from inference.cadence import next_boundary_ms
+from btcpred.common.config import load_settings
+from rig.pipeline import get_json
+from btcpred.inference.cadence import next_boundary_ms
 
 CADENCE_MS = 2000
 

@@ -15,7 +15,7 @@ import time
 
 from bench.harness import FreshnessSampler, StackGuard, emit
 
-from deploy.local.pipeline import DEFAULT_PERP_CAPTURE, Pipeline, get_json
+from rig.pipeline import DEFAULT_PERP_CAPTURE, Pipeline, get_json
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 import redis
 
-from common.config import load_settings
-from udfs import redis_schema as rs
-from deploy.local import stack
+from btcpred.common.config import load_settings
+from btcpred.udfs import redis_schema as rs
+from rig import stack
 
 
 def machine() -> dict:

@@ -15,8 +15,8 @@ import time
 from bench.harness import StackGuard, emit
 from bench.http_load import open_loop
 from bench.inference_support import ServiceProcess, model_and_hot_state
-from common.config import load_settings
-from deploy.local.pipeline import get_json
+from btcpred.common.config import load_settings
+from rig.pipeline import get_json
 
 
 def wait_for_prediction(url: str, timeout_s: float = 10) -> dict:

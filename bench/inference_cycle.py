@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 
 from bench.harness import StackGuard, emit, percentile
 from bench.inference_support import model_and_hot_state
-from common.config import load_settings
-from inference.model_manager import FileSource
-from inference.service import PredictionService
+from btcpred.common.config import load_settings
+from btcpred.inference.model_manager import FileSource
+from btcpred.inference.service import PredictionService
 
 
 async def measure(settings, model_dir: Path, cycles: int, seconds: float | None) -> dict:

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import REPO
-from batch.feature_builder import FeatureRow, build_rows, replay
-from batch.modeling import BOOK_FEATURES, export_onnx, fit_calibration, fit_mlp, predict_return
-from batch.recordings import depth20_events
-from common.model_artifact import ModelMetadata, sha256_hex, write_local
-from deploy.local.pipeline import free_port, wait_http
+from btcpred.batch.feature_builder import FeatureRow, build_rows, replay
+from btcpred.batch.modeling import BOOK_FEATURES, export_onnx, fit_calibration, fit_mlp, predict_return
+from btcpred.batch.recordings import depth20_events
+from btcpred.common.model_artifact import ModelMetadata, sha256_hex, write_local
+from rig.pipeline import free_port, wait_http
 
 SHARED_DATA = Path(os.environ.get("BTCPRED_SHARED_DATA", REPO.parent / "shared" / "data"))
 BOOK_FILE = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
@@ -64,7 +64,7 @@ def write_hot_state(client, row: FeatureRow, emitted_at_us: int | None = None) -
 
 
 class ServiceProcess:
-    """``python -m inference.service`` on a free port, serving ``model_dir``; stopped on exit."""
+    """``python -m btcpred.inference.service`` on a free port, serving ``model_dir``; stopped on exit."""
 
     def __init__(self, model_dir: Path, cadence_ms: int = 2000) -> None:
         self.port = free_port()
@@ -79,7 +79,7 @@ class ServiceProcess:
 
     def __enter__(self) -> ServiceProcess:
         with self.log.open("wb") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "inference.service"], cwd=REPO, env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=self.env,
                                          stdout=fh, stderr=subprocess.STDOUT)
         wait_http(f"{self.url}/health", 30, self.proc, self.log)
         return self

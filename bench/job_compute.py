@@ -28,13 +28,13 @@ import cloudpickle
 from bench.harness import emit
 
 from bench.kinesis_feed import load_capture
-from deploy.local.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
-from udfs.symbol_state import SymbolState, decode_record
-from ingest.ingestor import aggregate
-from adapters.loaders.base import merge_perp_quotes
-from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
-from udfs import envelope, sbe
-from udfs.events import DepthSnapshotEvent, PerpQuoteEvent
+from rig.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
+from btcpred.udfs.symbol_state import SymbolState, decode_record
+from btcpred.ingest.ingestor import aggregate
+from btcpred.adapters.loaders.base import merge_perp_quotes
+from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import DepthSnapshotEvent, PerpQuoteEvent
 
 INTERVAL_US = 500_000
 

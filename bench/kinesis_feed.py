@@ -18,13 +18,13 @@ from pathlib import Path
 
 import boto3
 
-from common.config import Settings, aws_client_kwargs
-from ingest.ingestor import aggregate
-from adapters.kinesis_writer import KinesisWriter
-from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
-from ingest.simulator.exchange import SimulatedExchange
-from udfs import envelope, sbe
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from btcpred.common.config import Settings, aws_client_kwargs
+from btcpred.ingest.ingestor import aggregate
+from btcpred.adapters.kinesis_writer import KinesisWriter
+from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
+from rig.simulator.exchange import SimulatedExchange
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 
 
 @dataclass(frozen=True)

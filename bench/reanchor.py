@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 
 from bench.harness import REPO, StackGuard, emit
-from deploy.local import stack
-from deploy.local.fault_suite import FULL_SUITE, TASKMANAGER_KILL, run_suite
-from deploy.local.pipeline import Pipeline
+from rig import stack
+from rig.fault_suite import FULL_SUITE, TASKMANAGER_KILL, run_suite
+from rig.pipeline import Pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

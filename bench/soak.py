@@ -2,7 +2,7 @@
 
     python -m bench.soak [--minutes 30] [--speed 10] [--sample-every-s 60] [--warm-up-s 120]
 
-The simulator replays the spot capture in laps (``ingest/simulator/laps.py``: each lap later in
+The simulator replays the spot capture in laps (``rig/simulator/laps.py``: each lap later in
 time and ids, so every lap boundary is a sequence gap the reliability path heals), at ``--speed``.
 Every ``--sample-every-s`` it records the resident memory of each process of the pipeline (a
 process and all its children: the mini cluster's JVM and Python workers count to ``flink-job``)
@@ -25,8 +25,8 @@ import redis
 from bench.harness import StackGuard, emit
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.local.pipeline import Pipeline, get_json
-from udfs import redis_schema as rs
+from rig.pipeline import Pipeline, get_json
+from btcpred.udfs import redis_schema as rs
 
 GROWTH_BOUND_MB = 64.0  # resident growth a process may show after warm-up
 GROWTH_BOUND_SHARE = 0.25  # ... or this share of its size after warm-up, whichever is larger

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from bench.harness import FreshnessSampler, StackGuard, emit
 
 from bench.kinesis_feed import KinesisFeed, load_capture
-from deploy.local.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
+from rig.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
 
 WARMUP_EVENTS = 15_000
 WARMUP_RATE = 1_500.0

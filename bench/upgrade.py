@@ -6,7 +6,7 @@ Runs the pipeline on the standalone cluster (RocksDB, savepoints on the S3 emula
 stops the job with a savepoint once the replay is ``--at`` through, resumes it (or the
 newer version ``--job``) from that savepoint, lets the replay finish and compares every
 boundary the job wrote with an uninterrupted run over the same data
-(``deploy/local/job_upgrade.py``). Last line, one JSON object: ``feature_gap_s`` (longest
+(``rig/job_upgrade.py``). Last line, one JSON object: ``feature_gap_s`` (longest
 stretch without a ``feat:{BTCUSDT}`` refresh, beside ``baseline_feature_gap_s`` before the
 stop), ``events_lost``, ``events_duplicated_in_redis_state``, ``book_equal``,
 ``savepoint_bytes``, ``restore_s``.
@@ -20,11 +20,11 @@ from pathlib import Path
 import redis
 from bench.harness import StackGuard, emit
 
-from common.config import load_settings
-from deploy.local import flink_cluster, stack
-from deploy.local.fault_suite import books_equal, decode
-from deploy.local.job_upgrade import FeatureRefreshWatcher, compare_history, reference_cuts, stop_and_resume
-from deploy.local.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
+from btcpred.common.config import load_settings
+from rig import flink_cluster, stack
+from rig.fault_suite import books_equal, decode
+from rig.job_upgrade import FeatureRefreshWatcher, compare_history, reference_cuts, stop_and_resume
+from rig.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python -m deploy.compose_files        (scripts/setup.sh runs it; idempotent)
 
-config/local.yaml names its passwords ``localsecret:<name>``: files under ``.local/secrets``, made
+btcpred/config/local.yaml names its passwords ``localsecret:<name>``: files under ``.local/secrets``, made
 once per checkout. The no-Docker stack reads them directly; docker-compose mounts the same
 directory into every app container and hands single files to Redis, PostgreSQL and Grafana as
 compose secrets, so all containers share one set of credentials. This makes sure every such file
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from common.config import CONFIG_DIR, LOCAL_SECRET_PREFIX, load_settings, local_secret
+from btcpred.common.config import CONFIG_DIR, LOCAL_SECRET_PREFIX, load_settings, local_secret
 from deploy.redis_acl import acl_file_text
 
 REPO = Path(__file__).resolve().parents[1]

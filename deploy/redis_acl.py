@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 
-from common.config import REDIS_ROLES, RedisConfig, RedisRole
+from btcpred.common.config import REDIS_ROLES, RedisConfig, RedisRole
 
 # commands a client needs to connect and follow a cluster's slot map
 _CONNECT = "+ping +cluster|slots +cluster|shards +cluster|nodes +readonly +asking"

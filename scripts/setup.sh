@@ -42,9 +42,9 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # --- Kinesis API emulator (kinesalite, pinned by package-lock.json)
-if [ ! -f deploy/local/kinesalite/node_modules/kinesalite/cli.js ]; then
+if [ ! -f rig/kinesalite/node_modules/kinesalite/cli.js ]; then
   say "npm ci kinesalite"
-  (cd deploy/local/kinesalite && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  (cd rig/kinesalite && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 # --- Flink Kinesis connector uber-jar + S3 filesystem plugin from Maven Central

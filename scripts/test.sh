@@ -15,5 +15,5 @@ bash scripts/setup.sh
 if [ "$fast" = 1 ]; then
   exec .venv/bin/python -m pytest -m "unit or jobgraph" ${args[@]+"${args[@]}"}
 fi
-.venv/bin/python -m deploy.local.stack start
+.venv/bin/python -m rig.stack start
 exec .venv/bin/python -m pytest ${args[@]+"${args[@]}"}

@@ -13,7 +13,7 @@ USDM_CAPTURE = SHARED_DATA / "raw" / "hftbacktest" / "usdm_btcusdt_20240808_ws.g
 @pytest.fixture(scope="session")
 def spot_events():
     """The 2024-08-08 binance.com spot capture (real data), loaded once."""
-    from adapters.loaders import load_capture
+    from btcpred.adapters.loaders import load_capture
 
     return list(load_capture(SPOT_CAPTURE).events())
 
@@ -21,14 +21,14 @@ def spot_events():
 # ---- real servers for integration and end-to-end tests: started once per session, reset per test
 @pytest.fixture(scope="session")
 def settings():
-    from common.config import load_settings
+    from btcpred.common.config import load_settings
 
     return load_settings(environ={})
 
 
 @pytest.fixture(scope="session")
 def local_stack(settings):
-    from deploy.local import stack
+    from rig import stack
 
     assert stack.main(["start"]) == 0, "local stack failed to start (see .local/*.log)"
     return settings
@@ -48,7 +48,7 @@ BINANCE_US_BOOK = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_2026
 @pytest.fixture(scope="session")
 def binance_us_rows(tmp_path_factory):
     """The Binance.US book's labelled feature rows (real data, all four hours), built once per session."""
-    from batch.datasets import from_directory
+    from btcpred.batch.datasets import from_directory
 
     d = tmp_path_factory.mktemp("binance_us")
     (d / BINANCE_US_BOOK.name).symlink_to(BINANCE_US_BOOK)
@@ -63,7 +63,7 @@ def isolated_settings(local_stack, tmp_path):
     import boto3
     import psycopg
 
-    from common.config import aws_client_kwargs
+    from btcpred.common.config import aws_client_kwargs
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     pg = local_stack.postgres
@@ -87,8 +87,8 @@ def isolated_settings(local_stack, tmp_path):
 @pytest.fixture()
 def pg_engine(isolated_settings):
     """An engine on a freshly migrated, private schema."""
-    from adapters.db import migrate
-    from adapters.db.schema import engine_for
+    from btcpred.adapters.db import migrate
+    from btcpred.adapters.db.schema import engine_for
 
     migrate.upgrade(isolated_settings.postgres)
     engine = engine_for(isolated_settings.postgres)

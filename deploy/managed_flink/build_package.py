@@ -7,7 +7,7 @@ Layout (what Managed Flink's ``kinesis.analytics.flink.run.options`` point at)::
     main.py                              python   = main.py
     lib/btcpred-flink-connectors.jar     jarfile  = lib/btcpred-flink-connectors.jar
     lib/site-packages/                   pyFiles  = lib/site-packages
-        common/ udfs/ flink_jobs/ config/   the project code the job imports
+        btcpred/                         the project's one package (its config/ inside)
         pydantic/ pydantic_core/ yaml/ redis/ ...   dependencies the runtime lacks
 
 Managed Flink installs nothing with pip, so dependencies are bundled as manylinux
@@ -25,11 +25,11 @@ import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
-from flink_jobs.state_storage import CONNECTOR_JAR
+from btcpred.flink_jobs.state_storage import CONNECTOR_JAR
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "build" / "managed-flink" / "btcpred-hot-path.zip"
-PROJECT_PACKAGES = ("common", "udfs", "flink_jobs")
+PACKAGE = "btcpred"  # the one installed package (pyproject); the job imports its udfs, common and flink_jobs
 # what the job imports beyond the runtime, at the versions this repo's venv pins
 BUNDLED_DISTRIBUTIONS = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions",
                          "typing_inspection", "PyYAML", "redis", "sortedcontainers")
@@ -50,9 +50,7 @@ def stage(staging: Path) -> None:
         raise SystemExit(f"{CONNECTOR_JAR} missing: run scripts/setup.sh (mvn package in deploy/flink)")
     shutil.copy(CONNECTOR_JAR, staging / "lib" / CONNECTOR_JAR.name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in PROJECT_PACKAGES:
-        shutil.copytree(REPO / package, site / package, ignore=ignore)
-    shutil.copytree(REPO / "config", site / "config", ignore=ignore)  # common.config reads ../config
+    shutil.copytree(REPO / PACKAGE, site / PACKAGE, ignore=ignore)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
                     "--target", str(site), "--platform", "manylinux2014_x86_64", "--implementation", "cp",
                     "--python-version", "3.11", "--only-binary=:all:", *pinned_requirements()], check=True)

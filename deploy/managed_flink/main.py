@@ -13,9 +13,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SITE_PACKAGES = HERE / "lib" / "site-packages"
+# First on the path, not appended (site.addsitedir): the zip's pinned pydantic, redis, ... must win over
+# whatever the runtime's interpreter carries. The one path edit outside tests: a zip has no installer.
 sys.path.insert(0, str(SITE_PACKAGES))
 
-from flink_jobs import hot_path_job, runtime_properties  # noqa: E402
+from btcpred.flink_jobs import hot_path_job, runtime_properties  # noqa: E402
 
 
 def main() -> None:

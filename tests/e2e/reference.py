@@ -1,7 +1,7 @@
 """An independent reading of the raw capture for end-to-end checks (shares no code with udfs/).
 
 Books are rebuilt with Decimal from the JSON strings; every feature is recomputed
-from its textbook definition, as documented in udfs/features.py.
+from its textbook definition, as documented in btcpred/udfs/features.py.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ and so do the feature-store rows the training path builds from the same archive.
 A real replay runs through the whole pipeline (the SBE archiver among it); then the
 backfill job rebuilds the run's time range from bronze with a bounded source, and every
 boundary's features and trade windows equal the live job's ``feathist:`` entries; then
-``batch.archive`` builds the run's archive hours into 2 s feature rows (no Flink), equal to
+``btcpred.batch.archive`` builds the run's archive hours into 2 s feature rows (no Flink), equal to
 the live vectors at the same data times.
 """
 from __future__ import annotations
@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from batch import archive
-from adapters.lake import Lake
-from deploy.local.pipeline import Pipeline
+from btcpred.batch import archive
+from btcpred.adapters.lake import Lake
+from rig.pipeline import Pipeline
 from tests.e2e.test_pipeline_replay import decode
-from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
+from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -41,7 +41,7 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
 
     out = tmp_path / "backfill.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "flink_jobs.backfill_job", "--stream", pipeline.stream, "--start-us", str(started_us),
+        [sys.executable, "-m", "btcpred.flink_jobs.backfill_job", "--stream", pipeline.stream, "--start-us", str(started_us),
          "--end-us", str(time.time_ns() // 1000), "--out", str(out), "--work-dir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=240, env=pipeline.env())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

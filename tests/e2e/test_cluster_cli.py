@@ -1,4 +1,4 @@
-"""The README's local-cluster commands, run as a user runs them (python -m deploy.local.flink_cluster ...)."""
+"""The README's local-cluster commands, run as a user runs them (python -m rig.flink_cluster ...)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,15 +7,15 @@ import sys
 import boto3
 import pytest
 
-from common.config import aws_client_kwargs
-from deploy.local import flink_cluster
-from adapters.kinesis_writer import ensure_stream
+from btcpred.common.config import aws_client_kwargs
+from rig import flink_cluster
+from btcpred.adapters.kinesis_writer import ensure_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def cli(*args: str, timeout: float = 240) -> str:
-    out = subprocess.run([sys.executable, "-m", "deploy.local.flink_cluster", *args], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "rig.flink_cluster", *args], capture_output=True, text=True,
                          timeout=timeout)
     assert out.returncode == 0, f"{args}: {out.stdout[-2000:]}\n{out.stderr[-3000:]}"
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
@@ -28,7 +28,7 @@ def test_cluster_workflow_commands(local_stack, redis_client):
     job = cli("submit")
     assert len(job) == 32
     try:
-        listed = subprocess.run([sys.executable, "-m", "deploy.local.flink_cluster", "list"], capture_output=True,
+        listed = subprocess.run([sys.executable, "-m", "rig.flink_cluster", "list"], capture_output=True,
                                 text=True, check=True).stdout
         assert any(line.startswith(job) and "RUNNING" in line for line in listed.splitlines()), listed
         # every stateful operator carries its readable name in the web UI's job graph
@@ -38,7 +38,7 @@ def test_cluster_workflow_commands(local_stack, redis_client):
         assert running.startswith("s3://btcpred-flink/savepoints/")
         final = cli("stop-job", job)
         assert final.startswith("s3://btcpred-flink/savepoints/") and final != running
-        kept = subprocess.run([sys.executable, "-m", "deploy.local.flink_cluster", "savepoints"], capture_output=True,
+        kept = subprocess.run([sys.executable, "-m", "rig.flink_cluster", "savepoints"], capture_output=True,
                               text=True, check=True).stdout
         assert final in kept and running in kept
         resumed = cli("resume", final)

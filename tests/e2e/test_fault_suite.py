@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from deploy.local.fault_suite import CI_SUITE, run_suite
-from deploy.local.pipeline import Pipeline
+from rig.fault_suite import CI_SUITE, run_suite
+from rig.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

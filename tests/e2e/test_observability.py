@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from deploy import observability
-from deploy.local.pipeline import Pipeline
-from flink_jobs.state_storage import flink_home
+from rig.pipeline import Pipeline
+from btcpred.flink_jobs.state_storage import flink_home
 
 pytestmark = pytest.mark.e2e
 

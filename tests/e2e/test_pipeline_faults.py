@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from deploy.local.fault_suite import decode, post_json
-from deploy.local.pipeline import Pipeline, get_json
+from rig.fault_suite import decode, post_json
+from rig.pipeline import Pipeline, get_json
 from tests.e2e.test_pipeline_replay import compare_book
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -14,13 +14,13 @@ from dataclasses import replace
 import boto3
 import pytest
 
-from common.config import aws_client_kwargs
-from batch.feature_builder import build_rows, replay
-from batch.recordings import identify
-from udfs import envelope
-from udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
+from btcpred.common.config import aws_client_kwargs
+from btcpred.batch.feature_builder import build_rows, replay
+from btcpred.batch.recordings import identify
+from btcpred.udfs import envelope
+from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 
-from deploy.local.pipeline import Pipeline, get_json
+from rig.pipeline import Pipeline, get_json
 from tests.conftest import SPOT_CAPTURE, USDM_CAPTURE
 from tests.e2e.reference import features_at, load_perp_quotes, load_raw, perp_leads_at
 

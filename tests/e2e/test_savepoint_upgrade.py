@@ -1,5 +1,8 @@
-"""Stop with savepoint -> resume the same job -> stop again -> resume a newer job version, stream flowing.
+"""A pre-package job -> savepoint -> today's job -> savepoint -> a newer job version, stream flowing.
 
+The first job runs the code of the last commit before the code became one package
+(``rig.legacy_tree``): its savepoint names the classes in state by their old module paths
+(``udfs.symbol_state``), and today's job must resume it (``btcpred.udfs.legacy_paths``).
 On the standalone cluster with RocksDB state and savepoints on the S3 emulator. After
 both cycles the book equals the exchange's at the same update id, and every boundary
 the live job wrote equals an uninterrupted run over the same data (features and trade
@@ -12,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import flink_cluster, stack
-from deploy.local.job_upgrade import FeatureRefreshWatcher, compare_history, reference_cuts, stop_and_resume
-from deploy.local.pipeline import Pipeline, get_json
+from rig import flink_cluster, legacy_tree, stack
+from rig.job_upgrade import FeatureRefreshWatcher, compare_history, reference_cuts, stop_and_resume
+from rig.pipeline import Pipeline, get_json
 from tests.conftest import SPOT_CAPTURE
 from tests.e2e.jobs.hot_path_job_v2 import AUDIT_NAME
 from tests.e2e.test_pipeline_replay import compare_book, decode
@@ -36,18 +39,21 @@ def wait_position(pipeline: Pipeline, share: float, timeout_s: float = 240) -> N
 
 
 @pytest.mark.timeout(600)
-def test_savepoint_resume_and_upgrade_continue_exactly(local_stack, redis_client, tmp_path):
+def test_pre_package_savepoint_resumes_and_upgrade_continues_exactly(local_stack, redis_client, tmp_path):
     assert stack.main(["start", "--with-flink-cluster"]) == 0
     pipeline = Pipeline(speed=8.0, mini_cluster=False, log_dir=tmp_path)
     watcher = FeatureRefreshWatcher(redis_client, "BTCUSDT")
     try:
-        pipeline.start(wait_for_job=True)
+        pipeline.start(wait_for_job=True, job_code_dir=legacy_tree.export(tmp_path / "pre-package"))
         watcher.start()
         first_job = pipeline.flink_job_id
         wait_position(pipeline, 0.25)
-        same = stop_and_resume(pipeline, redis_client)
+        same = stop_and_resume(pipeline, redis_client)  # the pre-package savepoint, resumed by today's job
         assert flink_cluster.rest("GET", f"/jobs/{first_job}")["state"] == "FINISHED"
         assert same.savepoint.startswith("s3://btcpred-flink/savepoints/") and same.savepoint_bytes > 0
+        # the first savepoint's state names the pre-package classes; today's job wrote its own names
+        before_move = flink_cluster.savepoint_contents(pipeline.settings, same.savepoint)
+        assert b"\x11udfs.symbol_state" in before_move and b"btcpred.udfs" not in before_move
         wait_position(pipeline, 0.55)
         upgraded = stop_and_resume(pipeline, redis_client, job_file=V2_JOB)
         plan = flink_cluster.rest("GET", f"/jobs/{upgraded.job_id}")
@@ -55,6 +61,7 @@ def test_savepoint_resume_and_upgrade_continue_exactly(local_stack, redis_client
         assert any(AUDIT_NAME in v["name"] for v in plan["vertices"]), [v["name"] for v in plan["vertices"]]
         # the v2 job really restored the v1 state: its checkpoint counts show the restore
         assert flink_cluster.rest("GET", f"/jobs/{upgraded.job_id}/checkpoints")["counts"]["restored"] == 1
+        assert b"btcpred.udfs.symbol_state" in flink_cluster.savepoint_contents(pipeline.settings, upgraded.savepoint)
 
         status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], "book did not catch up"

@@ -13,9 +13,9 @@ import urllib.request
 
 import pytest
 
-from deploy.local import stack
-from deploy.local.fault_suite import start_taskmanager, taskmanager_pids
-from deploy.local.pipeline import Pipeline, get_json
+from rig import stack
+from rig.fault_suite import start_taskmanager, taskmanager_pids
+from rig.pipeline import Pipeline, get_json
 from tests.e2e.test_pipeline_replay import compare_book, decode
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

@@ -4,12 +4,12 @@ import uuid
 import boto3
 import pytest
 
-from adapters.lake import Lake
-from common.config import aws_client_kwargs
-from ingest.ingestor import aggregate
-from adapters.kinesis_writer import KinesisWriter, ensure_stream
-from udfs import envelope, sbe
-from udfs.events import DepthSnapshotEvent
+from btcpred.adapters.lake import Lake
+from btcpred.common.config import aws_client_kwargs
+from btcpred.ingest.ingestor import aggregate
+from btcpred.adapters.kinesis_writer import KinesisWriter, ensure_stream
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import DepthSnapshotEvent
 
 
 @pytest.fixture()

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import redis
 
-from flink_jobs import redis_writer
-from udfs.symbol_state import SymbolState, coalesce
-from udfs import redis_schema as rs
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from btcpred.flink_jobs import redis_writer
+from btcpred.udfs.symbol_state import SymbolState, coalesce
+from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 
 VOLATILE = {"receipt_time_us", "written_at_us"}
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,

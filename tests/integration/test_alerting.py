@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from deploy.local import stack
-from deploy.local.pipeline import free_port, wait_http
+from rig import stack
+from rig.pipeline import free_port, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_a_failing_inference_cycle_fires_an_alert_that_reaches_the_receiver(loca
     env = {**os.environ, "BTCPRED_INFERENCE__PORT": str(port), "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence"}
     log = tmp_path / "inference.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "inference.service"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], env=env, stdout=out, stderr=subprocess.STDOUT)
     stack.register_scrape_targets({"inference": port})
     prom = local_stack.prometheus
     try:

@@ -9,13 +9,13 @@ hour into the next without a new snapshot (the capture has one snapshot, at its 
 import pytest
 import sqlalchemy as sa
 
-from adapters import bronze_archive
-from batch import archive
-from batch.feature_builder import build_rows, replay
-from adapters.lake import Lake
-from reliability.sbe_archiver import SbeArchiver
+from btcpred.adapters import bronze_archive
+from btcpred.batch import archive
+from btcpred.batch.feature_builder import build_rows, replay
+from btcpred.adapters.lake import Lake
+from btcpred.reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
-from udfs.features import FEATURE_NAMES, same_feature
+from btcpred.udfs.features import FEATURE_NAMES, same_feature
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,9 @@
 """Readers of ob: during repeated re-anchors see a whole book, old or new, never a mixed or empty one."""
 import pytest
 
-from flink_jobs import redis_writer
+from btcpred.flink_jobs import redis_writer
 from tests.integration.swap_workload import SwapWorkload
-from udfs import redis_schema as rs
+from btcpred.udfs import redis_schema as rs
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
 
 def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
     """After a restore from a checkpoint the job re-emits older books: Redis keeps the newest."""
-    from udfs.symbol_state import RedisWrite
+    from btcpred.udfs.symbol_state import RedisWrite
 
     writer = redis_writer.connect(settings.redis, "hotpath")
     newer = RedisWrite("hash", "ob:{SWAPTEST}", {"last_update_id": "200", "best_bid": "2.0"}, version_field="last_update_id")
@@ -44,8 +44,8 @@ def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
 
 
 def test_a_gap_detected_again_after_a_restore_is_recorded_once(redis_client, settings):
-    from udfs.symbol_state import gap_write
-    from udfs.order_book import Gap
+    from btcpred.udfs.symbol_state import gap_write
+    from btcpred.udfs.order_book import Gap
 
     writer = redis_writer.connect(settings.redis, "hotpath")
     gap = Gap("SWAPTEST", 101, 105, 110, 1_000_000)

@@ -3,12 +3,12 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
-from adapters.db import migrate
-from adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
-from batch.feature_builder import build_rows, replay
-from batch.feature_store import load_features, read_training_data
-from batch.recordings import depth20_events
-from batch.silver import feature_table
+from btcpred.adapters.db import migrate
+from btcpred.adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
+from btcpred.batch.feature_builder import build_rows, replay
+from btcpred.batch.feature_store import load_features, read_training_data
+from btcpred.batch.recordings import depth20_events
+from btcpred.batch.silver import feature_table
 from tests.conftest import BINANCE_US_BOOK
 
 pytestmark = pytest.mark.integration

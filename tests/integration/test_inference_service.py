@@ -5,8 +5,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from common.config import load_settings
-from inference.service import PredictionService, create_app
+from btcpred.common.config import load_settings
+from btcpred.inference.service import PredictionService, create_app
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, 
 
     import aiohttp
 
-    from deploy.local.pipeline import free_port, wait_http
+    from rig.pipeline import free_port, wait_http
     from tests.conftest import REPO
 
     write_hot_state(redis_client)
@@ -140,7 +140,7 @@ def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, 
            "BTCPRED_INFERENCE__CADENCE_MS": "250"}
     log = tmp_path / "inference.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "inference.service"], cwd=REPO, env=env, stdout=fh, stderr=fh)
+        proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=env, stdout=fh, stderr=fh)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 30, proc, log)
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from common.config import aws_client_kwargs
+from btcpred.common.config import aws_client_kwargs
 from deploy.managed_flink import build_package
-from flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
-from adapters.kinesis_writer import ensure_stream
-from adapters.loaders import load_capture
+from btcpred.flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
+from btcpred.adapters.kinesis_writer import ensure_stream
+from btcpred.adapters.loaders import load_capture
 from tests.conftest import SPOT_CAPTURE
-from udfs import envelope, sbe
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,9 @@ def test_layout_matches_the_run_options(unpacked):
         assert (unpacked / rel).exists(), (key, rel)
     assert [p.name for p in (unpacked / "lib").glob("*.jar")] == ["btcpred-flink-connectors.jar"]  # exactly one jar
     site = unpacked / "lib" / "site-packages"
-    assert (site / "config" / "prod.yaml").is_file() and (site / "flink_jobs" / "hot_path_job.py").is_file()
+    assert (site / "btcpred" / "config" / "prod.yaml").is_file()
+    assert (site / "btcpred" / "flink_jobs" / "hot_path_job.py").is_file()
+    assert not (site / "rig").exists() and not (site / "tests").exists()  # the rig never ships
     assert not (site / "numpy").exists() and not (site / "pyflink").exists()  # the runtime's own
 
 
@@ -76,7 +78,7 @@ def test_every_module_beyond_the_runtime_comes_from_the_zip(unpacked, tmp_path):
     runtime = _loaded(BASELINE, tmp_path)
     job = _loaded(f"import sys; sys.modules.update(dict.fromkeys({OPTIONAL!r})); "
                   f"sys.path.insert(0, {str(unpacked / 'lib' / 'site-packages')!r}); "
-                  "import flink_jobs.hot_path_job, flink_jobs.runtime_properties", tmp_path)
+                  "import btcpred.flink_jobs.hot_path_job, btcpred.flink_jobs.runtime_properties", tmp_path)
     assert "pyflink" in runtime
     assert job - runtime == set(), f"loaded from the venv, missing from the zip: {sorted(job - runtime)}"
 

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from adapters import registry
-from adapters.lake import Lake
-from batch.modeling import BOOK_FEATURES
-from inference.service import PredictionService
+from btcpred.adapters import registry
+from btcpred.adapters.lake import Lake
+from btcpred.batch.modeling import BOOK_FEATURES
+from btcpred.inference.service import PredictionService
 from tests.integration.model_fixtures import real_rows, register_model, write_features
 
 pytestmark = pytest.mark.integration

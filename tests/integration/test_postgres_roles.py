@@ -3,7 +3,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
+from btcpred.adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from reliability.reanchor_service import Reanchorer
-from udfs import redis_schema as rs
-from udfs.events import DepthSnapshotEvent
+from btcpred.reliability.reanchor_service import Reanchorer
+from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.events import DepthSnapshotEvent
 
 pytestmark = pytest.mark.integration
 SYMBOL = "BTCUSDT"
@@ -145,7 +145,7 @@ def test_a_rest_4xx_or_a_malformed_body_fails_one_attempt_not_the_service(local_
     """Before: the 400 escaped reanchor(), the gap loop and the process (gather) with it."""
     from prometheus_client import REGISTRY
 
-    from reliability.reanchor_service import TASK_FAILURES  # noqa: F401 - the series below
+    from btcpred.reliability.reanchor_service import TASK_FAILURES  # noqa: F401 - the series below
 
     async def run():
         client = aioredis.Redis.from_url(local_stack.redis.url)

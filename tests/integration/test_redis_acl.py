@@ -2,11 +2,11 @@
 import pytest
 import redis
 
-from common import redis_connection
-from common.config import RedisConfig
-from flink_jobs import redis_writer
-from udfs.symbol_state import RedisWrite
-from udfs import redis_schema as rs
+from btcpred.common import redis_connection
+from btcpred.common.config import RedisConfig
+from btcpred.flink_jobs import redis_writer
+from btcpred.udfs.symbol_state import RedisWrite
+from btcpred.udfs import redis_schema as rs
 
 pytestmark = pytest.mark.integration
 

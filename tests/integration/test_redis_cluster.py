@@ -7,12 +7,12 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from common.config import RedisConfig
-from deploy.local.redis_cluster import LocalRedisCluster
-from flink_jobs import redis_writer
-from udfs.symbol_state import RedisWrite
+from btcpred.common.config import RedisConfig
+from rig.redis_cluster import LocalRedisCluster
+from btcpred.flink_jobs import redis_writer
+from btcpred.udfs.symbol_state import RedisWrite
 from tests.integration.swap_workload import SwapWorkload
-from udfs import redis_schema as rs
+from btcpred.udfs import redis_schema as rs
 
 pytestmark = pytest.mark.integration
 

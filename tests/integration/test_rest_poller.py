@@ -5,10 +5,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.lake import Lake
-from adapters.binance_rest import BinanceRest
-from ingest.simulator.server import ReplayServer
-from reliability.rest_poller import RestPoller
+from btcpred.adapters.lake import Lake
+from btcpred.adapters.binance_rest import BinanceRest
+from rig.simulator.server import ReplayServer
+from btcpred.reliability.rest_poller import RestPoller
 
 pytestmark = pytest.mark.integration
 

@@ -2,11 +2,11 @@
 import pyarrow.compute as pc
 import pytest
 
-from adapters.lake import Lake
-from adapters.kinesis_writer import ensure_stream
-from reliability.sbe_archiver import SbeArchiver
+from btcpred.adapters.lake import Lake
+from btcpred.adapters.kinesis_writer import ensure_stream
+from btcpred.reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
-from udfs import envelope, sbe
+from btcpred.udfs import envelope, sbe
 
 pytestmark = pytest.mark.integration
 

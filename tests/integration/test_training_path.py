@@ -7,11 +7,11 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from adapters import registry
-from adapters.artifact_store import fetch
-from adapters.lake import Lake
-from batch.train import run
-from common.model_artifact import ArtifactError
+from btcpred.adapters import registry
+from btcpred.adapters.artifact_store import fetch
+from btcpred.adapters.lake import Lake
+from btcpred.batch.train import run
+from btcpred.common.model_artifact import ArtifactError
 from tests.conftest import BINANCE_US_BOOK, REPO
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
     # the evaluation command: any directory in the shared formats, a registered version, JSON as the last line
     env = {**os.environ, "BTCPRED_POSTGRES__SCHEMA_NAME": isolated_settings.postgres.schema_name,
            "BTCPRED_S3__BUCKET": isolated_settings.s3.bucket}
-    proc = subprocess.run([sys.executable, "-m", "batch.report", "--data", str(data_dir), "--model", mlp,
+    proc = subprocess.run([sys.executable, "-m", "btcpred.batch.report", "--data", str(data_dir), "--model", mlp,
                            "--baseline", ridge, "--out", str(tmp_path / "eval")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]

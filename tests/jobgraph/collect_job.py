@@ -13,9 +13,9 @@ import sys
 from pyflink.common import Types
 from pyflink.datastream import ProcessFunction, RuntimeContext, StreamExecutionEnvironment
 
-from common.config import load_settings
-from flink_jobs import hot_path_job
-from udfs.symbol_state import RedisWrite
+from btcpred.common.config import load_settings
+from btcpred.flink_jobs import hot_path_job
+from btcpred.udfs.symbol_state import RedisWrite
 
 
 class CollectWrites(ProcessFunction):

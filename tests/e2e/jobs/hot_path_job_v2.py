@@ -6,7 +6,7 @@ graph without --allowNonRestoredState; the new operator starts with no state.
 from pyflink.common import Types
 from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext
 
-from flink_jobs import hot_path_job
+from btcpred.flink_jobs import hot_path_job
 
 AUDIT_NAME = "Redis write audit (v2)"
 

@@ -1,6 +1,6 @@
 """Where the replay of an archive hour starts in the hour before it (batch.archive.warm_up)."""
-from batch.archive import RING_DIFFS, WARM_UP_MARGIN_US, warm_up
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+from btcpred.batch.archive import RING_DIFFS, WARM_UP_MARGIN_US, warm_up
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
 
 
 def test_warm_up_starts_a_ring_of_diffs_before_the_last_snapshot_early_enough(spot_events):

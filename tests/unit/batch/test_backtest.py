@@ -4,11 +4,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from batch import backtest
-from batch.datasets import FeatureSet
-from batch.metrics import evaluate
-from batch.modeling import OFI_FEATURES, RIDGE_GRID
-from udfs.features import FEATURE_NAMES
+from btcpred.batch import backtest
+from btcpred.batch.datasets import FeatureSet
+from btcpred.batch.metrics import evaluate
+from btcpred.batch.modeling import OFI_FEATURES, RIDGE_GRID
+from btcpred.udfs.features import FEATURE_NAMES
 
 RIDGE_ONLY = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID),)
 

@@ -1,9 +1,9 @@
 """Which candidates a training set can train: stream features only where nearly every row has them."""
 import numpy as np
 
-from batch.datasets import FeatureSet
-from batch.train import CANDIDATES, candidates_for
-from udfs.features import FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES
+from btcpred.batch.datasets import FeatureSet
+from btcpred.batch.train import CANDIDATES, candidates_for
+from btcpred.udfs.features import FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES
 
 
 def feature_set(n: int, quotes_missing: int, perp_missing: int) -> FeatureSet:

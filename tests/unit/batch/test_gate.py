@@ -7,7 +7,7 @@ shrunken copies of the realized return (informative by construction, at chosen s
 import numpy as np
 import pytest
 
-from batch.gate import Comparison, compare, decide, price_errors
+from btcpred.batch.gate import Comparison, compare, decide, price_errors
 
 
 @pytest.fixture(scope="module")

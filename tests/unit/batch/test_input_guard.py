@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from batch.modeling import input_guard
+from btcpred.batch.modeling import input_guard
 
 
 def test_quantile_range_widened_by_its_own_width():

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from batch.feature_builder import MidTimeline, build_rows, label_for, replay
-from batch.recordings import depth20_events
-from batch.splits import hour_boundaries, purged_split
+from btcpred.batch.feature_builder import MidTimeline, build_rows, label_for, replay
+from btcpred.batch.recordings import depth20_events
+from btcpred.batch.splits import hour_boundaries, purged_split
 from tests.conftest import BINANCE_US_BOOK
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from batch.metrics import (calibration_table, diebold_mariano, direction_accuracy, evaluate,
+from btcpred.batch.metrics import (calibration_table, diebold_mariano, direction_accuracy, evaluate,
                            expected_calibration_error, r2_score)
 
 
@@ -61,9 +61,9 @@ def test_expected_calibration_error_by_hand():
 
 def test_served_scoring_answers_persistence_outside_the_trusted_range():
     """batch.report scores a model as inference serves it: an out-of-range row is the fallback's zero return."""
-    from batch.datasets import FeatureSet
-    from batch.report import score
-    from common.model_artifact import Calibration
+    from btcpred.batch.datasets import FeatureSet
+    from btcpred.batch.report import score
+    from btcpred.common.model_artifact import Calibration
 
     class Model:  # the OnnxModel surface report.score reads
         version = "m"
@@ -76,7 +76,7 @@ def test_served_scoring_answers_persistence_outside_the_trusted_range():
         def confidence(self, pred):
             return np.full(len(pred), 0.5)
 
-    from udfs.features import FEATURE_NAMES
+    from btcpred.udfs.features import FEATURE_NAMES
     X = np.zeros((3, len(FEATURE_NAMES)))
     X[:, FEATURE_NAMES.index("ret_1s")] = [0.0, 5.0, -1.0]  # the middle row is outside [-1, 1]
     data = FeatureSet(np.array(["v"] * 3, dtype=object), np.arange(3), X, np.full(3, 1e-4), np.full(3, 100.0))

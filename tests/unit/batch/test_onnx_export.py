@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from batch.feature_builder import build_rows, replay
-from batch.modeling import BOOK_FEATURES, OFI_FEATURES, export_onnx, fit_calibration, fit_mlp, fit_ridge, predict_return
-from batch.recordings import depth20_events
-from common.model_artifact import ArtifactError, ModelMetadata, OnnxModel, sha256_hex, verify
+from btcpred.batch.feature_builder import build_rows, replay
+from btcpred.batch.modeling import BOOK_FEATURES, OFI_FEATURES, export_onnx, fit_calibration, fit_mlp, fit_ridge, predict_return
+from btcpred.batch.recordings import depth20_events
+from btcpred.common.model_artifact import ArtifactError, ModelMetadata, OnnxModel, sha256_hex, verify
 from tests.conftest import BINANCE_US_BOOK
 
 

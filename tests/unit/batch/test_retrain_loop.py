@@ -3,9 +3,9 @@ import asyncio
 import json
 import urllib.request
 
-from batch import retrain
-from common.config import load_settings
-from deploy.local.pipeline import free_port
+from btcpred.batch import retrain
+from btcpred.common.config import load_settings
+from rig.pipeline import free_port
 
 
 def _get(port: int, path: str) -> tuple[int, dict]:

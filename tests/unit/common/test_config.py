@@ -1,6 +1,6 @@
 import pytest
 
-from common.config import ConfigError, load_settings
+from btcpred.common.config import ConfigError, load_settings
 
 
 def fake_secrets(secret_id: str) -> str:
@@ -20,7 +20,7 @@ def test_prod_runs_every_service_as_its_own_redis_user_on_a_tls_cluster():
 
 
 def test_local_secrets_are_made_once_and_kept(tmp_path):
-    from common.config import local_secret
+    from btcpred.common.config import local_secret
 
     first = local_secret("redis-x", tmp_path)
     assert len(first) >= 32 and local_secret("redis-x", tmp_path) == first != local_secret("redis-y", tmp_path)
@@ -105,7 +105,7 @@ def test_a_process_reads_only_the_secrets_it_uses():
 def test_no_password_is_written_into_a_config_file():
     """Config files hold references (localsecret:, secretsmanager:), never a secret itself."""
     import yaml
-    from common.config import CONFIG_DIR
+    from btcpred.common.config import CONFIG_DIR
 
     def walk(node, path=()):
         if isinstance(node, dict):

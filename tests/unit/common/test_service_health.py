@@ -4,8 +4,8 @@ import time
 import urllib.error
 import urllib.request
 
-from common.service import failing_health, serve_health_in_thread
-from deploy.local.pipeline import free_port
+from btcpred.common.service import failing_health, serve_health_in_thread
+from rig.pipeline import free_port
 
 
 def _get(port: int, path: str) -> tuple[int, dict | str]:

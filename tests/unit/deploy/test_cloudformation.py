@@ -7,9 +7,9 @@ from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
 
-from common.config import load_settings
+from btcpred.common.config import load_settings
 from deploy.managed_flink.build_package import RUN_OPTIONS
-from flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
+from btcpred.flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "managed_flink" / "template.yaml"
 
@@ -58,7 +58,7 @@ def test_job_properties_are_keys_of_the_typed_config():
 
 
 def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_touches():
-    """The schedule starts the task that runs ``batch.retrain`` (the compose and local loop's module),
+    """The schedule starts the task that runs ``btcpred.batch.retrain`` (the compose and local loop's module),
     configured by environment keys of the typed config, with S3 rights on exactly the lake prefixes
     the learning loop reads and writes."""
     from deploy import services
@@ -75,7 +75,7 @@ def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_tou
     statements = resources["RetrainTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     writable = [r["Fn::Sub"] for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]]
     assert writable == ["${LakeBucket.Arn}/silver/*", "${LakeBucket.Arn}/gold/model_artifacts/*"]
-    from udfs.lake_layout import archive_silver_key, artifact_prefix
+    from btcpred.udfs.lake_layout import archive_silver_key, artifact_prefix
     assert archive_silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith("gold/model_artifacts/")
 
 
@@ -87,7 +87,7 @@ def test_the_checked_in_application_properties_are_what_the_template_makes_and_t
     with the template's defaults (``/etc/flink/application_properties.json``; the host is an example).
     Same groups and keys as the template, the run options the package is built with, and the job's own
     reader turns it into the prod settings with the stack's values in place."""
-    from flink_jobs.runtime_properties import job_settings, read_property_groups
+    from btcpred.flink_jobs.runtime_properties import job_settings, read_property_groups
 
     _, template_groups = app_properties()
     checked_in = read_property_groups(CHECKED_IN_PROPERTIES)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.config import REDIS_ROLES, load_settings
+from btcpred.common.config import REDIS_ROLES, load_settings
 from deploy import compose_files, services
 
 REPO = Path(__file__).resolve().parents[3]
@@ -53,7 +53,7 @@ def test_every_container_shares_the_one_secrets_source_and_no_password_is_inline
         env = spec.get("environment") or {}
         inline = [k for k in env if "PASSWORD" in k.upper() and not k.upper().endswith("_FILE")]
         assert not inline, (name, inline)
-        if spec.get("image") == APP_IMAGE:  # every process of ours reads config/local.yaml's localsecret: files
+        if spec.get("image") == APP_IMAGE:  # every process of ours reads btcpred/config/local.yaml's localsecret: files
             assert SECRETS_MOUNT in spec.get("volumes", []), name
     for secret in config["secrets"].values():
         assert Path(secret["file"]).parent == REPO / ".local" / "secrets"
@@ -99,11 +99,11 @@ def test_metrics_ports_are_scraped_on_the_compose_network_and_never_published():
 
 
 def test_the_checkpoint_bucket_is_created_before_flink_starts():
-    from batch.buckets import state_buckets
+    from btcpred.batch.buckets import state_buckets
 
     config = resolved()
     init = config["services"]["s3-init"]
-    assert init["command"] == ["python", "-m", "batch.buckets"]
+    assert init["command"] == ["python", "-m", "btcpred.batch.buckets"]
     for name in ("jobmanager", "taskmanager"):
         assert config["services"][name]["depends_on"]["s3-init"] == {"condition": "service_completed_successfully"}
     flink = yaml.safe_load(config["services"]["jobmanager"]["environment"]["FLINK_PROPERTIES"])
@@ -113,7 +113,7 @@ def test_the_checkpoint_bucket_is_created_before_flink_starts():
 
 
 def test_the_local_alertmanager_routes_as_the_compose_one():
-    from deploy.local.stack import LOCAL_ALERT_TIMING, alertmanager_config
+    from rig.stack import LOCAL_ALERT_TIMING, alertmanager_config
 
     compose_am = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
     local_am = alertmanager_config(load_settings("local", environ={}))
@@ -156,7 +156,7 @@ def test_compose_environment_is_valid_typed_config():
 
 def test_containers_use_the_local_stacks_emulator_versions():
     declared = compose()["services"]
-    lock = (REPO / "deploy" / "local" / "kinesalite" / "package.json").read_text()
+    lock = (REPO / "rig" / "kinesalite" / "package.json").read_text()
     assert "kinesalite@3.3.3" in declared["kinesis"]["command"][2] and '"kinesalite": "3.3.3"' in lock
     pins = (REPO / "pyproject.toml").read_text()
     assert declared["s3"]["image"].split(":")[1] in pins.split("moto[server]==")[1][:10]

@@ -1,5 +1,5 @@
 """The demo's running-score text, from the inference service's /accuracy answer."""
-from deploy.local.pipeline import score_text
+from rig.pipeline import score_text
 
 
 def test_score_is_the_rmse_ratio_and_direction_so_far():

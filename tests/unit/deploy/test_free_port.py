@@ -3,7 +3,7 @@ import socket
 
 from port_for import ephemeral
 
-from deploy.local.pipeline import PORT_FLOOR, free_port
+from rig.pipeline import PORT_FLOOR, free_port
 
 
 def test_free_ports_lie_outside_the_ephemeral_range_and_can_be_bound():

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from cfnlint.decode import cfn_yaml
 
-from common.config import CONFIG_DIR, REDIS_ROLES, ConfigError, load_settings
+from btcpred.common.config import CONFIG_DIR, REDIS_ROLES, ConfigError, load_settings
 from deploy.redis_acl import ACL_RULES
-from flink_jobs.runtime_properties import job_settings
+from btcpred.flink_jobs.runtime_properties import job_settings
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "managed_flink" / "template.yaml"
 ENVIRONMENTS = ("dev", "prod")
@@ -97,7 +97,7 @@ def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
     problems: list[str] = []
     names = secret_names(resources, env)
     missing = referenced_secrets(env) - set(names.values())
-    problems += [f"config/{env}.yaml names secret {name!r}, the template creates none" for name in sorted(missing)]
+    problems += [f"btcpred/config/{env}.yaml names secret {name!r}, the template creates none" for name in sorted(missing)]
 
     # the Flink job: the template's property groups, read as Managed Flink hands them over
     app = resources["FlinkApplication"]["Properties"]["ApplicationConfiguration"]
@@ -177,7 +177,7 @@ def test_each_check_fails_on_a_template_that_breaks_it(tmp_path):
     renamed = copy.deepcopy(template)
     renamed["Resources"]["PostgresTrainerSecret"]["Properties"]["Name"] = {"Fn::Sub": "btcpred/${Environment}/pg/trainer"}
     found = problems_of(renamed, "dev", tmp_path)
-    assert "config/dev.yaml names secret 'btcpred/dev/postgres/trainer', the template creates none" in found
+    assert "btcpred/config/dev.yaml names secret 'btcpred/dev/postgres/trainer', the template creates none" in found
 
     single_node = copy.deepcopy(template)
     del single_node["Resources"]["RedisReplicationGroup"]["Properties"]["ClusterMode"]

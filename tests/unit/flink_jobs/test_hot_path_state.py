@@ -2,8 +2,8 @@
 import dataclasses
 import math
 
-from udfs.symbol_state import SymbolState
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
+from btcpred.udfs.symbol_state import SymbolState
+from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
 
 
 def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
@@ -75,7 +75,7 @@ def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
 
 
 def test_coalesce_keeps_last_hash_and_every_stream_entry():
-    from udfs.symbol_state import RedisWrite, coalesce
+    from btcpred.udfs.symbol_state import RedisWrite, coalesce
 
     ws = [RedisWrite("hash", "ob:X", {"v": "1"}), RedisWrite("xadd", "s", {"n": "1"}),
           RedisWrite("hash", "ob:X", {"v": "2"}), RedisWrite("xadd", "s", {"n": "2"}), RedisWrite("hash", "feat:X", {})]
@@ -160,7 +160,7 @@ def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_e
     import cloudpickle
     from sortedcontainers import SortedDict
 
-    from udfs.order_book import OrderBook
+    from btcpred.udfs.order_book import OrderBook
 
     st = SymbolState("BTCUSDT")
     for c in spot_events[:3000]:
@@ -231,7 +231,7 @@ def test_a_timer_that_overtakes_an_earlier_one_cuts_both_in_order_with_the_same_
 
 
 def test_catch_up_is_bounded_and_counts_what_it_skips(spot_events):
-    from udfs.symbol_state import MAX_CATCH_UP
+    from btcpred.udfs.symbol_state import MAX_CATCH_UP
 
     st, last = _anchored_state(spot_events, 2000)
     n = (last // 500_000) * 500_000
@@ -247,7 +247,7 @@ def test_catch_up_is_bounded_and_counts_what_it_skips(spot_events):
 def test_state_written_before_a_field_was_appended_restores_with_its_default(spot_events):
     import pickle
 
-    from udfs.pickling import _restore
+    from btcpred.udfs.pickling import _restore
 
     st, _ = _anchored_state(spot_events, 500)
     st.boundaries_skipped, st.stale_quotes, st.stale_perp_quotes = 7, 3, 2
@@ -274,7 +274,7 @@ def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_
     snapshot taken after the drop (at the last dropped id, or past the gap) lands first and heals the
     book; the gap path's later snapshot lands after it and keeps it valid. Features are flagged stale
     exactly from the gap diff until the first of those snapshots."""
-    from udfs.order_book import OrderBook
+    from btcpred.udfs.order_book import OrderBook
 
     snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
     diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
@@ -339,7 +339,7 @@ def test_perpetual_quotes_feed_only_the_cross_market_features(spot_events):
 
 
 def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
-    from udfs.symbol_state import DecodedBatch, JointEventTime
+    from btcpred.udfs.symbol_state import DecodedBatch, JointEventTime
 
     def spot(ms):
         return DecodedBatch("BTCUSDT", [TradesEvent("BTCUSDT", ms * 1000, ms * 1000, ())], [0])

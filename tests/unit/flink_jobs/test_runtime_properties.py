@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from common.config import ConfigError
-from flink_jobs.runtime_properties import JOB_GROUP, job_settings, read_property_groups
+from btcpred.common.config import ConfigError
+from btcpred.flink_jobs.runtime_properties import JOB_GROUP, job_settings, read_property_groups
 
 
 def write(tmp_path, groups) -> object:

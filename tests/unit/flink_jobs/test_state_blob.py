@@ -5,7 +5,8 @@ and pickles name every class by module path: the book, the synchroniser, the tra
 book and quote histories. ``tests/data/state/`` keeps such blobs as written by earlier commits
 (see ``BLOBS``); each must restore into the current classes with its book, windows and
 histories intact, and cut the same features as a state that never left memory. A class moved
-to another module keeps its old path importable until no blob (and no savepoint in use) names it.
+to another module keeps its old path importable (``btcpred.udfs.legacy_paths``) until no blob (and no
+savepoint in use) names it.
 
 Write a new blob (after a layout change, keeping the old ones): ``python -m
 tests.unit.flink_jobs.test_state_blob --write <commit>``.
@@ -20,14 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from udfs.symbol_state import STATE_FORMAT, SymbolState
+from btcpred.udfs.symbol_state import STATE_FORMAT, SymbolState
 from tests.conftest import REPO, SPOT_CAPTURE, USDM_CAPTURE
-from udfs.events import TradesEvent
+from btcpred.udfs.events import TradesEvent
 
 BLOB_DIR = REPO / "tests" / "data" / "state"
 BLOBS = {  # file -> the state_format it was written in
-    # commit 5ac3811: SymbolState in flink_jobs/hot_path_state.py (now an alias), before state_format existed
+    # commit 5ac3811: SymbolState in flink_jobs/hot_path_state.py, before state_format existed
+    # commit 02cb312: in udfs/symbol_state.py, the last layout before the one package (btcpred.udfs.legacy_paths)
     "symbol_state_5ac3811.pickle": 0,
+    "symbol_state_02cb312.pickle": 1,
 }
 N_EVENTS = 6_000  # events in the blob's state: the capture's first 6,000 of spot and perpetual, merged
 MORE_EVENTS = 3_000  # then applied to the restored and the in-memory state alike
@@ -36,7 +39,7 @@ WATERMARK_LAG_US = 200_000
 
 
 def capture_events() -> list:
-    from batch.recordings import identify
+    from btcpred.batch.recordings import identify
 
     recording = replace(identify(SPOT_CAPTURE), perp=identify(USDM_CAPTURE))
     events = []
@@ -76,7 +79,7 @@ class _FieldsOnly(pickle.Unpickler):
     """Unpickles a state blob's outer SymbolState as its raw field tuple (nested objects as usual)."""
 
     def find_class(self, module: str, name: str):
-        if (module, name) == ("udfs.pickling", "_restore"):
+        if name == "_restore" and module in ("udfs.pickling", "btcpred.udfs.pickling"):
             return lambda cls, fields: pickle.loads(fields)
         return super().find_class(module, name)
 
@@ -132,7 +135,7 @@ if __name__ == "__main__":
 
 
 def test_a_state_of_a_newer_format_is_refused_not_misread():
-    from udfs.pickling import _restore
+    from btcpred.udfs.pickling import _restore
 
     state = SymbolState("BTCUSDT")._pickled_state()
     index = SymbolState.__slots__.index("state_format")

@@ -2,10 +2,10 @@ import asyncio
 
 import pytest
 
-from inference.cadence import next_boundary_ms, run_aligned
-from inference.cycle import make_prediction
-from inference.hot_state import HotState
-from inference.models import PersistencePredictor
+from btcpred.inference.cadence import next_boundary_ms, run_aligned
+from btcpred.inference.cycle import make_prediction
+from btcpred.inference.hot_state import HotState
+from btcpred.inference.models import PersistencePredictor
 
 NOW_US = 1_800_000_000_000_000
 

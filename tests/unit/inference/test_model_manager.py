@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from batch.modeling import export_onnx, fit_ridge
-from common.model_artifact import ModelMetadata, sha256_hex, write_local
-from inference.model_manager import FileSource, ModelManager
-from inference.models import FeatureOutOfRange
+from btcpred.batch.modeling import export_onnx, fit_ridge
+from btcpred.common.model_artifact import ModelMetadata, sha256_hex, write_local
+from btcpred.inference.model_manager import FileSource, ModelManager
+from btcpred.inference.models import FeatureOutOfRange
 
 FEATURES = ["depth_imbalance_1", "microprice_minus_mid"]
 
@@ -71,7 +71,7 @@ def test_storage_outage_is_retried_not_refused(tmp_path):
 
 @pytest.mark.parametrize("missing", [{}, {"depth_imbalance_1": "1.0"}])
 def test_a_cycle_missing_a_model_feature_raises_for_the_fallback(tmp_path, missing):
-    from inference.models import FeatureUnavailable
+    from btcpred.inference.models import FeatureUnavailable
 
     artifact(tmp_path, "v1")
     manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
@@ -81,9 +81,9 @@ def test_a_cycle_missing_a_model_feature_raises_for_the_fallback(tmp_path, missi
 
 
 def test_inputs_far_outside_training_fall_back_instead_of_extrapolating(tmp_path):
-    from common.model_artifact import read_local, write_local
-    from inference.cycle import make_prediction
-    from inference.hot_state import HotState
+    from btcpred.common.model_artifact import read_local, write_local
+    from btcpred.inference.cycle import make_prediction
+    from btcpred.inference.hot_state import HotState
 
     artifact(tmp_path, "v1")
     onnx_bytes, meta = read_local(tmp_path)
@@ -101,7 +101,7 @@ def test_inputs_far_outside_training_fall_back_instead_of_extrapolating(tmp_path
 
 def test_the_artifacts_trusted_range_decides_before_the_scaler(tmp_path):
     """An artifact with guard bounds falls back outside them and only there, whatever its scaler says."""
-    from common.model_artifact import read_local, write_local
+    from btcpred.common.model_artifact import read_local, write_local
 
     artifact(tmp_path, "v1")
     onnx_bytes, meta = read_local(tmp_path)
@@ -118,7 +118,7 @@ def test_the_artifacts_trusted_range_decides_before_the_scaler(tmp_path):
 
 def test_a_persistence_artifact_loads_before_any_features_exist_and_predicts_no_change(tmp_path):
     """What the gate promotes when nothing beats persistence: served like any model, price unchanged."""
-    from batch.modeling import PERSISTENCE_FEATURES, export_persistence_onnx
+    from btcpred.batch.modeling import PERSISTENCE_FEATURES, export_persistence_onnx
 
     onnx_bytes = export_persistence_onnx()
     meta = ModelMetadata(model_version="persistence-x", model_kind="persistence", feature_names=list(PERSISTENCE_FEATURES),
@@ -136,10 +136,10 @@ def test_a_persistence_artifact_loads_before_any_features_exist_and_predicts_no_
 def test_serving_and_the_report_trust_the_same_inputs(tmp_path):
     """One rule (common.model_artifact.InputGuard): each row the report scores as the model's answer
     is one serving answers with the model, and each row it scores as persistence is a served fallback."""
-    from batch.datasets import FeatureSet
-    from batch.report import score
-    from common.model_artifact import read_local, write_local
-    from udfs.features import FEATURE_NAMES
+    from btcpred.batch.datasets import FeatureSet
+    from btcpred.batch.report import score
+    from btcpred.common.model_artifact import read_local, write_local
+    from btcpred.udfs.features import FEATURE_NAMES
 
     artifact(tmp_path, "v1")
     onnx_bytes, meta = read_local(tmp_path)
@@ -166,7 +166,7 @@ def test_serving_and_the_report_trust_the_same_inputs(tmp_path):
 
 def test_an_artifact_for_another_horizon_is_refused(tmp_path):
     """The horizon is one constant (udfs.features.HORIZON_US): labels, purge, scoring and serving."""
-    from common.model_artifact import read_local, write_local
+    from btcpred.common.model_artifact import read_local, write_local
 
     artifact(tmp_path, "v5s")
     onnx_bytes, meta = read_local(tmp_path)

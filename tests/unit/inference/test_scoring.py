@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from inference.scoring import OnlineScorer
+from btcpred.inference.scoring import OnlineScorer
 
 
 def test_scores_against_mid_ten_seconds_later_in_data_time():

@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.binance_rest import BinanceRest, RestBanned, RetryableError, WeightBudget, depth_weight
-from ingest.simulator.server import ReplayServer
+from btcpred.adapters.binance_rest import BinanceRest, RestBanned, RetryableError, WeightBudget, depth_weight
+from rig.simulator.server import ReplayServer
 
 
 @pytest.fixture(scope="module")

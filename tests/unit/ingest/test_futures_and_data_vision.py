@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from batch.recordings import UnsupportedRecording, continues, discover, identify
-from adapters.loaders import data_vision
-from adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
+from btcpred.batch.recordings import UnsupportedRecording, continues, discover, identify
+from btcpred.adapters.loaders import data_vision
+from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 from tests.conftest import SHARED_DATA
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent
-from udfs.order_book import BookSynchronizer, DiffOutcome
+from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent
+from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome
 
 CAPTURES = SHARED_DATA / "raw" / "hftbacktest"
 AGG_TRADES = SHARED_DATA / "raw" / "data_vision" / "BTCUSD_PERP-aggTrades-2026-05-08.zip"

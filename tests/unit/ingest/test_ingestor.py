@@ -1,10 +1,10 @@
 import asyncio
 import json
 
-from common.config import load_settings
-from ingest.ingestor import Ingestor, aggregate
-from udfs import envelope, sbe
-from udfs.events import TradeEntry, TradesEvent
+from btcpred.common.config import load_settings
+from btcpred.ingest.ingestor import Ingestor, aggregate
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import TradeEntry, TradesEvent
 
 
 def make_ingestor(tmp_path):
@@ -67,8 +67,8 @@ def test_a_malformed_snapshot_is_retried_and_reported_not_the_end_of_anchoring(t
     anchor task counts it, /health turns red with the reason, and the next attempt anchors the book."""
     from prometheus_client import REGISTRY
 
-    from ingest import ingestor as module
-    from udfs.events import DepthSnapshotEvent
+    from btcpred.ingest import ingestor as module
+    from btcpred.udfs.events import DepthSnapshotEvent
 
     good = DepthSnapshotEvent("BTCUSDT", 0, 42, ((100, 1),), ((101, 1),))
     rest = FlakyDepth([TypeError("'NoneType' object is not iterable"), good])
@@ -97,7 +97,7 @@ def test_a_malformed_snapshot_is_retried_and_reported_not_the_end_of_anchoring(t
 
 
 def test_when_every_snapshot_attempt_fails_the_next_diff_tries_again(tmp_path, monkeypatch):
-    from ingest import ingestor as module
+    from btcpred.ingest import ingestor as module
 
     rest = FlakyDepth([ValueError("unexpected depth answer: {'code': -1121}")] * 5)
     monkeypatch.setattr(module, "BinanceRest", lambda url, session: rest)

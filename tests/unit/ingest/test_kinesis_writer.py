@@ -1,7 +1,7 @@
 """Per-record retry logic of the PutRecords writer (a scripted client stands in for Kinesis)."""
 import pytest
 
-from adapters.kinesis_writer import MAX_BATCH_RECORDS, KinesisWriter, PutFailed, Record
+from btcpred.adapters.kinesis_writer import MAX_BATCH_RECORDS, KinesisWriter, PutFailed, Record
 
 
 class ScriptedKinesis:

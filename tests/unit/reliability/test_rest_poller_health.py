@@ -1,9 +1,9 @@
 """The REST poller's /health follows its polls: red from a failed poll until that data type succeeds."""
 import asyncio
 
-from common.config import load_settings
-from common.service import failing_health
-from reliability.rest_poller import RestPoller
+from btcpred.common.config import load_settings
+from btcpred.common.service import failing_health
+from btcpred.reliability.rest_poller import RestPoller
 
 
 class FakeLake:

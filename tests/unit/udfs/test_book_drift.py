@@ -1,5 +1,5 @@
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent
-from udfs.order_book import BookSynchronizer, OrderBook, book_drift
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from btcpred.udfs.order_book import BookSynchronizer, OrderBook, book_drift
 
 E8 = 100_000_000
 

@@ -1,7 +1,7 @@
 import pytest
 
-from udfs import envelope
-from udfs.envelope import Envelope, EnvelopeError, Source
+from btcpred.udfs import envelope
+from btcpred.udfs.envelope import Envelope, EnvelopeError, Source
 
 
 def test_single_frame_bytes_on_the_wire():

@@ -3,11 +3,11 @@ import math
 
 import pytest
 
-from udfs.events import BestBidAskEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
-from udfs.features import (FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES, BookHistory, BookTop, QuoteHistory, book_top,
+from btcpred.udfs.events import BestBidAskEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
+from btcpred.udfs.features import (FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES, BookHistory, BookTop, QuoteHistory, book_top,
                            compute_snapshot, order_flow_contribution)
-from udfs.order_book import OrderBook
-from udfs.trade_window import TradeBuffer, trade_points
+from btcpred.udfs.order_book import OrderBook
+from btcpred.udfs.trade_window import TradeBuffer, trade_points
 
 S = 1_000_000  # one second in µs
 E8 = 100_000_000

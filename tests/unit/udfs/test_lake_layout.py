@@ -1,5 +1,5 @@
 """The lake's keys, as written out by hand: a reader and a writer of each dataset meet on these."""
-from udfs import lake_layout as layout
+from btcpred.udfs import lake_layout as layout
 
 HOUR = 1723158000_000_000  # 2024-08-08 23:00 UTC
 

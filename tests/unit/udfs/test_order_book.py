@@ -1,6 +1,6 @@
 """Binance diff-stream rules on the real 2024-08-08 spot capture, plus synthetic faults."""
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent
-from udfs.order_book import BookSynchronizer, DiffOutcome, OrderBook
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome, OrderBook
 
 
 def diffs_and_snapshot(spot_events):

@@ -4,9 +4,9 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfs import sbe
-from udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, TradeEntry, TradesEvent
-from udfs.sbe import DecodeError, DecodeErrorKind
+from btcpred.udfs import sbe
+from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, TradeEntry, TradesEvent
+from btcpred.udfs.sbe import DecodeError, DecodeErrorKind
 
 
 def header(block_length: int, template: int, schema: int = 1, version: int = 0) -> bytes:

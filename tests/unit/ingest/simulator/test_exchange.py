@@ -1,9 +1,9 @@
 """The simulated exchange on the real capture: frames, REST answers, remembered books."""
-from adapters.loaders.base import parse_units
-from ingest.simulator.exchange import SimulatedExchange
-from ingest.simulator.faults import FaultPlan, corrupt
-from udfs import sbe
-from udfs.events import DepthDiffEvent, TradesEvent
+from btcpred.adapters.loaders.base import parse_units
+from rig.simulator.exchange import SimulatedExchange
+from rig.simulator.faults import FaultPlan, corrupt
+from btcpred.udfs import sbe
+from btcpred.udfs.events import DepthDiffEvent, TradesEvent
 
 
 def test_frames_decode_back_to_the_captured_events(spot_events):

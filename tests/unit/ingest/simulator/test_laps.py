@@ -1,10 +1,10 @@
 """Laps of the real capture for the soak: shifted in time and ids, same market, a gap between laps."""
 import asyncio
 
-from batch.feature_builder import replay
-from ingest.simulator.laps import ID_MARGIN, lap_step, shifted
-from ingest.simulator.server import ReplayServer
-from udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from btcpred.batch.feature_builder import replay
+from rig.simulator.laps import ID_MARGIN, lap_step, shifted
+from rig.simulator.server import ReplayServer
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 
 
 def test_a_later_lap_is_the_same_market_later_and_begins_with_a_gap(spot_events):

@@ -1,0 +1,58 @@
+"""Features of the real-time best bid/ask stream (``btcpred.udfs.features.QUOTE_FEATURES``).
+
+Nullable, and NULL wherever a recording has no such stream (the 1 Hz Binance.US book) or a
+boundary comes before its first quote. Unlike 0003's columns, the training view does not
+require them: rows without quotes stay trainable for models that do not read them, and a
+model that does reads only rows that have them (``btcpred.batch.train``).
+
+Revision ID: 0004
+Revises: 0003
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+# Frozen copies: migrations must not change when code does.
+FEATURES_0001 = (
+    "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
+    "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10", "microprice_minus_mid",
+    "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
+    "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
+)
+ADDED_0003 = ("ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp")
+ADDED = ("quote_imbalance", "quote_microprice_offset_bp", "quote_lead_bp", "quote_ofi_norm_1s", "quote_ofi_norm_5s")
+WHERE_0003 = (" WHERE data_quality >= 1 AND label_return IS NOT NULL"
+              + "".join(f" AND {name} IS NOT NULL" for name in ADDED_0003))
+
+
+def _view(features: tuple[str, ...]) -> str:
+    return ("CREATE OR REPLACE VIEW ml_training_data AS SELECT venue, symbol, ts_ms, " + ", ".join(FEATURES_0001)
+            + ", mid, label_mid, label_return" + "".join(f", {name}" for name in features)
+            + " FROM feature_store" + WHERE_0003)
+
+
+def upgrade() -> None:
+    for name in ADDED:
+        op.add_column("feature_store", sa.Column(name, sa.Float(53), nullable=True))
+    op.execute(_view(ADDED_0003 + ADDED))  # columns appended in place: 0002's grants stay
+
+
+def downgrade() -> None:
+    # A view's columns cannot be dropped in place: recreate it as 0003 left it, with 0002's grants.
+    op.execute("DROP VIEW ml_training_data")
+    op.execute(_view(ADDED_0003).replace("CREATE OR REPLACE", "CREATE"))
+    for name in ADDED:
+        op.drop_column("feature_store", name)
+    for role in ("trainer", "reporting"):
+        op.execute(f"""
+DO $$
+DECLARE r text := current_user || '_{role}';
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN
+    EXECUTE format('GRANT SELECT ON TABLE %I.ml_training_data TO %I', current_schema(), r);
+  END IF;
+END $$""")

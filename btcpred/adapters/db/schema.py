@@ -1,0 +1,65 @@
+"""The tables as the Python code queries them; the migrations own the DDL.
+
+``feature_store`` and ``data_quality_metrics`` are written with SQL (COPY and
+upserts) from ``FEATURE_STORE_COLUMNS``, which follows
+``btcpred.udfs.features.FEATURE_NAMES``: a new feature means a new migration, and a test
+checks the migrated table against this list.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from btcpred.common.config import PgRole, PostgresConfig
+from btcpred.udfs.features import FEATURE_NAMES
+
+metadata = sa.MetaData()
+
+LABEL_COLUMNS = ("mid", "book_update_id", "book_valid", "book_age_ms", "label_mid", "label_return",
+                 "label_age_ms", "data_quality")
+FEATURE_STORE_COLUMNS = ("venue", "symbol", "ts_ms", "source", *FEATURE_NAMES, *LABEL_COLUMNS)
+
+ml_experiments = sa.Table(
+    "ml_experiments", metadata,
+    sa.Column("experiment_id", sa.Text, primary_key=True),
+    sa.Column("model_kind", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text),
+    sa.Column("hyperparameters", JSONB, nullable=False),
+    sa.Column("feature_names", JSONB, nullable=False),
+    sa.Column("data_ranges", JSONB, nullable=False),
+    sa.Column("metrics", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+model_registry = sa.Table(
+    "model_registry", metadata,
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    sa.Column("checksum_sha256", sa.Text, nullable=False),
+    sa.Column("feature_names", JSONB, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("experiment_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("promoted_at", sa.DateTime(timezone=True)),
+    sa.Column("archived_at", sa.DateTime(timezone=True)),
+)
+
+ml_training_data = sa.Table(
+    "ml_training_data", metadata,
+    sa.Column("venue", sa.Text), sa.Column("symbol", sa.Text), sa.Column("ts_ms", sa.BigInteger),
+    *(sa.Column(name, sa.Float(53)) for name in FEATURE_NAMES),
+    sa.Column("mid", sa.Float(53)), sa.Column("label_mid", sa.Float(53)), sa.Column("label_return", sa.Float(53)),
+)
+
+
+def database_url(cfg: PostgresConfig, role: PgRole | None = None) -> str:
+    """As ``role`` (config.PostgresConfig); None: the schema owner, for migrations and tests only."""
+    user, password = cfg.credentials(role)
+    query = {"options": f"-csearch_path={cfg.schema_name}"} if cfg.schema_name else {}
+    return sa.URL.create("postgresql+psycopg", username=user, password=password or None,
+                         host=cfg.host, port=cfg.port, database=cfg.database,
+                         query=query).render_as_string(hide_password=False)
+
+
+def engine_for(cfg: PostgresConfig, role: PgRole | None = None) -> sa.Engine:
+    return sa.create_engine(database_url(cfg, role), pool_pre_ping=True)

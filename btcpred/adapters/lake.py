@@ -1,0 +1,78 @@
+"""The data lake on S3 (or the local S3 emulator): bucket and parquet I/O. Every key it is
+given comes from ``btcpred/udfs/lake_layout.py``, the layout's one owner."""
+from __future__ import annotations
+
+import io
+import struct
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+
+from btcpred.common.config import S3Config, aws_client_kwargs
+
+
+class Lake:
+    """One bucket; every key this project writes goes through here."""
+
+    def __init__(self, cfg: S3Config) -> None:
+        self.bucket = cfg.bucket
+        self.client = boto3.client("s3", **aws_client_kwargs(cfg))
+
+    def ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError:
+            return False
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(obj["Key"] for obj in page.get("Contents", []))
+        return sorted(found)
+
+    def put_table(self, key: str, table: pa.Table) -> None:
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        self.put_bytes(key, sink.getvalue())
+
+    def get_table(self, key: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.get_bytes(key)))
+
+    def column_names(self, key: str) -> list[str]:
+        """A parquet object's column names, from its footer alone: two ranged GETs, never the data.
+
+        A parquet file ends with its metadata, the metadata's length (4 bytes) and ``PAR1``; the
+        schema reader needs only that tail.
+        """
+        end = self._range(key, "bytes=-8")
+        if len(end) < 8 or end[4:] != b"PAR1":
+            raise ValueError(f"{key} is not a parquet file")
+        (length,) = struct.unpack("<I", end[:4])
+        return pq.read_schema(io.BytesIO(self._range(key, f"bytes=-{length + 8}"))).names
+
+    def _range(self, key: str, byte_range: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)["Body"].read()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def key_of(self, uri: str) -> str:
+        prefix = f"s3://{self.bucket}/"
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri} is not in bucket {self.bucket}")
+        return uri[len(prefix):]

@@ -1,0 +1,267 @@
+"""Accuracy report on held-out data: Markdown tables, PNG plots, one JSON line.
+
+Usage (the evaluation contract)::
+
+    python -m btcpred.batch.report --data DIR --model VERSION|PATH [--baseline VERSION|PATH] [--out DIR]
+
+``DIR`` holds files in the formats of ``shared/data`` (any such directory);
+features are computed by the same code as the Flink job. Rows of the model's
+own venue up to the end of its validation data (plus the 10 s purge) are
+excluded, so only data the model never saw is scored; by default only the
+model's own venue is scored (book features are in venue units). The last line printed
+is a JSON object with ``r2``, ``rmse_ratio_vs_persistence``,
+``direction_accuracy``, ``dm_pvalue`` and ``n``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from btcpred.batch.datasets import FeatureSet, from_directory
+from btcpred.batch.metrics import Evaluation, calibration_table, evaluate, expected_calibration_error
+from btcpred.common.model_artifact import InputGuard, OnnxModel
+from btcpred.udfs.features import HORIZON_US
+
+log = logging.getLogger(__name__)
+
+PURGE_MS = HORIZON_US // 1000  # a label reaches one horizon past its row
+LEAKAGE_R2 = 0.08  # above this a 10 s return model is more likely leaking than skilled
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    name: str
+    pred: np.ndarray
+    evaluation: Evaluation
+    confidence: np.ndarray | None = None
+
+
+def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
+    """Drop rows of the model's venue that it was trained or validated on (with the purge)."""
+    ranges = model.meta.data_ranges
+    seen = ranges.get("val") or ranges.get("train")
+    if not seen:
+        return data
+    seen_until = seen[1]
+    keep = ~((data.venue == model.meta.venue) & (data.ts_ms <= seen_until + PURGE_MS))
+    return data.take(np.flatnonzero(keep))
+
+
+def score(model: OnnxModel, data: FeatureSet, bootstrap: bool = True) -> Scored:
+    """The model as served: where an input is outside its trusted range, the answer is persistence's."""
+    X = data.columns(model.meta.feature_names)
+    inside = InputGuard(model.meta).trusted_rows(X)
+    pred = np.zeros(len(data))  # persistence where serving falls back; the model is not even asked there
+    if inside.any():
+        pred[inside] = model.predict(X[inside])
+    if not inside.all():
+        log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
+                 model.version, int((~inside).sum()), len(data))
+    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, bootstrap), model.confidence(pred))
+
+
+def persistence(data: FeatureSet) -> Scored:
+    pred = np.zeros(len(data))
+    return Scored("persistence", pred, evaluate(data.y, pred, data.mid, bootstrap=False))
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def results_table(scored: list[Scored]) -> list[str]:
+    lines = ["| model | n | R² | R² 95 % CI | RMSE (USD) | RMSE ratio | MAE (USD) | MAE ratio | direction (moves) | DM stat | DM p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in scored:
+        e = s.evaluation
+        lines.append(f"| {s.name} | {e.n} | {_fmt(e.r2)} | [{_fmt(e.r2_ci[0])}, {_fmt(e.r2_ci[1])}] | {_fmt(e.rmse, 3)} | "
+                     f"{_fmt(e.rmse_ratio)} | {_fmt(e.mae, 3)} | {_fmt(e.mae_ratio)} | "
+                     f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
+                     f"{_fmt(e.dm_stat, 2)} | {_fmt(e.dm_pvalue)} |")
+    return lines
+
+
+def per_market(data: FeatureSet, s: Scored) -> list[str]:
+    """One row per venue (market): a model on scale-free inputs is scored on every market in the data."""
+    lines = ["| market | n | R² | RMSE ratio | direction (moves) | DM p |", "|---|---|---|---|---|---|"]
+    for venue in sorted(set(data.venue)):
+        idx = np.flatnonzero(data.venue == venue)
+        e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], bootstrap=False)
+        lines.append(f"| {venue} | {e.n} | {_fmt(e.r2)} | {_fmt(e.rmse_ratio)} | "
+                     f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
+                     f"{_fmt(e.dm_pvalue)} |")
+    return lines
+
+
+def hit_mask(data: FeatureSet, s: Scored) -> tuple[np.ndarray, np.ndarray]:
+    """Rows where the price moved and the model took a side, and whether it took the right one."""
+    mask = (data.y != 0) & (s.pred != 0)
+    return mask, (np.sign(s.pred[mask]) == np.sign(data.y[mask])).astype(float)
+
+
+def per_hour(data: FeatureSet, s: Scored) -> list[str]:
+    lines = ["| hour (UTC) | venue | n | R² | RMSE ratio | direction |", "|---|---|---|---|---|---|"]
+    hours = data.ts_ms // 3_600_000
+    for venue in sorted(set(data.venue)):
+        for hour in sorted(set(hours[data.venue == venue])):
+            idx = np.flatnonzero((hours == hour) & (data.venue == venue))
+            if len(idx) < 30:
+                continue
+            e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], bootstrap=False)
+            stamp = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).strftime("%Y-%m-%d %H:00")
+            lines.append(f"| {stamp} | {venue} | {e.n} | {_fmt(e.r2)} | {_fmt(e.rmse_ratio)} | "
+                         f"{_fmt(e.direction_accuracy * 100, 1)} % |")
+    return lines
+
+
+def plots(out: Path, data: FeatureSet, s: Scored) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files: list[str] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(data.y * 1e4, s.pred * 1e4, s=4, alpha=0.4)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set(xlabel="realized 10 s return (bp)", ylabel="predicted (bp)", title="predicted vs realized (held out)")
+    save(fig, "pred_vs_realized.png")
+
+    realized = data.mid * np.exp(data.y)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    err_model = data.mid * np.exp(s.pred) - realized
+    err_base = data.mid - realized
+    lim = np.percentile(np.abs(np.concatenate([err_model, err_base])), 99)
+    bins = np.linspace(-lim, lim, 60)
+    ax.hist(err_base, bins=bins, alpha=0.5, label="persistence")
+    ax.hist(err_model, bins=bins, alpha=0.5, label=s.name)
+    ax.set(xlabel="price error 10 s ahead (USD)", ylabel="count", title="error distribution")
+    ax.legend()
+    save(fig, "error_distribution.png")
+
+    if s.confidence is not None:
+        mask = (data.y != 0) & (s.pred != 0)
+        table = calibration_table(s.confidence[mask], (np.sign(s.pred[mask]) == np.sign(data.y[mask])).astype(float), bins=8)
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0.3, 1], [0.3, 1], color="grey", lw=0.8, label="perfect")
+        ax.plot([r["mean_confidence"] for r in table], [r["hit_rate"] for r in table], "o-", label=s.name)
+        ax.set(xlabel="stated confidence", ylabel="observed hit rate (price moved)", title="confidence calibration")
+        ax.legend()
+        save(fig, "calibration.png")
+    return files
+
+
+def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others: list[Scored], notes: list[str]) -> dict:
+    """Markdown + PNGs into ``out``; returns the headline figures of ``model``."""
+    out.mkdir(parents=True, exist_ok=True)
+    e = model.evaluation
+    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + [
+        f"- rows scored: {len(data)} (full-quality 2 s vectors with a 10 s label), venues: {', '.join(sorted(set(data.venue)))}",
+        f"- period: {_iso(data.ts_ms.min())} .. {_iso(data.ts_ms.max())}" if len(data) else "- period: none",
+        "", "## Held-out accuracy", "",
+        "Errors are on the price 10 s ahead (USD); ratios are against persistence (price unchanged).",
+        "Direction counts rows where the price moved and the model took a side. DM: Diebold-Mariano on squared",
+        "errors vs persistence (Newey-West, 4 lags for overlapping labels; negative = model better).", "",
+        *results_table([*others, model]), "",
+    ]
+    if e.r2 > LEAKAGE_R2:
+        lines += [f"**R² {e.r2:.3f} is above {LEAKAGE_R2:.0%}: audit for leakage before quoting it.**", ""]
+    if model.confidence is not None:
+        mask, correct = hit_mask(data, model)
+        ece = expected_calibration_error(model.confidence[mask], correct)
+        lines += ["## Confidence calibration", "",
+                  "confidence = P(direction right | price moved), fitted on validation data. "
+                  f"Expected calibration error (row-weighted |confidence - hit rate| over these bins): "
+                  f"{_fmt(ece, 3)}.", "",
+                  "| n | mean confidence | observed hit rate |", "|---|---|---|"]
+        lines += [f"| {r['n']} | {r['mean_confidence']:.3f} | {r['hit_rate']:.3f} |"
+                  for r in calibration_table(model.confidence[mask], correct)]
+        lines.append("")
+    lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), "",
+              "## Plots", ""]
+    lines += [f"![{f}]({f})" for f in plots(out, data, model)] if len(data) else []
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return summary(model, data)
+
+
+def summary(s: Scored, data: FeatureSet | None = None) -> dict:
+    e = s.evaluation
+    clean = lambda x: None if x is None or math.isnan(x) else round(x, 6)  # noqa: E731 (JSON has no NaN)
+    ece = None
+    if data is not None and s.confidence is not None:
+        mask, correct = hit_mask(data, s)
+        ece = expected_calibration_error(s.confidence[mask], correct)
+    return {"ece": clean(ece), "model_version": s.name, "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
+            "rmse_ratio_vs_persistence": clean(e.rmse_ratio), "mae_ratio_vs_persistence": clean(e.mae_ratio),
+            "direction_accuracy": clean(e.direction_accuracy), "direction_n": e.direction_n,
+            "dm_stat": clean(e.dm_stat), "dm_pvalue": clean(e.dm_pvalue)}
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(int(ts_ms) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _load_model(reference: str, config: str | None = None) -> OnnxModel:
+    from btcpred.adapters.artifact_store import load_any
+
+    if Path(reference).is_dir():
+        return OnnxModel(*load_any(reference))
+    from btcpred.adapters.db.schema import engine_for
+    from btcpred.adapters.lake import Lake
+    from btcpred.common.config import load_settings
+
+    settings = load_settings(config)
+    return OnnxModel(*load_any(reference, Lake(settings.s3), engine_for(settings.postgres, "reporting")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Score a model on data it never saw, beside persistence")
+    parser.add_argument("--data", required=True, type=Path, help="directory of files in the shared/data formats")
+    parser.add_argument("--model", required=True, help="registered model version, s3:// URI or local artifact directory")
+    parser.add_argument("--baseline", action="append", default=[], help="another model to show beside it (e.g. the ridge)")
+    parser.add_argument("--out", type=Path, default=Path("reports/latest"))
+    parser.add_argument("--venue", help="venue to score ('all': every market in DIR, each in the per-market table; "
+                                         "default: all for a model with a trusted input range, else the model's own)")
+    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    model = _load_model(args.model, args.config)
+    data = unseen(from_directory(args.data), model)
+    venue = args.venue or ("all" if model.meta.guard_low else model.meta.venue)
+    if venue != "all":
+        # an older model's inputs are in its venue's units (sizes, spreads): it is scored where it was trained
+        skipped = {v: int(np.sum(data.venue == v)) for v in set(data.venue) if v != venue}
+        if skipped:
+            log.info("not scoring rows of other venues: %s (use --venue all to pool them)", skipped)
+        data = data.take(np.flatnonzero(data.venue == venue))
+    if len(data) == 0:
+        log.error("no unseen full-quality rows in %s", args.data)
+        print(json.dumps({"n": 0, "r2": None, "rmse_ratio_vs_persistence": None, "direction_accuracy": None, "dm_pvalue": None}))
+        return 1
+    others = [persistence(data)] + [score(_load_model(ref, args.config), data) for ref in args.baseline]
+    result = write_report(args.out, f"Accuracy report: {model.version}", data, score(model, data), others,
+                          [f"data: {args.data}", f"model: {model.version} ({model.meta.model_kind}), "
+                           f"features: {', '.join(model.meta.feature_names)}"])
+    log.info("report written to %s", args.out / "report.md")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""Training run: feature store -> purged time split -> ridge (OFI), MLP (and ridge on quotes) -> ONNX -> gate -> registry.
+
+    python -m btcpred.batch.train [--data DIR] [--venue binance.us] [--promote]
+
+``--data`` first archives the recordings under DIR to bronze, rebuilds silver
+and loads the feature store (idempotent), so a fresh machine trains from
+``shared/data`` alone. Hyperparameters are chosen on the validation hour,
+confidence is calibrated there, and the test hour is touched once, for the
+report. Every candidate is logged to ``ml_experiments``; the fitted models are registered as
+``staging``. Where the data has the best bid/ask stream (binance.com captures, the system's own
+archive), a ridge on OFI and the quote features competes too. One of persistence and the models is picked by
+validation loss; the gate (``btcpred/batch/gate.py``) then compares the pick with the production
+model and with persistence on the test window, and logs its decision; ``--promote``
+carries it out (persistence becomes production when nothing beats it and there is none).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from botocore.exceptions import ClientError
+
+from btcpred.adapters import artifact_store, registry
+from btcpred.batch.datasets import FeatureSet
+from btcpred.adapters.db import migrate
+from btcpred.adapters.db.schema import engine_for
+from btcpred.batch.feature_store import StaleSilver, load_features, read_training_data
+from btcpred.adapters.lake import Lake
+from btcpred.batch.metrics import evaluate
+from btcpred.batch.gate import PERSISTENCE, GateDecision, decide
+from btcpred.batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES, RIDGE_GRID, export_onnx,
+                            export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, input_guard,
+                            predict_return)
+from btcpred.batch.report import Scored, persistence, summary, write_report
+from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
+from btcpred.udfs.lake_layout import SILVER_FEATURES
+from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
+from btcpred.batch.splits import Split, hour_boundaries, purged_split
+from btcpred.common.config import Settings, load_settings
+from btcpred.common.model_artifact import ArtifactError, Calibration, ModelMetadata, OnnxModel, sha256_hex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    kind: str
+    features: tuple[str, ...]
+    params: dict
+    model: object
+    val_mse: float
+
+
+def _mse(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean((y - pred) ** 2))
+
+
+def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path) -> None:
+    lake = Lake(settings.s3)
+    lake.ensure_bucket()
+    keys = archive_to_bronze(lake, data_dir)
+    log.info("bronze: %d files archived", len(keys))
+    for key, written in bronze_to_silver(lake).items():
+        log.info("silver from %s: %s", key, written)
+    for key in lake.keys(SILVER_FEATURES):
+        try:
+            result = load_features(engine, lake.get_table(key))
+        except StaleSilver as exc:  # an archive hour from before a feature existed: batch.archive rebuilds it
+            log.warning("%s not loaded: %s (python -m btcpred.batch.archive rebuilds it)", key, exc)
+            continue
+        log.info("feature store: %s, %d rows at %.0f rows/s", key, result.rows, result.rows_per_s)
+
+
+def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: FeatureSet, split: Split,
+           engine: sa.Engine | None, run_id: str, ranges: dict) -> Candidate:
+    """Fit every grid point on train, keep the best validation MSE; log each one as an experiment
+    (``engine`` None: not logged, as in ``btcpred.batch.backtest``'s replays of the loop)."""
+    X_train, y_train = data.take(split.train).columns(features), data.y[split.train]
+    val = data.take(split.val)
+    best: Candidate | None = None
+    for i, params in enumerate(grid):
+        started = time.perf_counter()
+        model = fit_ridge(X_train, y_train, **params) if kind.startswith("ridge") else fit_mlp(X_train, y_train, **params)
+        pred = predict_return(model, val.columns(features))
+        e = evaluate(val.y, pred, val.mid, bootstrap=False)
+        metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
+                   "val_direction": e.direction_accuracy, "fit_seconds": time.perf_counter() - started}
+        if engine is not None:
+            registry.log_experiment(engine, f"{run_id}-{kind}-{i}", kind, None, _jsonable(params), list(features),
+                                    ranges, metrics)
+        log.info("%s %s: val R2 %.4f, RMSE ratio %.4f", kind, params, e.r2, e.rmse_ratio)
+        if best is None or metrics["val_mse"] < best.val_mse:
+            best = Candidate(kind, features, params, model, metrics["val_mse"])
+    assert best is not None
+    return best
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict) -> tuple[bytes, ModelMetadata]:
+    val = data.take(split.val)
+    val_pred = predict_return(c.model, val.columns(c.features))
+    onnx_bytes = export_onnx(c.model, len(c.features))
+    scaler = c.model.named_steps["scale"]
+    e = evaluate(val.y, val_pred, val.mid, bootstrap=False)
+    guard_low, guard_high = input_guard(data.take(split.train).columns(c.features))
+    meta = ModelMetadata(
+        model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
+        calibration=fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
+        scaler_scale=list(map(float, scaler.scale_)), guard_low=guard_low, guard_high=guard_high,
+        venue=venue, data_ranges=ranges, hyperparameters=_jsonable(c.params),
+        validation_metrics={"r2": e.r2, "rmse_ratio": e.rmse_ratio, "direction_accuracy": e.direction_accuracy},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return onnx_bytes, meta
+
+
+MIN_ROWS = 500
+CANDIDATES = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID))
+# Candidates on features only some recordings have, each with the features it needs: the best bid/ask
+# stream's, and with a perpetual configured beside spot, the cross-market ones too.
+STREAM_CANDIDATES = (
+    (QUOTE_FEATURES, ("ridge_quotes", OFI_FEATURES + QUOTE_FEATURES, RIDGE_GRID)),
+    (QUOTE_FEATURES + PERP_FEATURES, ("ridge_perp", OFI_FEATURES + QUOTE_FEATURES + PERP_FEATURES, RIDGE_GRID)),
+)
+MIN_STREAM_SHARE = 0.99  # rows with a stream's features needed before a model may read them
+
+
+def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
+    """The candidates this data can train, and the rows they train on.
+
+    The quote and perpetual features exist only where the recording has those streams. When
+    nearly every row has a candidate's features (a boundary before a stream's first quote does
+    not), the rows without them are left out, so every candidate is judged on the same rows, and
+    that candidate competes; otherwise (the 1 Hz Binance.US book has neither stream) it does not.
+    """
+    candidates = CANDIDATES
+    for needed, candidate in STREAM_CANDIDATES:
+        has = np.isfinite(data.columns(needed)).all(axis=1)
+        if len(data) and has.mean() >= MIN_STREAM_SHARE:
+            data, candidates = data.take(np.flatnonzero(has)), candidates + (candidate,)
+    return data, candidates
+
+
+class NotEnoughData(SystemExit):
+    """Too few trainable rows to split into train, validation and test hours."""
+
+
+def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir: Path | None = None,
+        promote: bool = False, window_hours: float | None = None) -> dict:
+    migrate.upgrade(settings.postgres)  # as the owner: the one step with DDL
+    engine = engine_for(settings.postgres, "trainer")
+    try:
+        return _run(settings, engine, venue, symbol, report_dir, data_dir, promote, window_hours)
+    finally:
+        engine.dispose()
+
+
+def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_dir: Path, data_dir: Path | None,
+         promote: bool, window_hours: float | None = None) -> dict:
+    if data_dir is not None:
+        loader = engine_for(settings.postgres, "loader")  # the trainer may read features, never write them
+        try:
+            refresh_feature_store(settings, loader, data_dir)
+        finally:
+            loader.dispose()
+    data = read_training_data(engine, venue, symbol)
+    if window_hours is not None and len(data):  # walk forward: the newest hours only
+        data = data.take(np.flatnonzero(data.ts_ms >= data.ts_ms.max() - window_hours * 3_600_000))
+    data, candidates = candidates_for(data)
+    if len(data) < MIN_ROWS:
+        raise NotEnoughData(f"only {len(data)} trainable rows for {venue} {symbol}: load data first (--data DIR)")
+    val_start, test_start = hour_boundaries(data.ts_ms)
+    split = purged_split(data.ts_ms, val_start, test_start)
+    ranges = split.ranges(data.ts_ms)
+    log.info("split: train %d, val %d, test %d rows (%s)", len(split.train), len(split.val), len(split.test), ranges)
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    lake = Lake(settings.s3)
+    lake.ensure_bucket()
+    test = data.take(split.test)
+    scored: dict[str, Scored] = {}
+    versions: dict[str, str] = {}
+    val_mse: dict[str, float] = {}
+    for kind, features, grid in candidates:
+        best = search(kind, features, grid, data, split, engine, stamp, ranges)
+        onnx_bytes, meta = package(best, data, split, f"{kind}-{stamp}", venue, ranges)
+        meta = meta.model_copy(update={"model_version": f"{kind}-{stamp}-{meta.sha256[:8]}"})
+        uri = artifact_store.upload(lake, onnx_bytes, meta)
+        onnx_model = OnnxModel(onnx_bytes, meta)
+        pred = onnx_model.predict(test.columns(meta.feature_names))
+        scored[kind] = Scored(meta.model_version, pred, evaluate(test.y, pred, test.mid), onnx_model.confidence(pred))
+        experiment_id = f"{stamp}-{kind}-final"
+        registry.log_experiment(engine, experiment_id, kind, meta.model_version, _jsonable(best.params),
+                                list(features), ranges, {"test": summary(scored[kind], test), "validation": meta.validation_metrics})
+        registry.register(engine, meta, uri, experiment_id)
+        versions[kind] = meta.model_version
+        val_mse[kind] = best.val_mse
+        log.info("registered %s at %s", meta.model_version, uri)
+    base = persistence(test)
+    val_mse[PERSISTENCE] = _mse(data.y[split.val], np.zeros(len(split.val)))
+    registry.log_experiment(engine, f"{stamp}-persistence", "persistence", None, {}, [], ranges,
+                            {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}})
+    decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, stamp, venue, ranges, promote)
+    result = write_report(report_dir, f"Training report {stamp}: held-out test hour ({venue})", test, scored["mlp"],
+                          [base, *(scored[kind] for kind in scored if kind != "mlp")],
+                          [f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
+                           "models: " + ", ".join(f"{versions[kind]} ({kind} on {', '.join(features)})"
+                                                  for kind, features, _ in candidates),
+                           *(f"gate: {d.challenger} {'promoted' if d.promote else 'not promoted'}: {d.reason}"
+                             for d in decisions)])
+    production = registry.production(engine)
+    return {**result, "versions": versions, "gate": [d.as_metrics() for d in decisions],
+            "production": production.model_version if production else None, "report": str(report_dir / "report.md")}
+
+
+def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test: FeatureSet,
+             scored: dict[str, Scored], versions: dict[str, str], val_mse: dict[str, float], stamp: str, venue: str,
+             ranges: dict, promote: bool) -> list[GateDecision]:
+    """Pick by validation, then let the gate judge the pick on the test window (``btcpred/batch/gate.py``).
+
+    Each decision is logged to ``ml_experiments`` (kind ``gate``) with its figures, promoted or
+    not. With ``promote``, a decision to promote is carried out; when the pick loses and there is
+    no production model at all, persistence is registered and promoted in its place.
+    """
+    pick = min(val_mse, key=val_mse.get)
+    champion = champion_predictions(engine, lake, test)
+    decisions: list[GateDecision] = []
+
+    def judge(version: str, pred: np.ndarray, is_persistence: bool) -> GateDecision:
+        decision = decide(version, pred, test.y, test.mid, champion, challenger_is_persistence=is_persistence)
+        params = {"picked_by": "validation mse", "val_mse": val_mse, "promote_requested": promote}
+        registry.log_experiment(engine, f"{stamp}-gate-{len(decisions)}", "gate", version, params, [], ranges,
+                                decision.as_metrics())
+        decisions.append(decision)
+        log.info("gate: %s %s: %s", version, "promote" if decision.promote else "keep production", decision.reason)
+        if promote and decision.promote:
+            log.info("promoted %s to production (replaced %s)", version, registry.promote(engine, version))
+        return decision
+
+    def persistence_model() -> str:
+        return register_persistence(engine, lake, stamp, venue, ranges, val_mse[PERSISTENCE])
+
+    zeros = np.zeros(len(test))
+    if pick == PERSISTENCE:
+        judge(persistence_model(), zeros, True)
+    elif not judge(versions[pick], scored[pick].pred, False).promote and promote and champion is None:
+        judge(persistence_model(), zeros, True)  # nothing in production and the pick lost: the baseline serves
+    return decisions
+
+
+def champion_predictions(engine: sa.Engine, lake: Lake, test: FeatureSet) -> tuple[str, np.ndarray] | None:
+    """The production model's predictions on the test window; None if there is none, or if its
+    artifact cannot be read (then inference cannot serve it either, and the gate judges the pick
+    against persistence alone, with a warning in the log)."""
+    current = registry.production(engine)
+    if current is None:
+        return None
+    try:
+        onnx_bytes, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
+        return current.model_version, OnnxModel(onnx_bytes, meta).predict(test.columns(meta.feature_names))
+    except (ClientError, ArtifactError, ValueError) as exc:
+        log.warning("production model %s is not servable (%s): the gate judges against persistence only",
+                    current.model_version, exc)
+        return None
+
+
+def register_persistence(engine: sa.Engine, lake: Lake, stamp: str, venue: str, ranges: dict, val_mse: float) -> str:
+    """Persistence as a registered artifact (staging), servable like any model."""
+    onnx_bytes = export_persistence_onnx()
+    meta = ModelMetadata(
+        model_version=f"persistence-{stamp}-{sha256_hex(onnx_bytes)[:8]}", model_kind=PERSISTENCE,
+        feature_names=list(PERSISTENCE_FEATURES), sha256=sha256_hex(onnx_bytes),
+        calibration=Calibration(abs_return=[], hit_rate=[]), scaler_mean=[], scaler_scale=[], venue=venue,
+        data_ranges=ranges, hyperparameters={}, validation_metrics={"val_mse": val_mse},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), f"{stamp}-persistence")
+    return meta.model_version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train, export and register the 10 s return models")
+    parser.add_argument("--data", type=Path, help="archive and load the recordings under DIR first")
+    parser.add_argument("--venue", default="binance.us")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
+    parser.add_argument("--promote", action="store_true",
+                        help="carry out the gate's decision: the validation pick becomes production only if it beats "
+                             "the production model and persistence on the test window (btcpred/batch/gate.py)")
+    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result = run(load_settings(args.config), args.venue, args.symbol, args.report_dir, args.data, args.promote)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""What every long-running asyncio process shares: /health, /ready and /metrics, and its main()."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from btcpred.common.config import Settings, load_settings
+
+
+def health_app(is_ready: Callable[[], tuple[bool, str]],
+               is_healthy: Callable[[], tuple[bool, str]] | None = None) -> web.Application:
+    """``/health``: 503 while ``is_healthy`` says a supervised task of the process is failing
+    (the process is up but not doing its job); ``/ready``: whether it can serve yet."""
+    async def health(_: web.Request) -> web.Response:
+        ok, reason = is_healthy() if is_healthy else (True, "ok")
+        return web.json_response({"status": "ok" if ok else "failing", "reason": reason}, status=200 if ok else 503)
+
+    async def ready(_: web.Request) -> web.Response:
+        ok, reason = is_ready()
+        return web.json_response({"ready": ok, "reason": reason}, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.add_routes([web.get("/health", health), web.get("/ready", ready), web.get("/metrics", metrics)])
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving_health(port: int, is_ready: Callable[[], tuple[bool, str]],
+                         is_healthy: Callable[[], tuple[bool, str]] | None = None,
+                         host: str = "127.0.0.1") -> AsyncIterator[None]:
+    """The health and metrics endpoints on ``host:port`` (``Settings.metrics_host``) for as long as the block runs."""
+    runner = web.AppRunner(health_app(is_ready, is_healthy))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def serve_health_in_thread(port: int, is_ready: Callable[[], tuple[bool, str]],
+                           is_healthy: Callable[[], tuple[bool, str]] | None = None,
+                           host: str = "127.0.0.1") -> threading.Thread:
+    """``serving_health`` for a process whose work runs in threads (the SBE archiver): the endpoints
+    run in a daemon thread of their own, with their own event loop, for as long as the process."""
+    async def serve() -> None:
+        async with serving_health(port, is_ready, is_healthy, host):
+            await asyncio.Event().wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), name="health", daemon=True)
+    thread.start()
+    return thread
+
+
+def record_failure(failures, failing: dict[str, str], task: str, exc: BaseException, context: str = "") -> None:
+    """What every supervised loop does with an exception it survives: count it in
+    ``failures.labels(task)`` (a ``*_task_failures_total`` counter) and show it on /health
+    (``failing``, read by ``failing_health``) until the task succeeds again."""
+    failures.labels(task).inc()
+    failing[task] = describe_failure(exc, context)
+
+
+def describe_failure(exc: BaseException, context: str = "") -> str:
+    """How /health shows a task's last exception (``failing_health``): type and message, bounded."""
+    return f"{context}{type(exc).__name__}: {exc}"[:300]
+
+
+async def supervise(name: str, run: Callable[[], Awaitable[None]], failures, failing: dict[str, str],
+                    max_backoff_s: float = 30.0) -> None:
+    """Run ``run()`` for ever: when it raises, log it, count it (``failures.labels(task=name)``),
+    report it in ``failing`` (what /health shows) while it is down, and restart it after a back-off
+    that doubles up to ``max_backoff_s``. A long-running loop must never end silently."""
+    backoff = 0.5
+    while True:
+        try:
+            await run()
+            return
+        except Exception as exc:  # noqa: BLE001 - supervised: restarted below
+            record_failure(failures, failing, name, exc)
+            logging.getLogger(__name__).exception("task %s failed; restarting in %.1f s", name, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff_s)
+        failing.pop(name, None)
+
+
+def failing_health(failing: dict[str, str]) -> Callable[[], tuple[bool, str]]:
+    """An ``is_healthy`` for ``serving_health``: red while any supervised task is failing."""
+    def is_healthy() -> tuple[bool, str]:
+        if failing:
+            return False, "; ".join(f"{task}: {why}" for task, why in sorted(failing.items()))
+        return True, "ok"
+    return is_healthy
+
+
+def run_service(description: str, entry: Callable[[Settings], Awaitable[None]], argv: list[str] | None = None) -> None:
+    """``--config``, logging, then ``entry(settings)`` until it ends or is interrupted."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=None, help="config file (default config/$BTCPRED_ENV.yaml)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(entry(load_settings(args.config)))

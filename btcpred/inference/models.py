@@ -1,0 +1,68 @@
+"""Predictors. Persistence is the baseline every model is reported against."""
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+
+from btcpred.common.model_artifact import InputGuard, OnnxModel
+from btcpred.inference.hot_state import HotState
+
+
+class FeatureUnavailable(LookupError):
+    """The feature hash lacks a feature the model needs (this cycle falls back)."""
+
+
+class FeatureOutOfRange(ValueError):
+    """A feature lies far outside what the model saw in training (this cycle falls back).
+
+    A network extrapolates wildly out there; persistence is the safer answer.
+    """
+
+
+class Predictor(Protocol):
+    version: str
+
+    def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
+        """Return (predicted price in 10 s, confidence)."""
+
+
+class PersistencePredictor:
+    """Predict the price unchanged; direction is a coin flip, so confidence is 0.5."""
+
+    version = "persistence"
+
+    def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
+        return current_price, 0.5
+
+
+class OnnxPredictor:
+    """A registered model: features from ``feat:`` in the model's own order, one ONNX Runtime call.
+
+    The model outputs the 10 s log return; the predicted price applies it to the
+    current mid. Confidence is the model's calibrated P(direction right | price moves).
+    """
+
+    def __init__(self, model: OnnxModel, max_abs_z: float = 10.0) -> None:
+        self.model = model
+        self.version = model.version
+        self.feature_names = tuple(model.meta.feature_names)
+        self._row = np.zeros((1, len(self.feature_names)), dtype=np.float64)
+        self.guard = InputGuard(model.meta, max_abs_z)  # the artifact's trusted inputs (batch.report scores by it too)
+
+    def predicted_return(self, features: dict[str, str]) -> float:
+        row = self._row
+        for i, name in enumerate(self.feature_names):
+            raw = features.get(name)
+            if raw is None:
+                raise FeatureUnavailable(name)
+            row[0, i] = float(raw)
+        why = self.guard.why(row[0])
+        if why is not None:
+            raise FeatureOutOfRange(why)
+        return float(self.model.predict(row)[0])
+
+    def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
+        r = self.predicted_return(state.features)
+        return current_price * math.exp(r), self.model.meta.calibration.confidence(r)

@@ -1,0 +1,106 @@
+"""Online accuracy: every prediction is scored against the mid realized 10 s later in data time.
+
+Scoring uses exchange (data) time, not wall time, so a fast replay is scored exactly as a
+live run would be: a prediction made on features of data time t is compared with the mid
+of the feature vector at t + horizon (feature vectors are cut on a fixed 500 ms grid, so
+the target time is on the grid). The persistence forecast (price unchanged) is scored beside
+the model on the same targets.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from btcpred.udfs.features import HORIZON_US
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPrediction:
+    feature_time_ms: int
+    current_price: float
+    predicted_price: float
+    realized_price: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted_price - self.realized_price
+
+    @property
+    def persistence_error(self) -> float:
+        return self.current_price - self.realized_price
+
+
+@dataclass(frozen=True, slots=True)
+class Accuracy:
+    scored: int
+    mae: float | None
+    rmse: float | None
+    directional_accuracy: float | None  # share of non-zero realized moves whose sign the model got right
+    persistence_mae: float | None
+    persistence_rmse: float | None
+    bias: float | None = None  # mean signed error (predicted - realized): a calibrated model has ~0
+    # least-squares slope of the realized move on the predicted move: 1 calibrated, < 1 over-confident
+    calibration_slope: float | None = None
+
+
+class OnlineScorer:
+    def __init__(self, horizon_ms: int = HORIZON_US // 1000, window: int = 1000, mid_memory: int = 2000) -> None:
+        self.horizon_ms = horizon_ms
+        self.pending: OrderedDict[int, tuple[float, float]] = OrderedDict()  # target ms -> (current, predicted)
+        self.mids: OrderedDict[int, float] = OrderedDict()  # data time ms -> mid
+        self.mid_memory = mid_memory
+        self.scored: deque[ScoredPrediction] = deque(maxlen=window)
+
+    def record_prediction(self, feature_time_ms: int, current_price: float, predicted_price: float) -> None:
+        """Remember a prediction; the first one made on a feature vector wins (later cycles repeat it)."""
+        target = feature_time_ms + self.horizon_ms
+        if target not in self.pending and all(s.feature_time_ms != feature_time_ms for s in list(self.scored)[-5:]):
+            self.pending[target] = (current_price, predicted_price)
+        self._settle()
+
+    def record_mid(self, time_ms: int, mid: float) -> None:
+        self.mids[time_ms] = mid
+        while len(self.mids) > self.mid_memory:
+            self.mids.popitem(last=False)
+        self._settle()
+
+    def _settle(self) -> None:
+        latest = next(reversed(self.mids), None)
+        for target in list(self.pending):
+            if target in self.mids:
+                current, predicted = self.pending.pop(target)
+                self.scored.append(ScoredPrediction(target - self.horizon_ms, current, predicted, self.mids[target]))
+            elif latest is not None and target < latest - self.horizon_ms:
+                del self.pending[target]  # its target mid will never come (gap in the feature history)
+
+    def accuracy(self) -> Accuracy:
+        rows = list(self.scored)
+        if not rows:
+            return Accuracy(0, None, None, None, None, None)
+        n = len(rows)
+        moves = [r for r in rows if r.realized_price != r.current_price]
+        right = sum(1 for r in moves
+                    if math.copysign(1, r.predicted_price - r.current_price) == math.copysign(1, r.realized_price - r.current_price)
+                    and r.predicted_price != r.current_price)
+        return Accuracy(
+            scored=n,
+            mae=sum(abs(r.error) for r in rows) / n,
+            rmse=math.sqrt(sum(r.error ** 2 for r in rows) / n),
+            directional_accuracy=right / len(moves) if moves else None,
+            persistence_mae=sum(abs(r.persistence_error) for r in rows) / n,
+            persistence_rmse=math.sqrt(sum(r.persistence_error ** 2 for r in rows) / n),
+            bias=sum(r.error for r in rows) / n,
+            calibration_slope=calibration_slope(rows),
+        )
+
+
+def calibration_slope(rows: list[ScoredPrediction]) -> float | None:
+    """Slope of realized on predicted move; None while the model predicts (almost) no move at all."""
+    predicted = [r.predicted_price - r.current_price for r in rows]
+    realized = [r.realized_price - r.current_price for r in rows]
+    mean_p, mean_r = sum(predicted) / len(rows), sum(realized) / len(rows)
+    var_p = sum((p - mean_p) ** 2 for p in predicted)
+    if var_p < 1e-12:
+        return None
+    return sum((p - mean_p) * (r - mean_r) for p, r in zip(predicted, realized)) / var_p

@@ -1,0 +1,299 @@
+"""HTTP API and the 2-second prediction loop.
+
+The loop reads Redis only (one pipelined round trip), never REST, S3 or
+Postgres. Every prediction is kept in a bounded in-memory history and appended
+to the Redis stream ``pred:<symbol>`` (bounded) for consumers and replay scoring.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from btcpred.common.config import Settings, load_settings
+from btcpred.common.service import record_failure, supervise
+from btcpred.inference.cadence import run_aligned
+from btcpred.inference.cycle import make_prediction
+from btcpred.inference.hot_state import HotState, read_hot_state
+from btcpred.inference.model_manager import ModelManager, ModelSource, source_for
+from btcpred.inference.models import PersistencePredictor, Predictor
+from btcpred.inference.prediction import Prediction
+from btcpred.inference.scoring import OnlineScorer
+from btcpred.udfs.features import HORIZON_US
+from btcpred.common import redis_connection
+from btcpred.udfs import redis_schema as rs
+
+log = logging.getLogger("inference")
+
+CYCLE_LATENCY = Histogram("inference_cycle_latency_seconds", "Boundary to published prediction",
+                          buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+JITTER = Histogram("inference_cadence_jitter_seconds", "Wake-up delay after the 2 s boundary",
+                   buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1))
+MISSED = Counter("inference_missed_cycles_total", "2 s boundaries with no prediction")
+PREDICTIONS = Counter("inference_predictions_total", "Predictions published", ["source"])
+FALLBACKS = Counter("inference_fallback_total", "Fallback predictions", ["reason"])
+FEATURE_AGE = Gauge("inference_feature_age_seconds", "Wall-clock age of the features last used")
+ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time scoring, 10 s horizon)",
+               ["model", "measure"])
+HTTP_LATENCY = Histogram("inference_http_request_duration_seconds", "HTTP request handling time (not the SSE stream)",
+                         ["method", "route", "status"],
+                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+TASK_FAILURES = Counter("inference_task_failures_total", "Exceptions a supervised task survived", ["task"])
+for _task in ("cycle", "model_manager"):
+    TASK_FAILURES.labels(_task)
+CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
+
+PREDICTION_STREAM_MAXLEN = 50_000
+JITTER_WINDOW = 10_000
+STREAM_QUEUE = 100
+
+
+class PredictionService:
+    """The cycle loop, the model manager and what the HTTP API reads.
+
+    ``model_source: persistence`` (or an explicit ``predictor``) serves a fixed
+    predictor; ``registry`` serves whatever the model manager has swapped in,
+    and falls back to persistence (``no_model``) until a model is loaded.
+    """
+
+    def __init__(self, settings: Settings, predictor: Predictor | None = None,
+                 model_source: ModelSource | None = None) -> None:
+        self.settings = settings
+        self.symbol = settings.exchange.symbol
+        cfg = settings.inference
+        self.fixed_predictor = predictor or (PersistencePredictor() if cfg.model_source == "persistence" else None)
+        self.manager: ModelManager | None = None
+        if self.fixed_predictor is None:
+            self.manager = ModelManager(model_source or source_for(settings), cfg.warmup_runs, cfg.max_feature_z,
+                                        available_features=lambda: self.feature_keys)
+        self.feature_keys: set[str] | None = None
+        self.subscribers: set[asyncio.Queue] = set()
+        self.jitter_ms: deque[float] = deque(maxlen=JITTER_WINDOW)
+        self.cycles_total = 0
+        self.history: deque[Prediction] = deque(maxlen=settings.inference.history_size)
+        self.redis = redis_connection.connect_async(settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5,
+                                                    decode_responses=True)  # every hot-state value is text
+        self.last_price: float | None = None
+        self.ready = False
+        self.degraded_reason: str | None = "starting"
+        self.missed_total = 0
+        self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000)
+        self.history_cursor = "-"
+        self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
+
+    async def supervised_cycle(self, boundary_ms: int, jitter_ms: float) -> None:
+        """One cycle whose exception is logged, counted and reported on /health, never the end of the
+        cadence: a malformed hot-state value fails this cycle, and the next one tries again."""
+        try:
+            await self.cycle(boundary_ms, jitter_ms)
+        except Exception as exc:  # noqa: BLE001 - supervised: any failure is the same report
+            if "cycle" not in self.failing:
+                log.exception("prediction cycle %d failed; the next boundary tries again", boundary_ms)
+            record_failure(TASK_FAILURES, self.failing, "cycle", exc)
+        else:
+            self.failing.pop("cycle", None)
+
+    @property
+    def predictor(self) -> Predictor | None:
+        return self.fixed_predictor or (self.manager.current if self.manager else None)
+
+    async def cycle(self, boundary_ms: int, jitter_ms: float) -> None:
+        started = time.perf_counter()
+        predictor = self.predictor  # one model for the whole cycle, even if a swap lands meanwhile
+        JITTER.observe(max(jitter_ms, 0) / 1000)
+        self.jitter_ms.append(jitter_ms)
+        self.cycles_total += 1
+        try:
+            state = await read_hot_state(self.redis, self.symbol, self.history_cursor)
+        except Exception as exc:  # Redis down: serve fallback from memory, never skip the cycle
+            CYCLE_ERRORS.inc()
+            log.warning("Redis read failed: %s", exc)
+            state = HotState({}, {}, {}, False)
+        cfg = self.settings.inference
+        if state.features:
+            self.feature_keys = set(state.features)
+        pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
+                               cfg.max_feature_age_ms, self.last_price)
+        pred.latency_ms = (time.perf_counter() - started) * 1000
+        if pred.current_price is not None:
+            self.last_price = pred.current_price
+        self._score(state, pred)
+        self.history.append(pred)
+        self.degraded_reason = pred.fallback_reason
+        if pred.source == "redis":
+            self.ready = True
+        else:
+            FALLBACKS.labels(pred.fallback_reason or "unknown").inc()
+        PREDICTIONS.labels(pred.source).inc()
+        if pred.features_age_ms is not None:
+            FEATURE_AGE.set(pred.features_age_ms / 1000)
+        CYCLE_LATENCY.observe(pred.latency_ms / 1000)
+        for queue in self.subscribers:
+            if queue.full():
+                queue.get_nowait()  # a slow reader loses its oldest prediction, never blocks the cycle
+            queue.put_nowait(pred)
+        with contextlib.suppress(Exception):
+            fields = {k: ("" if v is None else str(v)) for k, v in pred.model_dump().items()}
+            await self.redis.xadd(rs.prediction_stream_key(self.symbol), fields,
+                                  maxlen=PREDICTION_STREAM_MAXLEN, approximate=True)
+
+    def _score(self, state: HotState, pred: Prediction) -> None:
+        for entry_id, fields in state.new_feature_history:
+            self.history_cursor = entry_id
+            if "mid" in fields and "ts" in fields:
+                self.scorer.record_mid(int(fields["ts"]) // 1000, float(fields["mid"]))
+        feature_mid = state.feature_float("mid")
+        if pred.source == "redis" and pred.feature_time_ms is not None and feature_mid is not None:
+            # scored on the feature grid: "current" is the mid the features describe
+            shift = (pred.predicted_price_10s or feature_mid) - (pred.current_price or feature_mid)
+            self.scorer.record_prediction(pred.feature_time_ms, feature_mid, feature_mid + shift)
+        acc = self.scorer.accuracy()
+        for model, measure, value in (("model", "mae", acc.mae), ("model", "rmse", acc.rmse),
+                                      ("model", "directional_accuracy", acc.directional_accuracy),
+                                      ("persistence", "mae", acc.persistence_mae),
+                                      ("persistence", "rmse", acc.persistence_rmse),
+                                      ("model", "bias", acc.bias), ("model", "calibration_slope", acc.calibration_slope)):
+            if value is not None:
+                ONLINE.labels(model, measure).set(value)
+
+    def on_missed(self, count: int) -> None:
+        self.missed_total += count
+        MISSED.inc(count)
+        log.warning("%d cycle(s) missed", count)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(supervise("cycle", lambda: run_aligned(
+            self.settings.inference.cadence_ms, self.supervised_cycle, self.on_missed), TASK_FAILURES, self.failing))]
+        if self.manager is not None:
+            manager = self.manager
+            tasks.append(asyncio.create_task(supervise(
+                "model_manager", lambda: manager.run(self.settings.inference.model_poll_s), TASK_FAILURES, self.failing)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def cadence_stats(self) -> dict:
+        jitter = np.array(self.jitter_ms) if self.jitter_ms else np.zeros(0)
+        pct = (lambda q: float(np.percentile(jitter, q)) if len(jitter) else None)  # noqa: E731
+        return {"cycles": self.cycles_total, "missed_cycles": self.missed_total, "window": len(jitter),
+                "jitter_p50_ms": pct(50), "jitter_p99_ms": pct(99), "jitter_max_ms": float(jitter.max()) if len(jitter) else None}
+
+
+def create_app(settings: Settings, service: PredictionService | None = None) -> FastAPI:
+    svc = service or PredictionService(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        task = asyncio.create_task(svc.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await svc.redis.aclose()
+        if svc.manager is not None:
+            svc.manager.source.close()
+
+    app = FastAPI(title="BTCUSDT 10-second price predictor", version="0.1.0", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def time_requests(request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: bounded label values
+        if route != "/predictions/stream":  # a stream lasts as long as its client
+            HTTP_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+    app.state.service = svc
+
+    @app.get("/predictions/latest", response_model=Prediction)
+    async def latest() -> Prediction:
+        if not svc.history:
+            raise HTTPException(status_code=404, detail="no prediction yet: the first cycle runs at the next 2 s boundary")
+        return svc.history[-1]
+
+    @app.get("/predictions", response_model=list[Prediction])
+    async def recent(limit: int = Query(100, ge=1, le=1000)) -> list[Prediction]:
+        return list(svc.history)[-limit:]
+
+    @app.get("/accuracy")
+    async def accuracy() -> dict:
+        """Rolling online accuracy of the served model and of persistence on the same targets."""
+        acc = svc.scorer.accuracy()
+        return {"model_version": svc.predictor.version if svc.predictor else None, "horizon_s": HORIZON_US // 1_000_000,
+                "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
+                "directional_accuracy": acc.directional_accuracy,
+                "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse}}
+
+    @app.get("/health")
+    async def health(response: Response) -> dict:
+        """503 while a supervised task is failing (the process is up but not doing its job);
+        "degraded" (200) while it serves the flagged fallback."""
+        if svc.failing:
+            response.status_code = 503
+        status = "failing" if svc.failing else "ok" if svc.degraded_reason is None else "degraded"
+        return {"status": status, "reason": svc.degraded_reason, "failing": svc.failing,
+                "model_version": svc.predictor.version if svc.predictor else None,
+                "missed_cycles": svc.missed_total}
+
+    @app.get("/model")
+    async def model() -> dict:
+        """The serving model: version, features in input order, checksum, training ranges, refused versions."""
+        if svc.manager is None:
+            return {"model_version": svc.predictor.version, "model_kind": "fixed", "source": "config"}
+        return {**svc.manager.info(), "source": settings.inference.model_source}
+
+    @app.get("/cadence")
+    async def cadence() -> dict:
+        """Wake-up jitter after each 2 s boundary (last 10,000 cycles) and missed cycles."""
+        return svc.cadence_stats()
+
+    @app.get("/predictions/stream", response_class=EventSourceResponse)
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        """Server-Sent Events: one ``prediction`` event per cycle, id = the cycle's boundary (ms)."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=STREAM_QUEUE)
+        svc.subscribers.add(queue)
+        try:
+            while True:
+                pred = await queue.get()
+                yield ServerSentEvent(data=pred, event="prediction", id=str(pred.timestamp))
+        finally:
+            svc.subscribers.discard(queue)
+
+    @app.get("/ready")
+    async def ready(response: Response) -> dict:
+        if not svc.ready:
+            response.status_code = 503
+        return {"ready": svc.ready}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="BTCUSDT prediction service")
+    parser.add_argument("--config", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings(args.config)
+    cfg = settings.inference
+    uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

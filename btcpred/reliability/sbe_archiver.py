@@ -1,0 +1,226 @@
+"""Every raw SBE frame of the market-data stream to ``bronze/sbe/{symbol}/year=/month=/day=/hour=/``.
+
+A separate Kinesis consumer rather than a sink in the Flink job: the archive
+must not slow or fail the hot path, must hold frames the job rejects too, and
+stays replayable with the job stopped. No loss, no duplicates:
+
+* the position is a checkpoint per shard in S3, written only after the objects
+  holding every frame up to it are written (a crash re-reads, never skips);
+* objects are named ``{stream}.{shard}-{first sequence}.parquet``; an object whose first
+  sequence is beyond the checkpoint was written by a run that died before
+  checkpointing, so a starting archiver deletes those first and re-reads their
+  records from the checkpoint: each frame ends up in exactly one object.
+
+Rows: one per frame (``shard_id``, ``sequence_number``, ``frame_index`` within the
+record, ``receipt_time_us``, ``source``, ``template_id``, ``frame``); a record that
+is not a valid envelope is kept whole with ``template_id = -1``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import struct
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.exceptions import BotoCoreError
+import pyarrow as pa
+from prometheus_client import Counter, Gauge
+
+from btcpred.adapters.lake import Lake
+from btcpred.common.config import Settings, aws_client_kwargs, load_settings
+from btcpred.common.service import failing_health, record_failure, serve_health_in_thread
+from btcpred.udfs import envelope
+from btcpred.udfs import lake_layout as layout
+
+log = logging.getLogger("sbe_archiver")
+
+DEFAULT_METRICS_PORT = 9104
+FRAMES = Counter("sbe_archiver_frames_total", "Frames archived", ["kind"])
+OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
+READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
+BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
+TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
+
+def frames_of(data: bytes, arrival_us: int) -> list[tuple[int, int, int, int, bytes]]:
+    """(frame index, receipt time, source, template id, frame) of one Kinesis record."""
+    try:
+        envelopes = envelope.from_text(data.decode("ascii"))
+    except (envelope.EnvelopeError, UnicodeDecodeError):
+        return [(0, arrival_us, -1, -1, data)]
+    rows = []
+    for i, env in enumerate(envelopes):
+        template = struct.unpack_from("<H", env.frame, 2)[0] if len(env.frame) >= 4 else -1
+        rows.append((i, env.receipt_time_us, int(env.source), template, env.frame))
+    return rows
+
+
+@dataclass
+class ShardBuffer:
+    first_sequence: str | None = None
+    last_sequence: str | None = None
+    rows: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # receipt hour (µs) -> rows
+    count: int = 0
+
+
+class SbeArchiver:
+    def __init__(self, settings: Settings, kinesis=None, lake: Lake | None = None,
+                 flush_rows: int = 200_000, flush_interval_s: float = 60.0, records_per_call: int = 10_000) -> None:
+        self.records_per_call = records_per_call
+        self.settings = settings
+        self.stream = settings.kinesis.stream
+        self.symbol = settings.exchange.symbol
+        self.kinesis = kinesis or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
+        self.lake = lake or Lake(settings.s3)
+        self.flush_rows = flush_rows
+        self.flush_interval_s = flush_interval_s
+        self.stopping = False  # set by SIGTERM: flush, checkpoint, return
+        self.failing: dict[str, str] = {}  # shard -> its last error while it is down (/health 503)
+        self.reading: set[str] = set()  # shards whose loop is running (/ready)
+
+    def object_prefix(self, shard_id: str) -> str:
+        return layout.sbe_object_prefix(self.stream, shard_id)
+
+    def checkpoint_key(self, shard_id: str) -> str:
+        return layout.sbe_checkpoint_key(self.stream, shard_id)
+
+    def checkpoint(self, shard_id: str) -> str | None:
+        key = self.checkpoint_key(shard_id)
+        return json.loads(self.lake.get_bytes(key))["sequence_number"] if self.lake.exists(key) else None
+
+    def discard_uncommitted(self, shard_id: str) -> int:
+        """Delete objects holding records after the checkpoint (a crash between write and checkpoint)."""
+        seq = self.checkpoint(shard_id)
+        committed = int(seq) if seq else -1
+        stale = []
+        for key in self.lake.keys(layout.sbe_symbol_prefix(self.symbol)):
+            name = key.rsplit("/", 1)[-1]
+            prefix = self.object_prefix(shard_id)
+            if name.startswith(prefix) and int(name[len(prefix):-len(".parquet")]) > committed:
+                stale.append(key)
+        for key in stale:
+            self.lake.client.delete_object(Bucket=self.lake.bucket, Key=key)
+        if stale:
+            log.warning("discarded %d uncommitted objects of %s (written after checkpoint %s)", len(stale), shard_id, seq)
+        return len(stale)
+
+    def _iterator(self, shard_id: str) -> str:
+        seq = self.checkpoint(shard_id)
+        kwargs = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": seq} if seq
+                  else {"ShardIteratorType": "TRIM_HORIZON"})
+        return self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **kwargs)["ShardIterator"]
+
+    def flush(self, shard_id: str, buf: ShardBuffer, write_checkpoint: bool = True) -> int:
+        """Objects first, checkpoint second; returns frames written."""
+        if buf.first_sequence is None:
+            return 0
+        written = 0
+        for hour_us, rows in buf.rows.items():
+            first_seq = min((r[2] for r in rows), key=int)
+            cols = list(zip(*rows))
+            table = pa.table([pa.array(c, t.type) for c, t in zip(cols, layout.SBE_SCHEMA)], schema=layout.SBE_SCHEMA)
+            self.lake.put_table(layout.sbe_object_key(self.symbol, hour_us, self.stream, shard_id, first_seq), table)
+            OBJECTS.inc()
+            written += table.num_rows
+        if write_checkpoint:
+            self.lake.put_bytes(self.checkpoint_key(shard_id),
+                                json.dumps({"sequence_number": buf.last_sequence, "at": time.time()}).encode())
+        return written
+
+    def run_shard(self, shard_id: str, stop_after_idle_s: float | None = None) -> int:
+        """Archive one shard; with ``stop_after_idle_s``, return once the shard has been quiet that long."""
+        self.discard_uncommitted(shard_id)
+        iterator = self._iterator(shard_id)
+        buf, started, idle_since, total = ShardBuffer(), time.monotonic(), None, 0
+        while iterator and not self.stopping:
+            try:
+                resp = self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
+            except BotoCoreError as exc:  # endpoint unreachable, connection reset: same iterator again
+                READ_ERRORS.inc()
+                log.warning("GetRecords failed, retrying: %s", exc)
+                time.sleep(0.5)
+                continue
+            iterator = resp.get("NextShardIterator")
+            BEHIND_MS.labels(shard_id).set(resp.get("MillisBehindLatest", 0))
+            now_us = time.time_ns() // 1000
+            for record in resp["Records"]:
+                seq = record["SequenceNumber"]
+                buf.first_sequence = buf.first_sequence or seq
+                buf.last_sequence = seq
+                for index, receipt_us, source, template, frame in frames_of(record["Data"], now_us):
+                    buf.rows[receipt_us // layout.HOUR_US * layout.HOUR_US].append(
+                        (self.symbol, shard_id, seq, index, receipt_us, source, template, frame))
+                    buf.count += 1
+                    FRAMES.labels("raw_record" if template == -1 else "frame").inc()
+            if buf.count >= self.flush_rows or (buf.count and time.monotonic() - started >= self.flush_interval_s):
+                total += self.flush(shard_id, buf)
+                buf, started = ShardBuffer(), time.monotonic()
+            if resp["Records"]:
+                idle_since = None
+            else:
+                idle_since = idle_since or time.monotonic()
+                if stop_after_idle_s is not None and time.monotonic() - idle_since >= stop_after_idle_s:
+                    break
+                time.sleep(0.2)
+        total += self.flush(shard_id, buf)
+        return total
+
+    def shards(self) -> list[str]:
+        return [s["ShardId"] for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]]
+
+    def run(self, stop_after_idle_s: float | None = None, max_backoff_s: float = 30.0) -> int:
+        """Archive every shard of the stream, one thread each (checkpoints and objects are per
+        shard, so shards never share a buffer). A shard's loop that raises is logged, counted and
+        restarted from its checkpoint with back-off; with ``stop_after_idle_s`` each runs once."""
+        totals: dict[str, int] = {}
+
+        def archive(shard_id: str) -> None:
+            TASK_FAILURES.labels(shard_id)  # exported at 0 from the start: an alert's increase() has a baseline
+            backoff = 1.0
+            while not self.stopping:
+                self.reading.add(shard_id)
+                try:
+                    totals[shard_id] = totals.get(shard_id, 0) + self.run_shard(shard_id, stop_after_idle_s)
+                    return
+                except Exception as exc:  # noqa: BLE001 - supervised: the checkpoint makes a restart lose nothing
+                    record_failure(TASK_FAILURES, self.failing, shard_id, exc)
+                    log.exception("archiving %s failed; restarting from its checkpoint in %.0f s", shard_id, backoff)
+                    if stop_after_idle_s is not None:
+                        raise
+                    time.sleep(backoff)
+                    backoff = min(max_backoff_s, backoff * 2)
+                finally:
+                    self.reading.discard(shard_id)
+                self.failing.pop(shard_id, None)
+
+        threads = [threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
+                   for shard in self.shards()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(totals.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Kinesis market-data stream -> bronze/sbe parquet")
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings(args.config)
+    archiver = SbeArchiver(settings)
+    serve_health_in_thread(args.metrics_port, lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}"),
+                           failing_health(archiver.failing), host=settings.metrics_host)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))
+    archiver.lake.ensure_bucket()
+    archiver.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,436 @@
+"""The hot path's per-symbol state machine, free of Flink: the job and the batch path run this same code.
+
+It lived in ``flink_jobs/hot_path_state.py`` until 2026-12-02 and in ``udfs/symbol_state.py`` until the
+code became one package; state written then names those paths, which ``legacy_paths`` keeps resolving.
+
+The Flink operator (``btcpred.flink_jobs.hot_path_job.HotPathFunction``) owns one of these per key
+in keyed state and only translates its outputs into Redis writes and side
+outputs. Depth diffs and snapshots are applied in stream order (sequence ids,
+not time, decide validity); trade windows and features are cut at event-time
+boundaries when the watermark passes them, so their values do not depend on
+arrival timing.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent
+from btcpred.udfs.features import WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
+from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
+from btcpred.udfs.pickling import StdlibPickled, fast_state
+from btcpred.udfs.trade_window import TradeBuffer, trade_points
+
+LONGEST_WINDOW_US = max(WINDOWS_US.values())  # trades older than this reach no window
+MAX_CATCH_UP = 120  # boundaries one timer cuts at most: a bogus far-future event time must not stall the job
+
+
+class DecodedBatch(StdlibPickled):
+    """The decoded frames of one Kinesis record, all of one symbol, in stream order.
+
+    It crosses operators pickled, so it lives in an importable module: in thread mode
+    PyFlink pickles by reference, and a class of the job's ``__main__`` cannot be found.
+    """
+
+    __slots__ = ("symbol", "events", "receipts")
+
+    def __init__(self, symbol: str, events: list, receipts: list[int]) -> None:
+        self.symbol = symbol
+        self.events = events
+        self.receipts = receipts
+
+    @property
+    def event_time_ms(self) -> int:
+        return max((e.event_time_us for e in self.events), default=0) // 1000
+
+
+class JointEventTime:
+    """The event time the job's watermark follows: the slower of the spot stream and the perpetual's.
+
+    Both arrive in one keyed stream over two exchange connections, and one connection can run
+    seconds ahead of the other (a burst, a slow socket, a replay at 10x where 200 ms of data pass
+    in 20 ms). A watermark driven by the faster one cut boundaries before the slower one's events
+    up to them had arrived: the live book missed diffs the training replay applied. Each record is
+    stamped with the lower of the two streams' newest times instead, so the bounded-out-of-
+    orderness watermark waits for both, however far behind the slower one is. Only a perpetual
+    that has sent nothing for ``PERP_IDLE_S`` of wall time is dead (its features go absent as its
+    last quote ages) and stops holding spot back: how far behind it is says nothing about whether
+    it is alive (fresh-clone run r-1: a live but lagging feed was declared dead at 5 s of event
+    time, at 10x half a second of wall time, and boundaries were cut without its quotes).
+    Records hold one source only (the ingestor packs them so): the first event says which.
+    """
+
+    __slots__ = ("spot_ms", "perp_ms", "perp_seen_s")
+    PERP_IDLE_S = 2.0
+
+    def __init__(self) -> None:
+        self.spot_ms = 0
+        self.perp_ms = 0
+        self.perp_seen_s = float("-inf")  # wall time (monotonic s) the last perpetual record arrived
+
+    def stamp(self, batch: DecodedBatch, now_s: float) -> int:
+        """The record's timestamp in ms (``now_s``: monotonic wall seconds); 0 before spot has one."""
+        t = batch.event_time_ms
+        if t:
+            if type(batch.events[0]) is PerpQuoteEvent:
+                self.perp_ms = max(self.perp_ms, t)
+                self.perp_seen_s = now_s
+            else:
+                self.spot_ms = max(self.spot_ms, t)
+        if now_s - self.perp_seen_s > self.PERP_IDLE_S:
+            return self.spot_ms
+        return min(self.spot_ms, self.perp_ms)
+
+
+@dataclass(slots=True)
+class DecodedRecord:
+    """One Kinesis record taken apart: its frames per symbol, its dead letters, and counts for metrics."""
+
+    batches: list[DecodedBatch]
+    dead_letters: list["RedisWrite"]
+    decoded: dict[str, int]  # events per type name
+
+
+EVENT_TYPES = ("TradesEvent", "BestBidAskEvent", "DepthDiffEvent", "DepthSnapshotEvent", "PerpQuoteEvent")
+QUICK_EVENTS = (BestBidAskEvent, PerpQuoteEvent)  # most frames, none writes: ``on_batch`` applies them the short way
+
+
+def decode_record(value: str, now_us: int) -> DecodedRecord:
+    """What the job's decode operator does with a record, free of Flink (the graph test's reference
+    and ``bench/job_compute.py`` run exactly this): an envelope that does not parse is one dead
+    letter; a frame that does not decode is one dead letter and its record goes on."""
+    out = DecodedRecord([], [], dict.fromkeys(EVENT_TYPES, 0))
+    try:
+        frames = envelope.from_text(value)
+    except envelope.EnvelopeError as exc:
+        out.dead_letters.append(dead_letter_write(f"envelope: {exc}", value, now_us))
+        return out
+    batches: dict[str, DecodedBatch] = {}
+    for env in frames:
+        event = sbe.decode(env.frame)
+        if isinstance(event, sbe.DecodeError):
+            out.dead_letters.append(dead_letter_write(f"sbe {event.kind.value}: {event.detail}", env.frame.hex(), now_us))
+            continue
+        if env.source is envelope.Source.PERP_QUOTE:
+            if type(event) is not BestBidAskEvent:
+                out.dead_letters.append(dead_letter_write(
+                    f"envelope: a perpetual quote record holds a {type(event).__name__}", env.frame.hex(), now_us))
+                continue
+            event = PerpQuoteEvent.leading(event, event.symbol)
+        out.decoded[type(event).__name__] += 1
+        batch = batches.get(event.symbol)
+        if batch is None:
+            batch = batches[event.symbol] = DecodedBatch(event.symbol, [], [])
+            out.batches.append(batch)
+        batch.events.append(event)
+        batch.receipts.append(env.receipt_time_us)
+    return out
+
+
+@fast_state
+@dataclass(frozen=True, slots=True)
+class RedisWrite:
+    """One Redis operation: a hash replaced in full (with TTL) or a stream entry.
+
+    ``receipt_time_us`` (ingestor receipt of the event that caused the write) makes the
+    sink stamp ``receipt_time_us``/``written_at_us`` into the hash for freshness tracking.
+    ``version_field`` names the field that orders versions of the hash: an older version
+    never replaces a newer one (after a restore from a checkpoint the job re-emits states
+    Redis has already moved past, and readers must not see the book go back).
+    """
+
+    kind: str  # "hash" | "xadd"
+    key: str
+    fields: dict[str, str]
+    ttl_s: int | None = None
+    maxlen: int | None = None
+    receipt_time_us: int | None = None
+    version_field: str | None = None
+    once_key: str | None = None  # a stream entry written at most once per key (replays after a restore)
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    writes: list[RedisWrite]
+    gap: Gap | None = None
+    late: bool = False  # a trade older than the last cut boundary: windows already closed
+    book_time_us: int | None = None  # the book changed, at this event time (its ob: write may be deferred)
+    changed: bool = True  # False: state untouched, nothing to persist
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one Kinesis record's events did: the operator turns it into outputs and timers."""
+
+    writes: list[RedisWrite]  # coalesced: one ob: hash at most, stream entries in order
+    gap_writes: list[RedisWrite]  # for the gap side output, one per gap
+    late_writes: list[RedisWrite]  # for the late side output, one per late trade
+    timers: list[int]  # event-time boundaries (µs) to register a timer for
+    changed: bool  # False: state untouched, nothing to persist
+
+
+STATE_FORMAT = 1  # SymbolState's layout; bump it when a field changes meaning or type (appending one needs none)
+
+
+@dataclass(slots=True)
+class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, not cloudpickle
+    """One symbol's keyed state. Pickled as the tuple of its fields in order (``StdlibPickled``):
+    fields are only ever appended, so state written by an earlier version restores, the fields it
+    lacks taking their defaults; ``state_format`` says which layout wrote it (0: written before the
+    format was recorded, told apart by its length alone). ``tests/data/state/`` keeps blobs
+    written by earlier commits, and ``tests/unit/flink_jobs/test_state_blob.py`` restores them."""
+
+    symbol: str
+    sync: BookSynchronizer = None  # type: ignore[assignment]
+    trades: TradeBuffer = field(default_factory=TradeBuffer)
+    history: BookHistory = field(default_factory=BookHistory)
+    last_diff_time_us: int = 0
+    last_boundary_us: int = 0
+    pending_timers: set[int] = field(default_factory=set)  # boundaries with a registered timer, not yet fired
+    stale_diffs: int = 0  # diffs already contained in the book (exported as a Flink gauge)
+    boundaries_skipped: int = 0  # overtaken boundaries beyond MAX_CATCH_UP, never cut (a Flink gauge)
+    quotes: QuoteHistory = field(default_factory=QuoteHistory)  # the best bid/ask stream's tops
+    stale_quotes: int = 0  # best bid/ask updates older than the newest one seen, dropped
+    perp: QuoteHistory = field(default_factory=QuoteHistory)  # the leading perpetual's tops, where configured
+    stale_perp_quotes: int = 0
+    state_format: int = STATE_FORMAT  # the layout this state was written in (see the class docstring)
+
+    def __post_init__(self) -> None:
+        if self.sync is None:
+            self.sync = BookSynchronizer(self.symbol)
+
+    def _restore_state(self, state: tuple) -> None:
+        """State written before a field was appended restores with that field's default; state of
+        an older ``state_format`` would be converted here (none needs it yet)."""
+        written = self.written_format(state)
+        if written > STATE_FORMAT:
+            raise ValueError(f"state of format {written} is newer than this code's {STATE_FORMAT}: "
+                             "restore it with the version that wrote it")
+        StdlibPickled._restore_state(self, state)  # slots=True rebuilds the class: no zero-argument super()
+        for f in dataclasses.fields(self)[len(state):]:
+            setattr(self, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        self.state_format = STATE_FORMAT
+
+    @classmethod
+    def written_format(cls, state: tuple) -> int:
+        """The ``state_format`` a pickled state tuple was written in; 0 before the field existed."""
+        index = cls.__slots__.index("state_format")
+        return state[index] if len(state) > index else 0
+
+    def on_event(self, event: MarketEvent, receipt_time_us: int | None = None, write_book: bool = True) -> EventResult:
+        """Apply one event in stream order; returns the writes it causes, a gap, or a late flag.
+
+        ``write_book=False`` leaves the ``ob:`` write out (``book_time_us`` says the book
+        changed): a caller applying a batch writes the book once, with ``book_write``, since
+        only the last state reaches Redis and building the hash per diff cost ~50 µs each.
+        """
+        if isinstance(event, DepthDiffEvent):
+            self.last_diff_time_us = max(self.last_diff_time_us, event.event_time_us)
+            outcome, gap = self.sync.on_diff(event)
+            if outcome is DiffOutcome.STALE:
+                self.stale_diffs += 1
+            if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
+                return EventResult(self._book_changed(event.event_time_us, receipt_time_us, write_book), gap,
+                                   book_time_us=event.event_time_us)
+            return EventResult([], gap)
+        if isinstance(event, DepthSnapshotEvent):
+            if self.sync.on_snapshot(event):
+                book_time_us = max(self.last_diff_time_us, event.event_time_us)
+                writes = self._book_changed(book_time_us, receipt_time_us, write_book)
+                drift = self.sync.last_drift
+                if drift is not None:
+                    writes.append(drift_write(self.symbol, drift, event.book_update_id))
+                return EventResult(writes, book_time_us=book_time_us)
+            return EventResult([], changed=False)
+        if isinstance(event, TradesEvent):
+            if event.transact_time_us <= self.last_boundary_us:
+                return EventResult([], late=True, changed=False)
+            for point in trade_points(event):
+                self.trades.add(point)
+            return EventResult([])
+        if isinstance(event, QUICK_EVENTS):
+            self.on_quote(event)
+            return EventResult([])
+        return EventResult([], changed=False)
+
+    def on_quote(self, event: BestBidAskEvent | PerpQuoteEvent) -> None:
+        """bookUpdateId jumps are normal (the stream sends the newest top only), never a gap signal;
+        an update not newer than the last one of its market is stale and dropped."""
+        if type(event) is BestBidAskEvent:
+            if not self.quotes.add(event):
+                self.stale_quotes += 1
+        elif not self.perp.add(event):
+            self.stale_perp_quotes += 1
+
+    def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int) -> BatchResult:
+        """Apply a record's events in order, writing the book once at the end (only its last
+        state reaches Redis), and collect the boundaries the events need a timer for."""
+        changed = False
+        writes: list[RedisWrite] = []
+        gap_writes: list[RedisWrite] = []
+        late_writes: list[RedisWrite] = []
+        timers: list[int] = []
+        book_changed_at = None  # (event time, receipt) of the last book change
+        for event, receipt in zip(events, receipts):
+            if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
+                self.on_quote(event)
+                changed = True
+            else:
+                result = self.on_event(event, receipt, write_book=False)
+                changed |= result.changed
+                writes.extend(result.writes)
+                if result.book_time_us is not None:
+                    book_changed_at = (result.book_time_us, receipt)
+                if result.gap is not None:
+                    gap_writes.append(gap_write(result.gap, receipt))
+                if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
+                    late_writes.append(late_write(event, receipt, self.last_boundary_us))
+            if event.event_time_us:
+                boundary_us = self.timer_to_register(event.event_time_us, interval_us)
+                if boundary_us is not None:
+                    timers.append(boundary_us)
+                    changed = True
+        if book_changed_at is not None:
+            writes.append(self.book_write(*book_changed_at))
+        return BatchResult(coalesce(writes), gap_writes, late_writes, timers, changed)
+
+    def timer_to_register(self, event_time_us: int, interval_us: int) -> int | None:
+        """The boundary after ``event_time_us`` unless a timer for it is pending or it has been cut.
+
+        Registrations cost a JVM round trip, so each boundary is registered once.
+        Pending boundaries are a set, not a high-water mark: a trade that arrives
+        600 ms ahead of the depth stream registers boundary N+1000 while N is
+        pending, and a high-water mark then refused N+500 for the diffs behind it.
+        """
+        boundary = (event_time_us // interval_us + 1) * interval_us
+        if boundary <= self.last_boundary_us or boundary in self.pending_timers:
+            return None
+        self.pending_timers.add(boundary)
+        return boundary
+
+    def following_timer(self, fired_us: int, interval_us: int) -> int | None:
+        """After a boundary fires, the next one, unless pending already: the chain cuts through quiet stretches."""
+        self.pending_timers = {t for t in self.pending_timers if t > fired_us}
+        return self.timer_to_register(fired_us, interval_us)
+
+    def _book_changed(self, time_us: int, receipt_time_us: int | None, write_book: bool) -> list[RedisWrite]:
+        book = self.sync.book
+        assert book is not None
+        top = book_top(book, time_us)
+        if top is not None:
+            self.history.add(top, valid=self.sync.valid)
+        return [self.book_write(time_us, receipt_time_us)] if write_book else []
+
+    def book_write(self, time_us: int, receipt_time_us: int | None) -> RedisWrite:
+        """The ``ob:`` hash of the current book, stamped with event time ``time_us``."""
+        book = self.sync.book
+        assert book is not None
+        return RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us, self.sync.valid),
+                          receipt_time_us=receipt_time_us, version_field="last_update_id")
+
+    def cut(self, time_us: int) -> Snapshot | None:
+        """Windows and features at boundary ``time_us``, then prune what no later boundary needs.
+
+        The batch feature builder calls this directly, so training data comes from
+        the very code that serves: None for a boundary not after the last one or
+        before the book has a top.
+        """
+        if time_us <= self.last_boundary_us:
+            return None
+        self.last_boundary_us = time_us
+        snap = compute_snapshot(time_us, self.history, self.trades, self.quotes, self.perp)
+        self.trades.prune_before(time_us - LONGEST_WINDOW_US)
+        self.history.prune(time_us)
+        self.quotes.prune(time_us)
+        self.perp.prune(time_us)
+        return snap
+
+    def due_boundaries(self, time_us: int, interval_us: int | None) -> list[int]:
+        """The boundaries a timer at ``time_us`` cuts: every one not yet cut up to it, oldest first.
+
+        PyFlink hands timer registrations to the JVM asynchronously. A registration
+        that reaches the JVM after the watermark passed a later boundary fires after
+        it, when its cut would be a no-op: that boundary was lost (the savepoint test's
+        one missing ``feathist:`` entry, as the stream's backlog ran the watermark
+        ahead after a resume). The later timer therefore cuts the ones it overtook;
+        their values are still exact, since nothing they read has been pruned.
+        """
+        if time_us <= self.last_boundary_us:
+            return []
+        if not interval_us or not self.last_boundary_us or (time_us - self.last_boundary_us) % interval_us:
+            return [time_us]
+        first = max(self.last_boundary_us + interval_us, time_us - (MAX_CATCH_UP - 1) * interval_us)
+        self.boundaries_skipped += (first - self.last_boundary_us) // interval_us - 1
+        return list(range(first, time_us + 1, interval_us))
+
+    def on_boundary(self, time_us: int, wall_us: int, interval_us: int | None = None) -> list[RedisWrite]:
+        """Cut trade windows and features at event time ``time_us`` and, given ``interval_us``,
+        at every boundary before it not cut yet (``due_boundaries``).
+
+        Idempotent per boundary: a registration that arrives after its boundary
+        already fired fires it a second time; a boundary not after the last one is a no-op.
+        """
+        writes: list[RedisWrite] = []
+        for boundary_us in self.due_boundaries(time_us, interval_us):
+            writes.extend(self._boundary_writes(boundary_us, wall_us))
+        return writes
+
+    def _boundary_writes(self, time_us: int, wall_us: int) -> list[RedisWrite]:
+        snap = self.cut(time_us)
+        if snap is None:
+            return []
+        window_fields = {name: rs.trade_fields(stats) for name, stats in snap.windows.items()}
+        writes = [
+            RedisWrite("hash", rs.trade_key(self.symbol, name), fields, ttl_s=rs.TRADE_TTL_S)
+            for name, fields in window_fields.items()
+        ]
+        feat = rs.feat_fields(snap, wall_us)
+        writes.append(RedisWrite("hash", rs.feat_key(self.symbol), feat, ttl_s=rs.FEATURE_TTL_S, version_field="ts"))
+        history_fields = dict(feat)
+        for name, fields in window_fields.items():
+            history_fields.update({f"tr_{name}_{k}": v for k, v in fields.items()})
+        writes.append(RedisWrite("xadd", rs.feat_history_key(self.symbol), history_fields, maxlen=rs.FEATURE_HISTORY_MAXLEN))
+        return writes
+
+
+def coalesce(writes: list[RedisWrite]) -> list[RedisWrite]:
+    """Keep only the last full replacement of each hash; stream entries all stay, in order.
+
+    A batch of diffs rewrites ``ob:`` once per diff; only the final state matters to readers.
+    """
+    last_hash = {w.key: i for i, w in enumerate(writes) if w.kind == "hash"}
+    return [w for i, w in enumerate(writes) if w.kind != "hash" or last_hash[w.key] == i]
+
+
+def drift_write(symbol: str, drift: Drift, snapshot_update_id: int) -> RedisWrite:
+    fields = {"update_id": str(drift.update_id), "snapshot_update_id": str(snapshot_update_id),
+              "levels_compared": str(drift.levels_compared), "levels_mismatched": str(drift.levels_mismatched)}
+    return RedisWrite("xadd", rs.drift_stream_key(symbol), fields, maxlen=10_000)
+
+
+def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:
+    fields = {
+        "symbol": gap.symbol,
+        "expected_update_id": str(gap.expected_update_id),
+        "first_update_id": str(gap.first_update_id),
+        "last_update_id": str(gap.last_update_id),
+        "event_time_us": str(gap.event_time_us),
+        "receipt_time_us": str(receipt_time_us),
+    }
+    # after a restore from a checkpoint the job detects the same gap again: one record per gap, not per detection
+    once = f"{rs.gap_stream_key(gap.symbol)}:seen:{gap.expected_update_id}:{gap.first_update_id}:{gap.last_update_id}"
+    return RedisWrite("xadd", rs.gap_stream_key(gap.symbol), fields, maxlen=10_000, once_key=once)
+
+
+def late_write(event: TradesEvent, receipt_time_us: int, boundary_us: int) -> RedisWrite:
+    fields = {"symbol": event.symbol, "transact_time_us": str(event.transact_time_us),
+              "trade_ids": ",".join(str(t.trade_id) for t in event.trades),
+              "closed_boundary_us": str(boundary_us), "receipt_time_us": str(receipt_time_us)}
+    return RedisWrite("xadd", rs.late_stream_key(event.symbol), fields, maxlen=10_000)
+
+
+def dead_letter_write(reason: str, record: str, receipt_time_us: int) -> RedisWrite:
+    return RedisWrite("xadd", rs.dead_letter_stream_key(),
+                      {"reason": reason, "record": record[:4096], "receipt_time_us": str(receipt_time_us)}, maxlen=100_000)
