@@ -1,7 +1,7 @@
 """Batched Kinesis PutRecords with per-record retries.
 
 Kinesis accepts a batch partially: failed entries come back with an error code
-and are resent (only those) with exponential back-off and full jitter. Only one
+and are resent (only those) with exponential back-off and full jitter (tenacity). Only one
 batch is in flight at a time so records of one partition key keep their order
 except when a partial failure forces a resend; the job's sequence checks catch
 that as a gap rather than silently mis-applying a diff.
@@ -9,12 +9,12 @@ that as a gap rather than silently mis-applying a diff.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random_exponential
 
 log = logging.getLogger("kinesis_writer")
 
@@ -74,38 +74,56 @@ class KinesisWriter:
         if batch:
             self._put_batch(batch)
 
+    def _stop(self, state: RetryCallState) -> bool:
+        """Give up after ``max_attempts`` and at least ``min_retry_s`` slept (tenacity's ``idle_for``:
+        the sum of back-offs, so a fake ``sleep`` in tests counts as the real one would)."""
+        return state.attempt_number >= self.max_attempts and state.idle_for >= self.min_retry_s
+
     def _put_batch(self, batch: list[Record]) -> None:
         pending = batch
-        last_error = ""
-        attempt, waited = 0, 0.0
-        while attempt < self.max_attempts or waited < self.min_retry_s:
-            if attempt:
-                delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
-                self.sleep(delay)
-                waited += delay
-            attempt += 1
-            try:
-                response = self.client.put_records(
-                    StreamName=self.stream,
-                    Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
-                )
-            except Exception as exc:  # throttling, network, emulator restart: retry the whole batch
-                last_error = f"{type(exc).__name__}: {exc}"
-                RECORDS_RETRIED.labels("request_failed").inc(len(pending))
-                log.warning("PutRecords failed (attempt %d): %s", attempt, last_error)
-                continue
-            failed = []
-            for record, result in zip(pending, response["Records"]):
-                if "ErrorCode" in result:
-                    failed.append(record)
-                    last_error = f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"
-                    RECORDS_RETRIED.labels(result["ErrorCode"]).inc()
-            RECORDS_PUT.inc(len(pending) - len(failed))
-            if not failed:
-                return
-            pending = failed
-        RECORDS_FAILED.inc(len(pending))
-        raise PutFailed(pending, last_error)
+        retrying = Retrying(stop=self._stop, wait=wait_random_exponential(multiplier=self.base_delay_s, max=self.max_delay_s),
+                            retry=retry_if_exception_type(_NotAccepted), sleep=self.sleep, reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    try:
+                        self._send(pending, attempt.retry_state.attempt_number)
+                    except _NotAccepted as exc:
+                        pending = exc.records  # the next attempt resends only these
+                        raise
+        except _NotAccepted as exc:
+            RECORDS_FAILED.inc(len(exc.records))
+            raise PutFailed(exc.records, exc.error) from None
+
+    def _send(self, pending: list[Record], attempt: int) -> None:
+        """One PutRecords of ``pending``; raises ``_NotAccepted`` with what is left to resend."""
+        try:
+            response = self.client.put_records(
+                StreamName=self.stream,
+                Records=[{"Data": r.data, "PartitionKey": r.partition_key} for r in pending],
+            )
+        except Exception as exc:  # throttling, network, emulator restart: retry the whole batch
+            error = f"{type(exc).__name__}: {exc}"
+            RECORDS_RETRIED.labels("request_failed").inc(len(pending))
+            log.warning("PutRecords failed (attempt %d): %s", attempt, error)
+            raise _NotAccepted(pending, error) from exc
+        failed, error = [], ""
+        for record, result in zip(pending, response["Records"]):
+            if "ErrorCode" in result:
+                failed.append(record)
+                error = f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"
+                RECORDS_RETRIED.labels(result["ErrorCode"]).inc()
+        RECORDS_PUT.inc(len(pending) - len(failed))
+        if failed:
+            raise _NotAccepted(failed, error)
+
+
+class _NotAccepted(Exception):
+    """Records Kinesis did not take on one attempt (a failed request: all of them)."""
+
+    def __init__(self, records: list[Record], error: str) -> None:
+        super().__init__(error)
+        self.records, self.error = records, error
 
 
 def ensure_stream(client, stream: str, shards: int, timeout_s: float = 30.0) -> None:

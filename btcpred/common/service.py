@@ -6,12 +6,17 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tenacity import AsyncRetrying, Retrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential
 
 from btcpred.common.config import Settings, load_settings
+
+T = TypeVar("T")
 
 
 def health_app(is_ready: Callable[[], tuple[bool, str]],
@@ -75,22 +80,48 @@ def describe_failure(exc: BaseException, context: str = "") -> str:
     return f"{context}{type(exc).__name__}: {exc}"[:300]
 
 
+def _restart_policy(name: str, failures, failing: dict[str, str], first_backoff_s: float,
+                    max_backoff_s: float) -> dict:
+    """What a supervised task's restarts share (tenacity, like every retry of the project): any
+    Exception restarts it after a back-off doubling from ``first_backoff_s`` up to ``max_backoff_s``;
+    while it waits, the failure is counted and shown on /health; a restart starts green."""
+    def report(state: RetryCallState) -> None:
+        exc = state.outcome.exception()
+        record_failure(failures, failing, name, exc)
+        logging.getLogger(__name__).error("task %s failed; restarting in %.1f s", name, state.upcoming_sleep,
+                                          exc_info=exc)
+
+    return {"retry": retry_if_exception_type(Exception), "before": lambda _: failing.pop(name, None),
+            "before_sleep": report, "wait": wait_exponential(multiplier=first_backoff_s, max=max_backoff_s)}
+
+
 async def supervise(name: str, run: Callable[[], Awaitable[None]], failures, failing: dict[str, str],
-                    max_backoff_s: float = 30.0) -> None:
-    """Run ``run()`` for ever: when it raises, log it, count it (``failures.labels(task=name)``),
-    report it in ``failing`` (what /health shows) while it is down, and restart it after a back-off
-    that doubles up to ``max_backoff_s``. A long-running loop must never end silently."""
-    backoff = 0.5
-    while True:
-        try:
+                    max_backoff_s: float = 30.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """Run ``run()`` until it returns, restarting it whenever it raises (``_restart_policy``: back-off
+    from 0.5 s). A long-running loop must never end silently; cancellation (a BaseException) ends it."""
+    async for attempt in AsyncRetrying(stop=stop_never, sleep=sleep,
+                                       **_restart_policy(name, failures, failing, 0.5, max_backoff_s)):
+        with attempt:
             await run()
-            return
-        except Exception as exc:  # noqa: BLE001 - supervised: restarted below
-            record_failure(failures, failing, name, exc)
-            logging.getLogger(__name__).exception("task %s failed; restarting in %.1f s", name, backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, max_backoff_s)
-        failing.pop(name, None)
+
+
+def supervise_blocking(name: str, run: Callable[[], T], failures, failing: dict[str, str],
+                       stopping: Callable[[], bool], first_backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                       sleep: Callable[[float], None] = time.sleep) -> T | None:
+    """``supervise`` for a thread: ``run()``'s result, or None once ``stopping()`` says the process is
+    shutting down (then a failure is not restarted)."""
+    retrying = Retrying(stop=lambda _: stopping(), sleep=sleep, reraise=True,
+                        **_restart_policy(name, failures, failing, first_backoff_s, max_backoff_s))
+    try:
+        for attempt in retrying:
+            with attempt:
+                return run()
+    except Exception as exc:  # noqa: BLE001 - only reached when stopping: counted, not restarted
+        if not stopping():
+            raise
+        record_failure(failures, failing, name, exc)
+        logging.getLogger(__name__).warning("task %s failed while stopping: %s", name, exc)
+    return None
 
 
 def failing_health(failing: dict[str, str]) -> Callable[[], tuple[bool, str]]:

@@ -34,7 +34,7 @@ from prometheus_client import Counter, Gauge
 
 from btcpred.adapters.lake import Lake
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
-from btcpred.common.service import failing_health, record_failure, serve_health_in_thread
+from btcpred.common.service import failing_health, record_failure, serve_health_in_thread, supervise_blocking
 from btcpred.udfs import envelope
 from btcpred.udfs import lake_layout as layout
 
@@ -181,22 +181,25 @@ class SbeArchiver:
 
         def archive(shard_id: str) -> None:
             TASK_FAILURES.labels(shard_id)  # exported at 0 from the start: an alert's increase() has a baseline
-            backoff = 1.0
-            while not self.stopping:
+
+            def once() -> int:
                 self.reading.add(shard_id)
                 try:
-                    totals[shard_id] = totals.get(shard_id, 0) + self.run_shard(shard_id, stop_after_idle_s)
-                    return
-                except Exception as exc:  # noqa: BLE001 - supervised: the checkpoint makes a restart lose nothing
-                    record_failure(TASK_FAILURES, self.failing, shard_id, exc)
-                    log.exception("archiving %s failed; restarting from its checkpoint in %.0f s", shard_id, backoff)
-                    if stop_after_idle_s is not None:
-                        raise
-                    time.sleep(backoff)
-                    backoff = min(max_backoff_s, backoff * 2)
+                    return self.run_shard(shard_id, stop_after_idle_s)
                 finally:
                     self.reading.discard(shard_id)
-                self.failing.pop(shard_id, None)
+
+            if stop_after_idle_s is not None:  # one pass (backfills, tests): a failure is the caller's
+                try:
+                    totals[shard_id] = once()
+                except Exception as exc:
+                    record_failure(TASK_FAILURES, self.failing, shard_id, exc)
+                    raise
+                return
+            # the checkpoint makes a restart lose nothing
+            archived = supervise_blocking(shard_id, once, TASK_FAILURES, self.failing, lambda: self.stopping,
+                                          max_backoff_s=max_backoff_s)
+            totals[shard_id] = totals.get(shard_id, 0) + (archived or 0)
 
         threads = [threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
                    for shard in self.shards()]
