@@ -312,7 +312,7 @@ def flink_env(settings: Settings | None = None) -> dict[str, str]:
         if src.exists() and not (conf_dir / name).exists():
             shutil.copy(src, conf_dir / name)
     # the template plus what a cluster must know at start: S3 filesystem keys, state backend, locations
-    extra = {**state_storage.s3_filesystem_options(settings), **state_storage.state_options(settings)}
+    extra = {**state_storage.s3_filesystem_options(settings.s3), **state_storage.state_options(settings.flink)}
     conf = FLINK_CONF_TEMPLATE.read_text() + "".join(f"{k}: {v}\n" for k, v in sorted(extra.items()))
     (conf_dir / "config.yaml").write_text(conf)
     (STATE / "flink" / "log").mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from btcpred.batch.feature_store import load_features, missing_columns
 from btcpred.adapters.bronze_archive import archived_hours, archived_records
 from btcpred.adapters.lake import Lake
 from btcpred.batch.silver import feature_table
-from btcpred.common.config import Settings, load_settings
+from btcpred.common.config import S3Config, load_settings
 from btcpred.udfs.symbol_state import decode_record
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from btcpred.udfs import lake_layout as layout
@@ -121,10 +121,10 @@ def _built(lake: Lake, key: str) -> bool:
     return lake.exists(key) and not missing_columns(lake.column_names(key))
 
 
-def build(settings: Settings, engine: sa.Engine | None, stream: str, symbol: str, venue: str,
+def build(s3: S3Config, engine: sa.Engine | None, stream: str, symbol: str, venue: str,
           through_now: bool = False, rebuild: bool = False, now_us: int | None = None) -> list[HourBuilt]:
-    """Every archive hour not built yet (complete hours only, unless ``through_now``), oldest first."""
-    lake = Lake(settings.s3)
+    """Every archive hour of the lake not built yet (complete hours only, unless ``through_now``), oldest first."""
+    lake = Lake(s3)
     lake.ensure_bucket()  # a fresh deployment: no archive yet is no hours, not an error
     now_us = now_us if now_us is not None else int(datetime.now(timezone.utc).timestamp() * 1e6)
     current_hour = now_us // HOUR_US * HOUR_US
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres, "loader")
     try:
-        built = build(settings, engine, args.stream or settings.kinesis.stream, args.symbol or settings.exchange.symbol,
+        built = build(settings.s3, engine, args.stream or settings.kinesis.stream, args.symbol or settings.exchange.symbol,
                       args.venue, args.through_now, args.rebuild)
     finally:
         engine.dispose()

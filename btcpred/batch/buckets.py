@@ -12,15 +12,15 @@ import logging
 
 import boto3
 
-from btcpred.common.config import Settings, aws_client_kwargs, load_settings
+from btcpred.common.config import FlinkJobConfig, Settings, aws_client_kwargs, load_settings
 
 log = logging.getLogger(__name__)
 S3_SCHEMES = ("s3://", "s3p://", "s3a://")
 
 
-def state_buckets(settings: Settings) -> set[str]:
+def state_buckets(flink: FlinkJobConfig) -> set[str]:
     """Buckets of the Flink job's checkpoints and savepoints, when they are on S3."""
-    return {d.split("://", 1)[1].split("/", 1)[0] for d in (settings.flink.checkpoint_dir, settings.flink.savepoint_dir)
+    return {d.split("://", 1)[1].split("/", 1)[0] for d in (flink.checkpoint_dir, flink.savepoint_dir)
             if d and d.startswith(S3_SCHEMES)}
 
 
@@ -28,7 +28,7 @@ def ensure_buckets(settings: Settings) -> list[str]:
     """Create the lake and state buckets that do not exist yet; returns the ones created."""
     client = boto3.client("s3", **aws_client_kwargs(settings.s3))
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-    created = sorted({settings.s3.bucket, *state_buckets(settings)} - existing)
+    created = sorted({settings.s3.bucket, *state_buckets(settings.flink)} - existing)
     for bucket in created:
         client.create_bucket(Bucket=bucket)
         log.info("created bucket %s", bucket)

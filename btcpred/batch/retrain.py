@@ -47,7 +47,7 @@ def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours
     migrate.upgrade(settings.postgres)
     loader = engine_for(settings.postgres, "loader")
     try:
-        built = archive.build(settings, loader, stream, symbol, venue, through_now=through_now)
+        built = archive.build(settings.s3, loader, stream, symbol, venue, through_now=through_now)
     finally:
         loader.dispose()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")

@@ -43,7 +43,7 @@ from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
 from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
-from btcpred.common.config import Settings, load_settings
+from btcpred.common.config import S3Config, Settings, load_settings
 from btcpred.common.model_artifact import ArtifactError, Calibration, ModelMetadata, OnnxModel, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def _mse(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean((y - pred) ** 2))
 
 
-def refresh_feature_store(settings: Settings, engine: sa.Engine, data_dir: Path) -> None:
-    lake = Lake(settings.s3)
+def refresh_feature_store(s3: S3Config, engine: sa.Engine, data_dir: Path) -> None:
+    lake = Lake(s3)
     lake.ensure_bucket()
     keys = archive_to_bronze(lake, data_dir)
     log.info("bronze: %d files archived", len(keys))
@@ -170,7 +170,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
     if data_dir is not None:
         loader = engine_for(settings.postgres, "loader")  # the trainer may read features, never write them
         try:
-            refresh_feature_store(settings, loader, data_dir)
+            refresh_feature_store(settings.s3, loader, data_dir)
         finally:
             loader.dispose()
     data = read_training_data(engine, venue, symbol)

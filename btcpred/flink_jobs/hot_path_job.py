@@ -37,7 +37,7 @@ from pyflink.datastream import (
 from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 from pyflink.datastream.state import ValueStateDescriptor
 
-from btcpred.common.config import RedisConfig, Settings
+from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
 from btcpred.flink_jobs import redis_writer, runtime_properties, state_storage
 from btcpred.udfs.symbol_state import (EVENT_TYPES, DecodedBatch, JointEventTime, RedisWrite, SymbolState,
                                       decode_record)
@@ -190,12 +190,11 @@ class RedisSink(ProcessFunction):
         return iter(())
 
 
-def kinesis_properties(settings: Settings) -> dict[str, str]:
-    k = settings.kinesis
+def kinesis_properties(k: KinesisConfig, flink: FlinkJobConfig) -> dict[str, str]:
     props = {
         "aws.region": k.region,
         "flink.stream.initpos": "TRIM_HORIZON",
-        "flink.shard.getrecords.intervalmillis": str(settings.flink.getrecords_interval_ms),
+        "flink.shard.getrecords.intervalmillis": str(flink.getrecords_interval_ms),
         "flink.shard.discovery.intervalmillis": "10000",
         # ride out a short endpoint outage inside the consumer instead of failing over the job
         "flink.shard.getrecords.maxretries": "20",
@@ -215,7 +214,7 @@ def kinesis_properties(settings: Settings) -> dict[str, str]:
 
 
 def kinesis_source(env: StreamExecutionEnvironment, settings: Settings) -> DataStream:
-    consumer = FlinkKinesisConsumer(settings.kinesis.stream, SimpleStringSchema(), kinesis_properties(settings))
+    consumer = FlinkKinesisConsumer(settings.kinesis.stream, SimpleStringSchema(), kinesis_properties(settings.kinesis, settings.flink))
     return env.add_source(consumer).name("Kinesis market data").uid("kinesis-source")
 
 
@@ -260,7 +259,7 @@ def job_configuration(settings: Settings, managed: bool = False) -> Configuratio
     cfg = settings.flink
     conf = Configuration()
     if not managed:
-        for key, value in {**state_storage.state_options(settings), **state_storage.metrics_options(settings)}.items():
+        for key, value in {**state_storage.state_options(settings.flink), **state_storage.metrics_options(settings.flink)}.items():
             conf.set_string(key, value)
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from btcpred.common.config import Settings
+from btcpred.common.config import FlinkJobConfig, S3Config, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 FETCHED = REPO / "deploy" / "flink" / "target"  # what scripts/setup.sh builds and fetches from Maven Central
@@ -30,9 +30,8 @@ def storage_uri(location: str) -> str:
     return (path if path.is_absolute() else REPO / path).resolve().as_uri()
 
 
-def state_options(settings: Settings) -> dict[str, str]:
+def state_options(cfg: FlinkJobConfig) -> dict[str, str]:
     """State backend and checkpoint/savepoint locations (RocksDB, incremental, retained)."""
-    cfg = settings.flink
     opts = {
         "state.backend.type": cfg.state_backend,
         "execution.checkpointing.incremental": str(cfg.incremental_checkpoints).lower(),
@@ -45,17 +44,16 @@ def state_options(settings: Settings) -> dict[str, str]:
     return opts
 
 
-def metrics_options(settings: Settings) -> dict[str, str]:
+def metrics_options(cfg: FlinkJobConfig) -> dict[str, str]:
     """Flink's Prometheus reporter (pyflink ships it in plugins/): the local mini cluster's; a cluster sets its own."""
     return {
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": settings.flink.metrics_reporter_ports,
+        "metrics.reporter.prom.port": cfg.metrics_reporter_ports,
     }
 
 
-def s3_filesystem_options(settings: Settings) -> dict[str, str]:
+def s3_filesystem_options(s3: S3Config) -> dict[str, str]:
     """Flink's ``s3.*`` keys for the emulator; none for real S3 (the instance role serves)."""
-    s3 = settings.s3
     if not s3.endpoint:
         return {}
     return {
@@ -109,8 +107,7 @@ def mini_cluster_environment() -> dict[str, str]:
     return {"FLINK_HOME": str(flink_home()), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
 
 
-def uses_s3(settings: Settings) -> bool:
-    cfg = settings.flink
+def uses_s3(cfg: FlinkJobConfig) -> bool:
     return any((d or "").startswith(("s3://", "s3p://", "s3a://")) for d in (cfg.checkpoint_dir, cfg.savepoint_dir))
 
 
@@ -120,7 +117,7 @@ def initialize_mini_cluster_filesystems(settings: Settings) -> None:
     Must run before the environment executes; without it a ``s3://`` checkpoint
     directory fails with UnsupportedFileSystemSchemeException.
     """
-    if not uses_s3(settings):
+    if not uses_s3(settings.flink):
         return
     if not (FETCHED_PLUGINS / "s3-fs-presto").is_dir():
         raise SystemExit(f"{FETCHED_PLUGINS}/s3-fs-presto missing: run scripts/setup.sh (mvn package in deploy/flink)")
@@ -128,7 +125,7 @@ def initialize_mini_cluster_filesystems(settings: Settings) -> None:
 
     jvm = get_gateway().jvm
     conf = jvm.org.apache.flink.configuration.Configuration()
-    for key, value in s3_filesystem_options(settings).items():
+    for key, value in s3_filesystem_options(settings.s3).items():
         conf.setString(key, value)
     # pyflink's gateway points FLINK_PLUGINS_DIR at its own plugins folder, so find ours explicitly
     finder = jvm.org.apache.flink.core.plugin.DirectoryBasedPluginFinder(jvm.java.io.File(str(plugins_dir())).toPath())

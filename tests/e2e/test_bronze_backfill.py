@@ -64,7 +64,7 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
 
     # the training path builds the feature store from the same archive without Flink (batch.archive,
     # hour by hour): its 2 s vectors are the live job's for the same data times
-    built = archive.build(pipeline.settings, None, pipeline.stream, "BTCUSDT", "binance.com", through_now=True, rebuild=True)
+    built = archive.build(pipeline.settings.s3, None, pipeline.stream, "BTCUSDT", "binance.com", through_now=True, rebuild=True)
     lake = Lake(pipeline.settings.s3)
     rows = {row["ts_ms"] * 1000: row for b in built for row in lake.get_table(b.key).to_pylist()}
     settled_us = max(min(rows), min(live)) + HISTORY_US  # both look-backs filled

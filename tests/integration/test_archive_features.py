@@ -34,11 +34,11 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
     assert len(hours) == 2, hours  # 23:00 and 00:00
 
     # incremental: while the second hour is the current one, only the first (complete) hour is built
-    first = archive.build(settings, pg_engine, stream, "BTCUSDT", "binance.com", now_us=hours[1] + 60_000_000)
+    first = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", now_us=hours[1] + 60_000_000)
     assert [b.hour_us for b in first] == hours[:1] and first[0].rows > 60  # ~3 min of 2 s rows
-    later = archive.build(settings, pg_engine, stream, "BTCUSDT", "binance.com", now_us=hours[1] + 7_200_000_000)
+    later = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", now_us=hours[1] + 7_200_000_000)
     assert [b.hour_us for b in later] == hours[1:]  # the first is not built again
-    assert archive.build(settings, pg_engine, stream, "BTCUSDT", "binance.com") == []  # nothing new
+    assert archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com") == []  # nothing new
 
     # the rows of both hours together are the rows of one uninterrupted replay of the capture
     expected = {r.ts_ms: r for r in build_rows(replay((c.event for c in spot_events), "BTCUSDT"))}
@@ -62,7 +62,7 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
     count = "SELECT count(*) FROM feature_store WHERE venue = 'binance.com' AND symbol = 'BTCUSDT'"
     with pg_engine.connect() as conn:
         stored = conn.execute(sa.text(count)).scalar()
-    rebuilt = archive.build(settings, pg_engine, stream, "BTCUSDT", "binance.com", rebuild=True)
+    rebuilt = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", rebuild=True)
     assert len(rebuilt) == 2
     with pg_engine.connect() as conn:
         assert conn.execute(sa.text(count)).scalar() == stored == len(built)
@@ -72,6 +72,6 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
     # an hour built before a feature existed is built again, and only that one
     stale = lake.get_table(rebuilt[0].key).drop(["ofi_norm_5s"])
     lake.put_table(rebuilt[0].key, stale)
-    again = archive.build(settings, pg_engine, stream, "BTCUSDT", "binance.com")
+    again = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com")
     assert [b.hour_us for b in again] == hours[:1]
     assert "ofi_norm_5s" in lake.column_names(rebuilt[0].key)

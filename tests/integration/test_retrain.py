@@ -29,7 +29,7 @@ def test_a_cycle_records_why_nothing_was_trained_then_trains_the_window_and_gate
     (data / BINANCE_US_BOOK.name).symlink_to(BINANCE_US_BOOK)
     loader = engine_for(isolated_settings.postgres, "loader")
     try:
-        train.refresh_feature_store(isolated_settings, loader, data)  # 4 hours of a real book
+        train.refresh_feature_store(isolated_settings.s3, loader, data)  # 4 hours of a real book
     finally:
         loader.dispose()
     second = retrain.cycle(isolated_settings, venue="binance.us", symbol="BTCUSDT", stream="no-such-stream",

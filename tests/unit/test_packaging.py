@@ -2,7 +2,6 @@
 and the rig, benches and tests are in none of them."""
 import re
 import tomllib
-from pathlib import Path
 
 from deploy.managed_flink import build_package
 from tests.conftest import REPO

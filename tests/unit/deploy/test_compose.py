@@ -109,7 +109,7 @@ def test_the_checkpoint_bucket_is_created_before_flink_starts():
     flink = yaml.safe_load(config["services"]["jobmanager"]["environment"]["FLINK_PROPERTIES"])
     compose_buckets = {flink[k].split("/")[2] for k in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir")}
     settings = load_settings(environ={k: str(v) for k, v in init["environment"].items() if k.startswith("BTCPRED_")})
-    assert compose_buckets == state_buckets(settings)  # the bucket s3-init makes is the one Flink writes
+    assert compose_buckets == state_buckets(settings.flink)  # the bucket s3-init makes is the one Flink writes
 
 
 def test_the_local_alertmanager_routes_as_the_compose_one():
