@@ -57,18 +57,16 @@ MAX_RECORD_BYTES = 256 * 1024  # raw bytes before base64; Kinesis allows 1 MiB p
 
 
 def aggregate(frames: list[tuple[str, envelope.Envelope]], max_frames: int) -> list[Record]:
-    """Pack consecutive frames of one symbol and source into records, keeping their order.
+    """Pack consecutive frames of one symbol into records, keeping their arrival order.
 
-    Perpetual quotes are packed apart from the spot frames they interleave with: they are
-    another exchange stream, whose order against spot's carries no meaning, and alternating
-    records of one or two frames would forfeit the aggregation (about 190 a second each way)."""
-    perp = [f for f in frames if f[1].source is envelope.Source.PERP_QUOTE]
-    if perp and len(perp) < len(frames):
-        return (aggregate([f for f in frames if f[1].source is not envelope.Source.PERP_QUOTE], max_frames)
-                + aggregate(perp, max_frames))
+    The perpetual's quotes share the spot frames' records (envelope version 3 when a record
+    mixes them): packed apart, each linger window made two records where one does, and the
+    job's cost is per record more than per frame. A REST snapshot stays a record of its own:
+    rare and large, it gains nothing from company, and a spot-only stream stays byte for byte
+    what a job before version 3 reads."""
     records: list[Record] = []
     group: list[envelope.Envelope] = []
-    key: tuple[str, envelope.Source] | None = None
+    key: tuple[str, bool] | None = None
     size = 0
 
     def flush() -> None:
@@ -76,13 +74,13 @@ def aggregate(frames: list[tuple[str, envelope.Envelope]], max_frames: int) -> l
             records.append(Record(envelope.batch_to_text(group).encode("ascii"), key[0]))
 
     for symbol, env in frames:
-        this = (symbol, env.source)
+        this = (symbol, env.source is envelope.Source.REST_SNAPSHOT)
         if group and (this != key or len(group) >= max_frames or size + len(env.frame) > MAX_RECORD_BYTES):
             flush()
             group, size = [], 0
         key = this
         group.append(env)
-        size += len(env.frame) + 12
+        size += len(env.frame) + 13
     flush()
     return records
 

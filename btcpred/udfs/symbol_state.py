@@ -59,7 +59,7 @@ class JointEventTime:
     last quote ages) and stops holding spot back: how far behind it is says nothing about whether
     it is alive (fresh-clone run r-1: a live but lagging feed was declared dead at 5 s of event
     time, at 10x half a second of wall time, and boundaries were cut without its quotes).
-    Records hold one source only (the ingestor packs them so): the first event says which.
+    A record may hold both streams' frames (envelope version 3): each event counts for its own.
     """
 
     __slots__ = ("spot_ms", "perp_ms", "perp_seen_s")
@@ -72,13 +72,18 @@ class JointEventTime:
 
     def stamp(self, batch: DecodedBatch, now_s: float) -> int:
         """The record's timestamp in ms (``now_s``: monotonic wall seconds); 0 before spot has one."""
-        t = batch.event_time_ms
-        if t:
-            if type(batch.events[0]) is PerpQuoteEvent:
-                self.perp_ms = max(self.perp_ms, t)
-                self.perp_seen_s = now_s
-            else:
-                self.spot_ms = max(self.spot_ms, t)
+        spot_us = perp_us = 0
+        for event in batch.events:
+            t = event.event_time_us
+            if type(event) is PerpQuoteEvent:
+                perp_us = t if t > perp_us else perp_us
+            elif t > spot_us:
+                spot_us = t
+        if perp_us:
+            self.perp_ms = max(self.perp_ms, perp_us // 1000)
+            self.perp_seen_s = now_s
+        if spot_us:
+            self.spot_ms = max(self.spot_ms, spot_us // 1000)
         if now_s - self.perp_seen_s > self.PERP_IDLE_S:
             return self.spot_ms
         return min(self.spot_ms, self.perp_ms)

@@ -24,6 +24,7 @@ from btcpred.common.config import aws_client_kwargs
 from deploy.managed_flink import build_package
 from btcpred.flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
 from btcpred.adapters.kinesis_writer import ensure_stream
+from btcpred.ingest.ingestor import aggregate
 from btcpred.adapters.loaders import load_capture
 from tests.conftest import SPOT_CAPTURE
 from btcpred.udfs import envelope, sbe
@@ -85,7 +86,7 @@ def test_every_module_beyond_the_runtime_comes_from_the_zip(unpacked, tmp_path):
 
 def _records(count: int) -> tuple[list[str], list[envelope.Envelope]]:
     """The first ``count`` frames of the real capture (its REST snapshot among them, in capture order) as the
-    ingestor puts them: aggregated envelopes of up to 50 frames, a record's frames of one source."""
+    ingestor puts them: aggregated envelopes of up to 50 frames (``aggregate``)."""
     frames: list[envelope.Envelope] = []
     for captured in load_capture(SPOT_CAPTURE).events():
         event = captured.event
@@ -94,13 +95,7 @@ def _records(count: int) -> tuple[list[str], list[envelope.Envelope]]:
             frames.append(envelope.Envelope(source, captured.receipt_time_us, sbe.encode(event)))
         if len(frames) >= count:
             break
-    records, run = [], []
-    for frame in frames:
-        if run and (len(run) == 50 or frame.source != run[0].source):
-            records.append(envelope.batch_to_text(run))
-            run = []
-        run.append(frame)
-    records.append(envelope.batch_to_text(run))
+    records = [r.data.decode() for r in aggregate([("BTCUSDT", f) for f in frames], 50)]
     assert any(f.source == envelope.Source.REST_SNAPSHOT for f in frames), "no snapshot to anchor the book"
     return records, frames
 

@@ -358,3 +358,6 @@ def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
     assert joint.stamp(perp(1_700), 2.3) == 1_700  # it speaks again: waited for again (the watermark never goes back)
     assert joint.stamp(DecodedBatch("BTCUSDT", [], []), 2.4) == 1_700  # a record without event time (REST snapshot)
     assert JointEventTime().stamp(spot(2_000), 100.0) == 2_000  # no perpetual configured: spot alone
+    both = JointEventTime()  # one record of both streams (envelope version 3): each event counts for its own
+    mixed = DecodedBatch("BTCUSDT", [*perp(3_000).events, *spot(3_400).events, *perp(3_200).events], [0, 0, 0])
+    assert both.stamp(mixed, 0.0) == 3_200 and (both.spot_ms, both.perp_ms) == (3_400, 3_200)

@@ -38,7 +38,7 @@ def test_combined_stream_url():
     assert ing.stream_url() == "ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"
 
 
-def test_aggregation_keeps_order_and_splits_on_symbol_source_and_size():
+def test_aggregation_keeps_order_and_splits_on_symbol_snapshot_and_size():
     ws = lambda i: envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i]))  # noqa: E731
     rest = envelope.Envelope(envelope.Source.REST_SNAPSHOT, 9, b"snap")
     frames = [("BTCUSDT", ws(1)), ("BTCUSDT", ws(2)), ("BTCUSDT", rest), ("BTCUSDT", ws(3)),
@@ -47,6 +47,7 @@ def test_aggregation_keeps_order_and_splits_on_symbol_source_and_size():
     decoded = [(r.partition_key, [e.receipt_time_us for e in envelope.from_text(r.data.decode())]) for r in records]
     assert decoded == [("BTCUSDT", [1, 2]), ("BTCUSDT", [9]), ("BTCUSDT", [3]), ("ETHUSDT", [4]),
                        ("BTCUSDT", [5, 6]), ("BTCUSDT", [7])]
+    assert all(r.data[:2] != b"Aw" for r in records)  # no version 3 (base64 "Aw..."): one source throughout
 
 
 class FlakyDepth:

@@ -79,12 +79,14 @@ def test_a_perp_record_holding_anything_but_a_best_bid_ask_is_a_dead_letter():
     assert not decoded.batches and decoded.dead_letters[0].fields["reason"].startswith("envelope: a perpetual quote")
 
 
-def test_perp_quotes_are_packed_apart_from_the_spot_frames_they_interleave_with():
+def test_perp_quotes_share_the_records_of_the_spot_frames_they_interleave_with_in_arrival_order():
     ws = lambda i: ("BTCUSDT", envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i])))  # noqa: E731
     perp = lambda i: ("BTCUSDT", envelope.Envelope(envelope.Source.PERP_QUOTE, i, bytes([i])))  # noqa: E731
-    records = aggregate([ws(1), perp(2), ws(3), perp(4), perp(5), ws(6)], max_frames=10)
+    W, P = envelope.Source.WEBSOCKET, envelope.Source.PERP_QUOTE
+    records = aggregate([ws(1), perp(2), ws(3), perp(4), perp(5), ws(6), ws(7)], max_frames=6)
+    assert [r.data[:4] for r in records] == [b"AwYA", b"AQAH"]  # base64 of version 3 x 6 frames, then version 1
     decoded = [[(e.source, e.receipt_time_us) for e in envelope.from_text(r.data.decode())] for r in records]
-    assert decoded == [[(envelope.Source.WEBSOCKET, t) for t in (1, 3, 6)], [(envelope.Source.PERP_QUOTE, t) for t in (2, 4, 5)]]
+    assert decoded == [[(W, 1), (P, 2), (W, 3), (P, 4), (P, 5), (W, 6)], [(W, 7)]]
 
 
 def test_readiness_waits_for_the_perpetual_stream_where_one_is_configured(tmp_path):
