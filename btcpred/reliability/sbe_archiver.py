@@ -31,6 +31,7 @@ import boto3
 from botocore.exceptions import BotoCoreError
 import pyarrow as pa
 from prometheus_client import Counter, Gauge
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_fixed
 
 from btcpred.adapters.lake import Lake
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
@@ -44,6 +45,7 @@ DEFAULT_METRICS_PORT = 9104
 FRAMES = Counter("sbe_archiver_frames_total", "Frames archived", ["kind"])
 OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
 READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
+READ_RETRY_S = 0.5
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
 
@@ -132,19 +134,32 @@ class SbeArchiver:
                                 json.dumps({"sequence_number": buf.last_sequence, "at": time.time()}).encode())
         return written
 
+    def _get_records(self, iterator: str) -> dict | None:
+        """One GetRecords, retried on the same iterator while the endpoint is unreachable (tenacity,
+        every 0.5 s, each failure counted); None once the archiver is stopping."""
+        def failed(state: RetryCallState) -> None:
+            READ_ERRORS.inc()
+            log.warning("GetRecords failed, retrying: %s", state.outcome.exception())
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception_type(BotoCoreError), wait=wait_fixed(READ_RETRY_S),
+                                    stop=lambda _: self.stopping, before_sleep=failed, reraise=True):
+                with attempt:
+                    return self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
+        except BotoCoreError:
+            if not self.stopping:
+                raise
+        return None
+
     def run_shard(self, shard_id: str, stop_after_idle_s: float | None = None) -> int:
         """Archive one shard; with ``stop_after_idle_s``, return once the shard has been quiet that long."""
         self.discard_uncommitted(shard_id)
         iterator = self._iterator(shard_id)
         buf, started, idle_since, total = ShardBuffer(), time.monotonic(), None, 0
         while iterator and not self.stopping:
-            try:
-                resp = self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
-            except BotoCoreError as exc:  # endpoint unreachable, connection reset: same iterator again
-                READ_ERRORS.inc()
-                log.warning("GetRecords failed, retrying: %s", exc)
-                time.sleep(0.5)
-                continue
+            resp = self._get_records(iterator)
+            if resp is None:  # stopping while the endpoint was down: flush what was read, checkpoint it
+                break
             iterator = resp.get("NextShardIterator")
             BEHIND_MS.labels(shard_id).set(resp.get("MillisBehindLatest", 0))
             now_us = time.time_ns() // 1000
