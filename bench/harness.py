@@ -101,10 +101,13 @@ class FreshnessSampler(threading.Thread):
             self.join(5)
 
     def summary(self) -> dict:
-        s = self.samples_ms
-        return {"p50_ms": round(percentile(s, 50), 2), "p95_ms": round(percentile(s, 95), 2),
-                "p99_ms": round(percentile(s, 99), 2), "max_ms": round(max(s), 2) if s else None,
-                "mean_ms": round(statistics.fmean(s), 2) if s else None, "samples": len(s)}
+        return freshness_summary(self.samples_ms)
+
+
+def freshness_summary(s: list[float]) -> dict:
+    return {"p50_ms": round(percentile(s, 50), 2), "p95_ms": round(percentile(s, 95), 2),
+            "p99_ms": round(percentile(s, 99), 2), "max_ms": round(max(s), 2) if s else None,
+            "mean_ms": round(statistics.fmean(s), 2) if s else None, "samples": len(s)}
 
 
 def emit(result: dict) -> None:

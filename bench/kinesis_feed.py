@@ -12,8 +12,9 @@ wash out of a measured step.
 """
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import boto3
@@ -34,6 +35,43 @@ class Capture:
     last_update_id: int  # of the last depth diff: the job has caught up when ob: shows it
 
 
+def relabel(capture: Capture, symbol: str) -> Capture:
+    """The same real frames under another key: a scale-out test's extra symbol. It is a replay of
+    the one capture, never presented as another market (the key's name says so: ``spread_keys``)."""
+    def under(frame: bytes) -> bytes:
+        return sbe.encode(replace(sbe.decode(frame), symbol=symbol))
+
+    return Capture(under(capture.snapshot), [under(f) for f in capture.frames], capture.last_update_id)
+
+
+def kinesis_shard(partition_key: str, shards: int) -> int:
+    """The shard Kinesis puts a partition key on, for a stream whose hash key range is split evenly."""
+    return int.from_bytes(hashlib.md5(partition_key.encode()).digest(), "big") * shards >> 128
+
+
+def spread_keys(n: int, symbol: str, parallelism: int, shards: int) -> list[str]:
+    """``symbol`` and ``n - 1`` replay keys (``<symbol>-R<i>``) chosen so the first ``min(n, parallelism)``
+    land on different keyed subtasks and, where the stream has the shards, different shards. Flink's own
+    key-group assignment is asked through PyFlink's gateway (a JVM for a second), not re-implemented."""
+    from pyflink.java_gateway import get_gateway
+
+    assignment = get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
+
+    def subtask(key: str) -> int:
+        return assignment.assignKeyToParallelOperator(key, assignment.computeDefaultMaxParallelism(parallelism),
+                                                      parallelism)
+
+    keys, i = [symbol], 0
+    while len(keys) < n:
+        i += 1
+        candidate = f"{symbol}-R{i}"
+        spread = len(keys) >= parallelism or (subtask(candidate) not in {subtask(k) for k in keys} and (
+            len(keys) >= shards or kinesis_shard(candidate, shards) not in {kinesis_shard(k, shards) for k in keys}))
+        if spread:
+            keys.append(candidate)
+    return keys
+
+
 def load_capture(path: Path) -> Capture:
     events = list(HftbacktestWsLoader(path).events())
     snapshot = next(c.event for c in events if isinstance(c.event, DepthSnapshotEvent))
@@ -51,15 +89,17 @@ class KinesisFeed:
         self.linger_s = linger_s
         self.max_frames = max_frames_per_record
 
-    def _put(self, frames: list[bytes], source: envelope.Source = envelope.Source.WEBSOCKET) -> None:
+    def _put(self, frames: list, source: envelope.Source = envelope.Source.WEBSOCKET) -> None:
+        """``frames``: SBE frames of ``self.symbol``, or (key, frame) pairs of several keys."""
         now_us = time.time_ns() // 1000
-        self.writer.put(aggregate([(self.symbol, envelope.Envelope(source, now_us, f)) for f in frames], self.max_frames))
+        keyed = [f if isinstance(f, tuple) else (self.symbol, f) for f in frames]
+        self.writer.put(aggregate([(key, envelope.Envelope(source, now_us, f)) for key, f in keyed], self.max_frames))
 
-    def anchor(self, capture: Capture) -> None:
-        self._put([capture.snapshot], envelope.Source.REST_SNAPSHOT)
+    def anchor(self, capture: Capture, symbol: str | None = None) -> None:
+        self._put([(symbol or self.symbol, capture.snapshot)], envelope.Source.REST_SNAPSHOT)
 
-    def send(self, frames: list[bytes], rate: float | None) -> float:
-        """Put ``frames`` at ``rate`` frames/s (None: all at once); returns the seconds it took."""
+    def send(self, frames: list, rate: float | None) -> float:
+        """Put ``frames`` (see ``_put``) at ``rate`` frames/s (None: all at once); returns the seconds it took."""
         started = time.monotonic()
         if rate is None:
             for i in range(0, len(frames), self.max_frames):

@@ -26,9 +26,10 @@ import statistics
 import time
 from contextlib import contextmanager
 
-from bench.harness import FreshnessSampler, StackGuard, emit
+from bench.harness import FreshnessSampler, StackGuard, emit, freshness_summary
 
-from bench.kinesis_feed import KinesisFeed, load_capture
+from bench.kinesis_feed import Capture, KinesisFeed, load_capture, relabel, spread_keys
+from btcpred.common.config import load_settings
 from rig.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
 
 WARMUP_EVENTS = 15_000
@@ -52,10 +53,23 @@ def overrides(pairs: list[str]):
                 os.environ[k] = v
 
 
-def kinesis_step(rate: float | None, budget_s: float, capture) -> dict:
+def interleaved(captures: dict[str, Capture], start: int, stop: int | None) -> list[tuple[str, bytes]]:
+    """Frame i of every key, then frame i + 1 of every key: the keys' streams side by side."""
+    slices = {key: capture.frames[start:stop] for key, capture in captures.items()}
+    return [(key, frames[i]) for i in range(max(len(f) for f in slices.values()))
+            for key, frames in slices.items() if i < len(frames)]
+
+
+def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Capture]) -> dict:
+    """One step: every key's capture fed side by side at ``rate`` events/s in all (None: all at once),
+    until every key's book reached its last update id."""
     pipeline = Pipeline(speed=1.0, mini_cluster=True)
-    sampler = FreshnessSampler()
-    measured = capture.frames[WARMUP_EVENTS:]
+    samplers = {key: FreshnessSampler(key) for key in captures}
+    measured = interleaved(captures, WARMUP_EVENTS, None)
+
+    def caught_up() -> bool:
+        return all(samplers[key].last_update_id == c.last_update_id for key, c in captures.items())
+
     try:
         pipeline.reset_hot_state()
         pipeline.create_stream()
@@ -65,24 +79,28 @@ def kinesis_step(rate: float | None, budget_s: float, capture) -> dict:
         feed = KinesisFeed(settings, pipeline.stream, settings.exchange.symbol,
                            linger_s=settings.ingestor.batch_linger_ms / 1000,
                            max_frames_per_record=settings.ingestor.max_frames_per_record)
-        sampler.start()
-        feed.anchor(capture)
-        feed.send(capture.frames[:WARMUP_EVENTS], WARMUP_RATE)
+        for sampler in samplers.values():
+            sampler.start()
+        for key, capture in captures.items():
+            feed.anchor(capture, key)
+        feed.send(interleaved(captures, 0, WARMUP_EVENTS), WARMUP_RATE * len(captures))
         time.sleep(2.0)
-        sampler.reset()
+        for sampler in samplers.values():
+            sampler.reset()
         started = time.monotonic()
         send_s = feed.send(measured, rate)
-        while time.monotonic() - started < budget_s and sampler.last_update_id != capture.last_update_id:
+        while time.monotonic() - started < budget_s and not caught_up():
             pipeline.check_alive()
             time.sleep(0.01)
         elapsed = time.monotonic() - started
     finally:
         pipeline.stop()
-        sampler.stop()
-    complete = sampler.last_update_id == capture.last_update_id
-    summary = sampler.summary()
-    return {"rate": rate or "max", "events": len(measured), "send_s": round(send_s, 2), "seconds": round(elapsed, 2),
-            "events_per_s": round(len(measured) / elapsed, 1), "complete": complete,
+        for sampler in samplers.values():
+            sampler.stop()
+    complete = caught_up()
+    summary = freshness_summary([ms for sampler in samplers.values() for ms in sampler.samples_ms])
+    return {"rate": rate or "max", "keys": len(captures), "events": len(measured), "send_s": round(send_s, 2),
+            "seconds": round(elapsed, 2), "events_per_s": round(len(measured) / elapsed, 1), "complete": complete,
             "freshness_p50_ms": summary["p50_ms"], "freshness_p99_ms": summary["p99_ms"], "samples": summary["samples"]}
 
 
@@ -141,11 +159,19 @@ def main() -> None:
                         help="a variant run beside the baseline (interleaved, --repeat times): knob effects as ratios")
     parser.add_argument("--repeat", type=int, default=1, help="runs per step; medians are reported")
     parser.add_argument("--seconds", type=float, default=120.0, help="time budget per step after the warm-up")
+    parser.add_argument("--keys", type=int, default=1,
+                        help="kinesis: symbols fed side by side, the capture replayed under each (scale-out by key; "
+                             "the keys are chosen to land on different keyed subtasks at --spread-parallelism)")
+    parser.add_argument("--spread-parallelism", type=int, default=2)
     args = parser.parse_args()
     variants = [("baseline", [])] + [(kv, [kv]) for kv in args.compare]
     steps = []
     with StackGuard(), overrides(args.set) as env:
         capture = load_capture(DEFAULT_CAPTURE) if args.source == "kinesis" else None
+        if capture:
+            settings = load_settings()
+            keys = spread_keys(args.keys, settings.exchange.symbol, args.spread_parallelism, settings.kinesis.shards)
+            capture = {key: capture if i == 0 else relabel(capture, key) for i, key in enumerate(keys)}
         for _ in range(args.repeat):
             for name, pairs in variants:  # interleaved, so drift of the machine hits every variant alike
                 with overrides(pairs):
@@ -167,7 +193,7 @@ def main() -> None:
         if m["variant"] != "baseline" and ref and ref["events_per_s"] and m["events_per_s"]:
             m["events_per_s_ratio"] = round(m["events_per_s"] / ref["events_per_s"], 2)
             m["freshness_p99_ratio"] = round(m["freshness_p99_ms"] / ref["freshness_p99_ms"], 2)
-    emit({"benchmark": "throughput", "source": args.source, "events_per_s": best["events_per_s"],
+    emit({"benchmark": "throughput", "source": args.source, "keys": args.keys, "events_per_s": best["events_per_s"],
           "freshness_p99_ms": best["freshness_p99_ms"], "best_rate": best["rate"], "capacity_events_per_s": capacity,
           "repeat": args.repeat, "overrides": env, "medians": medians, "steps": steps})
 
