@@ -57,31 +57,32 @@ MAX_RECORD_BYTES = 256 * 1024  # raw bytes before base64; Kinesis allows 1 MiB p
 
 
 def aggregate(frames: list[tuple[str, envelope.Envelope]], max_frames: int) -> list[Record]:
-    """Pack consecutive frames of one symbol into records, keeping their arrival order.
+    """Pack a linger window's frames into records per symbol, each symbol's in arrival order.
 
-    The perpetual's quotes share the spot frames' records (envelope version 3 when a record
-    mixes them): packed apart, each linger window made two records where one does, and the
-    job's cost is per record more than per frame. A REST snapshot stays a record of its own:
-    rare and large, it gains nothing from company, and a spot-only stream stays byte for byte
-    what a job before version 3 reads."""
-    records: list[Record] = []
-    group: list[envelope.Envelope] = []
-    key: tuple[str, bool] | None = None
-    size = 0
-
-    def flush() -> None:
-        if group:
-            records.append(Record(envelope.batch_to_text(group).encode("ascii"), key[0]))
-
+    Symbols are grouped, not cut into runs: on a combined stream of several symbols their frames
+    alternate, and records of consecutive frames held one or two each (a 2-key load test: 1,800
+    events/s against 9,400 for one key). Order across symbols carries no meaning: each is its own
+    partition key, its own keyed state. The perpetual's quotes share the spot frames' records
+    (envelope version 3 when a record mixes them); the job's cost is per record more than per
+    frame. A REST snapshot stays a record of its own: rare and large, it gains nothing from
+    company, and a spot-only stream stays byte for byte what a job before version 3 reads."""
+    by_symbol: dict[str, list[envelope.Envelope]] = {}
     for symbol, env in frames:
-        this = (symbol, env.source is envelope.Source.REST_SNAPSHOT)
-        if group and (this != key or len(group) >= max_frames or size + len(env.frame) > MAX_RECORD_BYTES):
-            flush()
-            group, size = [], 0
-        key = this
-        group.append(env)
-        size += len(env.frame) + 13
-    flush()
+        by_symbol.setdefault(symbol, []).append(env)
+    records: list[Record] = []
+    for symbol, envs in by_symbol.items():
+        group: list[envelope.Envelope] = []
+        snapshot = False
+        size = 0
+        for env in envs:
+            this = env.source is envelope.Source.REST_SNAPSHOT
+            if group and (this != snapshot or len(group) >= max_frames or size + len(env.frame) > MAX_RECORD_BYTES):
+                records.append(Record(envelope.batch_to_text(group).encode("ascii"), symbol))
+                group, size = [], 0
+            snapshot = this
+            group.append(env)
+            size += len(env.frame) + 13
+        records.append(Record(envelope.batch_to_text(group).encode("ascii"), symbol))
     return records
 
 

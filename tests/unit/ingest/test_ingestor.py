@@ -38,15 +38,15 @@ def test_combined_stream_url():
     assert ing.stream_url() == "ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"
 
 
-def test_aggregation_keeps_order_and_splits_on_symbol_snapshot_and_size():
+def test_aggregation_groups_by_symbol_keeps_each_symbols_order_and_splits_on_snapshot_and_size():
     ws = lambda i: envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i]))  # noqa: E731
     rest = envelope.Envelope(envelope.Source.REST_SNAPSHOT, 9, b"snap")
     frames = [("BTCUSDT", ws(1)), ("BTCUSDT", ws(2)), ("BTCUSDT", rest), ("BTCUSDT", ws(3)),
               ("ETHUSDT", ws(4)), ("BTCUSDT", ws(5)), ("BTCUSDT", ws(6)), ("BTCUSDT", ws(7))]
     records = aggregate(frames, max_frames=2)
     decoded = [(r.partition_key, [e.receipt_time_us for e in envelope.from_text(r.data.decode())]) for r in records]
-    assert decoded == [("BTCUSDT", [1, 2]), ("BTCUSDT", [9]), ("BTCUSDT", [3]), ("ETHUSDT", [4]),
-                       ("BTCUSDT", [5, 6]), ("BTCUSDT", [7])]
+    assert decoded == [("BTCUSDT", [1, 2]), ("BTCUSDT", [9]), ("BTCUSDT", [3, 5]), ("BTCUSDT", [6, 7]),
+                       ("ETHUSDT", [4])]  # per symbol, in its arrival order: ETHUSDT's frame does not split BTCUSDT's
     assert all(r.data[:2] != b"Aw" for r in records)  # no version 3 (base64 "Aw..."): one source throughout
 
 
