@@ -2,13 +2,19 @@
 
     python -m bench.throughput [--rates 2000,4000,6000,8000,max] [--source kinesis|exchange]
                                [--set flink.bundle_time_ms=50 ...] [--compare KEY=VALUE ...]
-                               [--repeat 3] [--seconds 120]
+                               [--repeat 3] [--seconds 120] [--keys 2 --set kinesis.shards=2]
 
 ``--source kinesis`` (default): the Flink job alone. A fresh mini-cluster job per step;
 the real spot capture's frames are put into Kinesis by ``kinesis_feed`` (aggregated and
 stamped as the ingestor does), a warm-up slice at 1,500 events/s first, then the rest at
 the step's rate (``max``: all at once, the job's catch-up capacity). Freshness is ingestor
 receipt -> ``ob:`` write, sampled after the warm-up.
+
+``--keys N`` (kinesis): scale-out by key. The capture is fed under N keys side by side: the
+configured symbol and replay keys ``<symbol>-R<i>`` carrying the same real frames re-encoded
+(``kinesis_feed.relabel``), picked so they land on different keyed subtasks and shards. Every
+key's book must catch up. ``--compare flink.parallelism=2`` then shows parallelism 1 and 2
+side by side.
 
 ``--source exchange``: the whole pipeline (simulator, WebSocket ingestor, Kinesis, Flink,
 Redis) per step, rates given as replay speeds (0 = as fast as the ingestor takes frames).
