@@ -36,6 +36,7 @@ from bench.harness import FreshnessSampler, StackGuard, emit, freshness_summary
 
 from bench.kinesis_feed import Capture, KinesisFeed, load_capture, relabel, spread_keys
 from btcpred.common.config import load_settings
+from rig import stack
 from rig.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
 
 WARMUP_EVENTS = 15_000
@@ -66,10 +67,12 @@ def interleaved(captures: dict[str, Capture], start: int, stop: int | None) -> l
             for key, frames in slices.items() if i < len(frames)]
 
 
-def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Capture]) -> dict:
+def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Capture], cluster: bool = False) -> dict:
     """One step: every key's capture fed side by side at ``rate`` events/s in all (None: all at once),
-    until every key's book reached its last update id."""
-    pipeline = Pipeline(speed=1.0, mini_cluster=True)
+    until every key's book reached its last update id. ``cluster``: the standalone cluster's
+    TaskManager, whose Python workers are processes of their own; the mini cluster runs them as
+    threads of the job's client process (Beam's loopback mode), one GIL for every subtask."""
+    pipeline = Pipeline(speed=1.0, mini_cluster=not cluster)
     samplers = {key: FreshnessSampler(key) for key in captures}
     measured = interleaved(captures, WARMUP_EVENTS, None)
 
@@ -169,11 +172,15 @@ def main() -> None:
                         help="kinesis: symbols fed side by side, the capture replayed under each (scale-out by key; "
                              "the keys are chosen to land on different keyed subtasks at --spread-parallelism)")
     parser.add_argument("--spread-parallelism", type=int, default=2)
+    parser.add_argument("--cluster", action="store_true",
+                        help="kinesis: the standalone cluster (started if needed) instead of the mini cluster")
     args = parser.parse_args()
     variants = [("baseline", [])] + [(kv, [kv]) for kv in args.compare]
     steps = []
     with StackGuard(), overrides(args.set) as env:
         capture = load_capture(DEFAULT_CAPTURE) if args.source == "kinesis" else None
+        if capture and args.cluster and stack.main(["start", "--with-flink-cluster"]) != 0:
+            raise SystemExit("the standalone Flink cluster failed to start")
         if capture:
             settings = load_settings()
             keys = spread_keys(args.keys, settings.exchange.symbol, args.spread_parallelism, settings.kinesis.shards)
@@ -183,7 +190,8 @@ def main() -> None:
                 with overrides(pairs):
                     for rate in (args.rates or ("2000,4000,6000,8000,max" if capture else "20,50,100,0")).split(","):
                         if capture:
-                            step = kinesis_step(None if rate == "max" else float(rate), args.seconds, capture)
+                            step = kinesis_step(None if rate == "max" else float(rate), args.seconds, capture,
+                                                cluster=args.cluster)
                         else:
                             step = exchange_step(float(rate), args.seconds)
                         step["variant"] = name
@@ -199,7 +207,7 @@ def main() -> None:
         if m["variant"] != "baseline" and ref and ref["events_per_s"] and m["events_per_s"]:
             m["events_per_s_ratio"] = round(m["events_per_s"] / ref["events_per_s"], 2)
             m["freshness_p99_ratio"] = round(m["freshness_p99_ms"] / ref["freshness_p99_ms"], 2)
-    emit({"benchmark": "throughput", "source": args.source, "keys": args.keys, "events_per_s": best["events_per_s"],
+    emit({"benchmark": "throughput", "source": args.source, "keys": args.keys, "cluster": args.cluster, "events_per_s": best["events_per_s"],
           "freshness_p99_ms": best["freshness_p99_ms"], "best_rate": best["rate"], "capacity_events_per_s": capacity,
           "repeat": args.repeat, "overrides": env, "medians": medians, "steps": steps})
 
