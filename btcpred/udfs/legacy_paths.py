@@ -58,6 +58,8 @@ class LegacyPathFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path=None, target=None):
         new = new_path(fullname)
         if new is None:
+            if fullname.partition(".")[0] in MODULE_ALIASES:  # else found again under the aliased parent's path
+                raise ModuleNotFoundError(f"No module named {fullname!r} (an old path no state names)", name=fullname)
             return None
         return importlib.util.spec_from_loader(fullname, _Alias(new))
 
