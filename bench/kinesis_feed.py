@@ -89,17 +89,16 @@ class KinesisFeed:
         self.linger_s = linger_s
         self.max_frames = max_frames_per_record
 
-    def _put(self, frames: list, source: envelope.Source = envelope.Source.WEBSOCKET) -> None:
-        """``frames``: SBE frames of ``self.symbol``, or (key, frame) pairs of several keys."""
+    def _put(self, frames: list[tuple[str, bytes]], source: envelope.Source = envelope.Source.WEBSOCKET) -> None:
+        """``frames``: (key, SBE frame) pairs, stamped with one receipt time as the ingestor stamps a linger window."""
         now_us = time.time_ns() // 1000
-        keyed = [f if isinstance(f, tuple) else (self.symbol, f) for f in frames]
-        self.writer.put(aggregate([(key, envelope.Envelope(source, now_us, f)) for key, f in keyed], self.max_frames))
+        self.writer.put(aggregate([(key, envelope.Envelope(source, now_us, f)) for key, f in frames], self.max_frames))
 
     def anchor(self, capture: Capture, symbol: str | None = None) -> None:
         self._put([(symbol or self.symbol, capture.snapshot)], envelope.Source.REST_SNAPSHOT)
 
-    def send(self, frames: list, rate: float | None) -> float:
-        """Put ``frames`` (see ``_put``) at ``rate`` frames/s (None: all at once); returns the seconds it took."""
+    def send(self, frames: list[tuple[str, bytes]], rate: float | None) -> float:
+        """Put ``frames`` ((key, frame) pairs) at ``rate`` frames/s (None: all at once); returns the seconds it took."""
         started = time.monotonic()
         if rate is None:
             for i in range(0, len(frames), self.max_frames):

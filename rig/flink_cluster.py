@@ -162,24 +162,30 @@ def _s3(settings: Settings):
     return boto3.client("s3", **aws_client_kwargs(settings.s3))
 
 
+def _objects_under(client, uri: str):
+    """(bucket, prefix without a trailing slash, the objects listed under ``uri`` + "/")."""
+    bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+    prefix = prefix.rstrip("/")
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+    return bucket, prefix, (obj for page in pages for obj in page.get("Contents", []))
+
+
 def list_savepoints(settings: Settings) -> list[tuple[str, int, float]]:
     """(URI, bytes, last modified epoch s) of each savepoint under ``flink.savepoint_dir``, oldest first."""
     location = settings.flink.savepoint_dir
     if not location or not location.startswith(("s3://", "s3p://")):
         raise ClusterError(f"flink.savepoint_dir is {location!r}; only S3 locations are listed")
-    bucket, _, prefix = location.split("://", 1)[1].partition("/")
     found: dict[str, list[float]] = {}
-    paginator = _s3(settings).get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
-        for obj in page.get("Contents", []):
-            rest_of_key = obj["Key"][len(prefix.rstrip("/")) + 1:]
-            name = rest_of_key.split("/", 1)[0]
-            entry = found.setdefault(name, [0, 0.0, 0.0])
-            entry[0] += obj["Size"]
-            entry[1] = max(entry[1], obj["LastModified"].timestamp())
-            entry[2] += rest_of_key.endswith("_metadata")
+    bucket, prefix, objects = _objects_under(_s3(settings), location)
+    for obj in objects:
+        rest_of_key = obj["Key"][len(prefix) + 1:]
+        name = rest_of_key.split("/", 1)[0]
+        entry = found.setdefault(name, [0, 0.0, 0.0])
+        entry[0] += obj["Size"]
+        entry[1] = max(entry[1], obj["LastModified"].timestamp())
+        entry[2] += rest_of_key.endswith("_metadata")
     scheme = location.split("://", 1)[0]
-    complete = [(f"{scheme}://{bucket}/{prefix.rstrip('/')}/{name}", int(size), modified)
+    complete = [(f"{scheme}://{bucket}/{prefix}/{name}", int(size), modified)
                 for name, (size, modified, has_metadata) in found.items() if has_metadata]
     return sorted(complete, key=lambda s: s[2])
 
@@ -190,11 +196,10 @@ def savepoint_bytes(settings: Settings, uri: str) -> int:
 
 def savepoint_contents(settings: Settings, uri: str) -> bytes:
     """Every file of a savepoint on S3, concatenated: to look for what its state names."""
-    bucket, _, prefix = uri.split("://", 1)[1].partition("/")
     client = _s3(settings)
-    keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
-            for obj in page.get("Contents", [])]
-    return b"".join(client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in sorted(keys))
+    bucket, _, objects = _objects_under(client, uri)
+    keys = sorted(obj["Key"] for obj in objects)
+    return b"".join(client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys)
 
 
 def resolve_savepoint(settings: Settings, which: str) -> str:

@@ -212,9 +212,8 @@ class SbeArchiver:
                     raise
                 return
             # the checkpoint makes a restart lose nothing
-            archived = supervise_blocking(shard_id, once, TASK_FAILURES, self.failing, lambda: self.stopping,
-                                          max_backoff_s=max_backoff_s)
-            totals[shard_id] = totals.get(shard_id, 0) + (archived or 0)
+            totals[shard_id] = supervise_blocking(shard_id, once, TASK_FAILURES, self.failing, lambda: self.stopping,
+                                                  max_backoff_s=max_backoff_s) or 0
 
         threads = [threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
                    for shard in self.shards()]
