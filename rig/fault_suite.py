@@ -357,12 +357,12 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             recoveries.append((min(later) - receipt) / 1e6)
     reanchor_ms = [float(r["duration_ms"]) for r in kept["reanchors:{BTCUSDT}"] if r["reason"] == "gap" and r["outcome"] == "ok"]
     drift = kept["drift:{BTCUSDT}"]
-    # bronze vs the stream itself: stop the producers, let the archiver catch up, stop it (it flushes and
+    # bronze vs the stream itself: stop the producers, wait for the archiver to read to the end, stop it (it flushes and
     # checkpoints on SIGTERM), then read both
     for producer in ("ingestor", "reanchor"):  # both put records (diffs; snapshots in band)
         pipeline.procs[producer].terminate()
         pipeline.procs[producer].wait(30)
-    time.sleep(3.0)
+    pipeline.wait_archived()
     pipeline.procs["sbe-archiver"].terminate()
     pipeline.procs["sbe-archiver"].wait(30)
     stream = stream_frames(pipeline)

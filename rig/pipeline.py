@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 import boto3
 import port_for
+from prometheus_client.parser import text_string_to_metric_families
 import redis
 
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
@@ -288,6 +289,31 @@ class Pipeline:
             self.check_alive()
             time.sleep(0.1)
         return final_us
+
+    def wait_archived(self, timeout_s: float = 60) -> None:
+        """Until the SBE archiver has read every record the stream holds now; stopping it then
+        flushes them all to bronze.
+
+        The archiver consumes the stream apart from the job and at its own pace: stopped as soon
+        as the job had caught up, it had not read the last records yet (fresh-clone run h-1: the
+        backfill's final boundary lacked three diffs the live job had applied).
+        """
+        since = time.time()
+        shards = [s["ShardId"] for s in self._kinesis().list_shards(StreamName=self.stream)["Shards"]]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.archiver_port}/metrics", timeout=2.0) as resp:
+                text = resp.read().decode()
+            caught_up = {sample.labels["shard"]: sample.value for family in text_string_to_metric_families(text)
+                         if family.name == "sbe_archiver_caught_up_timestamp_seconds" for sample in family.samples}
+            if all(caught_up.get(shard, 0.0) >= since for shard in shards):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the archiver has not read to the end of {shards} since {since}: {caught_up}")
+            archiver = self.procs["sbe-archiver"]  # the producers may be stopped already (the fault suite's tally)
+            if archiver.poll() is not None:
+                raise RuntimeError(f"sbe-archiver exited with {archiver.returncode}; see {self.log_path('sbe-archiver')}")
+            time.sleep(0.2)
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():

@@ -48,6 +48,10 @@ READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that f
 READ_RETRY_S = 0.5
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
+CAUGHT_UP = Gauge("sbe_archiver_caught_up_timestamp_seconds",
+                  "When the last read that reached the shard's tip was asked: every record put before then is read "
+                  "(and written at the next flush)",
+                  ["shard"])
 
 def frames_of(data: bytes, arrival_us: int) -> list[tuple[int, int, int, int, bytes]]:
     """(frame index, receipt time, source, template id, frame) of one Kinesis record."""
@@ -157,6 +161,7 @@ class SbeArchiver:
         iterator = self._iterator(shard_id)
         buf, started, idle_since, total = ShardBuffer(), time.monotonic(), None, 0
         while iterator and not self.stopping:
+            asked_at = time.time()
             resp = self._get_records(iterator)
             if resp is None:  # stopping while the endpoint was down: flush what was read, checkpoint it
                 break
@@ -175,6 +180,8 @@ class SbeArchiver:
             if buf.count >= self.flush_rows or (buf.count and time.monotonic() - started >= self.flush_interval_s):
                 total += self.flush(shard_id, buf)
                 buf, started = ShardBuffer(), time.monotonic()
+            if not resp.get("MillisBehindLatest") and len(resp["Records"]) < self.records_per_call:
+                CAUGHT_UP.labels(shard_id).set(asked_at)  # a full page may have more behind it, whatever the lag says
             if resp["Records"]:
                 idle_since = None
             else:

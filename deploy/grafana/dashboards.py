@@ -135,6 +135,9 @@ def reliability() -> Dashboard:
         q("sum by (kind) (rate(sbe_archiver_frames_total[1m]))", "frames {{kind}}"),
         q("rate(sbe_archiver_objects_total[5m]) * 60", "objects / min"),
         q("rate(sbe_archiver_read_errors_total[5m]) * 60", "read errors / min")], "short")
+    d.add(TimeSeries, "Archiver: time since it was at the stream's tip", [
+        q("time() - sbe_archiver_caught_up_timestamp_seconds", "{{shard}}")], "s",
+          thresholds=[Threshold("green", 0, 0.0), Threshold("red", 1, 300.0)])
     d.row("Flink job")
     d.add(TimeSeries, "Checkpoints: failed, restarts, last duration", [
         q(f"increase(flink_jobmanager_job_numberOfFailedCheckpoints{{{FLINK_JOB}}}[10m])", "failed {{job_name}}"),

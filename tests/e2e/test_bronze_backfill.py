@@ -35,8 +35,9 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
         status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], status
         pipeline.wait_final_boundary(redis_client, status)
+        pipeline.wait_archived()
     finally:
-        pipeline.stop()  # the archiver flushes its last frames to bronze on SIGTERM
+        pipeline.stop()  # the archiver flushes what it has read to bronze on SIGTERM
     live = {int(e["ts"]): e for e in (decode(f) for _, f in redis_client.xrange("feathist:{BTCUSDT}"))}
 
     out = tmp_path / "backfill.jsonl"

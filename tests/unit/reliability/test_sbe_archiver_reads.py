@@ -4,7 +4,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from btcpred.common.config import load_settings
 from btcpred.reliability import sbe_archiver
-from btcpred.reliability.sbe_archiver import READ_ERRORS, SbeArchiver
+from btcpred.reliability.sbe_archiver import CAUGHT_UP, READ_ERRORS, SbeArchiver
 
 
 class DownThenUp:
@@ -39,3 +39,60 @@ def test_a_failing_read_while_stopping_ends_the_loop():
     arch = archiver(kinesis)
     kinesis.archiver_to_stop = arch
     assert arch._get_records("it-1") is None and kinesis.iterators == ["it-1"]
+
+
+class Pages:
+    """A one-shard Kinesis client answering GetRecords with ``pages`` in turn; the archiver stops after the last."""
+
+    def __init__(self, pages: list[dict], arch: SbeArchiver | None = None) -> None:
+        self.pages, self.arch, self.caught_up_seen = pages, arch, []
+        self.clock = 100.0  # wall time; each read takes a second of it
+
+    def time(self) -> float:
+        return self.clock
+
+    def get_shard_iterator(self, **_) -> dict:
+        return {"ShardIterator": "it-0"}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict:
+        self.caught_up_seen.append(CAUGHT_UP.labels("shard-pages")._value.get())
+        page = self.pages.pop(0)
+        self.clock += 1.0
+        if not self.pages:
+            self.arch.stopping = True
+        return {"NextShardIterator": f"after-{ShardIterator}", **page}
+
+
+class NoObjects:
+    """A lake with nothing archived yet that accepts what the shard's loop writes."""
+
+    def keys(self, prefix: str) -> list[str]:
+        return []
+
+    def exists(self, key: str) -> bool:
+        return False
+
+    def put_table(self, key, table) -> None:
+        self.rows = table.num_rows
+
+    def put_bytes(self, key, data) -> None:
+        pass
+
+
+def test_caught_up_is_when_a_read_that_reached_the_tip_was_asked(monkeypatch):
+    """A full page may have more behind it even when its lag says 0 (the emulator always says 0), and a
+    page with lag has more behind it: only a short page at lag 0 proves everything put before it was read."""
+    record = {"SequenceNumber": "1", "Data": b"not an envelope"}
+    kinesis = Pages([
+        {"Records": [record, record], "MillisBehindLatest": 0},  # a full page (Limit 2)
+        {"Records": [record], "MillisBehindLatest": 5_000},  # short, but the shard holds more
+        {"Records": [record], "MillisBehindLatest": 0},  # the tip: asked at 102
+        {"Records": [], "MillisBehindLatest": 0},  # the tip again: asked at 103
+    ])
+    arch = SbeArchiver(load_settings("local", environ={}), kinesis=kinesis, lake=NoObjects(), records_per_call=2)
+    kinesis.arch = arch
+    monkeypatch.setattr(sbe_archiver.time, "time", kinesis.time)
+    CAUGHT_UP.labels("shard-pages").set(0)
+    assert arch.run_shard("shard-pages") == 4  # every record read is written on stopping
+    assert kinesis.caught_up_seen == [0, 0, 0, 102]
+    assert CAUGHT_UP.labels("shard-pages")._value.get() == 103
