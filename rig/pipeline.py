@@ -97,6 +97,15 @@ class Pipeline:
     # a perpetual's capture of the same minutes, replayed beside spot as the futures bookTicker stream
     # the ingestor reads (``exchange.perp_ws_url``); None: spot only
     perp_capture: Path | None = None
+    # the capture served also under this many replay keys <SYMBOL>-R<i>, each carried as a symbol of its
+    # own (``exchange.symbols``): scale-out by key through the whole live path, on the one real capture
+    replay_keys: int = 0
+    job_module: str | None = None  # the mini cluster runs this module instead of the hot-path job (bench.floor_job)
+
+    @property
+    def symbols(self) -> list[str]:
+        """Every symbol the run carries, the served one first."""
+        return ["BTCUSDT", *(f"BTCUSDT-R{i}" for i in range(1, self.replay_keys + 1))]
 
     @property
     def stream(self) -> str:
@@ -126,6 +135,7 @@ class Pipeline:
             "BTCPRED_INGESTOR__METRICS_PORT": str(self.ingest_metrics_port),
             "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(self.log_dir / f"dead-letter-{self.run_id}.jsonl"),
             **({"BTCPRED_EXCHANGE__PERP_WS_URL": f"ws://127.0.0.1:{self.sim_port}/futures"} if self.perp_capture else {}),
+            **({"BTCPRED_EXCHANGE__SYMBOLS": ",".join(self.symbols)} if self.replay_keys else {}),
         }
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -201,7 +211,7 @@ class Pipeline:
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
         sim = self._spawn("simulator", services.command("simulator", py, "--capture", str(self.capture),
                                                         "--port", str(self.sim_port), "--speed", str(self.speed),
-                                                        "--laps", str(self.laps),
+                                                        "--laps", str(self.laps), "--replay-keys", str(self.replay_keys),
                                                         *(("--perp-capture", str(self.perp_capture))
                                                           if self.perp_capture else ())))
         wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
@@ -226,7 +236,7 @@ class Pipeline:
         """Start the hot-path job (``code_dir``: an earlier commit's code, ``rig.legacy_tree``)."""
         py = sys.executable
         if self.mini_cluster:
-            self._spawn("flink-job", services.command("flink-job", py))
+            self._spawn("flink-job", [py, "-m", self.job_module] if self.job_module else services.command("flink-job", py))
             return
         if code_dir is not None:
             job_file = job_file or code_dir / "flink_jobs" / "hot_path_job.py"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 ENV_PREFIX = "BTCPRED_"
@@ -131,7 +131,11 @@ class ExchangeConfig(_Section):
 
     ws_url: str = "ws://127.0.0.1:8765"
     rest_url: str = "http://127.0.0.1:8765"
-    symbol: str = "BTCUSDT"
+    symbol: str = "BTCUSDT"  # the symbol predicted and served
+    # Every symbol the hot path carries, ``symbol`` among them: the ingestor subscribes to all of
+    # them, the job keeps one key each, the re-anchor service and the archives cover each. Empty:
+    # ``symbol`` alone. Only ``symbol`` has a model; the others share the job's cores (issue 19).
+    symbols: tuple[str, ...] = ()
     streams: tuple[str, ...] = ("trade", "bestBidAsk", "depth")
     api_key: SecretStr | None = None  # Binance's SBE streams require an Ed25519 API key
     snapshot_limit: int = Field(1000, gt=0, le=5000)
@@ -139,6 +143,25 @@ class ExchangeConfig(_Section):
     # JSON stream's base URL (wss://fstream.binance.com for USD-M) and symbol; None: spot only.
     perp_ws_url: str | None = None
     perp_symbol: str | None = None  # default: the spot symbol (USD-M BTCUSDT leads spot BTCUSDT)
+
+    @field_validator("symbols", "streams", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """An environment variable or ``--set`` gives a list as ``A,B``."""
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _symbol_is_carried(self) -> "ExchangeConfig":
+        if self.symbols and self.symbol not in self.symbols:
+            raise ValueError(f"symbols {list(self.symbols)} leave out symbol {self.symbol}, the one served")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"symbols {list(self.symbols)} name one twice")
+        return self
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """The symbols the hot path carries, ``symbol`` first."""
+        return (self.symbol, *(s for s in self.symbols if s != self.symbol))
 
 
 class IngestorConfig(_Section):

@@ -42,9 +42,9 @@ RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", 
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Records waiting for PutRecords")
 LAST_FRAME = Gauge("ingest_last_frame_timestamp_seconds", "Wall time of the last frame received")
 SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in band", ["result"])
-TASK_FAILURES = Counter("ingest_task_failures_total", "Supervised tasks that failed (anchor: every attempt; writer: a batch)",
-                        ["task"])
-for _task in ("anchor", "writer", "perp"):
+TASK_FAILURES = Counter("ingest_task_failures_total",
+                        "Supervised tasks that failed (anchor <symbol>: every attempt; writer: a batch)", ["task"])
+for _task in ("writer", "perp"):
     TASK_FAILURES.labels(_task)
 for _result in ("ok", "error"):
     SNAPSHOTS.labels(_result)
@@ -89,7 +89,9 @@ def aggregate(frames: list[tuple[str, envelope.Envelope]], max_frames: int) -> l
 class Ingestor:
     def __init__(self, settings: Settings, kinesis_client=None) -> None:
         self.settings = settings
-        self.symbol = settings.exchange.symbol
+        self.symbols = settings.exchange.carried
+        for symbol in self.symbols:
+            TASK_FAILURES.labels(f"anchor {symbol}")  # exported at 0 from the start: an alert's increase() has a baseline
         client = kinesis_client or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
         if settings.kinesis.endpoint:  # emulator: the stream lives only as long as the process
             ensure_stream(client, settings.kinesis.stream, settings.kinesis.shards)
@@ -99,7 +101,7 @@ class Ingestor:
         self.dead_letter = Path(settings.ingestor.dead_letter_path)
         self.connected = False
         self.perp_connected = False
-        self.anchored = False
+        self.anchored: set[str] = set()  # symbols whose anchor snapshot is in band or on its way
         self.snapshot_backoff_s = 0.5  # first retry delay of the anchor snapshot, doubling (tenacity)
         self.failing: dict[str, str] = {}  # task -> its last error, while it is failing (/health 503)
         self.health = failing_health(self.failing)  # /health: red while a task fails
@@ -108,7 +110,8 @@ class Ingestor:
 
     # ------------------------------------------------------------------ reading
     def stream_url(self) -> str:
-        names = "/".join(f"{self.symbol.lower()}@{s}" for s in self.settings.exchange.streams)
+        """One combined connection for every carried symbol's streams (Binance allows 1,024 a connection)."""
+        names = "/".join(f"{symbol.lower()}@{s}" for symbol in self.symbols for s in self.settings.exchange.streams)
         return f"{self.settings.exchange.ws_url}/stream?streams={names}"
 
     def _dead_letter(self, frame: bytes, reason: str) -> None:
@@ -218,41 +221,42 @@ class Ingestor:
                 return msg
             if msg.type == aiohttp.WSMsgType.BINARY:
                 diff = await self.handle_frame(msg.data)
-                if diff is not None and not self.anchored:
-                    self.anchored = True  # first diff seen: anchor the book in band, off the read path
-                    task = asyncio.create_task(self.inject_snapshot(session))
+                if diff is not None and diff.symbol not in self.anchored:
+                    self.anchored.add(diff.symbol)  # its first diff: anchor its book in band, off the read path
+                    task = asyncio.create_task(self.inject_snapshot(session, diff.symbol))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 log.info("text frame from exchange: %s", msg.data[:200])
         return "closed"
 
-    async def inject_snapshot(self, session: aiohttp.ClientSession) -> None:
-        """Fetch the anchor snapshot and put it in band. Any failure (network, a 4xx, a body that
-        does not parse, whatever the exception) is counted and retried with exponential back-off;
-        after the last attempt the book is left to the next diff, and /health stays red until a
-        snapshot goes in."""
+    async def inject_snapshot(self, session: aiohttp.ClientSession, symbol: str) -> None:
+        """Fetch ``symbol``'s anchor snapshot and put it in band. Any failure (network, a 4xx, a body
+        that does not parse, whatever the exception) is counted and retried with exponential back-off;
+        after the last attempt the book is left to the symbol's next diff, and /health stays red until
+        a snapshot goes in."""
         ex = self.settings.exchange
+        task_name = f"anchor {symbol}"
         retrying = AsyncRetrying(stop=stop_after_attempt(SNAPSHOT_ATTEMPTS), reraise=True,
                                  wait=wait_exponential(multiplier=self.snapshot_backoff_s))
         try:
             async for attempt in retrying:
                 with attempt:
                     try:
-                        snapshot = await BinanceRest(ex.rest_url, session).depth(ex.symbol, ex.snapshot_limit)
-                        await self.queue.put((ex.symbol, snapshot_envelope(snapshot)))
+                        snapshot = await BinanceRest(ex.rest_url, session).depth(symbol, ex.snapshot_limit)
+                        await self.queue.put((symbol, snapshot_envelope(snapshot)))
                     except Exception as exc:  # noqa: BLE001 - supervised: every failure is retried the same way
                         n = attempt.retry_state.attempt_number
                         SNAPSHOTS.labels("error").inc()
-                        record_failure(TASK_FAILURES, self.failing, "anchor", exc, f"snapshot attempt {n}: ")
-                        log.warning("snapshot fetch failed (attempt %d): %s: %s", n, type(exc).__name__, exc)
+                        record_failure(TASK_FAILURES, self.failing, task_name, exc, f"snapshot attempt {n}: ")
+                        log.warning("%s snapshot fetch failed (attempt %d): %s: %s", symbol, n, type(exc).__name__, exc)
                         raise
         except Exception:  # noqa: BLE001 - every attempt failed (each counted above)
-            self.anchored = False  # try again on the next diff
+            self.anchored.discard(symbol)  # try again on its next diff
             return
         SNAPSHOTS.labels("ok").inc()
-        self.failing.pop("anchor", None)
-        log.info("snapshot at update id %d put in band", snapshot.book_update_id)
+        self.failing.pop(task_name, None)
+        log.info("%s snapshot at update id %d put in band", symbol, snapshot.book_update_id)
 
     # ------------------------------------------------------------------ writing
     async def write_forever(self) -> None:

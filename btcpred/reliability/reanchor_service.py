@@ -55,8 +55,6 @@ for _reason in ("gap", "verify"):
     REANCHORS.labels(_reason, "ok"), REANCHORS.labels(_reason, "failed"), REANCHOR_SECONDS.labels(_reason)
 TASK_FAILURES = Counter("reanchor_task_failures_total",
                         "Failures the service survived: a snapshot attempt (4xx, bad body) or a loop restarted", ["task"])
-for _task in ("snapshot", "gaps", "verify"):
-    TASK_FAILURES.labels(_task)
 IN_PROGRESS = Gauge("reanchor_in_progress", "1 while a re-anchor of the symbol is running", ["symbol"])
 
 
@@ -71,16 +69,26 @@ class Outcome:
 
 
 class Reanchorer:
-    def __init__(self, settings: Settings, redis: aioredis.Redis, rest: BinanceRest, writer: KinesisWriter) -> None:
+    """Heals one symbol's book. A process runs one per carried symbol, sharing the REST client (and so
+    Binance's per-IP weight budget), the Kinesis writer and /health; each has its own lock and gaps."""
+
+    def __init__(self, settings: Settings, redis: aioredis.Redis, rest: BinanceRest, writer: KinesisWriter,
+                 symbol: str | None = None, failing: dict[str, str] | None = None) -> None:
         self.settings = settings
-        self.symbol = settings.exchange.symbol
+        self.symbol = symbol or settings.exchange.symbol
         self.redis = redis
         self.rest = rest
         self.writer = writer
         self.cfg = settings.reanchor
         self.consumer = f"{socket.gethostname()}-{id(self)}"
         self.last_outcome: Outcome | None = None
-        self.failing: dict[str, str] = {}  # task -> its last error while it fails (/health 503)
+        self.failing: dict[str, str] = {} if failing is None else failing  # task -> its last error (/health 503)
+        for task in ("snapshot", "gaps", "verify"):
+            TASK_FAILURES.labels(self.task(task))  # exported at 0 from the start: an alert's increase() has a baseline
+
+    def task(self, kind: str) -> str:
+        """A supervised unit's name (metric label, /health key): per symbol, as each heals its own book."""
+        return f"{kind} {self.symbol}"
 
     async def ensure_group(self) -> None:
         try:
@@ -133,11 +141,11 @@ class Reanchorer:
                     log.warning("snapshot fetch failed after retries: %s", exc)
                     continue
                 except Exception as exc:  # noqa: BLE001 - a 4xx, a body that does not parse: this attempt failed
-                    record_failure(TASK_FAILURES, self.failing, "snapshot", exc)
+                    record_failure(TASK_FAILURES, self.failing, self.task("snapshot"), exc)
                     log.error("snapshot attempt %d failed: %s: %s", attempts, type(exc).__name__, exc)
                     await asyncio.sleep(min(30.0, 0.5 * 2**attempts))
                     continue
-                self.failing.pop("snapshot", None)
+                self.failing.pop(self.task("snapshot"), None)
                 snapshot_id = snap.book_update_id
                 if reason == "verify":
                     # REST runs ahead of the stream: put in band before the job's book reaches it, the snapshot
@@ -168,7 +176,7 @@ class Reanchorer:
             "in_band_update_ids": ",".join(map(str, in_band)),
             "attempts": str(attempts), "started_at_us": str(int(started * 1e6)),
             "duration_ms": f"{outcome.duration_s * 1000:.1f}"}, maxlen=10_000, approximate=True)
-        log.info("re-anchor (%s) %s after %d attempt(s), %.0f ms", reason, "done" if ok else "FAILED",
+        log.info("%s re-anchor (%s) %s after %d attempt(s), %.0f ms", self.symbol, reason, "done" if ok else "FAILED",
                  attempts, outcome.duration_s * 1000)
         self.last_outcome = outcome
         return outcome
@@ -258,18 +266,20 @@ class Reanchorer:
 async def run(settings: Settings) -> None:
     redis = redis_connection.connect_async(settings.redis, "reanchor", socket_timeout=5)
     writer = KinesisWriter(boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)), settings.kinesis.stream)
+    failing: dict[str, str] = {}
     async with aiohttp.ClientSession() as session:
-        service = Reanchorer(settings, redis, BinanceRest(settings.exchange.rest_url, session,
-                                                          settings.reanchor.weight_budget_per_minute), writer)
+        rest = BinanceRest(settings.exchange.rest_url, session, settings.reanchor.weight_budget_per_minute)
+        services = [Reanchorer(settings, redis, rest, writer, symbol, failing) for symbol in settings.exchange.carried]
 
         def readiness() -> tuple[bool, str]:
-            return True, "consuming gaps"
+            return True, f"consuming gaps of {', '.join(s.symbol for s in services)}"
 
         try:
-            async with serving_health(settings.reanchor.metrics_port, readiness, failing_health(service.failing),
+            async with serving_health(settings.reanchor.metrics_port, readiness, failing_health(failing),
                                       host=settings.metrics_host):
-                await asyncio.gather(supervise("gaps", service.gaps_forever, TASK_FAILURES, service.failing),
-                                     supervise("verify", service.verify_forever, TASK_FAILURES, service.failing))
+                await asyncio.gather(*(supervise(s.task(loop), run, TASK_FAILURES, failing)
+                                       for s in services for loop, run in (("gaps", s.gaps_forever),
+                                                                           ("verify", s.verify_forever))))
         finally:
             await redis.aclose()
 

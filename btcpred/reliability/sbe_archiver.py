@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import struct
 import threading
@@ -46,6 +47,7 @@ FRAMES = Counter("sbe_archiver_frames_total", "Frames archived", ["kind"])
 OBJECTS = Counter("sbe_archiver_objects_total", "Parquet objects written")
 READ_ERRORS = Counter("sbe_archiver_read_errors_total", "GetRecords calls that failed (retried)")
 READ_RETRY_S = 0.5
+SYMBOL_KEY = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
 CAUGHT_UP = Gauge("sbe_archiver_caught_up_timestamp_seconds",
@@ -66,11 +68,18 @@ def frames_of(data: bytes, arrival_us: int) -> list[tuple[int, int, int, int, by
     return rows
 
 
+def symbol_of(record: dict, default: str) -> str:
+    """A record's symbol: its partition key (the ingestor keys each record by its symbol), if it is
+    one that can name a folder; a record without one is kept under ``default``, never dropped."""
+    key = record.get("PartitionKey") or ""
+    return key if SYMBOL_KEY.fullmatch(key) else default
+
+
 @dataclass
 class ShardBuffer:
     first_sequence: str | None = None
     last_sequence: str | None = None
-    rows: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))  # receipt hour (µs) -> rows
+    rows: dict[tuple[str, int], list[tuple]] = field(default_factory=lambda: defaultdict(list))  # (symbol, receipt hour µs) -> rows
     count: int = 0
 
 
@@ -80,7 +89,7 @@ class SbeArchiver:
         self.records_per_call = records_per_call
         self.settings = settings
         self.stream = settings.kinesis.stream
-        self.symbol = settings.exchange.symbol
+        self.symbols = settings.exchange.carried  # each record's partition key says whose it is
         self.kinesis = kinesis or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
         self.lake = lake or Lake(settings.s3)
         self.flush_rows = flush_rows
@@ -104,7 +113,7 @@ class SbeArchiver:
         seq = self.checkpoint(shard_id)
         committed = int(seq) if seq else -1
         stale = []
-        for key in self.lake.keys(layout.sbe_symbol_prefix(self.symbol)):
+        for key in (k for symbol in self.symbols for k in self.lake.keys(layout.sbe_symbol_prefix(symbol))):
             name = key.rsplit("/", 1)[-1]
             prefix = self.object_prefix(shard_id)
             if name.startswith(prefix) and int(name[len(prefix):-len(".parquet")]) > committed:
@@ -126,11 +135,11 @@ class SbeArchiver:
         if buf.first_sequence is None:
             return 0
         written = 0
-        for hour_us, rows in buf.rows.items():
+        for (symbol, hour_us), rows in buf.rows.items():
             first_seq = min((r[2] for r in rows), key=int)
             cols = list(zip(*rows))
             table = pa.table([pa.array(c, t.type) for c, t in zip(cols, layout.SBE_SCHEMA)], schema=layout.SBE_SCHEMA)
-            self.lake.put_table(layout.sbe_object_key(self.symbol, hour_us, self.stream, shard_id, first_seq), table)
+            self.lake.put_table(layout.sbe_object_key(symbol, hour_us, self.stream, shard_id, first_seq), table)
             OBJECTS.inc()
             written += table.num_rows
         if write_checkpoint:
@@ -172,9 +181,10 @@ class SbeArchiver:
                 seq = record["SequenceNumber"]
                 buf.first_sequence = buf.first_sequence or seq
                 buf.last_sequence = seq
+                symbol = symbol_of(record, self.symbols[0])
                 for index, receipt_us, source, template, frame in frames_of(record["Data"], now_us):
-                    buf.rows[receipt_us // layout.HOUR_US * layout.HOUR_US].append(
-                        (self.symbol, shard_id, seq, index, receipt_us, source, template, frame))
+                    buf.rows[symbol, receipt_us // layout.HOUR_US * layout.HOUR_US].append(
+                        (symbol, shard_id, seq, index, receipt_us, source, template, frame))
                     buf.count += 1
                     FRAMES.labels("raw_record" if template == -1 else "frame").inc()
             if buf.count >= self.flush_rows or (buf.count and time.monotonic() - started >= self.flush_interval_s):

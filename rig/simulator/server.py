@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -29,7 +30,7 @@ from btcpred.adapters.loaders.base import CapturedEvent, merge_perp_quotes
 from rig.simulator.exchange import PERP_STREAM_PREFIX, SimulatedExchange
 from rig.simulator.faults import FaultPlan, corrupt
 from rig.simulator.laps import lap_step, shifted
-from btcpred.udfs.events import BestBidAskEvent
+from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent
 
 log = logging.getLogger("simulator")
 
@@ -58,7 +59,7 @@ class ReplayServer:
         self.speed = speed
         self.laps = laps  # 0: lap after lap until stopped (rig/simulator/laps.py)
         self.lap = 0
-        self.exchange = SimulatedExchange(events)
+        self.exchanges = exchanges_of(events)
         self.faults = FaultPlan()
         self.rest_weights: list[tuple[float, int]] = []  # (monotonic time, weight) of the last minute
         self.subscribers: set[Subscriber] = set()
@@ -80,7 +81,7 @@ class ReplayServer:
             self.lap = lap
             events = shifted(self.events, lap, step)
             if lap:
-                self.exchange = SimulatedExchange(events)  # REST serves the new lap's book
+                self.exchanges = exchanges_of(events)  # REST serves the new lap's books
             await self._replay_lap(events)
         if self._held:
             await self._deliver(*self._held)
@@ -100,7 +101,7 @@ class ReplayServer:
                     await asyncio.sleep(delay)
             elif index % 200 == 0:
                 await asyncio.sleep(0)  # as fast as possible, but let clients drain
-            out = self.exchange.process(captured)
+            out = self.exchanges[captured.event.symbol].process(captured)
             self.position = index + 1
             if out is not None:
                 await self._publish(*out, captured.event)
@@ -205,10 +206,16 @@ class ReplayServer:
     async def ws_combined(self, request: web.Request) -> web.WebSocketResponse:
         return await self._serve_ws(request, [s for s in request.query.get("streams", "").split("/") if s])
 
-    def _check_symbol(self, request: web.Request) -> None:
+    @property
+    def exchange(self) -> SimulatedExchange:
+        """The capture's own symbol's exchange (the first symbol of the capture)."""
+        return next(iter(self.exchanges.values()))
+
+    def _exchange_for(self, request: web.Request) -> SimulatedExchange:
         symbol = request.query.get("symbol", "").upper()
-        if symbol != self.exchange.symbol:
+        if symbol not in self.exchanges:
             raise web.HTTPBadRequest(text=f'{{"code":-1121,"msg":"Invalid symbol {symbol!r}."}}', content_type="application/json")
+        return self.exchanges[symbol]
 
     @staticmethod
     def _int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -241,18 +248,18 @@ class ReplayServer:
         return None, {"X-MBX-USED-WEIGHT-1M": str(sum(w for _, w in self.rest_weights))}
 
     async def depth(self, request: web.Request) -> web.Response:
-        self._check_symbol(request)
+        exchange = self._exchange_for(request)
         limit = self._int_param(request, "limit", 100, 1, 5000) or 100
         refused, headers = await self._rest_faults(depth_weight(limit))
-        return refused or web.json_response(self.exchange.depth_json(limit), headers=headers)
+        return refused or web.json_response(exchange.depth_json(limit), headers=headers)
 
     async def agg_trades(self, request: web.Request) -> web.Response:
-        self._check_symbol(request)
+        exchange = self._exchange_for(request)
         refused, headers = await self._rest_faults(AGG_TRADES_WEIGHT)
         if refused:
             return refused
         big = 2**62
-        rows = self.exchange.agg_trades_json(
+        rows = exchange.agg_trades_json(
             self._int_param(request, "fromId", None, 0, big),
             self._int_param(request, "startTime", None, 0, big),
             self._int_param(request, "endTime", None, 0, big),
@@ -265,13 +272,15 @@ class ReplayServer:
             "position": self.position, "total": len(self.events), "finished": self.finished, "lap": self.lap,
             "started": self.started.is_set(), "last_update_id": self.exchange.book.last_update_id,
             "last_event_time_us": self.exchange.last_event_time_us, "clients": len(self.subscribers),
+            "symbols": list(self.exchanges),
             "faults": asdict(self.faults), "dropped_diffs": self.dropped_diffs,
             "muted_trades": [min(self.muted_trades, default=0), max(self.muted_trades, default=0), len(self.muted_trades)],
         })
 
     async def book_at(self, request: web.Request) -> web.Response:
         update_id = self._int_param(request, "update_id", None, 0, 2**62)
-        top = self.exchange.top_at(update_id) if update_id is not None else None
+        exchange = self._exchange_for(request) if "symbol" in request.query else self.exchange
+        top = exchange.top_at(update_id) if update_id is not None else None
         if top is None:
             raise web.HTTPNotFound(text=f"no book remembered at update id {update_id}")
         bids, asks = top
@@ -328,6 +337,28 @@ def with_perp_quotes(events: list[CapturedEvent], perp: list[CapturedEvent]) -> 
     return list(merge_perp_quotes(events, perp, next(c.event.symbol for c in events)))
 
 
+def exchanges_of(events: list[CapturedEvent]) -> dict[str, SimulatedExchange]:
+    """One exchange per symbol of the events, the capture's own first; a perpetual's quotes are keyed
+    to the spot symbol they lead, so they stay with it."""
+    symbols = dict.fromkeys(c.event.symbol for c in events)
+    return {symbol: SimulatedExchange([c for c in events if c.event.symbol == symbol]) for symbol in symbols}
+
+
+def with_replay_keys(events: list[CapturedEvent], count: int) -> list[CapturedEvent]:
+    """The capture plus ``count`` copies of its spot events under replay keys ``<symbol>-R<i>``, each
+    right after its original (same receipt time): a scale-out test's extra symbols. The same real
+    frames, never presented as another market (the key says so); the perpetual's quotes are not copied."""
+    symbol = next(c.event.symbol for c in events)
+    keys = [f"{symbol}-R{i}" for i in range(1, count + 1)]
+    out = []
+    for captured in events:
+        out.append(captured)
+        if type(captured.event) is not PerpQuoteEvent:
+            out.extend(CapturedEvent(captured.receipt_time_us, dataclasses.replace(captured.event, symbol=key))
+                       for key in keys)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Replay a real Binance capture as an SBE exchange")
     parser.add_argument("--capture", required=True, help="capture file (hftbacktest WebSocket format)")
@@ -339,11 +370,15 @@ def main(argv: list[str] | None = None) -> None:
                                                  "as the futures bookTicker stream (cross-market features)")
     parser.add_argument("--laps", type=int, default=1,
                         help="replay the capture this many times, each lap shifted in time and ids; 0 = until stopped")
+    parser.add_argument("--replay-keys", type=int, default=0,
+                        help="serve the capture also under this many replay keys <SYMBOL>-R<i> (scale-out tests)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     events = list(load_capture(args.capture).events())
     if args.perp_capture:
         events = with_perp_quotes(events, list(load_capture(args.perp_capture).events()))
+    if args.replay_keys:
+        events = with_replay_keys(events, args.replay_keys)
     server = ReplayServer(events, args.speed, start_on_first_client=not args.start_immediately, laps=args.laps)
     web.run_app(server.app(), host=args.host, port=args.port, print=None)
 

@@ -6,6 +6,10 @@ backfill job rebuilds the run's time range from bronze with a bounded source, an
 boundary's features and trade windows equal the live job's ``feathist:`` entries; then
 ``btcpred.batch.archive`` builds the run's archive hours into 2 s feature rows (no Flink), equal to
 the live vectors at the same data times.
+
+The run carries a second symbol, a replay key (``BTCUSDT-R1``: the same real frames under another
+name, ``exchange.symbols``), through the whole live path: the ingestor subscribes to both, the
+job keeps a book per key, the archiver files each under its own symbol.
 """
 from __future__ import annotations
 
@@ -17,28 +21,51 @@ import time
 
 import pytest
 
-from btcpred.batch import archive
 from btcpred.adapters.lake import Lake
-from rig.pipeline import Pipeline
-from tests.e2e.test_pipeline_replay import decode
+from btcpred.batch import archive
+from btcpred.udfs import lake_layout
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
+from rig.pipeline import Pipeline, get_json
+from tests.e2e.test_pipeline_replay import compare_book, decode
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 @pytest.mark.timeout(420)
 def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
-    pipeline = Pipeline(speed=20.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=3600)
+    pipeline = Pipeline(speed=20.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=3600, replay_keys=1)
+    replay_key = pipeline.symbols[1]
     started_us = time.time_ns() // 1000
     try:
         pipeline.start(wait_for_job=True)
         status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], status
         pipeline.wait_final_boundary(redis_client, status)
+        # the replay key's book, its own key, followed its own frames to the exchange's last update id
+        deadline = time.monotonic() + 30
+        while int(redis_client.hget(f"ob:{{{replay_key}}}", "last_update_id") or 0) < status["last_update_id"]:
+            assert time.monotonic() < deadline, decode(redis_client.hgetall(f"ob:{{{replay_key}}}"))
+            time.sleep(0.2)
+        ob_key = decode(redis_client.hgetall(f"ob:{{{replay_key}}}"))
+        assert int(ob_key["last_update_id"]) == status["last_update_id"] and ob_key["book_valid"] == "1"
+        compare_book(ob_key, get_json(f"{pipeline.sim_url}/sim/book?symbol={replay_key}&update_id={status['last_update_id']}"))
         pipeline.wait_archived()
     finally:
         pipeline.stop()  # the archiver flushes what it has read to bronze on SIGTERM
     live = {int(e["ts"]): e for e in (decode(f) for _, f in redis_client.xrange("feathist:{BTCUSDT}"))}
+    assert redis_client.xlen(f"feathist:{{{replay_key}}}") >= len(live) - 2  # cut by the same watermark
+
+    # bronze files each record under its partition key's symbol: the same frames, once each, apart
+    lake = Lake(pipeline.settings.s3)
+    archived = {}
+    for symbol in pipeline.symbols:
+        tables = [lake.get_table(k) for k in lake.keys(lake_layout.sbe_symbol_prefix(symbol))
+                  if k.rsplit("/", 1)[-1].startswith(f"{pipeline.stream}.")]
+        archived[symbol] = [(v, template) for t in tables
+                            for v, template in zip(t.column("symbol").to_pylist(), t.column("template_id").to_pylist())
+                            if template != -1]  # the pipeline's probe record is no frame
+    assert {s: {v for v, _ in rows} for s, rows in archived.items()} == {s: {s} for s in pipeline.symbols}
+    assert len(archived["BTCUSDT"]) == len(archived[replay_key]) > 40_000
 
     out = tmp_path / "backfill.jsonl"
     result = subprocess.run(
@@ -66,7 +93,6 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
     # the training path builds the feature store from the same archive without Flink (batch.archive,
     # hour by hour): its 2 s vectors are the live job's for the same data times
     built = archive.build(pipeline.settings.s3, None, pipeline.stream, "BTCUSDT", "binance.com", through_now=True, rebuild=True)
-    lake = Lake(pipeline.settings.s3)
     rows = {row["ts_ms"] * 1000: row for b in built for row in lake.get_table(b.key).to_pylist()}
     settled_us = max(min(rows), min(live)) + HISTORY_US  # both look-backs filled
     compared = [ts for ts in sorted(rows) if ts >= settled_us and ts in live]

@@ -166,10 +166,61 @@ def test_a_rest_4xx_or_a_malformed_body_fails_one_attempt_not_the_service(local_
         await client.aclose()
         return outcome, seen_failing, service.failing
 
-    before = REGISTRY.get_sample_value("reanchor_task_failures_total", {"task": "snapshot"})
+    before = REGISTRY.get_sample_value("reanchor_task_failures_total", {"task": "snapshot BTCUSDT"})
     outcome, seen_failing, failing_after = asyncio.run(run())
     assert outcome.ok and outcome.attempts == 3 and outcome.snapshot_update_id == 130
-    assert REGISTRY.get_sample_value("reanchor_task_failures_total", {"task": "snapshot"}) == before + 2
-    reported = [f.get("snapshot", "") for f in seen_failing]  # /health was red meanwhile, with the reason
+    assert REGISTRY.get_sample_value("reanchor_task_failures_total", {"task": "snapshot BTCUSDT"}) == before + 2
+    reported = [f.get("snapshot BTCUSDT", "") for f in seen_failing]  # /health was red meanwhile, with the reason
     assert any("400" in r for r in reported) and any("Illegal characters" in r for r in reported)
     assert failing_after == {}
+
+
+class ExchangeAndJobPerSymbol:
+    """Like ExchangeAndJob, for any symbol: REST answers snapshot ``next_id`` of the symbol asked, and
+    the 'job' applies a snapshot put in band to the ``ob:`` of the record's partition key."""
+
+    def __init__(self, client: aioredis.Redis, next_id: int) -> None:
+        self.client, self.next_id, self.asked, self.keys_put = client, next_id, [], []
+
+    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
+        self.asked.append(symbol)
+        return DepthSnapshotEvent(symbol, 0, self.next_id, ((100, 1),), ((101, 1),))
+
+    def put(self, records) -> None:
+        for record in records:
+            self.keys_put.append(record.partition_key)
+            asyncio.run_coroutine_threadsafe(self.client.hset(rs.ob_key(record.partition_key), mapping={
+                "book_valid": "1", "last_update_id": str(self.next_id)}), self.loop).result()
+
+
+def test_one_service_heals_each_carried_symbol_on_its_own(local_stack):
+    """With ``exchange.symbols`` the service runs a re-anchorer per symbol sharing one REST client and
+    /health: a gap of the replay key is healed from the replay key's snapshot, put in band under its key,
+    logged in its stream; the served symbol's book, lock and gap stream are left alone."""
+    other = "BTCUSDT-R1"
+
+    async def run():
+        client = aioredis.Redis.from_url(local_stack.redis.url)
+        await client.flushall()
+        exchange = ExchangeAndJobPerSymbol(client, next_id=130)
+        exchange.loop = asyncio.get_running_loop()
+        failing: dict[str, str] = {}
+        services = {s: Reanchorer(local_stack, client, exchange, exchange, s, failing) for s in (SYMBOL, other)}
+        for service in services.values():
+            await service.ensure_group()
+        await client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": "90"})
+        await client.hset(rs.ob_key(other), mapping={"book_valid": "0", "last_update_id": "100"})
+        await client.xadd(rs.gap_stream_key(other), {"expected_update_id": "91", "first_update_id": "95",
+                                                     "last_update_id": "100"})
+        read = [await services[s].consume_gaps_once(block_ms=100) for s in (SYMBOL, other)]
+        books = {s: await client.hmget(rs.ob_key(s), "book_valid", "last_update_id") for s in (SYMBOL, other)}
+        logs = {s: await client.xlen(rs.reanchor_log_key(s)) for s in (SYMBOL, other)}
+        pending = (await client.xpending(rs.gap_stream_key(other), local_stack.reanchor.consumer_group))["pending"]
+        await client.aclose()
+        return read, books, logs, pending, exchange, {s: v.task("gaps") for s, v in services.items()}
+
+    read, books, logs, pending, exchange, tasks = asyncio.run(run())
+    assert read == [0, 1] and exchange.asked == [other] and exchange.keys_put == [other]
+    assert books == {SYMBOL: [b"1", b"90"], other: [b"1", b"130"]}
+    assert logs == {SYMBOL: 0, other: 1} and pending == 0
+    assert tasks == {SYMBOL: "gaps BTCUSDT", other: "gaps BTCUSDT-R1"}

@@ -38,6 +38,13 @@ def test_combined_stream_url():
     assert ing.stream_url() == "ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"
 
 
+def test_one_connection_carries_every_symbols_streams_the_served_one_first():
+    ing = Ingestor(load_settings(environ={"BTCPRED_KINESIS__ENDPOINT": "", "BTCPRED_EXCHANGE__SYMBOLS": "ETHUSDT,BTCUSDT",
+                                         "BTCPRED_EXCHANGE__STREAMS": "trade,depth"}), kinesis_client=object())
+    assert ing.stream_url() == ("ws://127.0.0.1:8765/stream?streams="
+                                "btcusdt@trade/btcusdt@depth/ethusdt@trade/ethusdt@depth")
+
+
 def test_aggregation_groups_by_symbol_keeps_each_symbols_order_and_splits_on_snapshot_and_size():
     ws = lambda i: envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i]))  # noqa: E731
     rest = envelope.Envelope(envelope.Source.REST_SNAPSHOT, 9, b"snap")
@@ -86,15 +93,16 @@ def test_a_malformed_snapshot_is_retried_and_reported_not_the_end_of_anchoring(t
             await real_sleep(0)
 
         monkeypatch.setattr(module.asyncio, "sleep", observe)
-        ing.anchored = True
-        await ing.inject_snapshot(session=None)
+        ing.anchored.add("BTCUSDT")
+        await ing.inject_snapshot(None, "BTCUSDT")
 
-    before = REGISTRY.get_sample_value("ingest_task_failures_total", {"task": "anchor"})
+    task = {"task": "anchor BTCUSDT"}
+    before = REGISTRY.get_sample_value("ingest_task_failures_total", task) or 0.0
     asyncio.run(run())
-    assert health == [(False, "anchor: snapshot attempt 1: TypeError: 'NoneType' object is not iterable")]
-    assert REGISTRY.get_sample_value("ingest_task_failures_total", {"task": "anchor"}) == before + 1
+    assert health == [(False, "anchor BTCUSDT: snapshot attempt 1: TypeError: 'NoneType' object is not iterable")]
+    assert REGISTRY.get_sample_value("ingest_task_failures_total", task) == before + 1
     symbol, env = ing.queue.get_nowait()
-    assert env.source == envelope.Source.REST_SNAPSHOT and ing.anchored and ing.health() == (True, "ok")
+    assert env.source == envelope.Source.REST_SNAPSHOT and ing.anchored == {"BTCUSDT"} and ing.health() == (True, "ok")
 
 
 def test_when_every_snapshot_attempt_fails_the_next_diff_tries_again(tmp_path, monkeypatch):
@@ -104,7 +112,55 @@ def test_when_every_snapshot_attempt_fails_the_next_diff_tries_again(tmp_path, m
     monkeypatch.setattr(module, "BinanceRest", lambda url, session: rest)
     ing = make_ingestor(tmp_path)
     ing.snapshot_backoff_s = 0.0
-    ing.anchored = True
-    asyncio.run(ing.inject_snapshot(session=None))
-    assert not ing.anchored and ing.queue.empty()  # re-armed: the next diff starts a new anchor task
+    ing.anchored.update({"BTCUSDT", "ETHUSDT"})
+    asyncio.run(ing.inject_snapshot(None, "BTCUSDT"))
+    assert ing.anchored == {"ETHUSDT"} and ing.queue.empty()  # re-armed: BTCUSDT's next diff starts a new anchor task
     assert ing.health()[0] is False and "attempt 5" in ing.health()[1]
+
+
+class ScriptedSocket:
+    """A WebSocket that delivers ``frames`` as binary messages, then closes."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        import aiohttp
+        self.messages = [aiohttp.WSMessage(aiohttp.WSMsgType.BINARY, f, None) for f in frames]
+        self.messages.append(aiohttp.WSMessage(aiohttp.WSMsgType.CLOSED, None, None))
+
+    async def receive(self, timeout: float):
+        return self.messages.pop(0)
+
+
+class DepthPerSymbol:
+    """A REST depth endpoint answering each symbol with its own snapshot, recording who asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def depth(self, symbol, limit):
+        from btcpred.udfs.events import DepthSnapshotEvent
+        self.asked.append(symbol)
+        return DepthSnapshotEvent(symbol, 0, 1000 + len(self.asked), ((100, 1),), ((101, 1),))
+
+
+def test_each_carried_symbols_first_diff_anchors_that_symbols_book_once(tmp_path, monkeypatch):
+    from btcpred.ingest import ingestor as module
+    from btcpred.udfs.events import DepthDiffEvent
+
+    rest = DepthPerSymbol()
+    monkeypatch.setattr(module, "BinanceRest", lambda url, session: rest)
+    ing = make_ingestor(tmp_path)
+    diff = lambda symbol, u: sbe.encode(DepthDiffEvent(symbol, 5_000, u, u, ((100, 2),), ()))  # noqa: E731
+    socket = ScriptedSocket([diff("BTCUSDT", 7), diff("ETHUSDT", 3), diff("BTCUSDT", 8), diff("ETHUSDT", 4)])
+
+    async def run():
+        reason = await ing._read_connection(socket, None, rotate_at=float("inf"))
+        await asyncio.gather(*ing._tasks)  # the anchor tasks run off the read path
+        return reason
+
+    assert asyncio.run(run()) == "closed"
+    assert sorted(rest.asked) == ["BTCUSDT", "ETHUSDT"] and ing.anchored == {"BTCUSDT", "ETHUSDT"}
+    queued = [ing.queue.get_nowait() for _ in range(ing.queue.qsize())]
+    snapshots = {symbol: sbe.decode(env.frame).symbol for symbol, env in queued if env.source == envelope.Source.REST_SNAPSHOT}
+    assert snapshots == {"BTCUSDT": "BTCUSDT", "ETHUSDT": "ETHUSDT"}  # each under its own partition key
+    assert [symbol for symbol, env in queued if env.source == envelope.Source.WEBSOCKET] == \
+        ["BTCUSDT", "ETHUSDT", "BTCUSDT", "ETHUSDT"]

@@ -72,8 +72,11 @@ class NoObjects:
     def exists(self, key: str) -> bool:
         return False
 
+    def __init__(self) -> None:
+        self.tables: dict[str, list[str]] = {}  # object key -> its rows' symbols
+
     def put_table(self, key, table) -> None:
-        self.rows = table.num_rows
+        self.tables[key] = table.column("symbol").to_pylist()
 
     def put_bytes(self, key, data) -> None:
         pass
@@ -96,3 +99,18 @@ def test_caught_up_is_when_a_read_that_reached_the_tip_was_asked(monkeypatch):
     assert arch.run_shard("shard-pages") == 4  # every record read is written on stopping
     assert kinesis.caught_up_seen == [0, 0, 0, 102]
     assert CAUGHT_UP.labels("shard-pages")._value.get() == 103
+
+
+def test_each_record_is_archived_under_its_partition_keys_symbol():
+    """The ingestor keys each record by its symbol; a stream carrying several symbols archives each under
+    its own prefix. A key that cannot name a folder (another producer's) lands under the served symbol."""
+    settings = load_settings("local", environ={"BTCPRED_EXCHANGE__SYMBOLS": "BTCUSDT,ETHUSDT"})
+    records = [{"SequenceNumber": str(i), "Data": b"not an envelope", "PartitionKey": key}
+               for i, key in enumerate(["BTCUSDT", "ETHUSDT", "ETHUSDT", "../etc", ""], start=1)]
+    kinesis = Pages([{"Records": records, "MillisBehindLatest": 0}, {"Records": [], "MillisBehindLatest": 0}])
+    lake = NoObjects()
+    arch = SbeArchiver(settings, kinesis=kinesis, lake=lake)
+    kinesis.arch = arch
+    assert arch.run_shard("shard-0") == 5
+    by_prefix = {key.split("/")[2]: symbols for key, symbols in lake.tables.items()}
+    assert by_prefix == {"BTCUSDT": ["BTCUSDT"] * 3, "ETHUSDT": ["ETHUSDT"] * 2}

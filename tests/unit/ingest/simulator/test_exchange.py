@@ -57,3 +57,21 @@ def test_fault_plan_rejects_unknown_switch_and_corrupt_breaks_decoding():
         raise AssertionError("unknown fault accepted")
     frame = sbe.encode(TradesEvent("BTCUSDT", 1, 1, ()))
     assert isinstance(sbe.decode(corrupt(frame)), sbe.DecodeError)
+
+
+def test_replay_keys_carry_the_same_frames_under_their_own_symbol_and_book(spot_events):
+    from rig.simulator.server import exchanges_of, with_replay_keys
+
+    events = with_replay_keys(spot_events[:3000], 2)
+    assert len(events) == 3 * 3000 and [c.event.symbol for c in events[:3]] == ["BTCUSDT", "BTCUSDT-R1", "BTCUSDT-R2"]
+    exchanges = exchanges_of(events)
+    assert list(exchanges) == ["BTCUSDT", "BTCUSDT-R1", "BTCUSDT-R2"]
+    streams = set()
+    for captured in events:
+        out = exchanges[captured.event.symbol].process(captured)
+        if out is not None:
+            streams.add(out[0])
+            assert sbe.decode(out[1]).symbol == captured.event.symbol
+    assert {"btcusdt-r2@depth", "btcusdt-r1@trade", "btcusdt@bestBidAsk"} <= streams
+    original, copy = exchanges["BTCUSDT"].depth_json(20), exchanges["BTCUSDT-R2"].depth_json(20)
+    assert copy == original and copy["lastUpdateId"] > 0  # each key's book followed its own (identical) diffs
