@@ -19,6 +19,10 @@ side by side.
 ``--source exchange``: the whole pipeline (simulator, WebSocket ingestor, Kinesis, Flink,
 Redis) per step, rates given as replay speeds (0 = as fast as the ingestor takes frames).
 
+``--floor`` (kinesis, mini cluster) adds a variant that runs ``bench.floor_job`` on the same
+records: the job's graph and configuration without its own work, so the ratio of the two is
+how close the job is to what the platform costs per event here.
+
 ``--set`` overrides a config key for every step; ``--compare`` runs a variant beside the
 baseline, interleaved, and reports its medians as ratios (knob effects on a noisy machine).
 Prints one JSON line last: events_per_s and freshness_p99_ms of the baseline's best rate
@@ -31,6 +35,7 @@ import os
 import statistics
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 from bench.harness import FreshnessSampler, StackGuard, emit, freshness_summary
 
@@ -42,6 +47,7 @@ from rig.pipeline import DEFAULT_CAPTURE, Pipeline, get_json
 WARMUP_EVENTS = 15_000
 WARMUP_RATE = 1_500.0
 P99_LIMIT_MS = 1_000.0
+FLOOR = "floor"
 
 
 @contextmanager
@@ -67,12 +73,14 @@ def interleaved(captures: dict[str, Capture], start: int, stop: int | None) -> l
             for key, frames in slices.items() if i < len(frames)]
 
 
-def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Capture], cluster: bool = False) -> dict:
+def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Capture], cluster: bool = False,
+                 job_module: str | None = None) -> dict:
     """One step: every key's capture fed side by side at ``rate`` events/s in all (None: all at once),
     until every key's book reached its last update id. ``cluster``: the standalone cluster's
     TaskManager, whose Python workers are processes of their own; the mini cluster runs them as
-    threads of the job's client process (Beam's loopback mode), one GIL for every subtask."""
-    pipeline = Pipeline(speed=1.0, mini_cluster=not cluster)
+    threads of the job's client process (Beam's loopback mode), one GIL for every subtask.
+    ``job_module``: another job on the mini cluster (``bench.floor_job``)."""
+    pipeline = Pipeline(speed=1.0, mini_cluster=not cluster, job_module=job_module)
     samplers = {key: FreshnessSampler(key) for key in captures}
     measured = interleaved(captures, WARMUP_EVENTS, None)
 
@@ -141,6 +149,11 @@ def exchange_step(speed: float, budget_s: float) -> dict:
             "complete": bool(complete), "freshness_p50_ms": summary["p50_ms"], "freshness_p99_ms": summary["p99_ms"]}
 
 
+def floor_captures(captures: dict[str, Capture]) -> dict[str, Capture]:
+    """The floor job's ``ob:`` counts frames: a key is done when it saw the anchor and every frame."""
+    return {key: replace(c, last_update_id=1 + len(c.frames)) for key, c in captures.items()}
+
+
 def median_steps(steps: list[dict]) -> list[dict]:
     """Per variant and rate: medians of the repeats (this machine is noisy; single runs mislead)."""
     groups: dict[tuple, list[dict]] = {}
@@ -174,8 +187,11 @@ def main() -> None:
     parser.add_argument("--spread-parallelism", type=int, default=2)
     parser.add_argument("--cluster", action="store_true",
                         help="kinesis: the standalone cluster (started if needed) instead of the mini cluster")
+    parser.add_argument("--floor", action="store_true",
+                        help="kinesis, mini cluster: a variant running bench.floor_job, the same graph and records "
+                             "without the job's own work (the platform's cost per event)")
     args = parser.parse_args()
-    variants = [("baseline", [])] + [(kv, [kv]) for kv in args.compare]
+    variants = [("baseline", [])] + [(kv, [kv]) for kv in args.compare] + ([(FLOOR, [])] if args.floor else [])
     steps = []
     with StackGuard(), overrides(args.set) as env:
         capture = load_capture(DEFAULT_CAPTURE) if args.source == "kinesis" else None
@@ -189,7 +205,10 @@ def main() -> None:
             for name, pairs in variants:  # interleaved, so drift of the machine hits every variant alike
                 with overrides(pairs):
                     for rate in (args.rates or ("2000,4000,6000,8000,max" if capture else "20,50,100,0")).split(","):
-                        if capture:
+                        if capture and name == FLOOR:
+                            step = kinesis_step(None if rate == "max" else float(rate), args.seconds,
+                                                floor_captures(capture), job_module="bench.floor_job")
+                        elif capture:
                             step = kinesis_step(None if rate == "max" else float(rate), args.seconds, capture,
                                                 cluster=args.cluster)
                         else:

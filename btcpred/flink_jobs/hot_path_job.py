@@ -300,8 +300,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_files: list[Path] | None = None,
-        before_sink: Callable[[DataStream], DataStream] | None = None, job_name: str = "btcusdt-hot-path") -> None:
-    """Entry point shared by this module, the Managed Flink package's main.py and newer job versions."""
+        before_sink: Callable[[DataStream], DataStream] | None = None, job_name: str = "btcusdt-hot-path",
+        graph: Callable[..., None] = build) -> None:
+    """Entry point shared by this module, the Managed Flink package's main.py and newer job versions
+    (``graph``: another graph on the same environment, the throughput bench's platform floor)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     properties = runtime_properties.properties_file(args.properties)
@@ -322,7 +324,7 @@ def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_fi
     configure(env, settings, jars=jars, managed=managed)
     for path in python_files or []:  # on the Python workers' path (Managed Flink: the pyFiles run option)
         env.add_python_file(str(path))
-    build(env, settings, before_sink=before_sink)
+    graph(env, settings, before_sink=before_sink)
     env.execute(job_name)
 
 
