@@ -283,13 +283,16 @@ class Pipeline:
     def wait_final_boundary(self, client: redis.Redis, status: dict, timeout_s: float = 60) -> int:
         """Until ``feat:`` holds the last boundary the replay's watermark must pass; returns its time.
 
-        The watermark trails the largest event time the job decodes by ``out_of_orderness_ms``;
-        ``last_event_time_us`` also counts bestBidAsk frames (up to one 100 ms diff interval
-        after the last diff or trade), so the boundary waited for is one that watermark surely passes.
+        The watermark trails by ``out_of_orderness_ms`` the oldest event time of the newest record
+        (``JointEventTime``), and a record holds one linger window of the replay (``batch_linger_ms``
+        times the speed in event time; twice that for a slow put); ``last_event_time_us`` also counts
+        bestBidAsk frames (up to one 100 ms diff interval after the last diff or trade). So the
+        boundary waited for is one that watermark surely passes.
         """
         cfg = self.settings.flink
         interval_us = cfg.emit_interval_ms * 1000
-        reachable_us = status["last_event_time_us"] - (cfg.out_of_orderness_ms + 100) * 1000 - 1000
+        record_span_ms = 2 * self.settings.ingestor.batch_linger_ms * max(self.speed, 1.0)
+        reachable_us = status["last_event_time_us"] - int((cfg.out_of_orderness_ms + 100 + record_span_ms) * 1000) - 1000
         final_us = reachable_us // interval_us * interval_us
         key = rs.feat_key(self.settings.exchange.symbol)
         deadline = time.monotonic() + timeout_s

@@ -6,7 +6,11 @@ Graph (stable uids so savepoints survive code changes)::
                         |                                                       |
                   event-time watermarks -> key_by(symbol) -> hot-path-state -> redis-writer
                                                                    |            |
-                                                 (gap, late side outputs) -> redis-side-writer
+                                   (gap, late, dead-letter side outputs) -> redis-side-writer
+
+``decode-sbe`` only splits a record by symbol (``sbe.peek``: structure, symbol, event times);
+the keyed operator decodes its frames after the shuffle, where decoded events never need to be
+pickled (docs/hot_path.md).
 
 Run locally in the mini cluster with ``python -m btcpred.flink_jobs.hot_path_job`` or
 submit to a cluster with ``flink run -py btcpred/flink_jobs/hot_path_job.py``.
@@ -39,8 +43,8 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
 from btcpred.flink_jobs import redis_writer, runtime_properties, state_storage
-from btcpred.udfs.symbol_state import (EVENT_TYPES, DecodedBatch, JointEventTime, RedisWrite, SymbolState,
-                                      decode_record)
+from btcpred.udfs.symbol_state import (EVENT_TYPES, JointEventTime, RawBatch, RedisWrite, SymbolState, decode_batch,
+                                      split_record)
 
 log = logging.getLogger("hot_path_job")
 
@@ -67,18 +71,14 @@ class CumulativeCount:
 
 
 class DecodeRecord(ProcessFunction):
-    """Kinesis text record -> DecodedBatch per symbol; anything malformed goes to the dead-letter output."""
+    """Kinesis text record -> a RawBatch per symbol (``split_record``); a malformed record or frame
+    goes to the dead-letter output. Decoding proper happens after ``key_by``."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        group = runtime_context.get_metrics_group()
-        self.dead_letters = CumulativeCount(group, "deadLetters")
-        self.decoded = {name: group.add_group("eventType", name).counter("eventsIn") for name in EVENT_TYPES}
+        self.dead_letters = CumulativeCount(runtime_context.get_metrics_group(), "deadLetters")
 
     def process_element(self, value: str, ctx: ProcessFunction.Context):
-        record = decode_record(value, time.time_ns() // 1000)
-        for name, count in record.decoded.items():
-            if count:
-                self.decoded[name].inc(count)
+        record = split_record(value, time.time_ns() // 1000)
         if record.dead_letters:
             self.dead_letters.inc(len(record.dead_letters))
             for write in record.dead_letters:
@@ -92,7 +92,7 @@ class EventTimeAssigner(TimestampAssigner):
     def __init__(self) -> None:
         self.joint = JointEventTime()
 
-    def extract_timestamp(self, value: DecodedBatch, record_timestamp: int) -> int:
+    def extract_timestamp(self, value: RawBatch, record_timestamp: int) -> int:
         return self.joint.stamp(value, time.monotonic()) or NO_EVENT_TIME
 
 
@@ -103,6 +103,9 @@ class HotPathFunction(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("symbol-state", Types.PICKLED_BYTE_ARRAY()))
         group = runtime_context.get_metrics_group()
+        self.decoded = {name: group.add_group("eventType", name).counter("eventsIn") for name in EVENT_TYPES}
+        self.counts = dict.fromkeys(EVENT_TYPES, 0)
+        self.dead_letters = CumulativeCount(group, "deadLetters")
         self.gaps = CumulativeCount(group, "sequenceGaps")
         self.late = CumulativeCount(group, "lateEvents")
         self.last_update_id = 0
@@ -126,9 +129,19 @@ class HotPathFunction(KeyedProcessFunction):
         current = self.state.value()
         return current if current is not None else SymbolState(symbol)
 
-    def process_element(self, value: DecodedBatch, ctx: KeyedProcessFunction.Context):
+    def process_element(self, value: RawBatch, ctx: KeyedProcessFunction.Context):
+        counts = self.counts
+        batch, dead = decode_batch(value, time.time_ns() // 1000, counts)
+        for name, count in counts.items():
+            if count:
+                self.decoded[name].inc(count)
+                counts[name] = 0
+        if dead:
+            self.dead_letters.inc(len(dead))
+            for write in dead:
+                yield DEAD_LETTER_TAG, write
         st = self._load(value.symbol)
-        result = st.on_batch(value.events, value.receipts, self.emit_interval_ms * 1000)
+        result = st.on_batch(batch.events, batch.receipts, self.emit_interval_ms * 1000)
         for boundary_us in result.timers:
             ctx.timer_service().register_event_time_timer(boundary_us // 1000)
         for write in result.gap_writes:
@@ -241,7 +254,8 @@ def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStrea
     # the sink into the state operator's Python bundle; a union of four inputs would make it a
     # task of its own, every write batch crossing to the JVM and back (measured: docs/hot_path.md).
     side = state.get_side_output(GAP_TAG).union(state.get_side_output(LATE_TAG),
-                                                decoded.get_side_output(DEAD_LETTER_TAG))
+                                                decoded.get_side_output(DEAD_LETTER_TAG),
+                                                state.get_side_output(DEAD_LETTER_TAG))
     writes = before_sink(state) if before_sink is not None else state
     if sink is not None:
         sink(writes.union(side))

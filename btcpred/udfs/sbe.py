@@ -106,6 +106,15 @@ class _Reader:
             raise _Invalid(DecodeErrorKind.TRUNCATED, f"{what}: {count} entries of {block_length} bytes exceed frame")
         return [self.take(entry, block_length) for _ in range(count)]
 
+    def skip_group(self, dim: struct.Struct, entry: struct.Struct, what: str) -> None:
+        """``group`` without reading the entries: the same checks, the cursor past them."""
+        block_length, count = self.take(dim)
+        if block_length < entry.size:
+            raise _Invalid(DecodeErrorKind.BLOCK_TOO_SHORT, f"{what} entry blockLength {block_length} < {entry.size}")
+        if self.pos + block_length * count > len(self.buf):
+            raise _Invalid(DecodeErrorKind.TRUNCATED, f"{what}: {count} entries of {block_length} bytes exceed frame")
+        self.pos += block_length * count
+
     def symbol(self) -> str:
         (length,) = self.take(_VAR8_LENGTH)
         if self.pos + length > len(self.buf):
@@ -201,6 +210,41 @@ def _read(frame: bytes, readers: dict) -> object:
         return result
     except _Invalid as exc:
         return DecodeError(exc.kind, exc.detail, template_id)
+
+
+def _peek_trades(r: _Reader, block_length: int) -> tuple[int, int, str]:
+    event_time = r.block(_TRADES_BLOCK, block_length, "trades")[0]
+    r.skip_group(_GROUP32, _TRADE_ENTRY, "trades")
+    return TEMPLATE_TRADES, event_time, r.symbol()
+
+
+def _peek_best_bid_ask(r: _Reader, block_length: int) -> tuple[int, int, str]:
+    event_time = r.block(_BBA_BLOCK, block_length, "bestBidAsk")[0]
+    return TEMPLATE_BEST_BID_ASK, event_time, r.symbol()
+
+
+def _peek_depth(template_id: int, fmt: struct.Struct, what: str):
+    def peek(r: _Reader, block_length: int) -> tuple[int, int, str]:
+        event_time = r.block(fmt, block_length, what)[0]
+        r.skip_group(_GROUP16, _LEVEL_ENTRY, "bids")
+        r.skip_group(_GROUP16, _LEVEL_ENTRY, "asks")
+        return template_id, event_time, r.symbol()
+    return peek
+
+
+_PEEKERS = {
+    TEMPLATE_TRADES: _peek_trades,
+    TEMPLATE_BEST_BID_ASK: _peek_best_bid_ask,
+    TEMPLATE_DEPTH_SNAPSHOT: _peek_depth(TEMPLATE_DEPTH_SNAPSHOT, _SNAPSHOT_BLOCK, "depthSnapshot"),
+    TEMPLATE_DEPTH_DIFF: _peek_depth(TEMPLATE_DEPTH_DIFF, _DIFF_BLOCK, "depthDiff"),
+}
+
+
+def peek(frame: bytes) -> tuple[int, int, str] | DecodeError:
+    """(templateId, eventTime µs, symbol) of a frame, with every structural check ``decode`` makes
+    but no event built: what the job needs before ``key_by`` (whose key and when), leaving the
+    decoding to the keyed operator. Values are not checked (a bad exponent passes here, not there)."""
+    return _read(frame, _PEEKERS)
 
 
 def decode(frame: bytes) -> MarketEvent | DecodeError:

@@ -1,9 +1,11 @@
 """The job's per-symbol state machine on the real capture, without Flink."""
 import dataclasses
 import math
+import pickle
 
 from btcpred.udfs.symbol_state import SymbolState
-from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradesEvent
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
 
 
 def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
@@ -358,6 +360,61 @@ def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
     assert joint.stamp(perp(1_700), 2.3) == 1_700  # it speaks again: waited for again (the watermark never goes back)
     assert joint.stamp(DecodedBatch("BTCUSDT", [], []), 2.4) == 1_700  # a record without event time (REST snapshot)
     assert JointEventTime().stamp(spot(2_000), 100.0) == 2_000  # no perpetual configured: spot alone
-    both = JointEventTime()  # one record of both streams (envelope version 3): each event counts for its own
-    mixed = DecodedBatch("BTCUSDT", [*perp(3_000).events, *spot(3_400).events, *perp(3_200).events], [0, 0, 0])
-    assert both.stamp(mixed, 0.0) == 3_200 and (both.spot_ms, both.perp_ms) == (3_400, 3_200)
+    both = JointEventTime()  # one record of both streams (envelope version 3): each stream counts its oldest event
+    mixed = DecodedBatch("BTCUSDT", [*perp(3_200).events, *spot(3_400).events, *perp(3_000).events,
+                                     *spot(3_500).events], [0, 0, 0, 0])
+    assert both.stamp(mixed, 0.0) == 3_000 and (both.spot_ms, both.perp_ms) == (3_400, 3_000)
+
+
+def test_one_symbols_record_never_makes_the_next_symbols_record_of_the_same_window_late():
+    """The ingestor packs a linger window into one record per symbol, one after the other, and every
+    key of a subtask shares its watermark. A window spanning 300 ms of event time (a slow put; 15 ms
+    of wall time at 20x): stamped with its newest event, BTCUSDT's record put the watermark (200 ms
+    out of order allowed) at 1,100 ms, past ETHUSDT's trade at 1,000 ms in the record right behind it."""
+    from btcpred.udfs.symbol_state import DecodedBatch, JointEventTime
+
+    def window(symbol):
+        return DecodedBatch(symbol, [TradesEvent(symbol, ms * 1000, ms * 1000, ()) for ms in (1_000, 1_150, 1_300)], [0] * 3)
+
+    joint, out_of_orderness_ms = JointEventTime(), 200
+    watermark = joint.stamp(window("BTCUSDT"), 0.0) - out_of_orderness_ms
+    assert watermark < min(e.transact_time_us // 1000 for e in window("ETHUSDT").events)
+    assert joint.stamp(window("ETHUSDT"), 0.0) == 1_000
+
+
+def test_a_record_is_split_by_symbol_before_key_by_and_decoded_after_it():
+    """``split_record`` (before the shuffle) keys frames and stamps their times without decoding;
+    ``decode_batch`` (after it) decodes them; together they are ``decode_record``, and a raw batch
+    stamps the watermark time its decoded events would."""
+    import struct
+
+    from btcpred.udfs.symbol_state import JointEventTime, decode_batch, decode_record, split_record
+
+    S = envelope.Source
+    trade = lambda sym, ms: sbe.encode(TradesEvent(sym, ms * 1000, ms * 1000, (TradeEntry(1, 100 * 10**8, 10**8, False),)))  # noqa: E731
+    quote = lambda sym, ms: sbe.encode(BestBidAskEvent(sym, ms * 1000, 7, 100 * 10**8, 10**8, 101 * 10**8, 10**8))  # noqa: E731
+    bad_exponent = struct.pack("<HHHH", 50, 10001, 1, 0) + struct.pack("<qqbbqqqq", 5_000_000, 1, -40, -8, 1, 1, 1, 1) + b"\x07BTCUSDT"
+    entries = [(S.WEBSOCKET, trade("BTCUSDT", 1_000)), (S.PERP_QUOTE, quote("BTCUSDT", 1_300)),
+               (S.WEBSOCKET, quote("ETHUSDT", 1_100)), (S.WEBSOCKET, b"\x12\x00\x10\x27"),  # truncated: dead at once
+               (S.PERP_QUOTE, trade("BTCUSDT", 1_200)),  # a perpetual quote that is a trade: dead at once
+               (S.WEBSOCKET, bad_exponent),  # structure fine, a value not: dead after the shuffle
+               (S.WEBSOCKET, quote("BTCUSDT", 1_050))]
+    text = envelope.batch_to_text([envelope.Envelope(source, i, frame) for i, (source, frame) in enumerate(entries)])
+
+    split = split_record(text, 0)
+    assert [(b.symbol, b.receipts, list(b.sources), b.spot_time_us, b.perp_time_us) for b in split.batches] == [
+        ("BTCUSDT", [0, 1, 5, 6], [S.WEBSOCKET, S.PERP_QUOTE, S.WEBSOCKET, S.WEBSOCKET], 1_000_000, 1_300_000),
+        ("ETHUSDT", [2], [S.WEBSOCKET], 1_100_000, 0)]
+    assert [w.fields["reason"].split(":")[0] for w in split.dead_letters] == ["sbe truncated", "envelope"]
+
+    counts = dict.fromkeys(("TradesEvent", "BestBidAskEvent", "PerpQuoteEvent", "DepthDiffEvent", "DepthSnapshotEvent"), 0)
+    batch, dead = decode_batch(pickle.loads(pickle.dumps(split.batches[0])), 0, counts)
+    assert [type(e).__name__ for e in batch.events] == ["TradesEvent", "PerpQuoteEvent", "BestBidAskEvent"]
+    assert batch.receipts == [0, 1, 6] and [w.fields["reason"].split(":")[0] for w in dead] == ["sbe bad_exponent"]
+    assert counts["TradesEvent"] == counts["PerpQuoteEvent"] == counts["BestBidAskEvent"] == 1
+
+    whole = decode_record(text, 0)
+    assert [b.events for b in whole.batches][0] == batch.events and len(whole.dead_letters) == 3
+    joint = JointEventTime()  # each stream's oldest: spot's 1,000 ms trade (its 5,000 ms frame is read before its values)
+    assert [b.event_times() for b in split.batches] == [(1_000_000, 1_300_000), (1_100_000, 0)]
+    assert joint.stamp(split.batches[0], 0.0) == 1_000 and (joint.spot_ms, joint.perp_ms) == (1_000, 1_300)

@@ -157,3 +157,33 @@ def test_a_best_bid_ask_frame_decodes_to_its_values_and_each_defect_is_named():
         DecodeErrorKind.BAD_SYMBOL: header(50, 10001) + BBA_ROOT + symbol("\x01\x02"),
     }
     assert {kind: sbe.decode(frame).kind for kind, frame in cases.items()} == {k: k for k in cases}
+
+
+# ----------------------------------------------------------------------------- peek (before key_by)
+@given(st.one_of(trades_events, bba_events, diff_events, snapshot_events))
+def test_peek_reads_what_decode_reads_without_building_the_event(event):
+    frame = sbe.encode(event)
+    assert sbe.peek(frame) == (sbe.template_of(frame), event.event_time_us, event.symbol)
+
+
+@given(st.one_of(trades_events, diff_events, snapshot_events), st.data())
+def test_peek_refuses_every_frame_whose_structure_decode_refuses(event, data):
+    """Structure (lengths, groups, symbol, trailing bytes) is peek's to check: a frame it passes
+    can fail decoding only on its values (an exponent), never on its shape."""
+    frame = bytearray(sbe.encode(event))
+    for _ in range(data.draw(st.integers(1, 5))):
+        frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
+    frame = bytes(frame[:data.draw(st.integers(0, len(frame)))])
+    decoded, peeked = sbe.decode(frame), sbe.peek(frame)
+    if isinstance(peeked, DecodeError):  # (decode may name another defect it met first: a bad exponent)
+        assert isinstance(decoded, DecodeError)
+    elif isinstance(decoded, DecodeError):
+        assert decoded.kind is DecodeErrorKind.BAD_EXPONENT
+    else:
+        assert peeked == (sbe.template_of(frame), decoded.event_time_us, decoded.symbol)
+
+
+def test_peek_passes_a_bad_exponent_that_decode_refuses():
+    frame = header(50, 10001) + struct.pack("<qqbbqqqq", 7, 1, -40, -8, 1, 1, 1, 1) + symbol()
+    assert sbe.peek(frame) == (10001, 7, "BTCUSDT")
+    assert sbe.decode(frame).kind is DecodeErrorKind.BAD_EXPONENT
