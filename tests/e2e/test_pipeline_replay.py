@@ -83,6 +83,9 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
         assert int(ob["last_update_id"]) == status["last_update_id"], "job's book never reached the exchange's last update id"
         assert book_checks >= 10
+        # the book is final once its last record is applied; the boundaries up to it are cut when the watermark
+        # (the newest record's oldest event, less the out-of-orderness) passes them: wait for those too
+        pipeline.wait_final_boundary(redis_client, status)
 
         # ---- trade windows and features at a chosen second, against an independent computation
         history = [decode(fields) for _, fields in redis_client.xrange("feathist:{BTCUSDT}")]
@@ -124,7 +127,10 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
             compared += 1
             with_quotes += row.features["quote_ofi_norm_1s"] is not None
             with_perp += row.features["perp_lead_5s_bp"] is not None
-        assert compared >= len(batch_rows) - 6 and compared > 150, (compared, len(batch_rows))
+        missing = sorted(t for t in batch_rows if t >= settled_us and t not in by_ts)
+        assert compared >= len(batch_rows) - 6 and compared > 150, (
+            compared, len(batch_rows), f"live {min(by_ts)}..{max(by_ts)}, batch {min(batch_rows)}..{max(batch_rows)}, "
+            f"settled from {settled_us}; batch rows not live: {missing[:20]}")
         assert with_quotes == compared  # the best bid/ask stream's features were compared at every boundary
         assert with_perp == compared  # and the perpetual's, read from the futures stream beside spot
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
