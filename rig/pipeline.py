@@ -34,6 +34,7 @@ from deploy import services
 from rig import flink_cluster, stack
 from btcpred.adapters.kinesis_writer import ensure_stream
 from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.symbol_state import JointEventTime, split_record
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
@@ -280,20 +281,36 @@ class Pipeline:
                 return status, ob
             time.sleep(0.5)
 
-    def wait_final_boundary(self, client: redis.Redis, status: dict, timeout_s: float = 60) -> int:
-        """Until ``feat:`` holds the last boundary the replay's watermark must pass; returns its time.
+    def final_watermark_ms(self) -> int:
+        """The watermark the job's input lets it reach, computed from the stream itself.
 
-        The watermark trails by ``out_of_orderness_ms`` the oldest event time of the newest record
-        (``JointEventTime``), and a record holds one linger window of the replay (``batch_linger_ms``
-        times the speed in event time; twice that for a slow put); ``last_event_time_us`` also counts
-        bestBidAsk frames (up to one 100 ms diff interval after the last diff or trade). So the
-        boundary waited for is one that watermark surely passes.
+        Each record is stamped as the job stamps it (``split_record`` and ``JointEventTime``, the
+        job's own code), and the stamp the watermark follows is a running maximum, so the last
+        watermark does not depend on the order records are read in: the largest stamp less the
+        out-of-orderness and 1 ms (Flink's bounded out-of-orderness). How the replay's last frames
+        were packed into records (a slow put makes a long one) is read, not guessed.
         """
-        cfg = self.settings.flink
-        interval_us = cfg.emit_interval_ms * 1000
-        record_span_ms = 2 * self.settings.ingestor.batch_linger_ms * max(self.speed, 1.0)
-        reachable_us = status["last_event_time_us"] - int((cfg.out_of_orderness_ms + 100 + record_span_ms) * 1000) - 1000
-        final_us = reachable_us // interval_us * interval_us
+        kinesis = self._kinesis()
+        joint = JointEventTime()
+        stamp = 0
+        for shard in kinesis.list_shards(StreamName=self.stream)["Shards"]:
+            it = kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard["ShardId"],
+                                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            while it:
+                resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
+                for record in resp["Records"]:
+                    for batch in split_record(record["Data"].decode("latin-1"), 0).batches:
+                        stamp = max(stamp, joint.stamp(batch, 0.0))  # a perpetual seen counts as alive
+                if not resp["Records"]:
+                    break
+                it = resp.get("NextShardIterator")
+        return stamp - self.settings.flink.out_of_orderness_ms - 1
+
+    def wait_final_boundary(self, client: redis.Redis, timeout_s: float = 60) -> int:
+        """Until ``feat:`` holds the last boundary the watermark of the stream's records passes
+        (``final_watermark_ms``); returns its time. Call it once the replay's frames are all put."""
+        interval_ms = self.settings.flink.emit_interval_ms
+        final_us = self.final_watermark_ms() // interval_ms * interval_ms * 1000
         key = rs.feat_key(self.settings.exchange.symbol)
         deadline = time.monotonic() + timeout_s
         while int(client.hget(key, "ts") or 0) < final_us:

@@ -40,7 +40,7 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
         pipeline.start(wait_for_job=True)
         status, ob = pipeline.wait_caught_up(redis_client)
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], status
-        pipeline.wait_final_boundary(redis_client, status)
+        pipeline.wait_final_boundary(redis_client)
         # the replay key's book, its own key, followed its own frames to the exchange's last update id
         deadline = time.monotonic() + 30
         while int(redis_client.hget(f"ob:{{{replay_key}}}", "last_update_id") or 0) < status["last_update_id"]:

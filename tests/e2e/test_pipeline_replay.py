@@ -85,7 +85,7 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         assert book_checks >= 10
         # the book is final once its last record is applied; the boundaries up to it are cut when the watermark
         # (the newest record's oldest event, less the out-of-orderness) passes them: wait for those too
-        pipeline.wait_final_boundary(redis_client, status)
+        pipeline.wait_final_boundary(redis_client)
 
         # ---- trade windows and features at a chosen second, against an independent computation
         history = [decode(fields) for _, fields in redis_client.xrange("feathist:{BTCUSDT}")]

@@ -67,7 +67,7 @@ def test_pre_package_savepoint_resumes_and_upgrade_continues_exactly(local_stack
         assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], "book did not catch up"
         compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
         assert redis_client.xlen("gaps:{BTCUSDT}") == 0
-        pipeline.wait_final_boundary(redis_client, status)
+        pipeline.wait_final_boundary(redis_client)
     finally:
         watcher.stop()
         pipeline.stop()
