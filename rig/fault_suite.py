@@ -18,10 +18,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-import boto3
 import redis
 
-from btcpred.common.config import aws_client_kwargs
 from rig.pipeline import Pipeline, get_json
 from btcpred.reliability.sbe_archiver import SbeArchiver, frames_of
 from btcpred.udfs import lake_layout
@@ -262,19 +260,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def stream_frames(pipeline: Pipeline) -> list[tuple[str, int]]:
     """(sequence number, frame index) of every frame in the Kinesis stream, read independently."""
-    client = boto3.client("kinesis", **aws_client_kwargs(pipeline.settings.kinesis))
-    found = []
-    for shard in client.list_shards(StreamName=pipeline.stream)["Shards"]:
-        it = client.get_shard_iterator(StreamName=pipeline.stream, ShardId=shard["ShardId"],
-                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while it:
-            resp = client.get_records(ShardIterator=it, Limit=10_000)
-            for r in resp["Records"]:
-                found.extend((r["SequenceNumber"], row[0]) for row in frames_of(r["Data"], 0))
-            if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
-                break
-            it = resp.get("NextShardIterator")
-    return found
+    return [(r["SequenceNumber"], row[0]) for r in pipeline.stream_records() for row in frames_of(r["Data"], 0)]
 
 
 def archived_frames(pipeline: Pipeline) -> list[tuple[str, int]]:

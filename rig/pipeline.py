@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,21 +291,25 @@ class Pipeline:
         out-of-orderness and 1 ms (Flink's bounded out-of-orderness). How the replay's last frames
         were packed into records (a slow put makes a long one) is read, not guessed.
         """
-        kinesis = self._kinesis()
         joint = JointEventTime()
         stamp = 0
+        for record in self.stream_records():
+            for batch in split_record(record["Data"].decode("latin-1"), 0).batches:
+                stamp = max(stamp, joint.stamp(batch, 0.0))  # a perpetual seen counts as alive
+        return stamp - self.settings.flink.out_of_orderness_ms - 1
+
+    def stream_records(self) -> Iterator[dict]:
+        """Every record the run's stream holds now, shard by shard from the start, read independently."""
+        kinesis = self._kinesis()
         for shard in kinesis.list_shards(StreamName=self.stream)["Shards"]:
             it = kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard["ShardId"],
                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
             while it:
                 resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
-                for record in resp["Records"]:
-                    for batch in split_record(record["Data"].decode("latin-1"), 0).batches:
-                        stamp = max(stamp, joint.stamp(batch, 0.0))  # a perpetual seen counts as alive
-                if not resp["Records"]:
+                yield from resp["Records"]
+                if not resp["Records"] and resp.get("MillisBehindLatest", 0) == 0:
                     break
                 it = resp.get("NextShardIterator")
-        return stamp - self.settings.flink.out_of_orderness_ms - 1
 
     def wait_final_boundary(self, client: redis.Redis, timeout_s: float = 60) -> int:
         """Until ``feat:`` holds the last boundary the watermark of the stream's records passes
