@@ -12,6 +12,17 @@ from botocore.exceptions import ClientError
 
 from btcpred.common.config import S3Config, aws_client_kwargs
 
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+
+
+def is_not_found(exc: ClientError) -> bool:
+    """True only for a definite "not there" (404, NoSuchKey). A 403 (a policy, a KMS key or
+    credentials that rotated), a 503 or a throttle says nothing about whether the object exists:
+    callers that took any error for "absent" deleted an archive on a permissions slip (issue 28)."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return str(error.get("Code")) in NOT_FOUND_CODES or status == 404
+
 
 class Lake:
     """One bucket; every key this project writes goes through here."""
@@ -21,9 +32,12 @@ class Lake:
         self.client = boto3.client("s3", **aws_client_kwargs(cfg))
 
     def ensure_bucket(self) -> None:
+        """Create the bucket if S3 says it does not exist; any other error is raised, not "created"."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
+        except ClientError as exc:
+            if not is_not_found(exc):
+                raise
             self.client.create_bucket(Bucket=self.bucket)
 
     def put_bytes(self, key: str, data: bytes) -> None:
@@ -32,12 +46,27 @@ class Lake:
     def get_bytes(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
+    def get_bytes_if_present(self, key: str) -> bytes | None:
+        """The object's bytes, or None when S3 says it does not exist; every other error raises."""
+        try:
+            return self.get_bytes(key)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
     def exists(self, key: str) -> bool:
+        """False only for a definite 404; a storage error raises (never read as "not there")."""
         try:
             self.client.head_object(Bucket=self.bucket, Key=key)
             return True
-        except ClientError:
-            return False
+        except ClientError as exc:
+            if is_not_found(exc):
+                return False
+            raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
 
     def keys(self, prefix: str) -> list[str]:
         found: list[str] = []

@@ -9,7 +9,14 @@ stays replayable with the job stopped. No loss, no duplicates:
 * objects are named ``{stream}.{shard}-{first sequence}.parquet``; an object whose first
   sequence is beyond the checkpoint was written by a run that died before
   checkpointing, so a starting archiver deletes those first and re-reads their
-  records from the checkpoint: each frame ends up in exactly one object.
+  records from the checkpoint: each frame ends up in exactly one object;
+* a shard's first run writes its checkpoint before any object (an *origin*, at no sequence
+  yet), so "no checkpoint" only ever means "never archived". Objects without any checkpoint
+  are someone else's or the remains of a deleted checkpoint: the archiver refuses to start the
+  shard rather than delete them (``--discard-uncheckpointed`` is the operator's explicit
+  bootstrap). Only a definite 404 reads as "no checkpoint"; a 403 or 503 fails the attempt
+  (retried, counted, /health red). A 403 used to read as "no checkpoint" and deleted the
+  shard's whole archive (issue 28).
 
 Rows: one per frame (``shard_id``, ``sequence_number``, ``frame_index`` within the
 record, ``receipt_time_us``, ``source``, ``template_id``, ``frame``); a record that
@@ -50,10 +57,18 @@ READ_RETRY_S = 0.5
 SYMBOL_KEY = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
+DISCARDED = Counter("sbe_archiver_discarded_objects_total",
+                    "Objects deleted at a shard's start because they hold records after its checkpoint "
+                    "(a crash between write and checkpoint; their records are read again)", ["shard"])
+SHARDS = Gauge("sbe_archiver_shards", "Shards the archiver has started a loop for (rediscovered after a reshard)")
 CAUGHT_UP = Gauge("sbe_archiver_caught_up_timestamp_seconds",
                   "When the last read that reached the shard's tip was asked: every record put before then is read "
                   "(and written at the next flush)",
                   ["shard"])
+
+class CheckpointError(RuntimeError):
+    """A shard's checkpoint cannot be trusted: unreadable, malformed, or missing beside objects."""
+
 
 def frames_of(data: bytes, arrival_us: int) -> list[tuple[int, int, int, int, bytes]]:
     """(frame index, receipt time, source, template id, frame) of one Kinesis record."""
@@ -85,8 +100,11 @@ class ShardBuffer:
 
 class SbeArchiver:
     def __init__(self, settings: Settings, kinesis=None, lake: Lake | None = None,
-                 flush_rows: int = 200_000, flush_interval_s: float = 60.0, records_per_call: int = 10_000) -> None:
+                 flush_rows: int = 200_000, flush_interval_s: float = 60.0, records_per_call: int = 10_000,
+                 discard_uncheckpointed: bool = False, shard_discovery_s: float = 60.0) -> None:
         self.records_per_call = records_per_call
+        self.discard_uncheckpointed = discard_uncheckpointed  # the operator's explicit bootstrap (see the module doc)
+        self.shard_discovery_s = shard_discovery_s
         self.settings = settings
         self.stream = settings.kinesis.stream
         self.symbols = settings.exchange.carried  # each record's partition key says whose it is
@@ -105,23 +123,66 @@ class SbeArchiver:
         return layout.sbe_checkpoint_key(self.stream, shard_id)
 
     def checkpoint(self, shard_id: str) -> str | None:
-        key = self.checkpoint_key(shard_id)
-        return json.loads(self.lake.get_bytes(key))["sequence_number"] if self.lake.exists(key) else None
+        """The last sequence number archived; None before the first (an origin checkpoint, or none).
+        A storage error raises: it is never "no checkpoint"."""
+        doc = self._read_checkpoint(shard_id)
+        return None if doc is None else doc["sequence_number"]
 
-    def discard_uncommitted(self, shard_id: str) -> int:
-        """Delete objects holding records after the checkpoint (a crash between write and checkpoint)."""
-        seq = self.checkpoint(shard_id)
-        committed = int(seq) if seq else -1
-        stale = []
+    def _read_checkpoint(self, shard_id: str) -> dict | None:
+        """The checkpoint document, None only when S3 says there is none; a malformed one raises."""
+        key = self.checkpoint_key(shard_id)
+        raw = self.lake.get_bytes_if_present(key)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            seq = doc["sequence_number"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{key} is not a checkpoint ({exc}): refusing to guess a position") from None
+        if seq is not None and not (isinstance(seq, str) and seq.isdigit()):
+            raise CheckpointError(f"{key} holds sequence number {seq!r}: refusing to guess a position")
+        return doc
+
+    def _write_checkpoint(self, shard_id: str, sequence_number: str | None) -> None:
+        self.lake.put_bytes(self.checkpoint_key(shard_id),
+                            json.dumps({"sequence_number": sequence_number, "at": time.time()}).encode())
+
+    def shard_objects(self, shard_id: str) -> list[tuple[str, int]]:
+        """(key, first sequence) of every object this stream's shard wrote, under the carried symbols."""
+        prefix = self.object_prefix(shard_id)
+        found = []
         for key in (k for symbol in self.symbols for k in self.lake.keys(layout.sbe_symbol_prefix(symbol))):
             name = key.rsplit("/", 1)[-1]
-            prefix = self.object_prefix(shard_id)
-            if name.startswith(prefix) and int(name[len(prefix):-len(".parquet")]) > committed:
-                stale.append(key)
+            if name.startswith(prefix) and name.endswith(".parquet") and name[len(prefix):-len(".parquet")].isdigit():
+                found.append((key, int(name[len(prefix):-len(".parquet")])))
+        return found
+
+    def discard_uncommitted(self, shard_id: str) -> int:
+        """Delete objects holding records after the checkpoint (a crash between write and
+        checkpoint); a shard never archived gets its origin checkpoint first.
+
+        Objects with no checkpoint at all are refused (``CheckpointError``) unless the archiver was
+        started with ``discard_uncheckpointed``: deleting them is an operator's decision."""
+        doc = self._read_checkpoint(shard_id)
+        objects = self.shard_objects(shard_id)
+        if doc is None:
+            if objects and not self.discard_uncheckpointed:
+                raise CheckpointError(
+                    f"{len(objects)} archived objects of {shard_id} but no checkpoint at "
+                    f"{self.checkpoint_key(shard_id)}: refusing to delete them. Restore the checkpoint, or start "
+                    "the archiver once with --discard-uncheckpointed to re-archive the shard from Kinesis")
+            committed = -1
+        else:
+            committed = int(doc["sequence_number"]) if doc["sequence_number"] else -1
+        stale = [key for key, first in objects if first > committed]
         for key in stale:
-            self.lake.client.delete_object(Bucket=self.lake.bucket, Key=key)
+            self.lake.delete(key)
+            DISCARDED.labels(shard_id).inc()
         if stale:
-            log.warning("discarded %d uncommitted objects of %s (written after checkpoint %s)", len(stale), shard_id, seq)
+            log.warning("discarded %d uncommitted objects of %s (written after checkpoint %s)", len(stale), shard_id,
+                        committed if committed >= 0 else "origin")
+        if doc is None:
+            self._write_checkpoint(shard_id, None)  # the origin: from now on, objects always have a checkpoint
         return len(stale)
 
     def _iterator(self, shard_id: str) -> str:
@@ -143,8 +204,7 @@ class SbeArchiver:
             OBJECTS.inc()
             written += table.num_rows
         if write_checkpoint:
-            self.lake.put_bytes(self.checkpoint_key(shard_id),
-                                json.dumps({"sequence_number": buf.last_sequence, "at": time.time()}).encode())
+            self._write_checkpoint(shard_id, buf.last_sequence)
         return written
 
     def _get_records(self, iterator: str) -> dict | None:
@@ -203,7 +263,13 @@ class SbeArchiver:
         return total
 
     def shards(self) -> list[str]:
-        return [s["ShardId"] for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]]
+        """Every shard of the stream, open or closed (a closed one is read to its end), all pages."""
+        page = self.kinesis.list_shards(StreamName=self.stream)
+        found = [s["ShardId"] for s in page["Shards"]]
+        while page.get("NextToken"):
+            page = self.kinesis.list_shards(NextToken=page["NextToken"])
+            found += [s["ShardId"] for s in page["Shards"]]
+        return found
 
     def run(self, stop_after_idle_s: float | None = None, max_backoff_s: float = 30.0) -> int:
         """Archive every shard of the stream, one thread each (checkpoints and objects are per
@@ -232,11 +298,31 @@ class SbeArchiver:
             totals[shard_id] = supervise_blocking(shard_id, once, TASK_FAILURES, self.failing, lambda: self.stopping,
                                                   max_backoff_s=max_backoff_s) or 0
 
-        threads = [threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
-                   for shard in self.shards()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
+        threads: dict[str, threading.Thread] = {}
+
+        def start_new_shards(shard_ids: list[str]) -> None:
+            for shard in shard_ids:
+                if shard not in threads:
+                    threads[shard] = threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}",
+                                                      daemon=True)
+                    threads[shard].start()
+            SHARDS.set(len(threads))
+
+        start_new_shards(self.shards())
+        if stop_after_idle_s is None:  # a reshard closes shards and opens new ones: look again now and then
+            next_look = time.monotonic() + self.shard_discovery_s
+            while not self.stopping:
+                time.sleep(0.2)
+                if time.monotonic() < next_look:
+                    continue
+                next_look = time.monotonic() + self.shard_discovery_s
+                try:
+                    start_new_shards(self.shards())
+                except Exception as exc:  # noqa: BLE001 - the shards already read go on; counted, shown, retried
+                    record_failure(TASK_FAILURES, self.failing, "list-shards", exc)
+                    continue
+                self.failing.pop("list-shards", None)
+        for thread in list(threads.values()):
             thread.join()
         return sum(totals.values())
 
@@ -245,10 +331,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kinesis market-data stream -> bronze/sbe parquet")
     parser.add_argument("--config", default=None)
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
+    parser.add_argument("--discard-uncheckpointed", action="store_true",
+                        help="once, to bootstrap: delete a shard's archived objects that have no checkpoint "
+                             "(otherwise the shard refuses to start) and archive it again from Kinesis")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)
-    archiver = SbeArchiver(settings)
+    archiver = SbeArchiver(settings, discard_uncheckpointed=args.discard_uncheckpointed)
     serve_health_in_thread(args.metrics_port, lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}"),
                            failing_health(archiver.failing), host=settings.metrics_host)
     signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))

@@ -1,6 +1,8 @@
 """Raw SBE frames from Kinesis (kinesalite) to bronze parquet (moto): nothing lost, nothing doubled, across a crash."""
 import pyarrow.compute as pc
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
 from btcpred.adapters.lake import Lake
 from btcpred.adapters.kinesis_writer import ensure_stream
@@ -72,3 +74,48 @@ def test_every_shard_of_a_two_shard_stream_is_archived_with_its_own_checkpoint(s
         assert sorted(f for v in by_shard.values() for f in v) == sorted(sbe.encode(c.event) for c in captured)
     finally:
         client.delete_stream(StreamName=stream)
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_):
+        yield self.data
+
+
+def failing_checkpoint_reads(lake: Lake, status: int, code: str) -> None:
+    """S3 answers every GET or HEAD of a checkpoint with ``status``: the bytes a 403 (a policy or KMS
+    slip, rotated credentials) or a 503 puts on the wire, parsed by botocore as from real S3."""
+    body = f"<?xml version='1.0'?><Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+
+    def answer(request, **_):
+        if "/_checkpoints/" in request.url and request.method in ("GET", "HEAD"):
+            return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _Body(body))
+        return None
+
+    lake.client.meta.events.register("before-send.s3", answer)
+
+
+@pytest.mark.parametrize("status,code", [(403, "AccessDenied"), (503, "SlowDown")])
+def test_a_checkpoint_that_cannot_be_read_stops_the_shard_and_deletes_nothing(stream_settings, spot_events, status, code):
+    settings, client = stream_settings
+    stream = settings.kinesis.stream
+    lake = Lake(settings.s3)
+    sent = put_real_frames(client, stream, spot_events[:1500])
+    first = SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=500)
+    shard = first.shards()[0]
+    first.run_shard(shard, stop_after_idle_s=0.5)
+    before = lake.keys("bronze/sbe/")
+
+    denied = Lake(settings.s3)
+    failing_checkpoint_reads(denied, status, code)
+    with pytest.raises(ClientError) as raised:
+        SbeArchiver(settings, kinesis=client, lake=denied, flush_rows=500).run_shard(shard, stop_after_idle_s=0.5)
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert lake.keys("bronze/sbe/") == before  # nothing deleted, nothing written
+
+    sent += put_real_frames(client, stream, spot_events[1500:2000])  # once S3 answers again: resumes, each frame once
+    SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=500).run_shard(shard, stop_after_idle_s=0.5)
+    _, keys = archived(lake)
+    assert len(keys) == len(set(keys)) == sent
