@@ -143,6 +143,10 @@ class ExchangeConfig(_Section):
     # JSON stream's base URL (wss://fstream.binance.com for USD-M) and symbol; None: spot only.
     perp_ws_url: str | None = None
     perp_symbol: str | None = None  # default: the spot symbol (USD-M BTCUSDT leads spot BTCUSDT)
+    # How far an event's exchange time may run ahead of its receipt on our clock before the event is
+    # refused (a dead letter at the ingestor and in the job: ``udfs.event_rules``). NTP keeps the two
+    # within ~1 s; one event hours ahead would move the watermark and every boundary with it.
+    max_event_time_lead_ms: int = Field(10_000, gt=0)
 
     @field_validator("symbols", "streams", mode="before")
     @classmethod
@@ -172,6 +176,9 @@ class IngestorConfig(_Section):
     # and at least this long backing off before a batch is dead-lettered (its diffs lost: a gap)
     min_put_retry_s: float = Field(10.0, ge=0)
     reconnect_max_backoff_s: float = Field(30.0, gt=0)
+    # A WebSocket message larger than this closes the connection unread (then a reconnect, a gap and a
+    # re-anchor) rather than growing the process: a 100 ms depth diff of BTCUSDT is a few kB, rarely 50.
+    max_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
     rotate_after_s: float = Field(23.5 * 3600, gt=0)  # Binance closes connections at 24 h
     dead_letter_path: str = ".local/dead-letter/ingest.jsonl"
     metrics_port: int = Field(9101, gt=0, lt=65536)

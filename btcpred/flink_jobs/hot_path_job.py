@@ -97,8 +97,9 @@ class EventTimeAssigner(TimestampAssigner):
 
 
 class HotPathFunction(KeyedProcessFunction):
-    def __init__(self, emit_interval_ms: int) -> None:
+    def __init__(self, emit_interval_ms: int, max_event_time_lead_ms: int = 10_000) -> None:
         self.emit_interval_ms = emit_interval_ms
+        self.max_lead_us = max_event_time_lead_ms * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("symbol-state", Types.PICKLED_BYTE_ARRAY()))
@@ -116,6 +117,10 @@ class HotPathFunction(KeyedProcessFunction):
         self.drift_levels = 0
         self.emit_lag_ms = 0
         self.boundaries_skipped = 0
+        self.refused = {"rejectedEvents": 0, "duplicateTrades": 0, "failedCuts": 0, "crossedBooks": 0, "cappedEntries": 0,
+                        "stateEntries": 0}
+        for name in self.refused:  # read off the key's state after each record (SymbolState's counters)
+            group.gauge(name, lambda name=name: self.refused[name])
         group.gauge("boundariesSkipped", lambda: self.boundaries_skipped)
         group.gauge("lastBookUpdateId", lambda: self.last_update_id)
         group.gauge("bookLevels", lambda: self.book_levels)
@@ -141,7 +146,11 @@ class HotPathFunction(KeyedProcessFunction):
             for write in dead:
                 yield DEAD_LETTER_TAG, write
         st = self._load(value.symbol)
-        result = st.on_batch(batch.events, batch.receipts, self.emit_interval_ms * 1000)
+        result = st.on_batch(batch.events, batch.receipts, self.emit_interval_ms * 1000, self.max_lead_us)
+        if result.dead_writes:
+            self.dead_letters.inc(len(result.dead_writes))
+            for write in result.dead_writes:
+                yield DEAD_LETTER_TAG, write
         for boundary_us in result.timers:
             ctx.timer_service().register_event_time_timer(boundary_us // 1000)
         for write in result.gap_writes:
@@ -159,16 +168,23 @@ class HotPathFunction(KeyedProcessFunction):
         self.stale_perp_quotes = st.stale_perp_quotes
         if st.sync.last_drift is not None:
             self.drift_levels = st.sync.last_drift.levels_mismatched
+        self._read_counters(st)
         if result.changed:
             self.state.update(st)
         if result.writes:
             yield result.writes
+
+    def _read_counters(self, st: SymbolState) -> None:
+        self.refused.update(rejectedEvents=st.rejected_events, duplicateTrades=st.duplicate_trades,
+                            failedCuts=st.failed_cuts, crossedBooks=st.crossed_books, cappedEntries=st.capped_entries,
+                            stateEntries=st.entries())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         st = self._load(ctx.get_current_key())
         now_us = time.time_ns() // 1000
         writes = st.on_boundary(timestamp * 1000, now_us, self.emit_interval_ms * 1000)
         self.boundaries_skipped = st.boundaries_skipped
+        self._read_counters(st)
         self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
         if ctx.timer_service().current_watermark() < END_OF_INPUT_WATERMARK:  # a bounded input ends the chain
             following = st.following_timer(timestamp * 1000, self.emit_interval_ms * 1000)
@@ -247,7 +263,8 @@ def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStrea
     timed = decoded.assign_timestamps_and_watermarks(strategy).name("Event-time watermarks").uid("watermarks")
     state = (
         timed.key_by(lambda batch: batch.symbol, key_type=Types.STRING())
-        .process(HotPathFunction(cfg.emit_interval_ms), output_type=Types.PICKLED_BYTE_ARRAY())
+        .process(HotPathFunction(cfg.emit_interval_ms, settings.exchange.max_event_time_lead_ms),
+                 output_type=Types.PICKLED_BYTE_ARRAY())
         .name("Order book, trade windows, features").uid("hot-path-state")
     )
     # The hot state's writes reach their sink by a forward edge of one input, so PyFlink chains

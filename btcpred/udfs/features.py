@@ -262,8 +262,11 @@ class QuoteHistory:
         """Keep what ``index_at(t)`` needs for t >= now_us - HISTORY_US."""
         drop = self.index_at(now_us - HISTORY_US)
         if drop > 0:
-            for column in (self.times, self.bids, self.asks, self.bid_qtys, self.ask_qtys, self.ofi):
-                del column[:drop]
+            self.drop_oldest(drop)
+
+    def drop_oldest(self, count: int) -> None:
+        for column in (self.times, self.bids, self.asks, self.bid_qtys, self.ask_qtys, self.ofi):
+            del column[:count]
 
 
 @dataclass(frozen=True, slots=True)

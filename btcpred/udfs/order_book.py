@@ -159,6 +159,11 @@ class BookSynchronizer:
         self.book.apply_levels(diff)
         return DiffOutcome.APPLIED, None
 
+    def crossed(self) -> bool:
+        """The best bid at or above the best ask: never true of the exchange's book."""
+        book = self.book
+        return book is not None and bool(book.bids) and bool(book.asks) and book.bids.peekitem(-1)[0] >= book.asks.peekitem(0)[0]
+
     def on_snapshot(self, snapshot: DepthSnapshotEvent) -> bool:
         """Re-anchor on ``snapshot``; returns True if the book is now valid.
 
@@ -174,6 +179,8 @@ class BookSynchronizer:
             if diff.first_update_id > candidate.last_update_id + 1:
                 return False  # snapshot too old for the diffs we still hold
             candidate.apply_levels(diff)
+        if candidate.bids and candidate.asks and candidate.bids.peekitem(-1)[0] >= candidate.asks.peekitem(0)[0]:
+            return False  # brought forward, it crosses: the snapshot or the ring is wrong; keep what we have
         if self.book is not None and self.valid and candidate.last_update_id == self.book.last_update_id:
             self.last_drift = book_drift(self.book, candidate)
         else:

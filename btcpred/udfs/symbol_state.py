@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from btcpred.udfs import envelope, sbe
+from btcpred.udfs import envelope, event_rules, sbe
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent
 from btcpred.udfs.features import WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
@@ -25,6 +25,13 @@ from btcpred.udfs.trade_window import TradeBuffer, trade_points
 
 LONGEST_WINDOW_US = max(WINDOWS_US.values())  # trades older than this reach no window
 MAX_CATCH_UP = 120  # boundaries one timer cuts at most: a bogus far-future event time must not stall the job
+# Caps on what keyed state holds whatever the stream does. Boundaries prune every history to
+# HISTORY_US; the caps only bite when boundaries stop (a watermark held back) and are ~10x the
+# busiest 6 s seen in the binance.com captures, so a healthy stream never meets them.
+MAX_BOOK_HISTORY = 10_000  # depth-book tops (10 a second)
+MAX_QUOTES = 50_000  # best bid/ask tops per market (~90 a second, bursts of several hundred)
+MAX_TRADES = 200_000  # trades within the longest window
+MAX_PENDING_TIMERS = 10_000  # boundaries registered, not yet fired
 
 
 class DecodedBatch(StdlibPickled):
@@ -257,6 +264,7 @@ class EventResult:
     writes: list[RedisWrite]
     gap: Gap | None = None
     late: bool = False  # a trade older than the last cut boundary: windows already closed
+    rejected: str | None = None  # why the event was refused (``event_rules``): nothing changed
     book_time_us: int | None = None  # the book changed, at this event time (its ob: write may be deferred)
     changed: bool = True  # False: state untouched, nothing to persist
 
@@ -270,6 +278,7 @@ class BatchResult:
     late_writes: list[RedisWrite]  # for the late side output, one per late trade
     timers: list[int]  # event-time boundaries (µs) to register a timer for
     changed: bool  # False: state untouched, nothing to persist
+    dead_writes: list[RedisWrite] = field(default_factory=list)  # events refused (``event_rules``) or that raised
 
 
 STATE_FORMAT = 1  # SymbolState's layout; bump it when a field changes meaning or type (appending one needs none)
@@ -297,6 +306,12 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     perp: QuoteHistory = field(default_factory=QuoteHistory)  # the leading perpetual's tops, where configured
     stale_perp_quotes: int = 0
     state_format: int = STATE_FORMAT  # the layout this state was written in (see the class docstring)
+    last_trade_id: int = -1  # newest trade id applied: a resent Kinesis batch's trades are not counted twice
+    duplicate_trades: int = 0  # trades dropped as already applied (a Flink gauge)
+    rejected_events: int = 0  # events refused by ``event_rules`` or that raised while applied (a Flink gauge)
+    failed_cuts: int = 0  # boundaries whose features raised: dead-lettered, not written (a Flink gauge)
+    crossed_books: int = 0  # diffs after which the book was crossed: marked invalid, a re-anchor asked for
+    capped_entries: int = 0  # history entries dropped by the caps (MAX_*): features near them are inexact
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -320,19 +335,33 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         index = cls.__slots__.index("state_format")
         return state[index] if len(state) > index else 0
 
-    def on_event(self, event: MarketEvent, receipt_time_us: int | None = None, write_book: bool = True) -> EventResult:
+    def on_event(self, event: MarketEvent, receipt_time_us: int | None = None, write_book: bool = True,
+                 max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> EventResult:
         """Apply one event in stream order; returns the writes it causes, a gap, or a late flag.
+
+        An event that fails ``event_rules`` changes nothing and comes back ``rejected`` with the reason.
 
         ``write_book=False`` leaves the ``ob:`` write out (``book_time_us`` says the book
         changed): a caller applying a batch writes the book once, with ``book_write``, since
         only the last state reaches Redis and building the hash per diff cost ~50 µs each.
         """
+        reason = event_rules.problem(event, receipt_time_us, max_lead_us)
+        if reason is not None:
+            self.rejected_events += 1
+            return EventResult([], rejected=reason)
         if isinstance(event, DepthDiffEvent):
             self.last_diff_time_us = max(self.last_diff_time_us, event.event_time_us)
             outcome, gap = self.sync.on_diff(event)
             if outcome is DiffOutcome.STALE:
                 self.stale_diffs += 1
             if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
+                if gap is None and self.sync.valid and self.sync.crossed():
+                    # the exchange's book is never crossed: ours missed something. Invalid until a
+                    # re-anchor, which the gap record asks for (never seen in the real captures)
+                    self.sync.valid = False
+                    self.crossed_books += 1
+                    gap = Gap(self.symbol, event.first_update_id, event.first_update_id, event.last_update_id,
+                              event.event_time_us)
                 return EventResult(self._book_changed(event.event_time_us, receipt_time_us, write_book), gap,
                                    book_time_us=event.event_time_us)
             return EventResult([], gap)
@@ -346,8 +375,17 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
                 return EventResult(writes, book_time_us=book_time_us)
             return EventResult([], changed=False)
         if isinstance(event, TradesEvent):
+            newest = max(t.trade_id for t in event.trades)
+            if newest <= self.last_trade_id:  # a batch the ingestor's writer resent: applied already
+                self.duplicate_trades += len(event.trades)
+                return EventResult([])
+            if min(t.trade_id for t in event.trades) <= self.last_trade_id:  # partly seen: the new ones only
+                fresh = tuple(t for t in event.trades if t.trade_id > self.last_trade_id)
+                self.duplicate_trades += len(event.trades) - len(fresh)
+                event = dataclasses.replace(event, trades=fresh)
             if event.transact_time_us <= self.last_boundary_us:
                 return EventResult([], late=True, changed=False)
+            self.last_trade_id = newest
             for point in trade_points(event):
                 self.trades.add(point)
             return EventResult([])
@@ -365,37 +403,91 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         elif not self.perp.add(event):
             self.stale_perp_quotes += 1
 
-    def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int) -> BatchResult:
+    def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int,
+                 max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> BatchResult:
         """Apply a record's events in order, writing the book once at the end (only its last
-        state reaches Redis), and collect the boundaries the events need a timer for."""
+        state reaches Redis), and collect the boundaries the events need a timer for.
+
+        No event can stop the stream: one that fails ``event_rules`` (checked before anything
+        changes) or raises while applied is a dead letter with its reason, and the rest go on.
+        """
         changed = False
         writes: list[RedisWrite] = []
         gap_writes: list[RedisWrite] = []
         late_writes: list[RedisWrite] = []
+        dead_writes: list[RedisWrite] = []
         timers: list[int] = []
         book_changed_at = None  # (event time, receipt) of the last book change
+        quote_problem = event_rules.quote_problem
         for event, receipt in zip(events, receipts):
-            if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
-                self.on_quote(event)
-                changed = True
-            else:
-                result = self.on_event(event, receipt, write_book=False)
-                changed |= result.changed
-                writes.extend(result.writes)
-                if result.book_time_us is not None:
-                    book_changed_at = (result.book_time_us, receipt)
-                if result.gap is not None:
-                    gap_writes.append(gap_write(result.gap, receipt))
-                if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
-                    late_writes.append(late_write(event, receipt, self.last_boundary_us))
-            if event.event_time_us:
-                boundary_us = self.timer_to_register(event.event_time_us, interval_us)
-                if boundary_us is not None:
-                    timers.append(boundary_us)
+            try:
+                if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
+                    reason = quote_problem(event) or event_rules.time_problem(event, receipt, max_lead_us)
+                    if reason is not None:
+                        self.rejected_events += 1
+                        dead_writes.append(rejected_write(event, reason, receipt))
+                        changed = True
+                        continue
+                    self.on_quote(event)
                     changed = True
+                else:
+                    result = self.on_event(event, receipt, write_book=False, max_lead_us=max_lead_us)
+                    if result.rejected is not None:
+                        dead_writes.append(rejected_write(event, result.rejected, receipt))
+                        changed = True
+                        continue
+                    changed |= result.changed
+                    writes.extend(result.writes)
+                    if result.book_time_us is not None:
+                        book_changed_at = (result.book_time_us, receipt)
+                    if result.gap is not None:
+                        gap_writes.append(gap_write(result.gap, receipt))
+                    if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
+                        late_writes.append(late_write(event, receipt, self.last_boundary_us))
+                if event.event_time_us:
+                    boundary_us = self.timer_to_register(event.event_time_us, interval_us)
+                    if boundary_us is not None:
+                        timers.append(boundary_us)
+                        changed = True
+            except Exception as exc:  # noqa: BLE001 - a defect must cost one event, never the job (issue 28)
+                self.rejected_events += 1
+                dead_writes.append(rejected_write(event, f"raised {type(exc).__name__}: {exc}", receipt))
+                changed = True
         if book_changed_at is not None:
             writes.append(self.book_write(*book_changed_at))
-        return BatchResult(coalesce(writes), gap_writes, late_writes, timers, changed)
+        self.enforce_caps()
+        return BatchResult(coalesce(writes), gap_writes, late_writes, timers, changed, dead_writes)
+
+    def enforce_caps(self) -> int:
+        """Drop the oldest entries of any history past its cap (counted); returns how many."""
+        dropped = 0
+        entries = self.history.entries
+        while len(entries) > MAX_BOOK_HISTORY:
+            entries.popleft()
+            dropped += 1
+        for quotes in (self.quotes, self.perp):
+            excess = len(quotes) - MAX_QUOTES
+            if excess > 0:
+                quotes.drop_oldest(excess)
+                dropped += excess
+        points = self.trades.points
+        while len(points) > MAX_TRADES:
+            points.popleft()
+            dropped += 1
+        excess = len(self.pending_timers) - MAX_PENDING_TIMERS
+        if excess > 0:  # a dropped boundary is registered again when an event needs it: cuts are idempotent
+            self.pending_timers = set(sorted(self.pending_timers)[excess:])
+            dropped += excess
+        self.capped_entries += dropped
+        return dropped
+
+    def entries(self) -> int:
+        """What keyed state holds, in entries (book levels, histories, trades, ring, timers): a gauge
+        whose growth shows a leak long before memory does."""
+        book = self.sync.book
+        levels = len(book.bids) + len(book.asks) if book is not None else 0
+        return (levels + len(self.history.entries) + len(self.quotes) + len(self.perp) + len(self.trades.points)
+                + len(self.sync.recent) + len(self.pending_timers))
 
     def timer_to_register(self, event_time_us: int, interval_us: int) -> int | None:
         """The boundary after ``event_time_us`` unless a timer for it is pending or it has been cut.
@@ -479,7 +571,11 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         return writes
 
     def _boundary_writes(self, time_us: int, wall_us: int) -> list[RedisWrite]:
-        snap = self.cut(time_us)
+        try:
+            snap = self.cut(time_us)
+        except Exception as exc:  # noqa: BLE001 - one boundary's features lost, dead-lettered; the job goes on
+            self.failed_cuts += 1
+            return [dead_letter_write(f"cut at {time_us} µs raised {type(exc).__name__}: {exc}", self.symbol, wall_us)]
         if snap is None:
             return []
         window_fields = {name: rs.trade_fields(stats) for name, stats in snap.windows.items()}
@@ -530,6 +626,11 @@ def late_write(event: TradesEvent, receipt_time_us: int, boundary_us: int) -> Re
               "trade_ids": ",".join(str(t.trade_id) for t in event.trades),
               "closed_boundary_us": str(boundary_us), "receipt_time_us": str(receipt_time_us)}
     return RedisWrite("xadd", rs.late_stream_key(event.symbol), fields, maxlen=10_000)
+
+
+def rejected_write(event: MarketEvent, reason: str, receipt_time_us: int) -> RedisWrite:
+    """The dead letter of a decoded event that was refused or raised (its frame is in bronze too)."""
+    return dead_letter_write(f"{type(event).__name__} refused: {reason}", repr(event), receipt_time_us)
 
 
 def dead_letter_write(reason: str, record: str, receipt_time_us: int) -> RedisWrite:

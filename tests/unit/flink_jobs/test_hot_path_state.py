@@ -20,8 +20,9 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
         ob_writes += len(result.writes)
     # the book appears only once a snapshot arrives in band
     assert st.sync.book is None and ob_writes == 0
-    writes = st.on_event(snapshot, receipt_time_us=77).writes
-    assert writes[0].receipt_time_us == 77
+    receipt_us = snapshot.event_time_us + 77  # received 77 µs after the exchange stamped it
+    writes = st.on_event(snapshot, receipt_time_us=receipt_us).writes
+    assert writes[0].receipt_time_us == receipt_us
     assert [w.key for w in writes] == ["ob:{BTCUSDT}"]
     assert writes[0].fields["last_update_id"] == str(st.sync.book.last_update_id)
     last_time = 0
@@ -146,11 +147,12 @@ def test_a_batch_writes_the_book_once_and_equal_to_per_diff_writing(spot_events)
     per_diff.on_event(snapshot)
     batched.on_event(snapshot)
     last_write = None
+    t0 = diffs[0].event_time_us  # receipts: our clock, i µs after the first diff's exchange time
     for i, diff in enumerate(diffs):
-        last_write = per_diff.on_event(diff, receipt_time_us=i).writes[-1]
-        result = batched.on_event(diff, receipt_time_us=i, write_book=False)
+        last_write = per_diff.on_event(diff, receipt_time_us=t0 + i).writes[-1]
+        result = batched.on_event(diff, receipt_time_us=t0 + i, write_book=False)
         assert result.writes == [] and result.book_time_us == diff.event_time_us
-    assert batched.book_write(diffs[-1].event_time_us, len(diffs) - 1) == last_write
+    assert batched.book_write(diffs[-1].event_time_us, t0 + len(diffs) - 1) == last_write
     assert last_write.fields["last_update_id"] == str(diffs[-1].last_update_id)
     boundary = (diffs[-1].event_time_us // 500_000 + 1) * 500_000
     assert batched.on_boundary(boundary, 0) == per_diff.on_boundary(boundary, 0)
@@ -188,8 +190,9 @@ def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_even
     per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
     per_diff.on_event(snapshot)
     batched.on_event(snapshot)
-    last = [per_diff.on_event(d, receipt_time_us=i).writes[-1] for i, d in enumerate(record)][-1]
-    result = batched.on_batch(record, list(range(len(record))), 500_000)
+    t0 = record[0].event_time_us  # receipts: our clock, i µs after the first diff's exchange time
+    last = [per_diff.on_event(d, receipt_time_us=t0 + i).writes[-1] for i, d in enumerate(record)][-1]
+    result = batched.on_batch(record, [t0 + i for i in range(len(record))], 500_000)
     assert result.writes == [last] and result.changed
     assert [(w.fields["expected_update_id"], w.fields["first_update_id"]) for w in result.gap_writes] == [
         (str(diffs[9].last_update_id + 1), str(diffs[11].first_update_id))]
