@@ -11,6 +11,7 @@ and 5xx with full-jitter exponential back-off (tenacity).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -20,9 +21,11 @@ from prometheus_client import Counter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_random_exponential
 
 from btcpred.adapters.loaders.base import parse_units
+from btcpred.udfs import event_rules
 from btcpred.udfs.events import DepthSnapshotEvent
 
 WEIGHT_LIMIT_PER_MINUTE = 6000  # exchangeInfo REQUEST_WEIGHT, per IP
+MAX_BAN_S = 3 * 24 * 3600.0  # Binance's longest 418 ban; a longer (or infinite) Retry-After is capped here
 AGG_TRADES_WEIGHT = 4
 
 
@@ -46,6 +49,10 @@ class RetryableError(Exception):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class InvalidSnapshot(ValueError):
+    """A depth answer that must not replace a book: malformed, or failing ``event_rules``."""
 
 
 class RestBanned(Exception):
@@ -109,15 +116,17 @@ class BinanceRest:
                 self.budget.record(weight, time.time(), resp.headers.get("X-MBX-USED-WEIGHT-1M"))
                 retry_after = _seconds(resp.headers.get("Retry-After"))
                 if resp.status == 418:
-                    self.banned_until = time.time() + (retry_after or 120.0)
+                    self.banned_until = time.time() + min(retry_after or 120.0, MAX_BAN_S)
                     REST_REQUESTS.labels(endpoint, "banned").inc()
                     raise RestBanned(self.banned_until)
                 if resp.status == 429:
                     REST_REQUESTS.labels(endpoint, "throttled").inc()
-                    raise RetryableError("429 too many requests", retry_after)
+                    raise RetryableError("429 too many requests", min(retry_after, self.deadline_s)
+                                         if retry_after is not None else None)
                 if resp.status >= 500:
                     REST_REQUESTS.labels(endpoint, "server_error").inc()
-                    raise RetryableError(f"{resp.status} from the exchange", retry_after)
+                    raise RetryableError(f"{resp.status} from the exchange", min(retry_after, self.deadline_s)
+                                         if retry_after is not None else None)
                 resp.raise_for_status()  # other 4xx: our request is wrong, retrying will not help
                 body = await resp.json()
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
@@ -147,10 +156,8 @@ class BinanceRest:
         return body
 
     async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
-        body = await self.depth_raw(symbol, limit)
-        levels = lambda rows: tuple((parse_units(p), parse_units(q)) for p, q in rows)  # noqa: E731
-        # REST depth has no event time: 0 marks "no exchange time" so it never moves watermarks.
-        return DepthSnapshotEvent(symbol, 0, int(body["lastUpdateId"]), levels(body["bids"]), levels(body["asks"]))
+        """The book as a snapshot event, checked before it can replace anything (``depth_snapshot``)."""
+        return depth_snapshot(symbol, await self.depth_raw(symbol, limit))
 
     async def agg_trades(self, symbol: str, from_id: int | None, limit: int = 1000) -> list[dict]:
         params = {"symbol": symbol, "limit": str(limit)}
@@ -161,8 +168,29 @@ class BinanceRest:
         return body
 
 
-def _seconds(value: str | None) -> float | None:
+def depth_snapshot(symbol: str, body: dict) -> DepthSnapshotEvent:
+    """A ``/api/v3/depth`` answer as a snapshot event; ``InvalidSnapshot`` unless every level parses and
+    the book passes ``event_rules`` (prices > 0, sizes >= 0, within int64, not crossed). A re-anchor
+    swaps the live book for this one, so a bad answer must fail the attempt, never reach the job."""
     try:
-        return float(value) if value is not None else None
+        update_id = body["lastUpdateId"]
+        if type(update_id) is not int:
+            raise TypeError(f"lastUpdateId {update_id!r} is not an integer")
+        bids, asks = ([(parse_units(str(p)), parse_units(str(q))) for p, q in body[side]] for side in ("bids", "asks"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidSnapshot(f"depth answer for {symbol} does not parse: {type(exc).__name__}: {exc}") from None
+    # REST depth has no event time: 0 marks "no exchange time" so it never moves watermarks.
+    snapshot = DepthSnapshotEvent(symbol, 0, update_id, tuple(bids), tuple(asks))
+    problem = event_rules.value_problem(snapshot)
+    if problem is not None:
+        raise InvalidSnapshot(f"depth answer for {symbol} refused: {problem}")
+    return snapshot
+
+
+def _seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds; None unless a finite number >= 0 (``inf`` once banned us for ever)."""
+    try:
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None

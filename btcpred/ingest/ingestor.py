@@ -23,12 +23,12 @@ from prometheus_client import Counter, Gauge
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from btcpred.common.config import Settings, aws_client_kwargs
-from btcpred.common.service import failing_health, record_failure, run_service, serving_health
+from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
 from btcpred.adapters.binance_rest import BinanceRest
 from btcpred.adapters.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
-from btcpred.ingest.perp_quotes import PerpQuoteError, perp_quote_envelope, perp_stream_url
+from btcpred.ingest.perp_quotes import PerpQuoteError, parse_json, perp_quote_envelope, perp_stream_url
 from btcpred.adapters.snapshot_injector import snapshot_envelope
-from btcpred.udfs import envelope, sbe
+from btcpred.udfs import envelope, event_rules, sbe
 from btcpred.udfs.events import DepthDiffEvent
 
 log = logging.getLogger("ingestor")
@@ -36,6 +36,7 @@ log = logging.getLogger("ingestor")
 FRAMES = Counter("ingest_frames_received_total", "WebSocket frames received", ["template"])
 INVALID = Counter("ingest_frames_invalid_total", "Frames failing SBE or bookTicker validation (dead-lettered)", ["kind"])
 PERP_INVALID = "perp_quote"  # the INVALID kind of a futures bookTicker that does not parse
+INVALID_VALUE = "invalid_value"  # the INVALID kind of a frame that decodes but fails ``event_rules``
 for _kind in (*(k.value for k in sbe.DecodeErrorKind), PERP_INVALID):  # exported from the start, at 0: no "no data"
     INVALID.labels(_kind)
 RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", ["reason"])
@@ -90,6 +91,7 @@ class Ingestor:
     def __init__(self, settings: Settings, kinesis_client=None) -> None:
         self.settings = settings
         self.symbols = settings.exchange.carried
+        self.max_lead_us = settings.exchange.max_event_time_lead_ms * 1000
         for symbol in self.symbols:
             TASK_FAILURES.labels(f"anchor {symbol}")  # exported at 0 from the start: an alert's increase() has a baseline
         client = kinesis_client or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
@@ -127,6 +129,11 @@ class Ingestor:
             INVALID.labels(decoded.kind.value).inc()
             self._dead_letter(frame, f"{decoded.kind.value}: {decoded.detail}")
             return None
+        problem = event_rules.problem(decoded, receipt_us, self.max_lead_us)
+        if problem is not None:  # well formed, values no exchange sends: the job would refuse it too
+            INVALID.labels(INVALID_VALUE).inc()
+            self._dead_letter(frame, f"{INVALID_VALUE}: {type(decoded).__name__}: {problem}")
+            return None
         FRAMES.labels(type(decoded).__name__).inc()
         await self.queue.put((decoded.symbol, envelope.Envelope(envelope.Source.WEBSOCKET, receipt_us, frame)))
         QUEUE_DEPTH.set(self.queue.qsize())
@@ -137,7 +144,8 @@ class Ingestor:
         receipt_us = time.time_ns() // 1000
         ex = self.settings.exchange
         try:
-            env = perp_quote_envelope(json.loads(text), ex.symbol, ex.perp_symbol or ex.symbol, receipt_us)
+            env = perp_quote_envelope(parse_json(text), ex.symbol, ex.perp_symbol or ex.symbol, receipt_us,
+                                      self.max_lead_us)
         except (PerpQuoteError, ValueError) as exc:
             INVALID.labels(PERP_INVALID).inc()
             self._dead_letter(text.encode(), f"{PERP_INVALID}: {exc}")
@@ -166,7 +174,8 @@ class Ingestor:
         while not self._stopping.is_set():
             RECONNECTS.labels(reason).inc()
             try:
-                async with session.ws_connect(url, heartbeat=30.0, headers=headers, max_msg_size=0) as ws:
+                async with session.ws_connect(url, heartbeat=30.0, headers=headers,
+                                              max_msg_size=cfg.max_message_bytes) as ws:
                     log.info("connected to %s", url)
                     setattr(self, flag, True)
                     backoff = 0.5
@@ -182,16 +191,11 @@ class Ingestor:
             log.info("reconnecting to %s in %.2fs (%s)", url, delay, reason)
             await asyncio.sleep(delay)
 
-    def _perp_reader_ended(self, task: asyncio.Task) -> None:
-        """The perpetual's reader never ends but by cancellation: anything else turns /health red."""
-        if not task.cancelled() and task.exception() is not None:
-            record_failure(TASK_FAILURES, self.failing, "perp", task.exception())
-            log.error("perpetual bookTicker reader ended: %r", task.exception())
-
     @staticmethod
     async def _messages(ws, rotate_at: float):
         """The connection's messages until it ends; then yields why, as a str: "rotate" (the planned
-        reconnect before Binance's 24 h limit), "silent" (60 s without a message) or "closed"."""
+        reconnect before Binance's 24 h limit), "silent" (60 s without a message), "too_big" (a message
+        past ``ingestor.max_message_bytes``) or "closed"."""
         while True:
             timeout = rotate_at - time.monotonic()
             if timeout <= 0:
@@ -201,6 +205,10 @@ class Ingestor:
                 msg = await ws.receive(timeout=min(timeout, 60.0))
             except asyncio.TimeoutError:
                 yield "rotate" if time.monotonic() >= rotate_at else "silent"
+                return
+            if msg.type == aiohttp.WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError) \
+                    and msg.data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                yield "too_big"  # past ingestor.max_message_bytes: aiohttp closed the connection unread
                 return
             if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
                 yield "closed"
@@ -299,11 +307,11 @@ class Ingestor:
         async with serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health,
                                   host=self.settings.metrics_host), \
                 aiohttp.ClientSession() as session:
-            helpers = [asyncio.create_task(self.write_forever())]
+            # supervised: a defect in either is counted, shown on /health and restarted, never a silent end
+            helpers = [asyncio.create_task(supervise("writer", self.write_forever, TASK_FAILURES, self.failing))]
             if self.settings.exchange.perp_ws_url:
-                perp = asyncio.create_task(self.read_perp_forever(session))
-                perp.add_done_callback(self._perp_reader_ended)
-                helpers.append(perp)
+                helpers.append(asyncio.create_task(supervise("perp", lambda: self.read_perp_forever(session),
+                                                             TASK_FAILURES, self.failing)))
             try:
                 await self.read_forever(session)
             finally:

@@ -18,7 +18,7 @@ class FaultPlan:
     mute_trades_ms: int = 0  # suppress trade frames for the next N ms of data time
     rest_throttle_next: int = 0  # answer the next N REST requests 429 (Retry-After: rest_retry_after_s)
     rest_ban_next: int = 0  # answer the next N REST requests 418 (IP ban, Retry-After: rest_retry_after_s)
-    rest_retry_after_s: int = 1
+    rest_retry_after_s: float = 1.0  # float: "inf" is a header value to test too
     rest_delay_ms: int = 0  # delay every REST answer (a slow exchange)
 
     def update(self, **changes: int | bool) -> None:

@@ -69,3 +69,53 @@ def test_weight_budget_defers_requests_that_would_exceed_it():
     budget.record(40, now=1010.0, header="100")
     assert budget.wait_s(5, now=1020.0) == pytest.approx(40.0)  # until the first 60 leaves the window
     assert budget.wait_s(5, now=1061.0) == 0.0
+
+
+# ---- bounded exchange inputs: a Retry-After and a depth answer are untrusted values (issue 28)
+
+def test_a_retry_after_that_is_not_a_finite_non_negative_number_is_ignored():
+    from btcpred.adapters.binance_rest import _seconds
+
+    assert [_seconds(v) for v in ("inf", "Infinity", "nan", "-5", "1e400", "soon", None)] == [None] * 7
+    assert _seconds("2.5") == 2.5 and _seconds("0") == 0.0
+
+
+def test_a_ban_with_an_infinite_retry_after_lasts_the_default_not_for_ever(events):
+    async def scenario(sim, url, session):
+        sim.faults.update(rest_ban_next=1, rest_retry_after_s=float("inf"))
+        rest = BinanceRest(url, session)
+        with pytest.raises(RestBanned):
+            await rest.depth("BTCUSDT", 100)
+        return rest.banned_until - time.time()
+
+    assert 100 < asyncio.run(with_server(events, scenario)) <= 120
+
+
+def test_a_huge_retry_after_on_429_waits_no_longer_than_the_requests_deadline(events):
+    async def scenario(sim, url, session):
+        sim.faults.update(rest_throttle_next=1, rest_retry_after_s=86_400)
+        rest = BinanceRest(url, session, deadline_s=1.5)
+        started = time.monotonic()
+        snap = await rest.depth("BTCUSDT", 100)
+        return snap, time.monotonic() - started
+
+    snap, elapsed = asyncio.run(with_server(events, scenario))
+    assert snap.book_update_id > 0 and 1.4 <= elapsed < 5
+
+
+@pytest.mark.parametrize("body,why", [
+    ({"lastUpdateId": 5, "bids": [["60001.0", "1"]], "asks": [["60000.0", "1"]]},
+     "crossed snapshot: best bid 6000100000000 >= best ask 6000000000000"),
+    ({"lastUpdateId": 5, "bids": [["-1.0", "1"]], "asks": []}, "bid price -100000000 e8 not in (0, int64]"),
+    ({"lastUpdateId": 5, "bids": [["1.0", "-2"]], "asks": []}, "bid quantity -200000000 e8 at 100000000"),
+    ({"lastUpdateId": 5, "bids": [["99999999999999.0", "1"]], "asks": []}, "not in (0, int64]"),
+    ({"lastUpdateId": "5", "bids": [], "asks": []}, "lastUpdateId '5' is not an integer"),
+    ({"lastUpdateId": 5, "bids": [["1.0", "1", "x"]], "asks": []}, "does not parse: ValueError"),
+    ({"lastUpdateId": 5, "bids": [["1.0", "1"]]}, "does not parse: KeyError"),
+])
+def test_a_depth_answer_that_must_not_replace_a_book_is_refused(body, why):
+    from btcpred.adapters.binance_rest import InvalidSnapshot, depth_snapshot
+
+    with pytest.raises(InvalidSnapshot, match="refused|does not parse") as raised:
+        depth_snapshot("BTCUSDT", body)
+    assert why in str(raised.value)

@@ -33,6 +33,27 @@ def test_corrupt_frame_goes_to_dead_letter_file_not_to_kinesis(tmp_path):
     assert entry["reason"].startswith("truncated") and entry["frame_hex"] == "12001027"
 
 
+def test_a_well_formed_frame_with_values_no_exchange_sends_is_a_dead_letter_with_its_reason(tmp_path):
+    """The rules of ``udfs.event_rules`` at the first edge: a price of 0, a time an hour ahead of receipt."""
+    import time
+
+    from btcpred.ingest.ingestor import INVALID, INVALID_VALUE
+    from btcpred.udfs.events import DepthDiffEvent
+
+    ing = make_ingestor(tmp_path)
+    before = INVALID.labels(INVALID_VALUE)._value.get()
+    zero_price = sbe.encode(TradesEvent("BTCUSDT", 5, 4, (TradeEntry(1, 0, 2, False),)))
+    ahead_us = time.time_ns() // 1000 + 3_600_000_000
+    ahead = sbe.encode(DepthDiffEvent("BTCUSDT", ahead_us, 7, 8, ((100, 1),), ()))
+    asyncio.run(ing.handle_frame(zero_price))
+    asyncio.run(ing.handle_frame(ahead))
+    assert ing.queue.empty() and INVALID.labels(INVALID_VALUE)._value.get() == before + 2
+    first, second = (json.loads(line) for line in (tmp_path / "dlq.jsonl").read_text().splitlines())
+    assert first["reason"] == "invalid_value: TradesEvent: trade 1 price 0 e8 not in (0, int64]"
+    assert first["frame_hex"] == zero_price.hex()
+    assert second["reason"].startswith("invalid_value: DepthDiffEvent: event time") and "ahead of its receipt" in second["reason"]
+
+
 def test_combined_stream_url():
     ing = Ingestor(load_settings(environ={"BTCPRED_KINESIS__ENDPOINT": ""}), kinesis_client=object())
     assert ing.stream_url() == "ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"

@@ -40,7 +40,13 @@ def test_a_book_ticker_becomes_the_spot_symbols_quote_with_exact_decimals():
     ({k: v for k, v in MESSAGE.items() if k != "E"}, r"without \['E'\]"),
     ({**MESSAGE, "s": "ETHUSDT"}, "subscribed to BTCUSDT"),
     ({**MESSAGE, "b": "61,800.2"}, "does not parse"),
-    ({**MESSAGE, "a": "0.00"}, "non-positive price"),
+    ({**MESSAGE, "a": "0.00"}, "quote prices 6180020000000/0 e8 not in"),
+    ({**MESSAGE, "a": "61800.1"}, "crossed quote: bid 6180020000000 >= ask 6180010000000"),
+    ({**MESSAGE, "B": "-1"}, "quote quantities -100000000/251000000 e8 not in"),
+    ({**MESSAGE, "E": 2**70}, "event time 1180591620717411303424000 µs not in"),
+    ({**MESSAGE, "E": 1.5e12}, "field E = '1500000000000.0' is not an integer"),
+    ({**MESSAGE, "u": True}, "field u = 'True' is not an integer"),
+    ({**MESSAGE, "a": "1" + "0" * 15}, r"quote prices .* not in \(0, int64\]"),
     ([1, 2], "not a bookTicker"),
 ])
 def test_a_message_that_is_not_a_usable_book_ticker_says_why(message, reason):
@@ -67,9 +73,15 @@ def test_a_bad_book_ticker_is_a_counted_dead_letter_and_nothing_goes_to_kinesis(
     before = INVALID.labels(PERP_INVALID)._value.get()
     asyncio.run(ing.handle_perp_text("{not json"))
     asyncio.run(ing.handle_perp_text(json.dumps({**MESSAGE, "b": "x"})))
-    assert ing.queue.empty() and INVALID.labels(PERP_INVALID)._value.get() == before + 2
+    # what ended the reader before (issue 28): Python's JSON takes Infinity; int64 overflow on re-encoding
+    asyncio.run(ing.handle_perp_text(json.dumps(MESSAGE).replace('"E": 1723161256313', '"E": Infinity')))
+    asyncio.run(ing.handle_perp_text(json.dumps({**MESSAGE, "u": 2**64})))
+    assert ing.queue.empty() and INVALID.labels(PERP_INVALID)._value.get() == before + 4
+    reasons = [json.loads(line)["reason"] for line in ing.dead_letter.read_text().splitlines()]
+    assert "JSON constant Infinity is not a number the exchange sends" in reasons[2]
+    assert "book update id 18446744073709551616 not in [0, int64]" in reasons[3]
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "dlq.jsonl").read_text().splitlines()]
-    assert [r.split(":")[0] for r in reasons] == [PERP_INVALID, PERP_INVALID] and "does not parse" in reasons[1]
+    assert [r.split(":")[0] for r in reasons] == [PERP_INVALID] * 4 and "does not parse" in reasons[1]
 
 
 def test_a_perp_record_holding_anything_but_a_best_bid_ask_is_a_dead_letter():
