@@ -6,11 +6,16 @@ from btcpred.inference.models import FeatureOutOfRange, FeatureUnavailable, Pred
 from btcpred.inference.prediction import Prediction
 
 
-def fallback_reason(state: HotState, features_age_ms: float | None, max_age_ms: int) -> str | None:
+def fallback_reason(state: HotState, features_age_ms: float | None, max_age_ms: int,
+                    market_age_ms: float | None = None) -> str | None:
+    """Why this cycle cannot use the model. ``stale_features``: the job wrote nothing recently;
+    ``stale_market_data``: it did, but about a market long gone (a catch-up after an outage)."""
     if not state.features:
         return "no_features"
     if features_age_ms is None or features_age_ms > max_age_ms:
         return "stale_features"
+    if market_age_ms is not None and market_age_ms > max_age_ms:
+        return "stale_market_data"
     if state.feature_float("book_valid") == 0.0:
         return "book_invalid"
     return None
@@ -28,8 +33,10 @@ def make_prediction(
     """``predictor`` None means no usable model is loaded: a fallback, like stale features."""
     emitted = state.feature_float("emitted_at_us")
     features_age_ms = (now_us - emitted) / 1000.0 if emitted is not None else None
+    market_wall = state.feature_float("market_wall_us")
+    market_age_ms = (now_us - market_wall) / 1000.0 if market_wall is not None else None
     price = state.mid() or last_price
-    reason = fallback_reason(state, features_age_ms, max_feature_age_ms)
+    reason = fallback_reason(state, features_age_ms, max_feature_age_ms, market_age_ms)
     if price is None:
         reason = reason or "no_price"
     if reason is None and predictor is None:
@@ -59,6 +66,7 @@ def make_prediction(
         latency_ms=0.0,
         model_version=version,
         features_age_ms=features_age_ms,
+        market_age_ms=market_age_ms,
         source=source,
         feature_time_ms=int(feature_ts) // 1000 if feature_ts else None,
         book_update_id=int(book_id) if book_id else None,

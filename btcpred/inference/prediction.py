@@ -15,6 +15,8 @@ class Prediction(BaseModel):
     latency_ms: float = Field(description="boundary to publish: Redis read + assembly + model")
     model_version: str
     features_age_ms: float | None = Field(description="wall-clock age of the feature vector when read")
+    market_age_ms: float | None = Field(None, description="age of the market state the features describe: wall "
+                                        "clock minus their exchange time corrected by the observed receipt lag")
     source: Literal["redis", "fallback"]
     feature_time_ms: int | None = Field(description="exchange (data) time the features describe, for scoring replays")
     book_update_id: int | None = None

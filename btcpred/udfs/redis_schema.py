@@ -106,10 +106,14 @@ def trade_fields(stats: WindowStats) -> dict[str, str]:
     }
 
 
-def feat_fields(snapshot: Snapshot, emitted_at_us: int) -> dict[str, str]:
-    """``ts`` is the exchange time (µs) the features describe; ``emitted_at_us`` the wall clock."""
+def feat_fields(snapshot: Snapshot, emitted_at_us: int, market_wall_us: int | None = None) -> dict[str, str]:
+    """``ts`` is the exchange time (µs) the features describe; ``emitted_at_us`` the wall clock when
+    written; ``market_wall_us`` that exchange time on our clock (``ts`` plus the observed receipt lag),
+    absent before any event carried a receipt: serving's freshness is measured from it."""
     fields = {name: _num(value) for name, value in snapshot.features.items() if name != "book_update_id"}
     fields["book_update_id"] = str(int(snapshot.features["book_update_id"]))
     fields["ts"] = str(snapshot.time_us)
     fields["emitted_at_us"] = str(emitted_at_us)
+    if market_wall_us is not None:
+        fields["market_wall_us"] = str(market_wall_us)
     return fields

@@ -312,6 +312,7 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     failed_cuts: int = 0  # boundaries whose features raised: dead-lettered, not written (a Flink gauge)
     crossed_books: int = 0  # diffs after which the book was crossed: marked invalid, a re-anchor asked for
     capped_entries: int = 0  # history entries dropped by the caps (MAX_*): features near them are inexact
+    receipt_lag_us: int | None = None  # our receipt minus the exchange's time, smallest of the last record
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -419,6 +420,7 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         timers: list[int] = []
         book_changed_at = None  # (event time, receipt) of the last book change
         quote_problem = event_rules.quote_problem
+        lag = None
         for event, receipt in zip(events, receipts):
             try:
                 if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
@@ -445,6 +447,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
                     if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
                         late_writes.append(late_write(event, receipt, self.last_boundary_us))
                 if event.event_time_us:
+                    if receipt:
+                        lag = receipt - event.event_time_us if lag is None else min(lag, receipt - event.event_time_us)
                     boundary_us = self.timer_to_register(event.event_time_us, interval_us)
                     if boundary_us is not None:
                         timers.append(boundary_us)
@@ -455,6 +459,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
                 changed = True
         if book_changed_at is not None:
             writes.append(self.book_write(*book_changed_at))
+        if lag is not None:
+            self.receipt_lag_us = lag
         self.enforce_caps()
         return BatchResult(coalesce(writes), gap_writes, late_writes, timers, changed, dead_writes)
 
@@ -583,7 +589,10 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             RedisWrite("hash", rs.trade_key(self.symbol, name), fields, ttl_s=rs.TRADE_TTL_S)
             for name, fields in window_fields.items()
         ]
-        feat = rs.feat_fields(snap, wall_us)
+        # the boundary's market time on our clock: what serving measures freshness from (a catch-up
+        # after an outage cuts boundaries minutes old, fresh to the job, stale to a trader)
+        market_wall_us = time_us + self.receipt_lag_us if self.receipt_lag_us is not None else None
+        feat = rs.feat_fields(snap, wall_us, market_wall_us)
         writes.append(RedisWrite("hash", rs.feat_key(self.symbol), feat, ttl_s=rs.FEATURE_TTL_S, version_field="ts"))
         history_fields = dict(feat)
         for name, fields in window_fields.items():

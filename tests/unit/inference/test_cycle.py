@@ -10,9 +10,11 @@ from btcpred.inference.models import PersistencePredictor
 NOW_US = 1_800_000_000_000_000
 
 
-def state(age_ms=100.0, book_valid="1.0", with_book=True):
+def state(age_ms=100.0, book_valid="1.0", with_book=True, market_age_ms=None):
     feat = {"mid": "100.5", "book_valid": book_valid, "ts": "1723161255500000", "book_update_id": "42",
             "emitted_at_us": str(int(NOW_US - age_ms * 1000))}
+    if market_age_ms is not None:
+        feat["market_wall_us"] = str(int(NOW_US - market_age_ms * 1000))
     book = {"best_bid": "100.0", "best_ask": "101.0"} if with_book else {}
     return HotState(feat, book, {}, False)
 
@@ -30,6 +32,8 @@ def test_fresh_features_give_a_persistence_prediction_with_provenance():
 
 @pytest.mark.parametrize("s, reason", [
     (state(age_ms=5001), "stale_features"),
+    # written 100 ms ago by a job catching up after an outage, about a market 3 minutes old
+    (state(age_ms=100, market_age_ms=180_000), "stale_market_data"),
     (state(book_valid="0.0"), "book_invalid"),
     (HotState({}, {}, {}, False), "no_features"),
 ])
@@ -69,3 +73,9 @@ def test_aligned_loop_reports_missed_boundaries_when_a_cycle_overruns():
         asyncio.run(run_aligned(2000, cycle, missed.append, clock=lambda: clock["t"], sleep=fake_sleep))
     assert seen == [12000, 14000, 20000, 22000]
     assert missed == [2]
+
+
+def test_market_age_is_wall_clock_minus_the_features_market_time_on_our_clock():
+    p = predict(state(age_ms=100, market_age_ms=700))
+    assert p.source == "redis" and p.market_age_ms == 700.0 and p.features_age_ms == 100.0
+    assert predict(state(market_age_ms=5000)).source == "redis"  # the limit itself still serves

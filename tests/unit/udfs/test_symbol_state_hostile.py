@@ -158,3 +158,15 @@ def test_arbitrary_events_and_boundaries_never_escape_and_keep_the_invariants(st
             writes = state.on_boundary(payload, T0, INTERVAL_US)
             assert not any(w.key == "dlq:hotpath" for w in writes), writes
         check_invariants(state)
+
+
+def test_features_carry_their_market_time_on_our_clock_from_the_observed_receipt_lag():
+    """``market_wall_us`` = boundary + (receipt - event time), the smallest lag of the last record: a job
+    catching up cuts boundaries whose market time is long past on our clock (issue 28, item 5)."""
+    state = anchored()
+    d1, d2 = diff(101, bids=[(60_000 * E8, 2 * E8)], time_us=T0 + 100_000), diff(102, time_us=T0 + 200_000)
+    state.on_batch([d1, d2], [T0 + 100_000 + 80_000, T0 + 200_000 + 50_000], INTERVAL_US)
+    assert state.receipt_lag_us == 50_000
+    writes = state.on_boundary(T0 + INTERVAL_US, T0 + 9_000_000)
+    feat = next(w for w in writes if w.key == "feat:{BTCUSDT}").fields
+    assert feat["market_wall_us"] == str(T0 + INTERVAL_US + 50_000) and feat["emitted_at_us"] == str(T0 + 9_000_000)
