@@ -215,6 +215,9 @@ class ReanchorConfig(_Section):
     attempt_timeout_s: float = Field(10.0, gt=0)  # wait for the job's book to turn valid per snapshot
     max_attempts: int = Field(5, gt=0)
     verify_interval_s: float = Field(60.0, gt=0)  # drift check: a snapshot in band once a minute
+    # a book invalid or absent this long re-anchors without a gap record (and /health turns red)
+    heal_after_s: float = Field(10.0, gt=0)
+    heal_check_interval_s: float = Field(1.0, gt=0)
     weight_budget_per_minute: int = Field(3000, gt=0, le=6000)  # our share of Binance's 6,000
     metrics_port: int = Field(9102, gt=0, lt=65536)
 

@@ -19,6 +19,11 @@ Sequence (docs/recovery.md has it step by step):
 
 Once a minute the same path runs without a gap: the snapshot lets the job compare
 its book with the exchange's at the same update id (drift check).
+
+The book also heals without a gap record: whenever ``ob:`` is invalid or absent for longer than
+``reanchor.heal_after_s`` (a re-anchor that failed through a REST outage, a gap record lost, a job
+started without state), a re-anchor starts by itself and is retried until the book is valid;
+``/health`` is red meanwhile and ``reanchor_book_unhealthy_seconds`` says for how long.
 """
 from __future__ import annotations
 
@@ -51,7 +56,9 @@ REANCHORS = Counter("reanchors_total", "Finished re-anchors", ["reason", "outcom
 GAPS_READ = Counter("reanchor_gaps_read_total", "Gap records consumed", ["handling"])
 for _handling in ("reanchored", "coalesced"):  # exported at 0 from the start
     GAPS_READ.labels(_handling)
-for _reason in ("gap", "verify"):
+UNHEALTHY_S = Gauge("reanchor_book_unhealthy_seconds",
+                    "How long the symbol's ob: has been invalid or absent (0 while valid)", ["symbol"])
+for _reason in ("gap", "verify", "heal"):
     REANCHORS.labels(_reason, "ok"), REANCHORS.labels(_reason, "failed"), REANCHOR_SECONDS.labels(_reason)
 TASK_FAILURES = Counter("reanchor_task_failures_total",
                         "Failures the service survived: a snapshot attempt (4xx, bad body) or a loop restarted", ["task"])
@@ -83,7 +90,7 @@ class Reanchorer:
         self.consumer = f"{socket.gethostname()}-{id(self)}"
         self.last_outcome: Outcome | None = None
         self.failing: dict[str, str] = {} if failing is None else failing  # task -> its last error (/health 503)
-        for task in ("snapshot", "gaps", "verify"):
+        for task in ("snapshot", "gaps", "verify", "heal"):
             TASK_FAILURES.labels(self.task(task))  # exported at 0 from the start: an alert's increase() has a baseline
 
     def task(self, kind: str) -> str:
@@ -252,6 +259,37 @@ class Reanchorer:
                 log.warning("gap stream or consumer group gone (Redis restarted empty?): recreating it")
                 await self.ensure_group()
 
+    async def heal_once(self, unhealthy_since: float | None, now: float) -> float | None:
+        """One look at the book: returns since when (monotonic s) it has been invalid or absent, None
+        while valid. Past ``heal_after_s`` it shows on /health and a re-anchor runs (unless one is
+        running already); a failed one is simply tried again at the next look."""
+        valid, _ = await self._book_state()
+        book = self.task("book")
+        if valid:
+            self.failing.pop(book, None)
+            UNHEALTHY_S.labels(self.symbol).set(0)
+            return None
+        since = unhealthy_since if unhealthy_since is not None else now
+        UNHEALTHY_S.labels(self.symbol).set(now - since)
+        if now - since >= self.cfg.heal_after_s:
+            self.failing[book] = f"ob: invalid or absent for {now - since:.0f} s: re-anchoring without a gap record"
+            if not await self.redis.exists(rs.reanchor_key(self.symbol)):
+                outcome = await self.reanchor("heal")
+                if outcome is not None and outcome.ok:
+                    self.failing.pop(book, None)
+                    UNHEALTHY_S.labels(self.symbol).set(0)
+                    return None
+        return since
+
+    async def heal_forever(self) -> None:
+        since = None
+        while True:
+            try:
+                since = await self.heal_once(since, time.monotonic())
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                log.warning("book health check skipped, Redis unavailable: %s", exc)
+            await asyncio.sleep(self.cfg.heal_check_interval_s)
+
     async def verify_forever(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.verify_interval_s)
@@ -279,7 +317,8 @@ async def run(settings: Settings) -> None:
                                       host=settings.metrics_host):
                 await asyncio.gather(*(supervise(s.task(loop), run, TASK_FAILURES, failing)
                                        for s in services for loop, run in (("gaps", s.gaps_forever),
-                                                                           ("verify", s.verify_forever))))
+                                                                           ("verify", s.verify_forever),
+                                                                           ("heal", s.heal_forever))))
         finally:
             await redis.aclose()
 

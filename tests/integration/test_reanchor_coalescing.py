@@ -224,3 +224,54 @@ def test_one_service_heals_each_carried_symbol_on_its_own(local_stack):
     assert books == {SYMBOL: [b"1", b"90"], other: [b"1", b"130"]}
     assert logs == {SYMBOL: 0, other: 1} and pending == 0
     assert tasks == {SYMBOL: "gaps BTCUSDT", other: "gaps BTCUSDT-R1"}
+
+
+class DownThenUpExchange(ExchangeAndJobPerSymbol):
+    """REST fails ``failures`` times (an outage the client's own retries did not ride out), then answers."""
+
+    def __init__(self, client: aioredis.Redis, next_id: int, failures: int) -> None:
+        super().__init__(client, next_id)
+        self.failures = failures
+
+    async def depth(self, symbol: str, limit: int = 1000) -> DepthSnapshotEvent:
+        if self.failures > 0:
+            self.failures -= 1
+            self.asked.append(f"{symbol} (down)")
+            from btcpred.adapters.binance_rest import RetryableError
+            raise RetryableError("503 from the exchange")
+        return await super().depth(symbol, limit)
+
+
+@pytest.mark.parametrize("book", ["invalid", "absent"])
+def test_a_book_invalid_or_absent_past_the_bound_heals_without_a_gap_record(local_stack, book):
+    """The re-anchor of a REST outage failed and no gap record will come (or the job started without
+    state): past ``heal_after_s`` the service re-anchors by itself, /health red, until it succeeds."""
+    settings = local_stack.model_copy(update={"reanchor": local_stack.reanchor.model_copy(
+        update={"heal_after_s": 10.0, "max_attempts": 2})})
+
+    async def run():
+        client = aioredis.Redis.from_url(local_stack.redis.url)
+        await client.flushall()
+        exchange = DownThenUpExchange(client, next_id=130, failures=2)  # the first heal's two attempts fail
+        exchange.loop = asyncio.get_running_loop()
+        service = Reanchorer(settings, client, exchange, exchange)
+        if book == "invalid":
+            await client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "0", "last_update_id": "100"})
+        looks = []
+        since = None
+        for now in (1000.0, 1005.0, 1010.0, 1011.0):  # monotonic seconds of each look
+            since = await service.heal_once(since, now)
+            looks.append((since, dict(service.failing), list(exchange.asked)))
+        valid = await client.hmget(rs.ob_key(SYMBOL), "book_valid", "last_update_id")
+        log = await client.xrange(rs.reanchor_log_key(SYMBOL))
+        await client.aclose()
+        return looks, valid, log
+
+    looks, valid, log = asyncio.run(run())
+    assert looks[0] == (1000.0, {}, []) and looks[1] == (1000.0, {}, [])  # within the bound: nothing yet
+    since, failing, asked = looks[2]  # past it: a heal whose two attempts meet the outage
+    assert since == 1000.0 and asked == ["BTCUSDT (down)", "BTCUSDT (down)"]
+    assert failing == {"book BTCUSDT": "ob: invalid or absent for 10 s: re-anchoring without a gap record"}
+    assert looks[3] == (None, {}, ["BTCUSDT (down)", "BTCUSDT (down)", "BTCUSDT"])  # the next look heals it
+    assert valid == [b"1", b"130"]
+    assert [(e[b"reason"], e[b"outcome"]) for _, e in log] == [(b"heal", b"failed"), (b"heal", b"ok")]
