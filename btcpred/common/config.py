@@ -190,6 +190,10 @@ class FlinkJobConfig(_Section):
     out_of_orderness_ms: int = Field(200, ge=0)
     idleness_ms: int = Field(5000, gt=0)
     checkpoint_interval_ms: int = Field(10_000, gt=0)
+    # a checkpoint slower than this is aborted (Flink's default is 10 min: a stuck one held the next for
+    # that long); this many failed in a row fail the job over instead of retrying for ever
+    checkpoint_timeout_ms: int = Field(120_000, gt=0)
+    tolerable_checkpoint_failures: int = Field(3, ge=0)
     # file path (relative to the repo) or URI (s3://); None leaves the storage to the cluster (Managed Flink)
     checkpoint_dir: str | None = None
     savepoint_dir: str | None = None

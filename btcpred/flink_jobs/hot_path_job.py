@@ -313,7 +313,10 @@ def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Pa
     if not managed:  # Managed Flink: checkpointing is the application's CheckpointConfiguration
         env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
         # storage, retention and backend come with job_configuration (state_storage.state_options)
-        env.get_checkpoint_config().set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
+        checkpoints = env.get_checkpoint_config()
+        checkpoints.set_min_pause_between_checkpoints(min(1000, cfg.checkpoint_interval_ms))
+        checkpoints.set_checkpoint_timeout(cfg.checkpoint_timeout_ms)
+        checkpoints.set_tolerable_checkpoint_failure_number(cfg.tolerable_checkpoint_failures)
         env.set_python_executable(sys.executable)
     for jar in jars if jars is not None else [state_storage.CONNECTOR_JAR]:
         if not jar.is_file():

@@ -279,6 +279,7 @@ class SbeArchiver:
 
         def archive(shard_id: str) -> None:
             TASK_FAILURES.labels(shard_id)  # exported at 0 from the start: an alert's increase() has a baseline
+            DISCARDED.labels(shard_id)
 
             def once() -> int:
                 self.reading.add(shard_id)
