@@ -1,6 +1,6 @@
-"""Soak: the whole pipeline on the real capture, lap after lap, for half an hour or more.
+"""Soak: the whole pipeline on the real capture, lap after lap, for two hours or more.
 
-    python -m bench.soak [--minutes 30] [--speed 10] [--sample-every-s 60] [--warm-up-s 120]
+    python -m bench.soak [--minutes 125] [--speed 10] [--sample-every-s 60] [--warm-up-s 300]
 
 The simulator replays the spot capture in laps (``rig/simulator/laps.py``: each lap later in
 time and ids, so every lap boundary is a sequence gap the reliability path heals), at ``--speed``.
@@ -9,16 +9,25 @@ process and all its children: the mini cluster's JVM and Python workers count to
 and Redis's own ``used_memory``. Growth is measured from the first sample after ``--warm-up-s``
 (JIT, caches and the 10,000-entry streams fill first) to the last.
 
-Prints one JSON line last: per process the RSS at start and end (MB), the peak, the growth and
-whether it stayed within the bound (``max(GROWTH_BOUND_MB, GROWTH_BOUND_SHARE * start)``); the
-inference service's cycles and missed cycles, predictions by source, laps replayed and gaps
-healed. Exits non-zero if a process died, a cycle was missed, or a bound was broken.
+A leak is judged by its slope, not by a bound on total growth (which let ~8 MB/min pass): per
+process, the least-squares slope of RSS over the *last hour* of the run (MB/h), its 95 % interval
+(from the residuals, so a noisy series shows as a wide one), the slopes of that hour's two halves
+(half-hours in a full run) as a second look at the spread, and whether the slope stays under ``SLOPE_TARGET_SHARE`` of the
+process's size at the start of that hour. The keyed state's size (the job's ``stateEntries``
+gauge, read off Flink's Prometheus reporter) is sampled with it and judged the same way.
+
+Prints one JSON line last: per process the RSS at start and end (MB), the peak, the growth, the
+slope figures; the keyed state's entries over time; the inference service's cycles and missed
+cycles, predictions by source, laps replayed and gaps healed. Exits non-zero if a process died,
+a cycle was missed, or a slope passed its target.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+import urllib.request
 
 import psutil
 import redis
@@ -28,8 +37,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rig.pipeline import Pipeline, get_json
 from btcpred.udfs import redis_schema as rs
 
-GROWTH_BOUND_MB = 64.0  # resident growth a process may show after warm-up
-GROWTH_BOUND_SHARE = 0.25  # ... or this share of its size after warm-up, whichever is larger
+SLOPE_TARGET_SHARE = 0.02  # a process may grow at most 2 % of its size per hour over the last hour
+JUDGED_S = 3600.0  # the window the slope is taken over: the run's last hour
+STATE_GAUGE = "stateEntries"  # the job's keyed state in entries (btcpred/flink_jobs/hot_path_job.py)
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -63,30 +73,75 @@ def predictions_by_source(url: str) -> dict[str, int]:
             if family.name == "inference_predictions" for s in family.samples if s.name.endswith("_total")}
 
 
+def slope_per_hour(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope of (seconds, value) per hour, and the half-width of its 95 % interval."""
+    n = len(points)
+    if n < 3:
+        return float("nan"), float("nan")
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    sxx = sum((t - mean_t) ** 2 for t, _ in points)
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / sxx
+    residual = sum((v - mean_v - slope * (t - mean_t)) ** 2 for t, v in points) / (n - 2)
+    return slope * 3600, 1.96 * math.sqrt(residual / sxx) * 3600
+
+
+def judge_slope(points: list[tuple[float, float]]) -> dict:
+    """Slope figures of one series over its last ``JUDGED_S`` (points: seconds since start, value)."""
+    end = points[-1][0]
+    judged = [(t, v) for t, v in points if t >= end - JUDGED_S]
+    slope, half_width = slope_per_hour(judged)
+    middle = judged[0][0] + (judged[-1][0] - judged[0][0]) / 2
+    halves = [slope_per_hour([p for p in judged if p[0] <= middle])[0], slope_per_hour([p for p in judged if p[0] >= middle])[0]]
+    start = judged[0][1]
+    target = SLOPE_TARGET_SHARE * start
+    return {"judged_minutes": round((judged[-1][0] - judged[0][0]) / 60, 1), "start": start,
+            "slope_per_h": round(slope, 2), "slope_ci95": [round(slope - half_width, 2), round(slope + half_width, 2)],
+            "half_window_slopes_per_h": [round(h, 2) for h in halves], "target_per_h": round(target, 2),
+            "share_of_start_per_h": round(slope / start, 4) if start else None, "within_target": slope <= target}
+
+
 def summarise(samples: list[tuple[float, dict[str, float]]], warm_up_s: float) -> dict[str, dict]:
     t0 = samples[0][0]
-    settled = [s for t, s in samples if t - t0 >= warm_up_s] or [samples[-1][1]]
+    settled = [(t - t0, s) for t, s in samples if t - t0 >= warm_up_s] or [(samples[-1][0] - t0, samples[-1][1])]
     out = {}
     for name in samples[-1][1]:
-        start, end = settled[0][name], settled[-1][name]
-        peak = max(s[name] for _, s in samples)
-        bound = max(GROWTH_BOUND_MB, GROWTH_BOUND_SHARE * start)
-        out[name] = {"start_mb": start, "end_mb": end, "peak_mb": peak, "growth_mb": round(end - start, 1),
-                     "bound_mb": round(bound, 1), "within_bound": end - start <= bound}
+        series = [(t, s[name]) for t, s in settled if s.get(name) is not None and not math.isnan(s[name])]
+        start, end = series[0][1], series[-1][1]
+        out[name] = {"start_mb": start, "end_mb": end, "peak_mb": max(s[name] for _, s in samples),
+                     "growth_mb": round(end - start, 1), **judge_slope(series)}
     return out
+
+
+def flink_gauge(ports: str, name: str) -> float | None:
+    """Sum of a job gauge over Flink's Prometheus reporter ports (every subtask and key group)."""
+    low, high = (int(p) for p in ports.split("-"))
+    total, found = 0.0, False
+    for port in range(low, high + 1):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name.endswith(f"_{name}"):
+                for sample in family.samples:
+                    total, found = total + sample.value, True
+    return total if found else None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--minutes", type=float, default=125.0)
     parser.add_argument("--speed", type=float, default=10.0)
     parser.add_argument("--sample-every-s", type=float, default=60.0)
-    parser.add_argument("--warm-up-s", type=float, default=120.0)
+    parser.add_argument("--warm-up-s", type=float, default=300.0)
     args = parser.parse_args()
     with StackGuard():
         pipeline = Pipeline(speed=args.speed, laps=0)
         client = redis.Redis.from_url(pipeline.settings.redis.url)
         samples: list[tuple[float, dict[str, float]]] = []
+        state_entries: list[tuple[float, float | None]] = []
         died = None
         try:
             pipeline.start(wait_for_job=True)
@@ -95,6 +150,7 @@ def main() -> int:
             while True:
                 now = time.monotonic()
                 samples.append((now, sample(pipeline, client)))
+                state_entries.append((now - started, flink_gauge(pipeline.settings.flink.metrics_reporter_ports, STATE_GAUGE)))
                 print(f"[soak] {(now - started) / 60:5.1f} min: " + ", ".join(f"{k} {v:.0f}" for k, v in samples[-1][1].items()),
                       file=sys.stderr, flush=True)
                 if now >= end:
@@ -113,12 +169,15 @@ def main() -> int:
             pipeline.stop()
             client.close()
     memory = summarise(samples, args.warm_up_s) if samples else {}
+    seen = [(t, v) for t, v in state_entries if v is not None and t >= args.warm_up_s]
+    keyed_state = ({"entries_every_10_min": [v for t, v in seen][::max(1, int(600 / args.sample_every_s))],
+                    **judge_slope(seen)} if len(seen) >= 3 else {"error": "stateEntries not read off Flink's reporter"})
     result = {"benchmark": "soak", "minutes": args.minutes, "speed": args.speed, "samples": len(samples),
-              "warm_up_s": args.warm_up_s, "memory": memory, "cycles": cadence.get("cycles"),
+              "warm_up_s": args.warm_up_s, "memory": memory, "keyed_state": keyed_state, "cycles": cadence.get("cycles"),
               "missed_cycles": cadence.get("missed_cycles"), "predictions": sources, "laps": sim.get("lap", -1) + 1,
               "gaps_recorded": gaps, "reanchor_log_entries": reanchors, "died": died}
     emit(result)
-    ok = died is None and cadence.get("missed_cycles") == 0 and all(m["within_bound"] for m in memory.values())
+    ok = died is None and cadence.get("missed_cycles") == 0 and all(m["within_target"] for m in memory.values())
     return 0 if ok else 1
 
 
