@@ -16,7 +16,10 @@ across the hour boundary without a new snapshot), and with the next hour's first
 after it (the labels of its last 10 s). An hour owns the boundaries whose data time lies after the latest event
 of the hour before it and up to its own latest event, so consecutive hours split the
 rows between them. Only complete hours (the next one has begun) are built, each once,
-unless ``--through-now`` (the current hour too, as far as it goes) or ``--rebuild``.
+unless ``--through-now`` (the current hour too, as far as it goes) or ``--rebuild``. An hour
+counts as built once its rows are in the feature store (a ``.loaded.json`` marker beside its
+silver, written after the load commits): a build a PostgreSQL outage interrupted is picked up
+again by the next run.
 """
 from __future__ import annotations
 
@@ -111,14 +114,22 @@ def build_hour(lake: Lake, engine: sa.Engine | None, stream: str, symbol: str, v
     table = feature_table(rows, venue, symbol, f"archive:{stream}")
     key = layout.archive_silver_key(symbol, stream, hour_us)
     lake.put_table(key, table)
-    if engine is not None and rows:
-        load_features(engine, table)
+    if engine is not None:
+        if rows:
+            load_features(engine, table)  # raises on a PostgreSQL outage: no marker, the next run builds it again
+        lake.put_bytes(layout.archive_loaded_key(symbol, stream, hour_us), json.dumps(
+            {"rows": len(rows), "loaded_at": datetime.now(timezone.utc).isoformat()}).encode())
     return HourBuilt(hour_us, key, len(rows), sum(1 for r in rows if r.trainable))
 
 
-def _built(lake: Lake, key: str) -> bool:
-    """The hour's silver exists with every current column (one from before a feature existed is built again)."""
-    return lake.exists(key) and not missing_columns(lake.column_names(key))
+def _built(lake: Lake, symbol: str, stream: str, hour_us: int, loading: bool) -> bool:
+    """The hour's silver exists with every current column (one from before a feature existed is built
+    again) and, when loading the feature store, its load marker too: an hour whose load failed after
+    its silver was written (a PostgreSQL outage) used to count as built and never reached the store."""
+    key = layout.archive_silver_key(symbol, stream, hour_us)
+    if not lake.exists(key) or missing_columns(lake.column_names(key)):
+        return False
+    return not loading or lake.exists(layout.archive_loaded_key(symbol, stream, hour_us))
 
 
 def build(s3: S3Config, engine: sa.Engine | None, stream: str, symbol: str, venue: str,
@@ -132,7 +143,7 @@ def build(s3: S3Config, engine: sa.Engine | None, stream: str, symbol: str, venu
     for hour_us in archived_hours(lake, symbol, stream):
         if hour_us >= current_hour and not through_now:
             continue  # still being written: built once the next hour has begun
-        if not rebuild and hour_us < current_hour and _built(lake, layout.archive_silver_key(symbol, stream, hour_us)):
+        if not rebuild and hour_us < current_hour and _built(lake, symbol, stream, hour_us, engine is not None):
             continue
         done = build_hour(lake, engine, stream, symbol, venue, hour_us)
         log.info("archive hour %d: %d rows (%d trainable) -> %s", hour_us, done.rows, done.trainable, done.key)

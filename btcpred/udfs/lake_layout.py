@@ -105,9 +105,15 @@ def silver_key(dataset: str, partition: str, stem: str) -> str:
 
 
 def archive_silver_key(symbol: str, stream: str, hour_us: int) -> str:
-    """Where an archive hour's feature rows go; its existence marks the hour as built."""
+    """Where an archive hour's feature rows go."""
     h = _utc(hour_us)
     return f"{SILVER_FEATURES}{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
+
+
+def archive_loaded_key(symbol: str, stream: str, hour_us: int) -> str:
+    """The marker written once an archive hour's rows are in the feature store: with its silver,
+    it marks the hour as built (silver alone is not: the load may have failed after it)."""
+    return archive_silver_key(symbol, stream, hour_us).removesuffix(".parquet") + ".loaded.json"
 
 
 def artifact_prefix(model_version: str) -> str:

@@ -15,6 +15,7 @@ from btcpred.batch.feature_builder import build_rows, replay
 from btcpred.adapters.lake import Lake
 from btcpred.reliability.sbe_archiver import SbeArchiver
 from tests.integration.conftest import put_real_frames
+from btcpred.udfs import lake_layout as layout
 from btcpred.udfs.features import FEATURE_NAMES, same_feature
 
 pytestmark = pytest.mark.integration
@@ -75,3 +76,31 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
     again = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com")
     assert [b.hour_us for b in again] == hours[:1]
     assert "ofi_norm_5s" in lake.column_names(rebuilt[0].key)
+
+
+@pytest.mark.timeout(300)
+def test_an_hour_whose_load_failed_is_built_again_not_lost(stream_settings, spot_events, pg_engine):
+    """A PostgreSQL outage while an hour loads: its silver is written, its load raises. The hour must
+    not count as built (before: silver alone marked it, and the hour never reached the feature store)."""
+    settings, client = stream_settings
+    stream = settings.kinesis.stream
+    lake = Lake(settings.s3)
+    put_real_frames(client, stream, spot_events[:6000])
+    archiver = SbeArchiver(settings, kinesis=client, lake=lake)
+    archiver.run_shard(archiver.shards()[0], stop_after_idle_s=1.0)
+    [hour] = bronze_archive.archived_hours(lake, "BTCUSDT", stream)
+    later = hour + 7_200_000_000
+
+    down = sa.create_engine(pg_engine.url.set(port=1), connect_args={"connect_timeout": 2})  # nothing listens there
+    with pytest.raises(sa.exc.OperationalError):
+        archive.build(settings.s3, down, stream, "BTCUSDT", "binance.com", now_us=later)
+    assert lake.exists(layout.archive_silver_key("BTCUSDT", stream, hour))  # silver written before the load failed
+    assert not lake.exists(layout.archive_loaded_key("BTCUSDT", stream, hour))
+
+    [built] = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", now_us=later)
+    assert built.hour_us == hour and built.rows > 0
+    with pg_engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT count(*) FROM feature_store WHERE source = :s"),
+                              {"s": f"archive:{stream}"}).scalar()
+    assert stored == built.rows
+    assert archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", now_us=later) == []  # once loaded
