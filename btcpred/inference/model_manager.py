@@ -6,6 +6,11 @@ into ONNX Runtime, checked against the features the hot path publishes, and
 warmed up, all in a worker thread; only then is it swapped in with a single
 reference assignment, which the event loop makes atomic with respect to cycles.
 A refused or broken model is logged once and the previous one keeps serving.
+
+Refused for good: an artifact that is wrong in itself (checksum, horizon, a feature this system
+never computes). Retried at every poll: one whose features the hot path computes but whose
+latest ``feat:`` lacks one for now (a perpetual reconnecting, a job restarting, a quote stream
+not yet seen): before, that moment refused a promoted model until the process restarted.
 """
 from __future__ import annotations
 
@@ -29,9 +34,15 @@ from btcpred.udfs.features import FEATURE_NAMES, HORIZON_US
 log = logging.getLogger("inference.models")
 
 MODEL_LOADS = Counter("inference_model_loads_total", "Model load attempts", ["outcome"])
-for _outcome in ("loaded", "refused", "fetch_error", "registry_error"):  # exported at 0 from the start
+for _outcome in ("loaded", "refused", "fetch_error", "registry_error", "features_missing"):  # at 0 from the start
     MODEL_LOADS.labels(_outcome)
+WAITING = Gauge("inference_model_waiting_for_features",
+                "1 while the production model waits for features the latest feat: lacks (retried every poll)")
 MODEL_INFO = Gauge("inference_model_loaded_timestamp_seconds", "When the serving model was swapped in", ["model_version"])
+
+
+class FeaturesNotYetProvided(Exception):
+    """The hot path computes the features, but its latest vector lacks some: worth another poll."""
 
 
 class ModelSource(Protocol):
@@ -114,10 +125,14 @@ class ModelManager:
     def _check_features(self, meta: ModelMetadata) -> None:
         if meta.horizon_s * 1_000_000 != HORIZON_US:
             raise ArtifactError(f"predicts {meta.horizon_s} s ahead; this system predicts {HORIZON_US // 1_000_000} s")
-        provided = self.available_features() or {*FEATURE_NAMES, "mid"}  # no feat: yet: what every vector carries
+        computed = {*FEATURE_NAMES, "mid"}
+        never = [name for name in meta.feature_names if name not in computed]
+        if never:
+            raise ArtifactError(f"needs features the hot path does not compute: {never}")
+        provided = self.available_features() or computed  # no feat: yet: what every vector carries
         missing = [name for name in meta.feature_names if name not in provided]
         if missing:
-            raise ArtifactError(f"needs features the hot path does not provide: {missing}")
+            raise FeaturesNotYetProvided(f"the latest feature vector lacks {missing}")
 
     def _load(self, uri: str, checksum: str) -> OnnxPredictor:
         onnx_bytes, meta = self.source.fetch(uri, checksum)
@@ -146,7 +161,14 @@ class ModelManager:
         keeping = self.current.version if self.current else "no model"
         try:
             predictor = await asyncio.to_thread(self._load, uri, checksum)
+        except FeaturesNotYetProvided as exc:  # a moment without a stream: the next poll tries again
+            self.last_error = f"{version}: {exc}"
+            MODEL_LOADS.labels("features_missing").inc()
+            WAITING.set(1)
+            log.warning("model %s waits for features (will retry), keeping %s: %s", version, keeping, exc)
+            return "features_missing"
         except ArtifactError as exc:  # the artifact itself is wrong: refuse this version for good
+            WAITING.set(0)
             self.refused[version] = str(exc)
             MODEL_LOADS.labels("refused").inc()
             log.error("model %s refused, keeping %s: %s", version, keeping, exc)
@@ -156,6 +178,7 @@ class ModelManager:
             MODEL_LOADS.labels("fetch_error").inc()
             log.warning("model %s could not be fetched (will retry), keeping %s: %s", version, keeping, exc)
             return "fetch_error"
+        WAITING.set(0)
         previous = self.current
         self.current = predictor  # the swap: the next cycle uses it, the running one finishes with the old
         self.loaded_at = time.time()

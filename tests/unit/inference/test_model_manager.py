@@ -174,3 +174,31 @@ def test_an_artifact_for_another_horizon_is_refused(tmp_path):
     manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
     assert asyncio.run(manager.poll_once()) != "loaded" and manager.current is None
     assert "predicts 5 s ahead; this system predicts 10 s" in manager.refused["v5s"]
+
+
+def test_a_feature_missing_for_a_moment_is_retried_not_a_refusal_for_good(tmp_path):
+    """A perpetual reconnecting or a job restarting leaves a computed feature out of feat: for a while;
+    the promoted model waits for it (counted, gauge up) and loads at the first poll that sees it."""
+    from btcpred.inference.model_manager import MODEL_LOADS, WAITING
+
+    artifact(tmp_path, "v1")
+    latest = {"depth_imbalance_1", "mid"}  # microprice_minus_mid absent from the latest vector
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1, available_features=lambda: latest)
+    before = MODEL_LOADS.labels("features_missing")._value.get()
+    assert [asyncio.run(manager.poll_once()) for _ in range(2)] == ["features_missing"] * 2
+    assert manager.current is None and manager.refused == {} and WAITING._value.get() == 1
+    assert "lacks ['microprice_minus_mid']" in manager.last_error
+    assert MODEL_LOADS.labels("features_missing")._value.get() - before == 2
+    latest.add("microprice_minus_mid")
+    assert asyncio.run(manager.poll_once()) == "loaded" and manager.current.version == "v1" and WAITING._value.get() == 0
+
+
+def test_a_feature_this_system_never_computes_is_refused_for_good(tmp_path):
+    from btcpred.common.model_artifact import read_local, write_local
+
+    artifact(tmp_path, "v-odd")
+    onnx_bytes, meta = read_local(tmp_path)
+    write_local(tmp_path, onnx_bytes, meta.model_copy(update={"feature_names": ["depth_imbalance_1", "not_a_feature"]}))
+    manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
+    assert asyncio.run(manager.poll_once()) == "refused"
+    assert "does not compute: ['not_a_feature']" in manager.refused["v-odd"]
