@@ -181,6 +181,9 @@ class IngestorConfig(_Section):
     max_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
     rotate_after_s: float = Field(23.5 * 3600, gt=0)  # Binance closes connections at 24 h
     dead_letter_path: str = ".local/dead-letter/ingest.jsonl"
+    # the spill is bounded: this many files of about this size (``btcpred/ingest/dead_letters.py``)
+    dead_letter_max_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    dead_letter_files: int = Field(8, gt=0)
     metrics_port: int = Field(9101, gt=0, lt=65536)
 
 

@@ -26,6 +26,7 @@ from btcpred.common.config import Settings, aws_client_kwargs
 from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
 from btcpred.adapters.binance_rest import BinanceRest
 from btcpred.adapters.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
+from btcpred.ingest.dead_letters import spill_for
 from btcpred.ingest.perp_quotes import PerpQuoteError, parse_json, perp_quote_envelope, perp_stream_url
 from btcpred.adapters.snapshot_injector import snapshot_envelope
 from btcpred.udfs import envelope, event_rules, sbe
@@ -101,6 +102,7 @@ class Ingestor:
                                     min_retry_s=settings.ingestor.min_put_retry_s)
         self.queue: asyncio.Queue[tuple[str, envelope.Envelope]] = asyncio.Queue(QUEUE_LIMIT)
         self.dead_letter = Path(settings.ingestor.dead_letter_path)
+        self.spill = spill_for(settings)  # bounded, rotated; records Kinesis refused are replayed from it
         self.connected = False
         self.perp_connected = False
         self.anchored: set[str] = set()  # symbols whose anchor snapshot is in band or on its way
@@ -117,9 +119,7 @@ class Ingestor:
         return f"{self.settings.exchange.ws_url}/stream?streams={names}"
 
     def _dead_letter(self, frame: bytes, reason: str) -> None:
-        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
-        with self.dead_letter.open("a") as fh:
-            fh.write(json.dumps({"receipt_time_us": time.time_ns() // 1000, "reason": reason, "frame_hex": frame.hex()}) + "\n")
+        self.spill.frame(frame, reason)
 
     async def handle_frame(self, frame: bytes) -> DepthDiffEvent | None:
         receipt_us = time.time_ns() // 1000
@@ -285,14 +285,14 @@ class Ingestor:
             try:
                 await asyncio.to_thread(self.writer.put, records)
             except PutFailed as exc:
-                log.error("%s; dead-lettering them", exc)
+                log.error("%s; spilling them for replay (python -m btcpred.ingest.dead_letters replay)", exc)
                 for record in exc.records:
-                    self._dead_letter(record.data, "kinesis_put_failed")
+                    self.spill.record(record, "kinesis_put_failed")
             except Exception as exc:  # noqa: BLE001 - supervised: the batch is kept, the writer goes on
                 record_failure(TASK_FAILURES, self.failing, "writer", exc)
-                log.exception("writing %d records failed; dead-lettering them", len(records))
+                log.exception("writing %d records failed; spilling them for replay", len(records))
                 for record in records:
-                    self._dead_letter(record.data, f"writer_error: {type(exc).__name__}")
+                    self.spill.record(record, f"writer_error: {type(exc).__name__}")
             else:
                 self.failing.pop("writer", None)
 
