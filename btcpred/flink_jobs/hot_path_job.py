@@ -74,11 +74,14 @@ class DecodeRecord(ProcessFunction):
     """Kinesis text record -> a RawBatch per symbol (``split_record``); a malformed record or frame
     goes to the dead-letter output. Decoding proper happens after ``key_by``."""
 
+    def __init__(self, max_event_time_lead_ms: int = 10_000) -> None:
+        self.max_lead_us = max_event_time_lead_ms * 1000
+
     def open(self, runtime_context: RuntimeContext) -> None:
         self.dead_letters = CumulativeCount(runtime_context.get_metrics_group(), "deadLetters")
 
     def process_element(self, value: str, ctx: ProcessFunction.Context):
-        record = split_record(value, time.time_ns() // 1000)
+        record = split_record(value, time.time_ns() // 1000, self.max_lead_us)
         if record.dead_letters:
             self.dead_letters.inc(len(record.dead_letters))
             for write in record.dead_letters:
@@ -254,7 +257,8 @@ def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStrea
     ``sink`` to Redis; ``before_sink`` lets a newer job version insert operators (uids keep state)."""
     cfg = settings.flink
     raw = source if source is not None else kinesis_source(env, settings)
-    decoded = raw.process(DecodeRecord(), output_type=Types.PICKLED_BYTE_ARRAY()).name("Decode SBE").uid("decode-sbe")
+    decoded = (raw.process(DecodeRecord(settings.exchange.max_event_time_lead_ms), output_type=Types.PICKLED_BYTE_ARRAY())
+               .name("Decode SBE").uid("decode-sbe"))
     strategy = (
         WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
         .with_idleness(Duration.of_millis(cfg.idleness_ms))  # before the assigner: it would drop it

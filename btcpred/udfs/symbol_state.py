@@ -160,10 +160,14 @@ class SplitRecord:
 _PERP = envelope.Source.PERP_QUOTE
 
 
-def split_record(value: str, now_us: int) -> SplitRecord:
+def split_record(value: str, now_us: int, max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> SplitRecord:
     """What the job does with a record before ``key_by``: an envelope that does not parse is one
-    dead letter; a frame whose structure is broken (``sbe.peek``) or a perpetual quote that is no
-    best bid/ask is one dead letter, and its record goes on; the rest is grouped by symbol."""
+    dead letter; a frame whose structure is broken (``sbe.peek``), a perpetual quote that is no
+    best bid/ask, or an event time further ahead of its receipt than ``max_lead_us`` is one dead
+    letter, and its record goes on; the rest is grouped by symbol.
+
+    The time rule runs here, not only after the shuffle: the record's event time stamps the
+    watermark before ``key_by``, and one frame a day ahead would move every key's boundaries a day."""
     out = SplitRecord([], [])
     try:
         frames = envelope.from_text(value)
@@ -177,6 +181,12 @@ def split_record(value: str, now_us: int) -> SplitRecord:
             out.dead_letters.append(dead_letter_write(f"sbe {peeked.kind.value}: {peeked.detail}", env.frame.hex(), now_us))
             continue
         template, event_time_us, symbol = peeked
+        if event_time_us - env.receipt_time_us > max_lead_us and env.receipt_time_us:
+            out.dead_letters.append(dead_letter_write(
+                f"{SBE_EVENT_NAMES.get(template, template)} refused: event time {event_time_us} µs is "
+                f"{(event_time_us - env.receipt_time_us) / 1e6:.3f} s ahead of its receipt (limit {max_lead_us / 1e6:g} s)",
+                env.frame.hex(), now_us))
+            continue
         perp = env.source is _PERP
         if perp and template != sbe.TEMPLATE_BEST_BID_ASK:
             out.dead_letters.append(dead_letter_write(

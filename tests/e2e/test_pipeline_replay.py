@@ -17,7 +17,8 @@ import pytest
 from btcpred.common.config import aws_client_kwargs
 from btcpred.batch.feature_builder import build_rows, replay
 from btcpred.batch.recordings import identify
-from btcpred.udfs import envelope
+from btcpred.udfs import envelope, sbe
+from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, TradeEntry, TradesEvent
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 
 from rig.pipeline import Pipeline, get_json
@@ -41,13 +42,43 @@ def compare_book(ob: dict[str, str], sim_book: dict) -> None:
     assert float(ob["best_ask"]) == sim_book["asks"][0][0] / E8
 
 
+def poison_frames(now_us: int) -> list[bytes]:
+    """Well-formed frames whose values no exchange sends, each of which crash-looped the job or damaged
+    its state before ``event_rules`` (issue 28). Their update ids lie far ahead of the capture's:
+    applied, each would be a sequence gap (and this clean replay asserts none)."""
+    ahead, day_us = 10**15, 86_400_000_000
+    # times 0 (no exchange time, as a REST snapshot): the replay's data is from 2024, and a frame stamped
+    # now would be years ahead of the stream, not of its receipt
+    return [
+        # a price past int64 once scaled to e8 (2**62 at exponent -7): struct.error in on_batch
+        sbe.encode(DepthDiffEvent("BTCUSDT", 0, ahead, ahead, ((2**62 * 10, E8),), ()), price_exponent=-7),
+        # a price of 0: the mid goes to <= 0 and log() raises at the next boundary
+        sbe.encode(DepthDiffEvent("BTCUSDT", 0, ahead + 1, ahead + 1, ((0, 5 * E8),), ())),
+        # an event time a day ahead of its receipt: the watermark and every boundary would follow it
+        sbe.encode(DepthDiffEvent("BTCUSDT", now_us + day_us, ahead + 2, ahead + 2, ((60_000 * E8, E8),), ())),
+        sbe.encode(TradesEvent("BTCUSDT", now_us + day_us, now_us + day_us, (TradeEntry(ahead, 60_000 * E8, E8, False),))),
+        # a crossed quote and a trade of nothing
+        sbe.encode(BestBidAskEvent("BTCUSDT", 0, ahead, 60_001 * E8, E8, 60_000 * E8, E8)),
+        sbe.encode(TradesEvent("BTCUSDT", 0, 0, (TradeEntry(ahead + 1, 60_000 * E8, 0, False),))),
+    ]
+
+
+POISON_REASONS = ("bid price 46116860184273879040 e8 not in (0, int64]", "bid price 0 e8 not in (0, int64]",
+                  "DepthDiffEvent refused: event time", "TradesEvent refused: event time",
+                  "crossed quote", "quantity 0 e8 not in (0, int64]")
+
+
 def put_bad_records(pipeline: Pipeline) -> None:
-    """Two malformed records in the live stream: the job must dead-letter them and keep going."""
+    """Malformed records and a record of hostile values in the live stream, straight into Kinesis (the
+    ingestor would refuse the values itself): the job must dead-letter each and keep going."""
     client = boto3.client("kinesis", **aws_client_kwargs(pipeline.settings.kinesis))
     wrong_schema = struct.pack("<HHHH", 18, 10000, 5, 0) + bytes(18)
+    now_us = time.time_ns() // 1000
+    poison = envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, now_us, f) for f in poison_frames(now_us)])
     client.put_records(StreamName=pipeline.stream, Records=[
         {"Data": b"not an envelope", "PartitionKey": "BTCUSDT"},
         {"Data": envelope.to_text(envelope.Envelope(envelope.Source.WEBSOCKET, 1, wrong_schema)).encode(), "PartitionKey": "BTCUSDT"},
+        {"Data": poison.encode(), "PartitionKey": "BTCUSDT"},
     ])
 
 
@@ -142,10 +173,15 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         assert redis_client.ttl("ob:{BTCUSDT}") == -1
         assert {"ret_1s", "ret_5s", "vol_imbalance", "spread_bp", "ts"} <= set(decode(redis_client.hgetall("feat:{BTCUSDT}")))
 
-        # ---- a clean replay raises no gap; the two bad records are dead letters, not a crash
+        # ---- a clean replay raises no gap; the bad records are dead letters, not a crash, and the hostile
+        # values changed nothing (no gap, no far-future boundary, the book equal to the exchange's above)
         assert redis_client.xlen("gaps:{BTCUSDT}") == 0
         dead = [decode(f)["reason"] for _, f in redis_client.xrange("dlq:hotpath")]
-        assert len(dead) == 2 and dead[0].startswith("envelope:") and dead[1].startswith("sbe wrong_schema")
+        assert len(dead) == 2 + len(POISON_REASONS), dead
+        assert dead[0].startswith("envelope:") and dead[1].startswith("sbe wrong_schema")
+        for expected_part in POISON_REASONS:  # before and after key_by: the order between the two may vary
+            assert sum(expected_part in reason and "refused: " in reason for reason in dead[2:]) >= 1, (expected_part, dead)
+        assert max(by_ts) < diffs[-1]["E"] * 1000 + 1_000_000, "a boundary past the data: the far-future time moved it"
 
         # ---- a prediction on every 2 s boundary of the run
         preds = get_json(f"{pipeline.inference_url}/predictions?limit=1000")

@@ -170,3 +170,21 @@ def test_features_carry_their_market_time_on_our_clock_from_the_observed_receipt
     writes = state.on_boundary(T0 + INTERVAL_US, T0 + 9_000_000)
     feat = next(w for w in writes if w.key == "feat:{BTCUSDT}").fields
     assert feat["market_wall_us"] == str(T0 + INTERVAL_US + 50_000) and feat["emitted_at_us"] == str(T0 + 9_000_000)
+
+
+def test_a_frame_far_ahead_of_its_receipt_is_refused_before_it_can_stamp_the_watermark():
+    """The watermark is stamped before ``key_by`` from each record's oldest event: the time rule runs in
+    ``split_record`` too, or one frame a day ahead would move every key's boundaries by a day."""
+    from btcpred.udfs import envelope, sbe
+    from btcpred.udfs.symbol_state import JointEventTime, split_record
+
+    receipt = T0 + 5_000
+    ahead = sbe.encode(diff(101, bids=[(60_000 * E8, E8)], time_us=receipt + 86_400_000_000))
+    fine = sbe.encode(diff(102, bids=[(60_000 * E8, E8)], time_us=receipt - 40_000))
+    text = envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, receipt, f) for f in (ahead, fine)])
+    split = split_record(text, receipt)
+    [dead] = split.dead_letters
+    assert dead.fields["reason"].startswith("DepthDiffEvent refused: event time") and dead.fields["record"] == ahead.hex()
+    [batch] = split.batches
+    assert batch.frames == [fine] and batch.spot_time_us == receipt - 40_000
+    assert JointEventTime().stamp(batch, 0.0) == (receipt - 40_000) // 1000
