@@ -1,6 +1,7 @@
 """Fault switches for fault-injection tests; synthetic damage applied to real frames."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 
@@ -20,12 +21,16 @@ class FaultPlan:
     rest_ban_next: int = 0  # answer the next N REST requests 418 (IP ban, Retry-After: rest_retry_after_s)
     rest_retry_after_s: float = 1.0  # float: "inf" is a header value to test too
     rest_delay_ms: int = 0  # delay every REST answer (a slow exchange)
+    rest_down_s: float = 0.0  # answer every REST request 503 for this long from when it is set (an outage)
+    rest_down_until: float = 0.0  # monotonic time the outage ends (set from rest_down_s)
 
     def update(self, **changes: int | bool) -> None:
         for name, value in changes.items():
             if not hasattr(self, name):
                 raise KeyError(f"unknown fault {name!r}")
             setattr(self, name, type(getattr(self, name))(value))
+            if name == "rest_down_s":
+                self.rest_down_until = time.monotonic() + float(value)
 
 
 def corrupt(frame: bytes) -> bytes:

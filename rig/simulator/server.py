@@ -236,6 +236,9 @@ class ReplayServer:
         if f.rest_delay_ms:
             FAULTS_APPLIED.labels("rest_delay").inc()
             await asyncio.sleep(f.rest_delay_ms / 1000)
+        if time.monotonic() < f.rest_down_until:
+            FAULTS_APPLIED.labels("rest_down").inc()
+            return web.Response(status=503, text="Service Unavailable"), {}
         for name, status in (("rest_ban_next", 418), ("rest_throttle_next", 429)):
             if getattr(f, name) > 0:
                 setattr(f, name, getattr(f, name) - 1)
