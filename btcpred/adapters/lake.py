@@ -65,6 +65,28 @@ class Lake:
                 return False
             raise
 
+    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, None when S3 says it does not exist; every other error raises."""
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        return answer["Body"].read(), answer["ETag"]
+
+    def put_if(self, key: str, data: bytes, etag: str | None) -> str | None:
+        """Write only if the object is still at ``etag`` (None: only if it does not exist), S3's conditional
+        write (If-Match / If-None-Match); the new ETag, or None when another writer got there first."""
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **condition)["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
+                    or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return None
+            raise
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 

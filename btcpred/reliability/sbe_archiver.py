@@ -10,6 +10,8 @@ stays replayable with the job stopped. No loss, no duplicates:
   sequence is beyond the checkpoint was written by a run that died before
   checkpointing, so a starting archiver deletes those first and re-reads their
   records from the checkpoint: each frame ends up in exactly one object;
+* one archiver per shard: a lease in S3 taken and renewed by conditional writes
+  (``shard_lease.py``), so two instances never delete each other's uncommitted objects;
 * a shard's first run writes its checkpoint before any object (an *origin*, at no sequence
   yet), so "no checkpoint" only ever means "never archived". Objects without any checkpoint
   are someone else's or the remains of a deleted checkpoint: the archiver refuses to start the
@@ -29,7 +31,9 @@ import json
 import logging
 import re
 import signal
+import socket
 import struct
+import uuid
 import threading
 import time
 from collections import defaultdict
@@ -44,6 +48,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_fix
 from btcpred.adapters.lake import Lake
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
 from btcpred.common.service import failing_health, record_failure, serve_health_in_thread, supervise_blocking
+from btcpred.reliability.shard_lease import ShardLease
 from btcpred.udfs import envelope
 from btcpred.udfs import lake_layout as layout
 
@@ -101,8 +106,11 @@ class ShardBuffer:
 class SbeArchiver:
     def __init__(self, settings: Settings, kinesis=None, lake: Lake | None = None,
                  flush_rows: int = 200_000, flush_interval_s: float = 60.0, records_per_call: int = 10_000,
-                 discard_uncheckpointed: bool = False, shard_discovery_s: float = 60.0) -> None:
+                 discard_uncheckpointed: bool = False, shard_discovery_s: float = 60.0, lease_ttl_s: float = 120.0) -> None:
         self.records_per_call = records_per_call
+        self.owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"  # this process, in each shard's lease
+        self.lease_ttl_s = lease_ttl_s
+        self.leases: dict[str, ShardLease] = {}
         self.discard_uncheckpointed = discard_uncheckpointed  # the operator's explicit bootstrap (see the module doc)
         self.shard_discovery_s = shard_discovery_s
         self.settings = settings
@@ -192,9 +200,11 @@ class SbeArchiver:
         return self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **kwargs)["ShardIterator"]
 
     def flush(self, shard_id: str, buf: ShardBuffer, write_checkpoint: bool = True) -> int:
-        """Objects first, checkpoint second; returns frames written."""
+        """Objects first, checkpoint second, both under the shard's lease; returns frames written."""
         if buf.first_sequence is None:
             return 0
+        if shard_id in self.leases:
+            self.leases[shard_id].renew(force=True)  # LeaseLost: another archiver has the shard, write nothing
         written = 0
         for (symbol, hour_us), rows in buf.rows.items():
             first_seq = min((r[2] for r in rows), key=int)
@@ -225,11 +235,27 @@ class SbeArchiver:
         return None
 
     def run_shard(self, shard_id: str, stop_after_idle_s: float | None = None) -> int:
-        """Archive one shard; with ``stop_after_idle_s``, return once the shard has been quiet that long."""
+        """Archive one shard; with ``stop_after_idle_s``, return once the shard has been quiet that long.
+        Only under the shard's lease (``shard_lease``): a second archiver on it waits (``LeaseHeld``)."""
+        lease = ShardLease(self.lake, layout.sbe_lease_key(self.stream, shard_id), self.owner, self.lease_ttl_s)
+        lease.acquire()
+        self.leases[shard_id] = lease
+        try:
+            return self._archive_shard(shard_id, stop_after_idle_s)
+        finally:  # ended or failed, this attempt writes no more: the next one (ours or another's) needn't wait
+            self.leases.pop(shard_id, None)
+            try:
+                lease.release()  # conditional: a lease taken over meanwhile is left to its new owner
+            except Exception as exc:  # noqa: BLE001 - S3 down: the lease expires by itself
+                log.warning("could not release the lease of %s (it expires in %.0f s): %s", shard_id, self.lease_ttl_s, exc)
+
+    def _archive_shard(self, shard_id: str, stop_after_idle_s: float | None) -> int:
+        lease = self.leases[shard_id]
         self.discard_uncommitted(shard_id)
         iterator = self._iterator(shard_id)
         buf, started, idle_since, total = ShardBuffer(), time.monotonic(), None, 0
         while iterator and not self.stopping:
+            lease.renew()  # every third of its TTL
             asked_at = time.time()
             resp = self._get_records(iterator)
             if resp is None:  # stopping while the endpoint was down: flush what was read, checkpoint it

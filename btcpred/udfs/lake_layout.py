@@ -5,6 +5,7 @@ never look where no writer puts anything.
     bronze/sbe/{symbol}/year=/month=/day=/hour=/{stream}.{shard}-{first sequence}.parquet
         every frame of the market-data stream, by receipt hour (btcpred/reliability/sbe_archiver.py)
     bronze/sbe/_checkpoints/{stream}/{shard}.json      the archiver's position per shard
+    bronze/sbe/_leases/{stream}/{shard}.json           which archiver may write the shard, until when
     bronze/rest/{symbol}/{depth|agg_trades}/year=/month=/day=/{...}.parquet   (btcpred/reliability/rest_poller.py)
     bronze/{recording kind}/{symbol}/year=/month=/day=/{file}   recordings copied unchanged (btcpred/batch/silver.py)
     silver/{db_ready|bars_1m|snapshots}/{symbol}/year=/month=/day=/{recording}.parquet
@@ -69,6 +70,10 @@ def sbe_object_key(symbol: str, receipt_us: int, stream: str, shard_id: str, fir
 
 def sbe_checkpoint_key(stream: str, shard_id: str) -> str:
     return f"bronze/sbe/_checkpoints/{stream}/{shard_id}.json"
+
+
+def sbe_lease_key(stream: str, shard_id: str) -> str:
+    return f"bronze/sbe/_leases/{stream}/{shard_id}.json"
 
 
 def is_stream_object(key: str, stream: str) -> bool:

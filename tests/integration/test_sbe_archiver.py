@@ -1,4 +1,6 @@
 """Raw SBE frames from Kinesis (kinesalite) to bronze parquet (moto): nothing lost, nothing doubled, across a crash."""
+import json
+
 import pyarrow.compute as pc
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -119,3 +121,43 @@ def test_a_checkpoint_that_cannot_be_read_stops_the_shard_and_deletes_nothing(st
     SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=500).run_shard(shard, stop_after_idle_s=0.5)
     _, keys = archived(lake)
     assert len(keys) == len(set(keys)) == sent
+
+
+def test_one_archiver_per_shard_a_second_waits_and_one_taken_over_writes_nothing(stream_settings, spot_events):
+    """Two archivers on a shard would delete each other's uncommitted objects and checkpoint past them.
+    The lease (S3 conditional writes, on moto) lets one write; a second waits; one whose lease was taken
+    over stops before it writes an object."""
+    from btcpred.reliability.shard_lease import LeaseHeld, LeaseLost, ShardLease
+    from btcpred.udfs import lake_layout
+
+    settings, client = stream_settings
+    stream = settings.kinesis.stream
+    lake = Lake(settings.s3)
+    put_real_frames(client, stream, spot_events[:1000])
+    first = SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=300)
+    shard = first.shards()[0]
+    key = lake_layout.sbe_lease_key(stream, shard)
+
+    holder = ShardLease(lake, key, "another-host", ttl_s=60.0)
+    holder.acquire()
+    with pytest.raises(LeaseHeld, match="held by another-host"):
+        first.run_shard(shard, stop_after_idle_s=0.5)
+    assert lake.keys("bronze/sbe/BTCUSDT/") == []  # it wrote nothing, deleted nothing
+
+    # the holder's lease taken over while it runs (it stalled past its TTL): its next flush refuses to write
+    stalled = SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=300, lease_ttl_s=60.0)
+    holder.release()
+    real_flush = stalled.flush
+
+    def flush_after_takeover(shard_id, buf, write_checkpoint=True):
+        lake.put_bytes(key, b'{"owner": "usurper", "expires_at": 1e12}')  # another archiver's lease now
+        return real_flush(shard_id, buf, write_checkpoint)
+
+    stalled.flush = flush_after_takeover
+    with pytest.raises(LeaseLost):
+        stalled.run_shard(shard, stop_after_idle_s=0.5)
+    assert lake.keys("bronze/sbe/BTCUSDT/") == []
+
+    lake.put_bytes(key, b'{"owner": "usurper", "expires_at": 0}')  # the usurper stopped: its lease expired
+    assert SbeArchiver(settings, kinesis=client, lake=lake).run_shard(shard, stop_after_idle_s=0.5) == 1000
+    assert json.loads(lake.get_bytes(key))["expires_at"] == 0.0  # released on a clean stop

@@ -72,6 +72,12 @@ class NoObjects:
     def get_bytes_if_present(self, key: str) -> bytes | None:
         return self.checkpoints.get(key)
 
+    def get_with_etag(self, key: str):
+        return None  # no lease yet
+
+    def put_if(self, key: str, data: bytes, etag: str | None) -> str:
+        return "etag"  # the lease's conditional writes always win here
+
     def put_bytes(self, key: str, data: bytes) -> None:
         self.checkpoints[key] = data
 
