@@ -37,10 +37,13 @@ from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthSnapshotEvent, PerpQuoteEvent
 
 INTERVAL_US = 500_000
+# the receipt every record is stamped with: our clock when the bench starts, after every event of the
+# capture as a live receipt is (a receipt of 1 µs made every event "years ahead of its receipt": refused)
+RECEIPT_US = time.time_ns() // 1000
 
 
 def records_of(frames: list[bytes], per_record: int) -> list[str]:
-    return [envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, 1, f) for f in frames[i:i + per_record]])
+    return [envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, RECEIPT_US, f) for f in frames[i:i + per_record]])
             for i in range(0, len(frames), per_record)]
 
 
@@ -52,7 +55,7 @@ def with_perp_records(spot_path, perp_path, per_record: int) -> tuple[list[str],
                sbe.encode(c.event)) for c in merge_perp_quotes(spot, HftbacktestWsLoader(perp_path).events(), "BTCUSDT")]
     records = []
     for i in range(0, len(merged), per_record):
-        window = [("BTCUSDT", envelope.Envelope(source, 1, frame)) for source, frame in merged[i:i + per_record]]
+        window = [("BTCUSDT", envelope.Envelope(source, RECEIPT_US, frame)) for source, frame in merged[i:i + per_record]]
         records += [r.data.decode() for r in aggregate(window, per_record)]
     return records, len(merged)
 

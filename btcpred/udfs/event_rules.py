@@ -57,6 +57,15 @@ def quote_problem(e: BestBidAskEvent | PerpQuoteEvent) -> str | None:
     return None
 
 
+def quote_passes(e: BestBidAskEvent | PerpQuoteEvent, receipt_time_us: int | None, max_lead_us: int) -> bool:
+    """``quote_problem`` and ``time_problem`` of a quote as one chained comparison: quotes are most of
+    the stream, and building the reason is only needed for the rare one that fails."""
+    t = e.event_time_us
+    return (0 < e.bid_price_e8 < e.ask_price_e8 <= INT64_MAX and 0 <= e.bid_qty_e8 <= INT64_MAX
+            and 0 <= e.ask_qty_e8 <= INT64_MAX and 0 <= e.book_update_id <= INT64_MAX and 0 <= t <= INT64_MAX
+            and (not receipt_time_us or not t or t - receipt_time_us <= max_lead_us))
+
+
 def _trades_problem(e: TradesEvent) -> str | None:
     if not e.trades:
         return "a trades event without trades"
@@ -99,19 +108,22 @@ def value_problem(event: MarketEvent) -> str | None:
     return f"not a market event: {kind.__name__}"
 
 
+def _time_reason(t: int, receipt_time_us: int | None, max_lead_us: int) -> str | None:
+    if not 0 <= t <= INT64_MAX:
+        return f"event time {t} µs not in [0, int64]"
+    if receipt_time_us and t and t - receipt_time_us > max_lead_us:
+        return f"event time {t} µs is {(t - receipt_time_us) / 1e6:.3f} s ahead of its receipt (limit {max_lead_us / 1e6:g} s)"
+    return None
+
+
 def time_problem(event: MarketEvent, receipt_time_us: int | None, max_lead_us: int = DEFAULT_MAX_LEAD_US) -> str | None:
     """Why ``event``'s times cannot be trusted: negative, or further ahead of its receipt than the
     clocks can disagree. Without a receipt time (a batch replay of a file) only the sign is checked.
     REST snapshots carry time 0 and pass."""
-    times = [event.event_time_us]
-    if type(event) is TradesEvent:
-        times.append(event.transact_time_us)  # type: ignore[union-attr]
-    for t in times:
-        if not 0 <= t <= INT64_MAX:
-            return f"event time {t} µs not in [0, int64]"
-        if receipt_time_us and t and t - receipt_time_us > max_lead_us:
-            return f"event time {t} µs is {(t - receipt_time_us) / 1e6:.3f} s ahead of its receipt (limit {max_lead_us / 1e6:g} s)"
-    return None
+    reason = _time_reason(event.event_time_us, receipt_time_us, max_lead_us)
+    if reason is None and type(event) is TradesEvent:
+        reason = _time_reason(event.transact_time_us, receipt_time_us, max_lead_us)  # type: ignore[union-attr]
+    return reason
 
 
 def problem(event: MarketEvent, receipt_time_us: int | None = None, max_lead_us: int = DEFAULT_MAX_LEAD_US) -> str | None:

@@ -429,15 +429,15 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         dead_writes: list[RedisWrite] = []
         timers: list[int] = []
         book_changed_at = None  # (event time, receipt) of the last book change
-        quote_problem = event_rules.quote_problem
+        quote_passes = event_rules.quote_passes
         lag = None
         for event, receipt in zip(events, receipts):
             try:
                 if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
-                    reason = quote_problem(event) or event_rules.time_problem(event, receipt, max_lead_us)
-                    if reason is not None:
+                    if not quote_passes(event, receipt, max_lead_us):
+                        reason = event_rules.problem(event, receipt, max_lead_us)
                         self.rejected_events += 1
-                        dead_writes.append(rejected_write(event, reason, receipt))
+                        dead_writes.append(rejected_write(event, reason or "refused", receipt))
                         changed = True
                         continue
                     self.on_quote(event)

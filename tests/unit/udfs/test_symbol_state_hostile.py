@@ -188,3 +188,12 @@ def test_a_frame_far_ahead_of_its_receipt_is_refused_before_it_can_stamp_the_wat
     [batch] = split.batches
     assert batch.frames == [fine] and batch.spot_time_us == receipt - 40_000
     assert JointEventTime().stamp(batch, 0.0) == (receipt - 40_000) // 1000
+
+
+@settings(max_examples=500, deadline=None)
+@given(quote=st.builds(BestBidAskEvent, st.just("BTCUSDT"), times, ids, prices, quantities, prices, quantities),
+       receipt=st.one_of(st.none(), st.just(0), st.integers(T0, T0 + 20_000_000)))
+def test_the_quotes_fast_check_agrees_with_the_rules(quote, receipt):
+    """``quote_passes`` (the quick path of ``on_batch``) passes exactly the quotes ``problem`` passes."""
+    assert event_rules.quote_passes(quote, receipt, event_rules.DEFAULT_MAX_LEAD_US) == (
+        event_rules.problem(quote, receipt) is None)
