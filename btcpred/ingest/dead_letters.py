@@ -105,8 +105,8 @@ def read_entries(path: Path) -> Iterator[dict]:
                 log.warning("%s:%d is not a dead letter (cut short?): skipped", path, number)
 
 
-def replay(spill: DeadLetterSpill, writer: KinesisWriter | None, batch: int = 500) -> dict:
-    """Put every replayable record of the spill back into Kinesis, oldest first; ``writer`` None: count only."""
+def replay(spill: DeadLetterSpill, writer: KinesisWriter, batch: int = 500) -> dict:
+    """Put every replayable record of the spill back into Kinesis, oldest first (``--dry-run`` counts in ``main``)."""
     stamp = time.time_ns()  # names sort in time order and never meet an earlier replay's
     # an interrupted replay's files first (their records may reach Kinesis twice: the job counts a
     # trade once and a diff or quote by its update id, so a second copy changes nothing there)
@@ -124,13 +124,10 @@ def replay(spill: DeadLetterSpill, writer: KinesisWriter | None, batch: int = 50
                 continue
             pending.append(Record(base64.b64decode(entry["record"]), entry["partition_key"]))
         for start in range(0, len(pending), batch):
-            if writer is not None:
-                writer.put(pending[start:start + batch])  # raises if Kinesis is still down: the file stays aside
+            writer.put(pending[start:start + batch])  # raises if Kinesis is still down: the file stays aside
         replayed += len(pending)
-        if writer is not None:
-            os.replace(path, path.with_name(path.name.replace(".replaying-", ".replayed-")))
-    return {"files": len(taken), "records_replayed": replayed if writer is not None else 0,
-            "records_replayable": replayed, "frames_kept": kept}
+        os.replace(path, path.with_name(path.name.replace(".replaying-", ".replayed-")))
+    return {"files": len(taken), "records_replayed": replayed, "records_replayable": replayed, "frames_kept": kept}
 
 
 def spill_for(settings) -> DeadLetterSpill:

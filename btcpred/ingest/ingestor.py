@@ -11,11 +11,9 @@ a dead-letter file and counted, never dropped silently.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
-from pathlib import Path
 
 import aiohttp
 import boto3
@@ -101,7 +99,6 @@ class Ingestor:
         self.writer = KinesisWriter(client, settings.kinesis.stream, settings.ingestor.max_put_attempts,
                                     min_retry_s=settings.ingestor.min_put_retry_s)
         self.queue: asyncio.Queue[tuple[str, envelope.Envelope]] = asyncio.Queue(QUEUE_LIMIT)
-        self.dead_letter = Path(settings.ingestor.dead_letter_path)
         self.spill = spill_for(settings)  # bounded, rotated; records Kinesis refused are replayed from it
         self.connected = False
         self.perp_connected = False

@@ -77,7 +77,7 @@ def test_a_bad_book_ticker_is_a_counted_dead_letter_and_nothing_goes_to_kinesis(
     asyncio.run(ing.handle_perp_text(json.dumps(MESSAGE).replace('"E": 1723161256313', '"E": Infinity')))
     asyncio.run(ing.handle_perp_text(json.dumps({**MESSAGE, "u": 2**64})))
     assert ing.queue.empty() and INVALID.labels(PERP_INVALID)._value.get() == before + 4
-    reasons = [json.loads(line)["reason"] for line in ing.dead_letter.read_text().splitlines()]
+    reasons = [json.loads(line)["reason"] for line in ing.spill.path.read_text().splitlines()]
     assert "JSON constant Infinity is not a number the exchange sends" in reasons[2]
     assert "book update id 18446744073709551616 not in [0, int64]" in reasons[3]
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "dlq.jsonl").read_text().splitlines()]
