@@ -48,12 +48,8 @@ class Lake:
 
     def get_bytes_if_present(self, key: str) -> bytes | None:
         """The object's bytes, or None when S3 says it does not exist; every other error raises."""
-        try:
-            return self.get_bytes(key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        found = self.get_with_etag(key)
+        return found[0] if found is not None else None
 
     def exists(self, key: str) -> bool:
         """False only for a definite 404; a storage error raises (never read as "not there")."""
