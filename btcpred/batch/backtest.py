@@ -6,9 +6,9 @@ At each whole hour H of the data (once the rows before it can be split into trai
 and test hours), the loop runs as ``btcpred.batch.retrain`` runs it at H, on the rows before H only:
 every candidate is fitted on the train part and tuned on the validation part, one of them or
 persistence is picked by validation loss, and the gate (``btcpred.batch.gate``) promotes the pick only if
-it beats the model in service and persistence on the newest unseen part (Diebold-Mariano
-p < 0.05). The model in service after that decision answers hour H, with the input guard serving
-applies (persistence answers a row outside the model's trusted range). Before the first
+it beats the model in service and persistence on the newest unseen part (the block bootstrap test
+of ``btcpred.common.forecast_skill``, p < 0.05). The model in service after that decision answers
+hour H, with the input guard serving applies (persistence answers a row outside the model's trusted range). Before the first
 decision, and whenever the gate kept it, persistence answers.
 
 The answers of every hour are then scored together against the realised mid 10 s later, beside
@@ -92,12 +92,13 @@ def loop_decision(history: FeatureSet, serving: Served, hour_ms: int, candidates
     until = int(data.ts_ms.max())
     if pick == PERSISTENCE:
         challenger = Served(f"{PERSISTENCE}@{stamp}", PERSISTENCE, None, None, until)
-        verdict = decide(challenger.version, np.zeros(len(test)), test.y, test.mid, champion, challenger_is_persistence=True)
+        verdict = decide(challenger.version, np.zeros(len(test)), test.y, test.mid, test.ts_ms, champion,
+                         challenger_is_persistence=True, segment=test.venue)
     else:
         c = fitted[pick]
         low, high = input_guard(data.take(split.train).columns(c.features))
         challenger = Served(f"{pick}@{stamp}", pick, c, InputGuard.of_range(c.features, low, high), until)
-        verdict = decide(challenger.version, challenger.predict(test), test.y, test.mid, champion)
+        verdict = decide(challenger.version, challenger.predict(test), test.y, test.mid, test.ts_ms, champion, segment=test.venue)
     why = f"picked {pick} on validation; {'promoted' if verdict.promote else 'kept ' + serving.version}: {verdict.reason}"
     if verdict.promote:
         return (PERSISTENCE_SERVED if challenger.candidate is None else challenger), why
@@ -161,7 +162,7 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
 def summary_of(data: FeatureSet, pred: np.ndarray) -> dict | None:
     if len(data) == 0:
         return None
-    return summary(Scored("served", pred, evaluate(data.y, pred, data.mid)))
+    return summary(Scored("served", pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue)))
 
 
 def _iso(ms: int) -> str:

@@ -1,8 +1,8 @@
-"""Out-of-sample accuracy statistics for 10 s return forecasts.
+"""Out-of-sample accuracy of 10 s return forecasts: errors in USD beside persistence, and skill.
 
-Labels overlap (a 10 s label every 2 s), so errors are autocorrelated up to
-lag 4: the Diebold-Mariano variance uses a Newey-West window of that length and
-the R² interval comes from a moving-block bootstrap, not from i.i.d. formulas.
+Skill (R²_OS against persistence, the equal-loss test and its interval) comes from
+``btcpred.common.forecast_skill``, the one module the gate, the reports, the backtest and
+online scoring share; the rows' data times cut it into blocks that never span a market or a gap.
 """
 from __future__ import annotations
 
@@ -10,34 +10,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from btcpred.udfs.features import HORIZON_US, PREDICTION_STEP_US
-
-OVERLAP_LAGS = HORIZON_US // PREDICTION_STEP_US - 1  # consecutive errors share this many steps of their labels
-
-
-def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
-    sst = float(np.sum((y - y.mean()) ** 2))
-    return 1.0 - float(np.sum((y - pred) ** 2)) / sst if sst > 0 else float("nan")
-
-
-def block_bootstrap_r2(y: np.ndarray, pred: np.ndarray, block: int = 50, reps: int = 1000,
-                       seed: int = 7) -> tuple[float, float]:
-    """95 % interval of R² from a moving-block bootstrap (blocks of ``block`` consecutive rows)."""
-    n = len(y)
-    if n < 2 * block:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    starts_max = n - block + 1
-    n_blocks = math.ceil(n / block)
-    values = np.empty(reps)
-    offsets = np.arange(block)
-    for i in range(reps):
-        idx = (rng.integers(0, starts_max, n_blocks)[:, None] + offsets).ravel()[:n]
-        values[i] = r2_score(y[idx], pred[idx])
-    lo, hi = np.nanpercentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
+from btcpred.common.forecast_skill import skill_vs_persistence, time_blocks
 
 
 def direction_accuracy(y: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
@@ -45,27 +19,6 @@ def direction_accuracy(y: np.ndarray, pred: np.ndarray) -> tuple[float, int]:
     mask = (y != 0) & (pred != 0)
     n = int(mask.sum())
     return (float(np.mean(np.sign(y[mask]) == np.sign(pred[mask]))) if n else float("nan")), n
-
-
-def diebold_mariano(e_model: np.ndarray, e_base: np.ndarray, lags: int = OVERLAP_LAGS) -> tuple[float, float]:
-    """DM statistic and two-sided p-value for equal squared-error loss (negative statistic: model better).
-
-    Newey-West long-run variance with ``lags`` lags and the Harvey-Leybourne-Newbold
-    small-sample correction, compared with Student t(n - 1).
-    """
-    d = e_model**2 - e_base**2
-    n = len(d)
-    if n < lags + 3:
-        return float("nan"), float("nan")
-    dc = d - d.mean()
-    gamma = [float(np.dot(dc[k:], dc[: n - k]) / n) for k in range(lags + 1)]
-    long_run = gamma[0] + 2 * sum((1 - k / (lags + 1)) * gamma[k] for k in range(1, lags + 1))
-    if long_run <= 0:
-        return float("nan"), float("nan")
-    dm = d.mean() / math.sqrt(long_run / n)
-    h = lags + 1
-    dm *= math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
-    return float(dm), float(2 * stats.t.sf(abs(dm), df=n - 1))
 
 
 def calibration_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 5) -> list[dict[str, float]]:
@@ -92,16 +45,18 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     n: int
-    r2: float
-    r2_ci: tuple[float, float]
+    r2: float  # R²_OS: 1 - SSE / sum(y²) on log returns, i.e. against persistence
+    r2_ci: tuple[float, float]  # from the block bootstrap of the loss differential: excludes 0 iff dm_pvalue < 0.05
     rmse: float  # USD, predicted price vs the price 10 s later
     mae: float
     rmse_persistence: float
     mae_persistence: float
     direction_accuracy: float
     direction_n: int
-    dm_stat: float
-    dm_pvalue: float
+    dm_stat: float  # mean loss differential (model - persistence) over its block-robust standard error
+    dm_pvalue: float  # two-sided, block bootstrap-t
+    cw_pvalue: float = float("nan")  # Clark-West, one-sided: the model carries information
+    blocks: int = 0  # independent 5-minute blocks the test stands on
 
     @property
     def rmse_ratio(self) -> float:
@@ -112,16 +67,21 @@ class Evaluation:
         return self.mae / self.mae_persistence if self.mae_persistence > 0 else float("nan")
 
 
-def evaluate(y: np.ndarray, pred: np.ndarray, mid: np.ndarray, bootstrap: bool = True) -> Evaluation:
-    """Scores of predicted log returns ``pred`` against realized ``y``; prices are ``mid * exp(return)``."""
+def evaluate(y: np.ndarray, pred: np.ndarray, mid: np.ndarray, ts_ms: np.ndarray,
+             segment: np.ndarray | None = None) -> Evaluation:
+    """Scores of predicted log returns ``pred`` against realized ``y``; prices are ``mid * exp(return)``.
+
+    ``ts_ms`` (data time) and ``segment`` (the market of each row) place the rows in time for the test.
+    """
     realized = mid * np.exp(y)
     err = mid * np.exp(pred) - realized
     err_base = mid - realized
     direction, direction_n = direction_accuracy(y, pred)
-    dm, p = diebold_mariano(err, err_base)
+    skill = skill_vs_persistence(y, pred, time_blocks(ts_ms, segment))
     return Evaluation(
-        n=len(y), r2=r2_score(y, pred), r2_ci=block_bootstrap_r2(y, pred) if bootstrap else (float("nan"),) * 2,
+        n=len(y), r2=skill.r2_os, r2_ci=skill.r2_os_ci,
         rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))),
         rmse_persistence=float(np.sqrt(np.mean(err_base**2))), mae_persistence=float(np.mean(np.abs(err_base))),
-        direction_accuracy=direction, direction_n=direction_n, dm_stat=dm, dm_pvalue=p,
+        direction_accuracy=direction, direction_n=direction_n, dm_stat=skill.test.stat, dm_pvalue=skill.test.pvalue,
+        cw_pvalue=skill.clark_west_pvalue, blocks=skill.test.blocks,
     )

@@ -54,7 +54,7 @@ def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
     return data.take(np.flatnonzero(keep))
 
 
-def score(model: OnnxModel, data: FeatureSet, bootstrap: bool = True) -> Scored:
+def score(model: OnnxModel, data: FeatureSet) -> Scored:
     """The model as served: where an input is outside its trusted range, the answer is persistence's."""
     X = data.columns(model.meta.feature_names)
     inside = InputGuard(model.meta).trusted_rows(X)
@@ -64,37 +64,43 @@ def score(model: OnnxModel, data: FeatureSet, bootstrap: bool = True) -> Scored:
     if not inside.all():
         log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
                  model.version, int((~inside).sum()), len(data))
-    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, bootstrap), model.confidence(pred))
+    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue), model.confidence(pred))
 
 
 def persistence(data: FeatureSet) -> Scored:
     pred = np.zeros(len(data))
-    return Scored("persistence", pred, evaluate(data.y, pred, data.mid, bootstrap=False))
+    return Scored("persistence", pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue))
 
 
 def _fmt(x: float, digits: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
 def results_table(scored: list[Scored]) -> list[str]:
-    lines = ["| model | n | R² | R² 95 % CI | RMSE (USD) | RMSE ratio | MAE (USD) | MAE ratio | direction (moves) | DM stat | DM p |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | n | blocks | R²_OS | R²_OS 95 % CI | RMSE (USD) | RMSE ratio | MAE (USD) | MAE ratio | "
+             "direction (moves) | t | p | Clark-West p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in scored:
         e = s.evaluation
-        lines.append(f"| {s.name} | {e.n} | {_fmt(e.r2)} | [{_fmt(e.r2_ci[0])}, {_fmt(e.r2_ci[1])}] | {_fmt(e.rmse, 3)} | "
+        lines.append(f"| {s.name} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse, 3)} | "
                      f"{_fmt(e.rmse_ratio)} | {_fmt(e.mae, 3)} | {_fmt(e.mae_ratio)} | "
                      f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
-                     f"{_fmt(e.dm_stat, 2)} | {_fmt(e.dm_pvalue)} |")
+                     f"{_fmt(e.dm_stat, 2)} | {_fmt(e.dm_pvalue)} | {_fmt(e.cw_pvalue)} |")
     return lines
 
 
 def per_market(data: FeatureSet, s: Scored) -> list[str]:
-    """One row per venue (market): a model on scale-free inputs is scored on every market in the data."""
-    lines = ["| market | n | R² | RMSE ratio | direction (moves) | DM p |", "|---|---|---|---|---|---|"]
+    """One row per venue (market), on the same definitions as the headline."""
+    lines = ["| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p |",
+             "|---|---|---|---|---|---|---|---|"]
     for venue in sorted(set(data.venue)):
         idx = np.flatnonzero(data.venue == venue)
-        e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], bootstrap=False)
-        lines.append(f"| {venue} | {e.n} | {_fmt(e.r2)} | {_fmt(e.rmse_ratio)} | "
+        e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], data.ts_ms[idx], data.venue[idx])
+        lines.append(f"| {venue} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
                      f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
                      f"{_fmt(e.dm_pvalue)} |")
     return lines
@@ -107,17 +113,18 @@ def hit_mask(data: FeatureSet, s: Scored) -> tuple[np.ndarray, np.ndarray]:
 
 
 def per_hour(data: FeatureSet, s: Scored) -> list[str]:
-    lines = ["| hour (UTC) | venue | n | R² | RMSE ratio | direction |", "|---|---|---|---|---|---|"]
+    lines = ["| hour (UTC) | venue | n | R²_OS | R²_OS 95 % CI | RMSE ratio | direction | p |",
+             "|---|---|---|---|---|---|---|---|"]
     hours = data.ts_ms // 3_600_000
     for venue in sorted(set(data.venue)):
         for hour in sorted(set(hours[data.venue == venue])):
             idx = np.flatnonzero((hours == hour) & (data.venue == venue))
             if len(idx) < 30:
                 continue
-            e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], bootstrap=False)
+            e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], data.ts_ms[idx], data.venue[idx])
             stamp = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).strftime("%Y-%m-%d %H:00")
-            lines.append(f"| {stamp} | {venue} | {e.n} | {_fmt(e.r2)} | {_fmt(e.rmse_ratio)} | "
-                         f"{_fmt(e.direction_accuracy * 100, 1)} % |")
+            lines.append(f"| {stamp} | {venue} | {e.n} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
+                         f"{_fmt(e.direction_accuracy * 100, 1)} % | {_fmt(e.dm_pvalue)} |")
     return lines
 
 
@@ -175,8 +182,12 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
         f"- period: {_iso(data.ts_ms.min())} .. {_iso(data.ts_ms.max())}" if len(data) else "- period: none",
         "", "## Held-out accuracy", "",
         "Errors are on the price 10 s ahead (USD); ratios are against persistence (price unchanged).",
-        "Direction counts rows where the price moved and the model took a side. DM: Diebold-Mariano on squared",
-        "errors vs persistence (Newey-West, 4 lags for overlapping labels; negative = model better).", "",
+        "R²_OS = 1 - SSE / sum of squared realised returns (log returns): skill against persistence.",
+        "t and p: the mean squared-error differential against persistence over its block-robust standard error,",
+        "5-minute blocks of data time (never across a market or a gap), p from a block bootstrap-t; the R²_OS",
+        "interval comes from the same bootstrap, so it excludes 0 exactly when p < 0.05. Clark-West p (one-sided):",
+        "whether the model carries information at all. Direction counts rows where the price moved and the model",
+        "took a side.", "",
         *results_table([*others, model]), "",
     ]
     if e.r2 > LEAKAGE_R2:

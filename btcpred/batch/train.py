@@ -89,7 +89,7 @@ def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: F
         started = time.perf_counter()
         model = fit_ridge(X_train, y_train, **params) if kind.startswith("ridge") else fit_mlp(X_train, y_train, **params)
         pred = predict_return(model, val.columns(features))
-        e = evaluate(val.y, pred, val.mid, bootstrap=False)
+        e = evaluate(val.y, pred, val.mid, val.ts_ms, val.venue)
         metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
                    "val_direction": e.direction_accuracy, "fit_seconds": time.perf_counter() - started}
         if engine is not None:
@@ -111,7 +111,7 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
     val_pred = predict_return(c.model, val.columns(c.features))
     onnx_bytes = export_onnx(c.model, len(c.features))
     scaler = c.model.named_steps["scale"]
-    e = evaluate(val.y, val_pred, val.mid, bootstrap=False)
+    e = evaluate(val.y, val_pred, val.mid, val.ts_ms, val.venue)
     guard_low, guard_high = input_guard(data.take(split.train).columns(c.features))
     meta = ModelMetadata(
         model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
@@ -198,7 +198,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
         uri = artifact_store.upload(lake, onnx_bytes, meta)
         onnx_model = OnnxModel(onnx_bytes, meta)
         pred = onnx_model.predict(test.columns(meta.feature_names))
-        scored[kind] = Scored(meta.model_version, pred, evaluate(test.y, pred, test.mid), onnx_model.confidence(pred))
+        scored[kind] = Scored(meta.model_version, pred, evaluate(test.y, pred, test.mid, test.ts_ms, test.venue), onnx_model.confidence(pred))
         experiment_id = f"{stamp}-{kind}-final"
         registry.log_experiment(engine, experiment_id, kind, meta.model_version, _jsonable(best.params),
                                 list(features), ranges, {"test": summary(scored[kind], test), "validation": meta.validation_metrics})
@@ -237,7 +237,8 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
     decisions: list[GateDecision] = []
 
     def judge(version: str, pred: np.ndarray, is_persistence: bool) -> GateDecision:
-        decision = decide(version, pred, test.y, test.mid, champion, challenger_is_persistence=is_persistence)
+        decision = decide(version, pred, test.y, test.mid, test.ts_ms, champion, challenger_is_persistence=is_persistence,
+                          segment=test.venue)
         params = {"picked_by": "validation mse", "val_mse": val_mse, "promote_requested": promote}
         registry.log_experiment(engine, f"{stamp}-gate-{len(decisions)}", "gate", version, params, [], ranges,
                                 decision.as_metrics())

@@ -46,7 +46,7 @@ def test_a_model_is_served_only_on_hours_after_the_data_it_was_chosen_on(book_ro
     assert served and all(s.served.fitted_until_ms < s.hour_ms for s in steps)
     assert served[0].decision.startswith("picked ridge_ofi on validation; promoted")
     scored, pred = backtest.served_predictions(data, served)
-    e = evaluate(scored.y, pred, scored.mid, bootstrap=False)
+    e = evaluate(scored.y, pred, scored.mid, scored.ts_ms, scored.venue)
     # the promoted model's answers, except the oracle's largest values, outside the range it was trained on:
     # there the input guard answers with persistence, as serving does
     assert e.direction_accuracy > 0.99 and e.r2 > 0.3 and 0 < (pred == 0).mean() < 0.5
