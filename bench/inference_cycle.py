@@ -18,7 +18,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from bench.harness import StackGuard, emit, percentile
-from bench.inference_support import model_and_hot_state
+from bench.inference_support import BOOK_MARKET, model_and_hot_state
 from btcpred.common.config import load_settings
 from btcpred.inference.model_manager import FileSource
 from btcpred.inference.service import PredictionService
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="run for this long instead of --cycles")
     args = parser.parse_args(argv)
     settings = load_settings()
+    settings = settings.model_copy(update={"exchange": settings.exchange.model_copy(update={"market": BOOK_MARKET})})
     with StackGuard(), model_and_hot_state(settings.redis.url) as (model_dir, _):
         result = asyncio.run(measure(settings, model_dir, args.cycles, args.seconds))
     emit({"bench": "inference_cycle", **result})

@@ -22,6 +22,9 @@ SHARED_DATA = Path(os.environ.get("BTCPRED_SHARED_DATA", REPO.parent / "shared" 
 BOOK_FILE = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
 
 
+BOOK_MARKET = "binance.us"  # BOOK_FILE's venue: the market the benches' model is proven on and serves
+
+
 def real_rows(events: int = 3000) -> list[FeatureRow]:
     stream = (e for e, _ in zip(depth20_events(BOOK_FILE, "BTCUSDT"), range(events)))
     return [r for r in build_rows(replay(stream, "BTCUSDT")) if r.trainable]
@@ -39,7 +42,7 @@ def fit_mlp_artifact(rows: list[FeatureRow], version: str, seed: int = 0,
     onnx_bytes = export_onnx(model, len(BOOK_FEATURES))
     meta = ModelMetadata(model_version=version, model_kind="mlp", feature_names=feature_names or list(BOOK_FEATURES),
                          sha256=sha256_hex(onnx_bytes), calibration=fit_calibration(predict_return(model, X), y),
-                         scaler_mean=[], scaler_scale=[], venue="binance.us", data_ranges={},
+                         scaler_mean=[], scaler_scale=[], venue=BOOK_MARKET, data_ranges={},
                          hyperparameters={"seed": seed}, validation_metrics={},
                          created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
     return onnx_bytes, meta
@@ -71,7 +74,8 @@ class ServiceProcess:
         self.log = Path(tempfile.mkdtemp(prefix="bench-inference-")) / "inference.log"
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "BTCPRED_INFERENCE__PORT": str(self.port),
                     "BTCPRED_INFERENCE__MODEL_SOURCE": "file", "BTCPRED_INFERENCE__MODEL_PATH": str(model_dir),
-                    "BTCPRED_INFERENCE__CADENCE_MS": str(cadence_ms)}
+                    "BTCPRED_INFERENCE__CADENCE_MS": str(cadence_ms),
+                    "BTCPRED_EXCHANGE__MARKET": BOOK_MARKET}  # the hot state and the model are that book's
 
     @property
     def url(self) -> str:

@@ -357,28 +357,50 @@ class Pipeline:
 
 
 def score_text(acc: dict) -> str:
-    """The inference service's online score so far (data time): model RMSE over persistence's, and direction."""
+    """The inference service's online score so far (data time): champion RMSE over persistence's, and direction;
+    then each challenger's, in shadow on the same targets."""
     if not acc.get("scored") or not acc.get("rmse") or not (acc.get("persistence") or {}).get("rmse"):
         return ""
+    base = acc["persistence"]["rmse"]
     direction = acc.get("directional_accuracy")
-    return (f"  [n {acc['scored']}, RMSE x{acc['rmse'] / acc['persistence']['rmse']:.3f} of persistence"
+    text = (f"  [n {acc['scored']}, RMSE x{acc['rmse'] / base:.3f} of persistence"
             + (f", direction {direction:.0%}" if direction is not None else "") + "]")
+    for version, shadow in (acc.get("challengers") or {}).items():
+        if shadow.get("rmse") and shadow.get("persistence_rmse"):
+            text += f"  [shadow {version}: n {shadow['scored']}, RMSE x{shadow['rmse'] / shadow['persistence_rmse']:.3f}]"
+    return text
+
+
+def contest_text(acc: dict) -> str:
+    """What the gate would decide on this market from this run's rows, per challenger."""
+    lines = []
+    for version, shadow in (acc.get("challengers") or {}).items():
+        v = shadow.get("versus_champion") or {}
+        figures = (f"n {v.get('n')}, {v.get('blocks')} blocks of 5 min, mean loss difference {v.get('mean_loss_diff')} "
+                   f"(95 % interval {v.get('ci')}), p {v.get('pvalue')}") if v.get("n") else "nothing scored"
+        lines.append(f"Contest on {acc.get('market')}: challenger {version} against {acc.get('model_version')}: "
+                     f"{v.get('decision', 'no verdict')} ({figures}).")
+    return "\n".join(lines)
 
 
 def show_predictions(p: Pipeline, duration_s: float) -> Counter:
-    """Print every prediction as it is served, with the running score; returns the sources after warm-up."""
+    """Print every prediction as it is served, with the running score; returns the sources after warm-up.
+
+    Each line shows the champion (what is served) and, where a model is unproven on this market, its
+    shadow prediction beside it; at the end, the decision the gate would take from this run's rows."""
     seen = 0
     started = time.monotonic()
     served: Counter = Counter()  # "model" or the fallback reason, for cycles after the first features
+    acc: dict = {}
     print(f"{'wall time (UTC)':20s} {'data time (UTC)':24s} {'price':>12s} {'pred 10s':>12s} {'conf':>5s} "
-          f"{'age ms':>8s} model  source  [score so far]", flush=True)
+          f"{'age ms':>8s} champion  source  | challenger (shadow)  [score so far]", flush=True)
     while duration_s <= 0 or time.monotonic() - started < duration_s:
         p.check_alive()
         try:
             preds = get_json(f"{p.inference_url}/predictions?limit=50")
             acc = get_json(f"{p.inference_url}/accuracy")
         except Exception:
-            preds, acc = [], {}
+            preds = []
         for pred in preds:
             if pred["timestamp"] <= seen:
                 continue
@@ -391,14 +413,18 @@ def show_predictions(p: Pipeline, duration_s: float) -> Counter:
             pred10 = f"{pred['predicted_price_10s']:.2f}" if pred["predicted_price_10s"] else "-"
             age = f"{pred['features_age_ms']:.0f}" if pred["features_age_ms"] is not None else "-"
             source = pred["source"] if pred["source"] != "fallback" else f"fallback ({pred['fallback_reason']})"
+            shadow = " ".join(f"| {c['model_version']} {c['predicted_price_10s']:.2f}" if c["predicted_price_10s"]
+                              else f"| {c['model_version']} -" for c in pred.get("challengers") or [])
             print(f"{wall:20s} {data:24s} {price:>12s} {pred10:>12s} {pred['confidence']:5.2f} {age:>8s} "
-                  f"{pred['model_version']}  {source}{score_text(acc)}", flush=True)
+                  f"{pred['model_version']}  {source} {shadow}{score_text(acc)}", flush=True)
         time.sleep(0.5)
     total = sum(served.values())
     if total:
         others = ", ".join(f"{reason} {n}" for reason, n in served.most_common() if reason != "model") or "none"
         print(f"\n{total} cycles after the first features: {served['model']} ({served['model'] / total:.0%}) served by "
-              f"the model, fallbacks: {others}.{score_text(acc)}", flush=True)
+              f"the champion, fallbacks: {others}.{score_text(acc)}", flush=True)
+        if contest_text(acc):
+            print(contest_text(acc), flush=True)
     return served
 
 
@@ -461,16 +487,16 @@ def main(argv: list[str] | None = None) -> int:
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
         if version.startswith("persistence-"):
             print(f"Serving {version}: the training gate promotes a model only if it beats persistence on the held-out "
-                  "hour (Diebold-Mariano p < 0.05), and none did on the hours of data there are (a Binance.US book), so "
+                  "hour (block bootstrap test, p < 0.05), and none did on the hours of data there are (a Binance.US book), so "
                   "the registry's production model is persistence: price unchanged, confidence 0.5. "
                   "See docs/training.md and the gate's rows in ml_experiments.", flush=True)
         else:
-            print(f"Serving model {version}, which beat persistence on its held-out hour. It was trained on the "
-                  "Binance.US book, a different venue from the replayed binance.com capture, on scale-free inputs "
-                  "(returns, imbalances, OFI in units of best-level depth); where an input lies outside the range it "
-                  "was trained on, the service answers with the flagged persistence fallback (feature_out_of_range) "
-                  "instead of extrapolating. The score in brackets is this replay's, in data time: a few minutes of "
-                  "one venue, far too few rows to call the model better or worse. See docs/training.md.", flush=True)
+            market = p.settings.exchange.market
+            print(f"Production model {version} beat persistence on its held-out hour of the Binance.US book. This "
+                  f"replay is {market}, where it has no gate evidence: persistence is the champion here, and the "
+                  "model runs beside it as a challenger in shadow (its prediction after the '|', scored on the same "
+                  "targets in data time). At the end: the decision the gate's test would take on this market from "
+                  "this run's rows. See docs/training.md.", flush=True)
     try:
         p.start()
         print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster

@@ -132,6 +132,9 @@ class ExchangeConfig(_Section):
     ws_url: str = "ws://127.0.0.1:8765"
     rest_url: str = "http://127.0.0.1:8765"
     symbol: str = "BTCUSDT"  # the symbol predicted and served
+    # The market served, named as the recordings and the artifacts name venues: a model serves it only
+    # with gate evidence from it (ModelMetadata.proven_on); otherwise persistence does, the model in shadow.
+    market: str = "binance.com-spot"
     # Every symbol the hot path carries, ``symbol`` among them: the ingestor subscribes to all of
     # them, the job keeps one key each, the re-anchor service and the archives cover each. Empty:
     # ``symbol`` alone. Only ``symbol`` has a model; the others share the job's cores (issue 19).

@@ -62,10 +62,18 @@ class ModelMetadata(BaseModel):
     guard_low: list[float] = []
     guard_high: list[float] = []
     venue: str
+    # Markets (venue ids as in the recordings: "binance.us", "binance.com-spot", ...) on which the
+    # model has gate evidence. Empty: its own ``venue``, whose held-out window the gate judged it on.
+    proven_markets: list[str] = []
     data_ranges: dict[str, list[int]]  # train/val/test [first ts, last ts] in ms
     hyperparameters: dict
     validation_metrics: dict
     created_at: str
+
+
+    def proven_on(self, market: str) -> bool:
+        """A model serves a market only on evidence from that market; persistence needs none."""
+        return self.model_kind == "persistence" or market in (self.proven_markets or [self.venue])
 
 
 class InputGuard:

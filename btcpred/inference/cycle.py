@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from btcpred.inference.hot_state import HotState
-from btcpred.inference.models import FeatureOutOfRange, FeatureUnavailable, Predictor
-from btcpred.inference.prediction import Prediction
+from btcpred.inference.models import FeatureOutOfRange, FeatureUnavailable, PersistencePredictor, Predictor
+from btcpred.inference.prediction import ChallengerPrediction, Prediction
+from btcpred.udfs.features import HORIZON_US
+
+PERSISTENCE = PersistencePredictor()
 
 
 def fallback_reason(state: HotState, features_age_ms: float | None, max_age_ms: int,
@@ -21,6 +24,17 @@ def fallback_reason(state: HotState, features_age_ms: float | None, max_age_ms: 
     return None
 
 
+def _answer(predictor: Predictor, state: HotState, base: float) -> tuple[float | None, float | None, str | None]:
+    """(predicted price, confidence, None) or (None, None, why it cannot answer this cycle)."""
+    try:
+        predicted, confidence = predictor.predict(state, base)
+    except FeatureUnavailable as exc:
+        return None, None, f"feature_missing:{exc.args[0]}"
+    except FeatureOutOfRange as exc:
+        return None, None, f"feature_out_of_range:{exc.args[0].split(' ')[0]}"
+    return predicted, confidence, None
+
+
 def make_prediction(
     symbol: str,
     state: HotState,
@@ -29,33 +43,45 @@ def make_prediction(
     predictor: Predictor | None,
     max_feature_age_ms: int,
     last_price: float | None,
+    market: str | None = None,
 ) -> Prediction:
-    """``predictor`` None means no usable model is loaded: a fallback, like stale features."""
+    """``predictor`` None means no usable model is loaded: a fallback, like stale features.
+
+    The champion is ``predictor`` where it is proven on ``market`` (``Predictor.proven_on``), else
+    persistence, with ``predictor`` run beside it as a challenger in shadow. Both start from the
+    features' mid at their exchange time (``base_price``), the price the return was predicted from.
+    """
     emitted = state.feature_float("emitted_at_us")
     features_age_ms = (now_us - emitted) / 1000.0 if emitted is not None else None
     market_wall = state.feature_float("market_wall_us")
     market_age_ms = (now_us - market_wall) / 1000.0 if market_wall is not None else None
     price = state.mid() or last_price
+    base = state.feature_float("mid") or price
     reason = fallback_reason(state, features_age_ms, max_feature_age_ms, market_age_ms)
     if price is None:
         reason = reason or "no_price"
     if reason is None and predictor is None:
         reason = "no_model"
+    champion = predictor
+    challengers: list[ChallengerPrediction] = []
+    if predictor is not None and market is not None and not predictor.proven_on(market):
+        champion = PERSISTENCE
+        if reason is None:
+            shadow, shadow_confidence, shadow_reason = _answer(predictor, state, base)
+            challengers.append(ChallengerPrediction(
+                model_version=predictor.version, predicted_price_10s=shadow, confidence=shadow_confidence,
+                why_not_served=f"unproven_on_market:{market}" + (f"; {shadow_reason}" if shadow_reason else "")))
     predicted = confidence = None
     if reason is None:
-        try:
-            predicted, confidence = predictor.predict(state, price)
-        except FeatureUnavailable as exc:
-            reason = f"feature_missing:{exc.args[0]}"
-        except FeatureOutOfRange as exc:
-            reason = f"feature_out_of_range:{exc.args[0].split(' ')[0]}"
+        predicted, confidence, reason = _answer(champion, state, base)
     if reason is None:
-        source, version = "redis", predictor.version
+        source, version = "redis", champion.version
     else:
         predicted, confidence = price, 0.0
         source = "fallback"
         version = f"fallback-persistence({predictor.version if predictor else 'no model'})"
     feature_ts = state.features.get("ts")
+    feature_time_ms = int(feature_ts) // 1000 if feature_ts else None
     book_id = state.features.get("book_update_id")
     return Prediction(
         symbol=symbol,
@@ -68,7 +94,11 @@ def make_prediction(
         features_age_ms=features_age_ms,
         market_age_ms=market_age_ms,
         source=source,
-        feature_time_ms=int(feature_ts) // 1000 if feature_ts else None,
+        feature_time_ms=feature_time_ms,
         book_update_id=int(book_id) if book_id else None,
         fallback_reason=reason,
+        base_price=base if source == "redis" else price,
+        target_time_ms=feature_time_ms + HORIZON_US // 1000 if feature_time_ms is not None else None,
+        market=market,
+        challengers=challengers,
     )

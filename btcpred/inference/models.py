@@ -27,6 +27,9 @@ class Predictor(Protocol):
     def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
         """Return (predicted price in 10 s, confidence)."""
 
+    def proven_on(self, market: str) -> bool:
+        """Whether it has gate evidence on ``market`` (else persistence serves and it runs in shadow)."""
+
 
 class PersistencePredictor:
     """Predict the price unchanged; direction is a coin flip, so confidence is 0.5."""
@@ -36,12 +39,15 @@ class PersistencePredictor:
     def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
         return current_price, 0.5
 
+    def proven_on(self, market: str) -> bool:
+        return True  # the baseline every model is judged against needs no evidence
+
 
 class OnnxPredictor:
     """A registered model: features from ``feat:`` in the model's own order, one ONNX Runtime call.
 
     The model outputs the 10 s log return; the predicted price applies it to the
-    current mid. Confidence is the model's calibrated P(direction right | price moves).
+    mid it was predicted from (the features' mid). Confidence is the model's calibrated P(direction right | price moves).
     """
 
     def __init__(self, model: OnnxModel, max_abs_z: float = 10.0) -> None:
@@ -66,3 +72,6 @@ class OnnxPredictor:
     def predict(self, state: HotState, current_price: float) -> tuple[float, float]:
         r = self.predicted_return(state.features)
         return current_price * math.exp(r), self.model.meta.calibration.confidence(r)
+
+    def proven_on(self, market: str) -> bool:
+        return self.model.meta.proven_on(market)

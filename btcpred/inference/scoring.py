@@ -74,6 +74,9 @@ class OnlineScorer:
             elif latest is not None and target < latest - self.horizon_ms:
                 del self.pending[target]  # its target mid will never come (gap in the feature history)
 
+    def rows(self) -> list[ScoredPrediction]:
+        return list(self.scored)
+
     def accuracy(self) -> Accuracy:
         rows = list(self.scored)
         if not rows:
@@ -104,3 +107,15 @@ def calibration_slope(rows: list[ScoredPrediction]) -> float | None:
     if var_p < 1e-12:
         return None
     return sum((p - mean_p) * (r - mean_r) for p, r in zip(predicted, realized)) / var_p
+
+
+def log_errors(rows: list[ScoredPrediction]) -> tuple[list[int], list[float], list[float]]:
+    """Feature times, and the log-return errors of the prediction and of persistence, per scored row."""
+    times, model, base = [], [], []
+    for r in rows:
+        if r.current_price > 0 and r.predicted_price > 0 and r.realized_price > 0:
+            realized = math.log(r.realized_price / r.current_price)
+            times.append(r.feature_time_ms)
+            model.append(math.log(r.predicted_price / r.current_price) - realized)
+            base.append(-realized)
+    return times, model, base

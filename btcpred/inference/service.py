@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from btcpred.common.service import record_failure, supervise
 from btcpred.inference.cadence import run_aligned
 from btcpred.inference.cycle import make_prediction
 from btcpred.inference.hot_state import HotState, read_hot_state
+from btcpred.inference import contest
 from btcpred.inference.model_manager import ModelManager, ModelSource, source_for
 from btcpred.inference.models import PersistencePredictor, Predictor
 from btcpred.inference.prediction import Prediction
@@ -89,6 +91,7 @@ class PredictionService:
         self.degraded_reason: str | None = "starting"
         self.missed_total = 0
         self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000)
+        self.shadow_scorers: dict[str, OnlineScorer] = {}  # challenger version -> its scores on the same targets
         self.history_cursor = "-"
         self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
 
@@ -124,7 +127,7 @@ class PredictionService:
         if state.features:
             self.feature_keys = set(state.features)
         pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
-                               cfg.max_feature_age_ms, self.last_price)
+                               cfg.max_feature_age_ms, self.last_price, self.settings.exchange.market)
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
             self.last_price = pred.current_price
@@ -144,20 +147,31 @@ class PredictionService:
                 queue.get_nowait()  # a slow reader loses its oldest prediction, never blocks the cycle
             queue.put_nowait(pred)
         with contextlib.suppress(Exception):
-            fields = {k: ("" if v is None else str(v)) for k, v in pred.model_dump().items()}
+            fields = {k: ("" if v is None else json.dumps(v) if isinstance(v, list) else str(v))
+                      for k, v in pred.model_dump().items()}  # challengers as JSON
             await self.redis.xadd(rs.prediction_stream_key(self.symbol), fields,
                                   maxlen=PREDICTION_STREAM_MAXLEN, approximate=True)
 
     def _score(self, state: HotState, pred: Prediction) -> None:
+        """Champion and challengers on the same targets in data time, each from the base price it published."""
+        if pred.source == "redis":
+            live = {c.model_version for c in pred.challengers}
+            for version in [v for v in self.shadow_scorers if v not in live]:
+                del self.shadow_scorers[version]  # a challenger no longer run: its scores go with it
+            for version in live:
+                self.shadow_scorers.setdefault(version, OnlineScorer(horizon_ms=HORIZON_US // 1000))
+        scorers = (self.scorer, *self.shadow_scorers.values())
         for entry_id, fields in state.new_feature_history:
             self.history_cursor = entry_id
             if "mid" in fields and "ts" in fields:
-                self.scorer.record_mid(int(fields["ts"]) // 1000, float(fields["mid"]))
-        feature_mid = state.feature_float("mid")
-        if pred.source == "redis" and pred.feature_time_ms is not None and feature_mid is not None:
-            # scored on the feature grid: "current" is the mid the features describe
-            shift = (pred.predicted_price_10s or feature_mid) - (pred.current_price or feature_mid)
-            self.scorer.record_prediction(pred.feature_time_ms, feature_mid, feature_mid + shift)
+                for scorer in scorers:
+                    scorer.record_mid(int(fields["ts"]) // 1000, float(fields["mid"]))
+        if pred.source == "redis" and pred.feature_time_ms is not None and pred.base_price is not None:
+            self.scorer.record_prediction(pred.feature_time_ms, pred.base_price, pred.predicted_price_10s or pred.base_price)
+            for challenger in pred.challengers:
+                if challenger.predicted_price_10s is not None:
+                    self.shadow_scorers[challenger.model_version].record_prediction(
+                        pred.feature_time_ms, pred.base_price, challenger.predicted_price_10s)
         acc = self.scorer.accuracy()
         for model, measure, value in (("model", "mae", acc.mae), ("model", "rmse", acc.rmse),
                                       ("model", "directional_accuracy", acc.directional_accuracy),
@@ -190,6 +204,11 @@ class PredictionService:
         pct = (lambda q: float(np.percentile(jitter, q)) if len(jitter) else None)  # noqa: E731
         return {"cycles": self.cycles_total, "missed_cycles": self.missed_total, "window": len(jitter),
                 "jitter_p50_ms": pct(50), "jitter_p99_ms": pct(99), "jitter_max_ms": float(jitter.max()) if len(jitter) else None}
+
+
+def _accuracy_dict(acc) -> dict:
+    return {"scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse, "directional_accuracy": acc.directional_accuracy,
+            "persistence_rmse": acc.persistence_rmse}
 
 
 def create_app(settings: Settings, service: PredictionService | None = None) -> FastAPI:
@@ -230,12 +249,26 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
 
     @app.get("/accuracy")
     async def accuracy() -> dict:
-        """Rolling online accuracy of the served model and of persistence on the same targets."""
+        """Rolling online accuracy of the champion, of persistence on the same targets, and of every
+        challenger in shadow, with its contest against the champion (the gate's test, on these rows)."""
         acc = svc.scorer.accuracy()
-        return {"model_version": svc.predictor.version if svc.predictor else None, "horizon_s": HORIZON_US // 1_000_000,
+        champion_rows = svc.scorer.rows()  # snapshots taken in the loop; the statistics run off it
+        shadows = {version: (scorer.accuracy(), scorer.rows()) for version, scorer in svc.shadow_scorers.items()}
+
+        def statistics() -> tuple[dict, dict]:
+            return contest.skill_of(champion_rows), {
+                version: {**_accuracy_dict(shadow_acc), "skill": contest.skill_of(rows),
+                          "versus_champion": contest.versus(champion_rows, rows)}
+                for version, (shadow_acc, rows) in shadows.items()}
+
+        skill, challengers = await asyncio.to_thread(statistics)
+        predictor, market = svc.predictor, settings.exchange.market
+        champion = predictor.version if predictor and predictor.proven_on(market) else "persistence" if predictor else None
+        return {"model_version": champion, "horizon_s": HORIZON_US // 1_000_000,
                 "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
                 "directional_accuracy": acc.directional_accuracy,
-                "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse}}
+                "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse},
+                "market": market, "skill": skill, "challengers": challengers}
 
     @app.get("/health")
     async def health(response: Response) -> dict:

@@ -25,9 +25,12 @@ def rows():
 
 @pytest.fixture()
 def fast_settings(isolated_settings):
-    """A fast cadence and a 200 ms registry poll, so a swap fits in a few seconds of test."""
-    return isolated_settings.model_copy(update={"inference": isolated_settings.inference.model_copy(
-        update={"cadence_ms": CADENCE_MS, "model_poll_s": 0.2, "model_source": "registry"})})
+    """A fast cadence and a 200 ms registry poll, so a swap fits in a few seconds of test; the market
+    served is the Binance.US book the rows and the models come from (the models' gate market)."""
+    return isolated_settings.model_copy(update={
+        "inference": isolated_settings.inference.model_copy(
+            update={"cadence_ms": CADENCE_MS, "model_poll_s": 0.2, "model_source": "registry"}),
+        "exchange": isolated_settings.exchange.model_copy(update={"market": "binance.us"})})
 
 
 async def keep_fresh(client, row, stop: asyncio.Event) -> None:
@@ -145,3 +148,37 @@ def test_no_model_then_stale_features_fall_back_and_recover(redis_client, fast_s
     recovered = svc.history[-1]
     assert recovered.source == "redis" and recovered.model_version == "mlp-c" and svc.degraded_reason is None
     assert svc.ready
+
+
+def test_a_model_unproven_on_the_market_runs_in_shadow_beside_persistence(redis_client, fast_settings, pg_engine, rows):
+    """The registry's production model has gate evidence on Binance.US only; the service serves binance.com
+    spot: persistence answers, the model's prediction is published beside it and scored in shadow."""
+    import json
+
+    from btcpred.udfs import redis_schema as rs
+
+    settings = fast_settings.model_copy(update={"exchange": fast_settings.exchange.model_copy(
+        update={"market": "binance.com-spot"})})
+    lake = Lake(settings.s3)
+    lake.ensure_bucket()
+    registry.promote(pg_engine, register_model(pg_engine, lake, rows[:800], "mlp-us"))
+    row = rows[-1]
+    svc = PredictionService(settings)
+
+    async def done():
+        return sum(1 for p in svc.history if p.challengers) >= 3
+
+    asyncio.run(serve_until(svc, redis_client, row, done))
+    shadowed = [p for p in svc.history if p.challengers]
+    last = shadowed[-1]
+    assert (last.source, last.model_version, last.confidence, last.market) == ("redis", "persistence", 0.5, "binance.com-spot")
+    assert last.predicted_price_10s == last.base_price == row.mid
+    [challenger] = last.challengers
+    r = svc.manager.current.model.predict(np.array([[row.features[n] for n in BOOK_FEATURES]]))[0]
+    assert challenger.model_version == "mlp-us" and challenger.why_not_served == "unproven_on_market:binance.com-spot"
+    assert challenger.predicted_price_10s == pytest.approx(row.mid * math.exp(r), rel=1e-12) and r != 0.0
+    # the pred: stream carries the contest as JSON, for anyone scoring the published prices later
+    entries = redis_client.xrevrange(rs.prediction_stream_key("BTCUSDT"), count=1)
+    published = json.loads(entries[0][1][b"challengers"])
+    assert published[0]["model_version"] == "mlp-us" and published[0]["predicted_price_10s"] == challenger.predicted_price_10s
+    assert int(entries[0][1][b"target_time_ms"]) == int(entries[0][1][b"feature_time_ms"]) + 10_000

@@ -13,3 +13,18 @@ def test_no_score_before_the_first_target_is_realized_or_when_persistence_is_exa
     assert score_text({"scored": 3, "rmse": 0.5, "persistence": {"rmse": 0.0}}) == ""  # no ratio to a zero error
     assert score_text({"scored": 3, "rmse": 1.0, "directional_accuracy": None, "persistence": {"rmse": 2.0}}) == \
         "  [n 3, RMSE x0.500 of persistence]"
+
+
+def test_the_demo_shows_each_challengers_shadow_score_and_the_contests_verdict():
+    from rig.pipeline import contest_text
+
+    acc = {"scored": 40, "rmse": 2.0, "directional_accuracy": None, "persistence": {"rmse": 2.0}, "market": "binance.com-spot",
+           "model_version": "persistence",
+           "challengers": {"ridge-1": {"scored": 38, "rmse": 1.9, "persistence_rmse": 2.0,
+                                       "versus_champion": {"n": 38, "blocks": 6, "mean_loss_diff": -1e-9, "ci": [-2e-9, -1e-10],
+                                                           "pvalue": 0.03, "decision": "the challenger would be promoted on this market"}}}}
+    assert score_text(acc) == "  [n 40, RMSE x1.000 of persistence]  [shadow ridge-1: n 38, RMSE x0.950]"
+    assert contest_text(acc) == ("Contest on binance.com-spot: challenger ridge-1 against persistence: the challenger would be "
+                                 "promoted on this market (n 38, 6 blocks of 5 min, mean loss difference -1e-09 "
+                                 "(95 % interval [-2e-09, -1e-10]), p 0.03).")
+    assert contest_text({"challengers": {}}) == ""

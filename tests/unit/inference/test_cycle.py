@@ -79,3 +79,36 @@ def test_market_age_is_wall_clock_minus_the_features_market_time_on_our_clock():
     p = predict(state(age_ms=100, market_age_ms=700))
     assert p.source == "redis" and p.market_age_ms == 700.0 and p.features_age_ms == 100.0
     assert predict(state(market_age_ms=5000)).source == "redis"  # the limit itself still serves
+
+
+class ProvenModel:
+    """A model's surface for the cycle: a fixed 10 bp return, gate evidence on ``proven`` only."""
+
+    version = "ridge-x"
+
+    def __init__(self, proven: str) -> None:
+        self.proven = proven
+
+    def predict(self, s, base_price):
+        return base_price * 1.001, 0.6
+
+    def proven_on(self, market):
+        return market == self.proven
+
+
+def test_a_model_serves_only_the_market_it_is_proven_on_and_runs_in_shadow_elsewhere():
+    s = state()
+    s.book["best_bid"], s.book["best_ask"] = "100.9", "101.1"  # the book moved on since the features (mid 100.5)
+    home = make_prediction("BTCUSDT", s, 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.us")
+    assert (home.source, home.model_version, home.challengers) == ("redis", "ridge-x", [])
+    # the return applies to the mid it was predicted from, at the features' exchange time
+    assert home.base_price == 100.5 and home.predicted_price_10s == pytest.approx(100.5 * 1.001)
+    assert home.current_price == 101.0 and home.target_time_ms == home.feature_time_ms + 10_000
+    away = make_prediction("BTCUSDT", s, 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.com-spot")
+    assert (away.source, away.model_version, away.predicted_price_10s, away.confidence) == ("redis", "persistence", 100.5, 0.5)
+    [shadow] = away.challengers
+    assert shadow.model_version == "ridge-x" and shadow.predicted_price_10s == pytest.approx(100.5 * 1.001)
+    assert shadow.why_not_served == "unproven_on_market:binance.com-spot" and away.market == "binance.com-spot"
+    # no shadow on a cycle that falls back anyway
+    stale = make_prediction("BTCUSDT", state(age_ms=9000), 2000, NOW_US, ProvenModel("x"), 5000, None, "binance.com-spot")
+    assert stale.source == "fallback" and stale.challengers == []

@@ -202,3 +202,14 @@ def test_a_feature_this_system_never_computes_is_refused_for_good(tmp_path):
     manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)
     assert asyncio.run(manager.poll_once()) == "refused"
     assert "does not compute: ['not_a_feature']" in manager.refused["v-odd"]
+
+
+def test_a_model_is_proven_on_its_gate_markets_only_and_persistence_everywhere(tmp_path):
+    from btcpred.common.model_artifact import read_local
+
+    artifact(tmp_path, "v1")
+    _, meta = read_local(tmp_path)
+    assert meta.proven_on("test") and not meta.proven_on("binance.com-spot")  # its own venue's held-out window
+    listed = meta.model_copy(update={"proven_markets": ["binance.com-spot", "binance.com-usdm"]})
+    assert listed.proven_on("binance.com-usdm") and not listed.proven_on("test")
+    assert meta.model_copy(update={"model_kind": "persistence"}).proven_on("anywhere")
