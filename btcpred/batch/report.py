@@ -6,7 +6,7 @@ Usage (the evaluation contract)::
 
 ``DIR`` holds files in the formats of ``shared/data`` (any such directory);
 features are computed by the same code as the Flink job. Rows of the model's
-own venue up to the end of its validation data (plus the 10 s purge) are
+own venue up to the end of the last window it was fitted, tuned or gated on (plus the 10 s purge) are
 excluded, so only data the model never saw is scored; by default only the
 model's own venue is scored (book features are in venue units). The last line printed
 is a JSON object with ``r2``, ``rmse_ratio_vs_persistence``,
@@ -44,12 +44,12 @@ class Scored:
 
 
 def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
-    """Drop rows of the model's venue that it was trained or validated on (with the purge)."""
-    ranges = model.meta.data_ranges
-    seen = ranges.get("val") or ranges.get("train")
-    if not seen:
+    """Drop rows of the model's venue up to the last one anything about it was decided on (with the purge):
+    fitted, tuned, gated (the test window chose it too) or refitted."""
+    ends = [r[1] for r in model.meta.data_ranges.values() if r]
+    if not ends:
         return data
-    seen_until = seen[1]
+    seen_until = max(ends)
     keep = ~((data.venue == model.meta.venue) & (data.ts_ms <= seen_until + PURGE_MS))
     return data.take(np.flatnonzero(keep))
 

@@ -35,10 +35,10 @@ from btcpred.batch.feature_store import StaleSilver, load_features, read_trainin
 from btcpred.adapters.lake import Lake
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.gate import PERSISTENCE, GateDecision, decide
-from btcpred.batch.modeling import (BOOK_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES, RIDGE_GRID, export_onnx,
-                            export_persistence_onnx, fit_calibration, fit_mlp, fit_ridge, input_guard,
-                            predict_return)
-from btcpred.batch.report import Scored, persistence, summary, write_report
+from btcpred.batch.modeling import (BOOK_FEATURES, IMBALANCE_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES,
+                                    RIDGE_GRID, export_onnx, export_persistence_onnx, fit_calibration, fit_mlp,
+                                    fit_ridge, input_guard, predict_return)
+from btcpred.batch.report import Scored, persistence, score, summary, write_report
 from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
 from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
@@ -106,18 +106,21 @@ def _jsonable(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict) -> tuple[bytes, ModelMetadata]:
+def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict,
+            fitted_on: np.ndarray | None = None, calibration: Calibration | None = None) -> tuple[bytes, ModelMetadata]:
+    """The artifact of a fitted candidate: validation figures and confidence calibration from the
+    validation rows, the trusted input range from the rows it was fitted on (``fitted_on``: train)."""
     val = data.take(split.val)
     val_pred = predict_return(c.model, val.columns(c.features))
     onnx_bytes = export_onnx(c.model, len(c.features))
     scaler = c.model.named_steps["scale"]
     e = evaluate(val.y, val_pred, val.mid, val.ts_ms, val.venue)
-    guard_low, guard_high = input_guard(data.take(split.train).columns(c.features))
+    guard_low, guard_high = input_guard(data.take(split.train if fitted_on is None else fitted_on).columns(c.features))
     meta = ModelMetadata(
         model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
-        calibration=fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
+        calibration=calibration or fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
         scaler_scale=list(map(float, scaler.scale_)), guard_low=guard_low, guard_high=guard_high,
-        venue=venue, data_ranges=ranges, hyperparameters=_jsonable(c.params),
+        venue=venue, proven_markets=[venue], data_ranges=ranges, hyperparameters=_jsonable(c.params),
         validation_metrics={"r2": e.r2, "rmse_ratio": e.rmse_ratio, "direction_accuracy": e.direction_accuracy},
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -125,7 +128,8 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
 
 
 MIN_ROWS = 500
-CANDIDATES = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID), ("mlp", BOOK_FEATURES, MLP_GRID))
+CANDIDATES = (("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID), ("ridge_ofi", OFI_FEATURES, RIDGE_GRID),
+              ("mlp", BOOK_FEATURES, MLP_GRID))
 # Candidates on features only some recordings have, each with the features it needs: the best bid/ask
 # stream's, and with a perpetual configured beside spot, the cross-market ones too.
 STREAM_CANDIDATES = (
@@ -189,6 +193,7 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
     lake.ensure_bucket()
     test = data.take(split.test)
     scored: dict[str, Scored] = {}
+    fitted: dict[str, Candidate] = {}
     versions: dict[str, str] = {}
     val_mse: dict[str, float] = {}
     for kind, features, grid in candidates:
@@ -196,28 +201,43 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
         onnx_bytes, meta = package(best, data, split, f"{kind}-{stamp}", venue, ranges)
         meta = meta.model_copy(update={"model_version": f"{kind}-{stamp}-{meta.sha256[:8]}"})
         uri = artifact_store.upload(lake, onnx_bytes, meta)
-        onnx_model = OnnxModel(onnx_bytes, meta)
-        pred = onnx_model.predict(test.columns(meta.feature_names))
-        scored[kind] = Scored(meta.model_version, pred, evaluate(test.y, pred, test.mid, test.ts_ms, test.venue), onnx_model.confidence(pred))
+        scored[kind] = score(OnnxModel(onnx_bytes, meta), test)  # as served: the input guard applied
         experiment_id = f"{stamp}-{kind}-final"
         registry.log_experiment(engine, experiment_id, kind, meta.model_version, _jsonable(best.params),
                                 list(features), ranges, {"test": summary(scored[kind], test), "validation": meta.validation_metrics})
         registry.register(engine, meta, uri, experiment_id)
         versions[kind] = meta.model_version
         val_mse[kind] = best.val_mse
+        fitted[kind] = best
         log.info("registered %s at %s", meta.model_version, uri)
     base = persistence(test)
     val_mse[PERSISTENCE] = _mse(data.y[split.val], np.zeros(len(split.val)))
     registry.log_experiment(engine, f"{stamp}-persistence", "persistence", None, {}, [], ranges,
                             {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}})
     decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, stamp, venue, ranges, promote)
-    result = write_report(report_dir, f"Training report {stamp}: held-out test hour ({venue})", test, scored["mlp"],
-                          [base, *(scored[kind] for kind in scored if kind != "mlp")],
-                          [f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
+    refit_version = None
+    serving_kind = serving_specification(engine, lake, decisions[-1], versions, venue) if promote else None
+    if serving_kind is not None:
+        refit_version = refit_and_promote(engine, lake, fitted[serving_kind], data, split, stamp, venue, ranges,
+                                          versions[serving_kind])
+    subject = next((kind for kind, v in versions.items() if v == decisions[-1].challenger), None)
+    # the subject: what the gate judged last (a fitted pick, or persistence under its registered version)
+    subject_scored = scored[subject] if subject else Scored(decisions[-1].challenger, base.pred, base.evaluation)
+    result = write_report(report_dir, f"Training report {stamp}: the gate's window ({venue}), subject "
+                          f"{subject_scored.name}", test, subject_scored,
+                          [s for s in ((base,) if subject else ()) + tuple(scored.values()) if s is not subject_scored],
+                          ["**These rows decided the promotion, so the promoted model's figures on them are biased "
+                           "upward (it passed because it did well here). Accuracy on data nothing was chosen on: "
+                           "`python -m btcpred.batch.report` on later data, or the walk-forward "
+                           "(`python -m btcpred.batch.backtest`).**",
+                           f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
                            "models: " + ", ".join(f"{versions[kind]} ({kind} on {', '.join(features)})"
                                                   for kind, features, _ in candidates),
                            *(f"gate: {d.challenger} {'promoted' if d.promote else 'not promoted'}: {d.reason}"
-                             for d in decisions)])
+                             for d in decisions),
+                           *([f"served: {refit_version}, the serving specification ({serving_kind}, hyperparameters "
+                              f"tuned in this run) refitted on every row up to {ranges['test'][1]} (ms)"]
+                             if refit_version else [])])
     production = registry.production(engine)
     return {**result, "versions": versions, "gate": [d.as_metrics() for d in decisions],
             "production": production.model_version if production else None, "report": str(report_dir / "report.md")}
@@ -257,6 +277,51 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
     elif not judge(versions[pick], scored[pick].pred, False).promote and promote and champion is None:
         judge(persistence_model(), zeros, True)  # nothing in production and the pick lost: the baseline serves
     return decisions
+
+
+def serving_specification(engine: sa.Engine, lake: Lake, decision: GateDecision, versions: dict[str, str],
+                          venue: str) -> str | None:
+    """The candidate kind that serves after this run, if it is a fitted one: the pick the gate just promoted,
+    or else the kind of the production model kept (its specification is refitted every run: the gate's
+    evidence is for the specification, and its last fit ends where the previous run's data ended)."""
+    if decision.promote:
+        return next((kind for kind, v in versions.items() if v == decision.challenger), None)
+    current = registry.production(engine)
+    if current is None:
+        return None
+    try:
+        _, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
+    except (ClientError, ArtifactError, ValueError):
+        return None
+    return meta.model_kind if meta.model_kind in versions and meta.venue == venue else None
+
+
+def refit_and_promote(engine: sa.Engine, lake: Lake, chosen: Candidate, data: FeatureSet, split: Split, stamp: str,
+                      venue: str, ranges: dict, gated_version: str) -> str:
+    """The serving specification (features, hyperparameters tuned in this run) fitted again on every row
+    up to now, and promoted in place of ``gated_version`` (this run's fit of it, whose rows end an hour
+    or two before it would serve).
+
+    The gate's evidence is for the specification on this venue; the refit keeps the calibration of
+    ``gated_version`` (fitted on validation rows the refit now trains on, so not re-estimated).
+    """
+    rows = np.concatenate([split.train, split.val, split.test])
+    X, y = data.take(rows).columns(chosen.features), data.y[rows]
+    model = fit_ridge(X, y, **chosen.params) if chosen.kind.startswith("ridge") else fit_mlp(X, y, **chosen.params)
+    gated = registry.get(engine, gated_version)
+    _, gated_meta = artifact_store.fetch(lake, gated.artifact_uri, gated.checksum_sha256)
+    refit_ranges = {**ranges, "refit": [int(data.ts_ms[rows].min()), int(data.ts_ms[rows].max())]}
+    onnx_bytes, meta = package(Candidate(chosen.kind, chosen.features, chosen.params, model, chosen.val_mse), data,
+                               split, f"{chosen.kind}-{stamp}-refit", venue, refit_ranges, fitted_on=rows,
+                               calibration=gated_meta.calibration)
+    meta = meta.model_copy(update={"model_version": f"{chosen.kind}-{stamp}-refit-{meta.sha256[:8]}"})
+    experiment_id = f"{stamp}-{chosen.kind}-refit"
+    registry.log_experiment(engine, experiment_id, "refit", meta.model_version, _jsonable(chosen.params),
+                            list(chosen.features), refit_ranges, {"refit_of": gated_version, "rows": int(len(rows))})
+    registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), experiment_id)
+    log.info("promoted %s, the refit of %s (replaced %s)", meta.model_version, gated_version,
+             registry.promote(engine, meta.model_version))
+    return meta.model_version
 
 
 def champion_predictions(engine: sa.Engine, lake: Lake, test: FeatureSet) -> tuple[str, np.ndarray] | None:

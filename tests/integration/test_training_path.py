@@ -12,7 +12,9 @@ from btcpred.adapters.artifact_store import fetch
 from btcpred.adapters.lake import Lake
 from btcpred.batch.train import run
 from btcpred.common.model_artifact import ArtifactError
-from tests.conftest import BINANCE_US_BOOK, REPO
+from tests.conftest import BINANCE_US_BOOK, REPO, SPOT_CAPTURE
+
+SPOT_2024 = SPOT_CAPTURE  # minutes of binance.com spot
 
 pytestmark = pytest.mark.integration
 
@@ -43,30 +45,40 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
         kinds = dict(conn.execute(sa.text("SELECT model_kind, count(*) FROM ml_experiments GROUP BY model_kind")).all())
         gate_rows = conn.execute(sa.text("SELECT model_version, metrics FROM ml_experiments WHERE model_kind = 'gate' "
                                          "ORDER BY experiment_id")).all()
-    assert {k: v for k, v in kinds.items() if k != "gate"} == {"ridge_ofi": 4, "mlp": 6, "persistence": 1}
+    assert {k: v for k, v in kinds.items() if k not in ("gate", "refit")} == \
+        {"ridge_imbalance": 4, "ridge_ofi": 4, "mlp": 6, "persistence": 1}
 
     # the gate: a decision is recorded with its figures, promoted or not, and carried out
     assert 1 <= len(gate_rows) <= 2 and [r.metrics for r in gate_rows] == result["gate"]
     production = registry.production(pg_engine)
     assert production is not None and production.model_version == result["production"]  # none before: something serves
     promoted = [(version, m) for version, m in gate_rows if m["promote"]]
-    assert [version for version, _ in promoted] == [production.model_version]
+    assert len(promoted) == 1
     version, decision = promoted[0]
     if version.startswith("persistence-"):  # nothing beat persistence on the test window: the baseline serves
-        assert decision["comparisons"] == []
-    else:  # a fitted model beat persistence with DM p < 0.05 on the window it was never fitted or chosen on
+        assert decision["comparisons"] == [] and production.model_version == version
+    else:  # a fitted model beat persistence (p < 0.05) on the window it was never fitted or chosen on ...
         [vs_persistence] = decision["comparisons"]
         assert vs_persistence["rival"] == "persistence" and vs_persistence["dm_pvalue"] < 0.05
-        assert vs_persistence["dm_stat"] < 0 and vs_persistence["rmse_ratio"] < 1
+        assert vs_persistence["dm_stat"] < 0 and vs_persistence["diff_ci"][1] < 0  # the interval agrees
+        # ... and what serves is its specification refitted on every row, with the gate's market as evidence
+        kind = version.split("-")[0]
+        assert production.model_version.startswith(f"{kind}-") and "-refit-" in production.model_version
+        _, served_meta = fetch(lake, production.artifact_uri, production.checksum_sha256)
+        assert served_meta.proven_markets == ["binance.us"] and served_meta.data_ranges["refit"][1] == meta.data_ranges["test"][1]
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "| persistence |" in report and f"| {ridge} |" in report and f"| {mlp} |" in report and "gate: " in report
-    assert (tmp_path / "report" / "calibration.png").stat().st_size > 1000
+    assert "| persistence" in report and f"| {ridge} |" in report and f"| {mlp} |" in report and "gate: " in report
+    # the report's subject is what the gate judged last: a model's has a calibration plot, persistence states none
+    assert f"subject {version}" in report.splitlines()[0]
+    assert (tmp_path / "report" / "calibration.png").is_file() == (not version.startswith("persistence-"))
 
     # a second run with the same data meets a production model: the pick must beat it too, or production stays
     again = run(isolated_settings, "binance.us", "BTCUSDT", tmp_path / "report2", None, promote=True)
     assert len(again["gate"]) == 1 and again["gate"][0]["comparisons"][-1]["rival"] == production.model_version
-    if not any(g["promote"] for g in again["gate"]):
-        assert registry.production(pg_engine).model_version == production.model_version
+    if not any(g["promote"] for g in again["gate"]):  # production's specification stays, refitted on the newest rows
+        now = registry.production(pg_engine).model_version
+        assert now == production.model_version if production.model_version.startswith("persistence-") else \
+            now.split("-")[0] == production.model_version.split("-")[0] and "-refit-" in now
 
     # promoting by hand archives the previous production model in the same transaction; a checksum mismatch is refused
     current = registry.production(pg_engine).model_version
@@ -83,12 +95,18 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
     # the evaluation command: any directory in the shared formats, a registered version, JSON as the last line
     env = {**os.environ, "BTCPRED_POSTGRES__SCHEMA_NAME": isolated_settings.postgres.schema_name,
            "BTCPRED_S3__BUCKET": isolated_settings.s3.bucket}
+    # every Binance.US row was fitted, tuned or gated on: on that data alone nothing is unseen
+    proc = subprocess.run([sys.executable, "-m", "btcpred.batch.report", "--data", str(data_dir), "--model", mlp,
+                           "--out", str(tmp_path / "eval-seen")], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 1 and json.loads(proc.stdout.strip().splitlines()[-1])["n"] == 0
+    # beside a binance.com capture, those rows are what gets scored, in the per-market table
+    (data_dir / SPOT_2024.name).symlink_to(SPOT_2024)
     proc = subprocess.run([sys.executable, "-m", "btcpred.batch.report", "--data", str(data_dir), "--model", mlp,
                            "--baseline", ridge, "--out", str(tmp_path / "eval")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"r2", "rmse_ratio_vs_persistence", "direction_accuracy", "dm_pvalue", "n"} <= line.keys()
-    # only rows after the model's validation data (plus the purge) are scored: the test hour, plus the
-    # up-to-3 rows (5 s) the training split embargoed at its start
-    assert result["n"] <= line["n"] <= result["n"] + 3 and result["n"] > 1000
+    assert {"r2", "r2_ci95", "rmse_ratio_vs_persistence", "direction_accuracy", "dm_pvalue", "n"} <= line.keys()
+    per_market = (tmp_path / "eval" / "report.md").read_text().split("## Per market")[1].split("##")[0]
+    assert line["n"] > 100 and "| binance.com-spot |" in per_market and "| binance.us |" not in per_market

@@ -26,16 +26,17 @@ def with_oracle(data: FeatureSet) -> FeatureSet:
     return replace(data, X=X)
 
 
-def test_on_the_real_hours_the_loop_serves_persistence_and_says_why(book_rows):
-    """With every candidate (the MLP included), the MLP wins validation at 22:00 and loses the gate:
-    persistence answers all four hours."""
+def test_on_the_real_hours_the_one_feature_ridge_wins_and_the_loop_says_why(book_rows):
+    """With every candidate: at 21:00 the top-of-book imbalance ridge wins validation and passes the gate; at
+    22:00 the MLP wins validation and loses the gate, so the ridge keeps serving. Before 21:00 persistence answers."""
     steps = backtest.backtest(book_rows)
     assert [s.hour_ms % backtest.HOUR_MS for s in steps] == [0] * len(steps) and len(steps) == 4
     assert steps[0].decision.startswith("not enough data") and steps[1].decision.startswith("not enough whole hours")
-    assert steps[3].decision.startswith("picked mlp on validation; kept persistence: does not beat persistence")
-    assert all(s.served.candidate is None for s in steps)
+    assert steps[2].decision.startswith("picked ridge_imbalance on validation; promoted: beats persistence")
+    assert steps[3].decision.startswith("picked mlp on validation; kept ridge_imbalance@")
+    assert [s.served.kind for s in steps] == ["persistence", "persistence", "ridge_imbalance", "ridge_imbalance"]
     scored, pred = backtest.served_predictions(book_rows, steps)
-    assert len(scored) == sum(s.n for s in steps) and not pred.any()
+    assert len(scored) == sum(s.n for s in steps) and pred[: steps[0].n + steps[1].n].tolist() == [0.0] * (steps[0].n + steps[1].n)
     assert (np.diff(scored.ts_ms) > 0).all()  # in time order, each row once
 
 
@@ -48,7 +49,9 @@ def test_a_model_is_served_only_on_hours_after_the_data_it_was_chosen_on(book_ro
     scored, pred = backtest.served_predictions(data, served)
     e = evaluate(scored.y, pred, scored.mid, scored.ts_ms, scored.venue)
     # the promoted model's answers, except the oracle's largest values, outside the range it was trained on:
-    # there the input guard answers with persistence, as serving does
-    assert e.direction_accuracy > 0.99 and e.r2 > 0.3 and 0 < (pred == 0).mean() < 0.5
+    # there the input guard answers with persistence, as serving does. The ridge has no intercept and
+    # centred inputs, so it answers the label less the training hours' mean return: the smallest moves
+    # change sign (direction 95 %, not 100 %)
+    assert e.direction_accuracy > 0.9 and e.r2 > 0.3 and 0 < (pred == 0).mean() < 0.5
     report = backtest.report(data, steps, tmp_path)
     assert report["since_first_model"]["n"] == len(scored) and report["n"] == sum(s.n for s in steps)
