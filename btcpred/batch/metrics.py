@@ -42,6 +42,17 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return sum(r["n"] * abs(r["mean_confidence"] - r["hit_rate"]) for r in table) / n if n else None
 
 
+def brier(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
+    """Brier score of the stated P(direction right) and its skill against the best constant in hindsight
+    (the observed hit rate on these rows): above 0 only if the confidence tells rows apart."""
+    if len(confidence) == 0:
+        return float("nan"), float("nan")
+    score = float(np.mean((confidence - correct) ** 2))
+    rate = float(np.mean(correct))
+    reference = rate * (1.0 - rate)
+    return score, (1.0 - score / reference) if reference > 0 else float("nan")
+
+
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     n: int

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from btcpred.batch.datasets import FeatureSet, from_directory
-from btcpred.batch.metrics import Evaluation, calibration_table, evaluate, expected_calibration_error
-from btcpred.common.model_artifact import InputGuard, OnnxModel
+from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
+from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
 from btcpred.udfs.features import HORIZON_US
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,19 @@ class Scored:
     pred: np.ndarray
     evaluation: Evaluation
     confidence: np.ndarray | None = None
+    interval_hit: np.ndarray | None = None  # per row: the realized return inside the stated interval
+    interval_coverage: float | None = None  # the interval's nominal coverage
+
+
+def interval_hits(model: OnnxModel, data: FeatureSet, pred: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
+    """Whether each row's realized return fell in the interval serving states (persistence's where the
+    guard made persistence answer); None for an artifact without one."""
+    spec = model.meta.interval
+    if spec is None:
+        return None
+    vol = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
+    half = vol * np.where(inside, spec.model_quantile, spec.persistence_quantile)
+    return np.abs(data.y - pred) <= half
 
 
 def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
@@ -64,7 +77,9 @@ def score(model: OnnxModel, data: FeatureSet) -> Scored:
     if not inside.all():
         log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
                  model.version, int((~inside).sum()), len(data))
-    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue), model.confidence(pred))
+    spec = model.meta.interval
+    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue), model.confidence(pred),
+                  interval_hits(model, data, pred, inside), spec.coverage if spec else None)
 
 
 def persistence(data: FeatureSet) -> Scored:
@@ -95,14 +110,16 @@ def results_table(scored: list[Scored]) -> list[str]:
 
 def per_market(data: FeatureSet, s: Scored) -> list[str]:
     """One row per venue (market), on the same definitions as the headline."""
-    lines = ["| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p |",
-             "|---|---|---|---|---|---|---|---|"]
+    nominal = f"{s.interval_coverage:.0%} interval coverage" if s.interval_coverage else "interval coverage"
+    lines = [f"| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p | {nominal} |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for venue in sorted(set(data.venue)):
         idx = np.flatnonzero(data.venue == venue)
         e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], data.ts_ms[idx], data.venue[idx])
+        coverage = float(np.mean(s.interval_hit[idx])) if s.interval_hit is not None else float("nan")
         lines.append(f"| {venue} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
                      f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
-                     f"{_fmt(e.dm_pvalue)} |")
+                     f"{_fmt(e.dm_pvalue)} | {_fmt(coverage * 100, 1)} % |")
     return lines
 
 
@@ -195,10 +212,14 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
     if model.confidence is not None:
         mask, correct = hit_mask(data, model)
         ece = expected_calibration_error(model.confidence[mask], correct)
+        brier_score, brier_skill = brier(model.confidence[mask], correct)
+        verdict = ("it tells rows apart" if brier_skill > 0 else
+                   "**the confidence is flat: it tells rows apart no better than one constant**")
         lines += ["## Confidence calibration", "",
                   "confidence = P(direction right | price moved), fitted on validation data. "
                   f"Expected calibration error (row-weighted |confidence - hit rate| over these bins): "
-                  f"{_fmt(ece, 3)}.", "",
+                  f"{_fmt(ece, 3)}. Brier score {_fmt(brier_score)}, skill against the best constant "
+                  f"(the observed hit rate) {_fmt(brier_skill)}: {verdict}.", "",
                   "| n | mean confidence | observed hit rate |", "|---|---|---|"]
         lines += [f"| {r['n']} | {r['mean_confidence']:.3f} | {r['hit_rate']:.3f} |"
                   for r in calibration_table(model.confidence[mask], correct)]
@@ -213,11 +234,15 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
 def summary(s: Scored, data: FeatureSet | None = None) -> dict:
     e = s.evaluation
     clean = lambda x: None if x is None or math.isnan(x) else round(x, 6)  # noqa: E731 (JSON has no NaN)
-    ece = None
+    ece = brier_score = brier_skill = None
     if data is not None and s.confidence is not None:
         mask, correct = hit_mask(data, s)
         ece = expected_calibration_error(s.confidence[mask], correct)
-    return {"ece": clean(ece), "model_version": s.name, "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
+        brier_score, brier_skill = brier(s.confidence[mask], correct)
+    coverage = float(np.mean(s.interval_hit)) if s.interval_hit is not None and len(s.interval_hit) else None
+    return {"ece": clean(ece), "brier": clean(brier_score), "brier_skill": clean(brier_skill),
+            "interval_coverage": clean(coverage), "interval_nominal": s.interval_coverage, "model_version": s.name,
+            "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
             "rmse_ratio_vs_persistence": clean(e.rmse_ratio), "mae_ratio_vs_persistence": clean(e.mae_ratio),
             "direction_accuracy": clean(e.direction_accuracy), "direction_n": e.direction_n,
             "dm_stat": clean(e.dm_stat), "dm_pvalue": clean(e.dm_pvalue)}

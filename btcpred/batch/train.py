@@ -44,7 +44,8 @@ from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
 from btcpred.common.config import S3Config, Settings, load_settings
-from btcpred.common.model_artifact import ArtifactError, Calibration, ModelMetadata, OnnxModel, sha256_hex
+from btcpred.common.model_artifact import (VOL_FEATURE, ArtifactError, Calibration, ModelMetadata, OnnxModel,
+                                           PredictionInterval, fit_interval, sha256_hex)
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,19 @@ def _jsonable(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
+INTERVAL_COVERAGE = 0.8  # the prediction interval's nominal coverage (price_low_10s .. price_high_10s)
+
+
+def validation_interval(val: FeatureSet, val_pred: np.ndarray) -> PredictionInterval | None:
+    return fit_interval(val.y, val_pred, val.columns((VOL_FEATURE,))[:, 0], INTERVAL_COVERAGE)
+
+
 def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict,
-            fitted_on: np.ndarray | None = None, calibration: Calibration | None = None) -> tuple[bytes, ModelMetadata]:
-    """The artifact of a fitted candidate: validation figures and confidence calibration from the
-    validation rows, the trusted input range from the rows it was fitted on (``fitted_on``: train)."""
+            fitted_on: np.ndarray | None = None, calibration: Calibration | None = None,
+            interval: PredictionInterval | None = None) -> tuple[bytes, ModelMetadata]:
+    """The artifact of a fitted candidate: validation figures, confidence calibration and prediction
+    interval from the validation rows, the trusted input range from the rows it was fitted on
+    (``fitted_on``: train). A refit passes the calibration and interval of the fit the gate judged."""
     val = data.take(split.val)
     val_pred = predict_return(c.model, val.columns(c.features))
     onnx_bytes = export_onnx(c.model, len(c.features))
@@ -119,6 +129,7 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
     meta = ModelMetadata(
         model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
         calibration=calibration or fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
+        interval=interval or validation_interval(val, val_pred),
         scaler_scale=list(map(float, scaler.scale_)), guard_low=guard_low, guard_high=guard_high,
         venue=venue, proven_markets=[venue], data_ranges=ranges, hyperparameters=_jsonable(c.params),
         validation_metrics={"r2": e.r2, "rmse_ratio": e.rmse_ratio, "direction_accuracy": e.direction_accuracy},
@@ -269,7 +280,9 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
         return decision
 
     def persistence_model() -> str:
-        return register_persistence(engine, lake, stamp, venue, ranges, val_mse[PERSISTENCE])
+        val = data.take(split.val)
+        return register_persistence(engine, lake, stamp, venue, ranges, val_mse[PERSISTENCE],
+                                    validation_interval(val, np.zeros(len(val))))
 
     zeros = np.zeros(len(test))
     if pick == PERSISTENCE:
@@ -313,7 +326,7 @@ def refit_and_promote(engine: sa.Engine, lake: Lake, chosen: Candidate, data: Fe
     refit_ranges = {**ranges, "refit": [int(data.ts_ms[rows].min()), int(data.ts_ms[rows].max())]}
     onnx_bytes, meta = package(Candidate(chosen.kind, chosen.features, chosen.params, model, chosen.val_mse), data,
                                split, f"{chosen.kind}-{stamp}-refit", venue, refit_ranges, fitted_on=rows,
-                               calibration=gated_meta.calibration)
+                               calibration=gated_meta.calibration, interval=gated_meta.interval)
     meta = meta.model_copy(update={"model_version": f"{chosen.kind}-{stamp}-refit-{meta.sha256[:8]}"})
     experiment_id = f"{stamp}-{chosen.kind}-refit"
     registry.log_experiment(engine, experiment_id, "refit", meta.model_version, _jsonable(chosen.params),
@@ -340,13 +353,15 @@ def champion_predictions(engine: sa.Engine, lake: Lake, test: FeatureSet) -> tup
         return None
 
 
-def register_persistence(engine: sa.Engine, lake: Lake, stamp: str, venue: str, ranges: dict, val_mse: float) -> str:
+def register_persistence(engine: sa.Engine, lake: Lake, stamp: str, venue: str, ranges: dict, val_mse: float,
+                         interval: PredictionInterval | None = None) -> str:
     """Persistence as a registered artifact (staging), servable like any model."""
     onnx_bytes = export_persistence_onnx()
     meta = ModelMetadata(
         model_version=f"persistence-{stamp}-{sha256_hex(onnx_bytes)[:8]}", model_kind=PERSISTENCE,
         feature_names=list(PERSISTENCE_FEATURES), sha256=sha256_hex(onnx_bytes),
         calibration=Calibration(abs_return=[], hit_rate=[]), scaler_mean=[], scaler_scale=[], venue=venue,
+        interval=interval,
         data_ranges=ranges, hyperparameters={}, validation_metrics={"val_mse": val_mse},
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), f"{stamp}-persistence")

@@ -44,6 +44,70 @@ class Calibration(BaseModel):
         return float(np.interp(abs(predicted), self.abs_return, self.hit_rate))
 
 
+class PredictionInterval(BaseModel):
+    """A split-conformal interval for the 10 s log return, scaled by the recent volatility.
+
+    On validation rows the model never trained on, the absolute error divided by the scale
+    ``realized_vol_5s + vol_floor`` has its conformal quantile at ``coverage`` (the
+    ceil((n + 1) * coverage)-th smallest of n): ``model_quantile`` for the model's errors,
+    ``persistence_quantile`` for persistence's (|return|), so persistence serving in its place
+    states an interval too. Scaling by volatility keeps coverage in calm and wild minutes alike,
+    where one width for all would be too wide in the first and too narrow in the second.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coverage: float = Field(gt=0.0, lt=1.0)
+    vol_floor: float = Field(gt=0.0)  # added to realized_vol_5s: a quiet second still has risk
+    model_quantile: float = Field(ge=0.0)
+    persistence_quantile: float = Field(ge=0.0)
+    n: int = Field(gt=0)  # validation rows the quantiles were taken on
+
+    def half_width(self, realized_vol_5s: float, persistence: bool = False) -> float:
+        """Half-width in log return for one row; ``persistence``: the interval around no change."""
+        scale = max(realized_vol_5s, 0.0) + self.vol_floor
+        return (self.persistence_quantile if persistence else self.model_quantile) * scale
+
+
+VOL_FEATURE = "realized_vol_5s"  # the interval's scale: every feature vector carries it
+
+
+def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
+    """The ceil((n + 1) * coverage)-th smallest score: the split-conformal quantile (inf if n is too small)."""
+    n = len(scores)
+    k = math.ceil((n + 1) * coverage)
+    return float(np.sort(scores)[k - 1]) if 0 < k <= n else math.inf
+
+
+FLOOR_QUANTILES = (0.05, 0.1, 0.25, 0.5)  # candidate floors: these quantiles of the held-out volatility
+
+
+def fit_interval(y: np.ndarray, pred: np.ndarray, realized_vol: np.ndarray, coverage: float) -> PredictionInterval | None:
+    """The interval from held-out rows in time order (``y`` realized, ``pred`` predicted log returns).
+
+    The floor is chosen on the first half (the narrowest mean width at ``coverage``), the quantiles
+    are taken on the second half: a scale chosen on the rows that size the interval would break the
+    conformal guarantee. None with fewer than 100 usable rows.
+    """
+    ok = np.isfinite(y) & np.isfinite(pred) & np.isfinite(realized_vol)
+    if ok.sum() < 100:
+        return None
+    y, pred, vol = y[ok], pred[ok], np.maximum(realized_vol[ok], 0.0)
+    half = len(y) // 2
+    fallback = float(np.std(y[:half])) or 1e-6
+
+    def mean_width(floor: float) -> float:
+        scale = vol[:half] + floor
+        return conformal_quantile(np.abs(y[:half] - pred[:half]) / scale, coverage) * float(np.mean(scale))
+
+    floors = [f for f in (float(np.quantile(vol[:half], q)) for q in FLOOR_QUANTILES) if f > 0] or [fallback]
+    floor = min(floors, key=mean_width)
+    scale = vol[half:] + floor
+    return PredictionInterval(coverage=coverage, vol_floor=floor, n=len(y) - half,
+                              model_quantile=conformal_quantile(np.abs(y[half:] - pred[half:]) / scale, coverage),
+                              persistence_quantile=conformal_quantile(np.abs(y[half:]) / scale, coverage))
+
+
 class ModelMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +125,7 @@ class ModelMetadata(BaseModel):
     # which are guarded by the scaler's mean and sd instead.
     guard_low: list[float] = []
     guard_high: list[float] = []
+    interval: PredictionInterval | None = None  # artifacts from before it state no interval
     venue: str
     # Markets (venue ids as in the recordings: "binance.us", "binance.com-spot", ...) on which the
     # model has gate evidence. Empty: its own ``venue``, whose held-out window the gate judged it on.

@@ -80,6 +80,9 @@ def make_prediction(
         predicted, confidence = price, 0.0
         source = "fallback"
         version = f"fallback-persistence({predictor.version if predictor else 'no model'})"
+    interval = None
+    if source == "redis" and predictor is not None and predicted is not None:
+        interval = predictor.interval(state, base, predicted, persistence=champion is PERSISTENCE)
     feature_ts = state.features.get("ts")
     feature_time_ms = int(feature_ts) // 1000 if feature_ts else None
     book_id = state.features.get("book_update_id")
@@ -101,4 +104,7 @@ def make_prediction(
         target_time_ms=feature_time_ms + HORIZON_US // 1000 if feature_time_ms is not None else None,
         market=market,
         challengers=challengers,
+        price_low_10s=interval[0] if interval else None,
+        price_high_10s=interval[1] if interval else None,
+        interval_coverage=interval[2] if interval else None,
     )

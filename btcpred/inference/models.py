@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from btcpred.common.model_artifact import InputGuard, OnnxModel
+from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
 from btcpred.inference.hot_state import HotState
 
 
@@ -30,6 +30,11 @@ class Predictor(Protocol):
     def proven_on(self, market: str) -> bool:
         """Whether it has gate evidence on ``market`` (else persistence serves and it runs in shadow)."""
 
+    def interval(self, state: HotState, base_price: float, predicted_price: float,
+                 persistence: bool) -> tuple[float, float, float] | None:
+        """(low, high, nominal coverage) of the price in 10 s around ``predicted_price``; None: none stated.
+        ``persistence``: the interval of persistence serving in the predictor's place."""
+
 
 class PersistencePredictor:
     """Predict the price unchanged; direction is a coin flip, so confidence is 0.5."""
@@ -41,6 +46,10 @@ class PersistencePredictor:
 
     def proven_on(self, market: str) -> bool:
         return True  # the baseline every model is judged against needs no evidence
+
+    def interval(self, state: HotState, base_price: float, predicted_price: float,
+                 persistence: bool) -> tuple[float, float, float] | None:
+        return None  # no artifact, no held-out errors to size one from
 
 
 class OnnxPredictor:
@@ -75,3 +84,14 @@ class OnnxPredictor:
 
     def proven_on(self, market: str) -> bool:
         return self.model.meta.proven_on(market)
+
+    def interval(self, state: HotState, base_price: float, predicted_price: float,
+                 persistence: bool) -> tuple[float, float, float] | None:
+        """The artifact's conformal interval, scaled by this vector's realized volatility."""
+        spec = self.model.meta.interval
+        vol = state.feature_float(VOL_FEATURE)
+        if spec is None or vol is None or not math.isfinite(vol) or base_price <= 0 or predicted_price <= 0:
+            return None
+        center = math.log(predicted_price / base_price)
+        half = spec.half_width(vol, persistence)
+        return base_price * math.exp(center - half), base_price * math.exp(center + half), spec.coverage

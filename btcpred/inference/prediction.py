@@ -35,3 +35,7 @@ class Prediction(BaseModel):
     target_time_ms: int | None = Field(None, description="exchange time the predicted price is for: feature_time_ms + 10 s")
     market: str | None = Field(None, description="the market served (venue id); the champion has gate evidence on it")
     challengers: list[ChallengerPrediction] = Field(default_factory=list)
+    price_low_10s: float | None = Field(None, description="conformal prediction interval for the price at target_time_ms "
+                                        "(null: the served artifact states none, or a fallback)")
+    price_high_10s: float | None = None
+    interval_coverage: float | None = Field(None, description="the interval's nominal coverage (0.8 by default)")

@@ -21,6 +21,8 @@ class ScoredPrediction:
     current_price: float
     predicted_price: float
     realized_price: float
+    low: float | None = None  # the prediction interval, where one was stated
+    high: float | None = None
 
     @property
     def error(self) -> float:
@@ -40,6 +42,8 @@ class Accuracy:
     persistence_mae: float | None
     persistence_rmse: float | None
     bias: float | None = None  # mean signed error (predicted - realized): a calibrated model has ~0
+    interval_coverage: float | None = None  # share of stated intervals that held the realized price
+    interval_n: int = 0
     # least-squares slope of the realized move on the predicted move: 1 calibrated, < 1 over-confident
     calibration_slope: float | None = None
 
@@ -47,16 +51,18 @@ class Accuracy:
 class OnlineScorer:
     def __init__(self, horizon_ms: int = HORIZON_US // 1000, window: int = 1000, mid_memory: int = 2000) -> None:
         self.horizon_ms = horizon_ms
-        self.pending: OrderedDict[int, tuple[float, float]] = OrderedDict()  # target ms -> (current, predicted)
+        # target ms -> (current, predicted, interval low, interval high)
+        self.pending: OrderedDict[int, tuple[float, float, float | None, float | None]] = OrderedDict()
         self.mids: OrderedDict[int, float] = OrderedDict()  # data time ms -> mid
         self.mid_memory = mid_memory
         self.scored: deque[ScoredPrediction] = deque(maxlen=window)
 
-    def record_prediction(self, feature_time_ms: int, current_price: float, predicted_price: float) -> None:
+    def record_prediction(self, feature_time_ms: int, current_price: float, predicted_price: float,
+                          low: float | None = None, high: float | None = None) -> None:
         """Remember a prediction; the first one made on a feature vector wins (later cycles repeat it)."""
         target = feature_time_ms + self.horizon_ms
         if target not in self.pending and all(s.feature_time_ms != feature_time_ms for s in list(self.scored)[-5:]):
-            self.pending[target] = (current_price, predicted_price)
+            self.pending[target] = (current_price, predicted_price, low, high)
         self._settle()
 
     def record_mid(self, time_ms: int, mid: float) -> None:
@@ -69,8 +75,8 @@ class OnlineScorer:
         latest = next(reversed(self.mids), None)
         for target in list(self.pending):
             if target in self.mids:
-                current, predicted = self.pending.pop(target)
-                self.scored.append(ScoredPrediction(target - self.horizon_ms, current, predicted, self.mids[target]))
+                current, predicted, low, high = self.pending.pop(target)
+                self.scored.append(ScoredPrediction(target - self.horizon_ms, current, predicted, self.mids[target], low, high))
             elif latest is not None and target < latest - self.horizon_ms:
                 del self.pending[target]  # its target mid will never come (gap in the feature history)
 
@@ -82,6 +88,7 @@ class OnlineScorer:
         if not rows:
             return Accuracy(0, None, None, None, None, None)
         n = len(rows)
+        stated = [r for r in rows if r.low is not None and r.high is not None]
         moves = [r for r in rows if r.realized_price != r.current_price]
         right = sum(1 for r in moves
                     if math.copysign(1, r.predicted_price - r.current_price) == math.copysign(1, r.realized_price - r.current_price)
@@ -95,6 +102,8 @@ class OnlineScorer:
             persistence_rmse=math.sqrt(sum(r.persistence_error ** 2 for r in rows) / n),
             bias=sum(r.error for r in rows) / n,
             calibration_slope=calibration_slope(rows),
+            interval_coverage=(sum(1 for r in stated if r.low <= r.realized_price <= r.high) / len(stated)) if stated else None,
+            interval_n=len(stated),
         )
 
 

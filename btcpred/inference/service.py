@@ -167,7 +167,8 @@ class PredictionService:
                 for scorer in scorers:
                     scorer.record_mid(int(fields["ts"]) // 1000, float(fields["mid"]))
         if pred.source == "redis" and pred.feature_time_ms is not None and pred.base_price is not None:
-            self.scorer.record_prediction(pred.feature_time_ms, pred.base_price, pred.predicted_price_10s or pred.base_price)
+            self.scorer.record_prediction(pred.feature_time_ms, pred.base_price, pred.predicted_price_10s or pred.base_price,
+                                          pred.price_low_10s, pred.price_high_10s)
             for challenger in pred.challengers:
                 if challenger.predicted_price_10s is not None:
                     self.shadow_scorers[challenger.model_version].record_prediction(
@@ -177,7 +178,8 @@ class PredictionService:
                                       ("model", "directional_accuracy", acc.directional_accuracy),
                                       ("persistence", "mae", acc.persistence_mae),
                                       ("persistence", "rmse", acc.persistence_rmse),
-                                      ("model", "bias", acc.bias), ("model", "calibration_slope", acc.calibration_slope)):
+                                      ("model", "bias", acc.bias), ("model", "calibration_slope", acc.calibration_slope),
+                                      ("model", "interval_coverage", acc.interval_coverage)):
             if value is not None:
                 ONLINE.labels(model, measure).set(value)
 
@@ -268,6 +270,8 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
                 "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
                 "directional_accuracy": acc.directional_accuracy,
                 "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse},
+                "interval": {"coverage": acc.interval_coverage, "n": acc.interval_n,
+                             "nominal": svc.history[-1].interval_coverage if svc.history else None},
                 "market": market, "skill": skill, "challengers": challengers}
 
     @app.get("/health")

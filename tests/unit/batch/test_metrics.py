@@ -51,7 +51,7 @@ def test_served_scoring_answers_persistence_outside_the_trusted_range():
 
     class Model:  # the OnnxModel surface report.score reads
         version = "m"
-        meta = type("Meta", (), {"feature_names": ["ret_1s"], "guard_low": [-1.0], "guard_high": [1.0],
+        meta = type("Meta", (), {"feature_names": ["ret_1s"], "guard_low": [-1.0], "guard_high": [1.0], "interval": None,
                                  "calibration": Calibration(abs_return=[], hit_rate=[])})()
 
         def predict(self, X):
@@ -65,3 +65,32 @@ def test_served_scoring_answers_persistence_outside_the_trusted_range():
     X[:, FEATURE_NAMES.index("ret_1s")] = [0.0, 5.0, -1.0]  # the middle row is outside [-1, 1]
     data = FeatureSet(np.array(["v"] * 3, dtype=object), np.arange(3), X, np.full(3, 1e-4), np.full(3, 100.0))
     assert score(Model(), data).pred.tolist() == [1e-4, 0.0, 1e-4]
+
+
+def test_brier_score_and_its_skill_against_the_best_constant_by_hand():
+    from btcpred.batch.metrics import brier
+
+    conf = np.array([0.8, 0.8, 0.4, 0.4])
+    correct = np.array([1.0, 1.0, 0.0, 1.0])
+    # (0.04 + 0.04 + 0.16 + 0.36) / 4 = 0.15; hit rate 0.75, constant's Brier 0.75 * 0.25 = 0.1875
+    score, skill = brier(conf, correct)
+    assert score == pytest.approx(0.15) and skill == pytest.approx(1 - 0.15 / 0.1875)
+    flat = brier(np.full(4, 0.75), correct)
+    assert flat[1] == pytest.approx(0.0)  # a constant at the hit rate: no skill
+
+
+def test_interval_hits_use_the_models_quantile_where_it_answered_and_persistences_where_the_guard_did():
+    from btcpred.batch.datasets import FeatureSet
+    from btcpred.batch.report import interval_hits
+    from btcpred.common.model_artifact import PredictionInterval
+    from btcpred.udfs.features import FEATURE_NAMES
+
+    spec = PredictionInterval(coverage=0.8, vol_floor=1e-4, model_quantile=1.0, persistence_quantile=2.0, n=100)
+    model = type("Model", (), {"meta": type("Meta", (), {"interval": spec})()})()
+    X = np.zeros((3, len(FEATURE_NAMES)))
+    X[:, FEATURE_NAMES.index("realized_vol_5s")] = 1e-4  # scale 2e-4: model half-width 2e-4, persistence's 4e-4
+    y = np.array([1e-4, 3e-4, 4e-4])
+    data = FeatureSet(np.array(["v"] * 3, dtype=object), np.arange(3), X, y, np.full(3, 100.0))
+    pred = np.array([1e-4, 0.0, 1e-4])
+    inside = np.array([True, False, True])  # the middle row: outside the guard, persistence answered
+    assert interval_hits(model, data, pred, inside).tolist() == [True, True, False]

@@ -95,6 +95,9 @@ class ProvenModel:
     def proven_on(self, market):
         return market == self.proven
 
+    def interval(self, s, base_price, predicted_price, persistence):
+        return predicted_price - 1.0, predicted_price + 1.0, 0.5 if persistence else 0.8
+
 
 def test_a_model_serves_only_the_market_it_is_proven_on_and_runs_in_shadow_elsewhere():
     s = state()
@@ -104,11 +107,14 @@ def test_a_model_serves_only_the_market_it_is_proven_on_and_runs_in_shadow_elsew
     # the return applies to the mid it was predicted from, at the features' exchange time
     assert home.base_price == 100.5 and home.predicted_price_10s == pytest.approx(100.5 * 1.001)
     assert home.current_price == 101.0 and home.target_time_ms == home.feature_time_ms + 10_000
+    assert (home.price_low_10s, home.price_high_10s, home.interval_coverage) == pytest.approx((100.5 * 1.001 - 1, 100.5 * 1.001 + 1, 0.8))
     away = make_prediction("BTCUSDT", s, 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.com-spot")
     assert (away.source, away.model_version, away.predicted_price_10s, away.confidence) == ("redis", "persistence", 100.5, 0.5)
     [shadow] = away.challengers
     assert shadow.model_version == "ridge-x" and shadow.predicted_price_10s == pytest.approx(100.5 * 1.001)
     assert shadow.why_not_served == "unproven_on_market:binance.com-spot" and away.market == "binance.com-spot"
+    # persistence serving in the model's place states persistence's interval, around the base price
+    assert (away.price_low_10s, away.price_high_10s, away.interval_coverage) == (99.5, 101.5, 0.5)
     # no shadow on a cycle that falls back anyway
     stale = make_prediction("BTCUSDT", state(age_ms=9000), 2000, NOW_US, ProvenModel("x"), 5000, None, "binance.com-spot")
-    assert stale.source == "fallback" and stale.challengers == []
+    assert stale.source == "fallback" and stale.challengers == [] and stale.price_low_10s is None
