@@ -35,8 +35,8 @@ from btcpred.batch.modeling import IMBALANCE_FEATURES, RIDGE_GRID, fit_mlp, fit_
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.batch.report import Scored, summary
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
-from btcpred.batch.train import MIN_ROWS, Candidate, candidates_for, search
-from btcpred.common.model_artifact import InputGuard
+from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, search, validation_interval
+from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, PredictionInterval
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ class Served:
     candidate: Candidate | None
     guard: InputGuard | None
     fitted_until_ms: int  # the newest row its fit, tuning or gate read
+    interval: PredictionInterval | None = None  # sized on the validation rows, as btcpred.batch.train sizes it
+
+    def interval_hits(self, data: FeatureSet, pred: np.ndarray) -> np.ndarray | None:
+        """Per row, whether the realized return fell inside the interval serving would state."""
+        if self.interval is None or self.candidate is None:
+            return None
+        inside = self.guard.trusted_rows(data.columns(self.candidate.features))
+        vol = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + self.interval.vol_floor
+        half = vol * np.where(inside, self.interval.model_quantile, self.interval.persistence_quantile)
+        return np.abs(data.y - pred) <= half
 
     def predict(self, data: FeatureSet) -> np.ndarray:
         """Its answers as serving gives them: a row outside the trusted range gets persistence's."""
@@ -118,8 +128,10 @@ def refitted(served: Served, data: FeatureSet, split, stamp: str) -> Served:
     model = fit_ridge(X, y, **c.params) if c.kind.startswith("ridge") else fit_mlp(X, y, **c.params)
     low, high = input_guard(X)
     kind = served.kind
+    val = data.take(split.val)
+    interval = validation_interval(val, predict_return(c.model, val.columns(c.features)))
     return Served(f"{kind}@{stamp}", kind, Candidate(kind, c.features, c.params, model, c.val_mse),
-                  InputGuard.of_range(c.features, low, high), int(data.ts_ms[rows].max()))
+                  InputGuard.of_range(c.features, low, high), int(data.ts_ms[rows].max()), interval)
 
 
 IMBALANCE_RIDGE = ("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID)
@@ -186,14 +198,24 @@ def served_predictions(data: FeatureSet, steps: list[HourStep]) -> tuple[Feature
     return data.take(idx), (np.concatenate(preds) if preds else np.array([]))
 
 
+def _hour(data: FeatureSet, step: HourStep) -> tuple[FeatureSet, np.ndarray]:
+    hour = data.take(np.flatnonzero((data.ts_ms >= step.hour_ms) & (data.ts_ms < step.hour_ms + HOUR_MS)))
+    return hour, step.served.predict(hour)
+
+
 def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
     scored, pred = served_predictions(data, steps)
     first_model = next((i for i, s in enumerate(steps) if s.served.candidate is not None), None)
     baseline = baseline_predictions(data, steps)
+    hits = [step.served.interval_hits(*_hour(data, step)) for step in steps]
+    hits = [h for h in hits if h is not None]
     versus = loss_test(np.square(scored.y - pred) - np.square(scored.y - baseline), time_blocks(scored.ts_ms, scored.venue))
     result = {"hours": len(steps), "n": len(scored),
               "served": summary_of(scored, pred),
               "imbalance_ridge_without_gate": summary_of(scored, baseline),
+              "interval_coverage_where_a_model_served": (
+                  {"coverage": float(np.mean(np.concatenate(hits))), "n": int(sum(len(h) for h in hits)),
+                   "nominal": INTERVAL_COVERAGE} if hits else None),
               "served_vs_imbalance_ridge": {"mean_loss_diff": versus.mean_diff, "ci95": list(versus.ci),
                                             "pvalue": versus.pvalue, "blocks": versus.blocks},
               "since_first_model": (summary_of(*served_predictions(data, steps[first_model:]))
@@ -207,6 +229,7 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
     for title, block in (("All backtest hours", result["served"]), ("From the first model served", result["since_first_model"]),
                          ("The one-feature ridge (top-of-book imbalance), refitted every hour and served without a gate",
                           result["imbalance_ridge_without_gate"]),
+                         ("Interval coverage where a model served", result["interval_coverage_where_a_model_served"]),
                          ("What the loop served minus the one-feature ridge (squared log-return error; negative: the "
                           "loop better)", result["served_vs_imbalance_ridge"])):
         if block:

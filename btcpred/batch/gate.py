@@ -40,7 +40,7 @@ class Comparison:
         return not math.isnan(self.dm_pvalue) and self.dm_stat < 0 and self.dm_pvalue < self.alpha
 
     def as_dict(self) -> dict:
-        clean = lambda x: None if math.isnan(x) else round(x, 6)  # noqa: E731 (JSON has no NaN)
+        clean = lambda x: None if math.isnan(x) else float(f"{x:.6g}")  # noqa: E731 (JSON has no NaN; diffs are ~1e-9)
         return {"rival": self.rival, "rmse_ratio": clean(self.rmse_ratio), "dm_stat": clean(self.dm_stat),
                 "dm_pvalue": clean(self.dm_pvalue), "beats": self.beats,
                 "diff_ci": [clean(self.diff_ci[0]), clean(self.diff_ci[1])], "blocks": self.blocks}
