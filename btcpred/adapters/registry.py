@@ -83,6 +83,22 @@ def production(engine: sa.Engine) -> RegisteredModel | None:
     return _model(row) if row else None
 
 
+def challengers(engine: sa.Engine, limit: int = 3) -> list[RegisteredModel]:
+    """The newest staging model of each fitted kind (the version's prefix), newest first, at most
+    ``limit``: what serving runs in shadow beside the production model. Persistence is no
+    challenger (it is scored beside everything anyway)."""
+    t = model_registry.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(model_registry).where(t.status == "staging")
+                            .order_by(t.created_at.desc()).limit(50)).all()
+    newest: dict[str, RegisteredModel] = {}
+    for row in rows:
+        kind = row.model_version.split("-")[0]
+        if kind != "persistence" and kind not in newest:
+            newest[kind] = _model(row)
+    return list(newest.values())[:limit]
+
+
 def get(engine: sa.Engine, model_version: str) -> RegisteredModel:
     with engine.connect() as conn:
         row = conn.execute(sa.select(model_registry).where(model_registry.c.model_version == model_version)).first()

@@ -44,11 +44,13 @@ def make_prediction(
     max_feature_age_ms: int,
     last_price: float | None,
     market: str | None = None,
+    shadows: tuple[Predictor, ...] = (),
 ) -> Prediction:
     """``predictor`` None means no usable model is loaded: a fallback, like stale features.
 
     The champion is ``predictor`` where it is proven on ``market`` (``Predictor.proven_on``), else
-    persistence, with ``predictor`` run beside it as a challenger in shadow. Both start from the
+    persistence, with ``predictor`` run beside it as a challenger in shadow; ``shadows`` (the
+    registry's other candidates) run in shadow too. Both start from the
     features' mid at their exchange time (``base_price``), the price the return was predicted from.
     """
     emitted = state.feature_float("emitted_at_us")
@@ -71,6 +73,15 @@ def make_prediction(
             challengers.append(ChallengerPrediction(
                 model_version=predictor.version, predicted_price_10s=shadow, confidence=shadow_confidence,
                 why_not_served=f"unproven_on_market:{market}" + (f"; {shadow_reason}" if shadow_reason else "")))
+    if reason is None:
+        for shadow in shadows:  # the registry's other candidates, each in shadow
+            if shadow is predictor:
+                continue
+            answer, shadow_confidence, shadow_reason = _answer(shadow, state, base)
+            why = "not promoted" if market is None or shadow.proven_on(market) else f"unproven_on_market:{market}"
+            challengers.append(ChallengerPrediction(
+                model_version=shadow.version, predicted_price_10s=answer, confidence=shadow_confidence,
+                why_not_served=why + (f"; {shadow_reason}" if shadow_reason else "")))
     predicted = confidence = None
     if reason is None:
         predicted, confidence, reason = _answer(champion, state, base)

@@ -53,6 +53,9 @@ class ModelSource(Protocol):
 
     def fetch(self, artifact_uri: str, checksum: str) -> tuple[bytes, ModelMetadata]: ...
 
+    def challengers(self) -> list[tuple[str, str, str]]:
+        """(version, URI, checksum) of the models to run in shadow beside production (may be empty)."""
+
     def close(self) -> None: ...
 
 
@@ -69,6 +72,11 @@ class RegistrySource:
 
         model = registry.production(self.engine)
         return (model.model_version, model.artifact_uri, model.checksum_sha256) if model else None
+
+    def challengers(self) -> list[tuple[str, str, str]]:
+        from btcpred.adapters import registry
+
+        return [(m.model_version, m.artifact_uri, m.checksum_sha256) for m in registry.challengers(self.engine)]
 
     def fetch(self, artifact_uri: str, checksum: str) -> tuple[bytes, ModelMetadata]:
         from btcpred.adapters.artifact_store import fetch
@@ -107,6 +115,9 @@ class FileSource:
             raise ArtifactError(f"{artifact_uri} changed while loading")
         return onnx_bytes, meta
 
+    def challengers(self) -> list[tuple[str, str, str]]:
+        return []  # one baked-in artifact: nothing to run beside it
+
     def close(self) -> None:
         pass
 
@@ -121,6 +132,7 @@ class ModelManager:
     loaded_at: float | None = None
     refused: dict[str, str] = field(default_factory=dict)  # version -> why; not retried until it changes
     last_error: str | None = None
+    shadows: dict[str, OnnxPredictor] = field(default_factory=dict)  # challengers run beside production
 
     def _check_features(self, meta: ModelMetadata) -> None:
         if meta.horizon_s * 1_000_000 != HORIZON_US:
@@ -191,9 +203,34 @@ class ModelManager:
         log.info("model %s loaded (replaces %s)", version, previous.version if previous else "no model")
         return "loaded"
 
+    async def poll_challengers(self) -> str:
+        """Load the registry's challengers not loaded yet, drop those no longer listed. A challenger that
+        cannot be loaded is skipped (and refused for good if the artifact itself is wrong): it never
+        holds up production."""
+        try:
+            listed = await asyncio.to_thread(self.source.challengers)
+        except Exception as exc:  # noqa: BLE001 - registry unreachable: keep the shadows we have
+            self.last_error = f"registry (challengers): {exc}"
+            return "registry_error"
+        wanted = {version: (uri, checksum) for version, uri, checksum in listed
+                  if version not in self.refused and (self.current is None or version != self.current.version)}
+        for version in [v for v in self.shadows if v not in wanted]:
+            del self.shadows[version]
+        for version, (uri, checksum) in wanted.items():
+            if version in self.shadows:
+                continue
+            try:
+                self.shadows[version] = await asyncio.to_thread(self._load, uri, checksum)
+            except ArtifactError as exc:
+                self.refused[version] = str(exc)
+            except Exception as exc:  # noqa: BLE001 - features not there yet, storage down: next poll
+                log.info("challenger %s not loaded yet: %s", version, exc)
+        return "ok"
+
     async def run(self, poll_s: float) -> None:
         while True:
             await self.poll_once()
+            await self.poll_challengers()
             await asyncio.sleep(poll_s)
 
     def info(self) -> dict:
@@ -210,4 +247,5 @@ class ModelManager:
             "loaded_at": self.loaded_at,
             "refused": self.refused,
             "last_error": self.last_error,
+            "challengers": sorted(self.shadows),
         }

@@ -127,7 +127,8 @@ class PredictionService:
         if state.features:
             self.feature_keys = set(state.features)
         pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
-                               cfg.max_feature_age_ms, self.last_price, self.settings.exchange.market)
+                               cfg.max_feature_age_ms, self.last_price, self.settings.exchange.market,
+                               tuple(self.manager.shadows.values()) if self.manager else ())
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
             self.last_price = pred.current_price

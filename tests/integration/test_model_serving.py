@@ -162,18 +162,22 @@ def test_a_model_unproven_on_the_market_runs_in_shadow_beside_persistence(redis_
     lake = Lake(settings.s3)
     lake.ensure_bucket()
     registry.promote(pg_engine, register_model(pg_engine, lake, rows[:800], "mlp-us"))
+    register_model(pg_engine, lake, rows[:800], "mlp-old", seed=3)  # staging, older: not run
+    register_model(pg_engine, lake, rows[:800], "mlp-new", seed=4)  # staging, the newest MLP: run in shadow
+    assert [m.model_version for m in registry.challengers(pg_engine)] == ["mlp-new"]
     row = rows[-1]
     svc = PredictionService(settings)
 
     async def done():
-        return sum(1 for p in svc.history if p.challengers) >= 3
+        return sum(1 for p in svc.history if len(p.challengers) == 2) >= 3
 
     asyncio.run(serve_until(svc, redis_client, row, done))
     shadowed = [p for p in svc.history if p.challengers]
     last = shadowed[-1]
     assert (last.source, last.model_version, last.confidence, last.market) == ("redis", "persistence", 0.5, "binance.com-spot")
     assert last.predicted_price_10s == last.base_price == row.mid
-    [challenger] = last.challengers
+    challenger, staging = last.challengers
+    assert staging.model_version == "mlp-new" and staging.why_not_served == "unproven_on_market:binance.com-spot"
     r = svc.manager.current.model.predict(np.array([[row.features[n] for n in BOOK_FEATURES]]))[0]
     assert challenger.model_version == "mlp-us" and challenger.why_not_served == "unproven_on_market:binance.com-spot"
     assert challenger.predicted_price_10s == pytest.approx(row.mid * math.exp(r), rel=1e-12) and r != 0.0
@@ -181,4 +185,5 @@ def test_a_model_unproven_on_the_market_runs_in_shadow_beside_persistence(redis_
     entries = redis_client.xrevrange(rs.prediction_stream_key("BTCUSDT"), count=1)
     published = json.loads(entries[0][1][b"challengers"])
     assert published[0]["model_version"] == "mlp-us" and published[0]["predicted_price_10s"] == challenger.predicted_price_10s
+    assert [c["model_version"] for c in published] == ["mlp-us", "mlp-new"]
     assert int(entries[0][1][b"target_time_ms"]) == int(entries[0][1][b"feature_time_ms"]) + 10_000

@@ -118,3 +118,14 @@ def test_a_model_serves_only_the_market_it_is_proven_on_and_runs_in_shadow_elsew
     # no shadow on a cycle that falls back anyway
     stale = make_prediction("BTCUSDT", state(age_ms=9000), 2000, NOW_US, ProvenModel("x"), 5000, None, "binance.com-spot")
     assert stale.source == "fallback" and stale.challengers == [] and stale.price_low_10s is None
+
+
+def test_the_registrys_other_candidates_run_in_shadow_beside_a_proven_champion():
+    champion, other = ProvenModel("binance.us"), ProvenModel("binance.com-spot")
+    other.version = "mlp-y"
+    p = make_prediction("BTCUSDT", state(), 2000, NOW_US, champion, 5000, None, "binance.us", (champion, other))
+    assert p.model_version == "ridge-x" and [c.model_version for c in p.challengers] == ["mlp-y"]  # never itself
+    assert p.challengers[0].why_not_served == "unproven_on_market:binance.us"
+    other.proven = "binance.us"
+    assert make_prediction("BTCUSDT", state(), 2000, NOW_US, champion, 5000, None, "binance.us",
+                           (other,)).challengers[0].why_not_served == "not promoted"

@@ -213,3 +213,27 @@ def test_a_model_is_proven_on_its_gate_markets_only_and_persistence_everywhere(t
     listed = meta.model_copy(update={"proven_markets": ["binance.com-spot", "binance.com-usdm"]})
     assert listed.proven_on("binance.com-usdm") and not listed.proven_on("test")
     assert meta.model_copy(update={"model_kind": "persistence"}).proven_on("anywhere")
+
+
+class SourceWithChallengers(FileSource):
+    def __init__(self, path, listed) -> None:
+        super().__init__(str(path))
+        self.listed = listed
+
+    def challengers(self):
+        return self.listed
+
+
+def test_challengers_load_beside_production_and_go_when_no_longer_listed(tmp_path):
+    artifact(tmp_path / "prod", "prod")
+    artifact(tmp_path / "c1", "c1", coef_sign=-1.0)
+    sha = json.loads((tmp_path / "c1" / "metadata.json").read_text())["sha256"]
+    source = SourceWithChallengers(tmp_path / "prod", [("c1", str(tmp_path / "c1"), sha), ("bad", str(tmp_path / "c1"), "0" * 64)])
+    manager = ModelManager(source, warmup_runs=1)
+    asyncio.run(manager.poll_once())
+    assert asyncio.run(manager.poll_challengers()) == "ok"
+    assert list(manager.shadows) == ["c1"] and manager.current.version == "prod"
+    assert "bad" in manager.refused  # a wrong artifact is refused for good, and production is untouched
+    source.listed = []
+    asyncio.run(manager.poll_challengers())
+    assert manager.shadows == {}
