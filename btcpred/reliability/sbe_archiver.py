@@ -48,7 +48,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_fix
 from btcpred.adapters.lake import Lake
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
 from btcpred.common.service import failing_health, record_failure, serve_health_in_thread, supervise_blocking
-from btcpred.reliability.shard_lease import ShardLease
+from btcpred.reliability.shard_lease import LeaseHeld, ShardLease
 from btcpred.udfs import envelope
 from btcpred.udfs import lake_layout as layout
 
@@ -66,6 +66,7 @@ DISCARDED = Counter("sbe_archiver_discarded_objects_total",
                     "Objects deleted at a shard's start because they hold records after its checkpoint "
                     "(a crash between write and checkpoint; their records are read again)", ["shard"])
 SHARDS = Gauge("sbe_archiver_shards", "Shards the archiver has started a loop for (rediscovered after a reshard)")
+STANDBY = Gauge("sbe_archiver_standby_shards", "Shards whose lease another archiver holds: this one waits, healthy")
 CAUGHT_UP = Gauge("sbe_archiver_caught_up_timestamp_seconds",
                   "When the last read that reached the shard's tip was asked: every record put before then is read "
                   "(and written at the next flush)",
@@ -123,6 +124,7 @@ class SbeArchiver:
         self.stopping = False  # set by SIGTERM: flush, checkpoint, return
         self.failing: dict[str, str] = {}  # shard -> its last error while it is down (/health 503)
         self.reading: set[str] = set()  # shards whose loop is running (/ready)
+        self.standby: set[str] = set()  # shards another archiver holds the lease of: we wait, this is no failure
 
     def object_prefix(self, shard_id: str) -> str:
         return layout.sbe_object_prefix(self.stream, shard_id)
@@ -239,6 +241,8 @@ class SbeArchiver:
         Only under the shard's lease (``shard_lease``): a second archiver on it waits (``LeaseHeld``)."""
         lease = ShardLease(self.lake, layout.sbe_lease_key(self.stream, shard_id), self.owner, self.lease_ttl_s)
         lease.acquire()
+        self.standby.discard(shard_id)  # ours now: no longer standing by
+        STANDBY.set(len(self.standby))
         self.leases[shard_id] = lease
         try:
             return self._archive_shard(shard_id, stop_after_idle_s)
@@ -314,6 +318,24 @@ class SbeArchiver:
                 finally:
                     self.reading.discard(shard_id)
 
+            def as_standby() -> int:
+                """``once``, but a lease another archiver holds is waited for, not failed on: a standby is
+                healthy (green /health, no task failure), and takes over once the lease expires."""
+                while not self.stopping:
+                    try:
+                        total = once()
+                    except LeaseHeld as exc:
+                        if shard_id not in self.standby:
+                            log.info("shard %s: standing by (%s)", shard_id, exc)
+                        self.standby.add(shard_id)
+                        STANDBY.set(len(self.standby))
+                        deadline = time.monotonic() + self.lease_ttl_s / 4
+                        while not self.stopping and time.monotonic() < deadline:
+                            time.sleep(0.2)
+                        continue
+                    return total
+                return 0
+
             if stop_after_idle_s is not None:  # one pass (backfills, tests): a failure is the caller's
                 try:
                     totals[shard_id] = once()
@@ -322,8 +344,8 @@ class SbeArchiver:
                     raise
                 return
             # the checkpoint makes a restart lose nothing
-            totals[shard_id] = supervise_blocking(shard_id, once, TASK_FAILURES, self.failing, lambda: self.stopping,
-                                                  max_backoff_s=max_backoff_s) or 0
+            totals[shard_id] = supervise_blocking(shard_id, as_standby, TASK_FAILURES, self.failing,
+                                                  lambda: self.stopping, max_backoff_s=max_backoff_s) or 0
 
         threads: dict[str, threading.Thread] = {}
 
@@ -365,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)
     archiver = SbeArchiver(settings, discard_uncheckpointed=args.discard_uncheckpointed)
-    serve_health_in_thread(args.metrics_port, lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}"),
+    serve_health_in_thread(args.metrics_port, lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}"
+                                                       f", standing by for {sorted(archiver.standby)}"),
                            failing_health(archiver.failing), host=settings.metrics_host)
     signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))
     archiver.lake.ensure_bucket()

@@ -1,5 +1,6 @@
 """Raw SBE frames from Kinesis (kinesalite) to bronze parquet (moto): nothing lost, nothing doubled, across a crash."""
 import json
+import time
 
 import pyarrow.compute as pc
 import pytest
@@ -8,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from btcpred.adapters.lake import Lake
 from btcpred.adapters.kinesis_writer import ensure_stream
-from btcpred.reliability.sbe_archiver import SbeArchiver
+from btcpred.reliability.sbe_archiver import TASK_FAILURES, SbeArchiver
 from tests.integration.conftest import put_real_frames
 from btcpred.udfs import envelope, sbe
 
@@ -161,3 +162,39 @@ def test_one_archiver_per_shard_a_second_waits_and_one_taken_over_writes_nothing
     lake.put_bytes(key, b'{"owner": "usurper", "expires_at": 0}')  # the usurper stopped: its lease expired
     assert SbeArchiver(settings, kinesis=client, lake=lake).run_shard(shard, stop_after_idle_s=0.5) == 1000
     assert json.loads(lake.get_bytes(key))["expires_at"] == 0.0  # released on a clean stop
+
+
+def test_a_standby_archiver_is_healthy_and_takes_over_when_the_lease_is_freed(stream_settings, spot_events):
+    """Supervised, a second archiver on a held shard stands by: no failure, no red /health, no alert;
+    it archives once the holder lets go."""
+    import threading
+
+    from btcpred.reliability.shard_lease import ShardLease
+    from btcpred.udfs import lake_layout
+
+    settings, client = stream_settings
+    lake = Lake(settings.s3)
+    sent = put_real_frames(client, settings.kinesis.stream, spot_events[:600])
+    standby = SbeArchiver(settings, kinesis=client, lake=lake, flush_rows=300, flush_interval_s=0.5, lease_ttl_s=2.0)
+    shard = standby.shards()[0]
+    holder = ShardLease(lake, lake_layout.sbe_lease_key(settings.kinesis.stream, shard), "another-host", ttl_s=600.0)
+    holder.acquire()
+    failures_before = TASK_FAILURES.labels(shard)._value.get()
+    thread = threading.Thread(target=standby.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while shard not in standby.standby and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert standby.standby == {shard} and standby.failing == {}
+        assert lake.keys("bronze/sbe/BTCUSDT/") == []
+        holder.release()
+        deadline = time.monotonic() + 30
+        while len(archived(lake)[1]) < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _, keys = archived(lake)
+        assert len(keys) == len(set(keys)) == sent and standby.standby == set()
+        assert TASK_FAILURES.labels(shard)._value.get() == failures_before and standby.failing == {}
+    finally:
+        standby.stopping = True
+        thread.join(15)
