@@ -42,7 +42,7 @@ from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 from pyflink.datastream.state import ValueStateDescriptor
 
 from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
-from btcpred.flink_jobs import redis_writer, runtime_properties, state_storage
+from btcpred.flink_jobs import memory_probe, redis_writer, runtime_properties, state_storage
 from btcpred.udfs.symbol_state import (EVENT_TYPES, JointEventTime, RawBatch, RedisWrite, SymbolState, decode_batch,
                                       split_record)
 
@@ -105,6 +105,7 @@ class HotPathFunction(KeyedProcessFunction):
         self.max_lead_us = max_event_time_lead_ms * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        memory_probe.start_if_asked()  # soaks only (BTCPRED_MEMORY_PROBE_DIR)
         self.state = runtime_context.get_state(ValueStateDescriptor("symbol-state", Types.PICKLED_BYTE_ARRAY()))
         group = runtime_context.get_metrics_group()
         self.decoded = {name: group.add_group("eventType", name).counter("eventsIn") for name in EVENT_TYPES}
