@@ -105,7 +105,7 @@ class HotPathFunction(KeyedProcessFunction):
         self.max_lead_us = max_event_time_lead_ms * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        memory_probe.start_if_asked()  # soaks only (BTCPRED_MEMORY_PROBE_DIR)
+        memory_probe.start_if_asked()  # soaks only (PYFLINK_MEMORY_PROBE_DIR)
         self.state = runtime_context.get_state(ValueStateDescriptor("symbol-state", Types.PICKLED_BYTE_ARRAY()))
         group = runtime_context.get_metrics_group()
         self.decoded = {name: group.add_group("eventType", name).counter("eventsIn") for name in EVENT_TYPES}

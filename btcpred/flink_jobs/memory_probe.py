@@ -1,8 +1,9 @@
 """A memory probe for soaks: where the Python worker's heap grows, by allocating line.
 
-Off unless ``BTCPRED_MEMORY_PROBE_DIR`` is set in the worker's environment (the soak bench sets
-it): then the first operator to open starts ``tracemalloc`` and a daemon thread writes, every
-``BTCPRED_MEMORY_PROBE_EVERY_S`` (300), the 25 allocation sites that grew most since the first
+Off unless ``PYFLINK_MEMORY_PROBE_DIR`` is set in the worker's environment (not ``BTCPRED_``: those
+are settings, and unknown ones are refused): then the first operator to open starts ``tracemalloc``
+and a daemon thread writes, every
+``PYFLINK_MEMORY_PROBE_EVERY_S`` (300), the 25 allocation sites that grew most since the first
 report, to ``probe-<pid>.txt``. A resident size that grows while these stay flat is native memory
 (gRPC, protobuf, the allocator), which tracemalloc cannot see.
 """
@@ -19,11 +20,11 @@ _started = False
 
 def start_if_asked() -> None:
     global _started
-    directory = os.environ.get("BTCPRED_MEMORY_PROBE_DIR")
+    directory = os.environ.get("PYFLINK_MEMORY_PROBE_DIR")
     if not directory or _started:
         return
     _started = True
-    every_s = float(os.environ.get("BTCPRED_MEMORY_PROBE_EVERY_S", "300"))
+    every_s = float(os.environ.get("PYFLINK_MEMORY_PROBE_EVERY_S", "300"))
     tracemalloc.start(8)
     out = Path(directory) / f"probe-{os.getpid()}.txt"
 
