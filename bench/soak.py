@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 import time
 import urllib.request
@@ -130,6 +131,17 @@ def flink_gauge(ports: str, name: str) -> float | None:
     return total if found else None
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT end the run through ``pipeline.stop()`` and a partial report. Without this a
+    SIGTERM killed the bench and left the pipeline's processes running, and a bench started in the
+    background ignores SIGINT (a non-interactive shell starts it with SIGINT ignored)."""
+    def interrupt(signum: int, _frame) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=125.0)
@@ -137,6 +149,7 @@ def main() -> int:
     parser.add_argument("--sample-every-s", type=float, default=60.0)
     parser.add_argument("--warm-up-s", type=float, default=300.0)
     args = parser.parse_args()
+    stop_on_signals()
     with StackGuard():
         pipeline = Pipeline(speed=args.speed, laps=0)
         client = redis.Redis.from_url(pipeline.settings.redis.url)
@@ -162,8 +175,8 @@ def main() -> int:
             sim = get_json(f"{pipeline.sim_url}/sim/status")
             gaps = client.xlen(rs.gap_stream_key("BTCUSDT"))
             reanchors = client.xlen(rs.reanchor_log_key("BTCUSDT"))
-        except RuntimeError as exc:
-            died = str(exc)
+        except (RuntimeError, KeyboardInterrupt) as exc:
+            died = str(exc) or type(exc).__name__
             cadence, sources, sim, gaps, reanchors = {}, {}, {}, None, None
         finally:
             pipeline.stop()
