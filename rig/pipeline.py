@@ -376,8 +376,9 @@ def contest_text(acc: dict) -> str:
     lines = []
     for version, shadow in (acc.get("challengers") or {}).items():
         v = shadow.get("versus_champion") or {}
-        figures = (f"n {v.get('n')}, {v.get('blocks')} blocks of 5 min, mean loss difference {v.get('mean_loss_diff')} "
-                   f"(95 % interval {v.get('ci')}), p {v.get('pvalue')}") if v.get("n") else "nothing scored"
+        figures = f"n {v.get('n')}, {v.get('blocks')} blocks of 5 min" if v.get("n") else "nothing scored"
+        if v.get("pvalue") is not None:
+            figures += f", mean loss difference {v.get('mean_loss_diff')} (95 % interval {v.get('ci')}), p {v.get('pvalue')}"
         lines.append(f"Contest on {acc.get('market')}: challenger {version} against {acc.get('model_version')}: "
                      f"{v.get('decision', 'no verdict')} ({figures}).")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ class Accuracy:
     scored: int
     mae: float | None
     rmse: float | None
-    directional_accuracy: float | None  # share of non-zero realized moves whose sign the model got right
+    directional_accuracy: float | None  # share of right signs where the price moved and the model took a side
     persistence_mae: float | None
     persistence_rmse: float | None
     bias: float | None = None  # mean signed error (predicted - realized): a calibrated model has ~0
@@ -89,10 +89,10 @@ class OnlineScorer:
             return Accuracy(0, None, None, None, None, None)
         n = len(rows)
         stated = [r for r in rows if r.low is not None and r.high is not None]
-        moves = [r for r in rows if r.realized_price != r.current_price]
+        # as in the batch reports: rows where the price moved and the prediction took a side (persistence never does)
+        moves = [r for r in rows if r.realized_price != r.current_price and r.predicted_price != r.current_price]
         right = sum(1 for r in moves
-                    if math.copysign(1, r.predicted_price - r.current_price) == math.copysign(1, r.realized_price - r.current_price)
-                    and r.predicted_price != r.current_price)
+                    if math.copysign(1, r.predicted_price - r.current_price) == math.copysign(1, r.realized_price - r.current_price))
         return Accuracy(
             scored=n,
             mae=sum(abs(r.error) for r in rows) / n,

@@ -28,3 +28,8 @@ def test_the_demo_shows_each_challengers_shadow_score_and_the_contests_verdict()
                                  "promoted on this market (n 38, 6 blocks of 5 min, mean loss difference -1e-09 "
                                  "(95 % interval [-2e-09, -1e-10]), p 0.03).")
     assert contest_text({"challengers": {}}) == ""
+    short = {"market": "m", "model_version": "persistence", "challengers": {"x": {"versus_champion": {
+        "n": 115, "blocks": 1, "mean_loss_diff": -2e-10, "ci": [None, None], "pvalue": None,
+        "decision": "no verdict: 1 block(s) of 5 minutes, the test needs 6"}}}}
+    assert contest_text(short) == ("Contest on m: challenger x against persistence: no verdict: 1 block(s) of 5 minutes, "
+                                   "the test needs 6 (n 115, 1 blocks of 5 min).")

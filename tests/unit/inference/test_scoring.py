@@ -24,7 +24,8 @@ def test_mid_before_prediction_and_repeated_cycles_count_once():
     s.record_prediction(2_000, 49.0, 49.0)  # target already known: scored at once
     s.record_prediction(2_000, 49.0, 49.0)  # the next cycle reused the same features
     acc = s.accuracy()
-    assert acc.scored == 1 and acc.mae == 1.0 and acc.directional_accuracy == 0.0
+    assert acc.scored == 1 and acc.mae == 1.0
+    assert acc.directional_accuracy is None  # the price moved, but a no-change prediction takes no side
 
 
 def test_prediction_whose_target_is_skipped_is_dropped_not_kept_forever():
