@@ -119,7 +119,7 @@ def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_clie
     acc = svc.scorer.accuracy()
     assert acc.scored == 1
     assert acc.mae == pytest.approx(2.0) and acc.persistence_mae == pytest.approx(2.0)  # persistence model
-    assert acc.directional_accuracy == 0.0  # a flat forecast never calls a move
+    assert acc.directional_accuracy is None  # a flat forecast never takes a side: no direction to score
 
 
 def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, persistence_settings, tmp_path):
