@@ -6,7 +6,6 @@ online scoring share; the rows' data times cut it into blocks that never span a 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
