@@ -49,11 +49,7 @@ def interval_hits(model: OnnxModel, data: FeatureSet, pred: np.ndarray, inside: 
     """Whether each row's realized return fell in the interval serving states (persistence's where the
     guard made persistence answer); None for an artifact without one."""
     spec = model.meta.interval
-    if spec is None:
-        return None
-    vol = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
-    half = vol * np.where(inside, spec.model_quantile, spec.persistence_quantile)
-    return np.abs(data.y - pred) <= half
+    return spec.hits(data.y, pred, data.columns((VOL_FEATURE,))[:, 0], inside) if spec else None
 
 
 def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:

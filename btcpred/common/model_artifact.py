@@ -58,15 +58,21 @@ class PredictionInterval(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     coverage: float = Field(gt=0.0, lt=1.0)
-    vol_floor: float = Field(gt=0.0)  # added to realized_vol_5s: a quiet second still has risk
-    model_quantile: float = Field(ge=0.0)
-    persistence_quantile: float = Field(ge=0.0)
+    vol_floor: float = Field(gt=0.0, allow_inf_nan=False)  # added to realized_vol_5s: a quiet second still has risk
+    model_quantile: float = Field(ge=0.0, allow_inf_nan=False)  # finite: an infinite bound is no JSON number
+    persistence_quantile: float = Field(ge=0.0, allow_inf_nan=False)
     n: int = Field(gt=0)  # validation rows the quantiles were taken on
 
     def half_width(self, realized_vol_5s: float, persistence: bool = False) -> float:
         """Half-width in log return for one row; ``persistence``: the interval around no change."""
         scale = max(realized_vol_5s, 0.0) + self.vol_floor
         return (self.persistence_quantile if persistence else self.model_quantile) * scale
+
+    def hits(self, y: np.ndarray, pred: np.ndarray, realized_vol: np.ndarray, model_answered: np.ndarray) -> np.ndarray:
+        """Per row, whether the realized log return ``y`` fell inside the interval serving states around
+        ``pred``: the model's where it answered, persistence's where the input guard made persistence answer."""
+        scale = np.maximum(realized_vol, 0.0) + self.vol_floor
+        return np.abs(y - pred) <= scale * np.where(model_answered, self.model_quantile, self.persistence_quantile)
 
 
 VOL_FEATURE = "realized_vol_5s"  # the interval's scale: every feature vector carries it
@@ -103,9 +109,12 @@ def fit_interval(y: np.ndarray, pred: np.ndarray, realized_vol: np.ndarray, cove
     floors = [f for f in (float(np.quantile(vol[:half], q)) for q in FLOOR_QUANTILES) if f > 0] or [fallback]
     floor = min(floors, key=mean_width)
     scale = vol[half:] + floor
+    model_q = conformal_quantile(np.abs(y[half:] - pred[half:]) / scale, coverage)
+    persistence_q = conformal_quantile(np.abs(y[half:]) / scale, coverage)
+    if not (math.isfinite(model_q) and math.isfinite(persistence_q)):
+        return None  # too few rows for this coverage: no finite bound to state
     return PredictionInterval(coverage=coverage, vol_floor=floor, n=len(y) - half,
-                              model_quantile=conformal_quantile(np.abs(y[half:] - pred[half:]) / scale, coverage),
-                              persistence_quantile=conformal_quantile(np.abs(y[half:]) / scale, coverage))
+                              model_quantile=model_q, persistence_quantile=persistence_q)
 
 
 class ModelMetadata(BaseModel):
@@ -134,7 +143,6 @@ class ModelMetadata(BaseModel):
     hyperparameters: dict
     validation_metrics: dict
     created_at: str
-
 
     def proven_on(self, market: str) -> bool:
         """A model serves a market only on evidence from that market; persistence needs none."""

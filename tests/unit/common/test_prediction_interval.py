@@ -63,3 +63,13 @@ def test_serving_states_the_artifacts_interval_around_its_prediction(tmp_path):
     low, high, _ = predictor.interval(state, 100.0, 100.0, persistence=True)
     assert (low, high) == pytest.approx((100 * math.exp(-12e-4), 100 * math.exp(12e-4)))
     assert predictor.interval(HotState({}, {}, {}, False), 100.0, 100.0, False) is None  # no volatility: no interval
+
+
+def test_an_artifact_with_an_infinite_bound_is_refused_and_none_is_fitted():
+    """An infinite quantile (too few rows for the coverage) is no JSON number and no interval: training
+    states none, and an artifact carrying one is refused at the edge."""
+    with pytest.raises(ValueError, match="finite"):
+        PredictionInterval(coverage=0.8, vol_floor=1e-4, model_quantile=math.inf, persistence_quantile=1.0, n=100)
+    rng = np.random.default_rng(1)
+    y, vol = rng.normal(0, 1e-4, 100), np.full(100, 1e-4)
+    assert fit_interval(y, np.zeros(100), vol, 0.99) is None  # ceil(51 * 0.99) = 51 > the 50 rows sized on
