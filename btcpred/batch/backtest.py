@@ -8,8 +8,8 @@ every candidate is fitted on the train part and tuned on the validation part, on
 persistence is picked by validation loss, and the gate (``btcpred.batch.gate``) promotes the pick only if
 it beats the model in service and persistence on the newest unseen part (the block bootstrap test
 of ``btcpred.common.forecast_skill``, p < 0.05). The model in service after that decision answers
-hour H, with the input guard serving applies (persistence answers a row outside the model's trusted range). Before the first
-decision, and whenever the gate kept it, persistence answers.
+hour H, with the input guard serving applies (persistence answers a row outside the model's trusted
+range). Before the first decision, and whenever the gate kept it, persistence answers.
 
 The answers of every hour are then scored together against the realised mid 10 s later, beside
 persistence: a test that spans every hour after the first decision, each answer from a model
@@ -31,11 +31,12 @@ import numpy as np
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.gate import PERSISTENCE, decide
 from btcpred.batch.metrics import evaluate
-from btcpred.batch.modeling import IMBALANCE_FEATURES, RIDGE_GRID, fit_mlp, fit_ridge, input_guard, predict_return
+from btcpred.batch.modeling import IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.batch.report import Scored, summary
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
-from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, search, validation_interval
+from btcpred.batch.train import (INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search,
+                                 validation_interval)
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, PredictionInterval
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,7 @@ class Served:
         if self.interval is None or self.candidate is None:
             return None
         inside = self.guard.trusted_rows(data.columns(self.candidate.features))
-        vol = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + self.interval.vol_floor
-        half = vol * np.where(inside, self.interval.model_quantile, self.interval.persistence_quantile)
-        return np.abs(data.y - pred) <= half
+        return self.interval.hits(data.y, pred, data.columns((VOL_FEATURE,))[:, 0], inside)
 
     def predict(self, data: FeatureSet) -> np.ndarray:
         """Its answers as serving gives them: a row outside the trusted range gets persistence's."""
@@ -123,15 +122,12 @@ def refitted(served: Served, data: FeatureSet, split, stamp: str) -> Served:
     """The served specification (features, hyperparameters) fitted again on every row up to the hour, as
     ``btcpred.batch.train`` does before serving: the gate's evidence is for the specification."""
     c = served.candidate
-    rows = np.concatenate([split.train, split.val, split.test])
-    X, y = data.take(rows).columns(c.features), data.y[rows]
-    model = fit_ridge(X, y, **c.params) if c.kind.startswith("ridge") else fit_mlp(X, y, **c.params)
-    low, high = input_guard(X)
-    kind = served.kind
+    again, rows = refit(c, data, split)
+    low, high = input_guard(data.take(rows).columns(c.features))
     val = data.take(split.val)
-    interval = validation_interval(val, predict_return(c.model, val.columns(c.features)))
-    return Served(f"{kind}@{stamp}", kind, Candidate(kind, c.features, c.params, model, c.val_mse),
-                  InputGuard.of_range(c.features, low, high), int(data.ts_ms[rows].max()), interval)
+    interval = validation_interval(val, predict_return(c.model, val.columns(c.features)))  # the gated fit's errors
+    return Served(f"{served.kind}@{stamp}", served.kind, again, InputGuard.of_range(c.features, low, high),
+                  int(data.ts_ms[rows].max()), interval)
 
 
 IMBALANCE_RIDGE = ("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID)
@@ -158,8 +154,7 @@ def baseline_predictions(data: FeatureSet, steps: list[HourStep]) -> np.ndarray:
     """The one-feature ridge's answers on the rows ``served_predictions`` returns, in the same order."""
     preds = []
     for step in steps:
-        idx = np.flatnonzero((data.ts_ms >= step.hour_ms) & (data.ts_ms < step.hour_ms + HOUR_MS))
-        idx = idx[np.argsort(data.ts_ms[idx], kind="stable")]
+        idx = hour_rows(data, step.hour_ms)
         served = fitted_without_gate(data.take(np.flatnonzero(data.ts_ms < step.hour_ms)), step.hour_ms)
         preds.append(served.predict(data.take(idx)))
     return np.concatenate(preds) if preds else np.array([])
@@ -186,12 +181,17 @@ def backtest(data: FeatureSet, window_hours: float | None = None, candidates: tu
     return steps
 
 
+def hour_rows(data: FeatureSet, hour_ms: int) -> np.ndarray:
+    """The rows of the hour starting at ``hour_ms``, in time order."""
+    idx = np.flatnonzero((data.ts_ms >= hour_ms) & (data.ts_ms < hour_ms + HOUR_MS))
+    return idx[np.argsort(data.ts_ms[idx], kind="stable")]
+
+
 def served_predictions(data: FeatureSet, steps: list[HourStep]) -> tuple[FeatureSet, np.ndarray]:
     """The rows of the backtest's hours and what answered each, in time order."""
     rows, preds = [], []
     for step in steps:
-        idx = np.flatnonzero((data.ts_ms >= step.hour_ms) & (data.ts_ms < step.hour_ms + HOUR_MS))
-        idx = idx[np.argsort(data.ts_ms[idx], kind="stable")]
+        idx = hour_rows(data, step.hour_ms)
         rows.append(idx)
         preds.append(step.served.predict(data.take(idx)))
     idx = np.concatenate(rows) if rows else np.array([], dtype=int)
@@ -199,7 +199,7 @@ def served_predictions(data: FeatureSet, steps: list[HourStep]) -> tuple[Feature
 
 
 def _hour(data: FeatureSet, step: HourStep) -> tuple[FeatureSet, np.ndarray]:
-    hour = data.take(np.flatnonzero((data.ts_ms >= step.hour_ms) & (data.ts_ms < step.hour_ms + HOUR_MS)))
+    hour = data.take(hour_rows(data, step.hour_ms))
     return hour, step.served.predict(hour)
 
 

@@ -5,10 +5,10 @@ change, is a candidate like the fitted models). That pick becomes production onl
 if, on the newest window no candidate was fitted or chosen on, it beats both the
 current production model and persistence at ``alpha`` on the equal-loss test of
 ``btcpred.common.forecast_skill`` (squared log-return error, 5-minute blocks of data
-time as the independent units, block bootstrap-t; its interval agrees with it).
+time as the independent units, wild block bootstrap; its interval agrees with it).
 So a model kind never wins by being the newer or the bigger one, and a model that
-loses to "price unchanged" is never served. Persistence itself is promoted when it beats a production model
-that has gone bad, or when there is no production model at all.
+loses to "price unchanged" is never served. Persistence itself is promoted when it
+beats a production model that has gone bad, or when there is no production model at all.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from btcpred.common.forecast_skill import loss_test, time_blocks
+from btcpred.common.forecast_skill import json_figure, loss_test, time_blocks
 
 ALPHA = 0.05
 PERSISTENCE = "persistence"
@@ -40,7 +40,7 @@ class Comparison:
         return not math.isnan(self.dm_pvalue) and self.dm_stat < 0 and self.dm_pvalue < self.alpha
 
     def as_dict(self) -> dict:
-        clean = lambda x: None if math.isnan(x) else float(f"{x:.6g}")  # noqa: E731 (JSON has no NaN; diffs are ~1e-9)
+        clean = json_figure
         return {"rival": self.rival, "rmse_ratio": clean(self.rmse_ratio), "dm_stat": clean(self.dm_stat),
                 "dm_pvalue": clean(self.dm_pvalue), "beats": self.beats,
                 "diff_ci": [clean(self.diff_ci[0]), clean(self.diff_ci[1])], "blocks": self.blocks}

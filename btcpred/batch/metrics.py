@@ -56,7 +56,7 @@ def brier(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
 class Evaluation:
     n: int
     r2: float  # R²_OS: 1 - SSE / sum(y²) on log returns, i.e. against persistence
-    r2_ci: tuple[float, float]  # from the block bootstrap of the loss differential: excludes 0 iff dm_pvalue < 0.05
+    r2_ci: tuple[float, float]  # the values the test keeps, rescaled: excludes 0 iff dm_pvalue < 0.05
     rmse: float  # USD, predicted price vs the price 10 s later
     mae: float
     rmse_persistence: float
@@ -64,7 +64,7 @@ class Evaluation:
     direction_accuracy: float
     direction_n: int
     dm_stat: float  # mean loss differential (model - persistence) over its block-robust standard error
-    dm_pvalue: float  # two-sided, block bootstrap-t
+    dm_pvalue: float  # two-sided, wild block bootstrap
     cw_pvalue: float = float("nan")  # Clark-West, one-sided: the model carries information
     blocks: int = 0  # independent 5-minute blocks the test stands on
 

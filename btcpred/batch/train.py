@@ -88,7 +88,7 @@ def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: F
     best: Candidate | None = None
     for i, params in enumerate(grid):
         started = time.perf_counter()
-        model = fit_ridge(X_train, y_train, **params) if kind.startswith("ridge") else fit_mlp(X_train, y_train, **params)
+        model = fit_kind(kind, X_train, y_train, params)
         pred = predict_return(model, val.columns(features))
         e = evaluate(val.y, pred, val.mid, val.ts_ms, val.venue)
         metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
@@ -101,6 +101,19 @@ def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: F
             best = Candidate(kind, features, params, model, metrics["val_mse"])
     assert best is not None
     return best
+
+
+def fit_kind(kind: str, X: np.ndarray, y: np.ndarray, params: dict):
+    """A candidate of ``kind`` (a ridge or the MLP) fitted with ``params``."""
+    return fit_ridge(X, y, **params) if kind.startswith("ridge") else fit_mlp(X, y, **params)
+
+
+def refit(chosen: Candidate, data: FeatureSet, split: Split) -> tuple[Candidate, np.ndarray]:
+    """``chosen``'s specification (features, hyperparameters) fitted again on every row of the split
+    (train, validation and test), and those rows: what serves after a run, in training and backtest alike."""
+    rows = np.concatenate([split.train, split.val, split.test])
+    model = fit_kind(chosen.kind, data.take(rows).columns(chosen.features), data.y[rows], chosen.params)
+    return Candidate(chosen.kind, chosen.features, chosen.params, model, chosen.val_mse), rows
 
 
 def _jsonable(params: dict) -> dict:
@@ -318,14 +331,11 @@ def refit_and_promote(engine: sa.Engine, lake: Lake, chosen: Candidate, data: Fe
     The gate's evidence is for the specification on this venue; the refit keeps the calibration of
     ``gated_version`` (fitted on validation rows the refit now trains on, so not re-estimated).
     """
-    rows = np.concatenate([split.train, split.val, split.test])
-    X, y = data.take(rows).columns(chosen.features), data.y[rows]
-    model = fit_ridge(X, y, **chosen.params) if chosen.kind.startswith("ridge") else fit_mlp(X, y, **chosen.params)
+    refitted, rows = refit(chosen, data, split)
     gated = registry.get(engine, gated_version)
     _, gated_meta = artifact_store.fetch(lake, gated.artifact_uri, gated.checksum_sha256)
     refit_ranges = {**ranges, "refit": [int(data.ts_ms[rows].min()), int(data.ts_ms[rows].max())]}
-    onnx_bytes, meta = package(Candidate(chosen.kind, chosen.features, chosen.params, model, chosen.val_mse), data,
-                               split, f"{chosen.kind}-{stamp}-refit", venue, refit_ranges, fitted_on=rows,
+    onnx_bytes, meta = package(refitted, data, split, f"{chosen.kind}-{stamp}-refit", venue, refit_ranges, fitted_on=rows,
                                calibration=gated_meta.calibration, interval=gated_meta.interval)
     meta = meta.model_copy(update={"model_version": f"{chosen.kind}-{stamp}-refit-{meta.sha256[:8]}"})
     experiment_id = f"{stamp}-{chosen.kind}-refit"
