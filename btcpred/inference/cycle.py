@@ -35,6 +35,18 @@ def _answer(predictor: Predictor, state: HotState, base: float) -> tuple[float |
     return predicted, confidence, None
 
 
+def _shadow_answer(shadow: Predictor, state: HotState, base: float, market: str | None) -> ChallengerPrediction:
+    """A challenger's answer; whatever goes wrong in it stays in it (a broken shadow never costs the
+    champion's prediction: the failure is its ``why_not_served``)."""
+    try:
+        answer, confidence, why_none = _answer(shadow, state, base)
+    except Exception as exc:  # noqa: BLE001 - a shadow model's own failure, reported beside it
+        answer, confidence, why_none = None, None, f"failed:{type(exc).__name__}"
+    why = f"unproven_on_market:{market}" if market is not None and not shadow.proven_on(market) else "not promoted"
+    return ChallengerPrediction(model_version=shadow.version, predicted_price_10s=answer, confidence=confidence,
+                                why_not_served=why + (f"; {why_none}" if why_none else ""))
+
+
 def make_prediction(
     symbol: str,
     state: HotState,
@@ -64,24 +76,10 @@ def make_prediction(
         reason = reason or "no_price"
     if reason is None and predictor is None:
         reason = "no_model"
-    champion = predictor
-    challengers: list[ChallengerPrediction] = []
-    if predictor is not None and market is not None and not predictor.proven_on(market):
-        champion = PERSISTENCE
-        if reason is None:
-            shadow, shadow_confidence, shadow_reason = _answer(predictor, state, base)
-            challengers.append(ChallengerPrediction(
-                model_version=predictor.version, predicted_price_10s=shadow, confidence=shadow_confidence,
-                why_not_served=f"unproven_on_market:{market}" + (f"; {shadow_reason}" if shadow_reason else "")))
-    if reason is None:
-        for shadow in shadows:  # the registry's other candidates, each in shadow
-            if shadow is predictor:
-                continue
-            answer, shadow_confidence, shadow_reason = _answer(shadow, state, base)
-            why = "not promoted" if market is None or shadow.proven_on(market) else f"unproven_on_market:{market}"
-            challengers.append(ChallengerPrediction(
-                model_version=shadow.version, predicted_price_10s=answer, confidence=shadow_confidence,
-                why_not_served=why + (f"; {shadow_reason}" if shadow_reason else "")))
+    unproven = predictor is not None and market is not None and not predictor.proven_on(market)
+    champion = PERSISTENCE if unproven else predictor
+    in_shadow = ([predictor] if unproven else []) + [s for s in shadows if s is not predictor]
+    challengers = [_shadow_answer(s, state, base, market) for s in in_shadow] if reason is None else []
     predicted = confidence = None
     if reason is None:
         predicted, confidence, reason = _answer(champion, state, base)

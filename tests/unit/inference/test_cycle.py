@@ -129,3 +129,16 @@ def test_the_registrys_other_candidates_run_in_shadow_beside_a_proven_champion()
     other.proven = "binance.us"
     assert make_prediction("BTCUSDT", state(), 2000, NOW_US, champion, 5000, None, "binance.us",
                            (other,)).challengers[0].why_not_served == "not promoted"
+
+
+def test_a_shadow_that_breaks_costs_the_champion_nothing():
+    class Broken(ProvenModel):
+        version = "broken"
+
+        def predict(self, s, base_price):
+            raise RuntimeError("onnxruntime: bad graph")
+
+    p = make_prediction("BTCUSDT", state(), 2000, NOW_US, ProvenModel("m"), 5000, None, "m", (Broken("m"),))
+    assert (p.source, p.model_version) == ("redis", "ridge-x") and p.predicted_price_10s == pytest.approx(100.5 * 1.001)
+    [shadow] = p.challengers
+    assert shadow.predicted_price_10s is None and shadow.why_not_served == "not promoted; failed:RuntimeError"
