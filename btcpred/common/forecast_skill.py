@@ -37,6 +37,12 @@ BOOTSTRAP_REPS = 1999  # (reps + 1) * alpha is a whole number for alpha 0.05 and
 ALPHA = 0.05
 
 
+def json_figure(x: float | None) -> float | None:
+    """A statistic for JSON: None for NaN or infinity (JSON has neither), else six significant digits
+    (loss differentials of squared 10 s returns are ~1e-9: fixed decimals would print them as 0)."""
+    return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")
+
+
 def time_blocks(ts_ms: np.ndarray, segment: np.ndarray | None = None, block_ms: int = BLOCK_MS,
                 gap_ms: int = GAP_MS) -> np.ndarray:
     """A block number per row: spans of ``block_ms`` of data time within one segment.

@@ -12,12 +12,8 @@ import math
 
 import numpy as np
 
-from btcpred.common.forecast_skill import ALPHA, loss_test, skill_vs_persistence, time_blocks
+from btcpred.common.forecast_skill import ALPHA, json_figure, loss_test, skill_vs_persistence, time_blocks
 from btcpred.inference.scoring import ScoredPrediction, log_errors
-
-
-def _clean(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")  # squared returns are ~1e-8
 
 
 def skill_of(rows: list[ScoredPrediction]) -> dict:
@@ -27,8 +23,8 @@ def skill_of(rows: list[ScoredPrediction]) -> dict:
         return {"n": 0}
     y = -np.asarray(base)
     s = skill_vs_persistence(y, np.asarray(model) + y, time_blocks(np.asarray(times)))
-    return {"n": len(times), "blocks": s.test.blocks, "r2_os": _clean(s.r2_os),
-            "r2_os_ci": [_clean(s.r2_os_ci[0]), _clean(s.r2_os_ci[1])], "pvalue": _clean(s.test.pvalue)}
+    return {"n": len(times), "blocks": s.test.blocks, "r2_os": json_figure(s.r2_os),
+            "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])], "pvalue": json_figure(s.test.pvalue)}
 
 
 def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction], alpha: float = ALPHA) -> dict:
@@ -50,5 +46,5 @@ def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction],
         decision = "the champion is better"
     else:
         decision = f"no difference at alpha {alpha}: the champion stays"
-    return {"n": test.n, "blocks": test.blocks, "mean_loss_diff": _clean(test.mean_diff),
-            "ci": [_clean(test.ci[0]), _clean(test.ci[1])], "pvalue": _clean(test.pvalue), "decision": decision}
+    return {"n": test.n, "blocks": test.blocks, "mean_loss_diff": json_figure(test.mean_diff),
+            "ci": [json_figure(test.ci[0]), json_figure(test.ci[1])], "pvalue": json_figure(test.pvalue), "decision": decision}

@@ -112,3 +112,10 @@ def test_size_under_the_null_with_clustered_volatility_and_a_dozen_blocks():
         d = overlapping * np.repeat(rng.gamma(1.5, 1.0, 12), 150)
         rejected += loss_test(d, blocks).significant
     assert 0.02 <= rejected / runs <= 0.08, rejected
+
+
+def test_json_figures_keep_six_significant_digits_and_drop_what_json_cannot_carry():
+    from btcpred.common.forecast_skill import json_figure
+
+    assert json_figure(-1.2345678e-9) == -1.23457e-9 and json_figure(0.0625) == 0.0625
+    assert json_figure(float("nan")) is None and json_figure(math.inf) is None and json_figure(None) is None
