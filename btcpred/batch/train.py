@@ -317,7 +317,9 @@ def serving_specification(engine: sa.Engine, lake: Lake, decision: GateDecision,
         return None
     try:
         _, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
-    except (ClientError, ArtifactError, ValueError):
+    except (ClientError, ArtifactError, ValueError) as exc:  # production stays as it is, unrefitted
+        log.warning("production model %s not readable (%s): its specification is not refitted this run",
+                    current.model_version, exc)
         return None
     return meta.model_kind if meta.model_kind in versions and meta.venue == venue else None
 

@@ -223,8 +223,11 @@ class ModelManager:
                 self.shadows[version] = await asyncio.to_thread(self._load, uri, checksum)
             except ArtifactError as exc:
                 self.refused[version] = str(exc)
+                MODEL_LOADS.labels("refused").inc()
+                log.error("challenger %s refused: %s", version, exc)
             except Exception as exc:  # noqa: BLE001 - features not there yet, storage down: next poll
-                log.info("challenger %s not loaded yet: %s", version, exc)
+                MODEL_LOADS.labels("fetch_error").inc()
+                log.warning("challenger %s not loaded yet (will retry): %s", version, exc)
         return "ok"
 
     async def run(self, poll_s: float) -> None:

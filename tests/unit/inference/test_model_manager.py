@@ -234,6 +234,11 @@ def test_challengers_load_beside_production_and_go_when_no_longer_listed(tmp_pat
     assert asyncio.run(manager.poll_challengers()) == "ok"
     assert list(manager.shadows) == ["c1"] and manager.current.version == "prod"
     assert "bad" in manager.refused  # a wrong artifact is refused for good, and production is untouched
+    from btcpred.inference.model_manager import MODEL_LOADS
+    refused = MODEL_LOADS.labels("refused")._value.get()
+    source.listed = [("bad2", str(tmp_path / "c1"), "1" * 64)]
+    asyncio.run(manager.poll_challengers())
+    assert MODEL_LOADS.labels("refused")._value.get() == refused + 1 and "bad2" in manager.refused  # counted
     source.listed = []
     asyncio.run(manager.poll_challengers())
     assert manager.shadows == {}
