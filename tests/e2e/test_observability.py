@@ -2,6 +2,7 @@
 or a dashboard panel reads exists (no panel points at a metric nobody exports), and a healthy run
 fires no alert at all (a fresh demo run used to send FlinkCheckpointFailures and RetrainStale)."""
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -20,17 +21,34 @@ SERVICES = {"inference", "ingestor", "reanchor", "rest-poller", "sbe-archiver", 
 HEALTHY_RUN_S = 180  # past the job's first checkpoints and every rule's ``for``
 
 
+def caused_before(base: str, expr: str, started: float) -> bool:
+    """Whether the rule's expression holds only thanks to samples from before ``started``: its range
+    windows cut to this run alone, it no longer returns anything. The ports are fixed, so a process of
+    an earlier test (the fault suite's failed re-anchors) and this run's share their series, and an
+    ``increase(...[10m])`` that reaches back over both fires again once the new process appears."""
+    elapsed = max(1, int(time.time() - started))
+    own = re.sub(r"\[(\d+)([smh])\]", lambda m: f"[{min(elapsed, int(m.group(1)) * {'s': 1, 'm': 60, 'h': 3600}[m.group(2)])}s]",
+                 expr)
+    return own != expr and not observability.prometheus_get(base, "/api/v1/query", query=own)["result"]
+
+
 def alerts_since(settings, started: float) -> list[str]:
-    """Alerts Prometheus holds firing, or the sink received, that became active after ``started``."""
+    """Alerts Prometheus holds firing, or the sink received, that became active after ``started`` and
+    that this run's own samples raise."""
     base = f"http://127.0.0.1:{settings.prometheus.port}"
     since = datetime.fromtimestamp(started, timezone.utc)
+    exprs = {r["name"]: r["query"] for g in observability.prometheus_get(base, "/api/v1/rules")["groups"]
+             for r in g["rules"] if r["type"] == "alerting"}
+    earlier = {name for name, expr in exprs.items() if caused_before(base, expr, started)}
     firing = [f"{a['labels']['alertname']} (Prometheus): {a['annotations'].get('summary')}"
               for a in observability.prometheus_get(base, "/api/v1/alerts")["alerts"]
-              if a["state"] == "firing" and datetime.fromisoformat(a["activeAt"].replace("Z", "+00:00")) >= since]
+              if a["state"] == "firing" and datetime.fromisoformat(a["activeAt"].replace("Z", "+00:00")) >= since
+              and a["labels"]["alertname"] not in earlier]
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.prometheus.alert_sink_port}/alerts", timeout=5) as resp:
         received = json.loads(resp.read())
     firing += [f"{a['labels'].get('alertname')} (sink): {a['annotations'].get('summary')}" for a in received
-               if a["startsAt"] and datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")) >= since]
+               if a["startsAt"] and datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")) >= since
+               and a["labels"].get("alertname") not in earlier]
     return firing
 
 
