@@ -37,7 +37,9 @@ from btcpred.batch.report import Scored, summary
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
 from btcpred.batch.train import (INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search,
                                  validation_interval)
+from btcpred.common import recalibration
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, PredictionInterval
+from btcpred.udfs.features import HORIZON_US
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,24 @@ class Served:
     interval: PredictionInterval | None = None  # sized on the validation rows, as btcpred.batch.train sizes it
 
     def interval_hits(self, data: FeatureSet, pred: np.ndarray) -> np.ndarray | None:
-        """Per row, whether the realized return fell inside the interval serving would state."""
+        """Per row, whether the realized return fell inside the interval the artifact states."""
         if self.interval is None or self.candidate is None:
             return None
         inside = self.guard.trusted_rows(data.columns(self.candidate.features))
         return self.interval.hits(data.y, pred, data.columns((VOL_FEATURE,))[:, 0], inside)
+
+    def served_interval_hits(self, data: FeatureSet, pred: np.ndarray) -> np.ndarray | None:
+        """The same, for the interval serving states: recalibrated on this model's realized rows as it serves
+        (a window per served model, as the service starts one when its champion changes)."""
+        if self.interval is None or self.candidate is None:
+            return None
+        spec = self.interval
+        inside = self.guard.trusted_rows(data.columns(self.candidate.features))
+        scale = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
+        fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
+        hits, _ = recalibration.replay(data.ts_ms, data.venue, data.y, pred, scale, fallback_q, np.full(len(data), 0.5),
+                                       spec.coverage, HORIZON_US // 1000)
+        return hits
 
     def predict(self, data: FeatureSet) -> np.ndarray:
         """Its answers as serving gives them: a row outside the trusted range gets persistence's."""
@@ -207,15 +222,16 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
     scored, pred = served_predictions(data, steps)
     first_model = next((i for i, s in enumerate(steps) if s.served.candidate is not None), None)
     baseline = baseline_predictions(data, steps)
-    hits = [step.served.interval_hits(*_hour(data, step)) for step in steps]
-    hits = [h for h in hits if h is not None]
+    hits = [h for h in (step.served.interval_hits(*_hour(data, step)) for step in steps) if h is not None]
+    served_hits = [h for h in (step.served.served_interval_hits(*_hour(data, step)) for step in steps) if h is not None]
     versus = loss_test(np.square(scored.y - pred) - np.square(scored.y - baseline), time_blocks(scored.ts_ms, scored.venue))
     result = {"hours": len(steps), "n": len(scored),
               "served": summary_of(scored, pred),
               "imbalance_ridge_without_gate": summary_of(scored, baseline),
               "interval_coverage_where_a_model_served": (
                   {"coverage": float(np.mean(np.concatenate(hits))), "n": int(sum(len(h) for h in hits)),
-                   "nominal": INTERVAL_COVERAGE} if hits else None),
+                   "nominal": INTERVAL_COVERAGE,
+                   "as_served_recalibrated": float(np.mean(np.concatenate(served_hits)))} if hits else None),
               "served_vs_imbalance_ridge": {"mean_loss_diff": versus.mean_diff, "ci95": list(versus.ci),
                                             "pvalue": versus.pvalue, "blocks": versus.blocks},
               "since_first_model": (summary_of(*served_predictions(data, steps[first_model:]))

@@ -26,6 +26,7 @@ import numpy as np
 
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
+from btcpred.common import recalibration
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
 from btcpred.udfs.features import HORIZON_US
 
@@ -43,6 +44,9 @@ class Scored:
     confidence: np.ndarray | None = None
     interval_hit: np.ndarray | None = None  # per row: the realized return inside the stated interval
     interval_coverage: float | None = None  # the interval's nominal coverage
+    # as served: the interval and the confidence recalibrated on each market's realized rows, in time order
+    served_interval_hit: np.ndarray | None = None
+    served_confidence: np.ndarray | None = None
 
 
 def interval_hits(model: OnnxModel, data: FeatureSet, pred: np.ndarray, inside: np.ndarray) -> np.ndarray | None:
@@ -74,8 +78,15 @@ def score(model: OnnxModel, data: FeatureSet) -> Scored:
         log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
                  model.version, int((~inside).sum()), len(data))
     spec = model.meta.interval
-    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue), model.confidence(pred),
-                  interval_hits(model, data, pred, inside), spec.coverage if spec else None)
+    confidence = model.confidence(pred)
+    served_hit, served_confidence = None, confidence
+    if spec is not None:
+        scale = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
+        fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
+        served_hit, served_confidence = recalibration.replay(data.ts_ms, data.venue, data.y, pred, scale, fallback_q,
+                                                             confidence, spec.coverage, HORIZON_US // 1000)
+    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue), confidence,
+                  interval_hits(model, data, pred, inside), spec.coverage if spec else None, served_hit, served_confidence)
 
 
 def persistence(data: FeatureSet) -> Scored:
@@ -106,17 +117,33 @@ def results_table(scored: list[Scored]) -> list[str]:
 
 def per_market(data: FeatureSet, s: Scored) -> list[str]:
     """One row per venue (market), on the same definitions as the headline."""
-    nominal = f"{s.interval_coverage:.0%} interval coverage" if s.interval_coverage else "interval coverage"
-    lines = [f"| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p | {nominal} |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    nominal = f"{s.interval_coverage:.0%} interval" if s.interval_coverage else "interval"
+    lines = [f"| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p | {nominal}: artifact's "
+             "coverage | as served (recalibrated) | Brier skill: artifact's | as served |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for venue in sorted(set(data.venue)):
         idx = np.flatnonzero(data.venue == venue)
         e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], data.ts_ms[idx], data.venue[idx])
-        coverage = float(np.mean(s.interval_hit[idx])) if s.interval_hit is not None else float("nan")
+        stated = _share(s.interval_hit, idx)
+        served = _share(s.served_interval_hit, idx)
         lines.append(f"| {venue} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
                      f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
-                     f"{_fmt(e.dm_pvalue)} | {_fmt(coverage * 100, 1)} % |")
+                     f"{_fmt(e.dm_pvalue)} | {_fmt(stated * 100, 1)} % | {_fmt(served * 100, 1)} % | "
+                     f"{_fmt(brier_skill_on(data, s, s.confidence, idx), 3)} | {_fmt(brier_skill_on(data, s, s.served_confidence, idx), 3)} |")
     return lines
+
+
+def _share(hits: np.ndarray | None, idx: np.ndarray) -> float:
+    return float(np.mean(hits[idx])) if hits is not None and len(idx) else float("nan")
+
+
+def brier_skill_on(data: FeatureSet, s: Scored, confidence: np.ndarray | None, idx: np.ndarray) -> float:
+    """Brier skill against the best constant of ``confidence`` on the rows ``idx`` where the price moved
+    and the model took a side; nan where there is nothing to judge."""
+    if confidence is None:
+        return float("nan")
+    mask, correct = hit_mask(data.take(idx), Scored(s.name, s.pred[idx], s.evaluation))
+    return brier(confidence[idx][mask], correct)[1] if mask.any() else float("nan")
 
 
 def hit_mask(data: FeatureSet, s: Scored) -> tuple[np.ndarray, np.ndarray]:
@@ -220,6 +247,12 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
                   "| n | mean confidence | observed hit rate |", "|---|---|---|"]
         lines += [f"| {r['n']} | {r['mean_confidence']:.3f} | {r['hit_rate']:.3f} |"
                   for r in calibration_table(model.confidence[mask], correct)]
+        if model.served_confidence is not None:
+            served_skill = brier(model.served_confidence[mask], correct)[1]
+            lines += ["", f"As served, the confidence is recalibrated on each market's last {recalibration.ROLLING_ROWS} "
+                      f"realized rows once it has {recalibration.MIN_ROWS} (hit rate by the predicted move relative to "
+                      f"the volatility; btcpred/common/recalibration.py): Brier skill {_fmt(served_skill)}"
+                      + ("." if served_skill > 0 else ": **flat as well**.")]
         lines.append("")
     lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), "",
               "## Plots", ""]
@@ -236,9 +269,13 @@ def summary(s: Scored, data: FeatureSet | None = None) -> dict:
         mask, correct = hit_mask(data, s)
         ece = expected_calibration_error(s.confidence[mask], correct)
         brier_score, brier_skill = brier(s.confidence[mask], correct)
-    coverage = float(np.mean(s.interval_hit)) if s.interval_hit is not None and len(s.interval_hit) else None
+    everything = np.arange(len(s.pred))
+    coverage = _share(s.interval_hit, everything) if s.interval_hit is not None else None
+    served_coverage = _share(s.served_interval_hit, everything) if s.served_interval_hit is not None else None
+    served_skill = brier_skill_on(data, s, s.served_confidence, everything) if data is not None else None
     return {"ece": clean(ece), "brier": clean(brier_score), "brier_skill": clean(brier_skill),
-            "interval_coverage": clean(coverage), "interval_nominal": s.interval_coverage, "model_version": s.name,
+            "brier_skill_served": clean(served_skill), "interval_coverage": clean(coverage),
+            "interval_coverage_served": clean(served_coverage), "interval_nominal": s.interval_coverage, "model_version": s.name,
             "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
             "rmse_ratio_vs_persistence": clean(e.rmse_ratio), "mae_ratio_vs_persistence": clean(e.mae_ratio),
             "direction_accuracy": clean(e.direction_accuracy), "direction_n": e.direction_n,

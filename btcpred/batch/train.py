@@ -44,7 +44,7 @@ from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
 from btcpred.common.config import S3Config, Settings, load_settings
-from btcpred.common.model_artifact import (VOL_FEATURE, ArtifactError, Calibration, ModelMetadata, OnnxModel,
+from btcpred.common.model_artifact import (INTERVAL_COVERAGE, VOL_FEATURE, ArtifactError, Calibration, ModelMetadata, OnnxModel,
                                            PredictionInterval, fit_interval, sha256_hex)
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,6 @@ def _jsonable(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-INTERVAL_COVERAGE = 0.8  # the prediction interval's nominal coverage (price_low_10s .. price_high_10s)
 
 
 def validation_interval(val: FeatureSet, val_pred: np.ndarray) -> PredictionInterval | None:

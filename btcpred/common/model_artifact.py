@@ -63,10 +63,13 @@ class PredictionInterval(BaseModel):
     persistence_quantile: float = Field(ge=0.0, allow_inf_nan=False)
     n: int = Field(gt=0)  # validation rows the quantiles were taken on
 
+    def scale(self, realized_vol_5s: float) -> float:
+        """The unit the quantiles are in, for one row (log return)."""
+        return max(realized_vol_5s, 0.0) + self.vol_floor
+
     def half_width(self, realized_vol_5s: float, persistence: bool = False) -> float:
         """Half-width in log return for one row; ``persistence``: the interval around no change."""
-        scale = max(realized_vol_5s, 0.0) + self.vol_floor
-        return (self.persistence_quantile if persistence else self.model_quantile) * scale
+        return (self.persistence_quantile if persistence else self.model_quantile) * self.scale(realized_vol_5s)
 
     def hits(self, y: np.ndarray, pred: np.ndarray, realized_vol: np.ndarray, model_answered: np.ndarray) -> np.ndarray:
         """Per row, whether the realized log return ``y`` fell inside the interval serving states around
@@ -76,6 +79,7 @@ class PredictionInterval(BaseModel):
 
 
 VOL_FEATURE = "realized_vol_5s"  # the interval's scale: every feature vector carries it
+INTERVAL_COVERAGE = 0.8  # the prediction interval's nominal coverage (price_low_10s .. price_high_10s)
 
 
 def conformal_quantile(scores: np.ndarray, coverage: float) -> float:

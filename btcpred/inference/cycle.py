@@ -1,6 +1,9 @@
 """Turn one Redis read into one Prediction; degraded inputs give a fallback, never an error."""
 from __future__ import annotations
 
+import math
+
+from btcpred.common.recalibration import Recalibration
 from btcpred.inference.hot_state import HotState
 from btcpred.inference.models import FeatureOutOfRange, FeatureUnavailable, PersistencePredictor, Predictor
 from btcpred.inference.prediction import ChallengerPrediction, Prediction
@@ -57,6 +60,7 @@ def make_prediction(
     last_price: float | None,
     market: str | None = None,
     shadows: tuple[Predictor, ...] = (),
+    recalibration: Recalibration | None = None,
 ) -> Prediction:
     """``predictor`` None means no usable model is loaded: a fallback, like stale features.
 
@@ -64,6 +68,8 @@ def make_prediction(
     persistence, with ``predictor`` run beside it as a challenger in shadow; ``shadows`` (the
     registry's other candidates) run in shadow too. Both start from the
     features' mid at their exchange time (``base_price``), the price the return was predicted from.
+    ``recalibration``: the served source's realized rows on this market; once it holds enough of them,
+    the interval's quantile and a model's confidence come from them (``btcpred.common.recalibration``).
     """
     emitted = state.feature_float("emitted_at_us")
     features_age_ms = (now_us - emitted) / 1000.0 if emitted is not None else None
@@ -91,7 +97,9 @@ def make_prediction(
         version = f"fallback-persistence({predictor.version if predictor else 'no model'})"
     interval = None
     if source == "redis" and predictor is not None and predicted is not None:
-        interval = predictor.interval(state, base, predicted, persistence=champion is PERSISTENCE)
+        interval = predictor.interval(state, base, predicted, champion is PERSISTENCE, recalibration)
+        if interval is not None and recalibration is not None and champion is not PERSISTENCE and base > 0:
+            confidence = recalibration.confidence(math.log(predicted / base), interval[3], confidence)
     feature_ts = state.features.get("ts")
     feature_time_ms = int(feature_ts) // 1000 if feature_ts else None
     book_id = state.features.get("book_update_id")
@@ -116,4 +124,5 @@ def make_prediction(
         price_low_10s=interval[0] if interval else None,
         price_high_10s=interval[1] if interval else None,
         interval_coverage=interval[2] if interval else None,
+        volatility_scale=interval[3] if interval else None,
     )

@@ -7,7 +7,10 @@ from typing import Protocol
 import numpy as np
 
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
+from btcpred.common.recalibration import Recalibration
 from btcpred.inference.hot_state import HotState
+
+Interval = tuple[float, float, float, float]  # (low, high, nominal coverage, volatility scale in log return)
 
 
 class FeatureUnavailable(LookupError):
@@ -30,10 +33,11 @@ class Predictor(Protocol):
     def proven_on(self, market: str) -> bool:
         """Whether it has gate evidence on ``market`` (else persistence serves and it runs in shadow)."""
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float,
-                 persistence: bool) -> tuple[float, float, float] | None:
-        """(low, high, nominal coverage) of the price in 10 s around ``predicted_price``; None: none stated.
-        ``persistence``: the interval of persistence serving in the predictor's place."""
+    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
+                 recalibration: Recalibration | None = None) -> Interval | None:
+        """The price in 10 s around ``predicted_price``; None: none stated. ``persistence``: the interval
+        of persistence serving in the predictor's place; ``recalibration``: this market's realized rows,
+        whose quantile replaces the artifact's once there are enough of them."""
 
 
 class PersistencePredictor:
@@ -47,8 +51,8 @@ class PersistencePredictor:
     def proven_on(self, market: str) -> bool:
         return True  # the baseline every model is judged against needs no evidence
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float,
-                 persistence: bool) -> tuple[float, float, float] | None:
+    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
+                 recalibration: Recalibration | None = None) -> Interval | None:
         return None  # no artifact, no held-out errors to size one from
 
 
@@ -85,13 +89,17 @@ class OnnxPredictor:
     def proven_on(self, market: str) -> bool:
         return self.model.meta.proven_on(market)
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float,
-                 persistence: bool) -> tuple[float, float, float] | None:
+    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
+                 recalibration: Recalibration | None = None) -> Interval | None:
         """The artifact's conformal interval, scaled by this vector's realized volatility."""
         spec = self.model.meta.interval
         vol = state.feature_float(VOL_FEATURE)
         if spec is None or vol is None or not math.isfinite(vol) or base_price <= 0 or predicted_price <= 0:
             return None
         center = math.log(predicted_price / base_price)
-        half = spec.half_width(vol, persistence)
-        return base_price * math.exp(center - half), base_price * math.exp(center + half), spec.coverage
+        scale = spec.scale(vol)
+        quantile = spec.persistence_quantile if persistence else spec.model_quantile
+        if recalibration is not None:
+            quantile = recalibration.quantile(quantile)
+        half = quantile * scale
+        return base_price * math.exp(center - half), base_price * math.exp(center + half), spec.coverage, scale

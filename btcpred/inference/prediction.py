@@ -39,3 +39,5 @@ class Prediction(BaseModel):
                                         "(null: the served artifact states none, or a fallback)")
     price_high_10s: float | None = None
     interval_coverage: float | None = Field(None, description="the interval's nominal coverage (0.8 by default)")
+    volatility_scale: float | None = Field(None, description="the interval's unit in log return: the features' 5 s realized "
+                                           "volatility plus the artifact's floor (scaled errors recalibrate the interval)")

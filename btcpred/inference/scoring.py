@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from btcpred.udfs.features import HORIZON_US
@@ -23,6 +24,7 @@ class ScoredPrediction:
     realized_price: float
     low: float | None = None  # the prediction interval, where one was stated
     high: float | None = None
+    scale: float | None = None  # the interval's volatility scale when it was stated (log return)
 
     @property
     def error(self) -> float:
@@ -49,20 +51,22 @@ class Accuracy:
 
 
 class OnlineScorer:
-    def __init__(self, horizon_ms: int = HORIZON_US // 1000, window: int = 1000, mid_memory: int = 2000) -> None:
+    def __init__(self, horizon_ms: int = HORIZON_US // 1000, window: int = 1000, mid_memory: int = 2000,
+                 on_scored: Callable[[ScoredPrediction], None] | None = None) -> None:
         self.horizon_ms = horizon_ms
-        # target ms -> (current, predicted, interval low, interval high)
-        self.pending: OrderedDict[int, tuple[float, float, float | None, float | None]] = OrderedDict()
+        self.on_scored = on_scored  # told of every row once its outcome is known (the rolling recalibration)
+        # target ms -> (current, predicted, interval low, interval high, volatility scale)
+        self.pending: OrderedDict[int, tuple[float, float, float | None, float | None, float | None]] = OrderedDict()
         self.mids: OrderedDict[int, float] = OrderedDict()  # data time ms -> mid
         self.mid_memory = mid_memory
         self.scored: deque[ScoredPrediction] = deque(maxlen=window)
 
     def record_prediction(self, feature_time_ms: int, current_price: float, predicted_price: float,
-                          low: float | None = None, high: float | None = None) -> None:
+                          low: float | None = None, high: float | None = None, scale: float | None = None) -> None:
         """Remember a prediction; the first one made on a feature vector wins (later cycles repeat it)."""
         target = feature_time_ms + self.horizon_ms
         if target not in self.pending and all(s.feature_time_ms != feature_time_ms for s in list(self.scored)[-5:]):
-            self.pending[target] = (current_price, predicted_price, low, high)
+            self.pending[target] = (current_price, predicted_price, low, high, scale)
         self._settle()
 
     def record_mid(self, time_ms: int, mid: float) -> None:
@@ -75,8 +79,11 @@ class OnlineScorer:
         latest = next(reversed(self.mids), None)
         for target in list(self.pending):
             if target in self.mids:
-                current, predicted, low, high = self.pending.pop(target)
-                self.scored.append(ScoredPrediction(target - self.horizon_ms, current, predicted, self.mids[target], low, high))
+                current, predicted, low, high, scale = self.pending.pop(target)
+                row = ScoredPrediction(target - self.horizon_ms, current, predicted, self.mids[target], low, high, scale)
+                self.scored.append(row)
+                if self.on_scored is not None:
+                    self.on_scored(row)
             elif latest is not None and target < latest - self.horizon_ms:
                 del self.pending[target]  # its target mid will never come (gap in the feature history)
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from btcpred.common.config import Settings, load_settings
+from btcpred.common.model_artifact import INTERVAL_COVERAGE
+from btcpred.common.recalibration import Recalibration
 from btcpred.common.service import record_failure, supervise
 from btcpred.inference.cadence import run_aligned
 from btcpred.inference.cycle import make_prediction
@@ -31,7 +34,7 @@ from btcpred.inference import contest
 from btcpred.inference.model_manager import ModelManager, ModelSource, source_for
 from btcpred.inference.models import PersistencePredictor, Predictor
 from btcpred.inference.prediction import Prediction
-from btcpred.inference.scoring import OnlineScorer
+from btcpred.inference.scoring import OnlineScorer, ScoredPrediction
 from btcpred.udfs.features import HORIZON_US
 from btcpred.common import redis_connection
 from btcpred.udfs import redis_schema as rs
@@ -90,7 +93,10 @@ class PredictionService:
         self.ready = False
         self.degraded_reason: str | None = "starting"
         self.missed_total = 0
-        self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000)
+        # the served source's realized rows on this market: its interval and confidence recalibrate on them
+        self.recalibration = Recalibration()
+        self.recalibrated_for: str | None = None  # the champion whose rows they are
+        self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000, on_scored=self._recalibrate)
         self.shadow_scorers: dict[str, OnlineScorer] = {}  # challenger version -> its scores on the same targets
         self.history_cursor = "-"
         self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
@@ -128,7 +134,7 @@ class PredictionService:
             self.feature_keys = set(state.features)
         pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
                                cfg.max_feature_age_ms, self.last_price, self.settings.exchange.market,
-                               tuple(self.manager.shadows.values()) if self.manager else ())
+                               tuple(self.manager.shadows.values()) if self.manager else (), self.recalibration)
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
             self.last_price = pred.current_price
@@ -167,9 +173,13 @@ class PredictionService:
             if "mid" in fields and "ts" in fields:
                 for scorer in scorers:
                     scorer.record_mid(int(fields["ts"]) // 1000, float(fields["mid"]))
+        if pred.source == "redis" and pred.model_version != self.recalibrated_for:
+            # another champion: the last one's errors say nothing about its spread
+            self.recalibration = Recalibration(pred.interval_coverage or INTERVAL_COVERAGE)
+            self.recalibrated_for = pred.model_version
         if pred.source == "redis" and pred.feature_time_ms is not None and pred.base_price is not None:
             self.scorer.record_prediction(pred.feature_time_ms, pred.base_price, pred.predicted_price_10s or pred.base_price,
-                                          pred.price_low_10s, pred.price_high_10s)
+                                          pred.price_low_10s, pred.price_high_10s, pred.volatility_scale)
             for challenger in pred.challengers:
                 if challenger.predicted_price_10s is not None:
                     self.shadow_scorers[challenger.model_version].record_prediction(
@@ -183,6 +193,14 @@ class PredictionService:
                                       ("model", "interval_coverage", acc.interval_coverage)):
             if value is not None:
                 ONLINE.labels(model, measure).set(value)
+
+    def _recalibrate(self, row: ScoredPrediction) -> None:
+        """A realized champion row into the window, with the quantile its stated interval used."""
+        if row.scale is None or row.scale <= 0 or min(row.current_price, row.predicted_price, row.realized_price) <= 0:
+            return
+        stated = math.log(row.high / row.predicted_price) / row.scale if row.high and row.high > 0 else None
+        self.recalibration.add(math.log(row.realized_price / row.current_price),
+                               math.log(row.predicted_price / row.current_price), row.scale, stated)
 
     def on_missed(self, count: int) -> None:
         self.missed_total += count
@@ -272,7 +290,11 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
                 "directional_accuracy": acc.directional_accuracy,
                 "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse},
                 "interval": {"coverage": acc.interval_coverage, "n": acc.interval_n,
-                             "nominal": svc.history[-1].interval_coverage if svc.history else None},
+                             "nominal": svc.history[-1].interval_coverage if svc.history else None,
+                             # once this many of the served source's rows are realized here, the interval and
+                             # the confidence are sized on them rather than on the artifact's validation rows
+                             "recalibrated_on_rows": len(svc.recalibration.scaled_errors),
+                             "recalibrated": svc.recalibration.ready},
                 "market": market, "skill": skill, "challengers": challengers}
 
     @app.get("/health")

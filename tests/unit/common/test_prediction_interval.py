@@ -58,9 +58,9 @@ def test_serving_states_the_artifacts_interval_around_its_prediction(tmp_path):
     from btcpred.common.model_artifact import OnnxModel
     predictor = OnnxPredictor(OnnxModel(*read_local(tmp_path)))
     state = HotState({"realized_vol_5s": "3e-4"}, {}, {}, False)
-    low, high, coverage = predictor.interval(state, 100.0, 100.0 * math.exp(1e-4), persistence=False)
-    assert (low, high, coverage) == pytest.approx((100 * math.exp(1e-4 - 8e-4), 100 * math.exp(1e-4 + 8e-4), 0.8))
-    low, high, _ = predictor.interval(state, 100.0, 100.0, persistence=True)
+    low, high, coverage, scale = predictor.interval(state, 100.0, 100.0 * math.exp(1e-4), persistence=False)
+    assert (low, high, coverage, scale) == pytest.approx((100 * math.exp(1e-4 - 8e-4), 100 * math.exp(1e-4 + 8e-4), 0.8, 4e-4))
+    low, high, _, _ = predictor.interval(state, 100.0, 100.0, persistence=True)
     assert (low, high) == pytest.approx((100 * math.exp(-12e-4), 100 * math.exp(12e-4)))
     assert predictor.interval(HotState({}, {}, {}, False), 100.0, 100.0, False) is None  # no volatility: no interval
 

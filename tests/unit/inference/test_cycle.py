@@ -1,4 +1,5 @@
 import asyncio
+import math
 
 import pytest
 
@@ -95,8 +96,13 @@ class ProvenModel:
     def proven_on(self, market):
         return market == self.proven
 
-    def interval(self, s, base_price, predicted_price, persistence):
-        return predicted_price - 1.0, predicted_price + 1.0, 0.5 if persistence else 0.8
+    def interval(self, s, base_price, predicted_price, persistence, recalibration=None):
+        """Half-width 1 USD, or the recalibrated quantile times a volatility scale of 1e-3 in log return."""
+        coverage = 0.5 if persistence else 0.8
+        if recalibration is None or not recalibration.ready:
+            return predicted_price - 1.0, predicted_price + 1.0, coverage, 1e-3
+        half = recalibration.quantile(0.0) * 1e-3
+        return predicted_price * math.exp(-half), predicted_price * math.exp(half), coverage, 1e-3
 
 
 def test_a_model_serves_only_the_market_it_is_proven_on_and_runs_in_shadow_elsewhere():
@@ -142,3 +148,25 @@ def test_a_shadow_that_breaks_costs_the_champion_nothing():
     assert (p.source, p.model_version) == ("redis", "ridge-x") and p.predicted_price_10s == pytest.approx(100.5 * 1.001)
     [shadow] = p.challengers
     assert shadow.predicted_price_10s is None and shadow.why_not_served == "not promoted; failed:RuntimeError"
+
+
+def test_the_interval_and_the_confidence_recalibrate_on_the_markets_realized_rows():
+    """With a window of realized rows, the stated interval is the window's quantile times the scale, and a
+    model's confidence is the hit rate of rows whose scaled move was alike; persistence keeps 0.5."""
+    from btcpred.common.recalibration import Recalibration
+
+    window = Recalibration(coverage=0.8, window=100, min_rows=100)
+    for i in range(100):  # every row predicted +1 scale; 75 went further up (scaled errors (i + 1) / 100 <= 1),
+        # 25 went down (scaled errors 1 + (i + 1) / 100: 1.01, 1.05, 1.09, ...)
+        window.add(realized=(1e-3 + (i + 1) * 1e-5) if i % 4 else -(i + 1) * 1e-5, predicted=1e-3, scale=1e-3)
+    home = make_prediction("BTCUSDT", state(), 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.us",
+                           recalibration=window)
+    q = window.quantile(0.0)  # ceil(101 * 0.8) = 81st smallest scaled error: the 6th of the down rows
+    assert q == pytest.approx(1.21)
+    assert home.price_high_10s == pytest.approx(home.predicted_price_10s * math.exp(q * 1e-3))
+    assert home.volatility_scale == 1e-3
+    # every row in the window predicted a move of one scale: one bin, hit rate 3 in 4, shrunk towards the same 3 in 4
+    assert home.confidence == pytest.approx(0.75)  # not the artifact's 0.6
+    away = make_prediction("BTCUSDT", state(), 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.com-spot",
+                           recalibration=window)
+    assert away.model_version == "persistence" and away.confidence == 0.5

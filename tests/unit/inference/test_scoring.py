@@ -18,6 +18,17 @@ def test_scores_against_mid_ten_seconds_later_in_data_time():
     assert acc.directional_accuracy == 1.0  # one non-zero move (up), predicted up
 
 
+def test_each_row_reaches_the_recalibration_once_its_outcome_is_known_with_its_scale():
+    told = []
+    s = OnlineScorer(horizon_ms=10_000, on_scored=told.append)
+    s.record_prediction(1_000, 100.0, 101.0, low=99.0, high=103.0, scale=2e-4)
+    s.record_prediction(1_000, 100.0, 101.0, scale=2e-4)  # the next cycle on the same features: not twice
+    assert told == []  # its outcome is 10 s of data time away
+    s.record_mid(11_000, 102.0)
+    [row] = told
+    assert (row.feature_time_ms, row.predicted_price, row.realized_price, row.scale) == (1_000, 101.0, 102.0, 2e-4)
+
+
 def test_mid_before_prediction_and_repeated_cycles_count_once():
     s = OnlineScorer(horizon_ms=10_000)
     s.record_mid(12_000, 50.0)
