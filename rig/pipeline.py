@@ -31,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import redis
 
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
+from btcpred.common.recalibration import MIN_ROWS
 from deploy import services
 from rig import flink_cluster, stack
 from btcpred.adapters.kinesis_writer import ensure_stream
@@ -381,6 +382,19 @@ def contest_text(acc: dict) -> str:
             figures += f", mean loss difference {v.get('mean_loss_diff')} (95 % interval {v.get('ci')}), p {v.get('pvalue')}"
         lines.append(f"Contest on {acc.get('market')}: challenger {version} against {acc.get('model_version')}: "
                      f"{v.get('decision', 'no verdict')} ({figures}).")
+    online = acc.get("online_contest") or {}
+    tests = [("promote", version, t) for version, t in (online.get("promotion") or {}).items()]
+    if online.get("demotion"):
+        tests.append(("demote", online.get("champion"), online["demotion"]))
+    for action, version, t in tests:
+        lines.append(f"Always-valid test ({action} {version}): e-value {t['e_value']:.2f}, {action}s at "
+                     f"{t['threshold']:.0f} (alpha {t['alpha']}, over its whole life), {t['blocks']} block(s) closed.")
+    for version, action in (online.get("verdicts") or {}).items():
+        lines.append(f"The online contest ruled on {acc.get('market')}: {action} {version}.")
+    interval = acc.get("interval") or {}
+    if interval.get("n"):
+        lines.append(f"Interval: {interval['coverage']:.1%} of {interval['n']} realized prices inside the stated "
+                     f"{interval['nominal']:.0%} interval ({'recalibrated on this market' if interval.get('recalibrated') else f'sized by the artifact until {MIN_ROWS} rows are realized'}).")
     return "\n".join(lines)
 
 

@@ -22,10 +22,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import redis
 from prometheus_client import Counter, Gauge
 
 from btcpred.adapters import registry
-from btcpred.batch import archive, train
+from btcpred.batch import archive, contest_record, train
+from btcpred.common import redis_connection
 from btcpred.adapters.db import migrate
 from btcpred.adapters.db.schema import engine_for
 from btcpred.common.config import Settings, load_settings
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 CYCLES = Counter("retrain_cycles_total", "Retraining cycles by outcome", ["outcome"])
 FAILURES = Counter("retrain_task_failures_total", "Retraining cycles that raised")
+CONTEST_FAILURES = Counter("retrain_contest_record_failures_total",
+                           "Cycles that could not read the online contest's decisions from Redis (retried next cycle)")
 LAST_SUCCESS = Gauge("retrain_last_success_timestamp_seconds", "Wall time of the last cycle that completed")
 for _outcome in ("promoted", "kept", "not_enough_data"):
     CYCLES.labels(_outcome)
@@ -62,12 +66,27 @@ def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours
                     "gate": result["gate"], "report": result["report"]}
     trainer = engine_for(settings.postgres, "trainer")
     try:
+        outcome["online_contest"] = record_contest(settings, trainer, symbol)
         registry.log_experiment(trainer, f"{stamp}-retrain", "retrain", outcome.get("production"),
                                 {"venue": venue, "window_hours": window_hours, "stream": stream}, [], {}, outcome)
     finally:
         trainer.dispose()
     CYCLES.labels(outcome["outcome"]).inc()
     return outcome
+
+
+def record_contest(settings: Settings, trainer, symbol: str) -> dict:
+    """The service's online decisions into ml_experiments. Redis unreachable is reported in the
+    outcome and counted, never read as "no decisions"; the next cycle copies them (idempotent)."""
+    client = redis_connection.connect(settings.redis, "trainer", socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return contest_record.record(client, trainer, symbol)
+    except redis.RedisError as exc:
+        CONTEST_FAILURES.inc()
+        log.warning("online contest decisions not recorded this cycle: %s", exc)
+        return {"error": f"not recorded this cycle: {exc!r}"[:300]}
+    finally:
+        client.close()
 
 
 async def every(settings: Settings, seconds: float, port: int, first_after: float = 0.0, **kwargs) -> None:

@@ -33,8 +33,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-RedisRole = Literal["hotpath", "inference", "reanchor"]
-REDIS_ROLES: tuple[RedisRole, ...] = ("hotpath", "inference", "reanchor")
+RedisRole = Literal["hotpath", "inference", "reanchor", "trainer"]
+REDIS_ROLES: tuple[RedisRole, ...] = ("hotpath", "inference", "reanchor", "trainer")
 
 
 class RedisConfig(_Section):
@@ -44,7 +44,8 @@ class RedisConfig(_Section):
     operators); no service runs as admin. ``users`` holds one ACL user per service
     role, named after the role, with least privilege (deploy/redis_acl.py): the Flink
     job writes the hot state, inference only reads it (and appends its predictions),
-    the re-anchor service reads gaps and holds its lock. The REST poller has no user.
+    the re-anchor service reads gaps and holds its lock, the retraining job reads the online
+    contest's decisions to record them. The REST poller has no user.
     """
 
     host: str = "127.0.0.1"

@@ -3,16 +3,21 @@
 The shadow scores are in data time on the same targets as the champion's, so the rows match by
 feature time; the loss differential then goes through ``btcpred.common.forecast_skill`` exactly
 as the hourly gate's does (5-minute blocks, wild block bootstrap, interval agreeing with p).
-What it reports is the decision the gate would take on these rows: a fixed-sample verdict,
-read once (at the end of a demo, by an operator), not a test to re-run every cycle.
+``versus`` reports the decision the gate would take on these rows: a fixed-sample verdict, read
+once (at the end of a demo, by an operator), not a test to re-run every cycle. ``OnlineContest``
+is the one read every cycle and acted on: an always-valid test whose lifetime error is alpha.
 """
 from __future__ import annotations
 
+import json
 import math
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
 from btcpred.common.forecast_skill import ALPHA, json_figure, loss_test, skill_vs_persistence, time_blocks
+from btcpred.common.sequential_test import BettingTest, BlockedDifferential
 from btcpred.inference.scoring import ScoredPrediction, log_errors
 
 
@@ -48,3 +53,105 @@ def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction],
         decision = f"no difference at alpha {alpha}: the champion stays"
     return {"n": test.n, "blocks": test.blocks, "mean_loss_diff": json_figure(test.mean_diff),
             "ci": [json_figure(test.ci[0]), json_figure(test.ci[1])], "pvalue": json_figure(test.pvalue), "decision": decision}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A verdict of the always-valid test on this market: ``promote`` a challenger over the champion,
+    or ``demote`` a champion that turned worse than persistence."""
+
+    action: str  # "promote" | "demote"
+    model_version: str
+    versus: str  # the champion it beat, or "persistence"
+    market: str
+    data_time_ms: int  # the feature time of the row that closed the deciding block
+    figures: dict
+
+    def fields(self) -> dict[str, str]:
+        """As a ``pred:contest:`` stream entry."""
+        return {"action": self.action, "model_version": self.model_version, "versus": self.versus, "market": self.market,
+                "data_time_ms": str(self.data_time_ms), "figures": json.dumps(self.figures)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Decision:
+        """From a stream entry; ``ValueError`` for one that is not a decision (never acted on)."""
+        try:
+            action = fields["action"]
+            if action not in ("promote", "demote"):
+                raise ValueError(f"unknown action {action!r}")
+            return cls(action, fields["model_version"], fields["versus"], fields["market"],
+                       int(fields["data_time_ms"]), json.loads(fields["figures"]))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a contest decision: {exc}") from exc
+
+
+def _squared_log_error(row: ScoredPrediction) -> tuple[float, float] | None:
+    """(the prediction's, persistence's) squared log-return error on one scored row."""
+    if min(row.current_price, row.predicted_price, row.realized_price) <= 0:
+        return None
+    realized = math.log(row.realized_price / row.current_price)
+    return (math.log(row.predicted_price / row.current_price) - realized) ** 2, realized ** 2
+
+
+class OnlineContest:
+    """The always-valid tests (``btcpred.common.sequential_test``) of the champion and its challengers on
+    this market, fed with every scored row in data time, read every cycle.
+
+    Per challenger: is it better than the champion (champion's loss minus its own, positive)? For a
+    model champion: is it worse than persistence (its loss minus persistence's, positive)? A test that
+    reaches ``1 / alpha`` gives one ``Decision``; a new champion starts every test afresh, since what
+    they measured was against the old one.
+    """
+
+    def __init__(self, market: str, alpha: float = ALPHA, memory: int = 200) -> None:
+        self.market = market
+        self.alpha = alpha
+        self.champion: str | None = None
+        self.champion_loss: OrderedDict[int, float] = OrderedDict()  # feature time -> champion's loss
+        self.memory = memory
+        self.demotion: BlockedDifferential | None = None
+        self.promotions: dict[str, BlockedDifferential] = {}
+        self.decided: set[str] = set()
+
+    def new_champion(self, version: str) -> None:
+        if version == self.champion:
+            return
+        self.champion = version
+        self.champion_loss.clear()
+        self.promotions.clear()
+        self.decided.clear()
+        self.demotion = None if version == "persistence" else BlockedDifferential(BettingTest(self.alpha))
+
+    def champion_row(self, row: ScoredPrediction) -> Decision | None:
+        losses = _squared_log_error(row)
+        if losses is None or self.champion is None:
+            return None
+        self.champion_loss[row.feature_time_ms] = losses[0]
+        while len(self.champion_loss) > self.memory:
+            self.champion_loss.popitem(last=False)
+        if self.demotion is None or self.champion in self.decided:
+            return None
+        self.demotion.add(row.feature_time_ms, losses[0] - losses[1])
+        if self.demotion.test.rejected:
+            self.decided.add(self.champion)
+            return Decision("demote", self.champion, "persistence", self.market, row.feature_time_ms, self.demotion.figures())
+        return None
+
+    def challenger_row(self, version: str, row: ScoredPrediction) -> Decision | None:
+        losses = _squared_log_error(row)
+        champion = self.champion_loss.get(row.feature_time_ms)
+        if losses is None or champion is None or version in self.decided or version == self.champion:
+            return None
+        test = self.promotions.setdefault(version, BlockedDifferential(BettingTest(self.alpha)))
+        test.add(row.feature_time_ms, champion - losses[0])
+        if test.test.rejected:
+            self.decided.add(version)
+            return Decision("promote", version, self.champion or "persistence", self.market, row.feature_time_ms,
+                            test.figures())
+        return None
+
+    def state(self) -> dict:
+        """For /accuracy: each running test's e-value and how much evidence it has."""
+        return {"champion": self.champion, "alpha": self.alpha,
+                "demotion": self.demotion.figures() if self.demotion else None,
+                "promotion": {v: t.figures() for v, t in self.promotions.items()}}

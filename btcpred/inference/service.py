@@ -31,6 +31,8 @@ from btcpred.inference.cadence import run_aligned
 from btcpred.inference.cycle import make_prediction
 from btcpred.inference.hot_state import HotState, read_hot_state
 from btcpred.inference import contest
+from btcpred.inference.contest import Decision, OnlineContest
+from btcpred.inference.lineup import lineup
 from btcpred.inference.model_manager import ModelManager, ModelSource, source_for
 from btcpred.inference.models import PersistencePredictor, Predictor
 from btcpred.inference.prediction import Prediction
@@ -58,6 +60,13 @@ TASK_FAILURES = Counter("inference_task_failures_total", "Exceptions a supervise
 for _task in ("cycle", "model_manager"):
     TASK_FAILURES.labels(_task)
 CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
+DECISIONS = Counter("inference_contest_decisions_total", "Promotions and demotions by the online contest on this market",
+                    ["action"])
+for _action in ("promote", "demote"):
+    DECISIONS.labels(_action)
+BAD_DECISIONS = Counter("inference_contest_unreadable_total", "pred:contest: entries that are no decision (skipped)")
+E_VALUE = Gauge("inference_contest_e_value", "The online contest's wealth per test (promotion at 1/alpha)",
+                ["test", "model_version"])
 
 PREDICTION_STREAM_MAXLEN = 50_000
 JITTER_WINDOW = 10_000
@@ -96,8 +105,12 @@ class PredictionService:
         # the served source's realized rows on this market: its interval and confidence recalibrate on them
         self.recalibration = Recalibration()
         self.recalibrated_for: str | None = None  # the champion whose rows they are
-        self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000, on_scored=self._recalibrate)
+        self.scorer = OnlineScorer(horizon_ms=HORIZON_US // 1000, on_scored=self._champion_row)
         self.shadow_scorers: dict[str, OnlineScorer] = {}  # challenger version -> its scores on the same targets
+        self.contest = OnlineContest(settings.exchange.market)
+        self.verdicts: dict[str, str] = {}  # version -> the contest's last action on this market, oldest first
+        self.verdicts_loaded = False  # read back from pred:contest: once Redis answers
+        self.unpublished: list[Decision] = []
         self.history_cursor = "-"
         self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
 
@@ -117,9 +130,54 @@ class PredictionService:
     def predictor(self) -> Predictor | None:
         return self.fixed_predictor or (self.manager.current if self.manager else None)
 
+    async def restore_verdicts(self) -> None:
+        """The contest's earlier decisions on this market, from ``pred:contest:``; a read that fails is
+        retried next cycle (never taken as "no decisions": a demoted model would serve again)."""
+        entries = await self.redis.xrange(rs.contest_stream_key(self.symbol))
+        for _, fields in entries:
+            try:
+                decision = Decision.from_fields(fields)
+            except ValueError as exc:
+                BAD_DECISIONS.inc()
+                log.warning("skipping a pred:contest: entry: %s", exc)
+                continue
+            if decision.market == self.settings.exchange.market:
+                self._rule(decision)
+        self.verdicts_loaded = True
+        log.info("online contest verdicts on %s: %s", self.settings.exchange.market, self.verdicts or "none")
+
+    def _rule(self, decision: Decision) -> None:
+        self.verdicts.pop(decision.model_version, None)
+        self.verdicts[decision.model_version] = decision.action  # re-inserted: newest last
+
+    def _decide(self, decision: Decision | None) -> None:
+        """A verdict of the always-valid test: acted on from the next cycle, published for the record."""
+        if decision is None:
+            return
+        log.warning("online contest on %s: %s %s (versus %s) with e-value %.1f over %d blocks", decision.market,
+                    decision.action, decision.model_version, decision.versus, decision.figures["e_value"],
+                    decision.figures["blocks"])
+        DECISIONS.labels(decision.action).inc()
+        self._rule(decision)
+        self.unpublished.append(decision)
+
+    async def _publish_decisions(self) -> None:
+        while self.unpublished:
+            await self.redis.xadd(rs.contest_stream_key(self.symbol), self.unpublished[0].fields(), maxlen=10_000,
+                                  approximate=True)
+            self.unpublished.pop(0)
+
+    def contenders(self) -> tuple[Predictor | None, tuple[Predictor, ...]]:
+        """The predictor offered as champion this cycle and the ones in shadow (the contest's verdicts applied)."""
+        shadows = tuple(self.manager.shadows.values()) if self.manager else ()
+        return lineup(self.predictor, shadows, self.verdicts, self.settings.exchange.market)
+
     async def cycle(self, boundary_ms: int, jitter_ms: float) -> None:
         started = time.perf_counter()
-        predictor = self.predictor  # one model for the whole cycle, even if a swap lands meanwhile
+        if not self.verdicts_loaded:
+            with contextlib.suppress(Exception):  # Redis down: the cycle below falls back anyway
+                await self.restore_verdicts()
+        predictor, shadows = self.contenders()  # one lineup for the whole cycle, even if a swap lands meanwhile
         JITTER.observe(max(jitter_ms, 0) / 1000)
         self.jitter_ms.append(jitter_ms)
         self.cycles_total += 1
@@ -134,7 +192,7 @@ class PredictionService:
             self.feature_keys = set(state.features)
         pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
                                cfg.max_feature_age_ms, self.last_price, self.settings.exchange.market,
-                               tuple(self.manager.shadows.values()) if self.manager else (), self.recalibration)
+                               shadows, self.recalibration)
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
             self.last_price = pred.current_price
@@ -158,6 +216,8 @@ class PredictionService:
                       for k, v in pred.model_dump().items()}  # challengers as JSON
             await self.redis.xadd(rs.prediction_stream_key(self.symbol), fields,
                                   maxlen=PREDICTION_STREAM_MAXLEN, approximate=True)
+        with contextlib.suppress(Exception):  # kept until Redis takes them
+            await self._publish_decisions()
 
     def _score(self, state: HotState, pred: Prediction) -> None:
         """Champion and challengers on the same targets in data time, each from the base price it published."""
@@ -166,7 +226,10 @@ class PredictionService:
             for version in [v for v in self.shadow_scorers if v not in live]:
                 del self.shadow_scorers[version]  # a challenger no longer run: its scores go with it
             for version in live:
-                self.shadow_scorers.setdefault(version, OnlineScorer(horizon_ms=HORIZON_US // 1000))
+                if version not in self.shadow_scorers:
+                    self.shadow_scorers[version] = OnlineScorer(
+                        horizon_ms=HORIZON_US // 1000,
+                        on_scored=lambda row, v=version: self._decide(self.contest.challenger_row(v, row)))
         scorers = (self.scorer, *self.shadow_scorers.values())
         for entry_id, fields in state.new_feature_history:
             self.history_cursor = entry_id
@@ -177,6 +240,7 @@ class PredictionService:
             # another champion: the last one's errors say nothing about its spread
             self.recalibration = Recalibration(pred.interval_coverage or INTERVAL_COVERAGE)
             self.recalibrated_for = pred.model_version
+            self.contest.new_champion(pred.model_version)
         if pred.source == "redis" and pred.feature_time_ms is not None and pred.base_price is not None:
             self.scorer.record_prediction(pred.feature_time_ms, pred.base_price, pred.predicted_price_10s or pred.base_price,
                                           pred.price_low_10s, pred.price_high_10s, pred.volatility_scale)
@@ -184,6 +248,11 @@ class PredictionService:
                 if challenger.predicted_price_10s is not None:
                     self.shadow_scorers[challenger.model_version].record_prediction(
                         pred.feature_time_ms, pred.base_price, challenger.predicted_price_10s)
+        E_VALUE.clear()  # the tests running now, each under its model
+        if self.contest.demotion is not None:
+            E_VALUE.labels("demotion", self.contest.champion).set(self.contest.demotion.test.wealth)
+        for version, test in self.contest.promotions.items():
+            E_VALUE.labels("promotion", version).set(test.test.wealth)
         acc = self.scorer.accuracy()
         for model, measure, value in (("model", "mae", acc.mae), ("model", "rmse", acc.rmse),
                                       ("model", "directional_accuracy", acc.directional_accuracy),
@@ -193,6 +262,10 @@ class PredictionService:
                                       ("model", "interval_coverage", acc.interval_coverage)):
             if value is not None:
                 ONLINE.labels(model, measure).set(value)
+
+    def _champion_row(self, row: ScoredPrediction) -> None:
+        self._decide(self.contest.champion_row(row))
+        self._recalibrate(row)
 
     def _recalibrate(self, row: ScoredPrediction) -> None:
         """A realized champion row into the window, with the quantile its stated interval used."""
@@ -283,7 +356,7 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
                 for version, (shadow_acc, rows) in shadows.items()}
 
         skill, challengers = await asyncio.to_thread(statistics)
-        predictor, market = svc.predictor, settings.exchange.market
+        (predictor, _), market = svc.contenders(), settings.exchange.market
         champion = predictor.version if predictor and predictor.proven_on(market) else "persistence" if predictor else None
         return {"model_version": champion, "horizon_s": HORIZON_US // 1_000_000,
                 "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
@@ -295,7 +368,8 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
                              # the confidence are sized on them rather than on the artifact's validation rows
                              "recalibrated_on_rows": len(svc.recalibration.scaled_errors),
                              "recalibrated": svc.recalibration.ready},
-                "market": market, "skill": skill, "challengers": challengers}
+                "market": market, "skill": skill, "challengers": challengers,
+                "online_contest": {**svc.contest.state(), "verdicts": dict(svc.verdicts)}}
 
     @app.get("/health")
     async def health(response: Response) -> dict:

@@ -33,3 +33,19 @@ def test_the_demo_shows_each_challengers_shadow_score_and_the_contests_verdict()
         "decision": "no verdict: 1 block(s) of 5 minutes, the test needs 6"}}}}
     assert contest_text(short) == ("Contest on m: challenger x against persistence: no verdict: 1 block(s) of 5 minutes, "
                                    "the test needs 6 (n 115, 1 blocks of 5 min).")
+
+
+def test_the_demo_shows_the_always_valid_tests_the_rulings_and_the_interval():
+    from rig.pipeline import contest_text
+
+    acc = {"market": "binance.com-spot", "model_version": "ridge-1", "challengers": {},
+           "online_contest": {"champion": "ridge-1", "promotion": {"mlp-2": {"e_value": 3.25, "threshold": 20.0, "alpha": 0.05, "blocks": 7}},
+                              "demotion": {"e_value": 0.5, "threshold": 20.0, "alpha": 0.05, "blocks": 7},
+                              "verdicts": {"ridge-0": "demote"}},
+           "interval": {"coverage": 0.7951, "n": 830, "nominal": 0.8, "recalibrated": True}}
+    assert contest_text(acc).splitlines() == [
+        "Always-valid test (promote mlp-2): e-value 3.25, promotes at 20 (alpha 0.05, over its whole life), 7 block(s) closed.",
+        "Always-valid test (demote ridge-1): e-value 0.50, demotes at 20 (alpha 0.05, over its whole life), 7 block(s) closed.",
+        "The online contest ruled on binance.com-spot: demote ridge-0.",
+        "Interval: 79.5% of 830 realized prices inside the stated 80% interval (recalibrated on this market).",
+    ]
