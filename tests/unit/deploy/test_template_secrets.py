@@ -127,6 +127,7 @@ def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
         settings = load_settings(environ["BTCPRED_ENV"], environ=environ, secret_resolver=guarded(readable, read))
         for role in (None, "loader", "trainer"):
             settings.postgres.credentials(role)
+        settings.redis.credentials("trainer")  # the online contest's decisions, recorded each cycle
     except ConfigError as exc:
         problems.append(f"retraining task ({env}): {exc}")
     problems += [f"RetrainTaskRole may read {n!r}, which the task never reads" for n in sorted(readable - set(read))]
