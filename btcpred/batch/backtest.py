@@ -1,6 +1,11 @@
 """What the learning loop would have served, hour after hour, on data no model it chose had seen.
 
     python -m btcpred.batch.backtest --data DIR [--venue binance.us] [--window-hours H] [--out reports/backtest]
+    python -m btcpred.batch.backtest --trades --data DIR --venue binance.com-coinm-trades [--placebo-hours 6]
+
+``--trades`` reads a trades-only market (data.binance.vision aggTrades: the tape's features,
+the last trade's price as the market's price, ``btcpred.batch.trade_rows``); ``--placebo-hours``
+moves every label that many hours on, so the same loop runs on noise and must promote (almost) nothing.
 
 At each whole hour H of the data (once the rows before it can be split into train, validation
 and test hours), the loop runs as ``btcpred.batch.retrain`` runs it at H, on the rows before H only:
@@ -28,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from btcpred.batch import trade_rows
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.gate import PERSISTENCE, decide
 from btcpred.batch.metrics import evaluate
-from btcpred.batch.modeling import IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
+from btcpred.batch.modeling import FLOW_FEATURES, IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.batch.report import Scored, summary
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
@@ -40,6 +46,7 @@ from btcpred.batch.train import (INTERVAL_COVERAGE, MIN_ROWS, Candidate, candida
 from btcpred.common import recalibration
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
+from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +67,7 @@ class Served:
         if self.interval is None or self.candidate is None:
             return None
         inside = self.guard.trusted_rows(data.columns(self.candidate.features))
-        return self.interval.hits(data.y, pred, data.columns((VOL_FEATURE,))[:, 0], inside)
+        return self.interval.hits(data.y, pred, data.columns((self.interval.scale_feature,))[:, 0], inside)
 
     def served_interval_hits(self, data: FeatureSet, pred: np.ndarray) -> np.ndarray | None:
         """The same, for the interval serving states: recalibrated on this model's realized rows as it serves
@@ -69,7 +76,7 @@ class Served:
             return None
         spec = self.interval
         inside = self.guard.trusted_rows(data.columns(self.candidate.features))
-        scale = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
+        scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
         fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
         hits, _ = recalibration.replay(data.ts_ms, data.venue, data.y, pred, scale, fallback_q, np.full(len(data), 0.5),
                                        spec.coverage, HORIZON_US // 1000)
@@ -146,6 +153,13 @@ def refitted(served: Served, data: FeatureSet, split, stamp: str) -> Served:
 
 
 IMBALANCE_RIDGE = ("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID)
+FLOW_RIDGE = ("ridge_flow", FLOW_FEATURES, RIDGE_GRID)
+
+
+def baseline_candidate(data: FeatureSet) -> tuple:
+    """The simplest model the loop must beat: the one-feature ridge on the top-of-book imbalance, or on
+    a trades-only market the 5 s signed trade flow."""
+    return FLOW_RIDGE if data.names == TRADE_FEATURE_NAMES else IMBALANCE_RIDGE
 
 
 def fitted_without_gate(history: FeatureSet, hour_ms: int, candidate: tuple = IMBALANCE_RIDGE) -> Served:
@@ -166,11 +180,13 @@ def fitted_without_gate(history: FeatureSet, hour_ms: int, candidate: tuple = IM
 
 
 def baseline_predictions(data: FeatureSet, steps: list[HourStep]) -> np.ndarray:
-    """The one-feature ridge's answers on the rows ``served_predictions`` returns, in the same order."""
+    """The one-feature ridge's answers on the rows ``served_predictions`` returns, in the same order
+    (refitted every hour on the rows before it, served without a gate)."""
     preds = []
     for step in steps:
         idx = hour_rows(data, step.hour_ms)
-        served = fitted_without_gate(data.take(np.flatnonzero(data.ts_ms < step.hour_ms)), step.hour_ms)
+        served = fitted_without_gate(data.take(np.flatnonzero(data.ts_ms < step.hour_ms)), step.hour_ms,
+                                     baseline_candidate(data))
         preds.append(served.predict(data.take(idx)))
     return np.concatenate(preds) if preds else np.array([])
 
@@ -225,14 +241,18 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
     hits = [h for h in (step.served.interval_hits(*_hour(data, step)) for step in steps) if h is not None]
     served_hits = [h for h in (step.served.served_interval_hits(*_hour(data, step)) for step in steps) if h is not None]
     versus = loss_test(np.square(scored.y - pred) - np.square(scored.y - baseline), time_blocks(scored.ts_ms, scored.venue))
+    gated = [s for s in steps if "promoted" in s.decision or "kept" in s.decision]
     result = {"hours": len(steps), "n": len(scored),
               "served": summary_of(scored, pred),
-              "imbalance_ridge_without_gate": summary_of(scored, baseline),
+              "baseline": baseline_candidate(data)[0],
+              "baseline_ridge_without_gate": summary_of(scored, baseline),
+              "gate_decisions": {"n": len(gated), "models_promoted": sum(promoted_a_model(s) for s in gated)},
+              "by_volatility_regime": regimes(scored, pred),
               "interval_coverage_where_a_model_served": (
                   {"coverage": float(np.mean(np.concatenate(hits))), "n": int(sum(len(h) for h in hits)),
                    "nominal": INTERVAL_COVERAGE,
                    "as_served_recalibrated": float(np.mean(np.concatenate(served_hits)))} if hits else None),
-              "served_vs_imbalance_ridge": {"mean_loss_diff": versus.mean_diff, "ci95": list(versus.ci),
+              "served_vs_baseline_ridge": {"mean_loss_diff": versus.mean_diff, "ci95": list(versus.ci),
                                             "pvalue": versus.pvalue, "blocks": versus.blocks},
               "since_first_model": (summary_of(*served_predictions(data, steps[first_model:]))
                                     if first_model is not None else None),
@@ -243,16 +263,53 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
              "| hour (UTC) | rows | served by | decision at the hour's start |", "|---|---|---|---|"]
     lines += [f"| {_iso(s.hour_ms)} | {s.n} | {s.served.version} | {s.decision} |" for s in steps]
     for title, block in (("All backtest hours", result["served"]), ("From the first model served", result["since_first_model"]),
-                         ("The one-feature ridge (top-of-book imbalance), refitted every hour and served without a gate",
-                          result["imbalance_ridge_without_gate"]),
+                         (f"The one-feature ridge ({result['baseline']}), refitted every hour and served without a gate",
+                          result["baseline_ridge_without_gate"]),
+                         ("Gate decisions (hours where the gate judged a pick)", result["gate_decisions"]),
+                         ("By volatility regime (terciles of the interval's volatility feature over the scored rows)",
+                          result["by_volatility_regime"]),
                          ("Interval coverage where a model served", result["interval_coverage_where_a_model_served"]),
                          ("What the loop served minus the one-feature ridge (squared log-return error; negative: the "
-                          "loop better)", result["served_vs_imbalance_ridge"])):
+                          "loop better)", result["served_vs_baseline_ridge"])):
         if block:
             lines += ["", f"## {title}", "", "```", json.dumps(block, indent=1), "```"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return result
+
+
+def promoted_a_model(step: HourStep) -> bool:
+    """The gate put a model (not persistence) in service at this hour."""
+    return "promoted" in step.decision and not step.decision.startswith(f"picked {PERSISTENCE} ")
+
+
+def regimes(data: FeatureSet, pred: np.ndarray) -> dict | None:
+    """The served answers' skill in calm, middle and wild thirds of the rows by recent volatility, so a
+    user sees where the skill lives (each third on the headline's definitions, its blocks its own)."""
+    feature = VOL_FEATURE if data.has((VOL_FEATURE,)) else TRADE_VOL_FEATURE
+    if len(data) < 30:
+        return None
+    vol = data.columns((feature,))[:, 0]
+    edges = np.quantile(vol, [1 / 3, 2 / 3])
+    third = np.searchsorted(edges, vol, side="right")
+    out = {"feature": feature, "edges": [float(e) for e in edges]}
+    for i, name in enumerate(("calm", "middle", "wild")):
+        idx = np.flatnonzero(third == i)
+        s = summary_of(data.take(idx), pred[idx])
+        out[name] = {k: s[k] for k in ("n", "r2", "r2_ci95", "dm_pvalue", "direction_accuracy", "rmse_ratio_vs_persistence")} if s else None
+    return out
+
+
+def placebo(data: FeatureSet, hours: float) -> FeatureSet:
+    """The same rows with every label moved ``hours`` on (circularly, within each market): a loop that
+    promotes on these promotes on noise."""
+    y = data.y.copy()
+    for venue in dict.fromkeys(data.venue):
+        idx = np.flatnonzero(data.venue == venue)
+        idx = idx[np.argsort(data.ts_ms[idx], kind="stable")]
+        step = float(np.median(np.diff(data.ts_ms[idx]))) if len(idx) > 1 else 1.0
+        y[idx] = np.roll(data.y[idx], int(round(hours * HOUR_MS / step)))
+    return FeatureSet(data.venue, data.ts_ms, data.X, y, data.mid, data.names)
 
 
 def summary_of(data: FeatureSet, pred: np.ndarray) -> dict | None:
@@ -271,10 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venue", default="binance.us")
     parser.add_argument("--window-hours", type=float, default=None, help="train on the newest H hours only (default: all before)")
     parser.add_argument("--out", type=Path, default=Path("reports/backtest"))
+    parser.add_argument("--trades", action="store_true",
+                        help="a trades-only market: the data.binance.vision aggTrades files under DIR "
+                             "(venue e.g. binance.com-coinm-trades)")
+    parser.add_argument("--placebo-hours", type=float, default=None,
+                        help="move every label this many hours on (circularly): the loop on noise")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    data = from_directory(args.data)
+    data = trade_rows.from_directory(args.data) if args.trades else from_directory(args.data)
     data = data.take(np.flatnonzero(data.venue == args.venue))
+    if args.placebo_hours:
+        data = placebo(data, args.placebo_hours)
     if len(data) == 0:
         log.error("no full-quality rows of %s in %s", args.venue, args.data)
         return 1

@@ -20,21 +20,25 @@ class FeatureSet:
 
     venue: np.ndarray  # str per row
     ts_ms: np.ndarray
-    X: np.ndarray  # (n, len(FEATURE_NAMES)), columns in FEATURE_NAMES order
-    y: np.ndarray  # 10 s log mid return
-    mid: np.ndarray
+    X: np.ndarray  # (n, len(names)), columns in ``names`` order
+    y: np.ndarray  # 10 s log return of the market's price (the mid; the last trade's on a trades-only market)
+    mid: np.ndarray  # the price the return starts from, what persistence predicts
+    names: tuple[str, ...] = FEATURE_NAMES  # the book's features, or a trades-only market's
 
     def __len__(self) -> int:
         return len(self.ts_ms)
 
     def take(self, idx: np.ndarray) -> FeatureSet:
-        return FeatureSet(self.venue[idx], self.ts_ms[idx], self.X[idx], self.y[idx], self.mid[idx])
+        return FeatureSet(self.venue[idx], self.ts_ms[idx], self.X[idx], self.y[idx], self.mid[idx], self.names)
+
+    def has(self, names: tuple[str, ...] | list[str]) -> bool:
+        return all(n in self.names for n in names)
 
     def columns(self, names: list[str] | tuple[str, ...]) -> np.ndarray:
         """Model inputs in ``names`` order; ``mid`` (the persistence model's input) is a column too."""
         if "mid" not in names:
-            return self.X[:, [FEATURE_NAMES.index(n) for n in names]]
-        return np.column_stack([self.mid if n == "mid" else self.X[:, FEATURE_NAMES.index(n)] for n in names])
+            return self.X[:, [self.names.index(n) for n in names]]
+        return np.column_stack([self.mid if n == "mid" else self.X[:, self.names.index(n)] for n in names])
 
 
 def from_rows(venue: list[str], rows: list[tuple]) -> FeatureSet:

@@ -33,6 +33,7 @@ OFI_FEATURES = ("ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s")
 # The simplest baseline with skill on these data: one ridge on the top-of-book quantity imbalance.
 # Every richer model has to beat it in the same run, so it competes like any candidate.
 IMBALANCE_FEATURES = ("depth_imbalance_1",)
+FLOW_FEATURES = ("trade_flow_5s",)  # a trades-only market's one-feature baseline (btcpred.udfs.trade_features)
 
 # Small, strongly regularised nets: a few thousand rows of a regime-shifting market
 # (the sign of 5 s momentum flips between the training and validation hours).

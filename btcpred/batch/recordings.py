@@ -11,7 +11,8 @@ any directory of such files can be evaluated:
 USD-M and COIN-M perpetual captures are read too (their ``pu``-chained diffs are
 expressed in the spot sequencing vocabulary by the loader; ``btcpred/adapters/loaders/hftbacktest_ws.py``),
 and data.binance.vision aggTrades files (``btcpred/adapters/loaders/data_vision.py``) are recognised,
-checked against their ``.CHECKSUM`` and reported: trades without a book give no feature rows.
+checked against their ``.CHECKSUM`` and reported: trades without a book give no *book* feature rows;
+they are a trades-only market of their own (``btcpred.batch.trade_rows``, ``backtest --trades``).
 
 Files of one market that continue each other (the first diff of one chains onto the last
 diff of another) are one recording: the book carries across them without a new snapshot.
@@ -140,8 +141,8 @@ def identify(path: Path, symbol: str = "BTCUSDT") -> Recording:
             trades = data_vision.identify(path)  # checksum-verified, or refused with the reason
         except data_vision.DataVisionError as exc:
             raise UnsupportedRecording(str(exc)) from None
-        raise UnsupportedRecording(f"{path.name}: {trades.describe()}: trades without a book give no feature rows "
-                                   "(every feature vector needs the book)")
+        raise UnsupportedRecording(f"{path.name}: {trades.describe()}: trades without a book give no book feature rows "
+                                   "(a trades-only market: btcpred.batch.trade_rows, backtest --trades)")
     if path.name.endswith(".CHECKSUM"):
         raise UnsupportedRecording(f"{path.name}: checksum of {path.name.removesuffix('.CHECKSUM')} (verified with it)")
     raise UnsupportedRecording(f"{path.name}: unknown file type")

@@ -27,7 +27,7 @@ import numpy as np
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
 from btcpred.common import recalibration
-from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
+from btcpred.common.model_artifact import InputGuard, OnnxModel
 from btcpred.udfs.features import HORIZON_US
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def interval_hits(model: OnnxModel, data: FeatureSet, pred: np.ndarray, inside: 
     """Whether each row's realized return fell in the interval serving states (persistence's where the
     guard made persistence answer); None for an artifact without one."""
     spec = model.meta.interval
-    return spec.hits(data.y, pred, data.columns((VOL_FEATURE,))[:, 0], inside) if spec else None
+    return spec.hits(data.y, pred, data.columns((spec.scale_feature,))[:, 0], inside) if spec else None
 
 
 def unseen(data: FeatureSet, model: OnnxModel) -> FeatureSet:
@@ -81,7 +81,7 @@ def score(model: OnnxModel, data: FeatureSet) -> Scored:
     confidence = model.confidence(pred)
     served_hit, served_confidence = None, confidence
     if spec is not None:
-        scale = np.maximum(data.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
+        scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
         fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
         served_hit, served_confidence = recalibration.replay(data.ts_ms, data.venue, data.y, pred, scale, fallback_q,
                                                              confidence, spec.coverage, HORIZON_US // 1000)

@@ -35,11 +35,12 @@ from btcpred.batch.feature_store import StaleSilver, load_features, read_trainin
 from btcpred.adapters.lake import Lake
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.gate import PERSISTENCE, GateDecision, decide
-from btcpred.batch.modeling import (BOOK_FEATURES, IMBALANCE_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES,
+from btcpred.batch.modeling import (BOOK_FEATURES, FLOW_FEATURES, IMBALANCE_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES,
                                     RIDGE_GRID, export_onnx, export_persistence_onnx, fit_calibration, fit_mlp,
                                     fit_ridge, input_guard, predict_return)
 from btcpred.batch.report import Scored, persistence, score, summary, write_report
 from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
+from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE
 from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
@@ -123,7 +124,9 @@ def _jsonable(params: dict) -> dict:
 
 
 def validation_interval(val: FeatureSet, val_pred: np.ndarray) -> PredictionInterval | None:
-    return fit_interval(val.y, val_pred, val.columns((VOL_FEATURE,))[:, 0], INTERVAL_COVERAGE)
+    scale = VOL_FEATURE if val.has((VOL_FEATURE,)) else TRADE_VOL_FEATURE  # a trades-only market: its tape's
+    spec = fit_interval(val.y, val_pred, val.columns((scale,))[:, 0], INTERVAL_COVERAGE)
+    return spec.model_copy(update={"scale_feature": scale}) if spec is not None else None
 
 
 def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict,
@@ -162,6 +165,11 @@ STREAM_CANDIDATES = (
 MIN_STREAM_SHARE = 0.99  # rows with a stream's features needed before a model may read them
 
 
+# A trades-only market (btcpred/batch/trade_rows.py): the one-feature flow ridge is its simplest
+# baseline; the ridge over the whole tape, its shrinkage chosen on validation, the richer one.
+TRADE_CANDIDATES = (("ridge_flow", FLOW_FEATURES, RIDGE_GRID), ("ridge_tape", TRADE_FEATURE_NAMES, RIDGE_GRID))
+
+
 def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     """The candidates this data can train, and the rows they train on.
 
@@ -170,6 +178,8 @@ def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     not), the rows without them are left out, so every candidate is judged on the same rows, and
     that candidate competes; otherwise (the 1 Hz Binance.US book has neither stream) it does not.
     """
+    if data.names == TRADE_FEATURE_NAMES:
+        return data, TRADE_CANDIDATES
     candidates = CANDIDATES
     for needed, candidate in STREAM_CANDIDATES:
         has = np.isfinite(data.columns(needed)).all(axis=1)

@@ -62,6 +62,7 @@ class PredictionInterval(BaseModel):
     model_quantile: float = Field(ge=0.0, allow_inf_nan=False)  # finite: an infinite bound is no JSON number
     persistence_quantile: float = Field(ge=0.0, allow_inf_nan=False)
     n: int = Field(gt=0)  # validation rows the quantiles were taken on
+    scale_feature: str = "realized_vol_5s"  # the volatility the quantiles are in units of (a trades-only market: its tape's)
 
     def scale(self, realized_vol_5s: float) -> float:
         """The unit the quantiles are in, for one row (log return)."""

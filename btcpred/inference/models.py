@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
+from btcpred.common.model_artifact import InputGuard, OnnxModel
 from btcpred.common.recalibration import Recalibration
 from btcpred.inference.hot_state import HotState
 
@@ -93,7 +93,7 @@ class OnnxPredictor:
                  recalibration: Recalibration | None = None) -> Interval | None:
         """The artifact's conformal interval, scaled by this vector's realized volatility."""
         spec = self.model.meta.interval
-        vol = state.feature_float(VOL_FEATURE)
+        vol = state.feature_float(spec.scale_feature) if spec is not None else None
         if spec is None or vol is None or not math.isfinite(vol) or base_price <= 0 or predicted_price <= 0:
             return None
         center = math.log(predicted_price / base_price)

@@ -96,7 +96,7 @@ def test_agg_trades_rows_by_hand_and_the_file_is_reported_not_dropped():
     assert first.event_time_us == 1778198400020 * 1000
     assert first.trades[0] == first.trades[0].__class__(480537903, 7997280000000, 54200000000, False)
     assert second.trades[0].trade_id == 480537904
-    with pytest.raises(UnsupportedRecording, match="trades without a book give no feature rows"):
+    with pytest.raises(UnsupportedRecording, match="trades without a book give no book feature rows"):
         identify(AGG_TRADES)
 
 
