@@ -5,8 +5,10 @@ the Flink operator wraps) and boundaries are cut with ``SymbolState.cut``, so a
 batch feature equals the feature the job wrote to Redis for the same data.
 
 Label: the log mid-price return from the feature time ``t`` to ``t + 10 s``,
-where the mid at a time is the mid of the book in force then (after the last
-book update with event time <= that time). A label never uses a book from
+where the mid at a time is the freshest mid in force then (``udfs.features.freshest_mid``:
+the real-time best bid/ask's where that stream is live, else the book's after the last
+book update with event time <= that time), the same price the features' ``mid`` is,
+so label, persistence and the served base price agree. A label never uses a price from
 after ``t + 10 s``, and is marked unreliable when the book it uses is older
 than ``max_label_age_ms`` (sampled data has holes).
 """
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from btcpred.udfs.symbol_state import SymbolState
 from btcpred.udfs.events import (BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent,
                          to_float)
-from btcpred.udfs.features import FEATURE_NAMES, HORIZON_US, PREDICTION_STEP_US
+from btcpred.udfs.features import FEATURE_NAMES, HORIZON_US, PREDICTION_STEP_US, freshest_mid
 
 INTERVAL_US = PREDICTION_STEP_US
 SETTLE_US = 1_000_000  # a boundary is cut once events 1 s past it arrive (the job waits 200 ms)
@@ -118,11 +120,15 @@ def replay(events: Iterable[MarketEvent], symbol: str, interval_us: int = INTERV
         while next_sample < t:
             next_sample += sample_us
         before = state.history.entries[-1] if state.history.entries else None
+        quotes_before = state.quotes.last_update_id
         state.on_event(event)
         after = state.history.entries[-1] if state.history.entries else None
-        if after is not None and after is not before:
-            out.timeline.times_us.append(after.top.time_us)
-            out.timeline.mids.append(after.top.mid)
+        moved = after is not None and after is not before
+        quoted = after is not None and state.quotes.last_update_id != quotes_before
+        if moved or quoted:  # the price in force changed: the book's top or the real-time quote
+            at = after.top.time_us if moved else state.quotes.times[-1]
+            out.timeline.times_us.append(at)
+            out.timeline.mids.append(freshest_mid(at, after.top, state.quotes))
         if isinstance(event, TradesEvent):
             minute = out.trade_minutes.setdefault(event.transact_time_us // 60_000_000 * 60_000, [0, 0.0, 0.0])
             for trade in event.trades:
@@ -133,6 +139,9 @@ def replay(events: Iterable[MarketEvent], symbol: str, interval_us: int = INTERV
     while next_boundary and next_boundary <= clock:
         _cut(state, next_boundary, out.cuts)
         next_boundary += interval_us
+    order = sorted(range(len(out.timeline.times_us)), key=out.timeline.times_us.__getitem__)  # stable: ties keep their order
+    out.timeline.times_us[:] = [out.timeline.times_us[i] for i in order]
+    out.timeline.mids[:] = [out.timeline.mids[i] for i in order]
     return out
 
 

@@ -49,6 +49,11 @@ QUOTE_FEATURES = (
 PERP_FEATURES = ("perp_lead_1s_bp", "perp_lead_5s_bp")
 PERP_HORIZONS_US = {"1s": 1_000_000, "5s": 5_000_000}
 PERP_MAX_AGE_US = 5_000_000  # a perpetual quote older than this at a boundary is a dead feed, not a price
+# The market's price ("mid": base of every prediction, persistence, labels, scoring) is the freshest
+# mid in force: the real-time best bid/ask's where that stream is live, else the depth book's, which
+# is conflated to 100 ms and trails it. A quote further behind the book's top than this is a stalled
+# stream, not the price.
+QUOTE_STALE_US = 1_000_000
 # Model inputs, in order. The model registry stores this list with every model.
 FEATURE_NAMES = (
     "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
@@ -355,6 +360,21 @@ def perp_features(time_us: int, perp: QuoteHistory, spot_returns: dict[str, floa
     return features
 
 
+def freshest_mid(time_us: int, top: BookTop, quotes: QuoteHistory | None) -> float:
+    """The mid in force at ``time_us``: the best bid/ask stream's where it is live, else the book's top's.
+
+    On binance.com the depth book is conflated every 100 ms, so its mid trails the real-time best
+    bid/ask by up to that much; a label and a persistence forecast on the book's mid partly "predict"
+    the book catching up with a price already known. Where the stream exists its mid is the price."""
+    if quotes is None:
+        return top.mid
+    i = quotes.index_at(time_us)
+    if i < 0 or top.time_us - quotes.times[i] > QUOTE_STALE_US:
+        return top.mid
+    mid = quotes.mid(i)
+    return mid if mid > 0 else top.mid
+
+
 def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
                      quotes: QuoteHistory | None = None, perp: QuoteHistory | None = None) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
@@ -368,7 +388,7 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
     top = entry.top
     windows = {name: trades.stats(time_us, length, top.mid) for name, length in WINDOWS_US.items()}
     features = {
-        "mid": top.mid,
+        "mid": freshest_mid(time_us, top, quotes),
         "ret_1s": _log_return(top, history.at(time_us - 1_000_000)),
         "ret_5s": _log_return(top, history.at(time_us - 5_000_000)),
         "vol_imbalance": _imbalance(top.bid_depth[-1], top.ask_depth[-1]),
