@@ -34,6 +34,9 @@ OFI_FEATURES = ("ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s")
 # Every richer model has to beat it in the same run, so it competes like any candidate.
 IMBALANCE_FEATURES = ("depth_imbalance_1",)
 FLOW_FEATURES = ("trade_flow_5s",)  # a trades-only market's one-feature baseline (btcpred.udfs.trade_features)
+# A book market's trade flow, as the job computes it: the signed volume shares (scale-free; the
+# intensity is trades per second, a venue's unit) beside the top-of-book imbalance.
+BOOK_FLOW_FEATURES = ("signed_flow_1s", "signed_flow_5s", "depth_imbalance_1")
 
 # Small, strongly regularised nets: a few thousand rows of a regime-shifting market
 # (the sign of 5 s momentum flips between the training and validation hours).

@@ -35,7 +35,7 @@ from btcpred.batch.feature_store import StaleSilver, load_features, read_trainin
 from btcpred.adapters.lake import Lake
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.gate import PERSISTENCE, GateDecision, decide
-from btcpred.batch.modeling import (BOOK_FEATURES, FLOW_FEATURES, IMBALANCE_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES,
+from btcpred.batch.modeling import (BOOK_FEATURES, BOOK_FLOW_FEATURES, FLOW_FEATURES, IMBALANCE_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES,
                                     RIDGE_GRID, export_onnx, export_persistence_onnx, fit_calibration, fit_mlp,
                                     fit_ridge, input_guard, predict_return)
 from btcpred.batch.report import Scored, persistence, score, summary, write_report
@@ -170,6 +170,11 @@ MIN_STREAM_SHARE = 0.99  # rows with a stream's features needed before a model m
 TRADE_CANDIDATES = (("ridge_flow", FLOW_FEATURES, RIDGE_GRID), ("ridge_tape", TRADE_FEATURE_NAMES, RIDGE_GRID))
 
 
+MIN_FLOW_SHARE = 0.5  # rows with a trade in the last 5 s needed before the flow candidates compete
+FLOW_CANDIDATES = (("ridge_flow_book", BOOK_FLOW_FEATURES, RIDGE_GRID),
+                   ("ridge_all", BOOK_FEATURES + ("signed_flow_1s", "signed_flow_5s"), RIDGE_GRID))
+
+
 def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     """The candidates this data can train, and the rows they train on.
 
@@ -181,6 +186,9 @@ def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     if data.names == TRADE_FEATURE_NAMES:
         return data, TRADE_CANDIDATES
     candidates = CANDIDATES
+    # trade flow competes where there are trades (the 1 Hz Binance.US book has none: its flow is 0)
+    if len(data) and np.mean(data.columns(("signed_flow_5s",))[:, 0] != 0) >= MIN_FLOW_SHARE:
+        candidates = candidates + FLOW_CANDIDATES
     for needed, candidate in STREAM_CANDIDATES:
         has = np.isfinite(data.columns(needed)).all(axis=1)
         if len(data) and has.mean() >= MIN_STREAM_SHARE:

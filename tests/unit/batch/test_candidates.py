@@ -6,8 +6,10 @@ from btcpred.batch.train import CANDIDATES, candidates_for
 from btcpred.udfs.features import FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES
 
 
-def feature_set(n: int, quotes_missing: int, perp_missing: int) -> FeatureSet:
+def feature_set(n: int, quotes_missing: int, perp_missing: int, traded: int = 0) -> FeatureSet:
     X = np.ones((n, len(FEATURE_NAMES)))
+    for name in ("signed_flow_1s", "signed_flow_5s"):
+        X[traded:, FEATURE_NAMES.index(name)] = 0.0  # no trade in the window: the 1 Hz Binance.US book has none
     for names, missing in ((QUOTE_FEATURES, quotes_missing), (PERP_FEATURES, perp_missing)):
         X[:missing, [FEATURE_NAMES.index(name) for name in names]] = np.nan  # the first boundaries, before the stream
     return FeatureSet(np.array(["v"] * n, dtype=object), np.arange(n) * 2000, X, np.zeros(n), np.ones(n))
@@ -22,3 +24,11 @@ def test_the_perp_candidate_competes_only_where_99_percent_of_rows_have_its_feat
     assert [c[0] for c in candidates][-1] == "ridge_quotes" and len(data) == 997
     data, candidates = candidates_for(feature_set(1000, quotes_missing=1000, perp_missing=1000))  # Binance.US
     assert candidates == CANDIDATES and len(data) == 1000
+
+
+def test_the_trade_flow_candidates_compete_only_where_most_rows_saw_a_trade():
+    _, candidates = candidates_for(feature_set(1000, quotes_missing=1000, perp_missing=1000, traded=499))
+    assert candidates == CANDIDATES  # 49.9 % of rows with a trade in the last 5 s: flow would mostly read 0
+    _, candidates = candidates_for(feature_set(1000, quotes_missing=1000, perp_missing=1000, traded=500))
+    assert [c[0] for c in candidates] == [c[0] for c in CANDIDATES] + ["ridge_flow_book", "ridge_all"]
+    assert "signed_flow_5s" in candidates[-1][1] and "trade_intensity_5s" not in candidates[-1][1]  # counts are a venue's unit
