@@ -256,6 +256,10 @@ class InferenceConfig(_Section):
     model_poll_s: float = Field(10.0, gt=0)  # registry check interval, off the prediction cycle
     warmup_runs: int = Field(50, ge=1)
     max_feature_z: float = Field(10.0, gt=0)  # inputs further from the training mean (in sd) fall back
+    # a recursive-least-squares ridge learning from every realized label on this market, run as a
+    # challenger (btcpred/inference/online_model.py); serves only if the online contest promotes it
+    online_ridge: bool = True
+    online_forgetting: float = Field(0.999, gt=0.9, le=1.0)
 
 
 class PrometheusConfig(_Section):

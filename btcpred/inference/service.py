@@ -33,6 +33,7 @@ from btcpred.inference.hot_state import HotState, read_hot_state
 from btcpred.inference import contest
 from btcpred.inference.contest import Decision, OnlineContest
 from btcpred.inference.lineup import lineup
+from btcpred.inference.online_model import OnlineRidgePredictor
 from btcpred.inference.model_manager import ModelManager, ModelSource, source_for
 from btcpred.inference.models import PersistencePredictor, Predictor
 from btcpred.inference.prediction import Prediction
@@ -111,6 +112,11 @@ class PredictionService:
         self.verdicts: dict[str, str] = {}  # version -> the contest's last action on this market, oldest first
         self.verdicts_loaded = False  # read back from pred:contest: once Redis answers
         self.unpublished: list[Decision] = []
+        # the online ridge runs beside the registry's models (not beside a fixed predictor: tests, persistence mode)
+        self.online = (OnlineRidgePredictor(cfg.online_forgetting)
+                       if cfg.online_ridge and self.fixed_predictor is None else None)
+        self.online_restored = self.online is None
+        self.online_checkpoint: str | None = None  # due to be written
         self.history_cursor = "-"
         self.failing: dict[str, str] = {}  # supervised task -> its last exception, while it is down
 
@@ -170,6 +176,8 @@ class PredictionService:
     def contenders(self) -> tuple[Predictor | None, tuple[Predictor, ...]]:
         """The predictor offered as champion this cycle and the ones in shadow (the contest's verdicts applied)."""
         shadows = tuple(self.manager.shadows.values()) if self.manager else ()
+        if self.online is not None:
+            shadows += (self.online,)
         return lineup(self.predictor, shadows, self.verdicts, self.settings.exchange.market)
 
     async def cycle(self, boundary_ms: int, jitter_ms: float) -> None:
@@ -177,6 +185,9 @@ class PredictionService:
         if not self.verdicts_loaded:
             with contextlib.suppress(Exception):  # Redis down: the cycle below falls back anyway
                 await self.restore_verdicts()
+        if not self.online_restored:
+            with contextlib.suppress(Exception):
+                await self.restore_online()
         predictor, shadows = self.contenders()  # one lineup for the whole cycle, even if a swap lands meanwhile
         JITTER.observe(max(jitter_ms, 0) / 1000)
         self.jitter_ms.append(jitter_ms)
@@ -218,6 +229,11 @@ class PredictionService:
                                   maxlen=PREDICTION_STREAM_MAXLEN, approximate=True)
         with contextlib.suppress(Exception):  # kept until Redis takes them
             await self._publish_decisions()
+        if self.online_checkpoint is not None:
+            with contextlib.suppress(Exception):  # the next one is due in a minute anyway
+                await self.redis.xadd(rs.online_model_stream_key(self.symbol), {"weights": self.online_checkpoint},
+                                      maxlen=10, approximate=False)
+                self.online_checkpoint = None
 
     def _score(self, state: HotState, pred: Prediction) -> None:
         """Champion and challengers on the same targets in data time, each from the base price it published."""
@@ -266,6 +282,17 @@ class PredictionService:
     def _champion_row(self, row: ScoredPrediction) -> None:
         self._decide(self.contest.champion_row(row))
         self._recalibrate(row)
+        if self.online is not None and row.current_price > 0 and row.realized_price > 0:
+            if self.online.learn(row.feature_time_ms, math.log(row.realized_price / row.current_price)):
+                self.online_checkpoint = self.online.checkpoint()
+
+    async def restore_online(self) -> None:
+        """The online ridge's newest checkpoint, if any; a failed read is retried next cycle."""
+        entries = await self.redis.xrevrange(rs.online_model_stream_key(self.symbol), count=1)
+        if entries and self.online is not None:
+            self.online.restore(entries[0][1].get("weights", ""))
+            log.info("online ridge restored: %d rows learnt", self.online.model.rows)
+        self.online_restored = True
 
     def _recalibrate(self, row: ScoredPrediction) -> None:
         """A realized champion row into the window, with the quantile its stated interval used."""

@@ -63,6 +63,11 @@ def prediction_stream_key(symbol: str) -> str:
     return f"pred:{tag(symbol)}"
 
 
+def online_model_stream_key(symbol: str) -> str:
+    """Checkpoints of the online ridge's weights (JSON), newest last."""
+    return f"pred:online:{tag(symbol)}"
+
+
 def contest_stream_key(symbol: str) -> str:
     """The online contest's decisions (promotions, demotions) on this symbol's market, in order."""
     return f"pred:contest:{tag(symbol)}"
