@@ -466,7 +466,7 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
             log_dir.mkdir(parents=True, exist_ok=True)
             with (log_dir / "train.log").open("wb") as fh:
                 subprocess.run([sys.executable, "-m", "btcpred.batch.train", "--data", str(data_dir), "--promote",
-                                "--report-dir", str(REPO / "reports" / "training")],
+                                "--report-dir", str(REPO / ".local" / "reports" / "training")],
                                cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, check=True)
             model = registry.production(engine)
             assert model is not None
@@ -535,7 +535,7 @@ def retrain_from_archive(p: Pipeline) -> dict:
           f"log: {log_dir / 'retrain.log'}) ...", flush=True)
     with (log_dir / "retrain.log").open("wb") as fh:
         done = subprocess.run([sys.executable, "-m", "btcpred.batch.retrain", "--through-now", "--stream", p.stream,
-                               "--report-dir", str(REPO / "reports" / "retrain")],
+                               "--report-dir", str(REPO / ".local" / "reports" / "retrain")],
                               cwd=REPO, env=p.env(), stdout=subprocess.PIPE, stderr=fh)
     if done.returncode != 0:
         print(f"retraining failed (exit {done.returncode}); see {log_dir / 'retrain.log'}", flush=True)

@@ -62,3 +62,21 @@ def test_training_view_returns_only_full_quality_labelled_rows(pg_engine, real_t
     assert len(data) == len(expected) < real_table.num_rows  # the sampled file has holes the score catches
     assert list(data.ts_ms) == [real_table.column("ts_ms")[i].as_py() for i in expected]
     assert list(data.y) == [labels[i] for i in expected]
+
+
+def test_the_seed_training_query_runs_verbatim(pg_engine, real_table):
+    """The seed's query, as written there, on the migrated view: its time window selects by data time."""
+    load_features(pg_engine, real_table)
+    ts = [t for t, q, lab in zip(real_table.column("ts_ms").to_pylist(), real_table.column("data_quality").to_pylist(),
+                                 real_table.column("label_return").to_pylist()) if q >= 1 and lab is not None]
+    start, end = ts[10], ts[20]
+    from datetime import datetime, timezone
+
+    iso = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()  # noqa: E731
+    with pg_engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f"SELECT * FROM ml_training_data WHERE timestamp BETWEEN '{iso(start)}' AND '{iso(end)}' "
+            "AND data_quality_score > 0.95")).mappings().all()
+    assert sorted(r["ts_ms"] for r in rows) == ts[10:21]  # BETWEEN is inclusive at both ends
+    assert all(r["data_quality_score"] == 1.0 for r in rows)
+    assert min(r["timestamp"] for r in rows) == datetime.fromtimestamp(start / 1000, timezone.utc)
