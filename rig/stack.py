@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+import psutil
 import yaml
 
 from btcpred.batch.buckets import ensure_buckets
@@ -94,6 +95,44 @@ def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None, user: st
     return log
 
 
+def listeners(pid: int) -> set[int]:
+    """Ports a process and its descendants listen on (a server under runuser or a launcher is a child)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return set()
+    ports = set()
+    for proc in procs:
+        try:
+            ports |= {c.laddr.port for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            pass
+    return ports
+
+
+def owned(pidname: str, port: int) -> bool:
+    """Whether the server on ``port`` is the one this checkout's stack started (its pidfile's process tree)."""
+    pidfile = STATE / f"{pidname}.pid"
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return False
+    return port in listeners(pid)
+
+
+def holder(port: int) -> str:
+    """Who listens on ``port``, for the one sentence that refuses it."""
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f"{proc.name()} (pid {conn.pid}, {' '.join(proc.cmdline()[:3])[:80]})"
+    except psutil.Error:
+        pass
+    return "another program"
+
+
 @dataclass
 class Service:
     name: str
@@ -101,12 +140,22 @@ class Service:
     healthy: Callable[[], bool]
     start: Callable[[], Path | None]
     stop: Callable[[], None]
+    pidname: str | None = None  # its pidfile under .local: the server is ours only if that process holds the port
+    setting: str = "its port"  # the config key that moves it
+
+    def running(self) -> bool:
+        """Healthy, and this checkout's: a stranger's server that answers on the port is not."""
+        return self.healthy() and (self.pidname is None or owned(self.pidname, self.port))
+
+    def refusal(self) -> StackError:
+        return StackError(f"{self.name}: port {self.port} is held by {holder(self.port)}, not by this checkout's stack; "
+                          f"stop it, or move {self.setting} in btcpred/config/local.yaml")
 
     def ensure_started(self, timeout_s: float = 30) -> str:
-        if self.healthy():
+        if self.running():
             return "already running"
         if port_open(self.port):
-            raise StackError(f"{self.name}: port {self.port} is taken by another process; free it or change the port in btcpred/config/local.yaml")
+            raise self.refusal()
         log = self.start()
         wait_for(self.name, self.healthy, timeout_s, log)
         return "started"
@@ -157,7 +206,7 @@ def redis_service(s: Settings) -> Service:
     def stop() -> None:
         kill_pidfile("redis")
 
-    return Service("redis", port, healthy, start, stop)
+    return Service("redis", port, healthy, start, stop, "redis", "redis.port")
 
 
 def postgres_service(s: Settings) -> Service:
@@ -194,7 +243,7 @@ def postgres_service(s: Settings) -> Service:
     def stop() -> None:
         kill_pidfile("postgres")
 
-    return Service("postgres", pg.port, healthy, start, stop)
+    return Service("postgres", pg.port, healthy, start, stop, "postgres", "postgres.port")
 
 
 def _sql_literal(value: str) -> str:
@@ -263,7 +312,7 @@ def kinesis_service(s: Settings) -> Service:
                                     "--updateStreamMs", "50"])
 
     return Service("kinesis (kinesalite)", backend, lambda: _kinesis_answers(backend), start,
-                   lambda: kill_pidfile("kinesalite"))
+                   lambda: kill_pidfile("kinesalite"), "kinesalite", "kinesis.endpoint (its port + 1)")
 
 
 def kinesis_proxy_service(s: Settings) -> Service:
@@ -275,7 +324,7 @@ def kinesis_proxy_service(s: Settings) -> Service:
                                        "--listen", str(front), "--target", str(backend), "--control", str(control)])
 
     return Service("kinesis endpoint (proxy)", front, lambda: _kinesis_answers(front), start,
-                   lambda: kill_pidfile("kinesis-proxy"))
+                   lambda: kill_pidfile("kinesis-proxy"), "kinesis-proxy", "kinesis.endpoint")
 
 
 def s3_service(s: Settings) -> Service:
@@ -288,7 +337,7 @@ def s3_service(s: Settings) -> Service:
         return spawn("moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)])
 
     return Service("s3 (moto)", port, lambda: http_ok(f"http://127.0.0.1:{port}/moto-api/"), start,
-                   lambda: kill_pidfile("moto"))
+                   lambda: kill_pidfile("moto"), "moto", "s3.endpoint")
 
 
 def flink_lib_dir() -> Path:
@@ -400,7 +449,7 @@ def alertmanager_service(s: Settings) -> Service:
                                       f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="])
 
     return Service("alertmanager (http://127.0.0.1:%d)" % port, port, lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
-                   start, lambda: kill_pidfile("alertmanager"))
+                   start, lambda: kill_pidfile("alertmanager"), "alertmanager", "prometheus.alertmanager_port")
 
 
 def alert_sink_service(s: Settings) -> Service:
@@ -410,7 +459,7 @@ def alert_sink_service(s: Settings) -> Service:
         return spawn("alert-sink", [sys.executable, "-m", "deploy.alert_sink", "--port", str(port), "--log", str(ALERTS_LOG)])
 
     return Service(f"alert sink ({ALERTS_LOG.relative_to(REPO)})", port, lambda: http_ok(f"http://127.0.0.1:{port}/health"),
-                   start, lambda: kill_pidfile("alert-sink"))
+                   start, lambda: kill_pidfile("alert-sink"), "alert-sink", "prometheus.alert_sink_port")
 
 
 def register_scrape_targets(ports: dict[str, int | None]) -> None:
@@ -440,7 +489,7 @@ def prometheus_service(s: Settings) -> Service:
                                     "--web.enable-lifecycle"])
 
     return Service("prometheus (http://127.0.0.1:%d)" % port, port, lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
-                   start, lambda: kill_pidfile("prometheus"))
+                   start, lambda: kill_pidfile("prometheus"), "prometheus", "prometheus.port")
 
 
 def check_prerequisites() -> None:
@@ -482,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ok = True
             for svc in services(settings, True):
-                up = svc.healthy()
+                up = svc.running()
                 ok &= up or "flink" in svc.name
                 print(f"{svc.name:45s} port {svc.port:5d}: {'up' if up else 'down'}")
             return 0 if ok else 1
