@@ -22,6 +22,7 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v promtool >/dev/null || missing+=(prometheus)  # the local stack's metrics server and promtool for rule tests
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)  # where the alerts go
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
+command -v chromium >/dev/null || missing+=(chromium)  # headless: the live web view's browser test
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   say "apt-get install ${missing[*]}"

@@ -15,11 +15,13 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -70,6 +72,7 @@ E_VALUE = Gauge("inference_contest_e_value", "The online contest's wealth per te
                 ["test", "model_version"])
 
 PREDICTION_STREAM_MAXLEN = 50_000
+WEB_PAGE = (Path(__file__).parent / "web" / "index.html").read_text()  # the live view, served at /
 JITTER_WINDOW = 10_000
 STREAM_QUEUE = 100
 
@@ -357,6 +360,11 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
             HTTP_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
         return response
     app.state.service = svc
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def live_view() -> HTMLResponse:
+        """The live web view: realised price and predictions in data time, scores, health (no CDN: one file)."""
+        return HTMLResponse(WEB_PAGE)
 
     @app.get("/predictions/latest", response_model=Prediction)
     async def latest() -> Prediction:
