@@ -496,8 +496,14 @@ def main(argv: list[str] | None = None) -> int:
     if stack.main(["start"] + ([] if args.mini_cluster else ["--with-flink-cluster"])) != 0:
         return 2
     perp = args.perp_capture or (DEFAULT_PERP_CAPTURE if args.capture == DEFAULT_CAPTURE else None)
+    api_port = load_settings().inference.port  # 8000: the README's URLs
+    if stack.port_open(api_port):
+        print(f"Port {api_port} (inference.port) is taken by {stack.holder(api_port)}: the API and the live view "
+              "take a free port instead, printed below.", flush=True)
+        api_port = free_port()
     p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model,
-                 retrain_every_s=args.retrain_every or None, perp_capture=None if str(perp) == "none" else perp)
+                 retrain_every_s=args.retrain_every or None, perp_capture=None if str(perp) == "none" else perp,
+                 inference_port=api_port)
     if args.model == "registry":
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
         if version.startswith("persistence-"):
@@ -516,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         p.start()
         print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster
               else "\nFlink: embedded mini cluster (no web UI; drop --mini-cluster for the local cluster on :8081)")
-        print(f"Predictions API: {p.inference_url}/predictions/latest   docs: {p.inference_url}/docs")
+        print(f"Live view: {p.inference_url}/   predictions API: {p.inference_url}/predictions/latest   "
+              f"docs: {p.inference_url}/docs")
         print(f"Simulator: {p.sim_url}/sim/status   logs: {p.log_dir}\n", flush=True)
         show_predictions(p, args.duration)
     except KeyboardInterrupt:
