@@ -9,8 +9,8 @@ key of a symbol carries the ``{symbol}`` hash tag after the prefix (``ob:{BTCUSD
 - inference: reads the hot state; its one write is appending predictions to ``pred:``.
 - reanchor: reads the book, consumes ``gaps:`` as a consumer group, holds ``reanchor:``
   (the lock inference checks) and logs to ``reanchors:``.
-- trainer (the retraining job): reads the online contest's decisions (``pred:contest:``) to record
-  them in ``ml_experiments``; nothing else.
+- trainer (the retraining job): reads what inference published (``pred:``: predictions, the online
+  contest's decisions) to archive them in PostgreSQL and S3; nothing else, and no write.
 - the REST poller and the archiver have no Redis user at all.
 
 Every user loses ``@dangerous`` (FLUSHALL, KEYS, CONFIG, DEBUG, ...) and pub/sub.
@@ -31,7 +31,7 @@ ACL_RULES: dict[RedisRole, str] = {
                  f"-@all +@read +xadd -@dangerous {_CONNECT}",
     "reanchor": "resetkeys %R~ob:* ~gaps:* ~reanchor:* ~reanchors:* resetchannels "
                 f"-@all +@read +@write +@stream -@dangerous {_CONNECT}",
-    "trainer": f"resetkeys %R~pred:contest:* resetchannels -@all +@read -@dangerous {_CONNECT}",
+    "trainer": f"resetkeys %R~pred:* resetchannels -@all +@read -@dangerous {_CONNECT}",
 }
 
 

@@ -26,7 +26,8 @@ import redis
 from prometheus_client import Counter, Gauge
 
 from btcpred.adapters import registry
-from btcpred.batch import archive, contest_record, train
+from btcpred.adapters.lake import Lake
+from btcpred.batch import archive, contest_record, prediction_archive, train
 from btcpred.common import redis_connection
 from btcpred.adapters.db import migrate
 from btcpred.adapters.db.schema import engine_for
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 CYCLES = Counter("retrain_cycles_total", "Retraining cycles by outcome", ["outcome"])
 FAILURES = Counter("retrain_task_failures_total", "Retraining cycles that raised")
 CONTEST_FAILURES = Counter("retrain_contest_record_failures_total",
-                           "Cycles that could not read the online contest's decisions from Redis (retried next cycle)")
+                           "Cycles that could not read what inference published (decisions, predictions) from Redis "
+                           "(retried next cycle)")
 LAST_SUCCESS = Gauge("retrain_last_success_timestamp_seconds", "Wall time of the last cycle that completed")
 for _outcome in ("promoted", "kept", "not_enough_data"):
     CYCLES.labels(_outcome)
@@ -67,6 +69,7 @@ def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours
     trainer = engine_for(settings.postgres, "trainer")
     try:
         outcome["online_contest"] = record_contest(settings, trainer, symbol)
+        outcome["predictions_archived"] = archive_predictions(settings, trainer, symbol)
         registry.log_experiment(trainer, f"{stamp}-retrain", "retrain", outcome.get("production"),
                                 {"venue": venue, "window_hours": window_hours, "stream": stream}, [], {}, outcome)
     finally:
@@ -85,6 +88,21 @@ def record_contest(settings: Settings, trainer, symbol: str) -> dict:
         CONTEST_FAILURES.inc()
         log.warning("online contest decisions not recorded this cycle: %s", exc)
         return {"error": f"not recorded this cycle: {exc!r}"[:300]}
+    finally:
+        client.close()
+
+
+def archive_predictions(settings: Settings, trainer, symbol: str) -> dict:
+    """Every published prediction into PostgreSQL and S3 silver. Redis unreachable is reported and
+    counted, never read as "no predictions"; the next cycle copies them (idempotent). A PostgreSQL
+    or S3 error fails the cycle like any other."""
+    client = redis_connection.connect(settings.redis, "trainer", socket_timeout=10, socket_connect_timeout=5)
+    try:
+        return prediction_archive.archive(client, trainer, Lake(settings.s3), symbol)
+    except redis.RedisError as exc:
+        CONTEST_FAILURES.inc()
+        log.warning("predictions not archived this cycle: %s", exc)
+        return {"error": f"not archived this cycle: {exc!r}"[:300]}
     finally:
         client.close()
 

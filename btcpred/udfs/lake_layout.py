@@ -10,6 +10,7 @@ never look where no writer puts anything.
     bronze/{recording kind}/{symbol}/year=/month=/day=/{file}   recordings copied unchanged (btcpred/batch/silver.py)
     silver/{db_ready|bars_1m|snapshots}/{symbol}/year=/month=/day=/{recording}.parquet
     silver/db_ready/{symbol}/archive/{stream}/year=/month=/day=/hour=.parquet   archive hours (btcpred/batch/archive.py)
+    silver/predictions/{symbol}/year=/month=/day=/hour=.parquet   every published prediction (btcpred/batch/prediction_archive.py)
     gold/model_artifacts/{model_version}/{model.onnx, metadata.json}
 
 Partitions are UTC.
@@ -113,6 +114,11 @@ def archive_silver_key(symbol: str, stream: str, hour_us: int) -> str:
     """Where an archive hour's feature rows go."""
     h = _utc(hour_us)
     return f"{SILVER_FEATURES}{symbol}/archive/{stream}/year={h:%Y}/month={h:%m}/day={h:%d}/hour={h:%H}.parquet"
+
+
+def predictions_silver_key(symbol: str, hour_ms: int) -> str:
+    """Where an hour of published predictions (by cycle boundary) goes."""
+    return f"silver/predictions/{hour_partition(symbol, hour_ms * 1000)}.parquet"
 
 
 def archive_loaded_key(symbol: str, stream: str, hour_us: int) -> str:

@@ -94,3 +94,40 @@ def test_with_redis_unreachable_the_cycle_says_so_and_records_nothing(isolated_s
     finally:
         trainer.dispose()
     assert outcome["error"].startswith("not recorded this cycle")
+
+
+def test_the_retraining_job_archives_every_prediction_to_postgres_and_silver_and_draws_them(
+        redis_client, isolated_settings, pg_engine, tmp_path):
+    from btcpred.adapters.lake import Lake
+    from btcpred.batch import draw_predictions
+    from btcpred.udfs.lake_layout import predictions_silver_key
+    from tests.unit.batch.test_prediction_archive import prediction, stream_fields
+
+    sym = "ARCHIVETEST"
+    Lake(isolated_settings.s3).ensure_bucket()
+    redis_client.delete(rs.prediction_stream_key(sym))
+    inference = redis_connection.connect(isolated_settings.redis, "inference")
+    hour = 1_723_161_600_000  # 2024-08-09 00:00 UTC
+    for i, price in enumerate((100.0, 101.0, 100.5, 102.0, 101.0, 101.5)):  # a row every 10 s of data time
+        p = prediction(hour + i * 2000, hour + i * 10_000, price, price + 0.5, price)
+        inference.xadd(rs.prediction_stream_key(sym), stream_fields(p))
+    inference.xadd(rs.prediction_stream_key(sym), {"timestamp": "x"})  # no prediction: skipped
+    inference.close()
+    trainer = engine_for(isolated_settings.postgres, "trainer")
+    try:
+        first = retrain.archive_predictions(isolated_settings, trainer, sym)
+        again = retrain.archive_predictions(isolated_settings, trainer, sym)
+    finally:
+        trainer.dispose()
+    assert (first["rows"], first["unreadable"]) == (12, 1) and again["rows"] == 12  # champion + challenger per entry
+    with pg_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM predictions WHERE symbol = :s"), {"s": sym}).scalar() == 12
+    silver = Lake(isolated_settings.s3).get_table(predictions_silver_key(sym, hour))
+    assert silver.num_rows == 12 and set(silver.column("role").to_pylist()) == {"champion", "challenger"}
+
+    rows = draw_predictions.load(pg_engine, sym, hour, hour + 3_600_000)
+    scored = draw_predictions.score(rows)
+    assert scored["n"] == 5  # the last row's target is past the data
+    png = tmp_path / "predictions.png"
+    draw_predictions.draw(rows, png, "test")
+    assert png.stat().st_size > 10_000

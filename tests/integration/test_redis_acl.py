@@ -79,14 +79,15 @@ def test_the_reanchor_service_holds_its_lock_reads_gaps_and_cannot_touch_the_boo
     denied(lambda: reanchor.delete(rs.feat_key(SYM)))
 
 
-def test_the_retraining_job_reads_the_contests_decisions_and_nothing_else(as_role, redis_client):
+def test_the_retraining_job_reads_what_inference_published_and_nothing_else(as_role, redis_client):
     trainer = as_role("trainer")
     as_role("inference").xadd(rs.contest_stream_key(SYM), {"action": "demote"})  # the service writes its decisions
     assert [fields for _, fields in trainer.xrange(rs.contest_stream_key(SYM))] == [{b"action": b"demote"}]
     denied(lambda: trainer.xadd(rs.contest_stream_key(SYM), {"action": "promote"}))
     denied(lambda: trainer.delete(rs.contest_stream_key(SYM)))
     denied(lambda: trainer.hgetall(rs.ob_key(SYM)))
-    denied(lambda: trainer.xrange(rs.prediction_stream_key(SYM)))
+    assert trainer.xrange(rs.prediction_stream_key(SYM)) == []  # it reads the predictions too, to archive them
+    denied(lambda: trainer.xadd(rs.prediction_stream_key(SYM), {"price": "1"}))
     redis_client.delete(rs.contest_stream_key(SYM))
 
 

@@ -52,6 +52,17 @@ ml_training_data = sa.Table(
 )
 
 
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("symbol", sa.Text, primary_key=True), sa.Column("boundary_ms", sa.BigInteger, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True), sa.Column("role", sa.Text, nullable=False),
+    sa.Column("market", sa.Text), sa.Column("source", sa.Text, nullable=False), sa.Column("fallback_reason", sa.Text),
+    sa.Column("feature_time_ms", sa.BigInteger), sa.Column("target_time_ms", sa.BigInteger),
+    sa.Column("base_price", sa.Float(53)), sa.Column("predicted_price", sa.Float(53)),
+    sa.Column("price_low", sa.Float(53)), sa.Column("price_high", sa.Float(53)), sa.Column("confidence", sa.Float(53)),
+)
+
+
 def database_url(cfg: PostgresConfig, role: PgRole | None = None) -> str:
     """As ``role`` (config.PostgresConfig); None: the schema owner, for migrations and tests only."""
     user, password = cfg.credentials(role)
