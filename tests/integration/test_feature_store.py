@@ -29,7 +29,7 @@ def test_migrations_go_up_and_down(isolated_settings):
     assert tables(engine) == set()
     migrate.upgrade(isolated_settings.postgres)
     assert tables(engine) == {"alembic_version", "feature_store", "ml_experiments", "model_registry",
-                              "data_quality_metrics", "ml_training_data"}
+                              "data_quality_metrics", "ml_training_data", "predictions"}
     migrate.downgrade(isolated_settings.postgres, "base")
     assert tables(engine) == {"alembic_version"}
     migrate.upgrade(isolated_settings.postgres)  # and up again: downgrade left nothing behind
