@@ -20,8 +20,8 @@ from bench.harness import StackGuard, emit, percentile
 from bench.http_load import open_loop
 from bench.inference_support import ServiceProcess, model_and_hot_state
 from btcpred.common.config import load_settings
-from rig.pipeline import get_json
 from btcpred.inference.cadence import next_boundary_ms
+from rig.pipeline import get_json
 
 CADENCE_MS = 2000
 

@@ -14,7 +14,6 @@ import argparse
 import time
 
 from bench.harness import FreshnessSampler, StackGuard, emit
-
 from rig.pipeline import DEFAULT_PERP_CAPTURE, Pipeline, get_json
 
 

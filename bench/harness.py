@@ -18,13 +18,13 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import redis
 
 from btcpred.common.config import load_settings
 from btcpred.udfs import redis_schema as rs
 from rig import stack
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict:

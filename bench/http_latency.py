@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import time
 
 from bench.harness import StackGuard, emit
@@ -24,7 +25,7 @@ def wait_for_prediction(url: str, timeout_s: float = 10) -> dict:
     while time.monotonic() < deadline:
         try:
             return get_json(f"{url}/predictions/latest")
-        except Exception:  # 404 until the first cycle
+        except (OSError, ValueError, http.client.HTTPException):  # 404 until the first cycle
             time.sleep(0.1)
     raise SystemExit("the service published no prediction")
 

@@ -25,16 +25,16 @@ import statistics
 import time
 
 import cloudpickle
-from bench.harness import emit
 
+from bench.harness import emit
 from bench.kinesis_feed import load_capture
-from rig.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
-from btcpred.udfs.symbol_state import SymbolState, decode_record
-from btcpred.ingest.ingestor import aggregate
 from btcpred.adapters.loaders.base import merge_perp_quotes
 from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
+from btcpred.ingest.ingestor import aggregate
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthSnapshotEvent, PerpQuoteEvent
+from btcpred.udfs.symbol_state import SymbolState, decode_record
+from rig.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
 
 INTERVAL_US = 500_000
 # the receipt every record is stamped with: our clock when the bench starts, after every event of the

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import boto3
 
-from btcpred.common.config import Settings, aws_client_kwargs
-from btcpred.ingest.ingestor import aggregate
 from btcpred.adapters.kinesis_writer import KinesisWriter
 from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
-from rig.simulator.exchange import SimulatedExchange
+from btcpred.common.config import Settings, aws_client_kwargs
+from btcpred.ingest.ingestor import aggregate
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from rig.simulator.exchange import SimulatedExchange
 
 
 @dataclass(frozen=True)

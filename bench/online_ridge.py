@@ -23,8 +23,8 @@ from bench.inference_support import SHARED_DATA
 from btcpred.batch.datasets import from_directory
 from btcpred.batch.metrics import evaluate
 from btcpred.common.forecast_skill import json_figure
-from btcpred.common.sequential_test import BlockedDifferential
 from btcpred.common.online_ridge import OnlineRidge
+from btcpred.common.sequential_test import BlockedDifferential
 from btcpred.inference.online_model import ONLINE_FEATURES
 from btcpred.udfs.features import HORIZON_US
 

@@ -32,11 +32,11 @@ import urllib.request
 
 import psutil
 import redis
-from bench.harness import StackGuard, emit
 from prometheus_client.parser import text_string_to_metric_families
 
-from rig.pipeline import Pipeline, get_json
+from bench.harness import StackGuard, emit
 from btcpred.udfs import redis_schema as rs
+from rig.pipeline import Pipeline, get_json
 
 SLOPE_TARGET_SHARE = 0.02  # a process may grow at most 2 % of its size per hour over the last hour
 JUDGED_S = 3600.0  # the window the slope is taken over: the run's last hour

@@ -38,7 +38,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from bench.harness import FreshnessSampler, StackGuard, emit, freshness_summary
-
 from bench.kinesis_feed import Capture, KinesisFeed, load_capture, relabel, spread_keys
 from btcpred.common.config import load_settings
 from rig import stack
@@ -162,7 +161,7 @@ def median_steps(steps: list[dict]) -> list[dict]:
     out = []
     for (variant, rate), runs in groups.items():
         done = [r for r in runs if r["complete"]]
-        med = lambda key: round(statistics.median(r[key] for r in done), 1) if done else None  # noqa: E731
+        med = lambda key, done=done: round(statistics.median(r[key] for r in done), 1) if done else None  # noqa: E731
         out.append({"variant": variant, "rate": rate, "runs": len(runs), "complete": len(done) == len(runs),
                     "events_per_s": med("events_per_s"), "freshness_p50_ms": med("freshness_p50_ms"),
                     "freshness_p99_ms": med("freshness_p99_ms")})

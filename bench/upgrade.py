@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import redis
-from bench.harness import StackGuard, emit
 
+from bench.harness import StackGuard, emit
 from btcpred.common.config import load_settings
 from rig import flink_cluster, stack
 from rig.fault_suite import books_equal, decode

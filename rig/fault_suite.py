@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import redis
 
-from rig.pipeline import Pipeline, get_json
 from btcpred.reliability.sbe_archiver import SbeArchiver, frames_of
 from btcpred.udfs import lake_layout
+from rig.pipeline import Pipeline, get_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +319,8 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             if fault.breaks_sequence is None:  # a gap or not: if one came, wait for its re-anchor too
                 time.sleep(2.0)
             if fault.breaks_sequence or client.xlen("gaps:{BTCUSDT}") > gaps_before:
-                _wait(lambda: client.xlen("gaps:{BTCUSDT}") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
-                _wait(lambda: client.xlen("reanchors:{BTCUSDT}") > reanchors_before
+                _wait(lambda gaps_before=gaps_before: client.xlen("gaps:{BTCUSDT}") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
+                _wait(lambda reanchors_before=reanchors_before: client.xlen("reanchors:{BTCUSDT}") > reanchors_before
                       and client.hget("ob:{BTCUSDT}", "book_valid") == b"1", 90 + fault.rest_faults.get("rest_down_s", 0),
                       f"re-anchor after {fault.name}", pipeline)
             time.sleep(settle_s)

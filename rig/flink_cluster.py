@@ -28,11 +28,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
 from deploy import services
 from rig import stack
+
+REPO = Path(__file__).resolve().parents[1]
 
 REST = "http://127.0.0.1:8081"
 JOB_FILE = REPO / services.FLINK_JOB_FILE

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import redis
 
-from btcpred.batch.feature_builder import replay
-from rig import flink_cluster
-from rig.pipeline import Pipeline
 from btcpred.adapters.loaders import load_capture
+from btcpred.batch.feature_builder import replay
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
+from rig import flink_cluster
+from rig.pipeline import Pipeline
 
 EMIT_INTERVAL_US = 500_000
 

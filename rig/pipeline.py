@@ -11,6 +11,7 @@ stack keeps running; ``stack.py stop`` ends it).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -23,20 +24,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import boto3
 import port_for
-from prometheus_client.parser import text_string_to_metric_families
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
+from btcpred.adapters.kinesis_writer import ensure_stream
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
 from btcpred.common.recalibration import MIN_ROWS
-from deploy import services
-from rig import flink_cluster, stack
-from btcpred.adapters.kinesis_writer import ensure_stream
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.symbol_state import JointEventTime, split_record
+from deploy import services
+from rig import flink_cluster, stack
+
+REPO = Path(__file__).resolve().parents[1]
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
@@ -70,7 +71,7 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, 
         try:
             get_json(url, 1.0)
             return
-        except Exception:
+        except (OSError, ValueError, http.client.HTTPException):  # not answering yet, or not with JSON
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout_s}s; see {log}")
 
@@ -168,7 +169,7 @@ class Pipeline:
         """Each run has its own stream; drop it so the emulator's shard limit is never reached."""
         try:
             self._kinesis().delete_stream(StreamName=self.stream)
-        except Exception as exc:  # already gone, or the emulator is down: nothing to clean
+        except Exception as exc:  # noqa: BLE001 - already gone, or the emulator is down: nothing to clean
             print(f"note: could not delete stream {self.stream}: {exc}", file=sys.stderr)
 
     def reset_hot_state(self) -> None:
@@ -414,7 +415,7 @@ def show_predictions(p: Pipeline, duration_s: float) -> Counter:
         try:
             preds = get_json(f"{p.inference_url}/predictions?limit=50")
             acc = get_json(f"{p.inference_url}/accuracy")
-        except Exception:
+        except (OSError, ValueError, http.client.HTTPException):  # the service restarting: the next poll tries again
             preds = []
         for pred in preds:
             if pred["timestamp"] <= seen:
@@ -448,8 +449,8 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
     from btcpred.adapters import registry
     from btcpred.adapters.artifact_store import fetch
     from btcpred.adapters.db import migrate
-    from btcpred.adapters.lake import Lake
     from btcpred.adapters.db.schema import engine_for
+    from btcpred.adapters.lake import Lake
 
     migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres, "reporting")

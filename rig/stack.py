@@ -18,6 +18,7 @@ port is left alone; a port held by something else is a clear error.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -30,16 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import psutil
 import yaml
 
 from btcpred.batch.buckets import ensure_buckets
 from btcpred.common.config import Settings, load_settings
-from deploy import redis_acl
 from btcpred.flink_jobs import state_storage
 from btcpred.flink_jobs.state_storage import flink_home  # (flink_cluster and fault_suite call stack.flink_home)
+from deploy import redis_acl
+
+REPO = Path(__file__).resolve().parents[1]
 
 STATE = REPO / ".local"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -62,7 +63,7 @@ def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return resp.status < 500
-    except Exception:
+    except (OSError, ValueError, http.client.HTTPException):
         return False
 
 
@@ -116,7 +117,7 @@ def owned(pidname: str, port: int) -> bool:
     pidfile = STATE / f"{pidname}.pid"
     try:
         pid = int(pidfile.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return False
     return port in listeners(pid)
 
@@ -288,7 +289,7 @@ def _kinesis_answers(port: int) -> bool:
         return True
     except urllib.error.HTTPError:
         return True
-    except Exception:
+    except (OSError, ValueError, http.client.HTTPException):
         return False
 
 
@@ -391,7 +392,7 @@ def flink_service(settings: Settings) -> Service:
         try:
             with urllib.request.urlopen("http://127.0.0.1:8081/overview", timeout=1) as resp:
                 return b'"taskmanagers":1' in resp.read()
-        except Exception:
+        except (OSError, ValueError, http.client.HTTPException):
             return False
 
     return Service("flink cluster (web UI http://127.0.0.1:8081)", 8081, healthy, start, stop)

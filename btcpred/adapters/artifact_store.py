@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from btcpred.adapters.lake import Lake
-from btcpred.udfs.lake_layout import artifact_prefix
 from btcpred.common.model_artifact import METADATA_FILE, ONNX_FILE, ArtifactError, ModelMetadata, read_local, verify
+from btcpred.udfs.lake_layout import artifact_prefix
 
 
 def upload(lake: Lake, onnx_bytes: bytes, meta: ModelMetadata) -> str:

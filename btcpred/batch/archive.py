@@ -31,18 +31,18 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from btcpred.batch.feature_builder import _event_time_us, build_rows, replay
-from btcpred.batch.feature_store import load_features, missing_columns
 from btcpred.adapters.bronze_archive import archived_hours, archived_records
 from btcpred.adapters.lake import Lake
+from btcpred.batch.feature_builder import _event_time_us, build_rows, replay
+from btcpred.batch.feature_store import load_features, missing_columns
 from btcpred.batch.silver import feature_table
 from btcpred.common.config import S3Config, load_settings
-from btcpred.udfs.symbol_state import decode_record
-from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from btcpred.udfs import lake_layout as layout
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from btcpred.udfs.features import HISTORY_US
 from btcpred.udfs.lake_layout import HOUR_US
 from btcpred.udfs.order_book import BookSynchronizer
+from btcpred.udfs.symbol_state import decode_record
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,11 @@ from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.gate import PERSISTENCE, decide
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.modeling import FLOW_FEATURES, IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
-from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.batch.report import Scored, summary
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
-from btcpred.batch.train import (INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search,
-                                 validation_interval)
+from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search, validation_interval
 from btcpred.common import recalibration
+from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE

@@ -19,10 +19,17 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from btcpred.udfs.symbol_state import SymbolState
-from btcpred.udfs.events import (BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent,
-                         to_float)
+from btcpred.udfs.events import (
+    BestBidAskEvent,
+    DepthDiffEvent,
+    DepthSnapshotEvent,
+    MarketEvent,
+    PerpQuoteEvent,
+    TradesEvent,
+    to_float,
+)
 from btcpred.udfs.features import FEATURE_NAMES, HORIZON_US, PREDICTION_STEP_US, freshest_mid
+from btcpred.udfs.symbol_state import SymbolState
 
 INTERVAL_US = PREDICTION_STEP_US
 SETTLE_US = 1_000_000  # a boundary is cut once events 1 s past it arrive (the job waits 200 ms)

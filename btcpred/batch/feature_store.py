@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import sqlalchemy as sa
 
-from btcpred.batch.datasets import FeatureSet, from_rows
 from btcpred.adapters.db.schema import FEATURE_STORE_COLUMNS, ml_training_data
+from btcpred.batch.datasets import FeatureSet, from_rows
 from btcpred.udfs.features import FEATURE_NAMES
 
 

@@ -26,11 +26,11 @@ import redis
 from prometheus_client import Counter, Gauge
 
 from btcpred.adapters import registry
+from btcpred.adapters.db import migrate
+from btcpred.adapters.db.schema import engine_for
 from btcpred.adapters.lake import Lake
 from btcpred.batch import archive, contest_record, prediction_archive, train
 from btcpred.common import redis_connection
-from btcpred.adapters.db import migrate
-from btcpred.adapters.db.schema import engine_for
 from btcpred.common.config import Settings, load_settings
 from btcpred.common.service import serving_health
 

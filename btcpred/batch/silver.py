@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from btcpred.batch.feature_builder import FeatureRow, Replay, build_rows, replay
 from btcpred.adapters.lake import Lake
-from btcpred.udfs.lake_layout import day_partition, recording_key, recording_prefix, silver_key
+from btcpred.batch.feature_builder import FeatureRow, Replay, build_rows, replay
 from btcpred.batch.recordings import Recording, discover
 from btcpred.udfs.events import to_float
 from btcpred.udfs.features import FEATURE_NAMES
+from btcpred.udfs.lake_layout import day_partition, recording_key, recording_prefix, silver_key
 
 log = logging.getLogger(__name__)
 

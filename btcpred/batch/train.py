@@ -28,25 +28,48 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from btcpred.adapters import artifact_store, registry
-from btcpred.batch.datasets import FeatureSet
 from btcpred.adapters.db import migrate
 from btcpred.adapters.db.schema import engine_for
-from btcpred.batch.feature_store import StaleSilver, load_features, read_training_data
 from btcpred.adapters.lake import Lake
-from btcpred.batch.metrics import evaluate
+from btcpred.batch.datasets import FeatureSet
+from btcpred.batch.feature_store import StaleSilver, load_features, read_training_data
 from btcpred.batch.gate import PERSISTENCE, GateDecision, decide
-from btcpred.batch.modeling import (BOOK_FEATURES, BOOK_FLOW_FEATURES, FLOW_FEATURES, IMBALANCE_FEATURES, MLP_GRID, OFI_FEATURES, PERSISTENCE_FEATURES,
-                                    RIDGE_GRID, export_onnx, export_persistence_onnx, fit_calibration, fit_mlp,
-                                    fit_ridge, input_guard, predict_return)
+from btcpred.batch.metrics import evaluate
+from btcpred.batch.modeling import (
+    BOOK_FEATURES,
+    BOOK_FLOW_FEATURES,
+    FLOW_FEATURES,
+    IMBALANCE_FEATURES,
+    MLP_GRID,
+    OFI_FEATURES,
+    PERSISTENCE_FEATURES,
+    RIDGE_GRID,
+    export_onnx,
+    export_persistence_onnx,
+    fit_calibration,
+    fit_mlp,
+    fit_ridge,
+    input_guard,
+    predict_return,
+)
 from btcpred.batch.report import Scored, persistence, score, summary, write_report
-from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
-from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE
-from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
 from btcpred.common.config import S3Config, Settings, load_settings
-from btcpred.common.model_artifact import (INTERVAL_COVERAGE, VOL_FEATURE, ArtifactError, Calibration, ModelMetadata, OnnxModel,
-                                           PredictionInterval, fit_interval, sha256_hex)
+from btcpred.common.model_artifact import (
+    INTERVAL_COVERAGE,
+    VOL_FEATURE,
+    ArtifactError,
+    Calibration,
+    ModelMetadata,
+    OnnxModel,
+    PredictionInterval,
+    fit_interval,
+    sha256_hex,
+)
+from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
+from btcpred.udfs.lake_layout import SILVER_FEATURES
+from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE
 
 log = logging.getLogger(__name__)
 

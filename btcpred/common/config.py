@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
-from urllib.parse import quote
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator

@@ -247,7 +247,7 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for bad graphs
             raise ArtifactError(f"{meta.model_version}: ONNX Runtime refused the graph: {exc}") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].shape[-1] != len(meta.feature_names):

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from tenacity import AsyncRetrying, Retrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, stop_never, wait_exponential
 
 from btcpred.common.config import Settings, load_settings
 

@@ -43,8 +43,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
 from btcpred.flink_jobs import memory_probe, redis_writer, runtime_properties, state_storage
-from btcpred.udfs.symbol_state import (EVENT_TYPES, JointEventTime, RawBatch, RedisWrite, SymbolState, decode_batch,
-                                      split_record)
+from btcpred.udfs.symbol_state import EVENT_TYPES, JointEventTime, RawBatch, RedisWrite, SymbolState, decode_batch, split_record
 
 log = logging.getLogger("hot_path_job")
 

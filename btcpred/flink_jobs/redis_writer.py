@@ -11,9 +11,8 @@ one slot's transaction.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import time
+from collections.abc import Iterable
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -22,9 +21,8 @@ from redis.retry import Retry
 
 from btcpred.common import redis_connection
 from btcpred.common.config import RedisConfig, RedisRole
-
-from btcpred.udfs.symbol_state import RedisWrite
 from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.symbol_state import RedisWrite
 
 
 def connect(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis | RedisCluster:

@@ -159,7 +159,7 @@ class ModelManager:
         """One registry check; returns what happened (for logs, metrics and tests)."""
         try:
             found = await asyncio.to_thread(self.source.production)
-        except Exception as exc:  # registry unreachable: keep serving what we have
+        except Exception as exc:  # noqa: BLE001 - registry unreachable (any driver's error): keep serving what we have
             self.last_error = f"registry: {exc}"
             MODEL_LOADS.labels("registry_error").inc()
             return "registry_error"

@@ -18,31 +18,30 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from btcpred.common import redis_connection
 from btcpred.common.config import Settings, load_settings
 from btcpred.common.model_artifact import INTERVAL_COVERAGE
 from btcpred.common.recalibration import Recalibration
 from btcpred.common.service import record_failure, supervise
+from btcpred.inference import contest
 from btcpred.inference.cadence import run_aligned
+from btcpred.inference.contest import Decision, OnlineContest
 from btcpred.inference.cycle import make_prediction
 from btcpred.inference.hot_state import HotState, read_hot_state
-from btcpred.inference import contest
-from btcpred.inference.contest import Decision, OnlineContest
 from btcpred.inference.lineup import lineup
-from btcpred.inference.online_model import OnlineRidgePredictor
 from btcpred.inference.model_manager import ModelManager, ModelSource, source_for
 from btcpred.inference.models import PersistencePredictor, Predictor
+from btcpred.inference.online_model import OnlineRidgePredictor
 from btcpred.inference.prediction import Prediction
 from btcpred.inference.scoring import OnlineScorer, ScoredPrediction
-from btcpred.udfs.features import HORIZON_US
-from btcpred.common import redis_connection
 from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.features import HORIZON_US
 
 log = logging.getLogger("inference")
 
@@ -197,7 +196,7 @@ class PredictionService:
         self.cycles_total += 1
         try:
             state = await read_hot_state(self.redis, self.symbol, self.history_cursor)
-        except Exception as exc:  # Redis down: serve fallback from memory, never skip the cycle
+        except Exception as exc:  # noqa: BLE001 - Redis down or a value unreadable: serve the fallback, never skip the cycle
             CYCLE_ERRORS.inc()
             log.warning("Redis read failed: %s", exc)
             state = HotState({}, {}, {}, False)

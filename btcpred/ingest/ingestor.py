@@ -20,13 +20,13 @@ import boto3
 from prometheus_client import Counter, Gauge
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
-from btcpred.common.config import Settings, aws_client_kwargs
-from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
 from btcpred.adapters.binance_rest import BinanceRest
 from btcpred.adapters.kinesis_writer import KinesisWriter, PutFailed, Record, ensure_stream
+from btcpred.adapters.snapshot_injector import snapshot_envelope
+from btcpred.common.config import Settings, aws_client_kwargs
+from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
 from btcpred.ingest.dead_letters import spill_for
 from btcpred.ingest.perp_quotes import PerpQuoteError, parse_json, perp_quote_envelope, perp_stream_url
-from btcpred.adapters.snapshot_injector import snapshot_envelope
 from btcpred.udfs import envelope, event_rules, sbe
 from btcpred.udfs.events import DepthDiffEvent
 

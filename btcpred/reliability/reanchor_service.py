@@ -39,13 +39,13 @@ import boto3
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
 
-from btcpred.common.config import Settings, aws_client_kwargs
-from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
 from btcpred.adapters.binance_rest import BinanceRest, RestBanned, RetryableError
 from btcpred.adapters.kinesis_writer import KinesisWriter, Record
 from btcpred.adapters.snapshot_injector import snapshot_envelope
-from btcpred.udfs import envelope
 from btcpred.common import redis_connection
+from btcpred.common.config import Settings, aws_client_kwargs
+from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
+from btcpred.udfs import envelope
 from btcpred.udfs import redis_schema as rs
 
 log = logging.getLogger("reanchor")

@@ -20,11 +20,11 @@ import aiohttp
 import pyarrow as pa
 from prometheus_client import Counter, Gauge
 
+from btcpred.adapters.binance_rest import BinanceRest
 from btcpred.adapters.lake import Lake
-from btcpred.udfs.lake_layout import rest_key, rest_prefix
 from btcpred.common.config import Settings
 from btcpred.common.service import describe_failure, failing_health, run_service, serving_health
-from btcpred.adapters.binance_rest import BinanceRest
+from btcpred.udfs.lake_layout import rest_key, rest_prefix
 
 log = logging.getLogger("rest_poller")
 

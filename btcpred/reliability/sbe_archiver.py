@@ -33,15 +33,15 @@ import re
 import signal
 import socket
 import struct
-import uuid
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import boto3
-from botocore.exceptions import BotoCoreError
 import pyarrow as pa
+from botocore.exceptions import BotoCoreError
 from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_fixed
 

@@ -12,9 +12,9 @@ import bisect
 import math
 from array import array
 from collections import deque
+from dataclasses import dataclass
 from itertools import chain
 from operator import add, mul, sub
-from dataclasses import dataclass
 
 from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent, to_float
 from btcpred.udfs.order_book import OrderBook

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from btcpred.udfs.events import (
     BestBidAskEvent,
-    PerpQuoteEvent,
     DepthDiffEvent,
     DepthSnapshotEvent,
     Level,
     MarketEvent,
+    PerpQuoteEvent,
     TradeEntry,
     TradesEvent,
 )

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from grafanalib._gen import DashboardEncoder
-from grafanalib.core import (Dashboard, GridPos, RowPanel, Stat, Target, Templating, Template, TimeSeries,
-                             Threshold)
+from grafanalib.core import Dashboard, GridPos, RowPanel, Stat, Target, Template, Templating, Threshold, TimeSeries
 
 OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # provisioning/datasources/prometheus.yml

@@ -27,10 +27,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 from btcpred.adapters.binance_rest import AGG_TRADES_WEIGHT, depth_weight
 from btcpred.adapters.loaders import load_capture
 from btcpred.adapters.loaders.base import CapturedEvent, merge_perp_quotes
+from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent
 from rig.simulator.exchange import PERP_STREAM_PREFIX, SimulatedExchange
 from rig.simulator.faults import FaultPlan, corrupt
 from rig.simulator.laps import lap_step, shifted
-from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent
 
 log = logging.getLogger("simulator")
 

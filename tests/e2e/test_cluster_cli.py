@@ -7,9 +7,9 @@ import sys
 import boto3
 import pytest
 
+from btcpred.adapters.kinesis_writer import ensure_stream
 from btcpred.common.config import aws_client_kwargs
 from rig import flink_cluster
-from btcpred.adapters.kinesis_writer import ensure_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from btcpred.flink_jobs.state_storage import flink_home
 from deploy import observability
 from rig.pipeline import Pipeline
-from btcpred.flink_jobs.state_storage import flink_home
 
 pytestmark = pytest.mark.e2e
 

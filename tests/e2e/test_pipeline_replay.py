@@ -14,13 +14,12 @@ from dataclasses import replace
 import boto3
 import pytest
 
-from btcpred.common.config import aws_client_kwargs
 from btcpred.batch.feature_builder import build_rows, replay
 from btcpred.batch.recordings import identify
+from btcpred.common.config import aws_client_kwargs
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, TradeEntry, TradesEvent
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
-
 from rig.pipeline import Pipeline, get_json
 from tests.conftest import SPOT_CAPTURE, USDM_CAPTURE
 from tests.e2e.reference import features_at, load_perp_quotes, load_raw, perp_leads_at

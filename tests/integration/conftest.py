@@ -4,10 +4,10 @@ import uuid
 import boto3
 import pytest
 
+from btcpred.adapters.kinesis_writer import KinesisWriter, ensure_stream
 from btcpred.adapters.lake import Lake
 from btcpred.common.config import aws_client_kwargs
 from btcpred.ingest.ingestor import aggregate
-from btcpred.adapters.kinesis_writer import KinesisWriter, ensure_stream
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthSnapshotEvent
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import time
 
-from btcpred.adapters import artifact_store, registry
-from btcpred.batch.feature_builder import FeatureRow
-from btcpred.adapters.lake import Lake
 from bench.inference_support import fit_mlp_artifact, real_rows, write_hot_state
+from btcpred.adapters import artifact_store, registry
+from btcpred.adapters.lake import Lake
+from btcpred.batch.feature_builder import FeatureRow
 
 __all__ = ["real_rows", "register_model", "write_features"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import redis
 
 from btcpred.flink_jobs import redis_writer
-from btcpred.udfs.symbol_state import SymbolState, coalesce
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
+from btcpred.udfs.symbol_state import SymbolState, coalesce
 
 VOLATILE = {"receipt_time_us", "written_at_us"}
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,

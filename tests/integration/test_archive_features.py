@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 
 from btcpred.adapters import bronze_archive
+from btcpred.adapters.lake import Lake
 from btcpred.batch import archive
 from btcpred.batch.feature_builder import build_rows, replay
-from btcpred.adapters.lake import Lake
 from btcpred.reliability.sbe_archiver import SbeArchiver
-from tests.integration.conftest import put_real_frames
 from btcpred.udfs import lake_layout as layout
 from btcpred.udfs.features import FEATURE_NAMES, same_feature
+from tests.integration.conftest import put_real_frames
 
 pytestmark = pytest.mark.integration
 

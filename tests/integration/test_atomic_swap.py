@@ -2,8 +2,8 @@
 import pytest
 
 from btcpred.flink_jobs import redis_writer
-from tests.integration.swap_workload import SwapWorkload
 from btcpred.udfs import redis_schema as rs
+from tests.integration.swap_workload import SwapWorkload
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +44,8 @@ def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
 
 
 def test_a_gap_detected_again_after_a_restore_is_recorded_once(redis_client, settings):
-    from btcpred.udfs.symbol_state import gap_write
     from btcpred.udfs.order_book import Gap
+    from btcpred.udfs.symbol_state import gap_write
 
     writer = redis_writer.connect(settings.redis, "hotpath")
     gap = Gap("SWAPTEST", 101, 105, 110, 1_000_000)

@@ -20,15 +20,15 @@ from pathlib import Path
 import boto3
 import pytest
 
-from btcpred.common.config import aws_client_kwargs
-from deploy.managed_flink import build_package
-from btcpred.flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
 from btcpred.adapters.kinesis_writer import ensure_stream
-from btcpred.ingest.ingestor import aggregate
 from btcpred.adapters.loaders import load_capture
-from tests.conftest import SPOT_CAPTURE
+from btcpred.common.config import aws_client_kwargs
+from btcpred.flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
+from btcpred.ingest.ingestor import aggregate
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+from deploy.managed_flink import build_package
+from tests.conftest import SPOT_CAPTURE
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import redis
 from redis.cluster import RedisCluster
 
 from btcpred.common.config import RedisConfig
-from rig.redis_cluster import LocalRedisCluster
 from btcpred.flink_jobs import redis_writer
-from btcpred.udfs.symbol_state import RedisWrite
-from tests.integration.swap_workload import SwapWorkload
 from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.symbol_state import RedisWrite
+from rig.redis_cluster import LocalRedisCluster
+from tests.integration.swap_workload import SwapWorkload
 
 pytestmark = pytest.mark.integration
 

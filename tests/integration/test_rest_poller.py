@@ -5,10 +5,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from btcpred.adapters.lake import Lake
 from btcpred.adapters.binance_rest import BinanceRest
-from rig.simulator.server import ReplayServer
+from btcpred.adapters.lake import Lake
 from btcpred.reliability.rest_poller import RestPoller
+from rig.simulator.server import ReplayServer
 
 pytestmark = pytest.mark.integration
 

@@ -3,8 +3,8 @@ outcome on record, "not enough data" included."""
 import pytest
 import sqlalchemy as sa
 
-from btcpred.batch import retrain, train
 from btcpred.adapters.db.schema import engine_for
+from btcpred.batch import retrain, train
 from tests.conftest import BINANCE_US_BOOK
 
 pytestmark = pytest.mark.integration

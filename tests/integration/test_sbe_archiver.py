@@ -7,11 +7,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from btcpred.adapters.lake import Lake
 from btcpred.adapters.kinesis_writer import ensure_stream
+from btcpred.adapters.lake import Lake
 from btcpred.reliability.sbe_archiver import TASK_FAILURES, SbeArchiver
-from tests.integration.conftest import put_real_frames
 from btcpred.udfs import envelope, sbe
+from tests.integration.conftest import put_real_frames
 
 pytestmark = pytest.mark.integration
 

@@ -32,12 +32,12 @@ from pathlib import Path
 
 import pytest
 
-from btcpred.udfs.symbol_state import RedisWrite, SymbolState, decode_record
-from rig.simulator.exchange import SimulatedExchange
-from rig.simulator.faults import corrupt
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
 from btcpred.udfs.order_book import OrderBook
+from btcpred.udfs.symbol_state import RedisWrite, SymbolState, decode_record
+from rig.simulator.exchange import SimulatedExchange
+from rig.simulator.faults import corrupt
 
 pytestmark = pytest.mark.jobgraph
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from btcpred.common.config import PostgresConfig, load_settings
 from btcpred.adapters.db.schema import database_url
+from btcpred.common.config import PostgresConfig, load_settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

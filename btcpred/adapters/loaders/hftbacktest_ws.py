@@ -57,7 +57,7 @@ class HftbacktestWsLoader:
     def events(self) -> Iterator[CapturedEvent]:
         last_exchange_us = 0
         with self._open() as fh:
-            for line_no, line in enumerate(fh, 1):
+            for line in fh:
                 stamp, _, payload = line.partition(" ")
                 if not payload.strip():
                     continue

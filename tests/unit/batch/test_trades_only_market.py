@@ -1,6 +1,5 @@
 """A trades-only market through the loop: rows and labels by hand, and the real COIN-M day walked forward."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

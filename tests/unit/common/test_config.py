@@ -106,6 +106,7 @@ def test_a_process_reads_only_the_secrets_it_uses():
 def test_no_password_is_written_into_a_config_file():
     """Config files hold references (localsecret:, secretsmanager:), never a secret itself."""
     import yaml
+
     from btcpred.common.config import CONFIG_DIR
 
     def walk(node, path=()):

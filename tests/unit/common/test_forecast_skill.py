@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from btcpred.common.forecast_skill import (BLOCK_MS, MIN_BLOCKS, loss_test, r2_os, skill_vs_persistence,
-                                           time_blocks)
+from btcpred.common.forecast_skill import BLOCK_MS, MIN_BLOCKS, loss_test, r2_os, skill_vs_persistence, time_blocks
 
 STEP_MS = 2_000
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 from btcpred.common.config import load_settings
-from deploy.managed_flink.build_package import RUN_OPTIONS
 from btcpred.flink_jobs.runtime_properties import JOB_GROUP, RUN_OPTIONS_GROUP
+from deploy.managed_flink.build_package import RUN_OPTIONS
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "managed_flink" / "template.yaml"
 

@@ -136,7 +136,7 @@ def test_a_port_published_on_every_interface_is_seen_as_such(tmp_path):
 
 def test_every_service_runs_the_local_stacks_command():
     declared = compose()["services"]
-    for name, spec in services.SERVICES.items():
+    for name in services.SERVICES:
         if name == "flink-job":  # a cluster runs the job's file through `flink run -py`
             cmd = declared[name]["command"]
             assert cmd[:2] == ["flink", "run"] and cmd[cmd.index("-py") + 1] == f"/opt/btcpred/{services.FLINK_JOB_FILE}"

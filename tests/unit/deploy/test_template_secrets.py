@@ -17,8 +17,8 @@ import yaml
 from cfnlint.decode import cfn_yaml
 
 from btcpred.common.config import CONFIG_DIR, REDIS_ROLES, ConfigError, load_settings
-from deploy.redis_acl import ACL_RULES
 from btcpred.flink_jobs.runtime_properties import job_settings
+from deploy.redis_acl import ACL_RULES
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "managed_flink" / "template.yaml"
 ENVIRONMENTS = ("dev", "prod")

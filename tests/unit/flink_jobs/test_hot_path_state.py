@@ -3,9 +3,9 @@ import dataclasses
 import math
 import pickle
 
-from btcpred.udfs.symbol_state import SymbolState
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
+from btcpred.udfs.symbol_state import SymbolState
 
 
 def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from btcpred.udfs.events import TradesEvent
 from btcpred.udfs.symbol_state import STATE_FORMAT, SymbolState
 from tests.conftest import REPO, SPOT_CAPTURE, USDM_CAPTURE
-from btcpred.udfs.events import TradesEvent
 
 BLOB_DIR = REPO / "tests" / "data" / "state"
 BLOBS = {  # file -> the state_format it was written in

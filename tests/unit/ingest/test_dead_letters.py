@@ -1,7 +1,6 @@
 """The ingestor's dead letters: a bounded spill that counts what it drops, and a replay that puts the
 records Kinesis refused back in order, never twice, leaving refused frames where they are."""
 import base64
-import json
 
 import pytest
 

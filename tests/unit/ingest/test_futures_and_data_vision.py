@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from btcpred.batch.recordings import UnsupportedRecording, continues, discover, identify
 from btcpred.adapters.loaders import data_vision
 from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
-from tests.conftest import SHARED_DATA
+from btcpred.batch.recordings import UnsupportedRecording, continues, discover, identify
 from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, PerpQuoteEvent
 from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome
+from tests.conftest import SHARED_DATA
 
 CAPTURES = SHARED_DATA / "raw" / "hftbacktest"
 AGG_TRADES = SHARED_DATA / "raw" / "data_vision" / "BTCUSD_PERP-aggTrades-2026-05-08.zip"

@@ -5,15 +5,15 @@ from decimal import Decimal
 
 import pytest
 
-from btcpred.common.config import load_settings
-from btcpred.udfs.symbol_state import decode_record
-from btcpred.ingest.ingestor import INVALID, PERP_INVALID, Ingestor, aggregate
 from btcpred.adapters.loaders.base import CapturedEvent
+from btcpred.common.config import load_settings
+from btcpred.ingest.ingestor import INVALID, PERP_INVALID, Ingestor, aggregate
 from btcpred.ingest.perp_quotes import PerpQuoteError, perp_stream_url, quote_event
-from rig.simulator.exchange import perp_book_ticker_json
-from rig.simulator.server import with_perp_quotes
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent, TradeEntry, TradesEvent
+from btcpred.udfs.symbol_state import decode_record
+from rig.simulator.exchange import perp_book_ticker_json
+from rig.simulator.server import with_perp_quotes
 
 # a real USD-M bookTicker message (usdm_btcusdt_20240808_ws.gz, first quote), raw-stream form
 MESSAGE = {"e": "bookTicker", "u": 5123107839020, "s": "BTCUSDT", "b": "61800.20", "B": "2.507",

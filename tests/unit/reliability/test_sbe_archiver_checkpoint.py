@@ -12,7 +12,6 @@ from btcpred.adapters.lake import Lake
 from btcpred.common.config import load_settings
 from btcpred.reliability.sbe_archiver import DISCARDED, CheckpointError, SbeArchiver
 
-
 SETTINGS = load_settings("local", environ={})
 CHECKPOINT = "bronze/sbe/_checkpoints/{stream}/shardId-000000000000.json"
 SHARD = "shardId-000000000000"

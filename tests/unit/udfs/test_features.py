@@ -4,8 +4,17 @@ import math
 import pytest
 
 from btcpred.udfs.events import BestBidAskEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
-from btcpred.udfs.features import (FEATURE_NAMES, PERP_FEATURES, QUOTE_FEATURES, BookHistory, BookTop, QuoteHistory, book_top,
-                           compute_snapshot, order_flow_contribution)
+from btcpred.udfs.features import (
+    FEATURE_NAMES,
+    PERP_FEATURES,
+    QUOTE_FEATURES,
+    BookHistory,
+    BookTop,
+    QuoteHistory,
+    book_top,
+    compute_snapshot,
+    order_flow_contribution,
+)
 from btcpred.udfs.order_book import OrderBook
 from btcpred.udfs.trade_window import TradeBuffer, trade_points
 

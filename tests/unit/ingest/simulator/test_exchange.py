@@ -1,9 +1,9 @@
 """The simulated exchange on the real capture: frames, REST answers, remembered books."""
 from btcpred.adapters.loaders.base import parse_units
-from rig.simulator.exchange import SimulatedExchange
-from rig.simulator.faults import FaultPlan, corrupt
 from btcpred.udfs import sbe
 from btcpred.udfs.events import DepthDiffEvent, TradesEvent
+from rig.simulator.exchange import SimulatedExchange
+from rig.simulator.faults import FaultPlan, corrupt
 
 
 def test_frames_decode_back_to_the_captured_events(spot_events):

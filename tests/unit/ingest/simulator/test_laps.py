@@ -2,9 +2,9 @@
 import asyncio
 
 from btcpred.batch.feature_builder import replay
+from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 from rig.simulator.laps import ID_MARGIN, lap_step, shifted
 from rig.simulator.server import ReplayServer
-from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 
 
 def test_a_later_lap_is_the_same_market_later_and_begins_with_a_gap(spot_events):
