@@ -10,6 +10,7 @@ cycles are counted by the service and re-checked here from the published
 the same run: the jitter of a plain ``asyncio`` sleep to the same boundaries in
 this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,14 +56,25 @@ def main(argv: list[str] | None = None) -> int:
             after = get_json(f"{svc.url}/cadence")
         stamps = [int(fields[b"timestamp"]) for _, fields in client.xrange("pred:{BTCUSDT}")]
     gaps = sum((b - a) // CADENCE_MS - 1 for a, b in zip(stamps, stamps[1:]) if b - a != CADENCE_MS)
-    emit({"bench": "cadence", "seconds": args.seconds, "rate": args.rate, "cycles": after["cycles"] - before["cycles"],
-          "missed_cycles": after["missed_cycles"], "missed_in_stream": gaps, "predictions_in_stream": len(stamps),
-          "p50_ms": after["jitter_p50_ms"], "p99_ms": after["jitter_p99_ms"], "jitter_p99_ms": after["jitter_p99_ms"],
-          "jitter_max_ms": after["jitter_max_ms"],
-          "baseline_sleep_jitter_p50_ms": round(percentile(baseline, 50), 3),
-          "baseline_sleep_jitter_p99_ms": round(percentile(baseline, 99), 3),
-          "http": {k: load[k] for k in ("requests_per_s", "p50_ms", "p99_ms", "errors")},
-          "target_jitter_p99_ms": 10.0})
+    emit(
+        {
+            "bench": "cadence",
+            "seconds": args.seconds,
+            "rate": args.rate,
+            "cycles": after["cycles"] - before["cycles"],
+            "missed_cycles": after["missed_cycles"],
+            "missed_in_stream": gaps,
+            "predictions_in_stream": len(stamps),
+            "p50_ms": after["jitter_p50_ms"],
+            "p99_ms": after["jitter_p99_ms"],
+            "jitter_p99_ms": after["jitter_p99_ms"],
+            "jitter_max_ms": after["jitter_max_ms"],
+            "baseline_sleep_jitter_p50_ms": round(percentile(baseline, 50), 3),
+            "baseline_sleep_jitter_p99_ms": round(percentile(baseline, 99), 3),
+            "http": {k: load[k] for k in ("requests_per_s", "p50_ms", "p99_ms", "errors")},
+            "target_jitter_p99_ms": 10.0,
+        }
+    )
     return 0
 
 

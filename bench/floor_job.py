@@ -16,6 +16,7 @@ platform's and how much is the job's.
 
     python -m bench.floor_job          (the mini cluster; bench.throughput starts it)
 """
+
 from __future__ import annotations
 
 import time
@@ -81,19 +82,32 @@ class CountFrames(KeyedProcessFunction):
             return
         seen = (self.state.value() or 0) + len(value.frames)
         self.state.update(seen)
-        yield [RedisWrite("hash", rs.ob_key(value.symbol), {"last_update_id": str(seen)},
-                          receipt_time_us=value.last_receipt_us, version_field="last_update_id")]
+        yield [
+            RedisWrite(
+                "hash",
+                rs.ob_key(value.symbol),
+                {"last_update_id": str(seen)},
+                receipt_time_us=value.last_receipt_us,
+                version_field="last_update_id",
+            )
+        ]
 
 
 def build(env: StreamExecutionEnvironment, settings: Settings, before_sink=None) -> None:
     cfg = settings.flink
     raw: DataStream = hot_path_job.kinesis_source(env, settings)
     parsed = raw.process(ParseEnvelope(), output_type=Types.PICKLED_BYTE_ARRAY()).name("Parse envelope")
-    strategy = (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
-                .with_idleness(Duration.of_millis(cfg.idleness_ms)).with_timestamp_assigner(ReceiptTime()))
+    strategy = (
+        WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
+        .with_idleness(Duration.of_millis(cfg.idleness_ms))
+        .with_timestamp_assigner(ReceiptTime())
+    )
     timed = parsed.assign_timestamps_and_watermarks(strategy).name("Receipt-time watermarks")
-    counted = (timed.key_by(lambda batch: batch.symbol, key_type=Types.STRING())
-               .process(CountFrames(), output_type=Types.PICKLED_BYTE_ARRAY()).name("Count frames"))
+    counted = (
+        timed.key_by(lambda batch: batch.symbol, key_type=Types.STRING())
+        .process(CountFrames(), output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("Count frames")
+    )
     counted.process(RedisSink(settings.redis)).name("Redis hot state")
 
 

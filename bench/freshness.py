@@ -8,6 +8,7 @@ and prints one JSON line last: p50_ms, p95_ms, p99_ms, events, speed. ``--perp``
 USD-M capture of the same minutes beside spot as the perpetual's bookTicker stream (the
 cross-market features' input: 2.6x the frames).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,9 @@ def main() -> None:
     parser.add_argument("--perp", action="store_true", help="the perpetual's bookTicker stream beside spot")
     args = parser.parse_args()
     with StackGuard():
-        pipeline = Pipeline(speed=args.speed, mini_cluster=not args.cluster,
-                            perp_capture=DEFAULT_PERP_CAPTURE if args.perp else None)
+        pipeline = Pipeline(
+            speed=args.speed, mini_cluster=not args.cluster, perp_capture=DEFAULT_PERP_CAPTURE if args.perp else None
+        )
         sampler = FreshnessSampler()
         try:
             pipeline.start(wait_for_job=True)  # no start-up backlog: the replay begins once the job reads
@@ -45,9 +47,16 @@ def main() -> None:
         finally:
             pipeline.stop()
             sampler.stop()
-    emit({"benchmark": "freshness", "speed": args.speed, "events": events,
-          "mode": "cluster" if args.cluster else "mini-cluster",
-          "perp": args.perp, **sampler.summary()})
+    emit(
+        {
+            "benchmark": "freshness",
+            "speed": args.speed,
+            "events": events,
+            "mode": "cluster" if args.cluster else "mini-cluster",
+            "perp": args.perp,
+            **sampler.summary(),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ loopback hop after the simulator sent it) and ``written_at_us`` (wall clock just
 before the Redis transaction). The sampler polls ``ob:`` and records one sample per
 new ``last_update_id``.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("model name")), platform.processor())}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),
+    }
 
 
 def commit() -> str:
@@ -105,9 +116,14 @@ class FreshnessSampler(threading.Thread):
 
 
 def freshness_summary(s: list[float]) -> dict:
-    return {"p50_ms": round(percentile(s, 50), 2), "p95_ms": round(percentile(s, 95), 2),
-            "p99_ms": round(percentile(s, 99), 2), "max_ms": round(max(s), 2) if s else None,
-            "mean_ms": round(statistics.fmean(s), 2) if s else None, "samples": len(s)}
+    return {
+        "p50_ms": round(percentile(s, 50), 2),
+        "p95_ms": round(percentile(s, 95), 2),
+        "p99_ms": round(percentile(s, 99), 2),
+        "max_ms": round(max(s), 2) if s else None,
+        "mean_ms": round(statistics.fmean(s), 2) if s else None,
+        "samples": len(s),
+    }
 
 
 def emit(result: dict) -> None:

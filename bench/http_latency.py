@@ -6,6 +6,7 @@ Starts the inference service (real MLP artifact, real hot state in the local
 Redis) as its own process and loads ``/predictions/latest``. Baseline in the same
 run: ``/health`` (no prediction serialisation) at the same rate for a fifth of the time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,21 @@ def main(argv: list[str] | None = None) -> int:
             baseline = asyncio.run(open_loop(f"{svc.url}/health", args.rate, max(args.seconds / 5, 2)))
             result = asyncio.run(open_loop(f"{svc.url}/predictions/latest", args.rate, args.seconds))
             cadence = get_json(f"{svc.url}/cadence")
-    emit({"bench": "http_latency", "endpoint": "/predictions/latest", "rate_target": args.rate,
-          "seconds": args.seconds, **result, "model": latest["model_version"],
-          "baseline_health_p50_ms": baseline["p50_ms"], "baseline_health_p99_ms": baseline["p99_ms"],
-          "p50_ratio_to_health": round(result["p50_ms"] / baseline["p50_ms"], 2) if baseline["p50_ms"] else None,
-          "service_missed_cycles": cadence["missed_cycles"], "target_p99_ms": 5.0})
+    emit(
+        {
+            "bench": "http_latency",
+            "endpoint": "/predictions/latest",
+            "rate_target": args.rate,
+            "seconds": args.seconds,
+            **result,
+            "model": latest["model_version"],
+            "baseline_health_p50_ms": baseline["p50_ms"],
+            "baseline_health_p99_ms": baseline["p99_ms"],
+            "p50_ratio_to_health": round(result["p50_ms"] / baseline["p50_ms"], 2) if baseline["p50_ms"] else None,
+            "service_missed_cycles": cadence["missed_cycles"],
+            "target_p99_ms": 5.0,
+        }
+    )
     return 0
 
 

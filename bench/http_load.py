@@ -4,6 +4,7 @@ A closed loop (next request after the previous answer) would hide server
 stalls; here a slow answer does not delay the next request, so queueing shows up
 in the latency figures.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,7 +50,13 @@ async def open_loop(url: str, rate_per_s: float, seconds: float) -> dict:
             n += 1
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    return {"requests": n, "ok": len(latencies), "errors": sum(errors.values()), "error_kinds": errors,
-            "requests_per_s": round(len(latencies) / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 50), 3), "p99_ms": round(percentile(latencies, 99), 3),
-            "max_ms": round(max(latencies), 3) if latencies else None}
+    return {
+        "requests": n,
+        "ok": len(latencies),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p99_ms": round(percentile(latencies, 99), 3),
+        "max_ms": round(max(latencies), 3) if latencies else None,
+    }

@@ -7,6 +7,7 @@ hot state from the Binance.US book, a real MLP artifact) and reports the
 latency the service itself stamps on each prediction (boundary to prediction,
 before publishing). Baseline in the same run: a bare Redis PING round trip.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,12 +49,18 @@ async def measure(settings, model_dir: Path, cycles: int, seconds: float | None)
     await ping.aclose()
     await svc.redis.aclose()
     return {
-        "cycles": len(latencies), "p50_ms": round(percentile(latencies, 50), 4), "p99_ms": round(percentile(latencies, 99), 4),
-        "max_ms": round(max(latencies), 4), "mean_ms": round(statistics.fmean(latencies), 4),
-        "with_publish_p50_ms": round(percentile(full, 50), 4), "with_publish_p99_ms": round(percentile(full, 99), 4),
-        "redis_ping_p50_ms": round(percentile(pings, 50), 4), "redis_ping_p99_ms": round(percentile(pings, 99), 4),
+        "cycles": len(latencies),
+        "p50_ms": round(percentile(latencies, 50), 4),
+        "p99_ms": round(percentile(latencies, 99), 4),
+        "max_ms": round(max(latencies), 4),
+        "mean_ms": round(statistics.fmean(latencies), 4),
+        "with_publish_p50_ms": round(percentile(full, 50), 4),
+        "with_publish_p99_ms": round(percentile(full, 99), 4),
+        "redis_ping_p50_ms": round(percentile(pings, 50), 4),
+        "redis_ping_p99_ms": round(percentile(pings, 99), 4),
         "p50_ratio_to_ping": round(percentile(latencies, 50) / percentile(pings, 50), 2),
-        "target_p99_ms": 2.0, "model": svc.predictor.version,
+        "target_p99_ms": 2.0,
+        "model": svc.predictor.version,
     }
 
 

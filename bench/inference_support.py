@@ -1,4 +1,5 @@
 """What the inference benchmarks share: a real model artifact, real hot state, a service process."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,9 @@ def real_rows(events: int = 3000) -> list[FeatureRow]:
     return [r for r in build_rows(replay(stream, "BTCUSDT")) if r.trainable]
 
 
-def fit_mlp_artifact(rows: list[FeatureRow], version: str, seed: int = 0,
-                     feature_names: list[str] | None = None) -> tuple[bytes, ModelMetadata]:
+def fit_mlp_artifact(
+    rows: list[FeatureRow], version: str, seed: int = 0, feature_names: list[str] | None = None
+) -> tuple[bytes, ModelMetadata]:
     """An MLP fitted on real rows, as the artifact training produces (same size of net).
 
     ``feature_names`` can lie about the graph's inputs, for refusal tests.
@@ -40,11 +42,20 @@ def fit_mlp_artifact(rows: list[FeatureRow], version: str, seed: int = 0,
     y = np.array([r.label_return for r in rows])
     model = fit_mlp(X, y, (8,), 1.0, seed=seed)
     onnx_bytes = export_onnx(model, len(BOOK_FEATURES))
-    meta = ModelMetadata(model_version=version, model_kind="mlp", feature_names=feature_names or list(BOOK_FEATURES),
-                         sha256=sha256_hex(onnx_bytes), calibration=fit_calibration(predict_return(model, X), y),
-                         scaler_mean=[], scaler_scale=[], venue=BOOK_MARKET, data_ranges={},
-                         hyperparameters={"seed": seed}, validation_metrics={},
-                         created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+    meta = ModelMetadata(
+        model_version=version,
+        model_kind="mlp",
+        feature_names=feature_names or list(BOOK_FEATURES),
+        sha256=sha256_hex(onnx_bytes),
+        calibration=fit_calibration(predict_return(model, X), y),
+        scaler_mean=[],
+        scaler_scale=[],
+        venue=BOOK_MARKET,
+        data_ranges={},
+        hyperparameters={"seed": seed},
+        validation_metrics={},
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+    )
     return onnx_bytes, meta
 
 
@@ -56,14 +67,25 @@ def write_model(directory: Path, rows: list[FeatureRow]) -> ModelMetadata:
 
 def write_hot_state(client, row: FeatureRow, emitted_at_us: int | None = None) -> None:
     half = row.features["spread_bp"] * row.mid / 2e4
-    client.hset("ob:{BTCUSDT}", mapping={"best_bid": repr(row.mid - half), "best_ask": repr(row.mid + half),
-                                       "last_update_id": str(row.book_update_id)})
+    client.hset(
+        "ob:{BTCUSDT}",
+        mapping={"best_bid": repr(row.mid - half), "best_ask": repr(row.mid + half), "last_update_id": str(row.book_update_id)},
+    )
     features = {k: repr(v) for k, v in row.features.items() if v is not None}  # the job omits what a recording lacks
-    client.hset("feat:{BTCUSDT}", mapping={**features, "mid": repr(row.mid),
-                                         "book_valid": "1.0", "ts": str(row.ts_ms * 1000),
-                                         "book_update_id": str(row.book_update_id),
-                                         "emitted_at_us": str(emitted_at_us or time.time_ns() // 1000)})
-    client.hset("tr:{BTCUSDT}:1s", mapping={"count": "0", "vol": "0.0", "signed_vol": "0.0", "vwap_minus_mid": "0.0", "last_ts_us": "0"})
+    client.hset(
+        "feat:{BTCUSDT}",
+        mapping={
+            **features,
+            "mid": repr(row.mid),
+            "book_valid": "1.0",
+            "ts": str(row.ts_ms * 1000),
+            "book_update_id": str(row.book_update_id),
+            "emitted_at_us": str(emitted_at_us or time.time_ns() // 1000),
+        },
+    )
+    client.hset(
+        "tr:{BTCUSDT}:1s", mapping={"count": "0", "vol": "0.0", "signed_vol": "0.0", "vwap_minus_mid": "0.0", "last_ts_us": "0"}
+    )
 
 
 class ServiceProcess:
@@ -72,10 +94,15 @@ class ServiceProcess:
     def __init__(self, model_dir: Path, cadence_ms: int = 2000) -> None:
         self.port = free_port()
         self.log = Path(tempfile.mkdtemp(prefix="bench-inference-")) / "inference.log"
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "BTCPRED_INFERENCE__PORT": str(self.port),
-                    "BTCPRED_INFERENCE__MODEL_SOURCE": "file", "BTCPRED_INFERENCE__MODEL_PATH": str(model_dir),
-                    "BTCPRED_INFERENCE__CADENCE_MS": str(cadence_ms),
-                    "BTCPRED_EXCHANGE__MARKET": BOOK_MARKET}  # the hot state and the model are that book's
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "BTCPRED_INFERENCE__PORT": str(self.port),
+            "BTCPRED_INFERENCE__MODEL_SOURCE": "file",
+            "BTCPRED_INFERENCE__MODEL_PATH": str(model_dir),
+            "BTCPRED_INFERENCE__CADENCE_MS": str(cadence_ms),
+            "BTCPRED_EXCHANGE__MARKET": BOOK_MARKET,
+        }  # the hot state and the model are that book's
 
     @property
     def url(self) -> str:
@@ -83,8 +110,9 @@ class ServiceProcess:
 
     def __enter__(self) -> ServiceProcess:
         with self.log.open("wb") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=self.env,
-                                         stdout=fh, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT
+            )
         wait_http(f"{self.url}/health", 30, self.proc, self.log)
         return self
 

@@ -18,6 +18,7 @@ capture of the same minutes as the perpetual's quotes (merged by receipt time, p
 records apart from spot as the ingestor packs them): the cost of the cross-market features
 per frame and per spot frame (the perpetual more than doubles the frames).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,19 +44,23 @@ RECEIPT_US = time.time_ns() // 1000
 
 
 def records_of(frames: list[bytes], per_record: int) -> list[str]:
-    return [envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, RECEIPT_US, f) for f in frames[i:i + per_record]])
-            for i in range(0, len(frames), per_record)]
+    return [
+        envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, RECEIPT_US, f) for f in frames[i : i + per_record]])
+        for i in range(0, len(frames), per_record)
+    ]
 
 
 def with_perp_records(spot_path, perp_path, per_record: int) -> tuple[list[str], int]:
     """Spot and perpetual frames merged by the captures' receipt times, cut into windows of
     ``per_record`` frames, each window packed as the ingestor packs a linger window."""
     spot = (c for c in HftbacktestWsLoader(spot_path).events() if not isinstance(c.event, DepthSnapshotEvent))
-    merged = [(envelope.Source.PERP_QUOTE if type(c.event) is PerpQuoteEvent else envelope.Source.WEBSOCKET,
-               sbe.encode(c.event)) for c in merge_perp_quotes(spot, HftbacktestWsLoader(perp_path).events(), "BTCUSDT")]
+    merged = [
+        (envelope.Source.PERP_QUOTE if type(c.event) is PerpQuoteEvent else envelope.Source.WEBSOCKET, sbe.encode(c.event))
+        for c in merge_perp_quotes(spot, HftbacktestWsLoader(perp_path).events(), "BTCUSDT")
+    ]
     records = []
     for i in range(0, len(merged), per_record):
-        window = [("BTCUSDT", envelope.Envelope(source, RECEIPT_US, frame)) for source, frame in merged[i:i + per_record]]
+        window = [("BTCUSDT", envelope.Envelope(source, RECEIPT_US, frame)) for source, frame in merged[i : i + per_record]]
         records += [r.data.decode() for r in aggregate(window, per_record)]
     return records, len(merged)
 
@@ -102,8 +107,17 @@ def main() -> None:
         runs = [run_once(capture.snapshot, records) for _ in range(args.repeat)]
         per_frame = {part: round(statistics.median(r[part] for r in runs) / n * 1e6, 2) for part in runs[0]}
         total = round(statistics.median(sum(r.values()) for r in runs) / n * 1e6, 2)
-        emit({"benchmark": "job_compute", "frames": n, "records": len(records), "repeat": args.repeat,
-              "us_per_frame": per_frame, "total_us_per_frame": total, "one_core_frames_per_s": round(1e6 / total)})
+        emit(
+            {
+                "benchmark": "job_compute",
+                "frames": n,
+                "records": len(records),
+                "repeat": args.repeat,
+                "us_per_frame": per_frame,
+                "total_us_per_frame": total,
+                "one_core_frames_per_s": round(1e6 / total),
+            }
+        )
         return
     perp_records, n_perp = with_perp_records(DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE, args.frames_per_record)
     spot_s, both_s = [], []
@@ -111,12 +125,21 @@ def main() -> None:
         spot_s.append(sum(run_once(capture.snapshot, records).values()))
         both_s.append(sum(run_once(capture.snapshot, perp_records).values()))
     spot_total, both_total = statistics.median(spot_s), statistics.median(both_s)
-    emit({"benchmark": "job_compute", "mode": "spot vs spot+perp", "repeat": args.repeat,
-          "spot": {"frames": n, "records": len(records), "us_per_frame": round(spot_total / n * 1e6, 2)},
-          "spot_perp": {"frames": n_perp, "records": len(perp_records),
-                        "us_per_frame": round(both_total / n_perp * 1e6, 2),
-                        "us_per_spot_frame": round(both_total / n * 1e6, 2)},
-          "per_spot_frame_ratio": round(both_total / spot_total, 3)})
+    emit(
+        {
+            "benchmark": "job_compute",
+            "mode": "spot vs spot+perp",
+            "repeat": args.repeat,
+            "spot": {"frames": n, "records": len(records), "us_per_frame": round(spot_total / n * 1e6, 2)},
+            "spot_perp": {
+                "frames": n_perp,
+                "records": len(perp_records),
+                "us_per_frame": round(both_total / n_perp * 1e6, 2),
+                "us_per_spot_frame": round(both_total / n * 1e6, 2),
+            },
+            "per_spot_frame_ratio": round(both_total / spot_total, 3),
+        }
+    )
 
 
 if __name__ == "__main__":

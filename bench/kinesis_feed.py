@@ -10,6 +10,7 @@ A warm-up (the first ``warmup_events`` at a low rate) comes first: a fresh JVM i
 still compiling for ~20 s, and the capture (41k events) is too short to let that
 wash out of a measured step.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,6 +39,7 @@ class Capture:
 def relabel(capture: Capture, symbol: str) -> Capture:
     """The same real frames under another key: a scale-out test's extra symbol. It is a replay of
     the one capture, never presented as another market (the key's name says so: ``spread_keys``)."""
+
     def under(frame: bytes) -> bytes:
         return sbe.encode(replace(sbe.decode(frame), symbol=symbol))
 
@@ -58,15 +60,16 @@ def spread_keys(n: int, symbol: str, parallelism: int, shards: int) -> list[str]
     assignment = get_gateway().jvm.org.apache.flink.runtime.state.KeyGroupRangeAssignment
 
     def subtask(key: str) -> int:
-        return assignment.assignKeyToParallelOperator(key, assignment.computeDefaultMaxParallelism(parallelism),
-                                                      parallelism)
+        return assignment.assignKeyToParallelOperator(key, assignment.computeDefaultMaxParallelism(parallelism), parallelism)
 
     keys, i = [symbol], 0
     while len(keys) < n:
         i += 1
         candidate = f"{symbol}-R{i}"
-        spread = len(keys) >= parallelism or (subtask(candidate) not in {subtask(k) for k in keys} and (
-            len(keys) >= shards or kinesis_shard(candidate, shards) not in {kinesis_shard(k, shards) for k in keys}))
+        spread = len(keys) >= parallelism or (
+            subtask(candidate) not in {subtask(k) for k in keys}
+            and (len(keys) >= shards or kinesis_shard(candidate, shards) not in {kinesis_shard(k, shards) for k in keys})
+        )
         if spread:
             keys.append(candidate)
     return keys
@@ -82,8 +85,9 @@ def load_capture(path: Path) -> Capture:
 
 
 class KinesisFeed:
-    def __init__(self, settings: Settings, stream: str, symbol: str, linger_s: float = 0.01,
-                 max_frames_per_record: int = 200) -> None:
+    def __init__(
+        self, settings: Settings, stream: str, symbol: str, linger_s: float = 0.01, max_frames_per_record: int = 200
+    ) -> None:
         self.writer = KinesisWriter(boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)), stream)
         self.symbol = symbol
         self.linger_s = linger_s
@@ -102,7 +106,7 @@ class KinesisFeed:
         started = time.monotonic()
         if rate is None:
             for i in range(0, len(frames), self.max_frames):
-                self._put(frames[i:i + self.max_frames])
+                self._put(frames[i : i + self.max_frames])
             return time.monotonic() - started
         sent = 0
         while sent < len(frames):

@@ -7,6 +7,7 @@ is learnt once 10 s of data time have passed (``btcpred.inference.online_model``
 and forgetting). Scored against persistence with the project's test (R²_OS, its 95 % interval
 and p, 5-minute blocks). Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def contest(ts_ms: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict:
     """The service's always-valid test of this challenger against persistence, row by row as it runs."""
     test = BlockedDifferential()
     for t, realized, p in zip(ts_ms, y, pred):
-        test.add(int(t), realized ** 2 - (realized - p) ** 2)  # persistence's loss minus the challenger's
+        test.add(int(t), realized**2 - (realized - p) ** 2)  # persistence's loss minus the challenger's
         if test.test.rejected:
             return {"promoted_at": _iso(int(t)), **test.figures()}
     return {"promoted_at": None, **test.figures()}
@@ -77,10 +78,16 @@ def main(argv: list[str] | None = None) -> int:
         idx, X = idx[ok], X[ok]
         pred = replay(data.ts_ms[idx], X, data.y[idx], args.forgetting)
         e = evaluate(data.y[idx], pred, data.mid[idx], data.ts_ms[idx], data.venue[idx])
-        result["markets"][venue] = {"n": e.n, "blocks": e.blocks, "r2_os": json_figure(e.r2),
-                                    "r2_os_ci95": [json_figure(c) for c in e.r2_ci], "pvalue": json_figure(e.dm_pvalue),
-                                    "rmse_ratio": json_figure(e.rmse_ratio), "direction": json_figure(e.direction_accuracy),
-                                    "online_contest_vs_persistence": contest(data.ts_ms[idx], data.y[idx], pred)}
+        result["markets"][venue] = {
+            "n": e.n,
+            "blocks": e.blocks,
+            "r2_os": json_figure(e.r2),
+            "r2_os_ci95": [json_figure(c) for c in e.r2_ci],
+            "pvalue": json_figure(e.dm_pvalue),
+            "rmse_ratio": json_figure(e.rmse_ratio),
+            "direction": json_figure(e.direction_accuracy),
+            "online_contest_vs_persistence": contest(data.ts_ms[idx], data.y[idx], pred),
+        }
     emit(result)
     return 0
 

@@ -11,6 +11,7 @@ Kinesis endpoint outage (the stack's proxy in front of kinesalite). Prints one J
 ``bronze_lost``, ``bronze_duplicated`` and the details. Baseline in the same run:
 the clean stretch before the first fault (its gap count is the false positives).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,15 @@ from rig.pipeline import Pipeline
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speed", type=float, default=3.0, help="replay speed (the capture lasts 5 min 46 s)")
-    parser.add_argument("--standalone", action="store_true",
-                        help="run on the local standalone cluster (web UI :8081) and add a TaskManager kill")
-    parser.add_argument("--seconds", type=float, default=None, help="accepted for the bench contract: the suite ends "
-                        "when its faults are done or the replay ends")
+    parser.add_argument(
+        "--standalone", action="store_true", help="run on the local standalone cluster (web UI :8081) and add a TaskManager kill"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="accepted for the bench contract: the suite ends when its faults are done or the replay ends",
+    )
     args = parser.parse_args(argv)
     logs = REPO / ".local" / "logs" / "bench-reanchor"  # kept: the processes' logs explain any odd figure
     faults = FULL_SUITE + ((TASKMANAGER_KILL,) if args.standalone else ())

@@ -8,6 +8,7 @@ interval as the service does (``btcpred.common.recalibration``) for each ACI ste
 (step 0: the rolling window alone), beside the artifact's own interval, for the model and for
 persistence (what serves there while nothing is proven). Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,14 @@ from btcpred.common.model_artifact import VOL_FEATURE
 from btcpred.udfs.features import HORIZON_US
 
 STEPS = (0.0, 0.01, 0.03, 0.05)
-CAPTURES = ("spot_btcusdt_20240808_ws.gz", "usdm_btcusdt_20240808_ws.gz", "cm_btcusd_perp_20240808_ws.gz",
-            "spot_btcusdt_20230405_ws.dat.gz", "usdm_btcusdt_20230404_ws.dat.gz", "usdm_btcusdt_20230405_ws.dat.gz")
+CAPTURES = (
+    "spot_btcusdt_20240808_ws.gz",
+    "usdm_btcusdt_20240808_ws.gz",
+    "cm_btcusd_perp_20240808_ws.gz",
+    "spot_btcusdt_20230405_ws.dat.gz",
+    "usdm_btcusdt_20230404_ws.dat.gz",
+    "usdm_btcusdt_20230405_ws.dat.gz",
+)
 
 
 def linked(files: list[Path], sources: Path) -> tempfile.TemporaryDirectory:
@@ -45,20 +52,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     us_dir, com_dir = args.data / "raw" / "binance_us", args.data / "raw" / "hftbacktest"
-    with linked(sorted(us_dir.glob("*.parquet")), us_dir / "SOURCES.tsv") as us_tmp, \
-            linked([com_dir / c for c in CAPTURES if (com_dir / c).exists()], com_dir / "SOURCES.tsv") as com_tmp:
+    with (
+        linked(sorted(us_dir.glob("*.parquet")), us_dir / "SOURCES.tsv") as us_tmp,
+        linked([com_dir / c for c in CAPTURES if (com_dir / c).exists()], com_dir / "SOURCES.tsv") as com_tmp,
+    ):
         us, com = from_directory(Path(us_tmp)), from_directory(Path(com_tmp))
     served = fitted_without_gate(us, int(us.ts_ms.max()) + 1)
     spec = served.interval
     inside = served.guard.trusted_rows(com.columns(served.candidate.features))
     scale = np.maximum(com.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
     result: dict = {"model": f"{served.kind} fitted on {len(us)} Binance.US rows", "nominal": spec.coverage, "markets": {}}
-    for who, pred, quantile in (("model", served.predict(com), np.where(inside, spec.model_quantile, spec.persistence_quantile)),
-                                ("persistence", np.zeros(len(com)), np.full(len(com), spec.persistence_quantile))):
+    for who, pred, quantile in (
+        ("model", served.predict(com), np.where(inside, spec.model_quantile, spec.persistence_quantile)),
+        ("persistence", np.zeros(len(com)), np.full(len(com), spec.persistence_quantile)),
+    ):
         for step in STEPS:
             hits, confidence = recalibration.replay(
-                com.ts_ms, com.venue, com.y, pred, scale, quantile, np.full(len(com), 0.5), spec.coverage,
-                HORIZON_US // 1000, make=lambda c, s=step: recalibration.Recalibration(c, step=s))
+                com.ts_ms,
+                com.venue,
+                com.y,
+                pred,
+                scale,
+                quantile,
+                np.full(len(com), 0.5),
+                spec.coverage,
+                HORIZON_US // 1000,
+                make=lambda c, s=step: recalibration.Recalibration(c, step=s),
+            )
             for venue in sorted(set(com.venue)):
                 idx = np.flatnonzero(com.venue == venue)
                 row = result["markets"].setdefault(venue, {"n": len(idx)}).setdefault(who, {})

@@ -21,6 +21,7 @@ slope figures; the keyed state's entries over time; the inference service's cycl
 cycles, predictions by source, laps replayed and gaps healed. Exits non-zero if a process died,
 a cycle was missed, or a slope passed its target.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,13 @@ def predictions_by_source(url: str) -> dict[str, int]:
 
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return {s.labels["source"]: int(s.value) for family in text_string_to_metric_families(text)
-            if family.name == "inference_predictions" for s in family.samples if s.name.endswith("_total")}
+    return {
+        s.labels["source"]: int(s.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "inference_predictions"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -96,10 +102,16 @@ def judge_slope(points: list[tuple[float, float]]) -> dict:
     halves = [slope_per_hour([p for p in judged if p[0] <= middle])[0], slope_per_hour([p for p in judged if p[0] >= middle])[0]]
     start = judged[0][1]
     target = SLOPE_TARGET_SHARE * start
-    return {"judged_minutes": round((judged[-1][0] - judged[0][0]) / 60, 1), "start": start,
-            "slope_per_h": round(slope, 2), "slope_ci95": [round(slope - half_width, 2), round(slope + half_width, 2)],
-            "half_window_slopes_per_h": [round(h, 2) for h in halves], "target_per_h": round(target, 2),
-            "share_of_start_per_h": round(slope / start, 4) if start else None, "within_target": slope <= target}
+    return {
+        "judged_minutes": round((judged[-1][0] - judged[0][0]) / 60, 1),
+        "start": start,
+        "slope_per_h": round(slope, 2),
+        "slope_ci95": [round(slope - half_width, 2), round(slope + half_width, 2)],
+        "half_window_slopes_per_h": [round(h, 2) for h in halves],
+        "target_per_h": round(target, 2),
+        "share_of_start_per_h": round(slope / start, 4) if start else None,
+        "within_target": slope <= target,
+    }
 
 
 def summarise(samples: list[tuple[float, dict[str, float]]], warm_up_s: float) -> dict[str, dict]:
@@ -109,8 +121,13 @@ def summarise(samples: list[tuple[float, dict[str, float]]], warm_up_s: float) -
     for name in samples[-1][1]:
         series = [(t, s[name]) for t, s in settled if s.get(name) is not None and not math.isnan(s[name])]
         start, end = series[0][1], series[-1][1]
-        out[name] = {"start_mb": start, "end_mb": end, "peak_mb": max(s[name] for _, s in samples),
-                     "growth_mb": round(end - start, 1), **judge_slope(series)}
+        out[name] = {
+            "start_mb": start,
+            "end_mb": end,
+            "peak_mb": max(s[name] for _, s in samples),
+            "growth_mb": round(end - start, 1),
+            **judge_slope(series),
+        }
     return out
 
 
@@ -135,6 +152,7 @@ def stop_on_signals() -> None:
     """SIGTERM and SIGINT end the run through ``pipeline.stop()`` and a partial report. Without this a
     SIGTERM killed the bench and left the pipeline's processes running, and a bench started in the
     background ignores SIGINT (a non-interactive shell starts it with SIGINT ignored)."""
+
     def interrupt(signum: int, _frame) -> None:
         raise KeyboardInterrupt(f"stopped by signal {signum}")
 
@@ -164,8 +182,11 @@ def main() -> int:
                 now = time.monotonic()
                 samples.append((now, sample(pipeline, client)))
                 state_entries.append((now - started, flink_gauge(pipeline.settings.flink.metrics_reporter_ports, STATE_GAUGE)))
-                print(f"[soak] {(now - started) / 60:5.1f} min: " + ", ".join(f"{k} {v:.0f}" for k, v in samples[-1][1].items()),
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[soak] {(now - started) / 60:5.1f} min: " + ", ".join(f"{k} {v:.0f}" for k, v in samples[-1][1].items()),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if now >= end:
                     break
                 time.sleep(min(args.sample_every_s, max(0.0, end - now)))
@@ -183,12 +204,27 @@ def main() -> int:
             client.close()
     memory = summarise(samples, args.warm_up_s) if samples else {}
     seen = [(t, v) for t, v in state_entries if v is not None and t >= args.warm_up_s]
-    keyed_state = ({"entries_every_10_min": [v for t, v in seen][::max(1, int(600 / args.sample_every_s))],
-                    **judge_slope(seen)} if len(seen) >= 3 else {"error": "stateEntries not read off Flink's reporter"})
-    result = {"benchmark": "soak", "minutes": args.minutes, "speed": args.speed, "samples": len(samples),
-              "warm_up_s": args.warm_up_s, "memory": memory, "keyed_state": keyed_state, "cycles": cadence.get("cycles"),
-              "missed_cycles": cadence.get("missed_cycles"), "predictions": sources, "laps": sim.get("lap", -1) + 1,
-              "gaps_recorded": gaps, "reanchor_log_entries": reanchors, "died": died}
+    keyed_state = (
+        {"entries_every_10_min": [v for t, v in seen][:: max(1, int(600 / args.sample_every_s))], **judge_slope(seen)}
+        if len(seen) >= 3
+        else {"error": "stateEntries not read off Flink's reporter"}
+    )
+    result = {
+        "benchmark": "soak",
+        "minutes": args.minutes,
+        "speed": args.speed,
+        "samples": len(samples),
+        "warm_up_s": args.warm_up_s,
+        "memory": memory,
+        "keyed_state": keyed_state,
+        "cycles": cadence.get("cycles"),
+        "missed_cycles": cadence.get("missed_cycles"),
+        "predictions": sources,
+        "laps": sim.get("lap", -1) + 1,
+        "gaps_recorded": gaps,
+        "reanchor_log_entries": reanchors,
+        "died": died,
+    }
     emit(result)
     ok = died is None and cadence.get("missed_cycles") == 0 and all(m["within_target"] for m in memory.values())
     return 0 if ok else 1

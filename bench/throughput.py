@@ -28,6 +28,7 @@ baseline, interleaved, and reports its medians as ratios (knob effects on a nois
 Prints one JSON line last: events_per_s and freshness_p99_ms of the baseline's best rate
 whose median P99 stays under 1 s, the capacity (best median of any rate), every step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,12 +69,14 @@ def overrides(pairs: list[str]):
 def interleaved(captures: dict[str, Capture], start: int, stop: int | None) -> list[tuple[str, bytes]]:
     """Frame i of every key, then frame i + 1 of every key: the keys' streams side by side."""
     slices = {key: capture.frames[start:stop] for key, capture in captures.items()}
-    return [(key, frames[i]) for i in range(max(len(f) for f in slices.values()))
-            for key, frames in slices.items() if i < len(frames)]
+    return [
+        (key, frames[i]) for i in range(max(len(f) for f in slices.values())) for key, frames in slices.items() if i < len(frames)
+    ]
 
 
-def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Capture], cluster: bool = False,
-                 job_module: str | None = None) -> dict:
+def kinesis_step(
+    rate: float | None, budget_s: float, captures: dict[str, Capture], cluster: bool = False, job_module: str | None = None
+) -> dict:
     """One step: every key's capture fed side by side at ``rate`` events/s in all (None: all at once),
     until every key's book reached its last update id. ``cluster``: the standalone cluster's
     TaskManager, whose Python workers are processes of their own; the mini cluster runs them as
@@ -92,9 +95,13 @@ def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Captur
         pipeline.start_job()
         pipeline.wait_for_job()
         settings = pipeline.settings  # the ingestor's aggregation knobs apply to the feed
-        feed = KinesisFeed(settings, pipeline.stream, settings.exchange.symbol,
-                           linger_s=settings.ingestor.batch_linger_ms / 1000,
-                           max_frames_per_record=settings.ingestor.max_frames_per_record)
+        feed = KinesisFeed(
+            settings,
+            pipeline.stream,
+            settings.exchange.symbol,
+            linger_s=settings.ingestor.batch_linger_ms / 1000,
+            max_frames_per_record=settings.ingestor.max_frames_per_record,
+        )
         for sampler in samplers.values():
             sampler.start()
         for key, capture in captures.items():
@@ -115,9 +122,18 @@ def kinesis_step(rate: float | None, budget_s: float, captures: dict[str, Captur
             sampler.stop()
     complete = caught_up()
     summary = freshness_summary([ms for sampler in samplers.values() for ms in sampler.samples_ms])
-    return {"rate": rate or "max", "keys": len(captures), "events": len(measured), "send_s": round(send_s, 2),
-            "seconds": round(elapsed, 2), "events_per_s": round(len(measured) / elapsed, 1), "complete": complete,
-            "freshness_p50_ms": summary["p50_ms"], "freshness_p99_ms": summary["p99_ms"], "samples": summary["samples"]}
+    return {
+        "rate": rate or "max",
+        "keys": len(captures),
+        "events": len(measured),
+        "send_s": round(send_s, 2),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(len(measured) / elapsed, 1),
+        "complete": complete,
+        "freshness_p50_ms": summary["p50_ms"],
+        "freshness_p99_ms": summary["p99_ms"],
+        "samples": summary["samples"],
+    }
 
 
 def exchange_step(speed: float, budget_s: float) -> dict:
@@ -143,9 +159,15 @@ def exchange_step(speed: float, budget_s: float) -> dict:
         pipeline.stop()
         sampler.stop()
     summary = sampler.summary()
-    return {"speed": speed, "events": status.get("position", 0), "seconds": round(elapsed, 2),
-            "events_per_s": round(status.get("position", 0) / elapsed, 1) if elapsed else 0.0,
-            "complete": bool(complete), "freshness_p50_ms": summary["p50_ms"], "freshness_p99_ms": summary["p99_ms"]}
+    return {
+        "speed": speed,
+        "events": status.get("position", 0),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(status.get("position", 0) / elapsed, 1) if elapsed else 0.0,
+        "complete": bool(complete),
+        "freshness_p50_ms": summary["p50_ms"],
+        "freshness_p99_ms": summary["p99_ms"],
+    }
 
 
 def floor_captures(captures: dict[str, Capture]) -> dict[str, Capture]:
@@ -162,33 +184,62 @@ def median_steps(steps: list[dict]) -> list[dict]:
     for (variant, rate), runs in groups.items():
         done = [r for r in runs if r["complete"]]
         med = lambda key, done=done: round(statistics.median(r[key] for r in done), 1) if done else None  # noqa: E731
-        out.append({"variant": variant, "rate": rate, "runs": len(runs), "complete": len(done) == len(runs),
-                    "events_per_s": med("events_per_s"), "freshness_p50_ms": med("freshness_p50_ms"),
-                    "freshness_p99_ms": med("freshness_p99_ms")})
+        out.append(
+            {
+                "variant": variant,
+                "rate": rate,
+                "runs": len(runs),
+                "complete": len(done) == len(runs),
+                "events_per_s": med("events_per_s"),
+                "freshness_p50_ms": med("freshness_p50_ms"),
+                "freshness_p99_ms": med("freshness_p99_ms"),
+            }
+        )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=("kinesis", "exchange"), default="kinesis")
-    parser.add_argument("--rates", default=None,
-                        help="events/s per step, 'max' = all at once (kinesis; default 2000,4000,6000,8000,max); "
-                             "replay speeds, 0 = unthrottled (exchange; default 20,50,100,0)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config override for every step, e.g. flink.bundle_time_ms=50")
-    parser.add_argument("--compare", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="a variant run beside the baseline (interleaved, --repeat times): knob effects as ratios")
+    parser.add_argument(
+        "--rates",
+        default=None,
+        help="events/s per step, 'max' = all at once (kinesis; default 2000,4000,6000,8000,max); "
+        "replay speeds, 0 = unthrottled (exchange; default 20,50,100,0)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override for every step, e.g. flink.bundle_time_ms=50",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a variant run beside the baseline (interleaved, --repeat times): knob effects as ratios",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per step; medians are reported")
     parser.add_argument("--seconds", type=float, default=120.0, help="time budget per step after the warm-up")
-    parser.add_argument("--keys", type=int, default=1,
-                        help="kinesis: symbols fed side by side, the capture replayed under each (scale-out by key; "
-                             "the keys are chosen to land on different keyed subtasks at --spread-parallelism)")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=1,
+        help="kinesis: symbols fed side by side, the capture replayed under each (scale-out by key; "
+        "the keys are chosen to land on different keyed subtasks at --spread-parallelism)",
+    )
     parser.add_argument("--spread-parallelism", type=int, default=2)
-    parser.add_argument("--cluster", action="store_true",
-                        help="kinesis: the standalone cluster (started if needed) instead of the mini cluster")
-    parser.add_argument("--floor", action="store_true",
-                        help="kinesis, mini cluster: a variant running bench.floor_job, the same graph and records "
-                             "without the job's own work (the platform's cost per event)")
+    parser.add_argument(
+        "--cluster", action="store_true", help="kinesis: the standalone cluster (started if needed) instead of the mini cluster"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="kinesis, mini cluster: a variant running bench.floor_job, the same graph and records "
+        "without the job's own work (the platform's cost per event)",
+    )
     args = parser.parse_args()
     variants = [("baseline", [])] + [(kv, [kv]) for kv in args.compare] + ([(FLOOR, [])] if args.floor else [])
     steps = []
@@ -205,11 +256,16 @@ def main() -> None:
                 with overrides(pairs):
                     for rate in (args.rates or ("2000,4000,6000,8000,max" if capture else "20,50,100,0")).split(","):
                         if capture and name == FLOOR:
-                            step = kinesis_step(None if rate == "max" else float(rate), args.seconds,
-                                                floor_captures(capture), job_module="bench.floor_job")
+                            step = kinesis_step(
+                                None if rate == "max" else float(rate),
+                                args.seconds,
+                                floor_captures(capture),
+                                job_module="bench.floor_job",
+                            )
                         elif capture:
-                            step = kinesis_step(None if rate == "max" else float(rate), args.seconds, capture,
-                                                cluster=args.cluster)
+                            step = kinesis_step(
+                                None if rate == "max" else float(rate), args.seconds, capture, cluster=args.cluster
+                            )
                         else:
                             step = exchange_step(float(rate), args.seconds)
                         step["variant"] = name
@@ -225,9 +281,22 @@ def main() -> None:
         if m["variant"] != "baseline" and ref and ref["events_per_s"] and m["events_per_s"]:
             m["events_per_s_ratio"] = round(m["events_per_s"] / ref["events_per_s"], 2)
             m["freshness_p99_ratio"] = round(m["freshness_p99_ms"] / ref["freshness_p99_ms"], 2)
-    emit({"benchmark": "throughput", "source": args.source, "keys": args.keys, "cluster": args.cluster, "events_per_s": best["events_per_s"],
-          "freshness_p99_ms": best["freshness_p99_ms"], "best_rate": best["rate"], "capacity_events_per_s": capacity,
-          "repeat": args.repeat, "overrides": env, "medians": medians, "steps": steps})
+    emit(
+        {
+            "benchmark": "throughput",
+            "source": args.source,
+            "keys": args.keys,
+            "cluster": args.cluster,
+            "events_per_s": best["events_per_s"],
+            "freshness_p99_ms": best["freshness_p99_ms"],
+            "best_rate": best["rate"],
+            "capacity_events_per_s": capacity,
+            "repeat": args.repeat,
+            "overrides": env,
+            "medians": medians,
+            "steps": steps,
+        }
+    )
 
 
 if __name__ == "__main__":

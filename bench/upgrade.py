@@ -11,6 +11,7 @@ stretch without a ``feat:{BTCUSDT}`` refresh, beside ``baseline_feature_gap_s`` 
 stop), ``events_lost``, ``events_duplicated_in_redis_state``, ``book_equal``,
 ``savepoint_bytes``, ``restore_s``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,10 @@ def main() -> None:
             status, _ = pipeline.wait_caught_up(client, max(1.0, deadline - time.monotonic()))
             time.sleep(2)
             ob = decode(client.hgetall("ob:{BTCUSDT}"))
-            book_equal = books_equal(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}")) \
+            book_equal = (
+                books_equal(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
                 and int(ob["last_update_id"]) == status["last_update_id"]
+            )
             gaps = client.xlen("gaps:{BTCUSDT}")
         finally:
             watcher.stop()
@@ -65,19 +68,31 @@ def main() -> None:
                 stack.flink_service(load_settings()).stop()
         history = [decode(f) for _, f in client.xrange("feathist:{BTCUSDT}")]
     reference = reference_cuts(DEFAULT_CAPTURE, "BTCUSDT")
-    anchor = max(min(int(h["ts"]) for h in history if float(h["book_valid"]) == 1.0),
-                 min(ts for ts, snap in reference.items() if snap.features["book_valid"] == 1.0))
+    anchor = max(
+        min(int(h["ts"]) for h in history if float(h["book_valid"]) == 1.0),
+        min(ts for ts, snap in reference.items() if snap.features["book_valid"] == 1.0),
+    )
     report = compare_history(history, reference, anchor)
     baseline_gap = max((b - a for a, b in zip(watcher.changes, watcher.changes[1:]) if b < stop_at), default=float("nan"))
-    emit({
-        "benchmark": "upgrade", "speed": args.speed, "resumed_job": str(args.job or flink_cluster.JOB_FILE.name),
-        "feature_gap_s": round(watcher.longest_gap_s(), 3), "baseline_feature_gap_s": round(baseline_gap, 3),
-        "events_lost": report.events_lost + gaps, "events_duplicated_in_redis_state": report.events_duplicated,
-        "boundaries_compared": report.compared, "boundaries_missing": len(report.boundaries_missing),
-        "features_mismatched": len(report.features_mismatched), "book_equal": book_equal,
-        "savepoint": step.savepoint, "savepoint_bytes": step.savepoint_bytes,
-        "stop_with_savepoint_s": round(step.stop_s, 3), "restore_s": round(step.restore_s, 3),
-    })
+    emit(
+        {
+            "benchmark": "upgrade",
+            "speed": args.speed,
+            "resumed_job": str(args.job or flink_cluster.JOB_FILE.name),
+            "feature_gap_s": round(watcher.longest_gap_s(), 3),
+            "baseline_feature_gap_s": round(baseline_gap, 3),
+            "events_lost": report.events_lost + gaps,
+            "events_duplicated_in_redis_state": report.events_duplicated,
+            "boundaries_compared": report.compared,
+            "boundaries_missing": len(report.boundaries_missing),
+            "features_mismatched": len(report.features_mismatched),
+            "book_equal": book_equal,
+            "savepoint": step.savepoint,
+            "savepoint_bytes": step.savepoint_bytes,
+            "stop_with_savepoint_s": round(step.stop_s, 3),
+            "restore_s": round(step.restore_s, 3),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 The test rig (``rig/``: exchange simulator, local stack, clusters, fault suite), benches and tests
 live beside the package in the checkout and are never installed.
 """
+
 from btcpred.udfs import legacy_paths
 
 legacy_paths.install()  # before anything could unpickle state written under the pre-package module paths

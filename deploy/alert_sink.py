@@ -7,6 +7,7 @@ appends every alert of every notification as one JSON line (``tail -f .local/log
 and answers ``GET /alerts`` with the ones received so far. In a deployment the same Alertmanager
 route points at the team's receiver (PagerDuty, Slack, ...) instead (deploy/alertmanager).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,16 @@ def app(log_path: Path) -> web.Application:
         try:
             body = await request.json()
             received_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            alerts = [{"status": a["status"], "labels": a["labels"], "annotations": a.get("annotations", {}),
-                       "startsAt": a.get("startsAt"), "receivedAt": received_at} for a in body["alerts"]]
+            alerts = [
+                {
+                    "status": a["status"],
+                    "labels": a["labels"],
+                    "annotations": a.get("annotations", {}),
+                    "startsAt": a.get("startsAt"),
+                    "receivedAt": received_at,
+                }
+                for a in body["alerts"]
+            ]
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": f"not an Alertmanager notification: {exc}"}, status=400)
         with log_path.open("a") as fh:
@@ -50,8 +59,9 @@ def app(log_path: Path) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    application.add_routes([web.post("/alerts", notify), web.get("/alerts", alerts),
-                            web.get("/health", health), web.get("/ready", health)])
+    application.add_routes(
+        [web.post("/alerts", notify), web.get("/alerts", alerts), web.get("/health", health), web.get("/ready", health)]
+    )
     return application
 
 

@@ -8,6 +8,7 @@ directory into every app container and hands single files to Redis, PostgreSQL a
 compose secrets, so all containers share one set of credentials. This makes sure every such file
 exists (a read-only mount cannot create one) and writes Redis's ACL file with hashed passwords.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,7 @@ def local_secret_names() -> list[str]:
             for value in node.values():
                 walk(value)
         elif isinstance(node, str) and node.startswith(LOCAL_SECRET_PREFIX):
-            names.append(node[len(LOCAL_SECRET_PREFIX):])
+            names.append(node[len(LOCAL_SECRET_PREFIX) :])
 
     walk(yaml.safe_load((CONFIG_DIR / "local.yaml").read_text()))
     return [*names, *EXTRA_SECRETS]

@@ -4,6 +4,7 @@ The series test (tests/e2e/test_observability.py) checks each one exists in a li
 stack's Prometheus; ``python -m deploy.observability --prometheus URL`` prints the
 catalogue of exported metrics (type, help) with the dashboards and alerts using each.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "deploy" / "prometheus" / "rules"
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 _STRIP = [
     re.compile(r'"(?:[^"\\]|\\.)*"'),  # strings
     re.compile(r"\{[^}]*\}"),  # label matchers

@@ -15,6 +15,7 @@ key of a symbol carries the ``{symbol}`` hash tag after the prefix (``ob:{BTCUSD
 
 Every user loses ``@dangerous`` (FLUSHALL, KEYS, CONFIG, DEBUG, ...) and pub/sub.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,11 +27,11 @@ _CONNECT = "+ping +cluster|slots +cluster|shards +cluster|nodes +readonly +askin
 
 ACL_RULES: dict[RedisRole, str] = {
     "hotpath": "resetkeys ~ob:* ~tr:* ~feat:* ~feathist:* ~gaps:* ~late:* ~drift:* ~dlq:* resetchannels "
-               f"-@all +@read +@write +@transaction +eval +evalsha -@dangerous {_CONNECT}",
+    f"-@all +@read +@write +@transaction +eval +evalsha -@dangerous {_CONNECT}",
     "inference": "resetkeys %R~ob:* %R~tr:* %R~feat:* %R~feathist:* %R~reanchor:* ~pred:* resetchannels "
-                 f"-@all +@read +xadd -@dangerous {_CONNECT}",
+    f"-@all +@read +xadd -@dangerous {_CONNECT}",
     "reanchor": "resetkeys %R~ob:* ~gaps:* ~reanchor:* ~reanchors:* resetchannels "
-                f"-@all +@read +@write +@stream -@dangerous {_CONNECT}",
+    f"-@all +@read +@write +@stream -@dangerous {_CONNECT}",
     "trainer": f"resetkeys %R~pred:* resetchannels -@all +@read -@dangerous {_CONNECT}",
 }
 
@@ -41,6 +42,7 @@ def acl_file_text(cfg: RedisConfig, hashed: bool = False) -> str:
     ``hashed`` writes each password as its SHA-256 (``#<hex>``), so the file can be mounted into
     a container without holding a password itself (docker-compose's Redis).
     """
+
     def password(secret) -> str:
         value = secret.get_secret_value()
         return f"#{hashlib.sha256(value.encode()).hexdigest()}" if hashed else f">{value}"

@@ -4,6 +4,7 @@ The local no-Docker pipeline (``rig/pipeline.py``) spawns these commands and
 ``docker-compose.yml`` runs the same ones in containers; a test holds the two together,
 so a service cannot start one way locally and another way in compose.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

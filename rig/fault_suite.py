@@ -5,6 +5,7 @@ Used by ``bench/reanchor.py`` (full suite, JSON figures) and the end-to-end test
 kinesalite, the PyFlink job, Redis, the re-anchor service, the REST poller, the
 SBE archiver and the inference service; only the damage is synthetic.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,7 @@ CI_SUITE = tuple(f for f in FULL_SUITE if f.name not in ("drop 5 diffs", "slow R
 
 
 def post_json(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read())
 
@@ -199,8 +199,7 @@ def restart_redis(pipeline: Pipeline, watch: Watchers, down_s: float) -> float:
             raise RuntimeError("Redis did not stop: was it started by another checkout's stack (other pid file)?")
         time.sleep(0.05)
     # started by the stack command in its own process, as an operator would: the server outlives it
-    subprocess.run([sys.executable, "-m", "rig.stack", "start"], check=True, capture_output=True, timeout=60,
-                   cwd=stack.REPO)
+    subprocess.run([sys.executable, "-m", "rig.stack", "start"], check=True, capture_output=True, timeout=60, cwd=stack.REPO)
     recovered = seconds_until_fresh(pipeline, time.time(), 60, "ob: and fresh feat: after the Redis restart")
     watch.outage.clear()
     return recovered
@@ -212,8 +211,12 @@ def seconds_until_fresh(pipeline: Pipeline, since: float, timeout_s: float, what
 
     def fresh() -> bool:
         emitted = client.hget("feat:{BTCUSDT}", "emitted_at_us")
-        return (emitted is not None and int(emitted) / 1e6 > since and time.time() - int(emitted) / 1e6 < 1.0
-                and bool(client.exists("ob:{BTCUSDT}")))
+        return (
+            emitted is not None
+            and int(emitted) / 1e6 > since
+            and time.time() - int(emitted) / 1e6 < 1.0
+            and bool(client.exists("ob:{BTCUSDT}"))
+        )
 
     try:
         _wait(fresh, timeout_s, what, pipeline)
@@ -223,16 +226,21 @@ def seconds_until_fresh(pipeline: Pipeline, since: float, timeout_s: float, what
 
 
 def taskmanager_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["pgrep", "-f", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"], capture_output=True, text=True
+    )
     return [int(p) for p in out.stdout.split()]
 
 
 def start_taskmanager() -> None:
     from rig import stack
 
-    subprocess.run(["bash", str(stack.flink_home() / "bin" / "taskmanager.sh"), "start"],
-                   env={**os.environ, **stack.flink_env()}, check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(stack.flink_home() / "bin" / "taskmanager.sh"), "start"],
+        env={**os.environ, **stack.flink_env()},
+        check=True,
+        capture_output=True,
+    )
 
 
 def kill_taskmanager(pipeline: Pipeline) -> float:
@@ -319,10 +327,21 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             if fault.breaks_sequence is None:  # a gap or not: if one came, wait for its re-anchor too
                 time.sleep(2.0)
             if fault.breaks_sequence or client.xlen("gaps:{BTCUSDT}") > gaps_before:
-                _wait(lambda gaps_before=gaps_before: client.xlen("gaps:{BTCUSDT}") > gaps_before, 60, f"the gap of {fault.name}", pipeline)
-                _wait(lambda reanchors_before=reanchors_before: client.xlen("reanchors:{BTCUSDT}") > reanchors_before
-                      and client.hget("ob:{BTCUSDT}", "book_valid") == b"1", 90 + fault.rest_faults.get("rest_down_s", 0),
-                      f"re-anchor after {fault.name}", pipeline)
+                _wait(
+                    lambda gaps_before=gaps_before: client.xlen("gaps:{BTCUSDT}") > gaps_before,
+                    60,
+                    f"the gap of {fault.name}",
+                    pipeline,
+                )
+                _wait(
+                    lambda reanchors_before=reanchors_before: (
+                        client.xlen("reanchors:{BTCUSDT}") > reanchors_before
+                        and client.hget("ob:{BTCUSDT}", "book_valid") == b"1"
+                    ),
+                    90 + fault.rest_faults.get("rest_down_s", 0),
+                    f"re-anchor after {fault.name}",
+                    pipeline,
+                )
             time.sleep(settle_s)
             if fault.rest_faults:
                 post_json(f"{sim}/sim/faults", {"rest_delay_ms": 0})
@@ -332,9 +351,16 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
             new_gaps = client.xlen("gaps:{BTCUSDT}") - gaps_before
             logs = [decode(f) for _, f in client.xrange("reanchors:{BTCUSDT}")][reanchors_before:]
             expected = None if fault.breaks_sequence is None else int(fault.breaks_sequence)
-            details.append({"fault": fault.name, "gaps": new_gaps, "expected_gaps": expected,
-                            "reanchors": [(r["reason"], r["outcome"], float(r["duration_ms"])) for r in logs],
-                            "book_equal": equal, "seconds": round(time.time() - started, 2)})
+            details.append(
+                {
+                    "fault": fault.name,
+                    "gaps": new_gaps,
+                    "expected_gaps": expected,
+                    "reanchors": [(r["reason"], r["outcome"], float(r["duration_ms"])) for r in logs],
+                    "book_equal": equal,
+                    "seconds": round(time.time() - started, 2),
+                }
+            )
             status = get_json(f"{sim}/sim/status")
             if status["finished"]:
                 break
@@ -368,23 +394,35 @@ def run_suite(pipeline: Pipeline, faults: tuple[Fault, ...], clean_s: float = 15
     client.close()
     counted = [d for d in details if d["expected_gaps"] is not None]
     return {
-        "faults": len(details), "gaps_injected": sum(d["expected_gaps"] for d in counted),
+        "faults": len(details),
+        "gaps_injected": sum(d["expected_gaps"] for d in counted),
         "gaps_detected": sum(d["gaps"] for d in counted),
         "false_positives": false_positives + sum(max(0, d["gaps"] - d["expected_gaps"]) for d in counted),
         "gaps_after_disconnects": sum(d["gaps"] for d in details if d["expected_gaps"] is None),
-        "reanchor_p50_ms": percentile(reanchor_ms, 50), "reanchor_p99_ms": percentile(reanchor_ms, 99),
-        "reanchors": len(reanchor_ms), "books_equal_after_recovery": sum(d["book_equal"] for d in details),
-        "failed_reads": watch.book_failures + watch.http_failures, "book_reads": watch.book_reads,
+        "reanchor_p50_ms": percentile(reanchor_ms, 50),
+        "reanchor_p99_ms": percentile(reanchor_ms, 99),
+        "reanchors": len(reanchor_ms),
+        "books_equal_after_recovery": sum(d["book_equal"] for d in details),
+        "failed_reads": watch.book_failures + watch.http_failures,
+        "book_reads": watch.book_reads,
         "stale_book_reads": watch.stale_reads,
-        "inference_reads": watch.http_reads, "read_failures_sample": watch.failures[:5],
-        "freshness_recovery_p50_s": percentile(recoveries, 50), "freshness_recovery_max_s": max(recoveries, default=None),
-        "redis_restart_recovery_s": redis_recovery, "kinesis_outage_recovery_s": kinesis_recovery,
-        "taskmanager_kill_recovery_s": taskmanager_recovery, "reads_during_redis_outage": watch.outage_reads,
-        "drift_checks": len(drift), "drift_mismatched_levels": sum(int(d["levels_mismatched"]) for d in drift),
-        "bronze_frames": len(archive), "stream_frames": len(stream),
-        "bronze_lost": len(set(stream) - set(archive)), "bronze_duplicated": len(archive) - len(set(archive)),
+        "inference_reads": watch.http_reads,
+        "read_failures_sample": watch.failures[:5],
+        "freshness_recovery_p50_s": percentile(recoveries, 50),
+        "freshness_recovery_max_s": max(recoveries, default=None),
+        "redis_restart_recovery_s": redis_recovery,
+        "kinesis_outage_recovery_s": kinesis_recovery,
+        "taskmanager_kill_recovery_s": taskmanager_recovery,
+        "reads_during_redis_outage": watch.outage_reads,
+        "drift_checks": len(drift),
+        "drift_mismatched_levels": sum(int(d["levels_mismatched"]) for d in drift),
+        "bronze_frames": len(archive),
+        "stream_frames": len(stream),
+        "bronze_lost": len(set(stream) - set(archive)),
+        "bronze_duplicated": len(archive) - len(set(archive)),
         # frames the ingestor accepted from the exchange that never reached the stream (spilled, not replayed)
-        "exchange_frames_queued": queued, "exchange_frames_in_stream": exchange_frames(pipeline),
+        "exchange_frames_queued": queued,
+        "exchange_frames_in_stream": exchange_frames(pipeline),
         "spill": spill,
         "details": details,
     }
@@ -426,11 +464,18 @@ def exchange_frames(pipeline: Pipeline) -> int:
     """Frames in the stream that came from the exchange's WebSocket streams (not REST snapshots)."""
     from btcpred.udfs.envelope import Source
 
-    return sum(1 for r in pipeline.stream_records() for row in frames_of(r["Data"], 0)
-               if row[2] in (int(Source.WEBSOCKET), int(Source.PERP_QUOTE)))
+    return sum(
+        1
+        for r in pipeline.stream_records()
+        for row in frames_of(r["Data"], 0)
+        if row[2] in (int(Source.WEBSOCKET), int(Source.PERP_QUOTE))
+    )
 
 
 def books_equal(ob: dict[str, str], exchange: dict) -> bool:
     """ob: against the simulator's top 10 at the same update id, level by level."""
-    return all(float(ob[f"{side}{i}_p"]) == levels[i - 1][0] / 1e8 and float(ob[f"{side}{i}_q"]) == levels[i - 1][1] / 1e8
-               for side, levels in (("bid", exchange["bids"]), ("ask", exchange["asks"])) for i in range(1, 11))
+    return all(
+        float(ob[f"{side}{i}_p"]) == levels[i - 1][0] / 1e8 and float(ob[f"{side}{i}_q"]) == levels[i - 1][1] / 1e8
+        for side, levels in (("bid", exchange["bids"]), ("ask", exchange["asks"]))
+        for i in range(1, 11)
+    )

@@ -15,6 +15,7 @@ graph; the rest uses the JobManager's REST API, whose answers are exact to parse
 Savepoints go to ``flink.savepoint_dir`` (the S3 emulator locally). The job reads the
 same typed config as every other process (``--config``, ``BTCPRED_*``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,7 @@ class ClusterError(RuntimeError):
 
 def rest(method: str, path: str, body: dict | None = None, timeout: float = 10.0) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{REST}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(f"{REST}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
@@ -67,17 +67,22 @@ class JobInfo:
 
 def list_jobs() -> list[JobInfo]:
     jobs = rest("GET", "/jobs/overview")["jobs"]
-    return sorted((JobInfo(j["jid"], j["name"], j["state"], j["start-time"]) for j in jobs),
-                  key=lambda j: j.start_time_ms)
+    return sorted((JobInfo(j["jid"], j["name"], j["state"], j["start-time"]) for j in jobs), key=lambda j: j.start_time_ms)
 
 
 def running_jobs() -> list[JobInfo]:
     return [j for j in list_jobs() if j.state not in TERMINAL]
 
 
-def submit(settings: Settings, env: dict[str, str] | None = None, from_savepoint: str | None = None,
-           job_file: Path = JOB_FILE, allow_non_restored: bool = False, timeout_s: float = 180,
-           code_dir: Path | None = None) -> str:
+def submit(
+    settings: Settings,
+    env: dict[str, str] | None = None,
+    from_savepoint: str | None = None,
+    job_file: Path = JOB_FILE,
+    allow_non_restored: bool = False,
+    timeout_s: float = 180,
+    code_dir: Path | None = None,
+) -> str:
     """``flink run -d`` of the Python job; returns the job id. ``code_dir``: an earlier commit's code
     (``rig.legacy_tree``), first on the client's and the workers' path, before the installed package."""
     py = sys.executable
@@ -89,8 +94,12 @@ def submit(settings: Settings, env: dict[str, str] | None = None, from_savepoint
     cmd += ["-py", str(job_file), "-pyexec", py, "-pyclientexec", py]
     if code_dir is not None:
         cmd += ["-pypath", str(code_dir)]  # the workers' PYTHONPATH (they run on this machine)
-    run_env = {**(env or os.environ), **stack.flink_env(settings), "PYTHONPATH": str(code_dir or REPO),
-               "BTCPRED_FLINK__SHIP_CONNECTOR_JAR": "false"}  # on the cluster's classpath (stack.flink_lib_dir)
+    run_env = {
+        **(env or os.environ),
+        **stack.flink_env(settings),
+        "PYTHONPATH": str(code_dir or REPO),
+        "BTCPRED_FLINK__SHIP_CONNECTOR_JAR": "false",
+    }  # on the cluster's classpath (stack.flink_lib_dir)
     out = subprocess.run(cmd, env=run_env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
     job_id = next((line.split()[-1] for line in out.stdout.splitlines() if "JobID" in line), None)
     if out.returncode != 0 or not job_id:
@@ -178,15 +187,18 @@ def list_savepoints(settings: Settings) -> list[tuple[str, int, float]]:
     found: dict[str, list[float]] = {}
     bucket, prefix, objects = _objects_under(_s3(settings), location)
     for obj in objects:
-        rest_of_key = obj["Key"][len(prefix) + 1:]
+        rest_of_key = obj["Key"][len(prefix) + 1 :]
         name = rest_of_key.split("/", 1)[0]
         entry = found.setdefault(name, [0, 0.0, 0.0])
         entry[0] += obj["Size"]
         entry[1] = max(entry[1], obj["LastModified"].timestamp())
         entry[2] += rest_of_key.endswith("_metadata")
     scheme = location.split("://", 1)[0]
-    complete = [(f"{scheme}://{bucket}/{prefix}/{name}", int(size), modified)
-                for name, (size, modified, has_metadata) in found.items() if has_metadata]
+    complete = [
+        (f"{scheme}://{bucket}/{prefix}/{name}", int(size), modified)
+        for name, (size, modified, has_metadata) in found.items()
+        if has_metadata
+    ]
     return sorted(complete, key=lambda s: s[2])
 
 
@@ -238,14 +250,20 @@ def main(argv: list[str] | None = None) -> int:
             print("flink cluster: stopped")
         elif args.action == "list":
             for job in list_jobs():
-                print(f"{job.job_id}  {job.state:10s} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.start_time_ms / 1000))}  {job.name}")
+                print(
+                    f"{job.job_id}  {job.state:10s} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(job.start_time_ms / 1000))}  {job.name}"
+                )
         elif args.action == "savepoints":
             for uri, size, modified in list_savepoints(settings):
                 print(f"{uri}  {size:>10d} B  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(modified))}")
         elif args.action in ("submit", "resume"):
             savepoint = args.from_savepoint if args.action == "submit" else args.savepoint
-            job_id = submit(settings, from_savepoint=savepoint, job_file=args.job,
-                            allow_non_restored=getattr(args, "allow_non_restored_state", False))
+            job_id = submit(
+                settings,
+                from_savepoint=savepoint,
+                job_file=args.job,
+                allow_non_restored=getattr(args, "allow_non_restored_state", False),
+            )
             wait_running(job_id)
             print(job_id)
         elif args.action == "savepoint":

@@ -7,6 +7,7 @@ compared with it: features and the 1 s/5 s trade windows. Trades of a boundary's
 1 s window that the live job lacks are lost events, extra ones duplicated events; an
 entry written twice for the same boundary is a duplicate too.
 """
+
 from __future__ import annotations
 
 import threading
@@ -121,8 +122,7 @@ class UpgradeStep:
     job_id: str
 
 
-def stop_and_resume(pipeline: Pipeline, client: redis.Redis, job_file: Path | None = None,
-                    timeout_s: float = 180) -> UpgradeStep:
+def stop_and_resume(pipeline: Pipeline, client: redis.Redis, job_file: Path | None = None, timeout_s: float = 180) -> UpgradeStep:
     """Stop the running job with a savepoint and start ``job_file`` (default: the same job) from it."""
     settings = pipeline.settings
     assert pipeline.flink_job_id, "the pipeline's job runs on the standalone cluster"

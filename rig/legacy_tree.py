@@ -7,6 +7,7 @@ top-level packages and config into a directory laid out like a checkout, which
 ``flink_cluster.submit(code_dir=...)`` puts on the client's and the Python workers' path
 (``-pypath``: the workers run on this machine, nothing is shipped) in place of the installed package.
 """
+
 from __future__ import annotations
 
 import subprocess

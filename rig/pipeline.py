@@ -8,6 +8,7 @@ run in the embedded mini cluster), the ingestor and the inference service, and
 prints each prediction as it is made. Ctrl-C stops the pipeline processes (the
 stack keeps running; ``stack.py stop`` ends it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -146,8 +147,15 @@ class Pipeline:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}-{self.run_id}.log"
         with log.open("wb") as fh:
-            proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=self.env(), cwd=REPO, start_new_session=True)
+            proc = subprocess.Popen(
+                args,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env(),
+                cwd=REPO,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         return proc
 
@@ -177,10 +185,20 @@ class Pipeline:
         settings = self.settings
         symbol = settings.exchange.symbol
         client = redis.Redis.from_url(settings.redis.url)
-        client.delete(rs.ob_key(symbol), rs.trade_key(symbol, "1s"), rs.trade_key(symbol, "5s"), rs.feat_key(symbol),
-                      rs.feat_history_key(symbol), rs.prediction_stream_key(symbol), rs.gap_stream_key(symbol), rs.late_stream_key(symbol),
-                      rs.dead_letter_stream_key(), rs.reanchor_key(symbol), rs.reanchor_log_key(symbol),
-                      rs.drift_stream_key(symbol))
+        client.delete(
+            rs.ob_key(symbol),
+            rs.trade_key(symbol, "1s"),
+            rs.trade_key(symbol, "5s"),
+            rs.feat_key(symbol),
+            rs.feat_history_key(symbol),
+            rs.prediction_stream_key(symbol),
+            rs.gap_stream_key(symbol),
+            rs.late_stream_key(symbol),
+            rs.dead_letter_stream_key(),
+            rs.reanchor_key(symbol),
+            rs.reanchor_log_key(symbol),
+            rs.drift_stream_key(symbol),
+        )
         client.close()
 
     def wait_for_job(self, timeout_s: float = 180) -> None:
@@ -213,11 +231,24 @@ class Pipeline:
             self.wait_for_job()
         inf = self._spawn("inference", services.command("inference", py))
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
-        sim = self._spawn("simulator", services.command("simulator", py, "--capture", str(self.capture),
-                                                        "--port", str(self.sim_port), "--speed", str(self.speed),
-                                                        "--laps", str(self.laps), "--replay-keys", str(self.replay_keys),
-                                                        *(("--perp-capture", str(self.perp_capture))
-                                                          if self.perp_capture else ())))
+        sim = self._spawn(
+            "simulator",
+            services.command(
+                "simulator",
+                py,
+                "--capture",
+                str(self.capture),
+                "--port",
+                str(self.sim_port),
+                "--speed",
+                str(self.speed),
+                "--laps",
+                str(self.laps),
+                "--replay-keys",
+                str(self.replay_keys),
+                *(("--perp-capture", str(self.perp_capture)) if self.perp_capture else ()),
+            ),
+        )
         wait_http(f"{self.sim_url}/health", 60, sim, self.log_path("simulator"))
         self._spawn("ingestor", services.command("ingestor", py))
         rea = self._spawn("reanchor", services.command("reanchor", py))
@@ -226,17 +257,34 @@ class Pipeline:
         self._spawn("sbe-archiver", services.command("sbe-archiver", py, "--metrics-port", str(self.archiver_port)))
         if self.retrain_every_s:
             every = str(self.retrain_every_s)
-            self._spawn("retrain", services.command("retrain", py, "--every", every, "--first-after", every,
-                                                    "--stream", self.stream, "--metrics-port", str(self.retrain_port)))
+            self._spawn(
+                "retrain",
+                services.command(
+                    "retrain",
+                    py,
+                    "--every",
+                    every,
+                    "--first-after",
+                    every,
+                    "--stream",
+                    self.stream,
+                    "--metrics-port",
+                    str(self.retrain_port),
+                ),
+            )
         stack.register_scrape_targets(self.scrape_ports())
 
     def scrape_ports(self) -> dict[str, int | None]:
-        return {"inference": self.inference_port, "ingestor": self.ingest_metrics_port, "reanchor": self.reanchor_port,
-                "rest-poller": self.poller_port, "sbe-archiver": self.archiver_port,
-                "retrain": self.retrain_port if self.retrain_every_s else None}
+        return {
+            "inference": self.inference_port,
+            "ingestor": self.ingest_metrics_port,
+            "reanchor": self.reanchor_port,
+            "rest-poller": self.poller_port,
+            "sbe-archiver": self.archiver_port,
+            "retrain": self.retrain_port if self.retrain_every_s else None,
+        }
 
-    def start_job(self, from_savepoint: str | None = None, job_file: Path | None = None,
-                  code_dir: Path | None = None) -> None:
+    def start_job(self, from_savepoint: str | None = None, job_file: Path | None = None, code_dir: Path | None = None) -> None:
         """Start the hot-path job (``code_dir``: an earlier commit's code, ``rig.legacy_tree``)."""
         py = sys.executable
         if self.mini_cluster:
@@ -244,8 +292,13 @@ class Pipeline:
             return
         if code_dir is not None:
             job_file = job_file or code_dir / "flink_jobs" / "hot_path_job.py"
-        self.flink_job_id = flink_cluster.submit(self.settings, env=self.env(), from_savepoint=from_savepoint,
-                                                 job_file=job_file or flink_cluster.JOB_FILE, code_dir=code_dir)
+        self.flink_job_id = flink_cluster.submit(
+            self.settings,
+            env=self.env(),
+            from_savepoint=from_savepoint,
+            job_file=job_file or flink_cluster.JOB_FILE,
+            code_dir=code_dir,
+        )
 
     def stop(self) -> None:
         stack.register_scrape_targets(dict.fromkeys(self.scrape_ports()))
@@ -304,8 +357,9 @@ class Pipeline:
         """Every record the run's stream holds now, shard by shard from the start, read independently."""
         kinesis = self._kinesis()
         for shard in kinesis.list_shards(StreamName=self.stream)["Shards"]:
-            it = kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard["ShardId"],
-                                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            it = kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+                "ShardIterator"
+            ]
             while it:
                 resp = kinesis.get_records(ShardIterator=it, Limit=10_000)
                 yield from resp["Records"]
@@ -341,8 +395,12 @@ class Pipeline:
         while True:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.archiver_port}/metrics", timeout=2.0) as resp:
                 text = resp.read().decode()
-            caught_up = {sample.labels["shard"]: sample.value for family in text_string_to_metric_families(text)
-                         if family.name == "sbe_archiver_caught_up_timestamp_seconds" for sample in family.samples}
+            caught_up = {
+                sample.labels["shard"]: sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "sbe_archiver_caught_up_timestamp_seconds"
+                for sample in family.samples
+            }
             if all(caught_up.get(shard, 0.0) >= since for shard in shards):
                 return
             if time.monotonic() > deadline:
@@ -365,8 +423,11 @@ def score_text(acc: dict) -> str:
         return ""
     base = acc["persistence"]["rmse"]
     direction = acc.get("directional_accuracy")
-    text = (f"  [n {acc['scored']}, RMSE x{acc['rmse'] / base:.3f} of persistence"
-            + (f", direction {direction:.0%}" if direction is not None else "") + "]")
+    text = (
+        f"  [n {acc['scored']}, RMSE x{acc['rmse'] / base:.3f} of persistence"
+        + (f", direction {direction:.0%}" if direction is not None else "")
+        + "]"
+    )
     for version, shadow in (acc.get("challengers") or {}).items():
         if shadow.get("rmse") and shadow.get("persistence_rmse"):
             text += f"  [shadow {version}: n {shadow['scored']}, RMSE x{shadow['rmse'] / shadow['persistence_rmse']:.3f}]"
@@ -381,21 +442,27 @@ def contest_text(acc: dict) -> str:
         figures = f"n {v.get('n')}, {v.get('blocks')} blocks of 5 min" if v.get("n") else "nothing scored"
         if v.get("pvalue") is not None:
             figures += f", mean loss difference {v.get('mean_loss_diff')} (95 % interval {v.get('ci')}), p {v.get('pvalue')}"
-        lines.append(f"Contest on {acc.get('market')}: challenger {version} against {acc.get('model_version')}: "
-                     f"{v.get('decision', 'no verdict')} ({figures}).")
+        lines.append(
+            f"Contest on {acc.get('market')}: challenger {version} against {acc.get('model_version')}: "
+            f"{v.get('decision', 'no verdict')} ({figures})."
+        )
     online = acc.get("online_contest") or {}
     tests = [("promote", version, t) for version, t in (online.get("promotion") or {}).items()]
     if online.get("demotion"):
         tests.append(("demote", online.get("champion"), online["demotion"]))
     for action, version, t in tests:
-        lines.append(f"Always-valid test ({action} {version}): e-value {t['e_value']:.2f}, {action}s at "
-                     f"{t['threshold']:.0f} (alpha {t['alpha']}, over its whole life), {t['blocks']} block(s) closed.")
+        lines.append(
+            f"Always-valid test ({action} {version}): e-value {t['e_value']:.2f}, {action}s at "
+            f"{t['threshold']:.0f} (alpha {t['alpha']}, over its whole life), {t['blocks']} block(s) closed."
+        )
     for version, action in (online.get("verdicts") or {}).items():
         lines.append(f"The online contest ruled on {acc.get('market')}: {action} {version}.")
     interval = acc.get("interval") or {}
     if interval.get("n"):
-        lines.append(f"Interval: {interval['coverage']:.1%} of {interval['n']} realized prices inside the stated "
-                     f"{interval['nominal']:.0%} interval ({'recalibrated on this market' if interval.get('recalibrated') else f'sized by the artifact until {MIN_ROWS} rows are realized'}).")
+        lines.append(
+            f"Interval: {interval['coverage']:.1%} of {interval['n']} realized prices inside the stated "
+            f"{interval['nominal']:.0%} interval ({'recalibrated on this market' if interval.get('recalibrated') else f'sized by the artifact until {MIN_ROWS} rows are realized'})."
+        )
     return "\n".join(lines)
 
 
@@ -408,8 +475,11 @@ def show_predictions(p: Pipeline, duration_s: float) -> Counter:
     started = time.monotonic()
     served: Counter = Counter()  # "model" or the fallback reason, for cycles after the first features
     acc: dict = {}
-    print(f"{'wall time (UTC)':20s} {'data time (UTC)':24s} {'price':>12s} {'pred 10s':>12s} {'conf':>5s} "
-          f"{'age ms':>8s} champion  source  | challenger (shadow)  [score so far]", flush=True)
+    print(
+        f"{'wall time (UTC)':20s} {'data time (UTC)':24s} {'price':>12s} {'pred 10s':>12s} {'conf':>5s} "
+        f"{'age ms':>8s} champion  source  | challenger (shadow)  [score so far]",
+        flush=True,
+    )
     while duration_s <= 0 or time.monotonic() - started < duration_s:
         p.check_alive()
         try:
@@ -424,21 +494,35 @@ def show_predictions(p: Pipeline, duration_s: float) -> Counter:
             if pred["feature_time_ms"] or served:
                 served["model" if pred["source"] == "redis" else pred["fallback_reason"]] += 1
             wall = time.strftime("%H:%M:%S", time.gmtime(pred["timestamp"] / 1000))
-            data = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pred["feature_time_ms"] / 1000)) if pred["feature_time_ms"] else "-"
+            data = (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pred["feature_time_ms"] / 1000))
+                if pred["feature_time_ms"]
+                else "-"
+            )
             price = f"{pred['current_price']:.2f}" if pred["current_price"] else "-"
             pred10 = f"{pred['predicted_price_10s']:.2f}" if pred["predicted_price_10s"] else "-"
             age = f"{pred['features_age_ms']:.0f}" if pred["features_age_ms"] is not None else "-"
             source = pred["source"] if pred["source"] != "fallback" else f"fallback ({pred['fallback_reason']})"
-            shadow = " ".join(f"| {c['model_version']} {c['predicted_price_10s']:.2f}" if c["predicted_price_10s"]
-                              else f"| {c['model_version']} -" for c in pred.get("challengers") or [])
-            print(f"{wall:20s} {data:24s} {price:>12s} {pred10:>12s} {pred['confidence']:5.2f} {age:>8s} "
-                  f"{pred['model_version']}  {source} {shadow}{score_text(acc)}", flush=True)
+            shadow = " ".join(
+                f"| {c['model_version']} {c['predicted_price_10s']:.2f}"
+                if c["predicted_price_10s"]
+                else f"| {c['model_version']} -"
+                for c in pred.get("challengers") or []
+            )
+            print(
+                f"{wall:20s} {data:24s} {price:>12s} {pred10:>12s} {pred['confidence']:5.2f} {age:>8s} "
+                f"{pred['model_version']}  {source} {shadow}{score_text(acc)}",
+                flush=True,
+            )
         time.sleep(0.5)
     total = sum(served.values())
     if total:
         others = ", ".join(f"{reason} {n}" for reason, n in served.most_common() if reason != "model") or "none"
-        print(f"\n{total} cycles after the first features: {served['model']} ({served['model'] / total:.0%}) served by "
-              f"the champion, fallbacks: {others}.{score_text(acc)}", flush=True)
+        print(
+            f"\n{total} cycles after the first features: {served['model']} ({served['model'] / total:.0%}) served by "
+            f"the champion, fallbacks: {others}.{score_text(acc)}",
+            flush=True,
+        )
         if contest_text(acc):
             print(contest_text(acc), flush=True)
     return served
@@ -466,9 +550,22 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
             print(f"No production model yet: training one from {data_dir} (log: {log_dir / 'train.log'}) ...", flush=True)
             log_dir.mkdir(parents=True, exist_ok=True)
             with (log_dir / "train.log").open("wb") as fh:
-                subprocess.run([sys.executable, "-m", "btcpred.batch.train", "--data", str(data_dir), "--promote",
-                                "--report-dir", str(REPO / ".local" / "reports" / "training")],
-                               cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "btcpred.batch.train",
+                        "--data",
+                        str(data_dir),
+                        "--promote",
+                        "--report-dir",
+                        str(REPO / ".local" / "reports" / "training"),
+                    ],
+                    cwd=REPO,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                )
             model = registry.production(engine)
             assert model is not None
         return model.model_version
@@ -479,52 +576,86 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
-    parser.add_argument("--perp-capture", type=Path, default=None,
-                        help="a USD-M capture of the same minutes, served as the perpetual's bookTicker stream "
-                             f"(default with the default capture: {DEFAULT_PERP_CAPTURE.name}; 'none' for spot only)")
+    parser.add_argument(
+        "--perp-capture",
+        type=Path,
+        default=None,
+        help="a USD-M capture of the same minutes, served as the perpetual's bookTicker stream "
+        f"(default with the default capture: {DEFAULT_PERP_CAPTURE.name}; 'none' for spot only)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
     parser.add_argument("--mini-cluster", action="store_true", help="embedded mini cluster instead of the local cluster")
     parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 = until Ctrl-C")
-    parser.add_argument("--model", choices=("registry", "persistence"), default="registry",
-                        help="serve the registry's production model (trained first if none) or the persistence baseline")
-    parser.add_argument("--retrain-every", type=float, default=3600.0,
-                        help="the scheduled retraining loop's interval in seconds, first cycle one interval after "
-                             "start (0: do not run it)")
-    parser.add_argument("--retrain", action="store_true",
-                        help="after the replay, run one retraining cycle on what the pipeline archived (batch.retrain) "
-                             "and print the gate's decision")
+    parser.add_argument(
+        "--model",
+        choices=("registry", "persistence"),
+        default="registry",
+        help="serve the registry's production model (trained first if none) or the persistence baseline",
+    )
+    parser.add_argument(
+        "--retrain-every",
+        type=float,
+        default=3600.0,
+        help="the scheduled retraining loop's interval in seconds, first cycle one interval after start (0: do not run it)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="after the replay, run one retraining cycle on what the pipeline archived (batch.retrain) "
+        "and print the gate's decision",
+    )
     args = parser.parse_args(argv)
     if stack.main(["start"] + ([] if args.mini_cluster else ["--with-flink-cluster"])) != 0:
         return 2
     perp = args.perp_capture or (DEFAULT_PERP_CAPTURE if args.capture == DEFAULT_CAPTURE else None)
     api_port = load_settings().inference.port  # 8000: the README's URLs
     if stack.port_open(api_port):
-        print(f"Port {api_port} (inference.port) is taken by {stack.holder(api_port)}: the API and the live view "
-              "take a free port instead, printed below.", flush=True)
+        print(
+            f"Port {api_port} (inference.port) is taken by {stack.holder(api_port)}: the API and the live view "
+            "take a free port instead, printed below.",
+            flush=True,
+        )
         api_port = free_port()
-    p = Pipeline(capture=args.capture, speed=args.speed, mini_cluster=args.mini_cluster, model_source=args.model,
-                 retrain_every_s=args.retrain_every or None, perp_capture=None if str(perp) == "none" else perp,
-                 inference_port=api_port)
+    p = Pipeline(
+        capture=args.capture,
+        speed=args.speed,
+        mini_cluster=args.mini_cluster,
+        model_source=args.model,
+        retrain_every_s=args.retrain_every or None,
+        perp_capture=None if str(perp) == "none" else perp,
+        inference_port=api_port,
+    )
     if args.model == "registry":
         version = ensure_production_model(p.settings, SHARED_DATA, p.log_dir)
         if version.startswith("persistence-"):
-            print(f"Serving {version}: the training gate promotes a model only if it beats persistence on the held-out "
-                  "hour (block bootstrap test, p < 0.05), and none did on the hours of data there are (a Binance.US book), so "
-                  "the registry's production model is persistence: price unchanged, confidence 0.5. "
-                  "See docs/training.md and the gate's rows in ml_experiments.", flush=True)
+            print(
+                f"Serving {version}: the training gate promotes a model only if it beats persistence on the held-out "
+                "hour (block bootstrap test, p < 0.05), and none did on the hours of data there are (a Binance.US book), so "
+                "the registry's production model is persistence: price unchanged, confidence 0.5. "
+                "See docs/training.md and the gate's rows in ml_experiments.",
+                flush=True,
+            )
         else:
             market = p.settings.exchange.market
-            print(f"Production model {version} beat persistence on its held-out hour of the Binance.US book. This "
-                  f"replay is {market}, where it has no gate evidence: persistence is the champion here, and the "
-                  "model runs beside it as a challenger in shadow (its prediction after the '|', scored on the same "
-                  "targets in data time). At the end: the decision the gate's test would take on this market from "
-                  "this run's rows. See docs/training.md.", flush=True)
+            print(
+                f"Production model {version} beat persistence on its held-out hour of the Binance.US book. This "
+                f"replay is {market}, where it has no gate evidence: persistence is the champion here, and the "
+                "model runs beside it as a challenger in shadow (its prediction after the '|', scored on the same "
+                "targets in data time). At the end: the decision the gate's test would take on this market from "
+                "this run's rows. See docs/training.md.",
+                flush=True,
+            )
     try:
         p.start()
-        print(f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})" if not args.mini_cluster
-              else "\nFlink: embedded mini cluster (no web UI; drop --mini-cluster for the local cluster on :8081)")
-        print(f"Live view: {p.inference_url}/   predictions API: {p.inference_url}/predictions/latest   "
-              f"docs: {p.inference_url}/docs")
+        print(
+            f"\nFlink web UI: http://127.0.0.1:8081  (job {p.flink_job_id})"
+            if not args.mini_cluster
+            else "\nFlink: embedded mini cluster (no web UI; drop --mini-cluster for the local cluster on :8081)"
+        )
+        print(
+            f"Live view: {p.inference_url}/   predictions API: {p.inference_url}/predictions/latest   "
+            f"docs: {p.inference_url}/docs"
+        )
         print(f"Simulator: {p.sim_url}/sim/status   logs: {p.log_dir}\n", flush=True)
         show_predictions(p, args.duration)
     except KeyboardInterrupt:
@@ -539,21 +670,43 @@ def main(argv: list[str] | None = None) -> int:
 def retrain_from_archive(p: Pipeline) -> dict:
     """The learning loop on this run's own archive: bronze/sbe -> feature store -> candidates -> gate."""
     log_dir = p.log_dir
-    print("\nRetraining from what this run archived (python -m btcpred.batch.retrain --through-now; "
-          f"log: {log_dir / 'retrain.log'}) ...", flush=True)
+    print(
+        "\nRetraining from what this run archived (python -m btcpred.batch.retrain --through-now; "
+        f"log: {log_dir / 'retrain.log'}) ...",
+        flush=True,
+    )
     with (log_dir / "retrain.log").open("wb") as fh:
-        done = subprocess.run([sys.executable, "-m", "btcpred.batch.retrain", "--through-now", "--stream", p.stream,
-                               "--report-dir", str(REPO / ".local" / "reports" / "retrain")],
-                              cwd=REPO, env=p.env(), stdout=subprocess.PIPE, stderr=fh)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "btcpred.batch.retrain",
+                "--through-now",
+                "--stream",
+                p.stream,
+                "--report-dir",
+                str(REPO / ".local" / "reports" / "retrain"),
+            ],
+            cwd=REPO,
+            env=p.env(),
+            stdout=subprocess.PIPE,
+            stderr=fh,
+        )
     if done.returncode != 0:
         print(f"retraining failed (exit {done.returncode}); see {log_dir / 'retrain.log'}", flush=True)
         return {}
     outcome = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    print(f"archive: {outcome['archive_hours']} hour(s), {outcome['archive_rows']} feature rows built; "
-          f"outcome: {outcome['outcome']}", flush=True)
+    print(
+        f"archive: {outcome['archive_hours']} hour(s), {outcome['archive_rows']} feature rows built; "
+        f"outcome: {outcome['outcome']}",
+        flush=True,
+    )
     if outcome["outcome"] == "not_enough_data":
-        print(f"  {outcome['detail']}. A split needs train, validation and test hours: in production the loop "
-              "runs hourly on what the system archives (batch.retrain --every 3600).", flush=True)
+        print(
+            f"  {outcome['detail']}. A split needs train, validation and test hours: in production the loop "
+            "runs hourly on what the system archives (batch.retrain --every 3600).",
+            flush=True,
+        )
     for g in outcome.get("gate", []):
         print(f"  gate: {g['challenger']} {'promoted' if g['promote'] else 'not promoted'}: {g['reason']}", flush=True)
     if outcome.get("production"):

@@ -8,6 +8,7 @@ loopback, for the cluster tests (tests/integration/test_redis_cluster.py) and fo
 trying the stack against a cluster (``BTCPRED_REDIS__CLUSTER=true``,
 ``BTCPRED_REDIS__PORT=7100``). A short node timeout makes failovers take ~2 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,14 +55,53 @@ class LocalRedisCluster:
             node = self.directory / str(port)
             shutil.rmtree(node, ignore_errors=True)
             node.mkdir(parents=True)
-            subprocess.run([binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                            "--cluster-config-file", str(node / "nodes.conf"), "--cluster-node-timeout", str(self.node_timeout_ms),
-                            "--dir", str(node), "--save", "", "--appendonly", "no", "--daemonize", "yes",
-                            "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
-                            "--pidfile", str(node / "redis.pid"), "--logfile", str(node / "redis.log")], check=True)
+            subprocess.run(
+                [
+                    binary,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    str(self.node_timeout_ms),
+                    "--dir",
+                    str(node),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "yes",
+                    "--repl-diskless-sync",
+                    "yes",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--pidfile",
+                    str(node / "redis.pid"),
+                    "--logfile",
+                    str(node / "redis.log"),
+                ],
+                check=True,
+            )
         self._wait(lambda: all(self.cli(p, "ping", check=False).strip() == "PONG" for p in self.ports), "nodes up")
-        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         self._wait(self.healthy, "cluster_state:ok on every node, each master with a replica")
 
     def healthy(self) -> bool:
@@ -72,8 +112,11 @@ class LocalRedisCluster:
         if list(roles.values()).count("master") != self.masters or list(roles.values()).count("slave") != len(up) - self.masters:
             return False
         # a replica that never finished its first sync refuses to take over ("unable to failover")
-        return all("master_link_status:up" in self.cli(p, "info", "replication", check=False)
-                   for p, role in roles.items() if role == "slave")
+        return all(
+            "master_link_status:up" in self.cli(p, "info", "replication", check=False)
+            for p, role in roles.items()
+            if role == "slave"
+        )
 
     def roles(self) -> dict[int, str]:
         """port -> master/slave of the nodes that are up, as the cluster sees them."""

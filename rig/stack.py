@@ -15,6 +15,7 @@ alert rules of deploy/prometheus/rules). Redis runs with ACL users per service r
 Starting is idempotent: a service already answering on its
 port is left alone; a port held by something else is a clear error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,15 @@ def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None, user: st
     if user and os.geteuid() == 0:
         cmd = ["runuser", "-u", user, "--", *cmd]
     with log.open("ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True, cwd=REPO)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            cwd=REPO,
+        )
     pidfile.write_text(str(proc.pid))
     _DETACHED.append(proc)  # a service outlives this call (and this process); keep the handle, not a warning
     return log
@@ -149,8 +157,10 @@ class Service:
         return self.healthy() and (self.pidname is None or owned(self.pidname, self.port))
 
     def refusal(self) -> StackError:
-        return StackError(f"{self.name}: port {self.port} is held by {holder(self.port)}, not by this checkout's stack; "
-                          f"stop it, or move {self.setting} in btcpred/config/local.yaml")
+        return StackError(
+            f"{self.name}: port {self.port} is held by {holder(self.port)}, not by this checkout's stack; "
+            f"stop it, or move {self.setting} in btcpred/config/local.yaml"
+        )
 
     def ensure_started(self, timeout_s: float = 30) -> str:
         if self.running():
@@ -201,8 +211,26 @@ def redis_service(s: Settings) -> Service:
         acl = data / "users.acl"  # the admin and one least-privilege user per role, passwords from .local/secrets
         acl.write_text(redis_acl.acl_file_text(s.redis))
         acl.chmod(0o600)
-        return spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                               "--save", "", "--appendonly", "no", "--daemonize", "no", "--aclfile", str(acl)])
+        return spawn(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--aclfile",
+                str(acl),
+            ],
+        )
 
     def stop() -> None:
         kill_pidfile("redis")
@@ -215,8 +243,10 @@ def postgres_service(s: Settings) -> Service:
     data = STATE / "postgres"
 
     def healthy() -> bool:
-        return subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg.port)],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg.port)], capture_output=True).returncode
+            == 0
+        )
 
     def start() -> Path:
         if not (PG_BIN / "initdb").exists():
@@ -227,16 +257,38 @@ def postgres_service(s: Settings) -> Service:
             if user:
                 shutil.chown(data, user, user)
             # TCP logins need a password (scram); only the stack, on the Unix socket, is trusted (as the superuser)
-            cmd = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust",
-                   "--auth-host=scram-sha-256", "-E", "UTF8"]
+            cmd = [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+            ]
             run_as = ["runuser", "-u", user, "--", *cmd] if user else cmd
             subprocess.run(run_as, check=True, capture_output=True)
         sock_dir = STATE / "pgsock"
         sock_dir.mkdir(exist_ok=True)
         if user:
             shutil.chown(sock_dir, user, user)
-        log = spawn("postgres", [str(PG_BIN / "postgres"), "-D", str(data), "-p", str(pg.port),
-                                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sock_dir}"], user=user)
+        log = spawn(
+            "postgres",
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(pg.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={sock_dir}",
+            ],
+            user=user,
+        )
         wait_for("postgres", healthy, 30, log)
         _ensure_database(pg, sock_dir)
         return log
@@ -258,13 +310,17 @@ def _ensure_database(pg, sock_dir: Path) -> None:
     stdin, never on a command line.
     """
     psql = ["psql", "-h", str(sock_dir), "-p", str(pg.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qtA"]
-    logins = [(pg.user, pg.password.get_secret_value())] + [(pg.role_name(r), pw.get_secret_value()) for r, pw in pg.roles.items()]
+    logins = [(pg.user, pg.password.get_secret_value())] + [
+        (pg.role_name(r), pw.get_secret_value()) for r, pw in pg.roles.items()
+    ]
     sql = []
     for name, password in logins:
         sql.append(f"SELECT 'CREATE ROLE {name}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') \\gexec")
         sql.append(f"ALTER ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {_sql_literal(password)};")
-    sql.append(f"SELECT 'CREATE DATABASE {pg.database} OWNER {pg.user}' WHERE NOT EXISTS "
-               f"(SELECT FROM pg_database WHERE datname = '{pg.database}') \\gexec")
+    sql.append(
+        f"SELECT 'CREATE DATABASE {pg.database} OWNER {pg.user}' WHERE NOT EXISTS "
+        f"(SELECT FROM pg_database WHERE datname = '{pg.database}') \\gexec"
+    )
     sql.append(f"REVOKE ALL ON DATABASE {pg.database} FROM PUBLIC;")
     for name, _ in logins:
         sql.append(f"GRANT CONNECT, TEMPORARY ON DATABASE {pg.database} TO {name};")  # the loader stages COPYs in temp tables
@@ -282,9 +338,12 @@ def _endpoint_port(endpoint: str | None, what: str) -> int:
 def _kinesis_answers(port: int) -> bool:
     # kinesalite answers any POST; a 400 with an AWS error body means it is up
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"{}", method="POST",
-                                     headers={"X-Amz-Target": "Kinesis_20131202.ListStreams",
-                                              "Content-Type": "application/x-amz-json-1.1"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/",
+            data=b"{}",
+            method="POST",
+            headers={"X-Amz-Target": "Kinesis_20131202.ListStreams", "Content-Type": "application/x-amz-json-1.1"},
+        )
         urllib.request.urlopen(req, timeout=1)
         return True
     except urllib.error.HTTPError:
@@ -308,12 +367,35 @@ def kinesis_service(s: Settings) -> Service:
             raise StackError("node not found: Node.js is a prerequisite (kinesalite runs on it)")
         if not KINESALITE.exists():
             raise StackError(f"{KINESALITE} missing: run scripts/setup.sh (npm ci in rig/kinesalite)")
-        return spawn("kinesalite", [node, str(KINESALITE_RUNNER), "--port", str(backend), "--host", "127.0.0.1",
-                                    "--shardLimit", "1000", "--createStreamMs", "50", "--deleteStreamMs", "50",
-                                    "--updateStreamMs", "50"])
+        return spawn(
+            "kinesalite",
+            [
+                node,
+                str(KINESALITE_RUNNER),
+                "--port",
+                str(backend),
+                "--host",
+                "127.0.0.1",
+                "--shardLimit",
+                "1000",
+                "--createStreamMs",
+                "50",
+                "--deleteStreamMs",
+                "50",
+                "--updateStreamMs",
+                "50",
+            ],
+        )
 
-    return Service("kinesis (kinesalite)", backend, lambda: _kinesis_answers(backend), start,
-                   lambda: kill_pidfile("kinesalite"), "kinesalite", "kinesis.endpoint (its port + 1)")
+    return Service(
+        "kinesis (kinesalite)",
+        backend,
+        lambda: _kinesis_answers(backend),
+        start,
+        lambda: kill_pidfile("kinesalite"),
+        "kinesalite",
+        "kinesis.endpoint (its port + 1)",
+    )
 
 
 def kinesis_proxy_service(s: Settings) -> Service:
@@ -321,11 +403,20 @@ def kinesis_proxy_service(s: Settings) -> Service:
     front, backend, control = kinesis_ports(s)
 
     def start() -> Path:
-        return spawn("kinesis-proxy", [sys.executable, "-m", "rig.tcp_proxy",
-                                       "--listen", str(front), "--target", str(backend), "--control", str(control)])
+        return spawn(
+            "kinesis-proxy",
+            [sys.executable, "-m", "rig.tcp_proxy", "--listen", str(front), "--target", str(backend), "--control", str(control)],
+        )
 
-    return Service("kinesis endpoint (proxy)", front, lambda: _kinesis_answers(front), start,
-                   lambda: kill_pidfile("kinesis-proxy"), "kinesis-proxy", "kinesis.endpoint")
+    return Service(
+        "kinesis endpoint (proxy)",
+        front,
+        lambda: _kinesis_answers(front),
+        start,
+        lambda: kill_pidfile("kinesis-proxy"),
+        "kinesis-proxy",
+        "kinesis.endpoint",
+    )
 
 
 def s3_service(s: Settings) -> Service:
@@ -337,8 +428,15 @@ def s3_service(s: Settings) -> Service:
             raise StackError("moto_server missing: run scripts/setup.sh (pip install moto[server])")
         return spawn("moto", [str(moto), "-H", "127.0.0.1", "-p", str(port)])
 
-    return Service("s3 (moto)", port, lambda: http_ok(f"http://127.0.0.1:{port}/moto-api/"), start,
-                   lambda: kill_pidfile("moto"), "moto", "s3.endpoint")
+    return Service(
+        "s3 (moto)",
+        port,
+        lambda: http_ok(f"http://127.0.0.1:{port}/moto-api/"),
+        start,
+        lambda: kill_pidfile("moto"),
+        "moto",
+        "s3.endpoint",
+    )
 
 
 def flink_lib_dir() -> Path:
@@ -379,8 +477,9 @@ def flink_env(settings: Settings | None = None) -> dict[str, str]:
 def flink_service(settings: Settings) -> Service:
     def start() -> Path | None:
         env = {**os.environ, **flink_env(settings)}
-        subprocess.run(["bash", str(flink_home() / "bin" / "start-cluster.sh")], env=env, check=True,
-                       capture_output=True, cwd=REPO)
+        subprocess.run(
+            ["bash", str(flink_home() / "bin" / "start-cluster.sh")], env=env, check=True, capture_output=True, cwd=REPO
+        )
         return None
 
     def stop() -> None:
@@ -411,11 +510,16 @@ def prometheus_scrape_config(s: Settings) -> dict:
     ``register_scrape_targets`` writes; the Flink reporter's port range is fixed.
     """
     low, high = (int(p) for p in s.flink.metrics_reporter_ports.split("-"))
-    jobs = [{"job_name": job, "file_sd_configs": [{"files": [str(PROMETHEUS_TARGETS / f"{job}.json")], "refresh_interval": "5s"}]}
-            for job in SCRAPE_JOBS]
+    jobs = [
+        {"job_name": job, "file_sd_configs": [{"files": [str(PROMETHEUS_TARGETS / f"{job}.json")], "refresh_interval": "5s"}]}
+        for job in SCRAPE_JOBS
+    ]
     jobs.append({"job_name": "flink", "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in range(low, high + 1)]}]})
     return {
-        "global": {"scrape_interval": f"{s.prometheus.scrape_interval_s}s", "evaluation_interval": f"{s.prometheus.scrape_interval_s}s"},
+        "global": {
+            "scrape_interval": f"{s.prometheus.scrape_interval_s}s",
+            "evaluation_interval": f"{s.prometheus.scrape_interval_s}s",
+        },
         "rule_files": [str(PROMETHEUS_RULES / "*.yml")],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{s.prometheus.alertmanager_port}"]}]}]},
         "scrape_configs": jobs,
@@ -446,11 +550,26 @@ def alertmanager_service(s: Settings) -> Service:
         binary, data = _binary_and_data("prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
         conf = data / "alertmanager.yml"
         conf.write_text(yaml.safe_dump(alertmanager_config(s), sort_keys=False))
-        return spawn("alertmanager", [binary, f"--config.file={conf}", f"--storage.path={data}",
-                                      f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="])
+        return spawn(
+            "alertmanager",
+            [
+                binary,
+                f"--config.file={conf}",
+                f"--storage.path={data}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+        )
 
-    return Service("alertmanager (http://127.0.0.1:%d)" % port, port, lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
-                   start, lambda: kill_pidfile("alertmanager"), "alertmanager", "prometheus.alertmanager_port")
+    return Service(
+        "alertmanager (http://127.0.0.1:%d)" % port,
+        port,
+        lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
+        start,
+        lambda: kill_pidfile("alertmanager"),
+        "alertmanager",
+        "prometheus.alertmanager_port",
+    )
 
 
 def alert_sink_service(s: Settings) -> Service:
@@ -459,8 +578,15 @@ def alert_sink_service(s: Settings) -> Service:
     def start() -> Path:
         return spawn("alert-sink", [sys.executable, "-m", "deploy.alert_sink", "--port", str(port), "--log", str(ALERTS_LOG)])
 
-    return Service(f"alert sink ({ALERTS_LOG.relative_to(REPO)})", port, lambda: http_ok(f"http://127.0.0.1:{port}/health"),
-                   start, lambda: kill_pidfile("alert-sink"), "alert-sink", "prometheus.alert_sink_port")
+    return Service(
+        f"alert sink ({ALERTS_LOG.relative_to(REPO)})",
+        port,
+        lambda: http_ok(f"http://127.0.0.1:{port}/health"),
+        start,
+        lambda: kill_pidfile("alert-sink"),
+        "alert-sink",
+        "prometheus.alert_sink_port",
+    )
 
 
 def register_scrape_targets(ports: dict[str, int | None]) -> None:
@@ -485,12 +611,27 @@ def prometheus_service(s: Settings) -> Service:
             if not (PROMETHEUS_TARGETS / f"{job}.json").exists():
                 register_scrape_targets({job: None})
         conf.write_text(yaml.safe_dump(prometheus_scrape_config(s), sort_keys=False))
-        return spawn("prometheus", [binary, f"--config.file={conf}", f"--storage.tsdb.path={data / 'tsdb'}",
-                                    f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=2d",
-                                    "--web.enable-lifecycle"])
+        return spawn(
+            "prometheus",
+            [
+                binary,
+                f"--config.file={conf}",
+                f"--storage.tsdb.path={data / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=2d",
+                "--web.enable-lifecycle",
+            ],
+        )
 
-    return Service("prometheus (http://127.0.0.1:%d)" % port, port, lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
-                   start, lambda: kill_pidfile("prometheus"), "prometheus", "prometheus.port")
+    return Service(
+        "prometheus (http://127.0.0.1:%d)" % port,
+        port,
+        lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"),
+        start,
+        lambda: kill_pidfile("prometheus"),
+        "prometheus",
+        "prometheus.port",
+    )
 
 
 def check_prerequisites() -> None:
@@ -503,9 +644,16 @@ def check_prerequisites() -> None:
 
 
 def services(settings: Settings, with_flink: bool) -> list[Service]:
-    found = [redis_service(settings), postgres_service(settings), kinesis_service(settings),
-             kinesis_proxy_service(settings), s3_service(settings), alert_sink_service(settings),
-             alertmanager_service(settings), prometheus_service(settings)]
+    found = [
+        redis_service(settings),
+        postgres_service(settings),
+        kinesis_service(settings),
+        kinesis_proxy_service(settings),
+        s3_service(settings),
+        alert_sink_service(settings),
+        alertmanager_service(settings),
+        prometheus_service(settings),
+    ]
     if with_flink:
         found.append(flink_service(settings))
     return found

@@ -8,6 +8,7 @@ control port: open connections are reset and new ones refused) without
 restarting the in-memory emulator, which would lose its streams. Clients see
 what they see when a real endpoint is unreachable.
 """
+
 from __future__ import annotations
 
 import argparse

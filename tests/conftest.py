@@ -70,10 +70,12 @@ def isolated_settings(local_stack, tmp_path):
     conninfo = f"host={pg.host} port={pg.port} dbname={pg.database} user={pg.user} password={pg.password.get_secret_value()}"
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {name}")
-    settings = local_stack.model_copy(update={
-        "postgres": pg.model_copy(update={"schema_name": name}),
-        "s3": local_stack.s3.model_copy(update={"bucket": name.replace("_", "-")}),
-    })
+    settings = local_stack.model_copy(
+        update={
+            "postgres": pg.model_copy(update={"schema_name": name}),
+            "s3": local_stack.s3.model_copy(update={"bucket": name.replace("_", "-")}),
+        }
+    )
     yield settings
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {name} CASCADE")

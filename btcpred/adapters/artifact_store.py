@@ -1,4 +1,5 @@
 """Model artifacts in the lake (``gold/model_artifacts/{version}/``) or a local directory."""
+
 from __future__ import annotations
 
 from pathlib import Path

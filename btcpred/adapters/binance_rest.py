@@ -8,6 +8,7 @@ accounting (synchronised from ``X-MBX-USED-WEIGHT-1M``), waits out ``Retry-After
 on 429, stops all requests until a 418 ban ends, and retries transport errors
 and 5xx with full-jitter exponential back-off (tenacity).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,8 +94,15 @@ class WeightBudget:
 
 
 class BinanceRest:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, weight_budget_per_minute: int = 3000,
-                 max_attempts: int = 6, deadline_s: float = 60.0, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        weight_budget_per_minute: int = 3000,
+        max_attempts: int = 6,
+        deadline_s: float = 60.0,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.budget = WeightBudget(weight_budget_per_minute)
@@ -121,12 +129,14 @@ class BinanceRest:
                     raise RestBanned(self.banned_until)
                 if resp.status == 429:
                     REST_REQUESTS.labels(endpoint, "throttled").inc()
-                    raise RetryableError("429 too many requests", min(retry_after, self.deadline_s)
-                                         if retry_after is not None else None)
+                    raise RetryableError(
+                        "429 too many requests", min(retry_after, self.deadline_s) if retry_after is not None else None
+                    )
                 if resp.status >= 500:
                     REST_REQUESTS.labels(endpoint, "server_error").inc()
-                    raise RetryableError(f"{resp.status} from the exchange", min(retry_after, self.deadline_s)
-                                         if retry_after is not None else None)
+                    raise RetryableError(
+                        f"{resp.status} from the exchange", min(retry_after, self.deadline_s) if retry_after is not None else None
+                    )
                 resp.raise_for_status()  # other 4xx: our request is wrong, retrying will not help
                 body = await resp.json()
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
@@ -137,13 +147,18 @@ class BinanceRest:
 
     async def get(self, path: str, params: dict[str, str], weight: int) -> object:
         """One logical request: retried on 429/5xx/transport errors, never past a ban or the deadline."""
+
         def wait(state) -> float:
             exc = state.outcome.exception()
             jitter = wait_random_exponential(multiplier=0.2, max=10)(state)
             return max(exc.retry_after_s or 0.0, jitter) if isinstance(exc, RetryableError) else jitter
 
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(RetryableError), wait=wait, reraise=True,
-                                           stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.deadline_s)):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(RetryableError),
+            wait=wait,
+            reraise=True,
+            stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.deadline_s),
+        ):
             with attempt:
                 return await self._attempt(path, params, weight)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -2,6 +2,7 @@
 frames in stream order per shard, as the job consumed them (bronze ``sbe/``, written by
 ``btcpred/reliability/sbe_archiver.py``; keys from ``btcpred/udfs/lake_layout.py``). The backfill job and the
 archive's feature builder (``btcpred/batch/archive.py``) both read it here."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,8 +32,14 @@ def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us
                 continue
             t = lake.get_table(key).to_pydict()
             for shard, seq, idx, receipt, source, template, frame in zip(
-                    t["shard_id"], t["sequence_number"], t["frame_index"], t["receipt_time_us"],
-                    t["source"], t["template_id"], t["frame"]):
+                t["shard_id"],
+                t["sequence_number"],
+                t["frame_index"],
+                t["receipt_time_us"],
+                t["source"],
+                t["template_id"],
+                t["frame"],
+            ):
                 frames[(shard, int(seq))].append((idx, receipt, source, template, frame))
     records = []
     for (_, _), rows in sorted(frames.items()):
@@ -42,6 +49,9 @@ def archived_records(lake: Lake, stream: str, symbol: str, start_us: int, end_us
         if rows[0][3] == -1:  # kept whole: not an envelope; the job dead-letters it again
             records.append(rows[0][4].decode("ascii", errors="replace"))
             continue
-        records.append(envelope.batch_to_text([envelope.Envelope(envelope.Source(src), receipt, frame)
-                                               for _, receipt, src, _, frame in rows]))
+        records.append(
+            envelope.batch_to_text(
+                [envelope.Envelope(envelope.Source(src), receipt, frame) for _, receipt, src, _, frame in rows]
+            )
+        )
     return records

@@ -6,6 +6,7 @@ batch is in flight at a time so records of one partition key keep their order
 except when a partial failure forces a resend; the job's sequence checks catch
 that as a gap rather than silently mis-applying a diff.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,9 +44,16 @@ class PutFailed(RuntimeError):
 
 
 class KinesisWriter:
-    def __init__(self, client, stream: str, max_attempts: int = 8, base_delay_s: float = 0.05,
-                 max_delay_s: float = 2.0, sleep: Callable[[float], None] = time.sleep,
-                 min_retry_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        client,
+        stream: str,
+        max_attempts: int = 8,
+        base_delay_s: float = 0.05,
+        max_delay_s: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        min_retry_s: float = 0.0,
+    ) -> None:
         """Gives up on a batch after ``max_attempts`` *and* at least ``min_retry_s`` of back-off.
 
         Full-jitter back-off makes the time ``max_attempts`` alone covers random (8 attempts
@@ -81,8 +89,13 @@ class KinesisWriter:
 
     def _put_batch(self, batch: list[Record]) -> None:
         pending = batch
-        retrying = Retrying(stop=self._stop, wait=wait_random_exponential(multiplier=self.base_delay_s, max=self.max_delay_s),
-                            retry=retry_if_exception_type(_NotAccepted), sleep=self.sleep, reraise=True)
+        retrying = Retrying(
+            stop=self._stop,
+            wait=wait_random_exponential(multiplier=self.base_delay_s, max=self.max_delay_s),
+            retry=retry_if_exception_type(_NotAccepted),
+            sleep=self.sleep,
+            reraise=True,
+        )
         try:
             for attempt in retrying:
                 with attempt:

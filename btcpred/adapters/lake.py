@@ -1,5 +1,6 @@
 """The data lake on S3 (or the local S3 emulator): bucket and parquet I/O. Every key it is
 given comes from ``btcpred/udfs/lake_layout.py``, the layout's one owner."""
+
 from __future__ import annotations
 
 import io
@@ -78,8 +79,10 @@ class Lake:
         try:
             return self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **condition)["ETag"]
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") \
-                    or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ) or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
                 return None
             raise
 
@@ -122,4 +125,4 @@ class Lake:
         prefix = f"s3://{self.bucket}/"
         if not uri.startswith(prefix):
             raise ValueError(f"{uri} is not in bucket {self.bucket}")
-        return uri[len(prefix):]
+        return uri[len(prefix) :]

@@ -5,6 +5,7 @@ Status moves staging -> production -> archived. Promotion is one transaction
 unique index guarantees at most one production model, so the inference service
 never has two to choose from.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,23 +35,47 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def log_experiment(engine: sa.Engine, experiment_id: str, model_kind: str, model_version: str | None,
-                   hyperparameters: dict, feature_names: list[str], data_ranges: dict, metrics: dict) -> None:
-    row = dict(experiment_id=experiment_id, model_kind=model_kind, model_version=model_version,
-               hyperparameters=hyperparameters, feature_names=feature_names, data_ranges=data_ranges,
-               metrics=metrics, created_at=_now())
+def log_experiment(
+    engine: sa.Engine,
+    experiment_id: str,
+    model_kind: str,
+    model_version: str | None,
+    hyperparameters: dict,
+    feature_names: list[str],
+    data_ranges: dict,
+    metrics: dict,
+) -> None:
+    row = dict(
+        experiment_id=experiment_id,
+        model_kind=model_kind,
+        model_version=model_version,
+        hyperparameters=hyperparameters,
+        feature_names=feature_names,
+        data_ranges=data_ranges,
+        metrics=metrics,
+        created_at=_now(),
+    )
     stmt = insert(ml_experiments).values(**row)
-    stmt = stmt.on_conflict_do_update(index_elements=["experiment_id"],
-                                      set_={k: stmt.excluded[k] for k in row if k != "experiment_id"})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["experiment_id"], set_={k: stmt.excluded[k] for k in row if k != "experiment_id"}
+    )
     with engine.begin() as conn:
         conn.execute(stmt)
 
 
 def register(engine: sa.Engine, meta: ModelMetadata, artifact_uri: str, experiment_id: str | None) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.insert(model_registry).values(
-            model_version=meta.model_version, artifact_uri=artifact_uri, checksum_sha256=meta.sha256,
-            feature_names=meta.feature_names, status="staging", experiment_id=experiment_id, created_at=_now()))
+        conn.execute(
+            sa.insert(model_registry).values(
+                model_version=meta.model_version,
+                artifact_uri=artifact_uri,
+                checksum_sha256=meta.sha256,
+                feature_names=meta.feature_names,
+                status="staging",
+                experiment_id=experiment_id,
+                created_at=_now(),
+            )
+        )
 
 
 def promote(engine: sa.Engine, model_version: str) -> str | None:
@@ -65,10 +90,12 @@ def promote(engine: sa.Engine, model_version: str) -> str | None:
             return None
         now = _now()
         if current is not None:
-            conn.execute(sa.update(model_registry).where(t.model_version == current)
-                         .values(status="archived", archived_at=now))
-        conn.execute(sa.update(model_registry).where(t.model_version == model_version)
-                     .values(status="production", promoted_at=now, archived_at=None))
+            conn.execute(sa.update(model_registry).where(t.model_version == current).values(status="archived", archived_at=now))
+        conn.execute(
+            sa.update(model_registry)
+            .where(t.model_version == model_version)
+            .values(status="production", promoted_at=now, archived_at=None)
+        )
     return current
 
 
@@ -89,8 +116,7 @@ def challengers(engine: sa.Engine, limit: int = 3) -> list[RegisteredModel]:
     challenger (it is scored beside everything anyway)."""
     t = model_registry.c
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(model_registry).where(t.status == "staging")
-                            .order_by(t.created_at.desc()).limit(50)).all()
+        rows = conn.execute(sa.select(model_registry).where(t.status == "staging").order_by(t.created_at.desc()).limit(50)).all()
     newest: dict[str, RegisteredModel] = {}
     for row in rows:
         kind = row.model_version.split("-")[0]
@@ -129,11 +155,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         t = model_registry.c
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(t.model_version, t.status, t.created_at, t.promoted_at, t.artifact_uri)
-                                .order_by(t.created_at.desc())).all()
+            rows = conn.execute(
+                sa.select(t.model_version, t.status, t.created_at, t.promoted_at, t.artifact_uri).order_by(t.created_at.desc())
+            ).all()
         for row in rows:
-            print(f"{row.model_version:45s} {row.status:10s} created {row.created_at:%Y-%m-%d %H:%M:%S} "
-                  f"promoted {row.promoted_at or '-'}  {row.artifact_uri}")
+            print(
+                f"{row.model_version:45s} {row.status:10s} created {row.created_at:%Y-%m-%d %H:%M:%S} "
+                f"promoted {row.promoted_at or '-'}  {row.artifact_uri}"
+            )
         return 0
     except RegistryError as exc:
         print(f"error: {exc}")

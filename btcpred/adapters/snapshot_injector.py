@@ -5,6 +5,7 @@ partition key as the diffs, so the Flink job sees it in stream order and
 re-synchronises its book by the documented rules with no race. This runs
 beside the hot path (its own task or process), never in its await chain.
 """
+
 from __future__ import annotations
 
 import time

@@ -21,6 +21,7 @@ counts as built once its rows are in the feature store (a ``.loaded.json`` marke
 silver, written after the load commits): a build a PostgreSQL outage interrupted is picked up
 again by the next run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,8 +118,10 @@ def build_hour(lake: Lake, engine: sa.Engine | None, stream: str, symbol: str, v
     if engine is not None:
         if rows:
             load_features(engine, table)  # raises on a PostgreSQL outage: no marker, the next run builds it again
-        lake.put_bytes(layout.archive_loaded_key(symbol, stream, hour_us), json.dumps(
-            {"rows": len(rows), "loaded_at": datetime.now(timezone.utc).isoformat()}).encode())
+        lake.put_bytes(
+            layout.archive_loaded_key(symbol, stream, hour_us),
+            json.dumps({"rows": len(rows), "loaded_at": datetime.now(timezone.utc).isoformat()}).encode(),
+        )
     return HourBuilt(hour_us, key, len(rows), sum(1 for r in rows if r.trainable))
 
 
@@ -132,8 +135,16 @@ def _built(lake: Lake, symbol: str, stream: str, hour_us: int, loading: bool) ->
     return not loading or lake.exists(layout.archive_loaded_key(symbol, stream, hour_us))
 
 
-def build(s3: S3Config, engine: sa.Engine | None, stream: str, symbol: str, venue: str,
-          through_now: bool = False, rebuild: bool = False, now_us: int | None = None) -> list[HourBuilt]:
+def build(
+    s3: S3Config,
+    engine: sa.Engine | None,
+    stream: str,
+    symbol: str,
+    venue: str,
+    through_now: bool = False,
+    rebuild: bool = False,
+    now_us: int | None = None,
+) -> list[HourBuilt]:
     """Every archive hour of the lake not built yet (complete hours only, unless ``through_now``), oldest first."""
     lake = Lake(s3)
     lake.ensure_bucket()  # a fresh deployment: no archive yet is no hours, not an error
@@ -168,12 +179,27 @@ def main(argv: list[str] | None = None) -> int:
     migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres, "loader")
     try:
-        built = build(settings.s3, engine, args.stream or settings.kinesis.stream, args.symbol or settings.exchange.symbol,
-                      args.venue, args.through_now, args.rebuild)
+        built = build(
+            settings.s3,
+            engine,
+            args.stream or settings.kinesis.stream,
+            args.symbol or settings.exchange.symbol,
+            args.venue,
+            args.through_now,
+            args.rebuild,
+        )
     finally:
         engine.dispose()
-    print(json.dumps({"hours": len(built), "rows": sum(b.rows for b in built),
-                      "trainable": sum(b.trainable for b in built), "keys": [b.key for b in built]}))
+    print(
+        json.dumps(
+            {
+                "hours": len(built),
+                "rows": sum(b.rows for b in built),
+                "trainable": sum(b.trainable for b in built),
+                "keys": [b.key for b in built],
+            }
+        )
+    )
     return 0
 
 

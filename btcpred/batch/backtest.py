@@ -22,6 +22,7 @@ fitted and chosen strictly before its data (the 10 s purge and 5 s embargo of ``
 included), in time order. No registry, no feature store, no artifact is written: it reads the
 recordings under DIR through the same feature code and replays the loop's decisions in memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,9 @@ class Served:
         inside = self.guard.trusted_rows(data.columns(self.candidate.features))
         scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
         fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
-        hits, _ = recalibration.replay(data.ts_ms, data.venue, data.y, pred, scale, fallback_q, np.full(len(data), 0.5),
-                                       spec.coverage, HORIZON_US // 1000)
+        hits, _ = recalibration.replay(
+            data.ts_ms, data.venue, data.y, pred, scale, fallback_q, np.full(len(data), 0.5), spec.coverage, HORIZON_US // 1000
+        )
         return hits
 
     def predict(self, data: FeatureSet) -> np.ndarray:
@@ -116,15 +118,23 @@ def loop_decision(history: FeatureSet, serving: Served, hour_ms: int, candidates
     stamp = datetime.fromtimestamp(hour_ms / 1000, timezone.utc).strftime("%Y%m%dT%H")
     fitted = {kind: search(kind, features, grid, data, split, None, stamp, {}) for kind, features, grid in candidates}
     val = data.take(split.val)
-    val_mse = {kind: c.val_mse for kind, c in fitted.items()} | {PERSISTENCE: float(np.mean(val.y ** 2))}
+    val_mse = {kind: c.val_mse for kind, c in fitted.items()} | {PERSISTENCE: float(np.mean(val.y**2))}
     pick = min(val_mse, key=val_mse.get)
     test = data.take(split.test)
     champion = (serving.version, serving.predict(test)) if serving is not PERSISTENCE_SERVED else None
     until = int(data.ts_ms.max())
     if pick == PERSISTENCE:
         challenger = Served(f"{PERSISTENCE}@{stamp}", PERSISTENCE, None, None, until)
-        verdict = decide(challenger.version, np.zeros(len(test)), test.y, test.mid, test.ts_ms, champion,
-                         challenger_is_persistence=True, segment=test.venue)
+        verdict = decide(
+            challenger.version,
+            np.zeros(len(test)),
+            test.y,
+            test.mid,
+            test.ts_ms,
+            champion,
+            challenger_is_persistence=True,
+            segment=test.venue,
+        )
     else:
         c = fitted[pick]
         low, high = input_guard(data.take(split.train).columns(c.features))
@@ -147,8 +157,14 @@ def refitted(served: Served, data: FeatureSet, split, stamp: str) -> Served:
     low, high = input_guard(data.take(rows).columns(c.features))
     val = data.take(split.val)
     interval = validation_interval(val, predict_return(c.model, val.columns(c.features)))  # the gated fit's errors
-    return Served(f"{served.kind}@{stamp}", served.kind, again, InputGuard.of_range(c.features, low, high),
-                  int(data.ts_ms[rows].max()), interval)
+    return Served(
+        f"{served.kind}@{stamp}",
+        served.kind,
+        again,
+        InputGuard.of_range(c.features, low, high),
+        int(data.ts_ms[rows].max()),
+        interval,
+    )
 
 
 IMBALANCE_RIDGE = ("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID)
@@ -184,8 +200,7 @@ def baseline_predictions(data: FeatureSet, steps: list[HourStep]) -> np.ndarray:
     preds = []
     for step in steps:
         idx = hour_rows(data, step.hour_ms)
-        served = fitted_without_gate(data.take(np.flatnonzero(data.ts_ms < step.hour_ms)), step.hour_ms,
-                                     baseline_candidate(data))
+        served = fitted_without_gate(data.take(np.flatnonzero(data.ts_ms < step.hour_ms)), step.hour_ms, baseline_candidate(data))
         preds.append(served.predict(data.take(idx)))
     return np.concatenate(preds) if preds else np.array([])
 
@@ -206,8 +221,13 @@ def backtest(data: FeatureSet, window_hours: float | None = None, candidates: tu
         assert serving.fitted_until_ms < hour, "a model answered data it was chosen on"
         in_hour = np.flatnonzero((data.ts_ms >= hour) & (data.ts_ms < hour + HOUR_MS))
         steps.append(HourStep(hour, why, serving, len(in_hour)))
-        log.info("%s: %s serves %d rows (%s)", datetime.fromtimestamp(hour / 1000, timezone.utc).isoformat(),
-                 serving.version, len(in_hour), why)
+        log.info(
+            "%s: %s serves %d rows (%s)",
+            datetime.fromtimestamp(hour / 1000, timezone.utc).isoformat(),
+            serving.version,
+            len(in_hour),
+            why,
+        )
     return steps
 
 
@@ -241,35 +261,60 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
     served_hits = [h for h in (step.served.served_interval_hits(*_hour(data, step)) for step in steps) if h is not None]
     versus = loss_test(np.square(scored.y - pred) - np.square(scored.y - baseline), time_blocks(scored.ts_ms, scored.venue))
     gated = [s for s in steps if "promoted" in s.decision or "kept" in s.decision]
-    result = {"hours": len(steps), "n": len(scored),
-              "served": summary_of(scored, pred),
-              "baseline": baseline_candidate(data)[0],
-              "baseline_ridge_without_gate": summary_of(scored, baseline),
-              "gate_decisions": {"n": len(gated), "models_promoted": sum(promoted_a_model(s) for s in gated)},
-              "by_volatility_regime": regimes(scored, pred),
-              "interval_coverage_where_a_model_served": (
-                  {"coverage": float(np.mean(np.concatenate(hits))), "n": int(sum(len(h) for h in hits)),
-                   "nominal": INTERVAL_COVERAGE,
-                   "as_served_recalibrated": float(np.mean(np.concatenate(served_hits)))} if hits else None),
-              "served_vs_baseline_ridge": {"mean_loss_diff": versus.mean_diff, "ci95": list(versus.ci),
-                                            "pvalue": versus.pvalue, "blocks": versus.blocks},
-              "since_first_model": (summary_of(*served_predictions(data, steps[first_model:]))
-                                    if first_model is not None else None),
-              "decisions": [{"hour": _iso(s.hour_ms), "served": s.served.version, "n": s.n, "why": s.decision}
-                            for s in steps]}
-    lines = ["# Walk-forward backtest of the learning loop", "",
-             "Each hour answered by the model the loop had in service at its start, chosen on earlier rows only.", "",
-             "| hour (UTC) | rows | served by | decision at the hour's start |", "|---|---|---|---|"]
+    result = {
+        "hours": len(steps),
+        "n": len(scored),
+        "served": summary_of(scored, pred),
+        "baseline": baseline_candidate(data)[0],
+        "baseline_ridge_without_gate": summary_of(scored, baseline),
+        "gate_decisions": {"n": len(gated), "models_promoted": sum(promoted_a_model(s) for s in gated)},
+        "by_volatility_regime": regimes(scored, pred),
+        "interval_coverage_where_a_model_served": (
+            {
+                "coverage": float(np.mean(np.concatenate(hits))),
+                "n": int(sum(len(h) for h in hits)),
+                "nominal": INTERVAL_COVERAGE,
+                "as_served_recalibrated": float(np.mean(np.concatenate(served_hits))),
+            }
+            if hits
+            else None
+        ),
+        "served_vs_baseline_ridge": {
+            "mean_loss_diff": versus.mean_diff,
+            "ci95": list(versus.ci),
+            "pvalue": versus.pvalue,
+            "blocks": versus.blocks,
+        },
+        "since_first_model": (summary_of(*served_predictions(data, steps[first_model:])) if first_model is not None else None),
+        "decisions": [{"hour": _iso(s.hour_ms), "served": s.served.version, "n": s.n, "why": s.decision} for s in steps],
+    }
+    lines = [
+        "# Walk-forward backtest of the learning loop",
+        "",
+        "Each hour answered by the model the loop had in service at its start, chosen on earlier rows only.",
+        "",
+        "| hour (UTC) | rows | served by | decision at the hour's start |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {_iso(s.hour_ms)} | {s.n} | {s.served.version} | {s.decision} |" for s in steps]
-    for title, block in (("All backtest hours", result["served"]), ("From the first model served", result["since_first_model"]),
-                         (f"The one-feature ridge ({result['baseline']}), refitted every hour and served without a gate",
-                          result["baseline_ridge_without_gate"]),
-                         ("Gate decisions (hours where the gate judged a pick)", result["gate_decisions"]),
-                         ("By volatility regime (terciles of the interval's volatility feature over the scored rows)",
-                          result["by_volatility_regime"]),
-                         ("Interval coverage where a model served", result["interval_coverage_where_a_model_served"]),
-                         ("What the loop served minus the one-feature ridge (squared log-return error; negative: the "
-                          "loop better)", result["served_vs_baseline_ridge"])):
+    for title, block in (
+        ("All backtest hours", result["served"]),
+        ("From the first model served", result["since_first_model"]),
+        (
+            f"The one-feature ridge ({result['baseline']}), refitted every hour and served without a gate",
+            result["baseline_ridge_without_gate"],
+        ),
+        ("Gate decisions (hours where the gate judged a pick)", result["gate_decisions"]),
+        (
+            "By volatility regime (terciles of the interval's volatility feature over the scored rows)",
+            result["by_volatility_regime"],
+        ),
+        ("Interval coverage where a model served", result["interval_coverage_where_a_model_served"]),
+        (
+            "What the loop served minus the one-feature ridge (squared log-return error; negative: the loop better)",
+            result["served_vs_baseline_ridge"],
+        ),
+    ):
         if block:
             lines += ["", f"## {title}", "", "```", json.dumps(block, indent=1), "```"]
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +340,11 @@ def regimes(data: FeatureSet, pred: np.ndarray) -> dict | None:
     for i, name in enumerate(("calm", "middle", "wild")):
         idx = np.flatnonzero(third == i)
         s = summary_of(data.take(idx), pred[idx])
-        out[name] = {k: s[k] for k in ("n", "r2", "r2_ci95", "dm_pvalue", "direction_accuracy", "rmse_ratio_vs_persistence")} if s else None
+        out[name] = (
+            {k: s[k] for k in ("n", "r2", "r2_ci95", "dm_pvalue", "direction_accuracy", "rmse_ratio_vs_persistence")}
+            if s
+            else None
+        )
     return out
 
 
@@ -327,11 +376,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venue", default="binance.us")
     parser.add_argument("--window-hours", type=float, default=None, help="train on the newest H hours only (default: all before)")
     parser.add_argument("--out", type=Path, default=Path("reports/backtest"))
-    parser.add_argument("--trades", action="store_true",
-                        help="a trades-only market: the data.binance.vision aggTrades files under DIR "
-                             "(venue e.g. binance.com-coinm-trades)")
-    parser.add_argument("--placebo-hours", type=float, default=None,
-                        help="move every label this many hours on (circularly): the loop on noise")
+    parser.add_argument(
+        "--trades",
+        action="store_true",
+        help="a trades-only market: the data.binance.vision aggTrades files under DIR (venue e.g. binance.com-coinm-trades)",
+    )
+    parser.add_argument(
+        "--placebo-hours", type=float, default=None, help="move every label this many hours on (circularly): the loop on noise"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     data = trade_rows.from_directory(args.data) if args.trades else from_directory(args.data)

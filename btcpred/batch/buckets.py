@@ -5,6 +5,7 @@
 On AWS the CloudFormation template creates them; against an S3 emulator (local, compose) nothing
 else would, and a Flink job whose checkpoint bucket is missing fails its first checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,11 @@ S3_SCHEMES = ("s3://", "s3p://", "s3a://")
 
 def state_buckets(flink: FlinkJobConfig) -> set[str]:
     """Buckets of the Flink job's checkpoints and savepoints, when they are on S3."""
-    return {d.split("://", 1)[1].split("/", 1)[0] for d in (flink.checkpoint_dir, flink.savepoint_dir)
-            if d and d.startswith(S3_SCHEMES)}
+    return {
+        d.split("://", 1)[1].split("/", 1)[0]
+        for d in (flink.checkpoint_dir, flink.savepoint_dir)
+        if d and d.startswith(S3_SCHEMES)
+    }
 
 
 def ensure_buckets(settings: Settings) -> list[str]:

@@ -5,6 +5,7 @@ The inference service decides on the market it serves (an always-valid test on i
 never waits on PostgreSQL, so the retraining job copies them here, one experiment per decision
 (kind ``online_contest``), keyed by the stream entry so a copy made twice is one row.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,13 @@ def record(redis_client, engine: sa.Engine, symbol: str) -> dict:
             figures = json.loads(fields["figures"])
             if not isinstance(figures, dict):
                 raise ValueError("figures are not an object")
-            metrics = {**figures, "action": fields["action"], "versus": fields["versus"], "market": fields["market"],
-                       "data_time_ms": int(fields["data_time_ms"])}
+            metrics = {
+                **figures,
+                "action": fields["action"],
+                "versus": fields["versus"],
+                "market": fields["market"],
+                "data_time_ms": int(fields["data_time_ms"]),
+            }
             version = fields["model_version"]
         except (KeyError, ValueError) as exc:
             UNREADABLE.inc()
@@ -44,8 +50,7 @@ def record(redis_client, engine: sa.Engine, symbol: str) -> dict:
             log.warning("pred:contest: entry %s is no decision, not recorded: %s", _text(entry_id), exc)
             continue
         experiment = f"online-contest:{metrics['market']}:{_text(entry_id)}"
-        registry.log_experiment(engine, experiment, "online_contest", version, {"alpha": figures.get("alpha")}, [],
-                                {}, metrics)
+        registry.log_experiment(engine, experiment, "online_contest", version, {"alpha": figures.get("alpha")}, [], {}, metrics)
         recorded.append({"experiment_id": experiment, "action": metrics["action"], "model_version": version})
     return {"recorded": len(recorded), "unreadable": skipped, "decisions": recorded[-20:]}
 

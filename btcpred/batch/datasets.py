@@ -1,4 +1,5 @@
 """Labelled feature matrices, from the feature store or straight from recordings."""
+
 from __future__ import annotations
 
 import logging

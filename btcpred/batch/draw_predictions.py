@@ -8,6 +8,7 @@ prediction is drawn at the time it is for (``target_time_ms``) and scored agains
 price there, beside persistence, with the project's test (``btcpred.common.forecast_skill``:
 R²_OS, its 95 % interval and p over 5-minute blocks of data time). Prints one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,18 +53,28 @@ def score(rows: list[dict], version_rows: list[dict] | None = None) -> dict:
         return {"n": 0}
     y_arr, p_arr = np.array(y), np.array(pred)
     s = skill_vs_persistence(y_arr, p_arr, time_blocks(np.array(times)))
-    rmse, base = float(np.sqrt(np.mean((y_arr - p_arr) ** 2))), float(np.sqrt(np.mean(y_arr ** 2)))
-    return {"n": len(times), "blocks": s.test.blocks, "r2_os": json_figure(s.r2_os),
-            "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])], "pvalue": json_figure(s.test.pvalue),
-            "rmse_ratio_vs_persistence": json_figure(rmse / base) if base > 0 else None}
+    rmse, base = float(np.sqrt(np.mean((y_arr - p_arr) ** 2))), float(np.sqrt(np.mean(y_arr**2)))
+    return {
+        "n": len(times),
+        "blocks": s.test.blocks,
+        "r2_os": json_figure(s.r2_os),
+        "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])],
+        "pvalue": json_figure(s.test.pvalue),
+        "rmse_ratio_vs_persistence": json_figure(rmse / base) if base > 0 else None,
+    }
 
 
 def load(engine: sa.Engine, symbol: str, start_ms: int, end_ms: int) -> list[dict]:
     t = predictions.c
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.select(predictions).where(t.symbol == symbol, t.feature_time_ms >= start_ms, t.feature_time_ms <= end_ms)
-            .order_by(t.boundary_ms)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.select(predictions)
+                .where(t.symbol == symbol, t.feature_time_ms >= start_ms, t.feature_time_ms <= end_ms)
+                .order_by(t.boundary_ms)
+            ).mappings()
+        ]
 
 
 def draw(rows: list[dict], out: Path, title: str) -> None:
@@ -75,8 +86,13 @@ def draw(rows: list[dict], out: Path, title: str) -> None:
     prices = sorted(realised(rows).items())
     fig, ax = plt.subplots(figsize=(11, 4.5))
     if prices:
-        ax.plot([datetime.fromtimestamp(t / 1000, timezone.utc) for t, _ in prices], [p for _, p in prices],
-                color="#1d2330", lw=1.4, label="realised (features' mid)")
+        ax.plot(
+            [datetime.fromtimestamp(t / 1000, timezone.utc) for t, _ in prices],
+            [p for _, p in prices],
+            color="#1d2330",
+            lw=1.4,
+            label="realised (features' mid)",
+        )
     by_version: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         if r["source"] == "redis" and r["predicted_price"] and r["target_time_ms"]:
@@ -85,12 +101,22 @@ def draw(rows: list[dict], out: Path, title: str) -> None:
         vrows = sorted(vrows, key=lambda r: r["target_time_ms"])
         when = [datetime.fromtimestamp(r["target_time_ms"] / 1000, timezone.utc) for r in vrows]
         champion = role == "champion"
-        ax.plot(when, [r["predicted_price"] for r in vrows], lw=1.2 if champion else 0.8,
-                ls="-" if champion else "--", label=f"{version} ({role}, at +10 s)")
+        ax.plot(
+            when,
+            [r["predicted_price"] for r in vrows],
+            lw=1.2 if champion else 0.8,
+            ls="-" if champion else "--",
+            label=f"{version} ({role}, at +10 s)",
+        )
         if champion and any(r["price_low"] for r in vrows):
             band = [r for r in vrows if r["price_low"] and r["price_high"]]
-            ax.fill_between([datetime.fromtimestamp(r["target_time_ms"] / 1000, timezone.utc) for r in band],
-                            [r["price_low"] for r in band], [r["price_high"] for r in band], alpha=0.12, lw=0)
+            ax.fill_between(
+                [datetime.fromtimestamp(r["target_time_ms"] / 1000, timezone.utc) for r in band],
+                [r["price_low"] for r in band],
+                [r["price_high"] for r in band],
+                alpha=0.12,
+                lw=0,
+            )
     ax.set(title=title, xlabel="data time (UTC)", ylabel="price")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -121,13 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = load(engine, symbol, _ms(args.start), _ms(args.end))
     finally:
         engine.dispose()
-    result = {"symbol": symbol, "from": args.start, "to": args.end, "rows": len(rows), "champion": score(rows),
-              "challengers": {}}
+    result = {"symbol": symbol, "from": args.start, "to": args.end, "rows": len(rows), "champion": score(rows), "challengers": {}}
     for version in sorted({r["model_version"] for r in rows if r["role"] == "challenger"}):
-        result["challengers"][version] = score(rows, [r for r in rows if r["model_version"] == version and r["role"] == "challenger"])
+        result["challengers"][version] = score(
+            rows, [r for r in rows if r["model_version"] == version and r["role"] == "challenger"]
+        )
     c = result["champion"]
-    title = (f"{symbol}: predicted vs realised, {args.start} .. {args.end}; champion R²_OS {c.get('r2_os')} "
-             f"(95 % {c.get('r2_os_ci')}), p {c.get('pvalue')}, n {c.get('n')}")
+    title = (
+        f"{symbol}: predicted vs realised, {args.start} .. {args.end}; champion R²_OS {c.get('r2_os')} "
+        f"(95 % {c.get('r2_os_ci')}), p {c.get('pvalue')}, n {c.get('n')}"
+    )
     draw(rows, args.out, title)
     result["png"] = str(args.out)
     print(json.dumps(result))

@@ -12,6 +12,7 @@ so label, persistence and the served base price agree. A label never uses a pric
 after ``t + 10 s``, and is marked unreliable when the book it uses is older
 than ``max_label_age_ms`` (sampled data has holes).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -97,8 +98,13 @@ class Replay:
     trade_minutes: dict  # minute start ms -> [count, qty, notional]
 
 
-def replay(events: Iterable[MarketEvent], symbol: str, interval_us: int = INTERVAL_US,
-           settle_us: int = SETTLE_US, sample_us: int = 1_000_000) -> Replay:
+def replay(
+    events: Iterable[MarketEvent],
+    symbol: str,
+    interval_us: int = INTERVAL_US,
+    settle_us: int = SETTLE_US,
+    sample_us: int = 1_000_000,
+) -> Replay:
     """Run the hot path's state machine over a recording in stream order.
 
     A boundary is cut once the recording is ``settle_us`` past it; the book is
@@ -110,8 +116,10 @@ def replay(events: Iterable[MarketEvent], symbol: str, interval_us: int = INTERV
     next_boundary = 0
     next_sample = 0
     for event in events:
-        if not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent, TradesEvent, BestBidAskEvent, PerpQuoteEvent)) \
-                or event.symbol != symbol:
+        if (
+            not isinstance(event, (DepthDiffEvent, DepthSnapshotEvent, TradesEvent, BestBidAskEvent, PerpQuoteEvent))
+            or event.symbol != symbol
+        ):
             continue
         t = _event_time_us(event)
         if next_boundary == 0:

@@ -4,6 +4,7 @@ Rows are COPYed into a temporary table and merged with one
 ``INSERT ... ON CONFLICT (venue, symbol, ts_ms) DO UPDATE``: re-loading a day
 replaces its rows instead of duplicating them, and a load is one transaction.
 """
+
 from __future__ import annotations
 
 import time
@@ -83,8 +84,11 @@ def load_features(engine: sa.Engine, table: pa.Table) -> LoadResult:
 def read_training_data(engine: sa.Engine, venue: str, symbol: str) -> FeatureSet:
     """The ``ml_training_data`` view (full-quality rows with labels) for one venue, in time order."""
     t = ml_training_data.c
-    query = (sa.select(t.ts_ms, *(t[name] for name in FEATURE_NAMES), t.mid, t.label_return)
-             .where(t.venue == venue, t.symbol == symbol).order_by(t.ts_ms))
+    query = (
+        sa.select(t.ts_ms, *(t[name] for name in FEATURE_NAMES), t.mid, t.label_return)
+        .where(t.venue == venue, t.symbol == symbol)
+        .order_by(t.ts_ms)
+    )
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(query)]
     return from_rows([venue] * len(rows), rows)

@@ -10,6 +10,7 @@ So a model kind never wins by being the newer or the bigger one, and a model tha
 loses to "price unchanged" is never served. Persistence itself is promoted when it
 beats a production model that has gone bad, or when there is no production model at all.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,15 @@ class Comparison:
 
     def as_dict(self) -> dict:
         clean = json_figure
-        return {"rival": self.rival, "rmse_ratio": clean(self.rmse_ratio), "dm_stat": clean(self.dm_stat),
-                "dm_pvalue": clean(self.dm_pvalue), "beats": self.beats,
-                "diff_ci": [clean(self.diff_ci[0]), clean(self.diff_ci[1])], "blocks": self.blocks}
+        return {
+            "rival": self.rival,
+            "rmse_ratio": clean(self.rmse_ratio),
+            "dm_stat": clean(self.dm_stat),
+            "dm_pvalue": clean(self.dm_pvalue),
+            "beats": self.beats,
+            "diff_ci": [clean(self.diff_ci[0]), clean(self.diff_ci[1])],
+            "blocks": self.blocks,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +62,14 @@ class GateDecision:
     n: int  # rows of the unseen window
 
     def as_metrics(self) -> dict:
-        return {"challenger": self.challenger, "promote": self.promote, "reason": self.reason, "n": self.n,
-                "alpha": ALPHA, "comparisons": [c.as_dict() for c in self.comparisons]}
+        return {
+            "challenger": self.challenger,
+            "promote": self.promote,
+            "reason": self.reason,
+            "n": self.n,
+            "alpha": ALPHA,
+            "comparisons": [c.as_dict() for c in self.comparisons],
+        }
 
 
 def price_errors(y: np.ndarray, pred: np.ndarray, mid: np.ndarray) -> np.ndarray:
@@ -64,8 +77,15 @@ def price_errors(y: np.ndarray, pred: np.ndarray, mid: np.ndarray) -> np.ndarray
     return mid * np.exp(pred) - mid * np.exp(y)
 
 
-def compare(rival: str, y: np.ndarray, mid: np.ndarray, challenger_pred: np.ndarray, rival_pred: np.ndarray,
-            blocks: np.ndarray, alpha: float = ALPHA) -> Comparison:
+def compare(
+    rival: str,
+    y: np.ndarray,
+    mid: np.ndarray,
+    challenger_pred: np.ndarray,
+    rival_pred: np.ndarray,
+    blocks: np.ndarray,
+    alpha: float = ALPHA,
+) -> Comparison:
     e_new, e_old = price_errors(y, challenger_pred, mid), price_errors(y, rival_pred, mid)
     rmse_old = float(np.sqrt(np.mean(e_old**2)))
     ratio = float(np.sqrt(np.mean(e_new**2))) / rmse_old if rmse_old > 0 else float("nan")
@@ -73,9 +93,17 @@ def compare(rival: str, y: np.ndarray, mid: np.ndarray, challenger_pred: np.ndar
     return Comparison(rival, ratio, test.stat, test.pvalue, alpha, test.ci, test.blocks)
 
 
-def decide(challenger: str, challenger_pred: np.ndarray, y: np.ndarray, mid: np.ndarray, ts_ms: np.ndarray,
-           champion: tuple[str, np.ndarray] | None, challenger_is_persistence: bool = False,
-           alpha: float = ALPHA, segment: np.ndarray | None = None) -> GateDecision:
+def decide(
+    challenger: str,
+    challenger_pred: np.ndarray,
+    y: np.ndarray,
+    mid: np.ndarray,
+    ts_ms: np.ndarray,
+    champion: tuple[str, np.ndarray] | None,
+    challenger_is_persistence: bool = False,
+    alpha: float = ALPHA,
+    segment: np.ndarray | None = None,
+) -> GateDecision:
     """Whether ``challenger`` replaces ``champion`` (version, predictions on the same rows; None: no production model).
 
     ``ts_ms`` (data time) and ``segment`` (market per row) cut the rows into the test's blocks.
@@ -94,7 +122,9 @@ def decide(challenger: str, challenger_pred: np.ndarray, y: np.ndarray, mid: np.
         return GateDecision(challenger, False, "the challenger is already production", tuple(comparisons), len(y))
     lost = [c.rival for c in comparisons if not c.beats]
     if lost:
-        reason = f"does not beat {', '.join(lost)} (p < {alpha}, unseen window of {len(y)} rows in {len(set(blocks.tolist()))} blocks)"
+        reason = (
+            f"does not beat {', '.join(lost)} (p < {alpha}, unseen window of {len(y)} rows in {len(set(blocks.tolist()))} blocks)"
+        )
         return GateDecision(challenger, False, reason, tuple(comparisons), len(y))
     if not comparisons:
         return GateDecision(challenger, True, "no production model: persistence serves", (), len(y))

@@ -4,6 +4,7 @@ Skill (R²_OS against persistence, the equal-loss test and its interval) comes f
 ``btcpred.common.forecast_skill``, the one module the gate, the reports, the backtest and
 online scoring share; the rows' data times cut it into blocks that never span a market or a gap.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ def calibration_table(confidence: np.ndarray, correct: np.ndarray, bins: int = 5
     order = np.argsort(confidence, kind="stable")
     rows = []
     for chunk in np.array_split(order, min(bins, len(order))):
-        rows.append({"n": int(len(chunk)), "mean_confidence": float(confidence[chunk].mean()),
-                     "hit_rate": float(correct[chunk].mean())})
+        rows.append(
+            {"n": int(len(chunk)), "mean_confidence": float(confidence[chunk].mean()), "hit_rate": float(correct[chunk].mean())}
+        )
     return rows
 
 
@@ -77,8 +79,9 @@ class Evaluation:
         return self.mae / self.mae_persistence if self.mae_persistence > 0 else float("nan")
 
 
-def evaluate(y: np.ndarray, pred: np.ndarray, mid: np.ndarray, ts_ms: np.ndarray,
-             segment: np.ndarray | None = None) -> Evaluation:
+def evaluate(
+    y: np.ndarray, pred: np.ndarray, mid: np.ndarray, ts_ms: np.ndarray, segment: np.ndarray | None = None
+) -> Evaluation:
     """Scores of predicted log returns ``pred`` against realized ``y``; prices are ``mid * exp(return)``.
 
     ``ts_ms`` (data time) and ``segment`` (the market of each row) place the rows in time for the test.
@@ -89,9 +92,17 @@ def evaluate(y: np.ndarray, pred: np.ndarray, mid: np.ndarray, ts_ms: np.ndarray
     direction, direction_n = direction_accuracy(y, pred)
     skill = skill_vs_persistence(y, pred, time_blocks(ts_ms, segment))
     return Evaluation(
-        n=len(y), r2=skill.r2_os, r2_ci=skill.r2_os_ci,
-        rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))),
-        rmse_persistence=float(np.sqrt(np.mean(err_base**2))), mae_persistence=float(np.mean(np.abs(err_base))),
-        direction_accuracy=direction, direction_n=direction_n, dm_stat=skill.test.stat, dm_pvalue=skill.test.pvalue,
-        cw_pvalue=skill.clark_west_pvalue, blocks=skill.test.blocks,
+        n=len(y),
+        r2=skill.r2_os,
+        r2_ci=skill.r2_os_ci,
+        rmse=float(np.sqrt(np.mean(err**2))),
+        mae=float(np.mean(np.abs(err))),
+        rmse_persistence=float(np.sqrt(np.mean(err_base**2))),
+        mae_persistence=float(np.mean(np.abs(err_base))),
+        direction_accuracy=direction,
+        direction_n=direction_n,
+        dm_stat=skill.test.stat,
+        dm_pvalue=skill.test.pvalue,
+        cw_pvalue=skill.clark_west_pvalue,
+        blocks=skill.test.blocks,
     )

@@ -4,6 +4,7 @@ Targets are 10 s log returns (~1e-4); the estimators are fitted on basis
 points, and the exported graph multiplies by 1e-4 at the end, so the ONNX
 output is the log return itself and serving needs no side information.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -65,8 +66,15 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> Pipeline:
 
 
 def fit_mlp(X: np.ndarray, y: np.ndarray, hidden_layer_sizes: tuple[int, ...], alpha: float, seed: int = 0) -> Pipeline:
-    mlp = MLPRegressor(hidden_layer_sizes=hidden_layer_sizes, alpha=alpha, learning_rate_init=1e-3,
-                       max_iter=300, batch_size=128, early_stopping=False, random_state=seed)
+    mlp = MLPRegressor(
+        hidden_layer_sizes=hidden_layer_sizes,
+        alpha=alpha,
+        learning_rate_init=1e-3,
+        max_iter=300,
+        batch_size=128,
+        early_stopping=False,
+        random_state=seed,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # fixed epoch budget; validation decides
         return Pipeline([("scale", StandardScaler()), ("mlp", mlp)]).fit(X, y * BP)

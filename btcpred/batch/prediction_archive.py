@@ -9,6 +9,7 @@ touched hour is then rewritten to ``silver/predictions/...`` from the table, so 
 Stream entries are checked like any input: one that is not a prediction (a missing or
 non-numeric field, unparsable challengers) is skipped, counted and logged, never written.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,23 +56,44 @@ def rows_of(symbol: str, fields: dict[str, str]) -> list[dict]:
         source = fields["source"]
         if source not in ("redis", "fallback"):
             raise ValueError(f"source {source!r}")
-        base = dict(symbol=symbol, boundary_ms=boundary, market=fields.get("market") or None,
-                    feature_time_ms=_number(fields, "feature_time_ms", int),
-                    target_time_ms=_number(fields, "target_time_ms", int))
-        champion = dict(base, model_version=fields["model_version"], role="champion", source=source,
-                        fallback_reason=fields.get("fallback_reason") or None,
-                        base_price=_number(fields, "base_price"), predicted_price=_number(fields, "predicted_price_10s"),
-                        price_low=_number(fields, "price_low_10s"), price_high=_number(fields, "price_high_10s"),
-                        confidence=_number(fields, "confidence"))
+        base = dict(
+            symbol=symbol,
+            boundary_ms=boundary,
+            market=fields.get("market") or None,
+            feature_time_ms=_number(fields, "feature_time_ms", int),
+            target_time_ms=_number(fields, "target_time_ms", int),
+        )
+        champion = dict(
+            base,
+            model_version=fields["model_version"],
+            role="champion",
+            source=source,
+            fallback_reason=fields.get("fallback_reason") or None,
+            base_price=_number(fields, "base_price"),
+            predicted_price=_number(fields, "predicted_price_10s"),
+            price_low=_number(fields, "price_low_10s"),
+            price_high=_number(fields, "price_high_10s"),
+            confidence=_number(fields, "confidence"),
+        )
         rows = [champion]
         for c in json.loads(fields.get("challengers") or "[]"):
             predicted = c.get("predicted_price_10s")
             if predicted is not None and not (isinstance(predicted, (int, float)) and math.isfinite(predicted)):
                 raise ValueError(f"challenger price {predicted!r}")
-            rows.append(dict(base, model_version=str(c["model_version"]), role="challenger", source="redis",
-                             fallback_reason=c.get("why_not_served"), base_price=champion["base_price"],
-                             predicted_price=predicted, price_low=None, price_high=None,
-                             confidence=c.get("confidence")))
+            rows.append(
+                dict(
+                    base,
+                    model_version=str(c["model_version"]),
+                    role="challenger",
+                    source="redis",
+                    fallback_reason=c.get("why_not_served"),
+                    base_price=champion["base_price"],
+                    predicted_price=predicted,
+                    price_low=None,
+                    price_high=None,
+                    confidence=c.get("confidence"),
+                )
+            )
         return rows
     except (KeyError, TypeError, json.JSONDecodeError, AttributeError) as exc:
         raise ValueError(f"not a prediction: {exc!r}") from exc
@@ -95,10 +117,11 @@ def archive(redis_client, engine: sa.Engine, lake: Lake, symbol: str) -> dict:
     if rows:
         with engine.begin() as conn:
             for start in range(0, len(rows), 2000):
-                stmt = insert(predictions).values(rows[start:start + 2000])
-                stmt = stmt.on_conflict_do_update(index_elements=["symbol", "boundary_ms", "model_version"],
-                                                  set_={k: stmt.excluded[k] for k in COLUMNS
-                                                        if k not in ("symbol", "boundary_ms", "model_version")})
+                stmt = insert(predictions).values(rows[start : start + 2000])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["symbol", "boundary_ms", "model_version"],
+                    set_={k: stmt.excluded[k] for k in COLUMNS if k not in ("symbol", "boundary_ms", "model_version")},
+                )
                 conn.execute(stmt)
     for hour in sorted(hours):
         lake.put_table(predictions_silver_key(symbol, hour), hour_table(engine, symbol, hour))
@@ -108,17 +131,36 @@ def archive(redis_client, engine: sa.Engine, lake: Lake, symbol: str) -> dict:
 def hour_table(engine: sa.Engine, symbol: str, hour_ms: int) -> pa.Table:
     t = predictions.c
     with engine.connect() as conn:
-        found = conn.execute(sa.select(predictions).where(t.symbol == symbol, t.boundary_ms >= hour_ms,
-                                                          t.boundary_ms < hour_ms + HOUR_MS)
-                             .order_by(t.boundary_ms, t.model_version)).mappings().all()
+        found = (
+            conn.execute(
+                sa.select(predictions)
+                .where(t.symbol == symbol, t.boundary_ms >= hour_ms, t.boundary_ms < hour_ms + HOUR_MS)
+                .order_by(t.boundary_ms, t.model_version)
+            )
+            .mappings()
+            .all()
+        )
     return pa.Table.from_pylist([dict(r) for r in found], schema=SCHEMA)
 
 
-SCHEMA = pa.schema([("symbol", pa.string()), ("boundary_ms", pa.int64()), ("model_version", pa.string()),
-                    ("role", pa.string()), ("market", pa.string()), ("source", pa.string()),
-                    ("fallback_reason", pa.string()), ("feature_time_ms", pa.int64()), ("target_time_ms", pa.int64()),
-                    ("base_price", pa.float64()), ("predicted_price", pa.float64()), ("price_low", pa.float64()),
-                    ("price_high", pa.float64()), ("confidence", pa.float64())])
+SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("boundary_ms", pa.int64()),
+        ("model_version", pa.string()),
+        ("role", pa.string()),
+        ("market", pa.string()),
+        ("source", pa.string()),
+        ("fallback_reason", pa.string()),
+        ("feature_time_ms", pa.int64()),
+        ("target_time_ms", pa.int64()),
+        ("base_price", pa.float64()),
+        ("predicted_price", pa.float64()),
+        ("price_low", pa.float64()),
+        ("price_high", pa.float64()),
+        ("confidence", pa.float64()),
+    ]
+)
 
 
 def _iso(ms: int) -> str:

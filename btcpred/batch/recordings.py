@@ -20,6 +20,7 @@ A spot capture whose minutes a USD-M capture of the same symbol covers reads tha
 best bid/ask beside its own stream (``perp``), as the live system does with ``exchange.perp_ws_url``:
 the cross-market features come from the same pair of streams in training and serving.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -141,8 +142,10 @@ def identify(path: Path, symbol: str = "BTCUSDT") -> Recording:
             trades = data_vision.identify(path)  # checksum-verified, or refused with the reason
         except data_vision.DataVisionError as exc:
             raise UnsupportedRecording(str(exc)) from None
-        raise UnsupportedRecording(f"{path.name}: {trades.describe()}: trades without a book give no book feature rows "
-                                   "(a trades-only market: btcpred.batch.trade_rows, backtest --trades)")
+        raise UnsupportedRecording(
+            f"{path.name}: {trades.describe()}: trades without a book give no book feature rows "
+            "(a trades-only market: btcpred.batch.trade_rows, backtest --trades)"
+        )
     if path.name.endswith(".CHECKSUM"):
         raise UnsupportedRecording(f"{path.name}: checksum of {path.name.removesuffix('.CHECKSUM')} (verified with it)")
     raise UnsupportedRecording(f"{path.name}: unknown file type")
@@ -168,8 +171,12 @@ DiffRanges = dict[Path, tuple[DepthDiffEvent, DepthDiffEvent] | None]
 
 def diff_ranges(recordings: list[Recording]) -> DiffRanges:
     """Every capture's first and last diff (one pass over each file, shared by the joins below)."""
-    return {path: diff_range(replace(rec, path=path, continued_by=())) for rec in recordings
-            if rec.kind == "ws_capture" for path in rec.paths}
+    return {
+        path: diff_range(replace(rec, path=path, continued_by=()))
+        for rec in recordings
+        if rec.kind == "ws_capture"
+        for path in rec.paths
+    }
 
 
 def join_continuations(recordings: list[Recording], ranges: DiffRanges | None = None) -> list[Recording]:
@@ -177,8 +184,10 @@ def join_continuations(recordings: list[Recording], ranges: DiffRanges | None = 
     joined: list[Recording] = []
     open_ends: dict[tuple[str, str], tuple[int, DepthDiffEvent]] = {}  # (venue, symbol) -> (index, last diff)
     ranges = diff_ranges(recordings) if ranges is None else ranges
-    ordered = sorted(recordings, key=lambda r: (r.kind != "ws_capture", ranges.get(r.path)[0].event_time_us
-                                                if ranges.get(r.path) else 0, r.name))
+    ordered = sorted(
+        recordings,
+        key=lambda r: (r.kind != "ws_capture", ranges.get(r.path)[0].event_time_us if ranges.get(r.path) else 0, r.name),
+    )
     for rec in ordered:
         span = ranges.get(rec.path)
         if span is None:
@@ -190,8 +199,13 @@ def join_continuations(recordings: list[Recording], ranges: DiffRanges | None = 
             index = head[0]
             joined[index] = replace(joined[index], continued_by=(*joined[index].continued_by, rec.path))
             open_ends[key] = (index, span[1])
-            log.info("%s continues %s (first diff U %d after u %d): one stream", rec.name, joined[index].name,
-                     span[0].first_update_id, head[1].last_update_id)
+            log.info(
+                "%s continues %s (first diff U %d after u %d): one stream",
+                rec.name,
+                joined[index].name,
+                span[0].first_update_id,
+                head[1].last_update_id,
+            )
             continue
         joined.append(rec)
         open_ends[key] = (len(joined) - 1, span[1])
@@ -210,12 +224,14 @@ def pair_perpetuals(recordings: list[Recording], ranges: DiffRanges | None = Non
     paired = []
     for rec in recordings:
         own = span(rec) if rec.venue == "binance.com-spot" else None
-        overlaps = [(min(own[1], s[1]) - max(own[0], s[0]), perp) for perp, s in perps
-                    if own and perp.symbol == rec.symbol and min(own[1], s[1]) > max(own[0], s[0])]
+        overlaps = [
+            (min(own[1], s[1]) - max(own[0], s[0]), perp)
+            for perp, s in perps
+            if own and perp.symbol == rec.symbol and min(own[1], s[1]) > max(own[0], s[0])
+        ]
         if overlaps:
             common_us, perp = max(overlaps, key=lambda o: o[0])
-            log.info("%s reads %s as its leading perpetual (%.0f s of common time)", rec.name, perp.name,
-                     common_us / 1e6)
+            log.info("%s reads %s as its leading perpetual (%.0f s of common time)", rec.name, perp.name, common_us / 1e6)
             rec = replace(rec, perp=perp)
         paired.append(rec)
     return paired

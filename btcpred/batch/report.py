@@ -12,6 +12,7 @@ model's own venue is scored (book features are in venue units). The last line pr
 is a JSON object with ``r2``, ``rmse_ratio_vs_persistence``,
 ``direction_accuracy``, ``dm_pvalue`` and ``n``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,18 +76,31 @@ def score(model: OnnxModel, data: FeatureSet) -> Scored:
     if inside.any():
         pred[inside] = model.predict(X[inside])
     if not inside.all():
-        log.info("%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
-                 model.version, int((~inside).sum()), len(data))
+        log.info(
+            "%s: %d of %d rows outside the trusted input range, scored as the served fallback (persistence)",
+            model.version,
+            int((~inside).sum()),
+            len(data),
+        )
     spec = model.meta.interval
     confidence = model.confidence(pred)
     served_hit, served_confidence = None, confidence
     if spec is not None:
         scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
         fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
-        served_hit, served_confidence = recalibration.replay(data.ts_ms, data.venue, data.y, pred, scale, fallback_q,
-                                                             confidence, spec.coverage, HORIZON_US // 1000)
-    return Scored(model.version, pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue), confidence,
-                  interval_hits(model, data, pred, inside), spec.coverage if spec else None, served_hit, served_confidence)
+        served_hit, served_confidence = recalibration.replay(
+            data.ts_ms, data.venue, data.y, pred, scale, fallback_q, confidence, spec.coverage, HORIZON_US // 1000
+        )
+    return Scored(
+        model.version,
+        pred,
+        evaluate(data.y, pred, data.mid, data.ts_ms, data.venue),
+        confidence,
+        interval_hits(model, data, pred, inside),
+        spec.coverage if spec else None,
+        served_hit,
+        served_confidence,
+    )
 
 
 def persistence(data: FeatureSet) -> Scored:
@@ -103,33 +117,41 @@ def _ci(ci: tuple[float, float]) -> str:
 
 
 def results_table(scored: list[Scored]) -> list[str]:
-    lines = ["| model | n | blocks | R²_OS | R²_OS 95 % CI | RMSE (USD) | RMSE ratio | MAE (USD) | MAE ratio | "
-             "direction (moves) | t | p | Clark-West p |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | n | blocks | R²_OS | R²_OS 95 % CI | RMSE (USD) | RMSE ratio | MAE (USD) | MAE ratio | "
+        "direction (moves) | t | p | Clark-West p |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in scored:
         e = s.evaluation
-        lines.append(f"| {s.name} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse, 3)} | "
-                     f"{_fmt(e.rmse_ratio)} | {_fmt(e.mae, 3)} | {_fmt(e.mae_ratio)} | "
-                     f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
-                     f"{_fmt(e.dm_stat, 2)} | {_fmt(e.dm_pvalue)} | {_fmt(e.cw_pvalue)} |")
+        lines.append(
+            f"| {s.name} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse, 3)} | "
+            f"{_fmt(e.rmse_ratio)} | {_fmt(e.mae, 3)} | {_fmt(e.mae_ratio)} | "
+            f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
+            f"{_fmt(e.dm_stat, 2)} | {_fmt(e.dm_pvalue)} | {_fmt(e.cw_pvalue)} |"
+        )
     return lines
 
 
 def per_market(data: FeatureSet, s: Scored) -> list[str]:
     """One row per venue (market), on the same definitions as the headline."""
     nominal = f"{s.interval_coverage:.0%} interval" if s.interval_coverage else "interval"
-    lines = [f"| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p | {nominal}: artifact's "
-             "coverage | as served (recalibrated) | Brier skill: artifact's | as served |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| market | n | blocks | R²_OS | R²_OS 95 % CI | RMSE ratio | direction (moves) | p | {nominal}: artifact's "
+        "coverage | as served (recalibrated) | Brier skill: artifact's | as served |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for venue in sorted(set(data.venue)):
         idx = np.flatnonzero(data.venue == venue)
         e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], data.ts_ms[idx], data.venue[idx])
         stated = _share(s.interval_hit, idx)
         served = _share(s.served_interval_hit, idx)
-        lines.append(f"| {venue} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
-                     f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
-                     f"{_fmt(e.dm_pvalue)} | {_fmt(stated * 100, 1)} % | {_fmt(served * 100, 1)} % | "
-                     f"{_fmt(brier_skill_on(data, s, s.confidence, idx), 3)} | {_fmt(brier_skill_on(data, s, s.served_confidence, idx), 3)} |")
+        lines.append(
+            f"| {venue} | {e.n} | {e.blocks} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
+            f"{_fmt(e.direction_accuracy * 100 if e.direction_n else float('nan'), 1)} % of {e.direction_n} | "
+            f"{_fmt(e.dm_pvalue)} | {_fmt(stated * 100, 1)} % | {_fmt(served * 100, 1)} % | "
+            f"{_fmt(brier_skill_on(data, s, s.confidence, idx), 3)} | {_fmt(brier_skill_on(data, s, s.served_confidence, idx), 3)} |"
+        )
     return lines
 
 
@@ -153,8 +175,10 @@ def hit_mask(data: FeatureSet, s: Scored) -> tuple[np.ndarray, np.ndarray]:
 
 
 def per_hour(data: FeatureSet, s: Scored) -> list[str]:
-    lines = ["| hour (UTC) | venue | n | R²_OS | R²_OS 95 % CI | RMSE ratio | direction | p |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| hour (UTC) | venue | n | R²_OS | R²_OS 95 % CI | RMSE ratio | direction | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     hours = data.ts_ms // 3_600_000
     for venue in sorted(set(data.venue)):
         for hour in sorted(set(hours[data.venue == venue])):
@@ -163,8 +187,10 @@ def per_hour(data: FeatureSet, s: Scored) -> list[str]:
                 continue
             e = evaluate(data.y[idx], s.pred[idx], data.mid[idx], data.ts_ms[idx], data.venue[idx])
             stamp = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).strftime("%Y-%m-%d %H:00")
-            lines.append(f"| {stamp} | {venue} | {e.n} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
-                         f"{_fmt(e.direction_accuracy * 100, 1)} % | {_fmt(e.dm_pvalue)} |")
+            lines.append(
+                f"| {stamp} | {venue} | {e.n} | {_fmt(e.r2)} | {_ci(e.r2_ci)} | {_fmt(e.rmse_ratio)} | "
+                f"{_fmt(e.direction_accuracy * 100, 1)} % | {_fmt(e.dm_pvalue)} |"
+            )
     return lines
 
 
@@ -217,45 +243,65 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
     """Markdown + PNGs into ``out``; returns the headline figures of ``model``."""
     out.mkdir(parents=True, exist_ok=True)
     e = model.evaluation
-    lines = [f"# {title}", ""] + [f"- {n}" for n in notes] + [
-        f"- rows scored: {len(data)} (full-quality 2 s vectors with a 10 s label), venues: {', '.join(sorted(set(data.venue)))}",
-        f"- period: {_iso(data.ts_ms.min())} .. {_iso(data.ts_ms.max())}" if len(data) else "- period: none",
-        "", "## Held-out accuracy", "",
-        "Errors are on the price 10 s ahead (USD); ratios are against persistence (price unchanged).",
-        "R²_OS = 1 - SSE / sum of squared realised returns (log returns): skill against persistence.",
-        "t and p: the mean squared-error differential against persistence over its block-robust standard error,",
-        "5-minute blocks of data time (never across a market or a gap), p from a wild block bootstrap (each block's",
-        "sum flips sign, the null imposed); the R²_OS interval is the set of values that test keeps, so it excludes",
-        "0 exactly when p < 0.05 (btcpred/common/forecast_skill.py). Clark-West p (one-sided):",
-        "whether the model carries information at all. Direction counts rows where the price moved and the model",
-        "took a side.", "",
-        *results_table([*others, model]), "",
-    ]
+    lines = (
+        [f"# {title}", ""]
+        + [f"- {n}" for n in notes]
+        + [
+            f"- rows scored: {len(data)} (full-quality 2 s vectors with a 10 s label), venues: {', '.join(sorted(set(data.venue)))}",
+            f"- period: {_iso(data.ts_ms.min())} .. {_iso(data.ts_ms.max())}" if len(data) else "- period: none",
+            "",
+            "## Held-out accuracy",
+            "",
+            "Errors are on the price 10 s ahead (USD); ratios are against persistence (price unchanged).",
+            "R²_OS = 1 - SSE / sum of squared realised returns (log returns): skill against persistence.",
+            "t and p: the mean squared-error differential against persistence over its block-robust standard error,",
+            "5-minute blocks of data time (never across a market or a gap), p from a wild block bootstrap (each block's",
+            "sum flips sign, the null imposed); the R²_OS interval is the set of values that test keeps, so it excludes",
+            "0 exactly when p < 0.05 (btcpred/common/forecast_skill.py). Clark-West p (one-sided):",
+            "whether the model carries information at all. Direction counts rows where the price moved and the model",
+            "took a side.",
+            "",
+            *results_table([*others, model]),
+            "",
+        ]
+    )
     if e.r2 > LEAKAGE_R2:
         lines += [f"**R² {e.r2:.3f} is above {LEAKAGE_R2:.0%}: audit for leakage before quoting it.**", ""]
     if model.confidence is not None:
         mask, correct = hit_mask(data, model)
         ece = expected_calibration_error(model.confidence[mask], correct)
         brier_score, brier_skill = brier(model.confidence[mask], correct)
-        verdict = ("it tells rows apart" if brier_skill > 0 else
-                   "**the confidence is flat: it tells rows apart no better than one constant**")
-        lines += ["## Confidence calibration", "",
-                  "confidence = P(direction right | price moved), fitted on validation data. "
-                  f"Expected calibration error (row-weighted |confidence - hit rate| over these bins): "
-                  f"{_fmt(ece, 3)}. Brier score {_fmt(brier_score)}, skill against the best constant "
-                  f"(the observed hit rate) {_fmt(brier_skill)}: {verdict}.", "",
-                  "| n | mean confidence | observed hit rate |", "|---|---|---|"]
-        lines += [f"| {r['n']} | {r['mean_confidence']:.3f} | {r['hit_rate']:.3f} |"
-                  for r in calibration_table(model.confidence[mask], correct)]
+        verdict = (
+            "it tells rows apart"
+            if brier_skill > 0
+            else "**the confidence is flat: it tells rows apart no better than one constant**"
+        )
+        lines += [
+            "## Confidence calibration",
+            "",
+            "confidence = P(direction right | price moved), fitted on validation data. "
+            f"Expected calibration error (row-weighted |confidence - hit rate| over these bins): "
+            f"{_fmt(ece, 3)}. Brier score {_fmt(brier_score)}, skill against the best constant "
+            f"(the observed hit rate) {_fmt(brier_skill)}: {verdict}.",
+            "",
+            "| n | mean confidence | observed hit rate |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {r['n']} | {r['mean_confidence']:.3f} | {r['hit_rate']:.3f} |"
+            for r in calibration_table(model.confidence[mask], correct)
+        ]
         if model.served_confidence is not None:
             served_skill = brier(model.served_confidence[mask], correct)[1]
-            lines += ["", f"As served, the confidence is recalibrated on each market's last {recalibration.ROLLING_ROWS} "
-                      f"realized rows once it has {recalibration.MIN_ROWS} (hit rate by the predicted move relative to "
-                      f"the volatility; btcpred/common/recalibration.py): Brier skill {_fmt(served_skill)}"
-                      + ("." if served_skill > 0 else ": **flat as well**.")]
+            lines += [
+                "",
+                f"As served, the confidence is recalibrated on each market's last {recalibration.ROLLING_ROWS} "
+                f"realized rows once it has {recalibration.MIN_ROWS} (hit rate by the predicted move relative to "
+                f"the volatility; btcpred/common/recalibration.py): Brier skill {_fmt(served_skill)}"
+                + ("." if served_skill > 0 else ": **flat as well**."),
+            ]
         lines.append("")
-    lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), "",
-              "## Plots", ""]
+    lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), "", "## Plots", ""]
     lines += [f"![{f}]({f})" for f in plots(out, data, model)] if len(data) else []
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return summary(model, data)
@@ -273,13 +319,25 @@ def summary(s: Scored, data: FeatureSet | None = None) -> dict:
     coverage = _share(s.interval_hit, everything) if s.interval_hit is not None else None
     served_coverage = _share(s.served_interval_hit, everything) if s.served_interval_hit is not None else None
     served_skill = brier_skill_on(data, s, s.served_confidence, everything) if data is not None else None
-    return {"ece": clean(ece), "brier": clean(brier_score), "brier_skill": clean(brier_skill),
-            "brier_skill_served": clean(served_skill), "interval_coverage": clean(coverage),
-            "interval_coverage_served": clean(served_coverage), "interval_nominal": s.interval_coverage, "model_version": s.name,
-            "n": e.n, "r2": clean(e.r2), "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
-            "rmse_ratio_vs_persistence": clean(e.rmse_ratio), "mae_ratio_vs_persistence": clean(e.mae_ratio),
-            "direction_accuracy": clean(e.direction_accuracy), "direction_n": e.direction_n,
-            "dm_stat": clean(e.dm_stat), "dm_pvalue": clean(e.dm_pvalue)}
+    return {
+        "ece": clean(ece),
+        "brier": clean(brier_score),
+        "brier_skill": clean(brier_skill),
+        "brier_skill_served": clean(served_skill),
+        "interval_coverage": clean(coverage),
+        "interval_coverage_served": clean(served_coverage),
+        "interval_nominal": s.interval_coverage,
+        "model_version": s.name,
+        "n": e.n,
+        "r2": clean(e.r2),
+        "r2_ci95": [clean(e.r2_ci[0]), clean(e.r2_ci[1])],
+        "rmse_ratio_vs_persistence": clean(e.rmse_ratio),
+        "mae_ratio_vs_persistence": clean(e.mae_ratio),
+        "direction_accuracy": clean(e.direction_accuracy),
+        "direction_n": e.direction_n,
+        "dm_stat": clean(e.dm_stat),
+        "dm_pvalue": clean(e.dm_pvalue),
+    }
 
 
 def _iso(ts_ms: int) -> str:
@@ -305,8 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="registered model version, s3:// URI or local artifact directory")
     parser.add_argument("--baseline", action="append", default=[], help="another model to show beside it (e.g. the ridge)")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"))
-    parser.add_argument("--venue", help="venue to score ('all': every market in DIR, each in the per-market table; "
-                                         "default: all for a model with a trusted input range, else the model's own)")
+    parser.add_argument(
+        "--venue",
+        help="venue to score ('all': every market in DIR, each in the per-market table; "
+        "default: all for a model with a trusted input range, else the model's own)",
+    )
     parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -325,9 +386,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"n": 0, "r2": None, "rmse_ratio_vs_persistence": None, "direction_accuracy": None, "dm_pvalue": None}))
         return 1
     others = [persistence(data)] + [score(_load_model(ref, args.config), data) for ref in args.baseline]
-    result = write_report(args.out, f"Accuracy report: {model.version}", data, score(model, data), others,
-                          [f"data: {args.data}", f"model: {model.version} ({model.meta.model_kind}), "
-                           f"features: {', '.join(model.meta.feature_names)}"])
+    result = write_report(
+        args.out,
+        f"Accuracy report: {model.version}",
+        data,
+        score(model, data),
+        others,
+        [
+            f"data: {args.data}",
+            f"model: {model.version} ({model.meta.model_kind}), features: {', '.join(model.meta.feature_names)}",
+        ],
+    )
     log.info("report written to %s", args.out / "report.md")
     print(json.dumps(result))
     return 0

@@ -12,6 +12,7 @@ outcome too, recorded in ``ml_experiments`` (kind ``retrain``) with the row coun
 counted in ``retrain_task_failures_total``, turns ``/ready`` red until a cycle succeeds,
 and is retried at the next tick.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,18 @@ log = logging.getLogger(__name__)
 
 CYCLES = Counter("retrain_cycles_total", "Retraining cycles by outcome", ["outcome"])
 FAILURES = Counter("retrain_task_failures_total", "Retraining cycles that raised")
-CONTEST_FAILURES = Counter("retrain_contest_record_failures_total",
-                           "Cycles that could not read what inference published (decisions, predictions) from Redis "
-                           "(retried next cycle)")
+CONTEST_FAILURES = Counter(
+    "retrain_contest_record_failures_total",
+    "Cycles that could not read what inference published (decisions, predictions) from Redis (retried next cycle)",
+)
 LAST_SUCCESS = Gauge("retrain_last_success_timestamp_seconds", "Wall time of the last cycle that completed")
 for _outcome in ("promoted", "kept", "not_enough_data"):
     CYCLES.labels(_outcome)
 
 
-def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours: float, report_dir: Path,
-          through_now: bool = False) -> dict:
+def cycle(
+    settings: Settings, venue: str, symbol: str, stream: str, window_hours: float, report_dir: Path, through_now: bool = False
+) -> dict:
     """One retraining cycle; returns what it did (also logged to ml_experiments). ``through_now``
     also builds the hour still being archived (the demo's replay: minutes, not hours, of data)."""
     migrate.upgrade(settings.postgres)
@@ -64,14 +67,26 @@ def cycle(settings: Settings, venue: str, symbol: str, stream: str, window_hours
         outcome |= {"outcome": "not_enough_data", "detail": str(exc)}
     else:
         promoted = any(g["promote"] for g in result["gate"])
-        outcome |= {"outcome": "promoted" if promoted else "kept", "production": result["production"],
-                    "gate": result["gate"], "report": result["report"]}
+        outcome |= {
+            "outcome": "promoted" if promoted else "kept",
+            "production": result["production"],
+            "gate": result["gate"],
+            "report": result["report"],
+        }
     trainer = engine_for(settings.postgres, "trainer")
     try:
         outcome["online_contest"] = record_contest(settings, trainer, symbol)
         outcome["predictions_archived"] = archive_predictions(settings, trainer, symbol)
-        registry.log_experiment(trainer, f"{stamp}-retrain", "retrain", outcome.get("production"),
-                                {"venue": venue, "window_hours": window_hours, "stream": stream}, [], {}, outcome)
+        registry.log_experiment(
+            trainer,
+            f"{stamp}-retrain",
+            "retrain",
+            outcome.get("production"),
+            {"venue": venue, "window_hours": window_hours, "stream": stream},
+            [],
+            {},
+            outcome,
+        )
     finally:
         trainer.dispose()
     CYCLES.labels(outcome["outcome"]).inc()
@@ -141,17 +156,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-hours", type=float, default=24.0, help="rolling training window")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/retrain"))
     parser.add_argument("--every", type=float, default=None, help="repeat every SECONDS (3600: each new hour)")
-    parser.add_argument("--first-after", type=float, default=0.0,
-                        help="with --every: seconds before the first cycle (a stack that starts with no archive "
-                             "has nothing to learn from yet)")
+    parser.add_argument(
+        "--first-after",
+        type=float,
+        default=0.0,
+        help="with --every: seconds before the first cycle (a stack that starts with no archive has nothing to learn from yet)",
+    )
     parser.add_argument("--metrics-port", type=int, default=9107)
     parser.add_argument("--through-now", action="store_true", help="also build the hour still being archived")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(args.config)
-    kwargs = dict(venue=args.venue, symbol=args.symbol or settings.exchange.symbol,
-                  stream=args.stream or settings.kinesis.stream, window_hours=args.window_hours, report_dir=args.report_dir,
-                  through_now=args.through_now)
+    kwargs = dict(
+        venue=args.venue,
+        symbol=args.symbol or settings.exchange.symbol,
+        stream=args.stream or settings.kinesis.stream,
+        window_hours=args.window_hours,
+        report_dir=args.report_dir,
+        through_now=args.through_now,
+    )
     if args.every:
         asyncio.run(every(settings, args.every, args.metrics_port, args.first_after, **kwargs))
         return 0

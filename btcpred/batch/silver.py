@@ -9,6 +9,7 @@
 Object names are derived from the bronze file name, so re-running a day
 overwrites its objects instead of adding copies.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,15 +40,30 @@ def feature_table(rows: Iterable[FeatureRow], venue: str, symbol: str, source: s
     }
     for name in FEATURE_NAMES:
         columns[name] = [r.features[name] for r in rows]
-    for name in ("mid", "book_update_id", "book_valid", "book_age_ms", "label_mid", "label_return",
-                 "label_age_ms", "data_quality"):
+    for name in (
+        "mid",
+        "book_update_id",
+        "book_valid",
+        "book_age_ms",
+        "label_mid",
+        "label_return",
+        "label_age_ms",
+        "data_quality",
+    ):
         columns[name] = [getattr(r, name) for r in rows]
     schema = pa.schema(
         [("venue", pa.string()), ("symbol", pa.string()), ("ts_ms", pa.int64()), ("source", pa.string())]
         + [(name, pa.float64()) for name in FEATURE_NAMES]
-        + [("mid", pa.float64()), ("book_update_id", pa.int64()), ("book_valid", pa.bool_()),
-           ("book_age_ms", pa.float64()), ("label_mid", pa.float64()), ("label_return", pa.float64()),
-           ("label_age_ms", pa.float64()), ("data_quality", pa.float64())]
+        + [
+            ("mid", pa.float64()),
+            ("book_update_id", pa.int64()),
+            ("book_valid", pa.bool_()),
+            ("book_age_ms", pa.float64()),
+            ("label_mid", pa.float64()),
+            ("label_return", pa.float64()),
+            ("label_age_ms", pa.float64()),
+            ("data_quality", pa.float64()),
+        ]
     )
     return pa.Table.from_pydict(columns, schema=schema)
 
@@ -63,16 +79,20 @@ def bars_table(run: Replay, symbol: str) -> pa.Table:
             bar[1], bar[2], bar[3], bar[4] = max(bar[1], mid), min(bar[2], mid), mid, bar[4] + 1
     minutes = sorted(bars)
     trades = [run.trade_minutes.get(m, [0, 0.0, 0.0]) for m in minutes]
-    return pa.table({
-        "symbol": [symbol] * len(minutes),
-        "minute_ms": pa.array(minutes, pa.int64()),
-        "open": [bars[m][0] for m in minutes], "high": [bars[m][1] for m in minutes],
-        "low": [bars[m][2] for m in minutes], "close": [bars[m][3] for m in minutes],
-        "book_updates": pa.array([bars[m][4] for m in minutes], pa.int64()),
-        "trades": pa.array([t[0] for t in trades], pa.int64()),
-        "volume": [t[1] for t in trades],
-        "vwap": [t[2] / t[1] if t[1] else None for t in trades],
-    })
+    return pa.table(
+        {
+            "symbol": [symbol] * len(minutes),
+            "minute_ms": pa.array(minutes, pa.int64()),
+            "open": [bars[m][0] for m in minutes],
+            "high": [bars[m][1] for m in minutes],
+            "low": [bars[m][2] for m in minutes],
+            "close": [bars[m][3] for m in minutes],
+            "book_updates": pa.array([bars[m][4] for m in minutes], pa.int64()),
+            "trades": pa.array([t[0] for t in trades], pa.int64()),
+            "volume": [t[1] for t in trades],
+            "vwap": [t[2] / t[1] if t[1] else None for t in trades],
+        }
+    )
 
 
 def snapshots_table(run: Replay, symbol: str) -> pa.Table:
@@ -81,12 +101,14 @@ def snapshots_table(run: Replay, symbol: str) -> pa.Table:
     def levels(side):
         return [{"price": to_float(p), "qty": to_float(q)} for p, q in side]
 
-    return pa.table({
-        "symbol": [symbol] * len(run.book_samples),
-        "ts_ms": pa.array([s[0] for s in run.book_samples], pa.int64()),
-        "bids": pa.array([levels(s[1]) for s in run.book_samples], level),
-        "asks": pa.array([levels(s[2]) for s in run.book_samples], level),
-    })
+    return pa.table(
+        {
+            "symbol": [symbol] * len(run.book_samples),
+            "ts_ms": pa.array([s[0] for s in run.book_samples], pa.int64()),
+            "bids": pa.array([levels(s[1]) for s in run.book_samples], level),
+            "asks": pa.array([levels(s[2]) for s in run.book_samples], level),
+        }
+    )
 
 
 def _by_day(table: pa.Table, time_column: str, symbol: str) -> dict[str, pa.Table]:

@@ -5,6 +5,7 @@ have labels that reach into the next: those rows are purged from the earlier
 part. Features look back up to 5 s, so the first 5 s of the later part are
 embargoed too. Nothing is shuffled across time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,12 +26,15 @@ class Split:
     test_start_ms: int
 
     def ranges(self, ts_ms: np.ndarray) -> dict[str, list[int]]:
-        return {name: [int(ts_ms[idx].min()), int(ts_ms[idx].max())] if len(idx) else []
-                for name, idx in (("train", self.train), ("val", self.val), ("test", self.test))}
+        return {
+            name: [int(ts_ms[idx].min()), int(ts_ms[idx].max())] if len(idx) else []
+            for name, idx in (("train", self.train), ("val", self.val), ("test", self.test))
+        }
 
 
-def purged_split(ts_ms: np.ndarray, val_start_ms: int, test_start_ms: int,
-                 purge_ms: int = HORIZON_US // 1000, embargo_ms: int = 5_000) -> Split:
+def purged_split(
+    ts_ms: np.ndarray, val_start_ms: int, test_start_ms: int, purge_ms: int = HORIZON_US // 1000, embargo_ms: int = 5_000
+) -> Split:
     """Rows before ``val_start_ms`` train, before ``test_start_ms`` validate, the rest test."""
     if not val_start_ms < test_start_ms:
         raise ValueError("validation must start before test")
@@ -44,8 +48,9 @@ def purged_split(ts_ms: np.ndarray, val_start_ms: int, test_start_ms: int,
             keep &= ts + purge_ms < hi  # the label window (t, t + purge] ends before the next part starts
         return np.flatnonzero(keep)
 
-    return Split(part(None, val_start_ms), part(val_start_ms, test_start_ms), part(test_start_ms, None),
-                 val_start_ms, test_start_ms)
+    return Split(
+        part(None, val_start_ms), part(val_start_ms, test_start_ms), part(test_start_ms, None), val_start_ms, test_start_ms
+    )
 
 
 def hour_boundaries(ts_ms: np.ndarray, val_fraction: float = 0.2, test_fraction: float = 0.2) -> tuple[int, int]:

@@ -5,6 +5,7 @@ trade in between is no change), the base price the last trade's at the row: the 
 scoring and the reports use for this market. Rows start once the tape reaches back the longest
 look-back (5 minutes).
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,14 @@ def tape_of(events: Iterable[CapturedEvent]) -> tuple[TradeTape, int]:
 def rows_of(tape: TradeTape, venue: str) -> FeatureSet:
     """A row every ``PREDICTION_STEP_US`` on the grid, from the first with full context to the last with a label."""
     if not tape.times:
-        return FeatureSet(np.array([], dtype=object), np.zeros(0, np.int64), np.zeros((0, len(TRADE_FEATURE_NAMES))),
-                          np.zeros(0), np.zeros(0), TRADE_FEATURE_NAMES)
+        return FeatureSet(
+            np.array([], dtype=object),
+            np.zeros(0, np.int64),
+            np.zeros((0, len(TRADE_FEATURE_NAMES))),
+            np.zeros(0),
+            np.zeros(0),
+            TRADE_FEATURE_NAMES,
+        )
     step = PREDICTION_STEP_US
     first = -(-(tape.times[0] + LONGEST_US) // step) * step
     last = tape.times[-1] - HORIZON_US
@@ -55,9 +62,14 @@ def rows_of(tape: TradeTape, venue: str) -> FeatureSet:
         X.append([snap.features[n] for n in TRADE_FEATURE_NAMES])
         y.append(math.log(later / snap.price))
         base.append(snap.price)
-    return FeatureSet(np.array([venue] * len(ts), dtype=object), np.array(ts, dtype=np.int64),
-                      np.array(X, dtype=np.float64).reshape(len(ts), len(TRADE_FEATURE_NAMES)), np.array(y),
-                      np.array(base), TRADE_FEATURE_NAMES)
+    return FeatureSet(
+        np.array([venue] * len(ts), dtype=object),
+        np.array(ts, dtype=np.int64),
+        np.array(X, dtype=np.float64).reshape(len(ts), len(TRADE_FEATURE_NAMES)),
+        np.array(y),
+        np.array(base),
+        TRADE_FEATURE_NAMES,
+    )
 
 
 def trades_venue(symbol: str) -> str:
@@ -77,6 +89,11 @@ def from_directory(data_dir: Path) -> FeatureSet:
         sets.append(rows)
     if not sets:
         return rows_of(TradeTape(), "")
-    return FeatureSet(np.concatenate([s.venue for s in sets]), np.concatenate([s.ts_ms for s in sets]),
-                      np.vstack([s.X for s in sets]), np.concatenate([s.y for s in sets]),
-                      np.concatenate([s.mid for s in sets]), TRADE_FEATURE_NAMES)
+    return FeatureSet(
+        np.concatenate([s.venue for s in sets]),
+        np.concatenate([s.ts_ms for s in sets]),
+        np.vstack([s.X for s in sets]),
+        np.concatenate([s.y for s in sets]),
+        np.concatenate([s.mid for s in sets]),
+        TRADE_FEATURE_NAMES,
+    )

@@ -13,6 +13,7 @@ validation loss; the gate (``btcpred/batch/gate.py``) then compares the pick wit
 model and with persistence on the test window, and logs its decision; ``--promote``
 carries it out (persistence becomes production when nothing beats it and there is none).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,8 +104,16 @@ def refresh_feature_store(s3: S3Config, engine: sa.Engine, data_dir: Path) -> No
         log.info("feature store: %s, %d rows at %.0f rows/s", key, result.rows, result.rows_per_s)
 
 
-def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: FeatureSet, split: Split,
-           engine: sa.Engine | None, run_id: str, ranges: dict) -> Candidate:
+def search(
+    kind: str,
+    features: tuple[str, ...],
+    grid: tuple[dict, ...],
+    data: FeatureSet,
+    split: Split,
+    engine: sa.Engine | None,
+    run_id: str,
+    ranges: dict,
+) -> Candidate:
     """Fit every grid point on train, keep the best validation MSE; log each one as an experiment
     (``engine`` None: not logged, as in ``btcpred.batch.backtest``'s replays of the loop)."""
     X_train, y_train = data.take(split.train).columns(features), data.y[split.train]
@@ -115,11 +124,17 @@ def search(kind: str, features: tuple[str, ...], grid: tuple[dict, ...], data: F
         model = fit_kind(kind, X_train, y_train, params)
         pred = predict_return(model, val.columns(features))
         e = evaluate(val.y, pred, val.mid, val.ts_ms, val.venue)
-        metrics = {"val_mse": _mse(val.y, pred), "val_r2": e.r2, "val_rmse_ratio": e.rmse_ratio,
-                   "val_direction": e.direction_accuracy, "fit_seconds": time.perf_counter() - started}
+        metrics = {
+            "val_mse": _mse(val.y, pred),
+            "val_r2": e.r2,
+            "val_rmse_ratio": e.rmse_ratio,
+            "val_direction": e.direction_accuracy,
+            "fit_seconds": time.perf_counter() - started,
+        }
         if engine is not None:
-            registry.log_experiment(engine, f"{run_id}-{kind}-{i}", kind, None, _jsonable(params), list(features),
-                                    ranges, metrics)
+            registry.log_experiment(
+                engine, f"{run_id}-{kind}-{i}", kind, None, _jsonable(params), list(features), ranges, metrics
+            )
         log.info("%s %s: val R2 %.4f, RMSE ratio %.4f", kind, params, e.r2, e.rmse_ratio)
         if best is None or metrics["val_mse"] < best.val_mse:
             best = Candidate(kind, features, params, model, metrics["val_mse"])
@@ -144,17 +159,23 @@ def _jsonable(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-
-
 def validation_interval(val: FeatureSet, val_pred: np.ndarray) -> PredictionInterval | None:
     scale = VOL_FEATURE if val.has((VOL_FEATURE,)) else TRADE_VOL_FEATURE  # a trades-only market: its tape's
     spec = fit_interval(val.y, val_pred, val.columns((scale,))[:, 0], INTERVAL_COVERAGE)
     return spec.model_copy(update={"scale_feature": scale}) if spec is not None else None
 
 
-def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: str, ranges: dict,
-            fitted_on: np.ndarray | None = None, calibration: Calibration | None = None,
-            interval: PredictionInterval | None = None) -> tuple[bytes, ModelMetadata]:
+def package(
+    c: Candidate,
+    data: FeatureSet,
+    split: Split,
+    version: str,
+    venue: str,
+    ranges: dict,
+    fitted_on: np.ndarray | None = None,
+    calibration: Calibration | None = None,
+    interval: PredictionInterval | None = None,
+) -> tuple[bytes, ModelMetadata]:
     """The artifact of a fitted candidate: validation figures, confidence calibration and prediction
     interval from the validation rows, the trusted input range from the rows it was fitted on
     (``fitted_on``: train). A refit passes the calibration and interval of the fit the gate judged."""
@@ -165,11 +186,20 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
     e = evaluate(val.y, val_pred, val.mid, val.ts_ms, val.venue)
     guard_low, guard_high = input_guard(data.take(split.train if fitted_on is None else fitted_on).columns(c.features))
     meta = ModelMetadata(
-        model_version=version, model_kind=c.kind, feature_names=list(c.features), sha256=sha256_hex(onnx_bytes),
-        calibration=calibration or fit_calibration(val_pred, val.y), scaler_mean=list(map(float, scaler.mean_)),
+        model_version=version,
+        model_kind=c.kind,
+        feature_names=list(c.features),
+        sha256=sha256_hex(onnx_bytes),
+        calibration=calibration or fit_calibration(val_pred, val.y),
+        scaler_mean=list(map(float, scaler.mean_)),
         interval=interval or validation_interval(val, val_pred),
-        scaler_scale=list(map(float, scaler.scale_)), guard_low=guard_low, guard_high=guard_high,
-        venue=venue, proven_markets=[venue], data_ranges=ranges, hyperparameters=_jsonable(c.params),
+        scaler_scale=list(map(float, scaler.scale_)),
+        guard_low=guard_low,
+        guard_high=guard_high,
+        venue=venue,
+        proven_markets=[venue],
+        data_ranges=ranges,
+        hyperparameters=_jsonable(c.params),
         validation_metrics={"r2": e.r2, "rmse_ratio": e.rmse_ratio, "direction_accuracy": e.direction_accuracy},
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -177,8 +207,11 @@ def package(c: Candidate, data: FeatureSet, split: Split, version: str, venue: s
 
 
 MIN_ROWS = 500
-CANDIDATES = (("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID), ("ridge_ofi", OFI_FEATURES, RIDGE_GRID),
-              ("mlp", BOOK_FEATURES, MLP_GRID))
+CANDIDATES = (
+    ("ridge_imbalance", IMBALANCE_FEATURES, RIDGE_GRID),
+    ("ridge_ofi", OFI_FEATURES, RIDGE_GRID),
+    ("mlp", BOOK_FEATURES, MLP_GRID),
+)
 # Candidates on features only some recordings have, each with the features it needs: the best bid/ask
 # stream's, and with a perpetual configured beside spot, the cross-market ones too.
 STREAM_CANDIDATES = (
@@ -194,8 +227,10 @@ TRADE_CANDIDATES = (("ridge_flow", FLOW_FEATURES, RIDGE_GRID), ("ridge_tape", TR
 
 
 MIN_FLOW_SHARE = 0.5  # rows with a trade in the last 5 s needed before the flow candidates compete
-FLOW_CANDIDATES = (("ridge_flow_book", BOOK_FLOW_FEATURES, RIDGE_GRID),
-                   ("ridge_all", BOOK_FEATURES + ("signed_flow_1s", "signed_flow_5s"), RIDGE_GRID))
+FLOW_CANDIDATES = (
+    ("ridge_flow_book", BOOK_FLOW_FEATURES, RIDGE_GRID),
+    ("ridge_all", BOOK_FEATURES + ("signed_flow_1s", "signed_flow_5s"), RIDGE_GRID),
+)
 
 
 def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
@@ -223,8 +258,15 @@ class NotEnoughData(SystemExit):
     """Too few trainable rows to split into train, validation and test hours."""
 
 
-def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir: Path | None = None,
-        promote: bool = False, window_hours: float | None = None) -> dict:
+def run(
+    settings: Settings,
+    venue: str,
+    symbol: str,
+    report_dir: Path,
+    data_dir: Path | None = None,
+    promote: bool = False,
+    window_hours: float | None = None,
+) -> dict:
     migrate.upgrade(settings.postgres)  # as the owner: the one step with DDL
     engine = engine_for(settings.postgres, "trainer")
     try:
@@ -233,8 +275,16 @@ def run(settings: Settings, venue: str, symbol: str, report_dir: Path, data_dir:
         engine.dispose()
 
 
-def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_dir: Path, data_dir: Path | None,
-         promote: bool, window_hours: float | None = None) -> dict:
+def _run(
+    settings: Settings,
+    engine: sa.Engine,
+    venue: str,
+    symbol: str,
+    report_dir: Path,
+    data_dir: Path | None,
+    promote: bool,
+    window_hours: float | None = None,
+) -> dict:
     if data_dir is not None:
         loader = engine_for(settings.postgres, "loader")  # the trainer may read features, never write them
         try:
@@ -267,8 +317,16 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
         uri = artifact_store.upload(lake, onnx_bytes, meta)
         scored[kind] = score(OnnxModel(onnx_bytes, meta), test)  # as served: the input guard applied
         experiment_id = f"{stamp}-{kind}-final"
-        registry.log_experiment(engine, experiment_id, kind, meta.model_version, _jsonable(best.params),
-                                list(features), ranges, {"test": summary(scored[kind], test), "validation": meta.validation_metrics})
+        registry.log_experiment(
+            engine,
+            experiment_id,
+            kind,
+            meta.model_version,
+            _jsonable(best.params),
+            list(features),
+            ranges,
+            {"test": summary(scored[kind], test), "validation": meta.validation_metrics},
+        )
         registry.register(engine, meta, uri, experiment_id)
         versions[kind] = meta.model_version
         val_mse[kind] = best.val_mse
@@ -276,40 +334,74 @@ def _run(settings: Settings, engine: sa.Engine, venue: str, symbol: str, report_
         log.info("registered %s at %s", meta.model_version, uri)
     base = persistence(test)
     val_mse[PERSISTENCE] = _mse(data.y[split.val], np.zeros(len(split.val)))
-    registry.log_experiment(engine, f"{stamp}-persistence", "persistence", None, {}, [], ranges,
-                            {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}})
+    registry.log_experiment(
+        engine,
+        f"{stamp}-persistence",
+        "persistence",
+        None,
+        {},
+        [],
+        ranges,
+        {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}},
+    )
     decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, stamp, venue, ranges, promote)
     refit_version = None
     serving_kind = serving_specification(engine, lake, decisions[-1], versions, venue) if promote else None
     if serving_kind is not None:
-        refit_version = refit_and_promote(engine, lake, fitted[serving_kind], data, split, stamp, venue, ranges,
-                                          versions[serving_kind])
+        refit_version = refit_and_promote(
+            engine, lake, fitted[serving_kind], data, split, stamp, venue, ranges, versions[serving_kind]
+        )
     subject = next((kind for kind, v in versions.items() if v == decisions[-1].challenger), None)
     # the subject: what the gate judged last (a fitted pick, or persistence under its registered version)
     subject_scored = scored[subject] if subject else Scored(decisions[-1].challenger, base.pred, base.evaluation)
-    result = write_report(report_dir, f"Training report {stamp}: the gate's window ({venue}), subject "
-                          f"{subject_scored.name}", test, subject_scored,
-                          [s for s in ((base,) if subject else ()) + tuple(scored.values()) if s is not subject_scored],
-                          ["**These rows decided the promotion, so the promoted model's figures on them are biased "
-                           "upward (it passed because it did well here). Accuracy on data nothing was chosen on: "
-                           "`python -m btcpred.batch.report` on later data, or the walk-forward "
-                           "(`python -m btcpred.batch.backtest`).**",
-                           f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
-                           "models: " + ", ".join(f"{versions[kind]} ({kind} on {', '.join(features)})"
-                                                  for kind, features, _ in candidates),
-                           *(f"gate: {d.challenger} {'promoted' if d.promote else 'not promoted'}: {d.reason}"
-                             for d in decisions),
-                           *([f"served: {refit_version}, the serving specification ({serving_kind}, hyperparameters "
-                              f"tuned in this run) refitted on every row up to {ranges['test'][1]} (ms)"]
-                             if refit_version else [])])
+    result = write_report(
+        report_dir,
+        f"Training report {stamp}: the gate's window ({venue}), subject {subject_scored.name}",
+        test,
+        subject_scored,
+        [s for s in ((base,) if subject else ()) + tuple(scored.values()) if s is not subject_scored],
+        [
+            "**These rows decided the promotion, so the promoted model's figures on them are biased "
+            "upward (it passed because it did well here). Accuracy on data nothing was chosen on: "
+            "`python -m btcpred.batch.report` on later data, or the walk-forward "
+            "(`python -m btcpred.batch.backtest`).**",
+            f"train {ranges['train']}, validation {ranges['val']}, test {ranges['test']} (ms, purge 10 s, embargo 5 s)",
+            "models: " + ", ".join(f"{versions[kind]} ({kind} on {', '.join(features)})" for kind, features, _ in candidates),
+            *(f"gate: {d.challenger} {'promoted' if d.promote else 'not promoted'}: {d.reason}" for d in decisions),
+            *(
+                [
+                    f"served: {refit_version}, the serving specification ({serving_kind}, hyperparameters "
+                    f"tuned in this run) refitted on every row up to {ranges['test'][1]} (ms)"
+                ]
+                if refit_version
+                else []
+            ),
+        ],
+    )
     production = registry.production(engine)
-    return {**result, "versions": versions, "gate": [d.as_metrics() for d in decisions],
-            "production": production.model_version if production else None, "report": str(report_dir / "report.md")}
+    return {
+        **result,
+        "versions": versions,
+        "gate": [d.as_metrics() for d in decisions],
+        "production": production.model_version if production else None,
+        "report": str(report_dir / "report.md"),
+    }
 
 
-def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test: FeatureSet,
-             scored: dict[str, Scored], versions: dict[str, str], val_mse: dict[str, float], stamp: str, venue: str,
-             ranges: dict, promote: bool) -> list[GateDecision]:
+def gate_run(
+    engine: sa.Engine,
+    lake: Lake,
+    data: FeatureSet,
+    split: Split,
+    test: FeatureSet,
+    scored: dict[str, Scored],
+    versions: dict[str, str],
+    val_mse: dict[str, float],
+    stamp: str,
+    venue: str,
+    ranges: dict,
+    promote: bool,
+) -> list[GateDecision]:
     """Pick by validation, then let the gate judge the pick on the test window (``btcpred/batch/gate.py``).
 
     Each decision is logged to ``ml_experiments`` (kind ``gate``) with its figures, promoted or
@@ -321,11 +413,13 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
     decisions: list[GateDecision] = []
 
     def judge(version: str, pred: np.ndarray, is_persistence: bool) -> GateDecision:
-        decision = decide(version, pred, test.y, test.mid, test.ts_ms, champion, challenger_is_persistence=is_persistence,
-                          segment=test.venue)
+        decision = decide(
+            version, pred, test.y, test.mid, test.ts_ms, champion, challenger_is_persistence=is_persistence, segment=test.venue
+        )
         params = {"picked_by": "validation mse", "val_mse": val_mse, "promote_requested": promote}
-        registry.log_experiment(engine, f"{stamp}-gate-{len(decisions)}", "gate", version, params, [], ranges,
-                                decision.as_metrics())
+        registry.log_experiment(
+            engine, f"{stamp}-gate-{len(decisions)}", "gate", version, params, [], ranges, decision.as_metrics()
+        )
         decisions.append(decision)
         log.info("gate: %s %s: %s", version, "promote" if decision.promote else "keep production", decision.reason)
         if promote and decision.promote:
@@ -334,8 +428,9 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
 
     def persistence_model() -> str:
         val = data.take(split.val)
-        return register_persistence(engine, lake, stamp, venue, ranges, val_mse[PERSISTENCE],
-                                    validation_interval(val, np.zeros(len(val))))
+        return register_persistence(
+            engine, lake, stamp, venue, ranges, val_mse[PERSISTENCE], validation_interval(val, np.zeros(len(val)))
+        )
 
     zeros = np.zeros(len(test))
     if pick == PERSISTENCE:
@@ -345,8 +440,9 @@ def gate_run(engine: sa.Engine, lake: Lake, data: FeatureSet, split: Split, test
     return decisions
 
 
-def serving_specification(engine: sa.Engine, lake: Lake, decision: GateDecision, versions: dict[str, str],
-                          venue: str) -> str | None:
+def serving_specification(
+    engine: sa.Engine, lake: Lake, decision: GateDecision, versions: dict[str, str], venue: str
+) -> str | None:
     """The candidate kind that serves after this run, if it is a fitted one: the pick the gate just promoted,
     or else the kind of the production model kept (its specification is refitted every run: the gate's
     evidence is for the specification, and its last fit ends where the previous run's data ended)."""
@@ -358,14 +454,24 @@ def serving_specification(engine: sa.Engine, lake: Lake, decision: GateDecision,
     try:
         _, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
     except (ClientError, ArtifactError, ValueError) as exc:  # production stays as it is, unrefitted
-        log.warning("production model %s not readable (%s): its specification is not refitted this run",
-                    current.model_version, exc)
+        log.warning(
+            "production model %s not readable (%s): its specification is not refitted this run", current.model_version, exc
+        )
         return None
     return meta.model_kind if meta.model_kind in versions and meta.venue == venue else None
 
 
-def refit_and_promote(engine: sa.Engine, lake: Lake, chosen: Candidate, data: FeatureSet, split: Split, stamp: str,
-                      venue: str, ranges: dict, gated_version: str) -> str:
+def refit_and_promote(
+    engine: sa.Engine,
+    lake: Lake,
+    chosen: Candidate,
+    data: FeatureSet,
+    split: Split,
+    stamp: str,
+    venue: str,
+    ranges: dict,
+    gated_version: str,
+) -> str:
     """The serving specification (features, hyperparameters tuned in this run) fitted again on every row
     up to now, and promoted in place of ``gated_version`` (this run's fit of it, whose rows end an hour
     or two before it would serve).
@@ -377,15 +483,36 @@ def refit_and_promote(engine: sa.Engine, lake: Lake, chosen: Candidate, data: Fe
     gated = registry.get(engine, gated_version)
     _, gated_meta = artifact_store.fetch(lake, gated.artifact_uri, gated.checksum_sha256)
     refit_ranges = {**ranges, "refit": [int(data.ts_ms[rows].min()), int(data.ts_ms[rows].max())]}
-    onnx_bytes, meta = package(refitted, data, split, f"{chosen.kind}-{stamp}-refit", venue, refit_ranges, fitted_on=rows,
-                               calibration=gated_meta.calibration, interval=gated_meta.interval)
+    onnx_bytes, meta = package(
+        refitted,
+        data,
+        split,
+        f"{chosen.kind}-{stamp}-refit",
+        venue,
+        refit_ranges,
+        fitted_on=rows,
+        calibration=gated_meta.calibration,
+        interval=gated_meta.interval,
+    )
     meta = meta.model_copy(update={"model_version": f"{chosen.kind}-{stamp}-refit-{meta.sha256[:8]}"})
     experiment_id = f"{stamp}-{chosen.kind}-refit"
-    registry.log_experiment(engine, experiment_id, "refit", meta.model_version, _jsonable(chosen.params),
-                            list(chosen.features), refit_ranges, {"refit_of": gated_version, "rows": int(len(rows))})
+    registry.log_experiment(
+        engine,
+        experiment_id,
+        "refit",
+        meta.model_version,
+        _jsonable(chosen.params),
+        list(chosen.features),
+        refit_ranges,
+        {"refit_of": gated_version, "rows": int(len(rows))},
+    )
     registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), experiment_id)
-    log.info("promoted %s, the refit of %s (replaced %s)", meta.model_version, gated_version,
-             registry.promote(engine, meta.model_version))
+    log.info(
+        "promoted %s, the refit of %s (replaced %s)",
+        meta.model_version,
+        gated_version,
+        registry.promote(engine, meta.model_version),
+    )
     return meta.model_version
 
 
@@ -400,22 +527,38 @@ def champion_predictions(engine: sa.Engine, lake: Lake, test: FeatureSet) -> tup
         onnx_bytes, meta = artifact_store.fetch(lake, current.artifact_uri, current.checksum_sha256)
         return current.model_version, OnnxModel(onnx_bytes, meta).predict(test.columns(meta.feature_names))
     except (ClientError, ArtifactError, ValueError) as exc:
-        log.warning("production model %s is not servable (%s): the gate judges against persistence only",
-                    current.model_version, exc)
+        log.warning(
+            "production model %s is not servable (%s): the gate judges against persistence only", current.model_version, exc
+        )
         return None
 
 
-def register_persistence(engine: sa.Engine, lake: Lake, stamp: str, venue: str, ranges: dict, val_mse: float,
-                         interval: PredictionInterval | None = None) -> str:
+def register_persistence(
+    engine: sa.Engine,
+    lake: Lake,
+    stamp: str,
+    venue: str,
+    ranges: dict,
+    val_mse: float,
+    interval: PredictionInterval | None = None,
+) -> str:
     """Persistence as a registered artifact (staging), servable like any model."""
     onnx_bytes = export_persistence_onnx()
     meta = ModelMetadata(
-        model_version=f"persistence-{stamp}-{sha256_hex(onnx_bytes)[:8]}", model_kind=PERSISTENCE,
-        feature_names=list(PERSISTENCE_FEATURES), sha256=sha256_hex(onnx_bytes),
-        calibration=Calibration(abs_return=[], hit_rate=[]), scaler_mean=[], scaler_scale=[], venue=venue,
+        model_version=f"persistence-{stamp}-{sha256_hex(onnx_bytes)[:8]}",
+        model_kind=PERSISTENCE,
+        feature_names=list(PERSISTENCE_FEATURES),
+        sha256=sha256_hex(onnx_bytes),
+        calibration=Calibration(abs_return=[], hit_rate=[]),
+        scaler_mean=[],
+        scaler_scale=[],
+        venue=venue,
         interval=interval,
-        data_ranges=ranges, hyperparameters={}, validation_metrics={"val_mse": val_mse},
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        data_ranges=ranges,
+        hyperparameters={},
+        validation_metrics={"val_mse": val_mse},
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), f"{stamp}-persistence")
     return meta.model_version
 
@@ -426,9 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--venue", default="binance.us")
     parser.add_argument("--symbol", default="BTCUSDT")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
-    parser.add_argument("--promote", action="store_true",
-                        help="carry out the gate's decision: the validation pick becomes production only if it beats "
-                             "the production model and persistence on the test window (btcpred/batch/gate.py)")
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="carry out the gate's decision: the validation pick becomes production only if it beats "
+        "the production model and persistence on the test window (btcpred/batch/gate.py)",
+    )
     parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,6 +13,7 @@ that secret, or ``localsecret:<name>`` (a random value made once per checkout un
 its own secrets: the Flink job's role grants its Redis user's secret and nothing else
 (``tests/unit/deploy/test_template_secrets.py`` holds the template to that).
 """
+
 from __future__ import annotations
 
 import os
@@ -364,17 +365,18 @@ class SecretRef(SecretStr):
             try:
                 self._value = self._resolver(self.secret_id)
             except Exception as exc:  # noqa: BLE001 - any failure: name the key, never the value
-                raise ConfigError(f"{self.source}: {self.key}: secret {self.secret_id!r} could not be read "
-                                  f"({type(exc).__name__})") from None
+                raise ConfigError(
+                    f"{self.source}: {self.key}: secret {self.secret_id!r} could not be read ({type(exc).__name__})"
+                ) from None
         return self._value
 
 
 def _resolve(value: str, key: str, source: str, resolver: SecretResolver) -> str | SecretRef:
     if value.startswith(LOCAL_SECRET_PREFIX):
-        return local_secret(value[len(LOCAL_SECRET_PREFIX):])
+        return local_secret(value[len(LOCAL_SECRET_PREFIX) :])
     if not value.startswith(SECRET_REF_PREFIX):
         return value
-    return SecretRef(value[len(SECRET_REF_PREFIX):], key, source, resolver)
+    return SecretRef(value[len(SECRET_REF_PREFIX) :], key, source, resolver)
 
 
 def _resolve_tree(node: dict[str, Any], path: list[str], source: str, resolver: SecretResolver) -> None:
@@ -386,9 +388,13 @@ def _resolve_tree(node: dict[str, Any], path: list[str], source: str, resolver: 
             node[key] = _resolve(value, ".".join([*path, str(key)]), source, resolver)
 
 
-def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None,
-                  overrides: dict[str, str] | None = None, overrides_source: str = "overrides",
-                  secret_resolver: SecretResolver = _secretsmanager_value) -> Settings:
+def load_settings(
+    path: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, str] | None = None,
+    overrides_source: str = "overrides",
+    secret_resolver: SecretResolver = _secretsmanager_value,
+) -> Settings:
     """Load ``path`` (default: ``config/$BTCPRED_ENV.yaml``, env ``local``), then ``overrides``, then env.
 
     A ``path`` without a directory or suffix names an environment (``prod`` -> ``btcpred/config/prod.yaml``).
@@ -414,7 +420,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name == "BTCPRED_ENV":
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
         _set_path(raw, parts, _resolve(value, name, "environment", secret_resolver), "environment")
         origin[tuple(parts)] = f"environment {name}"
     try:
@@ -423,5 +429,6 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
             + (f" (from {origin[tuple(map(str, e['loc']))]})" if tuple(map(str, e["loc"])) in origin else "")
-            for e in exc.errors())
+            for e in exc.errors()
+        )
         raise ConfigError(f"{path}: {problems}") from None

@@ -23,6 +23,7 @@ Clark-West is given beside it for the nested comparison with persistence (a mode
 coefficients could all be zero): it asks whether the model carries information at all, where
 the equal-loss test asks whether its answers are better; the gate promotes on the latter.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def json_figure(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")
 
 
-def time_blocks(ts_ms: np.ndarray, segment: np.ndarray | None = None, block_ms: int = BLOCK_MS,
-                gap_ms: int = GAP_MS) -> np.ndarray:
+def time_blocks(
+    ts_ms: np.ndarray, segment: np.ndarray | None = None, block_ms: int = BLOCK_MS, gap_ms: int = GAP_MS
+) -> np.ndarray:
     """A block number per row: spans of ``block_ms`` of data time within one segment.
 
     A segment starts at the first row, at every change of ``segment`` (a market, a file) and
@@ -184,8 +186,9 @@ class _NullBootstrap:
         return keep
 
 
-def loss_test(diff: np.ndarray, blocks: np.ndarray, alpha: float = ALPHA, reps: int = BOOTSTRAP_REPS,
-              seed: int = 20240808) -> LossTest:
+def loss_test(
+    diff: np.ndarray, blocks: np.ndarray, alpha: float = ALPHA, reps: int = BOOTSTRAP_REPS, seed: int = 20240808
+) -> LossTest:
     """Test mean(``diff``) = 0 with ``blocks`` (``time_blocks``) as the independent units."""
     d = np.asarray(diff, dtype=np.float64)
     n = len(d)
@@ -221,8 +224,9 @@ class Skill:
         return self.test.a_better
 
 
-def skill_vs_persistence(y: np.ndarray, pred: np.ndarray, blocks: np.ndarray, alpha: float = ALPHA,
-                         reps: int = BOOTSTRAP_REPS) -> Skill:
+def skill_vs_persistence(
+    y: np.ndarray, pred: np.ndarray, blocks: np.ndarray, alpha: float = ALPHA, reps: int = BOOTSTRAP_REPS
+) -> Skill:
     y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     test = loss_test(np.square(y - pred) - np.square(y), blocks, alpha, reps)
     sum_y2 = float(np.sum(np.square(y)))

@@ -10,6 +10,7 @@ price moves, as a function of the predicted move's size, fitted (isotonic) on
 validation data the model was not trained on: ``interp(|predicted return|,
 calibration.abs_return, calibration.hit_rate)``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -118,8 +119,9 @@ def fit_interval(y: np.ndarray, pred: np.ndarray, realized_vol: np.ndarray, cove
     persistence_q = conformal_quantile(np.abs(y[half:]) / scale, coverage)
     if not (math.isfinite(model_q) and math.isfinite(persistence_q)):
         return None  # too few rows for this coverage: no finite bound to state
-    return PredictionInterval(coverage=coverage, vol_floor=floor, n=len(y) - half,
-                              model_quantile=model_q, persistence_quantile=persistence_q)
+    return PredictionInterval(
+        coverage=coverage, vol_floor=floor, n=len(y) - half, model_quantile=model_q, persistence_quantile=persistence_q
+    )
 
 
 class ModelMetadata(BaseModel):
@@ -204,8 +206,10 @@ class InputGuard:
         if not math.isfinite(value):
             return f"{self.names[i]} is {value}"
         if self.low is not None:
-            return (f"{self.names[i]} ({value:.4g} outside the trusted range "
-                    f"[{self.low[i]:.4g}, {self.high[i]:.4g}] of the training data)")
+            return (
+                f"{self.names[i]} ({value:.4g} outside the trusted range "
+                f"[{self.low[i]:.4g}, {self.high[i]:.4g}] of the training data)"
+            )
         return f"{self.names[i]} ({abs(value - self.mean[i]) / self.scale[i]:.0f} sd from training)"
 
 

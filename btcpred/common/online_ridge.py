@@ -12,6 +12,7 @@ Recursive least squares with forgetting (Haykin, *Adaptive Filter Theory*, ch. 1
 the inverse of the discounted, regularized Gram matrix,
     k = P x / (lambda + x' P x);  w += k (y - w' x);  P = (P - k x' P) / lambda.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ BP = 1e4  # fit in basis points of log return, as the batch models do
 
 
 class OnlineRidge:
-    def __init__(self, features: tuple[str, ...], forgetting: float = 0.999, ridge: float = 100.0,
-                 warm_rows: int = 200) -> None:
+    def __init__(self, features: tuple[str, ...], forgetting: float = 0.999, ridge: float = 100.0, warm_rows: int = 200) -> None:
         if not 0.9 < forgetting <= 1.0:
             raise ValueError(f"forgetting {forgetting}: must be in (0.9, 1]")
         self.features = tuple(features)
@@ -63,16 +63,26 @@ class OnlineRidge:
         self.P = (self.P + self.P.T) / 2  # keep it symmetric against rounding
         self.rows += 1
         # exponentially weighted mean and variance, bias-corrected (weight 1/n without forgetting)
-        alpha = 1.0 / self.rows if lam == 1.0 else (1 - lam) / (1 - lam ** self.rows)
+        alpha = 1.0 / self.rows if lam == 1.0 else (1 - lam) / (1 - lam**self.rows)
         delta = x - self.mean
         self.mean = self.mean + alpha * delta
         self.var = (1 - alpha) * (self.var + alpha * delta * delta)
         return True
 
     def to_json(self) -> str:
-        return json.dumps({"features": list(self.features), "forgetting": self.forgetting, "ridge": self.ridge,
-                           "warm_rows": self.warm_rows, "rows": self.rows, "w": self.w.tolist(), "P": self.P.tolist(),
-                           "mean": self.mean.tolist(), "var": self.var.tolist()})
+        return json.dumps(
+            {
+                "features": list(self.features),
+                "forgetting": self.forgetting,
+                "ridge": self.ridge,
+                "warm_rows": self.warm_rows,
+                "rows": self.rows,
+                "w": self.w.tolist(),
+                "P": self.P.tolist(),
+                "mean": self.mean.tolist(),
+                "var": self.var.tolist(),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str, features: tuple[str, ...]) -> OnlineRidge:

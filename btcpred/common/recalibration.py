@@ -19,6 +19,7 @@ Before that the artifact's own figures stand. A row only enters once its outcome
 data time after it), so nothing here looks ahead. ``replay`` runs the same code over held-out rows
 in time order: the reports score what serving would have stated.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ PRIOR_ROWS = 20.0  # a bin's hit rate is shrunk towards the window's as if this 
 class Recalibration:
     """The last ``window`` realized rows of one served source on one market, for an interval of ``coverage``."""
 
-    def __init__(self, coverage: float = 0.8, window: int = ROLLING_ROWS, min_rows: int = MIN_ROWS,
-                 step: float = ACI_STEP) -> None:
+    def __init__(
+        self, coverage: float = 0.8, window: int = ROLLING_ROWS, min_rows: int = MIN_ROWS, step: float = ACI_STEP
+    ) -> None:
         self.coverage = coverage
         self.min_rows = min_rows
         self.step = step
@@ -96,9 +98,18 @@ class Recalibration:
         return float((in_bin.sum() + PRIOR_ROWS * overall) / (len(in_bin) + PRIOR_ROWS))
 
 
-def replay(ts_ms: np.ndarray, market: np.ndarray, y: np.ndarray, pred: np.ndarray, scale: np.ndarray,
-           fallback_quantile: np.ndarray, fallback_confidence: np.ndarray, coverage: float, horizon_ms: int,
-           make: Callable[[float], Recalibration] = Recalibration) -> tuple[np.ndarray, np.ndarray]:
+def replay(
+    ts_ms: np.ndarray,
+    market: np.ndarray,
+    y: np.ndarray,
+    pred: np.ndarray,
+    scale: np.ndarray,
+    fallback_quantile: np.ndarray,
+    fallback_confidence: np.ndarray,
+    coverage: float,
+    horizon_ms: int,
+    make: Callable[[float], Recalibration] = Recalibration,
+) -> tuple[np.ndarray, np.ndarray]:
     """What serving would have stated on held-out rows, in time order per market: per row, whether the
     realized return fell inside the recalibrated interval, and the recalibrated confidence.
 

@@ -4,6 +4,7 @@ Every multi-key step touches the keys of one symbol only, and those keys share t
 ``{symbol}`` hash tag (btcpred/udfs/redis_schema.py), so a MULTI/EXEC or a Lua script stays
 in one slot: the same code runs on a single node (local) and on a cluster (prod).
 """
+
 from __future__ import annotations
 
 from typing import Any

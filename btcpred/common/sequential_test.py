@@ -20,6 +20,7 @@ worse than persistence) the service may act on.
 - The stake is the running ``sum(x) / (1 + sum(x^2))`` of past blocks, clipped to [0, 1/2]: it
   bets more as the evidence leans one way and never bets against the alternative.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,6 +102,13 @@ class BlockedDifferential:
     def figures(self) -> dict:
         """What a decision records: the e-value, how much evidence, and the mean differential."""
         t = self.test
-        return {"e_value": t.wealth, "peak_e_value": t.peak, "threshold": 1.0 / t.alpha, "alpha": t.alpha,
-                "blocks": t.blocks, "rows": self.rows, "mean_diff": self.total / self.rows if self.rows else None,
-                "stake": t.stake()}
+        return {
+            "e_value": t.wealth,
+            "peak_e_value": t.peak,
+            "threshold": 1.0 / t.alpha,
+            "alpha": t.alpha,
+            "blocks": t.blocks,
+            "rows": self.rows,
+            "mean_diff": self.total / self.rows if self.rows else None,
+            "stake": t.stake(),
+        }

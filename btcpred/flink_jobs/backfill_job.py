@@ -12,6 +12,7 @@ boundary's feature vector and trade windows (what the live job appends to
 in receipt time, the time the archive is partitioned by; the book anchors on the first
 in-band snapshot inside it, as the live job does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,14 +66,18 @@ def run(settings: Settings, stream: str, start_us: int, end_us: int, out: Path, 
     source_file.write_text("".join(r + "\n" for r in records))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("")
-    settings = settings.model_copy(update={"flink": settings.flink.model_copy(update={
-        "checkpoint_dir": str(work_dir / "checkpoints"), "savepoint_dir": None, "parallelism": 1})})
+    settings = settings.model_copy(
+        update={
+            "flink": settings.flink.model_copy(
+                update={"checkpoint_dir": str(work_dir / "checkpoints"), "savepoint_dir": None, "parallelism": 1}
+            )
+        }
+    )
     os.environ.setdefault("AWS_CBOR_DISABLE", "true")
     env = StreamExecutionEnvironment.get_execution_environment(hot_path_job.job_configuration(settings))
     hot_path_job.configure(env, settings, jars=[])  # no Kinesis here: no connector jar
     file_source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), source_file.as_uri()).build()
-    source: DataStream = env.from_source(file_source, WatermarkStrategy.no_watermarks(), "Bronze archive") \
-        .uid("bronze-source")
+    source: DataStream = env.from_source(file_source, WatermarkStrategy.no_watermarks(), "Bronze archive").uid("bronze-source")
 
     def sink(writes: DataStream) -> None:
         writes.process(FeatureLines(str(out), settings.exchange.symbol)).name("Feature rows").uid("feature-rows")

@@ -15,6 +15,7 @@ pickled (docs/hot_path.md).
 Run locally in the mini cluster with ``python -m btcpred.flink_jobs.hot_path_job`` or
 submit to a cluster with ``flink run -py btcpred/flink_jobs/hot_path_job.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -120,8 +121,14 @@ class HotPathFunction(KeyedProcessFunction):
         self.drift_levels = 0
         self.emit_lag_ms = 0
         self.boundaries_skipped = 0
-        self.refused = {"rejectedEvents": 0, "duplicateTrades": 0, "failedCuts": 0, "crossedBooks": 0, "cappedEntries": 0,
-                        "stateEntries": 0}
+        self.refused = {
+            "rejectedEvents": 0,
+            "duplicateTrades": 0,
+            "failedCuts": 0,
+            "crossedBooks": 0,
+            "cappedEntries": 0,
+            "stateEntries": 0,
+        }
         for name in self.refused:  # read off the key's state after each record (SymbolState's counters)
             group.gauge(name, lambda name=name: self.refused[name])
         group.gauge("boundariesSkipped", lambda: self.boundaries_skipped)
@@ -178,9 +185,14 @@ class HotPathFunction(KeyedProcessFunction):
             yield result.writes
 
     def _read_counters(self, st: SymbolState) -> None:
-        self.refused.update(rejectedEvents=st.rejected_events, duplicateTrades=st.duplicate_trades,
-                            failedCuts=st.failed_cuts, crossedBooks=st.crossed_books, cappedEntries=st.capped_entries,
-                            stateEntries=st.entries())
+        self.refused.update(
+            rejectedEvents=st.rejected_events,
+            duplicateTrades=st.duplicate_trades,
+            failedCuts=st.failed_cuts,
+            crossedBooks=st.crossed_books,
+            cappedEntries=st.capped_entries,
+            stateEntries=st.entries(),
+        )
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         st = self._load(ctx.get_current_key())
@@ -236,29 +248,40 @@ def kinesis_properties(k: KinesisConfig, flink: FlinkJobConfig) -> dict[str, str
         "flink.list.shards.maxretries": "20",
     }
     if k.endpoint:
-        props.update({
-            "aws.endpoint": k.endpoint,
-            "aws.credentials.provider": "BASIC",
-            "aws.credentials.provider.basic.accesskeyid": k.access_key_id.get_secret_value(),
-            "aws.credentials.provider.basic.secretkey": k.secret_access_key.get_secret_value(),
-        })
+        props.update(
+            {
+                "aws.endpoint": k.endpoint,
+                "aws.credentials.provider": "BASIC",
+                "aws.credentials.provider.basic.accesskeyid": k.access_key_id.get_secret_value(),
+                "aws.credentials.provider.basic.secretkey": k.secret_access_key.get_secret_value(),
+            }
+        )
     return props
 
 
 def kinesis_source(env: StreamExecutionEnvironment, settings: Settings) -> DataStream:
-    consumer = FlinkKinesisConsumer(settings.kinesis.stream, SimpleStringSchema(), kinesis_properties(settings.kinesis, settings.flink))
+    consumer = FlinkKinesisConsumer(
+        settings.kinesis.stream, SimpleStringSchema(), kinesis_properties(settings.kinesis, settings.flink)
+    )
     return env.add_source(consumer).name("Kinesis market data").uid("kinesis-source")
 
 
-def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStream | None = None,
-          sink: Callable[[DataStream], object] | None = None,
-          before_sink: Callable[[DataStream], DataStream] | None = None) -> None:
+def build(
+    env: StreamExecutionEnvironment,
+    settings: Settings,
+    source: DataStream | None = None,
+    sink: Callable[[DataStream], object] | None = None,
+    before_sink: Callable[[DataStream], DataStream] | None = None,
+) -> None:
     """The hot-path graph. ``source`` defaults to Kinesis (a bounded bronze source for backfills),
     ``sink`` to Redis; ``before_sink`` lets a newer job version insert operators (uids keep state)."""
     cfg = settings.flink
     raw = source if source is not None else kinesis_source(env, settings)
-    decoded = (raw.process(DecodeRecord(settings.exchange.max_event_time_lead_ms), output_type=Types.PICKLED_BYTE_ARRAY())
-               .name("Decode SBE").uid("decode-sbe"))
+    decoded = (
+        raw.process(DecodeRecord(settings.exchange.max_event_time_lead_ms), output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("Decode SBE")
+        .uid("decode-sbe")
+    )
     strategy = (
         WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.out_of_orderness_ms))
         .with_idleness(Duration.of_millis(cfg.idleness_ms))  # before the assigner: it would drop it
@@ -267,16 +290,19 @@ def build(env: StreamExecutionEnvironment, settings: Settings, source: DataStrea
     timed = decoded.assign_timestamps_and_watermarks(strategy).name("Event-time watermarks").uid("watermarks")
     state = (
         timed.key_by(lambda batch: batch.symbol, key_type=Types.STRING())
-        .process(HotPathFunction(cfg.emit_interval_ms, settings.exchange.max_event_time_lead_ms),
-                 output_type=Types.PICKLED_BYTE_ARRAY())
-        .name("Order book, trade windows, features").uid("hot-path-state")
+        .process(
+            HotPathFunction(cfg.emit_interval_ms, settings.exchange.max_event_time_lead_ms),
+            output_type=Types.PICKLED_BYTE_ARRAY(),
+        )
+        .name("Order book, trade windows, features")
+        .uid("hot-path-state")
     )
     # The hot state's writes reach their sink by a forward edge of one input, so PyFlink chains
     # the sink into the state operator's Python bundle; a union of four inputs would make it a
     # task of its own, every write batch crossing to the JVM and back (measured: docs/hot_path.md).
-    side = state.get_side_output(GAP_TAG).union(state.get_side_output(LATE_TAG),
-                                                decoded.get_side_output(DEAD_LETTER_TAG),
-                                                state.get_side_output(DEAD_LETTER_TAG))
+    side = state.get_side_output(GAP_TAG).union(
+        state.get_side_output(LATE_TAG), decoded.get_side_output(DEAD_LETTER_TAG), state.get_side_output(DEAD_LETTER_TAG)
+    )
     writes = before_sink(state) if before_sink is not None else state
     if sink is not None:
         sink(writes.union(side))
@@ -294,7 +320,10 @@ def job_configuration(settings: Settings, managed: bool = False) -> Configuratio
     cfg = settings.flink
     conf = Configuration()
     if not managed:
-        for key, value in {**state_storage.state_options(settings.flink), **state_storage.metrics_options(settings.flink)}.items():
+        for key, value in {
+            **state_storage.state_options(settings.flink),
+            **state_storage.metrics_options(settings.flink),
+        }.items():
             conf.set_string(key, value)
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
@@ -308,8 +337,7 @@ def job_configuration(settings: Settings, managed: bool = False) -> Configuratio
     return conf
 
 
-def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Path] | None = None,
-              managed: bool = False) -> None:
+def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Path] | None = None, managed: bool = False) -> None:
     """Parallelism, checkpointing and the connector jar (``jars``; none on Managed Flink, which adds its own)."""
     cfg = settings.flink
     env.set_parallelism(cfg.parallelism)
@@ -331,15 +359,21 @@ def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Pa
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="BTCUSDT hot-path Flink job")
     parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
-    parser.add_argument("--properties", default=None,
-                        help="application properties JSON (Managed Flink's format; there it is read by default)")
+    parser.add_argument(
+        "--properties", default=None, help="application properties JSON (Managed Flink's format; there it is read by default)"
+    )
     args, _ = parser.parse_known_args(argv)
     return args
 
 
-def run(argv: list[str] | None = None, jars: list[Path] | None = None, python_files: list[Path] | None = None,
-        before_sink: Callable[[DataStream], DataStream] | None = None, job_name: str = "btcusdt-hot-path",
-        graph: Callable[..., None] = build) -> None:
+def run(
+    argv: list[str] | None = None,
+    jars: list[Path] | None = None,
+    python_files: list[Path] | None = None,
+    before_sink: Callable[[DataStream], DataStream] | None = None,
+    job_name: str = "btcusdt-hot-path",
+    graph: Callable[..., None] = build,
+) -> None:
     """Entry point shared by this module, the Managed Flink package's main.py and newer job versions
     (``graph``: another graph on the same environment, the throughput bench's platform floor)."""
     args = parse_args(argv)

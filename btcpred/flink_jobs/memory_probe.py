@@ -7,6 +7,7 @@ and a daemon thread writes, every
 report, to ``probe-<pid>.txt``. A resident size that grows while these stay flat is native memory
 (gRPC, protobuf, the allocator), which tracemalloc cannot see.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ also refuses to replace a newer version with an older one. Every key of a batch
 belongs to one symbol and carries its hash tag, so on a Redis Cluster the batch is
 one slot's transaction.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,7 +29,11 @@ from btcpred.udfs.symbol_state import RedisWrite
 def connect(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis | RedisCluster:
     """The job's client: bounded timeouts, and retries that ride out a Redis restart or a cluster failover."""
     return redis_connection.connect(
-        cfg, role, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30,
+        cfg,
+        role,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 8),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )

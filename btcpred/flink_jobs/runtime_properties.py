@@ -10,6 +10,7 @@ Group ``BtcpredJob``: ``config`` names the config file or environment (``prod``)
 other key is a dotted override of it (``redis.host``, ``kinesis.stream``, ...); a value
 ``secretsmanager:<id>`` is fetched from AWS Secrets Manager (``btcpred.common.config``).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,12 +51,12 @@ def on_managed_flink(properties: Path | None) -> bool:
     return properties is not None and properties.resolve() == MANAGED_FLINK_PROPERTIES
 
 
-def job_settings(config: str | None, properties: Path | None, environ: dict[str, str] | None = None,
-                 **load_options: Any) -> Settings:
+def job_settings(
+    config: str | None, properties: Path | None, environ: dict[str, str] | None = None, **load_options: Any
+) -> Settings:
     """Settings from ``config`` (or the group's ``config`` key) plus the group's overrides."""
     overrides: dict[str, str] = {}
     if properties is not None:
         overrides = dict(read_property_groups(properties).get(JOB_GROUP, {}))
     config = overrides.pop("config", None) or config
-    return load_settings(config, environ, overrides=overrides,
-                         overrides_source=f"{properties} group {JOB_GROUP}", **load_options)
+    return load_settings(config, environ, overrides=overrides, overrides_source=f"{properties} group {JOB_GROUP}", **load_options)

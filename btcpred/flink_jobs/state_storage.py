@@ -8,6 +8,7 @@ filesystem keys, since a cluster reads them at start, not per job).
 Locally checkpoints and savepoints go to the S3 API emulator through Flink's presto S3
 plugin (the one Flink recommends for checkpoints), fetched by ``scripts/setup.sh``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

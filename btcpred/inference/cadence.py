@@ -1,4 +1,5 @@
 """Wall-clock aligned ticks: every cycle is scheduled from absolute time, so no drift accumulates."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +11,13 @@ def next_boundary_ms(now_ms: float, cadence_ms: int) -> int:
     return (int(now_ms) // cadence_ms + 1) * cadence_ms
 
 
-async def run_aligned(cadence_ms: int, cycle: Callable[[int, float], Awaitable[None]],
-                      on_missed: Callable[[int], None], clock: Callable[[], float] = time.time,
-                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+async def run_aligned(
+    cadence_ms: int,
+    cycle: Callable[[int, float], Awaitable[None]],
+    on_missed: Callable[[int], None],
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
     """Call ``cycle(boundary_ms, jitter_ms)`` on every boundary; report boundaries that were skipped."""
     last: int | None = None
     while True:

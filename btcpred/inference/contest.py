@@ -7,6 +7,7 @@ as the hourly gate's does (5-minute blocks, wild block bootstrap, interval agree
 once (at the end of a demo, by an operator), not a test to re-run every cycle. ``OnlineContest``
 is the one read every cycle and acted on: an always-valid test whose lifetime error is alpha.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,13 @@ def skill_of(rows: list[ScoredPrediction]) -> dict:
         return {"n": 0}
     y = -np.asarray(base)
     s = skill_vs_persistence(y, np.asarray(model) + y, time_blocks(np.asarray(times)))
-    return {"n": len(times), "blocks": s.test.blocks, "r2_os": json_figure(s.r2_os),
-            "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])], "pvalue": json_figure(s.test.pvalue)}
+    return {
+        "n": len(times),
+        "blocks": s.test.blocks,
+        "r2_os": json_figure(s.r2_os),
+        "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])],
+        "pvalue": json_figure(s.test.pvalue),
+    }
 
 
 def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction], alpha: float = ALPHA) -> dict:
@@ -51,8 +57,14 @@ def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction],
         decision = "the champion is better"
     else:
         decision = f"no difference at alpha {alpha}: the champion stays"
-    return {"n": test.n, "blocks": test.blocks, "mean_loss_diff": json_figure(test.mean_diff),
-            "ci": [json_figure(test.ci[0]), json_figure(test.ci[1])], "pvalue": json_figure(test.pvalue), "decision": decision}
+    return {
+        "n": test.n,
+        "blocks": test.blocks,
+        "mean_loss_diff": json_figure(test.mean_diff),
+        "ci": [json_figure(test.ci[0]), json_figure(test.ci[1])],
+        "pvalue": json_figure(test.pvalue),
+        "decision": decision,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +81,14 @@ class Decision:
 
     def fields(self) -> dict[str, str]:
         """As a ``pred:contest:`` stream entry."""
-        return {"action": self.action, "model_version": self.model_version, "versus": self.versus, "market": self.market,
-                "data_time_ms": str(self.data_time_ms), "figures": json.dumps(self.figures)}
+        return {
+            "action": self.action,
+            "model_version": self.model_version,
+            "versus": self.versus,
+            "market": self.market,
+            "data_time_ms": str(self.data_time_ms),
+            "figures": json.dumps(self.figures),
+        }
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Decision:
@@ -79,8 +97,14 @@ class Decision:
             action = fields["action"]
             if action not in ("promote", "demote"):
                 raise ValueError(f"unknown action {action!r}")
-            return cls(action, fields["model_version"], fields["versus"], fields["market"],
-                       int(fields["data_time_ms"]), json.loads(fields["figures"]))
+            return cls(
+                action,
+                fields["model_version"],
+                fields["versus"],
+                fields["market"],
+                int(fields["data_time_ms"]),
+                json.loads(fields["figures"]),
+            )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a contest decision: {exc}") from exc
 
@@ -90,7 +114,7 @@ def _squared_log_error(row: ScoredPrediction) -> tuple[float, float] | None:
     if min(row.current_price, row.predicted_price, row.realized_price) <= 0:
         return None
     realized = math.log(row.realized_price / row.current_price)
-    return (math.log(row.predicted_price / row.current_price) - realized) ** 2, realized ** 2
+    return (math.log(row.predicted_price / row.current_price) - realized) ** 2, realized**2
 
 
 class OnlineContest:
@@ -146,12 +170,14 @@ class OnlineContest:
         test.add(row.feature_time_ms, champion - losses[0])
         if test.test.rejected:
             self.decided.add(version)
-            return Decision("promote", version, self.champion or "persistence", self.market, row.feature_time_ms,
-                            test.figures())
+            return Decision("promote", version, self.champion or "persistence", self.market, row.feature_time_ms, test.figures())
         return None
 
     def state(self) -> dict:
         """For /accuracy: each running test's e-value and how much evidence it has."""
-        return {"champion": self.champion, "alpha": self.alpha,
-                "demotion": self.demotion.figures() if self.demotion else None,
-                "promotion": {v: t.figures() for v, t in self.promotions.items()}}
+        return {
+            "champion": self.champion,
+            "alpha": self.alpha,
+            "demotion": self.demotion.figures() if self.demotion else None,
+            "promotion": {v: t.figures() for v, t in self.promotions.items()},
+        }

@@ -1,4 +1,5 @@
 """Turn one Redis read into one Prediction; degraded inputs give a fallback, never an error."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,9 @@ from btcpred.udfs.features import HORIZON_US
 PERSISTENCE = PersistencePredictor()
 
 
-def fallback_reason(state: HotState, features_age_ms: float | None, max_age_ms: int,
-                    market_age_ms: float | None = None) -> str | None:
+def fallback_reason(
+    state: HotState, features_age_ms: float | None, max_age_ms: int, market_age_ms: float | None = None
+) -> str | None:
     """Why this cycle cannot use the model. ``stale_features``: the job wrote nothing recently;
     ``stale_market_data``: it did, but about a market long gone (a catch-up after an outage)."""
     if not state.features:
@@ -46,8 +48,12 @@ def _shadow_answer(shadow: Predictor, state: HotState, base: float, market: str 
     except Exception as exc:  # noqa: BLE001 - a shadow model's own failure, reported beside it
         answer, confidence, why_none = None, None, f"failed:{type(exc).__name__}"
     why = f"unproven_on_market:{market}" if market is not None and not shadow.proven_on(market) else "not promoted"
-    return ChallengerPrediction(model_version=shadow.version, predicted_price_10s=answer, confidence=confidence,
-                                why_not_served=why + (f"; {why_none}" if why_none else ""))
+    return ChallengerPrediction(
+        model_version=shadow.version,
+        predicted_price_10s=answer,
+        confidence=confidence,
+        why_not_served=why + (f"; {why_none}" if why_none else ""),
+    )
 
 
 def make_prediction(

@@ -1,4 +1,5 @@
 """One pipelined Redis round trip per cycle: feat:, ob:, tr: and the reanchor: flag."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

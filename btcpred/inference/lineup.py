@@ -6,6 +6,7 @@ The registry says which model is in production and which run beside it; the gate
 a challenger it promoted serves there as champion, a champion it demoted is replaced by
 persistence and runs in shadow. Its decisions are in ``pred:contest:`` and survive a restart.
 """
+
 from __future__ import annotations
 
 from btcpred.common.recalibration import Recalibration
@@ -28,13 +29,20 @@ class RuledOnline:
     def proven_on(self, market: str) -> bool:
         return self.proven if market == self.market else self.inner.proven_on(market)
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
-                 recalibration: Recalibration | None = None) -> Interval | None:
+    def interval(
+        self,
+        state: HotState,
+        base_price: float,
+        predicted_price: float,
+        persistence: bool,
+        recalibration: Recalibration | None = None,
+    ) -> Interval | None:
         return self.inner.interval(state, base_price, predicted_price, persistence, recalibration)
 
 
-def lineup(production: Predictor | None, challengers: tuple[Predictor, ...], verdicts: dict[str, str],
-           market: str) -> tuple[Predictor | None, tuple[Predictor, ...]]:
+def lineup(
+    production: Predictor | None, challengers: tuple[Predictor, ...], verdicts: dict[str, str], market: str
+) -> tuple[Predictor | None, tuple[Predictor, ...]]:
     """(the predictor ``make_prediction`` serves if it is proven here, the ones it runs in shadow).
 
     ``verdicts``: model version -> the contest's last action on this market ("promote" | "demote"),

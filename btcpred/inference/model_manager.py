@@ -12,6 +12,7 @@ never computes). Retried at every poll: one whose features the hot path computes
 latest ``feat:`` lacks one for now (a perpetual reconnecting, a job restarting, a quote stream
 not yet seen): before, that moment refused a promoted model until the process restarted.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,10 @@ log = logging.getLogger("inference.models")
 MODEL_LOADS = Counter("inference_model_loads_total", "Model load attempts", ["outcome"])
 for _outcome in ("loaded", "refused", "fetch_error", "registry_error", "features_missing"):  # at 0 from the start
     MODEL_LOADS.labels(_outcome)
-WAITING = Gauge("inference_model_waiting_for_features",
-                "1 while the production model waits for features the latest feat: lacks (retried every poll)")
+WAITING = Gauge(
+    "inference_model_waiting_for_features",
+    "1 while the production model waits for features the latest feat: lacks (retried every poll)",
+)
 MODEL_INFO = Gauge("inference_model_loaded_timestamp_seconds", "When the serving model was swapped in", ["model_version"])
 
 
@@ -212,8 +215,11 @@ class ModelManager:
         except Exception as exc:  # noqa: BLE001 - registry unreachable: keep the shadows we have
             self.last_error = f"registry (challengers): {exc}"
             return "registry_error"
-        wanted = {version: (uri, checksum) for version, uri, checksum in listed
-                  if version not in self.refused and (self.current is None or version != self.current.version)}
+        wanted = {
+            version: (uri, checksum)
+            for version, uri, checksum in listed
+            if version not in self.refused and (self.current is None or version != self.current.version)
+        }
         for version in [v for v in self.shadows if v not in wanted]:
             del self.shadows[version]
         for version, (uri, checksum) in wanted.items():

@@ -1,4 +1,5 @@
 """Predictors. Persistence is the baseline every model is reported against."""
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,14 @@ class Predictor(Protocol):
     def proven_on(self, market: str) -> bool:
         """Whether it has gate evidence on ``market`` (else persistence serves and it runs in shadow)."""
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
-                 recalibration: Recalibration | None = None) -> Interval | None:
+    def interval(
+        self,
+        state: HotState,
+        base_price: float,
+        predicted_price: float,
+        persistence: bool,
+        recalibration: Recalibration | None = None,
+    ) -> Interval | None:
         """The price in 10 s around ``predicted_price``; None: none stated. ``persistence``: the interval
         of persistence serving in the predictor's place; ``recalibration``: this market's realized rows,
         whose quantile replaces the artifact's once there are enough of them."""
@@ -51,8 +58,14 @@ class PersistencePredictor:
     def proven_on(self, market: str) -> bool:
         return True  # the baseline every model is judged against needs no evidence
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
-                 recalibration: Recalibration | None = None) -> Interval | None:
+    def interval(
+        self,
+        state: HotState,
+        base_price: float,
+        predicted_price: float,
+        persistence: bool,
+        recalibration: Recalibration | None = None,
+    ) -> Interval | None:
         return None  # no artifact, no held-out errors to size one from
 
 
@@ -89,8 +102,14 @@ class OnnxPredictor:
     def proven_on(self, market: str) -> bool:
         return self.model.meta.proven_on(market)
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
-                 recalibration: Recalibration | None = None) -> Interval | None:
+    def interval(
+        self,
+        state: HotState,
+        base_price: float,
+        predicted_price: float,
+        persistence: bool,
+        recalibration: Recalibration | None = None,
+    ) -> Interval | None:
         """The artifact's conformal interval, scaled by this vector's realized volatility."""
         spec = self.model.meta.interval
         vol = state.feature_float(spec.scale_feature) if spec is not None else None

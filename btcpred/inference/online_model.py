@@ -6,6 +6,7 @@ contest promotes it (``btcpred.inference.contest``). Its weights are checkpointe
 ``CHECKPOINT_EVERY`` learned rows to ``pred:online:{symbol}`` as JSON (the inference user's one
 kind of write is an append) and read back at start: a restart does not forget the market.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,14 @@ class OnlineRidgePredictor:
     def proven_on(self, market: str) -> bool:
         return False  # no gate evidence anywhere: only the online contest can make it serve
 
-    def interval(self, state: HotState, base_price: float, predicted_price: float, persistence: bool,
-                 recalibration: Recalibration | None = None) -> Interval | None:
+    def interval(
+        self,
+        state: HotState,
+        base_price: float,
+        predicted_price: float,
+        persistence: bool,
+        recalibration: Recalibration | None = None,
+    ) -> Interval | None:
         return None  # no held-out errors to size one from
 
     def checkpoint(self) -> str:

@@ -6,6 +6,7 @@ of the feature vector at t + horizon (feature vectors are cut on a fixed 500 ms 
 the target time is on the grid). The persistence forecast (price unchanged) is scored beside
 the model on the same targets.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,13 @@ class Accuracy:
 
 
 class OnlineScorer:
-    def __init__(self, horizon_ms: int = HORIZON_US // 1000, window: int = 1000, mid_memory: int = 2000,
-                 on_scored: Callable[[ScoredPrediction], None] | None = None) -> None:
+    def __init__(
+        self,
+        horizon_ms: int = HORIZON_US // 1000,
+        window: int = 1000,
+        mid_memory: int = 2000,
+        on_scored: Callable[[ScoredPrediction], None] | None = None,
+    ) -> None:
         self.horizon_ms = horizon_ms
         self.on_scored = on_scored  # told of every row once its outcome is known (the rolling recalibration)
         # target ms -> (current, predicted, interval low, interval high, volatility scale)
@@ -61,8 +67,15 @@ class OnlineScorer:
         self.mid_memory = mid_memory
         self.scored: deque[ScoredPrediction] = deque(maxlen=window)
 
-    def record_prediction(self, feature_time_ms: int, current_price: float, predicted_price: float,
-                          low: float | None = None, high: float | None = None, scale: float | None = None) -> None:
+    def record_prediction(
+        self,
+        feature_time_ms: int,
+        current_price: float,
+        predicted_price: float,
+        low: float | None = None,
+        high: float | None = None,
+        scale: float | None = None,
+    ) -> None:
         """Remember a prediction; the first one made on a feature vector wins (later cycles repeat it)."""
         target = feature_time_ms + self.horizon_ms
         if target not in self.pending and all(s.feature_time_ms != feature_time_ms for s in list(self.scored)[-5:]):
@@ -98,15 +111,18 @@ class OnlineScorer:
         stated = [r for r in rows if r.low is not None and r.high is not None]
         # as in the batch reports: rows where the price moved and the prediction took a side (persistence never does)
         moves = [r for r in rows if r.realized_price != r.current_price and r.predicted_price != r.current_price]
-        right = sum(1 for r in moves
-                    if math.copysign(1, r.predicted_price - r.current_price) == math.copysign(1, r.realized_price - r.current_price))
+        right = sum(
+            1
+            for r in moves
+            if math.copysign(1, r.predicted_price - r.current_price) == math.copysign(1, r.realized_price - r.current_price)
+        )
         return Accuracy(
             scored=n,
             mae=sum(abs(r.error) for r in rows) / n,
-            rmse=math.sqrt(sum(r.error ** 2 for r in rows) / n),
+            rmse=math.sqrt(sum(r.error**2 for r in rows) / n),
             directional_accuracy=right / len(moves) if moves else None,
             persistence_mae=sum(abs(r.persistence_error) for r in rows) / n,
-            persistence_rmse=math.sqrt(sum(r.persistence_error ** 2 for r in rows) / n),
+            persistence_rmse=math.sqrt(sum(r.persistence_error**2 for r in rows) / n),
             bias=sum(r.error for r in rows) / n,
             calibration_slope=calibration_slope(rows),
             interval_coverage=(sum(1 for r in stated if r.low <= r.realized_price <= r.high) / len(stated)) if stated else None,

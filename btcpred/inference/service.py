@@ -4,6 +4,7 @@ The loop reads Redis only (one pipelined round trip), never REST, S3 or
 Postgres. Every prediction is kept in a bounded in-memory history and appended
 to the Redis stream ``pred:<symbol>`` (bounded) for consumers and replay scoring.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,30 +46,40 @@ from btcpred.udfs.features import HORIZON_US
 
 log = logging.getLogger("inference")
 
-CYCLE_LATENCY = Histogram("inference_cycle_latency_seconds", "Boundary to published prediction",
-                          buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
-JITTER = Histogram("inference_cadence_jitter_seconds", "Wake-up delay after the 2 s boundary",
-                   buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1))
+CYCLE_LATENCY = Histogram(
+    "inference_cycle_latency_seconds",
+    "Boundary to published prediction",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+JITTER = Histogram(
+    "inference_cadence_jitter_seconds",
+    "Wake-up delay after the 2 s boundary",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
 MISSED = Counter("inference_missed_cycles_total", "2 s boundaries with no prediction")
 PREDICTIONS = Counter("inference_predictions_total", "Predictions published", ["source"])
 FALLBACKS = Counter("inference_fallback_total", "Fallback predictions", ["reason"])
 FEATURE_AGE = Gauge("inference_feature_age_seconds", "Wall-clock age of the features last used")
-ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time scoring, 10 s horizon)",
-               ["model", "measure"])
-HTTP_LATENCY = Histogram("inference_http_request_duration_seconds", "HTTP request handling time (not the SSE stream)",
-                         ["method", "route", "status"],
-                         buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+ONLINE = Gauge("inference_online_accuracy", "Rolling online accuracy (data-time scoring, 10 s horizon)", ["model", "measure"])
+HTTP_LATENCY = Histogram(
+    "inference_http_request_duration_seconds",
+    "HTTP request handling time (not the SSE stream)",
+    ["method", "route", "status"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
 TASK_FAILURES = Counter("inference_task_failures_total", "Exceptions a supervised task survived", ["task"])
 for _task in ("cycle", "model_manager"):
     TASK_FAILURES.labels(_task)
 CYCLE_ERRORS = Counter("inference_cycle_errors_total", "Cycles whose Redis read failed (fallback served)")
-DECISIONS = Counter("inference_contest_decisions_total", "Promotions and demotions by the online contest on this market",
-                    ["action"])
+DECISIONS = Counter(
+    "inference_contest_decisions_total", "Promotions and demotions by the online contest on this market", ["action"]
+)
 for _action in ("promote", "demote"):
     DECISIONS.labels(_action)
 BAD_DECISIONS = Counter("inference_contest_unreadable_total", "pred:contest: entries that are no decision (skipped)")
-E_VALUE = Gauge("inference_contest_e_value", "The online contest's wealth per test (promotion at 1/alpha)",
-                ["test", "model_version"])
+E_VALUE = Gauge(
+    "inference_contest_e_value", "The online contest's wealth per test (promotion at 1/alpha)", ["test", "model_version"]
+)
 
 PREDICTION_STREAM_MAXLEN = 50_000
 WEB_PAGE = (Path(__file__).parent / "web" / "index.html").read_text()  # the live view, served at /
@@ -84,23 +95,27 @@ class PredictionService:
     and falls back to persistence (``no_model``) until a model is loaded.
     """
 
-    def __init__(self, settings: Settings, predictor: Predictor | None = None,
-                 model_source: ModelSource | None = None) -> None:
+    def __init__(self, settings: Settings, predictor: Predictor | None = None, model_source: ModelSource | None = None) -> None:
         self.settings = settings
         self.symbol = settings.exchange.symbol
         cfg = settings.inference
         self.fixed_predictor = predictor or (PersistencePredictor() if cfg.model_source == "persistence" else None)
         self.manager: ModelManager | None = None
         if self.fixed_predictor is None:
-            self.manager = ModelManager(model_source or source_for(settings), cfg.warmup_runs, cfg.max_feature_z,
-                                        available_features=lambda: self.feature_keys)
+            self.manager = ModelManager(
+                model_source or source_for(settings),
+                cfg.warmup_runs,
+                cfg.max_feature_z,
+                available_features=lambda: self.feature_keys,
+            )
         self.feature_keys: set[str] | None = None
         self.subscribers: set[asyncio.Queue] = set()
         self.jitter_ms: deque[float] = deque(maxlen=JITTER_WINDOW)
         self.cycles_total = 0
         self.history: deque[Prediction] = deque(maxlen=settings.inference.history_size)
-        self.redis = redis_connection.connect_async(settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5,
-                                                    decode_responses=True)  # every hot-state value is text
+        self.redis = redis_connection.connect_async(
+            settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
+        )  # every hot-state value is text
         self.last_price: float | None = None
         self.ready = False
         self.degraded_reason: str | None = "starting"
@@ -115,8 +130,7 @@ class PredictionService:
         self.verdicts_loaded = False  # read back from pred:contest: once Redis answers
         self.unpublished: list[Decision] = []
         # the online ridge runs beside the registry's models (not beside a fixed predictor: tests, persistence mode)
-        self.online = (OnlineRidgePredictor(cfg.online_forgetting)
-                       if cfg.online_ridge and self.fixed_predictor is None else None)
+        self.online = OnlineRidgePredictor(cfg.online_forgetting) if cfg.online_ridge and self.fixed_predictor is None else None
         self.online_restored = self.online is None
         self.online_checkpoint: str | None = None  # due to be written
         self.history_cursor = "-"
@@ -162,17 +176,24 @@ class PredictionService:
         """A verdict of the always-valid test: acted on from the next cycle, published for the record."""
         if decision is None:
             return
-        log.warning("online contest on %s: %s %s (versus %s) with e-value %.1f over %d blocks", decision.market,
-                    decision.action, decision.model_version, decision.versus, decision.figures["e_value"],
-                    decision.figures["blocks"])
+        log.warning(
+            "online contest on %s: %s %s (versus %s) with e-value %.1f over %d blocks",
+            decision.market,
+            decision.action,
+            decision.model_version,
+            decision.versus,
+            decision.figures["e_value"],
+            decision.figures["blocks"],
+        )
         DECISIONS.labels(decision.action).inc()
         self._rule(decision)
         self.unpublished.append(decision)
 
     async def _publish_decisions(self) -> None:
         while self.unpublished:
-            await self.redis.xadd(rs.contest_stream_key(self.symbol), self.unpublished[0].fields(), maxlen=10_000,
-                                  approximate=True)
+            await self.redis.xadd(
+                rs.contest_stream_key(self.symbol), self.unpublished[0].fields(), maxlen=10_000, approximate=True
+            )
             self.unpublished.pop(0)
 
     def contenders(self) -> tuple[Predictor | None, tuple[Predictor, ...]]:
@@ -203,9 +224,18 @@ class PredictionService:
         cfg = self.settings.inference
         if state.features:
             self.feature_keys = set(state.features)
-        pred = make_prediction(self.symbol, state, boundary_ms, time.time_ns() // 1000, predictor,
-                               cfg.max_feature_age_ms, self.last_price, self.settings.exchange.market,
-                               shadows, self.recalibration)
+        pred = make_prediction(
+            self.symbol,
+            state,
+            boundary_ms,
+            time.time_ns() // 1000,
+            predictor,
+            cfg.max_feature_age_ms,
+            self.last_price,
+            self.settings.exchange.market,
+            shadows,
+            self.recalibration,
+        )
         pred.latency_ms = (time.perf_counter() - started) * 1000
         if pred.current_price is not None:
             self.last_price = pred.current_price
@@ -225,16 +255,19 @@ class PredictionService:
                 queue.get_nowait()  # a slow reader loses its oldest prediction, never blocks the cycle
             queue.put_nowait(pred)
         with contextlib.suppress(Exception):
-            fields = {k: ("" if v is None else json.dumps(v) if isinstance(v, list) else str(v))
-                      for k, v in pred.model_dump().items()}  # challengers as JSON
-            await self.redis.xadd(rs.prediction_stream_key(self.symbol), fields,
-                                  maxlen=PREDICTION_STREAM_MAXLEN, approximate=True)
+            fields = {
+                k: ("" if v is None else json.dumps(v) if isinstance(v, list) else str(v)) for k, v in pred.model_dump().items()
+            }  # challengers as JSON
+            await self.redis.xadd(
+                rs.prediction_stream_key(self.symbol), fields, maxlen=PREDICTION_STREAM_MAXLEN, approximate=True
+            )
         with contextlib.suppress(Exception):  # kept until Redis takes them
             await self._publish_decisions()
         if self.online_checkpoint is not None:
             with contextlib.suppress(Exception):  # the next one is due in a minute anyway
-                await self.redis.xadd(rs.online_model_stream_key(self.symbol), {"weights": self.online_checkpoint},
-                                      maxlen=10, approximate=False)
+                await self.redis.xadd(
+                    rs.online_model_stream_key(self.symbol), {"weights": self.online_checkpoint}, maxlen=10, approximate=False
+                )
                 self.online_checkpoint = None
 
     def _score(self, state: HotState, pred: Prediction) -> None:
@@ -247,7 +280,8 @@ class PredictionService:
                 if version not in self.shadow_scorers:
                     self.shadow_scorers[version] = OnlineScorer(
                         horizon_ms=HORIZON_US // 1000,
-                        on_scored=lambda row, v=version: self._decide(self.contest.challenger_row(v, row)))
+                        on_scored=lambda row, v=version: self._decide(self.contest.challenger_row(v, row)),
+                    )
         scorers = (self.scorer, *self.shadow_scorers.values())
         for entry_id, fields in state.new_feature_history:
             self.history_cursor = entry_id
@@ -260,24 +294,35 @@ class PredictionService:
             self.recalibrated_for = pred.model_version
             self.contest.new_champion(pred.model_version)
         if pred.source == "redis" and pred.feature_time_ms is not None and pred.base_price is not None:
-            self.scorer.record_prediction(pred.feature_time_ms, pred.base_price, pred.predicted_price_10s or pred.base_price,
-                                          pred.price_low_10s, pred.price_high_10s, pred.volatility_scale)
+            self.scorer.record_prediction(
+                pred.feature_time_ms,
+                pred.base_price,
+                pred.predicted_price_10s or pred.base_price,
+                pred.price_low_10s,
+                pred.price_high_10s,
+                pred.volatility_scale,
+            )
             for challenger in pred.challengers:
                 if challenger.predicted_price_10s is not None:
                     self.shadow_scorers[challenger.model_version].record_prediction(
-                        pred.feature_time_ms, pred.base_price, challenger.predicted_price_10s)
+                        pred.feature_time_ms, pred.base_price, challenger.predicted_price_10s
+                    )
         E_VALUE.clear()  # the tests running now, each under its model
         if self.contest.demotion is not None:
             E_VALUE.labels("demotion", self.contest.champion).set(self.contest.demotion.test.wealth)
         for version, test in self.contest.promotions.items():
             E_VALUE.labels("promotion", version).set(test.test.wealth)
         acc = self.scorer.accuracy()
-        for model, measure, value in (("model", "mae", acc.mae), ("model", "rmse", acc.rmse),
-                                      ("model", "directional_accuracy", acc.directional_accuracy),
-                                      ("persistence", "mae", acc.persistence_mae),
-                                      ("persistence", "rmse", acc.persistence_rmse),
-                                      ("model", "bias", acc.bias), ("model", "calibration_slope", acc.calibration_slope),
-                                      ("model", "interval_coverage", acc.interval_coverage)):
+        for model, measure, value in (
+            ("model", "mae", acc.mae),
+            ("model", "rmse", acc.rmse),
+            ("model", "directional_accuracy", acc.directional_accuracy),
+            ("persistence", "mae", acc.persistence_mae),
+            ("persistence", "rmse", acc.persistence_rmse),
+            ("model", "bias", acc.bias),
+            ("model", "calibration_slope", acc.calibration_slope),
+            ("model", "interval_coverage", acc.interval_coverage),
+        ):
             if value is not None:
                 ONLINE.labels(model, measure).set(value)
 
@@ -301,8 +346,9 @@ class PredictionService:
         if row.scale is None or row.scale <= 0 or min(row.current_price, row.predicted_price, row.realized_price) <= 0:
             return
         stated = math.log(row.high / row.predicted_price) / row.scale if row.high and row.high > 0 else None
-        self.recalibration.add(math.log(row.realized_price / row.current_price),
-                               math.log(row.predicted_price / row.current_price), row.scale, stated)
+        self.recalibration.add(
+            math.log(row.realized_price / row.current_price), math.log(row.predicted_price / row.current_price), row.scale, stated
+        )
 
     def on_missed(self, count: int) -> None:
         self.missed_total += count
@@ -310,12 +356,25 @@ class PredictionService:
         log.warning("%d cycle(s) missed", count)
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(supervise("cycle", lambda: run_aligned(
-            self.settings.inference.cadence_ms, self.supervised_cycle, self.on_missed), TASK_FAILURES, self.failing))]
+        tasks = [
+            asyncio.create_task(
+                supervise(
+                    "cycle",
+                    lambda: run_aligned(self.settings.inference.cadence_ms, self.supervised_cycle, self.on_missed),
+                    TASK_FAILURES,
+                    self.failing,
+                )
+            )
+        ]
         if self.manager is not None:
             manager = self.manager
-            tasks.append(asyncio.create_task(supervise(
-                "model_manager", lambda: manager.run(self.settings.inference.model_poll_s), TASK_FAILURES, self.failing)))
+            tasks.append(
+                asyncio.create_task(
+                    supervise(
+                        "model_manager", lambda: manager.run(self.settings.inference.model_poll_s), TASK_FAILURES, self.failing
+                    )
+                )
+            )
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -324,14 +383,25 @@ class PredictionService:
 
     def cadence_stats(self) -> dict:
         jitter = np.array(self.jitter_ms) if self.jitter_ms else np.zeros(0)
-        pct = (lambda q: float(np.percentile(jitter, q)) if len(jitter) else None)  # noqa: E731
-        return {"cycles": self.cycles_total, "missed_cycles": self.missed_total, "window": len(jitter),
-                "jitter_p50_ms": pct(50), "jitter_p99_ms": pct(99), "jitter_max_ms": float(jitter.max()) if len(jitter) else None}
+        pct = lambda q: float(np.percentile(jitter, q)) if len(jitter) else None  # noqa: E731
+        return {
+            "cycles": self.cycles_total,
+            "missed_cycles": self.missed_total,
+            "window": len(jitter),
+            "jitter_p50_ms": pct(50),
+            "jitter_p99_ms": pct(99),
+            "jitter_max_ms": float(jitter.max()) if len(jitter) else None,
+        }
 
 
 def _accuracy_dict(acc) -> dict:
-    return {"scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse, "directional_accuracy": acc.directional_accuracy,
-            "persistence_rmse": acc.persistence_rmse}
+    return {
+        "scored": acc.scored,
+        "mae": acc.mae,
+        "rmse": acc.rmse,
+        "directional_accuracy": acc.directional_accuracy,
+        "persistence_rmse": acc.persistence_rmse,
+    }
 
 
 def create_app(settings: Settings, service: PredictionService | None = None) -> FastAPI:
@@ -358,6 +428,7 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
         if route != "/predictions/stream":  # a stream lasts as long as its client
             HTTP_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
         return response
+
     app.state.service = svc
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -385,25 +456,39 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
 
         def statistics() -> tuple[dict, dict]:
             return contest.skill_of(champion_rows), {
-                version: {**_accuracy_dict(shadow_acc), "skill": contest.skill_of(rows),
-                          "versus_champion": contest.versus(champion_rows, rows)}
-                for version, (shadow_acc, rows) in shadows.items()}
+                version: {
+                    **_accuracy_dict(shadow_acc),
+                    "skill": contest.skill_of(rows),
+                    "versus_champion": contest.versus(champion_rows, rows),
+                }
+                for version, (shadow_acc, rows) in shadows.items()
+            }
 
         skill, challengers = await asyncio.to_thread(statistics)
         (predictor, _), market = svc.contenders(), settings.exchange.market
         champion = predictor.version if predictor and predictor.proven_on(market) else "persistence" if predictor else None
-        return {"model_version": champion, "horizon_s": HORIZON_US // 1_000_000,
-                "scored": acc.scored, "mae": acc.mae, "rmse": acc.rmse,
-                "directional_accuracy": acc.directional_accuracy,
-                "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse},
-                "interval": {"coverage": acc.interval_coverage, "n": acc.interval_n,
-                             "nominal": svc.history[-1].interval_coverage if svc.history else None,
-                             # once this many of the served source's rows are realized here, the interval and
-                             # the confidence are sized on them rather than on the artifact's validation rows
-                             "recalibrated_on_rows": len(svc.recalibration.scaled_errors),
-                             "recalibrated": svc.recalibration.ready},
-                "market": market, "skill": skill, "challengers": challengers,
-                "online_contest": {**svc.contest.state(), "verdicts": dict(svc.verdicts)}}
+        return {
+            "model_version": champion,
+            "horizon_s": HORIZON_US // 1_000_000,
+            "scored": acc.scored,
+            "mae": acc.mae,
+            "rmse": acc.rmse,
+            "directional_accuracy": acc.directional_accuracy,
+            "persistence": {"mae": acc.persistence_mae, "rmse": acc.persistence_rmse},
+            "interval": {
+                "coverage": acc.interval_coverage,
+                "n": acc.interval_n,
+                "nominal": svc.history[-1].interval_coverage if svc.history else None,
+                # once this many of the served source's rows are realized here, the interval and
+                # the confidence are sized on them rather than on the artifact's validation rows
+                "recalibrated_on_rows": len(svc.recalibration.scaled_errors),
+                "recalibrated": svc.recalibration.ready,
+            },
+            "market": market,
+            "skill": skill,
+            "challengers": challengers,
+            "online_contest": {**svc.contest.state(), "verdicts": dict(svc.verdicts)},
+        }
 
     @app.get("/health")
     async def health(response: Response) -> dict:
@@ -412,9 +497,13 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
         if svc.failing:
             response.status_code = 503
         status = "failing" if svc.failing else "ok" if svc.degraded_reason is None else "degraded"
-        return {"status": status, "reason": svc.degraded_reason, "failing": svc.failing,
-                "model_version": svc.predictor.version if svc.predictor else None,
-                "missed_cycles": svc.missed_total}
+        return {
+            "status": status,
+            "reason": svc.degraded_reason,
+            "failing": svc.failing,
+            "model_version": svc.predictor.version if svc.predictor else None,
+            "missed_cycles": svc.missed_total,
+        }
 
     @app.get("/model")
     async def model() -> dict:

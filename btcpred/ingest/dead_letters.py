@@ -20,6 +20,7 @@ next dead letter starts a new one), replays them, then renames each ``.replayed`
 never replayed twice. The records are late for the job (its windows have closed: they count as
 late or stale there), but the SBE archiver files them in bronze like any other record.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ from btcpred.common.config import aws_client_kwargs, load_settings
 log = logging.getLogger("dead_letters")
 
 WRITTEN = Counter("ingest_dead_letters_total", "Dead letters spilled to local disk", ["kind"])
-DROPPED = Counter("ingest_dead_letters_dropped_total",
-                  "Dead letters deleted with the oldest spill file when the spill was full", ["kind"])
+DROPPED = Counter(
+    "ingest_dead_letters_dropped_total", "Dead letters deleted with the oldest spill file when the spill was full", ["kind"]
+)
 for _kind in ("frame", "record"):  # at 0 from the start
     WRITTEN.labels(_kind), DROPPED.labels(_kind)
 REPLAYABLE = "record"  # the kind of entry ``replay`` puts back into Kinesis
@@ -60,14 +62,22 @@ class DeadLetterSpill:
 
     def frame(self, frame: bytes, reason: str, receipt_time_us: int | None = None) -> None:
         """A frame that will not be replayed (it fails decoding or the rules)."""
-        self._write("frame", {"receipt_time_us": receipt_time_us or time.time_ns() // 1000, "reason": reason,
-                              "frame_hex": frame.hex()})
+        self._write(
+            "frame", {"receipt_time_us": receipt_time_us or time.time_ns() // 1000, "reason": reason, "frame_hex": frame.hex()}
+        )
 
     def record(self, record: Record, reason: str) -> None:
         """A Kinesis record the writer gave up on: ``replay`` puts it back."""
-        self._write(REPLAYABLE, {"receipt_time_us": time.time_ns() // 1000, "reason": reason, "kind": REPLAYABLE,
-                                 "partition_key": record.partition_key,
-                                 "record": base64.b64encode(record.data).decode("ascii")})
+        self._write(
+            REPLAYABLE,
+            {
+                "receipt_time_us": time.time_ns() // 1000,
+                "reason": reason,
+                "kind": REPLAYABLE,
+                "partition_key": record.partition_key,
+                "record": base64.b64encode(record.data).decode("ascii"),
+            },
+        )
 
     def _write(self, kind: str, entry: dict) -> None:
         line = json.dumps(entry) + "\n"
@@ -124,7 +134,7 @@ def replay(spill: DeadLetterSpill, writer: KinesisWriter, batch: int = 500) -> d
                 continue
             pending.append(Record(base64.b64decode(entry["record"]), entry["partition_key"]))
         for start in range(0, len(pending), batch):
-            writer.put(pending[start:start + batch])  # raises if Kinesis is still down: the file stays aside
+            writer.put(pending[start : start + batch])  # raises if Kinesis is still down: the file stays aside
         replayed += len(pending)
         os.replace(path, path.with_name(path.name.replace(".replaying-", ".replayed-")))
     return {"files": len(taken), "records_replayed": replayed, "records_replayable": replayed, "frames_kept": kept}
@@ -151,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                 counts["records_replayable" if entry.get("kind") == REPLAYABLE else "frames_kept"] += 1
         print(json.dumps(counts))
         return 0
-    writer = KinesisWriter(boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)), settings.kinesis.stream,
-                           settings.ingestor.max_put_attempts)
+    writer = KinesisWriter(
+        boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)),
+        settings.kinesis.stream,
+        settings.ingestor.max_put_attempts,
+    )
     print(json.dumps(replay(spill, writer)))
     return 0
 

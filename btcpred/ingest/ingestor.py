@@ -8,6 +8,7 @@ the socket. Reconnects back off exponentially with jitter; the connection is
 rotated before Binance's 24 h limit. Frames that fail validation are written to
 a dead-letter file and counted, never dropped silently.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,9 @@ RECONNECTS = Counter("ingest_ws_reconnects_total", "WebSocket (re)connections", 
 QUEUE_DEPTH = Gauge("ingest_queue_depth", "Records waiting for PutRecords")
 LAST_FRAME = Gauge("ingest_last_frame_timestamp_seconds", "Wall time of the last frame received")
 SNAPSHOTS = Counter("ingest_snapshots_injected_total", "REST snapshots put in band", ["result"])
-TASK_FAILURES = Counter("ingest_task_failures_total",
-                        "Supervised tasks that failed (anchor <symbol>: every attempt; writer: a batch)", ["task"])
+TASK_FAILURES = Counter(
+    "ingest_task_failures_total", "Supervised tasks that failed (anchor <symbol>: every attempt; writer: a batch)", ["task"]
+)
 for _task in ("writer", "perp"):
     TASK_FAILURES.labels(_task)
 for _result in ("ok", "error"):
@@ -96,8 +98,9 @@ class Ingestor:
         client = kinesis_client or boto3.client("kinesis", **aws_client_kwargs(settings.kinesis))
         if settings.kinesis.endpoint:  # emulator: the stream lives only as long as the process
             ensure_stream(client, settings.kinesis.stream, settings.kinesis.shards)
-        self.writer = KinesisWriter(client, settings.kinesis.stream, settings.ingestor.max_put_attempts,
-                                    min_retry_s=settings.ingestor.min_put_retry_s)
+        self.writer = KinesisWriter(
+            client, settings.kinesis.stream, settings.ingestor.max_put_attempts, min_retry_s=settings.ingestor.min_put_retry_s
+        )
         self.queue: asyncio.Queue[tuple[str, envelope.Envelope]] = asyncio.Queue(QUEUE_LIMIT)
         self.spill = spill_for(settings)  # bounded, rotated; records Kinesis refused are replayed from it
         self.connected = False
@@ -141,8 +144,7 @@ class Ingestor:
         receipt_us = time.time_ns() // 1000
         ex = self.settings.exchange
         try:
-            env = perp_quote_envelope(parse_json(text), ex.symbol, ex.perp_symbol or ex.symbol, receipt_us,
-                                      self.max_lead_us)
+            env = perp_quote_envelope(parse_json(text), ex.symbol, ex.perp_symbol or ex.symbol, receipt_us, self.max_lead_us)
         except (PerpQuoteError, ValueError) as exc:
             INVALID.labels(PERP_INVALID).inc()
             self._dead_letter(text.encode(), f"{PERP_INVALID}: {exc}")
@@ -158,11 +160,15 @@ class Ingestor:
     async def read_perp_forever(self, session: aiohttp.ClientSession) -> None:
         ex = self.settings.exchange
         assert ex.perp_ws_url is not None
-        await self._connect_forever(session, perp_stream_url(ex.perp_ws_url, ex.perp_symbol or ex.symbol),
-                                    "perp_connected", {}, self._read_perp_connection)
+        await self._connect_forever(
+            session,
+            perp_stream_url(ex.perp_ws_url, ex.perp_symbol or ex.symbol),
+            "perp_connected",
+            {},
+            self._read_perp_connection,
+        )
 
-    async def _connect_forever(self, session: aiohttp.ClientSession, url: str, flag: str, headers: dict,
-                               read_connection) -> None:
+    async def _connect_forever(self, session: aiohttp.ClientSession, url: str, flag: str, headers: dict, read_connection) -> None:
         """Connect, read until the connection ends, reconnect with jittered exponential backoff
         (at once after a planned rotation); ``flag`` names the attribute that says it is connected."""
         cfg = self.settings.ingestor
@@ -171,8 +177,7 @@ class Ingestor:
         while not self._stopping.is_set():
             RECONNECTS.labels(reason).inc()
             try:
-                async with session.ws_connect(url, heartbeat=30.0, headers=headers,
-                                              max_msg_size=cfg.max_message_bytes) as ws:
+                async with session.ws_connect(url, heartbeat=30.0, headers=headers, max_msg_size=cfg.max_message_bytes) as ws:
                     log.info("connected to %s", url)
                     setattr(self, flag, True)
                     backoff = 0.5
@@ -203,8 +208,11 @@ class Ingestor:
             except asyncio.TimeoutError:
                 yield "rotate" if time.monotonic() >= rotate_at else "silent"
                 return
-            if msg.type == aiohttp.WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError) \
-                    and msg.data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+            if (
+                msg.type == aiohttp.WSMsgType.ERROR
+                and isinstance(msg.data, aiohttp.WebSocketError)
+                and msg.data.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            ):
                 yield "too_big"  # past ingestor.max_message_bytes: aiohttp closed the connection unread
                 return
             if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
@@ -242,8 +250,9 @@ class Ingestor:
         a snapshot goes in."""
         ex = self.settings.exchange
         task_name = f"anchor {symbol}"
-        retrying = AsyncRetrying(stop=stop_after_attempt(SNAPSHOT_ATTEMPTS), reraise=True,
-                                 wait=wait_exponential(multiplier=self.snapshot_backoff_s))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(SNAPSHOT_ATTEMPTS), reraise=True, wait=wait_exponential(multiplier=self.snapshot_backoff_s)
+        )
         try:
             async for attempt in retrying:
                 with attempt:
@@ -301,14 +310,16 @@ class Ingestor:
         return True, "streaming"
 
     async def run(self) -> None:
-        async with serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health,
-                                  host=self.settings.metrics_host), \
-                aiohttp.ClientSession() as session:
+        async with (
+            serving_health(self.settings.ingestor.metrics_port, self.readiness, self.health, host=self.settings.metrics_host),
+            aiohttp.ClientSession() as session,
+        ):
             # supervised: a defect in either is counted, shown on /health and restarted, never a silent end
             helpers = [asyncio.create_task(supervise("writer", self.write_forever, TASK_FAILURES, self.failing))]
             if self.settings.exchange.perp_ws_url:
-                helpers.append(asyncio.create_task(supervise("perp", lambda: self.read_perp_forever(session),
-                                                             TASK_FAILURES, self.failing)))
+                helpers.append(
+                    asyncio.create_task(supervise("perp", lambda: self.read_perp_forever(session), TASK_FAILURES, self.failing))
+                )
             try:
                 await self.read_forever(session)
             finally:

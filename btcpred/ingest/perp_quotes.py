@@ -6,6 +6,7 @@ the spot stream's records with ``Source.PERP_QUOTE``: it lands on the spot symbo
 same keyed state, and the job's one decoder reads it (as a ``PerpQuoteEvent``, so it can never be
 taken for the spot top). Prices keep their exact decimals (e8 units, no float round trip).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ def perp_stream_url(base_url: str, perp_symbol: str) -> str:
     return f"{base_url.rstrip('/')}/ws/{perp_symbol.lower()}@bookTicker"
 
 
-def quote_event(message: Mapping, spot_symbol: str, perp_symbol: str, receipt_time_us: int | None = None,
-                max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> BestBidAskEvent:
+def quote_event(
+    message: Mapping,
+    spot_symbol: str,
+    perp_symbol: str,
+    receipt_time_us: int | None = None,
+    max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US,
+) -> BestBidAskEvent:
     """A bookTicker message (raw or combined-stream form) as the spot symbol's quote event; any
     value the exchange would not send is a ``PerpQuoteError`` (dead-lettered), never an exception
     that ends the reader."""
@@ -57,9 +63,15 @@ def quote_event(message: Mapping, spot_symbol: str, perp_symbol: str, receipt_ti
     if str(data.get("s", perp_symbol)).upper() != perp_symbol.upper():
         raise PerpQuoteError(f"bookTicker of {data.get('s')}, subscribed to {perp_symbol}")
     try:
-        event = BestBidAskEvent(spot_symbol, _integer(data, "E") * 1000, _integer(data, "u"),
-                                parse_units(str(data["b"])), parse_units(str(data["B"])), parse_units(str(data["a"])),
-                                parse_units(str(data["A"])))
+        event = BestBidAskEvent(
+            spot_symbol,
+            _integer(data, "E") * 1000,
+            _integer(data, "u"),
+            parse_units(str(data["b"])),
+            parse_units(str(data["B"])),
+            parse_units(str(data["a"])),
+            parse_units(str(data["A"])),
+        )
     except (TypeError, ValueError, OverflowError) as exc:
         raise PerpQuoteError(f"bookTicker field does not parse: {exc}") from None
     problem = event_rules.problem(event, receipt_time_us, max_lead_us)
@@ -68,7 +80,11 @@ def quote_event(message: Mapping, spot_symbol: str, perp_symbol: str, receipt_ti
     return event
 
 
-def perp_quote_envelope(message: Mapping, spot_symbol: str, perp_symbol: str, receipt_time_us: int,
-                        max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> envelope.Envelope:
-    return envelope.Envelope(envelope.Source.PERP_QUOTE, receipt_time_us,
-                             sbe.encode(quote_event(message, spot_symbol, perp_symbol, receipt_time_us, max_lead_us)))
+def perp_quote_envelope(
+    message: Mapping, spot_symbol: str, perp_symbol: str, receipt_time_us: int, max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US
+) -> envelope.Envelope:
+    return envelope.Envelope(
+        envelope.Source.PERP_QUOTE,
+        receipt_time_us,
+        sbe.encode(quote_event(message, spot_symbol, perp_symbol, receipt_time_us, max_lead_us)),
+    )

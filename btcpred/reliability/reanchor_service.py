@@ -25,6 +25,7 @@ The book also heals without a gap record: whenever ``ob:`` is invalid or absent 
 started without state), a re-anchor starts by itself and is retried until the book is valid;
 ``/health`` is red meanwhile and ``reanchor_book_unhealthy_seconds`` says for how long.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,18 +51,23 @@ from btcpred.udfs import redis_schema as rs
 
 log = logging.getLogger("reanchor")
 
-REANCHOR_SECONDS = Histogram("reanchor_duration_seconds", "Lock taken to book valid again",
-                             ["reason"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+REANCHOR_SECONDS = Histogram(
+    "reanchor_duration_seconds", "Lock taken to book valid again", ["reason"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+)
 REANCHORS = Counter("reanchors_total", "Finished re-anchors", ["reason", "outcome"])
 GAPS_READ = Counter("reanchor_gaps_read_total", "Gap records consumed", ["handling"])
 for _handling in ("reanchored", "coalesced"):  # exported at 0 from the start
     GAPS_READ.labels(_handling)
-UNHEALTHY_S = Gauge("reanchor_book_unhealthy_seconds",
-                    "How long the symbol's ob: has been invalid or absent (0 while valid)", ["symbol"])
+UNHEALTHY_S = Gauge(
+    "reanchor_book_unhealthy_seconds", "How long the symbol's ob: has been invalid or absent (0 while valid)", ["symbol"]
+)
 for _reason in ("gap", "verify", "heal"):
     REANCHORS.labels(_reason, "ok"), REANCHORS.labels(_reason, "failed"), REANCHOR_SECONDS.labels(_reason)
-TASK_FAILURES = Counter("reanchor_task_failures_total",
-                        "Failures the service survived: a snapshot attempt (4xx, bad body) or a loop restarted", ["task"])
+TASK_FAILURES = Counter(
+    "reanchor_task_failures_total",
+    "Failures the service survived: a snapshot attempt (4xx, bad body) or a loop restarted",
+    ["task"],
+)
 IN_PROGRESS = Gauge("reanchor_in_progress", "1 while a re-anchor of the symbol is running", ["symbol"])
 
 
@@ -79,8 +85,15 @@ class Reanchorer:
     """Heals one symbol's book. A process runs one per carried symbol, sharing the REST client (and so
     Binance's per-IP weight budget), the Kinesis writer and /health; each has its own lock and gaps."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis, rest: BinanceRest, writer: KinesisWriter,
-                 symbol: str | None = None, failing: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        rest: BinanceRest,
+        writer: KinesisWriter,
+        symbol: str | None = None,
+        failing: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.symbol = symbol or settings.exchange.symbol
         self.redis = redis
@@ -169,8 +182,9 @@ class Reanchorer:
                     continue
                 ok = waited
                 if not ok:
-                    log.warning("book not valid %.1f s after snapshot %d (attempt %d)",
-                                self.cfg.attempt_timeout_s, snapshot_id, attempts)
+                    log.warning(
+                        "book not valid %.1f s after snapshot %d (attempt %d)", self.cfg.attempt_timeout_s, snapshot_id, attempts
+                    )
         finally:
             await self.redis.delete(key)
             IN_PROGRESS.labels(self.symbol).set(0)
@@ -178,13 +192,28 @@ class Reanchorer:
         REANCHORS.labels(reason, "ok" if ok else "failed").inc()
         if ok:
             REANCHOR_SECONDS.labels(reason).observe(outcome.duration_s)
-        await self.redis.xadd(rs.reanchor_log_key(self.symbol), {
-            "reason": reason, "outcome": "ok" if ok else "failed", "snapshot_update_id": str(snapshot_id or ""),
-            "in_band_update_ids": ",".join(map(str, in_band)),
-            "attempts": str(attempts), "started_at_us": str(int(started * 1e6)),
-            "duration_ms": f"{outcome.duration_s * 1000:.1f}"}, maxlen=10_000, approximate=True)
-        log.info("%s re-anchor (%s) %s after %d attempt(s), %.0f ms", self.symbol, reason, "done" if ok else "FAILED",
-                 attempts, outcome.duration_s * 1000)
+        await self.redis.xadd(
+            rs.reanchor_log_key(self.symbol),
+            {
+                "reason": reason,
+                "outcome": "ok" if ok else "failed",
+                "snapshot_update_id": str(snapshot_id or ""),
+                "in_band_update_ids": ",".join(map(str, in_band)),
+                "attempts": str(attempts),
+                "started_at_us": str(int(started * 1e6)),
+                "duration_ms": f"{outcome.duration_s * 1000:.1f}",
+            },
+            maxlen=10_000,
+            approximate=True,
+        )
+        log.info(
+            "%s re-anchor (%s) %s after %d attempt(s), %.0f ms",
+            self.symbol,
+            reason,
+            "done" if ok else "FAILED",
+            attempts,
+            outcome.duration_s * 1000,
+        )
         self.last_outcome = outcome
         return outcome
 
@@ -221,8 +250,7 @@ class Reanchorer:
     async def consume_gaps_once(self, block_ms: int = 1000) -> int:
         """Read new gap records; re-anchor once for all of them. Returns how many were read."""
         stream = rs.gap_stream_key(self.symbol)
-        batches = await self.redis.xreadgroup(self.cfg.consumer_group, self.consumer, {stream: ">"},
-                                              count=100, block=block_ms)
+        batches = await self.redis.xreadgroup(self.cfg.consumer_group, self.consumer, {stream: ">"}, count=100, block=block_ms)
         entries = [(entry_id, fields) for _, rows in batches for entry_id, fields in rows]
         if not entries:
             return 0
@@ -313,12 +341,16 @@ async def run(settings: Settings) -> None:
             return True, f"consuming gaps of {', '.join(s.symbol for s in services)}"
 
         try:
-            async with serving_health(settings.reanchor.metrics_port, readiness, failing_health(failing),
-                                      host=settings.metrics_host):
-                await asyncio.gather(*(supervise(s.task(loop), run, TASK_FAILURES, failing)
-                                       for s in services for loop, run in (("gaps", s.gaps_forever),
-                                                                           ("verify", s.verify_forever),
-                                                                           ("heal", s.heal_forever))))
+            async with serving_health(
+                settings.reanchor.metrics_port, readiness, failing_health(failing), host=settings.metrics_host
+            ):
+                await asyncio.gather(
+                    *(
+                        supervise(s.task(loop), run, TASK_FAILURES, failing)
+                        for s in services
+                        for loop, run in (("gaps", s.gaps_forever), ("verify", s.verify_forever), ("heal", s.heal_forever))
+                    )
+                )
         finally:
             await redis.aclose()
 

@@ -9,6 +9,7 @@ join without a gap or an overlap; after a restart the last id is found again
 from the newest object name. This is the archive's cross-check of the stream,
 never on the hot path.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,28 +38,38 @@ AGG_PAGE = 1000
 
 
 def depth_table(symbol: str, body: dict, fetched_at_ms: int) -> pa.Table:
-    rows = [(side, level, price, qty) for side, key in (("bid", "bids"), ("ask", "asks"))
-            for level, (price, qty) in enumerate(body[key], 1)]
-    return pa.table({
-        "symbol": [symbol] * len(rows),
-        "fetched_at_ms": pa.array([fetched_at_ms] * len(rows), pa.int64()),
-        "last_update_id": pa.array([int(body["lastUpdateId"])] * len(rows), pa.int64()),
-        "side": [r[0] for r in rows], "level": pa.array([r[1] for r in rows], pa.int32()),
-        "price": [r[2] for r in rows], "qty": [r[3] for r in rows],
-    })
+    rows = [
+        (side, level, price, qty)
+        for side, key in (("bid", "bids"), ("ask", "asks"))
+        for level, (price, qty) in enumerate(body[key], 1)
+    ]
+    return pa.table(
+        {
+            "symbol": [symbol] * len(rows),
+            "fetched_at_ms": pa.array([fetched_at_ms] * len(rows), pa.int64()),
+            "last_update_id": pa.array([int(body["lastUpdateId"])] * len(rows), pa.int64()),
+            "side": [r[0] for r in rows],
+            "level": pa.array([r[1] for r in rows], pa.int32()),
+            "price": [r[2] for r in rows],
+            "qty": [r[3] for r in rows],
+        }
+    )
 
 
 def agg_trades_table(symbol: str, trades: list[dict]) -> pa.Table:
-    return pa.table({
-        "symbol": [symbol] * len(trades),
-        "agg_trade_id": pa.array([t["a"] for t in trades], pa.int64()),
-        "price": [t["p"] for t in trades], "qty": [t["q"] for t in trades],
-        "first_trade_id": pa.array([t["f"] for t in trades], pa.int64()),
-        "last_trade_id": pa.array([t["l"] for t in trades], pa.int64()),
-        "time_ms": pa.array([t["T"] for t in trades], pa.int64()),
-        "is_buyer_maker": [bool(t["m"]) for t in trades],
-        "is_best_match": [bool(t.get("M", True)) for t in trades],
-    })
+    return pa.table(
+        {
+            "symbol": [symbol] * len(trades),
+            "agg_trade_id": pa.array([t["a"] for t in trades], pa.int64()),
+            "price": [t["p"] for t in trades],
+            "qty": [t["q"] for t in trades],
+            "first_trade_id": pa.array([t["f"] for t in trades], pa.int64()),
+            "last_trade_id": pa.array([t["l"] for t in trades], pa.int64()),
+            "time_ms": pa.array([t["T"] for t in trades], pa.int64()),
+            "is_buyer_maker": [bool(t["m"]) for t in trades],
+            "is_best_match": [bool(t.get("M", True)) for t in trades],
+        }
+    )
 
 
 class RestPoller:
@@ -144,10 +155,14 @@ class RestPoller:
 
 async def run(settings: Settings) -> None:
     async with aiohttp.ClientSession() as session:
-        poller = RestPoller(settings, BinanceRest(settings.exchange.rest_url, session,
-                                                  settings.poller.weight_budget_per_minute), Lake(settings.s3))
-        async with serving_health(settings.poller.metrics_port, lambda: (True, "polling"), failing_health(poller.failing),
-                                  host=settings.metrics_host):
+        poller = RestPoller(
+            settings,
+            BinanceRest(settings.exchange.rest_url, session, settings.poller.weight_budget_per_minute),
+            Lake(settings.s3),
+        )
+        async with serving_health(
+            settings.poller.metrics_port, lambda: (True, "polling"), failing_health(poller.failing), host=settings.metrics_host
+        ):
             await poller.run()
 
 

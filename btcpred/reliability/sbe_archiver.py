@@ -24,6 +24,7 @@ Rows: one per frame (``shard_id``, ``sequence_number``, ``frame_index`` within t
 record, ``receipt_time_us``, ``source``, ``template_id``, ``frame``); a record that
 is not a valid envelope is kept whole with ``template_id = -1``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,15 +63,21 @@ READ_RETRY_S = 0.5
 SYMBOL_KEY = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")
 BEHIND_MS = Gauge("sbe_archiver_millis_behind_latest", "Kinesis MillisBehindLatest of the last read", ["shard"])
 TASK_FAILURES = Counter("sbe_archiver_task_failures_total", "Exceptions a shard's archiving loop survived", ["shard"])
-DISCARDED = Counter("sbe_archiver_discarded_objects_total",
-                    "Objects deleted at a shard's start because they hold records after its checkpoint "
-                    "(a crash between write and checkpoint; their records are read again)", ["shard"])
+DISCARDED = Counter(
+    "sbe_archiver_discarded_objects_total",
+    "Objects deleted at a shard's start because they hold records after its checkpoint "
+    "(a crash between write and checkpoint; their records are read again)",
+    ["shard"],
+)
 SHARDS = Gauge("sbe_archiver_shards", "Shards the archiver has started a loop for (rediscovered after a reshard)")
 STANDBY = Gauge("sbe_archiver_standby_shards", "Shards whose lease another archiver holds: this one waits, healthy")
-CAUGHT_UP = Gauge("sbe_archiver_caught_up_timestamp_seconds",
-                  "When the last read that reached the shard's tip was asked: every record put before then is read "
-                  "(and written at the next flush)",
-                  ["shard"])
+CAUGHT_UP = Gauge(
+    "sbe_archiver_caught_up_timestamp_seconds",
+    "When the last read that reached the shard's tip was asked: every record put before then is read "
+    "(and written at the next flush)",
+    ["shard"],
+)
+
 
 class CheckpointError(RuntimeError):
     """A shard's checkpoint cannot be trusted: unreadable, malformed, or missing beside objects."""
@@ -100,14 +107,25 @@ def symbol_of(record: dict, default: str) -> str:
 class ShardBuffer:
     first_sequence: str | None = None
     last_sequence: str | None = None
-    rows: dict[tuple[str, int], list[tuple]] = field(default_factory=lambda: defaultdict(list))  # (symbol, receipt hour µs) -> rows
+    rows: dict[tuple[str, int], list[tuple]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # (symbol, receipt hour µs) -> rows
     count: int = 0
 
 
 class SbeArchiver:
-    def __init__(self, settings: Settings, kinesis=None, lake: Lake | None = None,
-                 flush_rows: int = 200_000, flush_interval_s: float = 60.0, records_per_call: int = 10_000,
-                 discard_uncheckpointed: bool = False, shard_discovery_s: float = 60.0, lease_ttl_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        kinesis=None,
+        lake: Lake | None = None,
+        flush_rows: int = 200_000,
+        flush_interval_s: float = 60.0,
+        records_per_call: int = 10_000,
+        discard_uncheckpointed: bool = False,
+        shard_discovery_s: float = 60.0,
+        lease_ttl_s: float = 120.0,
+    ) -> None:
         self.records_per_call = records_per_call
         self.owner = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"  # this process, in each shard's lease
         self.lease_ttl_s = lease_ttl_s
@@ -154,8 +172,9 @@ class SbeArchiver:
         return doc
 
     def _write_checkpoint(self, shard_id: str, sequence_number: str | None) -> None:
-        self.lake.put_bytes(self.checkpoint_key(shard_id),
-                            json.dumps({"sequence_number": sequence_number, "at": time.time()}).encode())
+        self.lake.put_bytes(
+            self.checkpoint_key(shard_id), json.dumps({"sequence_number": sequence_number, "at": time.time()}).encode()
+        )
 
     def shard_objects(self, shard_id: str) -> list[tuple[str, int]]:
         """(key, first sequence) of every object this stream's shard wrote, under the carried symbols."""
@@ -163,8 +182,8 @@ class SbeArchiver:
         found = []
         for key in (k for symbol in self.symbols for k in self.lake.keys(layout.sbe_symbol_prefix(symbol))):
             name = key.rsplit("/", 1)[-1]
-            if name.startswith(prefix) and name.endswith(".parquet") and name[len(prefix):-len(".parquet")].isdigit():
-                found.append((key, int(name[len(prefix):-len(".parquet")])))
+            if name.startswith(prefix) and name.endswith(".parquet") and name[len(prefix) : -len(".parquet")].isdigit():
+                found.append((key, int(name[len(prefix) : -len(".parquet")])))
         return found
 
     def discard_uncommitted(self, shard_id: str) -> int:
@@ -180,7 +199,8 @@ class SbeArchiver:
                 raise CheckpointError(
                     f"{len(objects)} archived objects of {shard_id} but no checkpoint at "
                     f"{self.checkpoint_key(shard_id)}: refusing to delete them. Restore the checkpoint, or start "
-                    "the archiver once with --discard-uncheckpointed to re-archive the shard from Kinesis")
+                    "the archiver once with --discard-uncheckpointed to re-archive the shard from Kinesis"
+                )
             committed = -1
         else:
             committed = int(doc["sequence_number"]) if doc["sequence_number"] else -1
@@ -189,16 +209,23 @@ class SbeArchiver:
             self.lake.delete(key)
             DISCARDED.labels(shard_id).inc()
         if stale:
-            log.warning("discarded %d uncommitted objects of %s (written after checkpoint %s)", len(stale), shard_id,
-                        committed if committed >= 0 else "origin")
+            log.warning(
+                "discarded %d uncommitted objects of %s (written after checkpoint %s)",
+                len(stale),
+                shard_id,
+                committed if committed >= 0 else "origin",
+            )
         if doc is None:
             self._write_checkpoint(shard_id, None)  # the origin: from now on, objects always have a checkpoint
         return len(stale)
 
     def _iterator(self, shard_id: str) -> str:
         seq = self.checkpoint(shard_id)
-        kwargs = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": seq} if seq
-                  else {"ShardIteratorType": "TRIM_HORIZON"})
+        kwargs = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": seq}
+            if seq
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
         return self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **kwargs)["ShardIterator"]
 
     def flush(self, shard_id: str, buf: ShardBuffer, write_checkpoint: bool = True) -> int:
@@ -222,13 +249,19 @@ class SbeArchiver:
     def _get_records(self, iterator: str) -> dict | None:
         """One GetRecords, retried on the same iterator while the endpoint is unreachable (tenacity,
         every 0.5 s, each failure counted); None once the archiver is stopping."""
+
         def failed(state: RetryCallState) -> None:
             READ_ERRORS.inc()
             log.warning("GetRecords failed, retrying: %s", state.outcome.exception())
 
         try:
-            for attempt in Retrying(retry=retry_if_exception_type(BotoCoreError), wait=wait_fixed(READ_RETRY_S),
-                                    stop=lambda _: self.stopping, before_sleep=failed, reraise=True):
+            for attempt in Retrying(
+                retry=retry_if_exception_type(BotoCoreError),
+                wait=wait_fixed(READ_RETRY_S),
+                stop=lambda _: self.stopping,
+                before_sleep=failed,
+                reraise=True,
+            ):
                 with attempt:
                     return self.kinesis.get_records(ShardIterator=iterator, Limit=self.records_per_call)
         except BotoCoreError:
@@ -274,7 +307,8 @@ class SbeArchiver:
                 symbol = symbol_of(record, self.symbols[0])
                 for index, receipt_us, source, template, frame in frames_of(record["Data"], now_us):
                     buf.rows[symbol, receipt_us // layout.HOUR_US * layout.HOUR_US].append(
-                        (symbol, shard_id, seq, index, receipt_us, source, template, frame))
+                        (symbol, shard_id, seq, index, receipt_us, source, template, frame)
+                    )
                     buf.count += 1
                     FRAMES.labels("raw_record" if template == -1 else "frame").inc()
             if buf.count >= self.flush_rows or (buf.count and time.monotonic() - started >= self.flush_interval_s):
@@ -344,16 +378,19 @@ class SbeArchiver:
                     raise
                 return
             # the checkpoint makes a restart lose nothing
-            totals[shard_id] = supervise_blocking(shard_id, as_standby, TASK_FAILURES, self.failing,
-                                                  lambda: self.stopping, max_backoff_s=max_backoff_s) or 0
+            totals[shard_id] = (
+                supervise_blocking(
+                    shard_id, as_standby, TASK_FAILURES, self.failing, lambda: self.stopping, max_backoff_s=max_backoff_s
+                )
+                or 0
+            )
 
         threads: dict[str, threading.Thread] = {}
 
         def start_new_shards(shard_ids: list[str]) -> None:
             for shard in shard_ids:
                 if shard not in threads:
-                    threads[shard] = threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}",
-                                                      daemon=True)
+                    threads[shard] = threading.Thread(target=archive, args=(shard,), name=f"archive-{shard}", daemon=True)
                     threads[shard].start()
             SHARDS.set(len(threads))
 
@@ -380,16 +417,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kinesis market-data stream -> bronze/sbe parquet")
     parser.add_argument("--config", default=None)
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
-    parser.add_argument("--discard-uncheckpointed", action="store_true",
-                        help="once, to bootstrap: delete a shard's archived objects that have no checkpoint "
-                             "(otherwise the shard refuses to start) and archive it again from Kinesis")
+    parser.add_argument(
+        "--discard-uncheckpointed",
+        action="store_true",
+        help="once, to bootstrap: delete a shard's archived objects that have no checkpoint "
+        "(otherwise the shard refuses to start) and archive it again from Kinesis",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)
     archiver = SbeArchiver(settings, discard_uncheckpointed=args.discard_uncheckpointed)
-    serve_health_in_thread(args.metrics_port, lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}"
-                                                       f", standing by for {sorted(archiver.standby)}"),
-                           failing_health(archiver.failing), host=settings.metrics_host)
+    serve_health_in_thread(
+        args.metrics_port,
+        lambda: (bool(archiver.reading), f"reading {sorted(archiver.reading)}, standing by for {sorted(archiver.standby)}"),
+        failing_health(archiver.failing),
+        host=settings.metrics_host,
+    )
     signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopping", True))
     archiver.lake.ensure_bucket()
     archiver.run()

@@ -11,6 +11,7 @@ renewal fails has lost the shard and stops writing at once (``LeaseLost``). Cloc
 judged on the reader's wall clock, so the TTL must dwarf the clock skew between hosts (minutes
 against NTP's milliseconds).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ class LeaseLost(RuntimeError):
 
 
 class ShardLease:
-    def __init__(self, lake: Lake, key: str, owner: str, ttl_s: float = 120.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, lake: Lake, key: str, owner: str, ttl_s: float = 120.0, clock: Callable[[], float] = time.time) -> None:
         self.lake, self.key, self.owner, self.ttl_s, self.clock = lake, key, owner, ttl_s, clock
         self.etag: str | None = None
         self.renewed_at = float("-inf")

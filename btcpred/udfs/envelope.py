@@ -20,6 +20,7 @@ able to read version 3 before an ingestor writes it (deploy the job first).
 Records travel base64-encoded because PyFlink 1.20 wraps only a string
 deserialization schema for the Kinesis consumer; base64 keeps the bytes exact.
 """
+
 from __future__ import annotations
 
 import base64
@@ -98,7 +99,7 @@ def unpack(raw: bytes) -> list[Envelope]:
         if len(raw) < _SINGLE_PREFIX.size:
             raise EnvelopeError(f"record of {len(raw)} bytes is shorter than the {_SINGLE_PREFIX.size}-byte prefix")
         _, source, receipt = _SINGLE_PREFIX.unpack_from(raw)
-        return [Envelope(_source(source), receipt, bytes(raw[_SINGLE_PREFIX.size:]))]
+        return [Envelope(_source(source), receipt, bytes(raw[_SINGLE_PREFIX.size :]))]
     if version == MIXED_VERSION:
         return _unpack_mixed(raw)
     if version != BATCH_VERSION:
@@ -116,7 +117,7 @@ def unpack(raw: bytes) -> list[Envelope]:
         pos += _ENTRY_PREFIX.size
         if pos + length > len(raw):
             raise EnvelopeError(f"frame {i} of {count} runs past the record end")
-        out.append(Envelope(src, receipt, bytes(raw[pos:pos + length])))
+        out.append(Envelope(src, receipt, bytes(raw[pos : pos + length])))
         pos += length
     return _whole(out, raw, pos, count)
 
@@ -134,7 +135,7 @@ def _unpack_mixed(raw: bytes) -> list[Envelope]:
         pos += _MIXED_ENTRY_PREFIX.size
         if pos + length > len(raw):
             raise EnvelopeError(f"frame {i} of {count} runs past the record end")
-        out.append(Envelope(_source(source), receipt, bytes(raw[pos:pos + length])))
+        out.append(Envelope(_source(source), receipt, bytes(raw[pos : pos + length])))
         pos += length
     return _whole(out, raw, pos, count)
 

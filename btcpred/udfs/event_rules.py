@@ -20,6 +20,7 @@ becomes a dead letter with the reason returned here, and changes nothing.
 
 Cost: a few comparisons per quote, one pass over a diff's levels (``bench/job_compute.py``).
 """
+
 from __future__ import annotations
 
 from btcpred.udfs.events import (
@@ -61,9 +62,14 @@ def quote_passes(e: BestBidAskEvent | PerpQuoteEvent, receipt_time_us: int | Non
     """``quote_problem`` and ``time_problem`` of a quote as one chained comparison: quotes are most of
     the stream, and building the reason is only needed for the rare one that fails."""
     t = e.event_time_us
-    return (0 < e.bid_price_e8 < e.ask_price_e8 <= INT64_MAX and 0 <= e.bid_qty_e8 <= INT64_MAX
-            and 0 <= e.ask_qty_e8 <= INT64_MAX and 0 <= e.book_update_id <= INT64_MAX and 0 <= t <= INT64_MAX
-            and (not receipt_time_us or not t or t - receipt_time_us <= max_lead_us))
+    return (
+        0 < e.bid_price_e8 < e.ask_price_e8 <= INT64_MAX
+        and 0 <= e.bid_qty_e8 <= INT64_MAX
+        and 0 <= e.ask_qty_e8 <= INT64_MAX
+        and 0 <= e.book_update_id <= INT64_MAX
+        and 0 <= t <= INT64_MAX
+        and (not receipt_time_us or not t or t - receipt_time_us <= max_lead_us)
+    )
 
 
 def _trades_problem(e: TradesEvent) -> str | None:

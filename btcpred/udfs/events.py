@@ -5,6 +5,7 @@ BTCUSDT with at most 8 decimals, so integer units keep the order book's price
 keys exact and make equality checks between the job and the exchange simple.
 Times are integer microseconds since the Unix epoch (exchange clock).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,15 @@ class PerpQuoteEvent:
     @classmethod
     def leading(cls, quote: BestBidAskEvent, symbol: str) -> PerpQuoteEvent:
         """A perpetual's best bid/ask update as the quote leading spot ``symbol``."""
-        return cls(symbol, quote.event_time_us, quote.book_update_id, quote.bid_price_e8, quote.bid_qty_e8,
-                   quote.ask_price_e8, quote.ask_qty_e8)
+        return cls(
+            symbol,
+            quote.event_time_us,
+            quote.book_update_id,
+            quote.bid_price_e8,
+            quote.bid_qty_e8,
+            quote.ask_price_e8,
+            quote.ask_qty_e8,
+        )
 
 
 Level = tuple[int, int]  # (price_e8, qty_e8)

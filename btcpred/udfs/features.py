@@ -6,6 +6,7 @@ with event time <= T, whatever the arrival order or watermark lag. The real-time
 best bid/ask stream is recorded the same way in a second history (``QuoteHistory``):
 depth diffs arrive conflated every 100 ms, quotes at every change of the top.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -39,7 +40,11 @@ HISTORY_US = 6_000_000  # longest look-back (5 s) plus one boundary step of slac
 # boundary before the first quote has none of them (absent in ``feat:``, NULL in the feature store),
 # so a model reads them only when trained on data that has them.
 QUOTE_FEATURES = (
-    "quote_imbalance", "quote_microprice_offset_bp", "quote_lead_bp", "quote_ofi_norm_1s", "quote_ofi_norm_5s",
+    "quote_imbalance",
+    "quote_microprice_offset_bp",
+    "quote_lead_bp",
+    "quote_ofi_norm_1s",
+    "quote_ofi_norm_5s",
 )
 # Cross-market: how much more the perpetual future's mid moved than the spot book's over the last
 # 1 s / 5 s, in bp (log returns). The perpetual is where BTC price discovery mostly happens, so
@@ -56,12 +61,27 @@ PERP_MAX_AGE_US = 5_000_000  # a perpetual quote older than this at a boundary i
 QUOTE_STALE_US = 1_000_000
 # Model inputs, in order. The model registry stores this list with every model.
 FEATURE_NAMES = (
-    "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
-    "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10", "microprice_minus_mid",
-    "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
-    "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
-    "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp",
-    *QUOTE_FEATURES, *PERP_FEATURES,
+    "ret_1s",
+    "ret_5s",
+    "vol_imbalance",
+    "spread_bp",
+    "depth_imbalance_1",
+    "depth_imbalance_5",
+    "depth_imbalance_10",
+    "microprice_minus_mid",
+    "ofi_1s",
+    "ofi_2s",
+    "ofi_5s",
+    "realized_vol_5s",
+    "trade_intensity_5s",
+    "signed_flow_1s",
+    "signed_flow_5s",
+    "ofi_norm_1s",
+    "ofi_norm_2s",
+    "ofi_norm_5s",
+    "microprice_offset_bp",
+    *QUOTE_FEATURES,
+    *PERP_FEATURES,
 )
 # Inputs without a venue's units: returns, shares and imbalances, OFI in units of the
 # window's own top-of-book depth, the micro-price offset in basis points. A model on
@@ -69,8 +89,17 @@ FEATURE_NAMES = (
 # (spread_bp is scale-free too, but its level is the venue's tick size: 0.002 bp on
 # binance.com BTCUSDT, ~1 bp on Binance.US.)
 SCALE_FREE_FEATURES = (
-    "ret_1s", "ret_5s", "vol_imbalance", "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10",
-    "ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp", "realized_vol_5s",
+    "ret_1s",
+    "ret_5s",
+    "vol_imbalance",
+    "depth_imbalance_1",
+    "depth_imbalance_5",
+    "depth_imbalance_10",
+    "ofi_norm_1s",
+    "ofi_norm_2s",
+    "ofi_norm_5s",
+    "microprice_offset_bp",
+    "realized_vol_5s",
 )
 
 
@@ -115,12 +144,19 @@ def book_top(book: OrderBook, time_us: int) -> BookTop | None:
     def cumulative(levels: list[tuple[int, int]]) -> tuple[float, ...]:
         return tuple(to_float(sum(q for _, q in levels[:n])) for n in DEPTH_LEVELS)
 
-    return BookTop(time_us, book.last_update_id, to_float(bids[0][0]), to_float(asks[0][0]),
-                   cumulative(bids), cumulative(asks))
+    return BookTop(time_us, book.last_update_id, to_float(bids[0][0]), to_float(asks[0][0]), cumulative(bids), cumulative(asks))
 
 
-def level_one_ofi(prev_bid: float, prev_bid_qty: float, prev_ask: float, prev_ask_qty: float,
-                  bid: float, bid_qty: float, ask: float, ask_qty: float) -> float:
+def level_one_ofi(
+    prev_bid: float,
+    prev_bid_qty: float,
+    prev_ask: float,
+    prev_ask_qty: float,
+    bid: float,
+    bid_qty: float,
+    ask: float,
+    ask_qty: float,
+) -> float:
     """One update's order-flow imbalance at the best level (Cont, Kukanov, Stoikov 2014), for the
     depth book's tops and the best bid/ask stream's quotes alike."""
     e = 0.0
@@ -137,8 +173,16 @@ def level_one_ofi(prev_bid: float, prev_bid_qty: float, prev_ask: float, prev_as
 
 def order_flow_contribution(prev: BookTop, cur: BookTop) -> float:
     """One book update's order-flow imbalance at the best level."""
-    return level_one_ofi(prev.best_bid, prev.bid_depth[0], prev.best_ask, prev.ask_depth[0],
-                         cur.best_bid, cur.bid_depth[0], cur.best_ask, cur.ask_depth[0])
+    return level_one_ofi(
+        prev.best_bid,
+        prev.bid_depth[0],
+        prev.best_ask,
+        prev.ask_depth[0],
+        cur.best_bid,
+        cur.bid_depth[0],
+        cur.best_ask,
+        cur.ask_depth[0],
+    )
 
 
 @fast_state
@@ -255,12 +299,12 @@ class QuoteHistory:
         lo = max(first - 1, 0)  # the quote in force at the window's start, if any
         times = self.times
         begin = max(start_us, times[lo])
-        durations = map(sub, chain(times[lo + 1:last + 1], (end_us,)), chain((begin,), times[lo + 1:last + 1]))
-        sizes = map(add, self.bid_qtys[lo:last + 1], self.ask_qtys[lo:last + 1])
+        durations = map(sub, chain(times[lo + 1 : last + 1], (end_us,)), chain((begin,), times[lo + 1 : last + 1]))
+        sizes = map(add, self.bid_qtys[lo : last + 1], self.ask_qtys[lo : last + 1])
         weighted = sum(map(mul, sizes, durations)) / 2.0
         total = end_us - begin
         mean = weighted / total if total > 0 else (self.bid_qtys[last] + self.ask_qtys[last]) / 2.0
-        ofi = sum(self.ofi[first:last + 1])
+        ofi = sum(self.ofi[first : last + 1])
         return ofi / mean if mean > 0 else ofi
 
     def prune(self, now_us: int) -> None:
@@ -306,8 +350,9 @@ def _mean_best_depth(start: BookTop | None, updates: list[HistoryEntry], start_u
     (zero OFI, zero duration), and a count would let it move the mean; the live job re-anchors
     where a batch replay does not. 1.0 when the window holds no time or no size.
     """
-    states = ([(start_us, _best_size(start))] if start is not None else []) + \
-        [(e.top.time_us, _best_size(e.top)) for e in updates]
+    states = ([(start_us, _best_size(start))] if start is not None else []) + [
+        (e.top.time_us, _best_size(e.top)) for e in updates
+    ]
     if not states:
         return 1.0
     weighted = total = 0.0
@@ -375,8 +420,9 @@ def freshest_mid(time_us: int, top: BookTop, quotes: QuoteHistory | None) -> flo
     return mid if mid > 0 else top.mid
 
 
-def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
-                     quotes: QuoteHistory | None = None, perp: QuoteHistory | None = None) -> Snapshot | None:
+def compute_snapshot(
+    time_us: int, history: BookHistory, trades: TradeBuffer, quotes: QuoteHistory | None = None, perp: QuoteHistory | None = None
+) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
 
     Every value, the book-validity flag included, is a function of events with
@@ -406,8 +452,7 @@ def compute_snapshot(time_us: int, history: BookHistory, trades: TradeBuffer,
         updates = history.between(time_us - horizon, time_us)
         ofi = sum(e.ofi for e in updates)
         features[f"ofi_{name}"] = ofi
-        features[f"ofi_norm_{name}"] = ofi / _mean_best_depth(history.at(time_us - horizon), updates,
-                                                               time_us - horizon, time_us)
+        features[f"ofi_norm_{name}"] = ofi / _mean_best_depth(history.at(time_us - horizon), updates, time_us - horizon, time_us)
     for name, stats in windows.items():
         features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
     if quotes is not None:

@@ -15,6 +15,7 @@ never look where no writer puts anything.
 
 Partitions are UTC.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,9 +27,18 @@ HOUR_US = 3_600_000_000
 SILVER_FEATURES = "silver/db_ready/"  # what the feature store loads
 
 # One row per archived frame; a record that is not an envelope is kept whole (template_id -1).
-SBE_SCHEMA = pa.schema([("symbol", pa.string()), ("shard_id", pa.string()), ("sequence_number", pa.string()),
-                        ("frame_index", pa.int32()), ("receipt_time_us", pa.int64()), ("source", pa.int8()),
-                        ("template_id", pa.int32()), ("frame", pa.binary())])
+SBE_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("shard_id", pa.string()),
+        ("sequence_number", pa.string()),
+        ("frame_index", pa.int32()),
+        ("receipt_time_us", pa.int64()),
+        ("source", pa.int8()),
+        ("template_id", pa.int32()),
+        ("frame", pa.binary()),
+    ]
+)
 
 _HOUR_PATH = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})/hour=(\d{2})/")
 

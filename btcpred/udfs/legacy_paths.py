@@ -13,6 +13,7 @@ savepoint upgrade test resumes a savepoint taken by the pre-move job). Every oth
 Flink worker has, before it reads state: the job's functions come first) resolves old names.
 Remove an entry only when no savepoint in use and no blob under ``tests/data/state/`` names it.
 """
+
 from __future__ import annotations
 
 import importlib

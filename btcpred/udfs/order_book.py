@@ -3,6 +3,7 @@
 See ``docs/order_book_sync.md`` for the numbered synchronisation procedure.
 The book is plain data (two sorted dicts) so it pickles into Flink keyed state.
 """
+
 from __future__ import annotations
 
 import enum
@@ -67,8 +68,13 @@ class OrderBook:
     def __getstate__(self) -> tuple:
         """Four int64 arrays: the book is pickled into keyed state after every bundle, and
         ``dict(SortedDict)`` walks the keys in Python (~290 µs for 2,600 levels; these ~40 µs)."""
-        return (array("q", dict.keys(self.bids)), array("q", dict.values(self.bids)),
-                array("q", dict.keys(self.asks)), array("q", dict.values(self.asks)), self.last_update_id)
+        return (
+            array("q", dict.keys(self.bids)),
+            array("q", dict.values(self.bids)),
+            array("q", dict.keys(self.asks)),
+            array("q", dict.values(self.asks)),
+            self.last_update_id,
+        )
 
     def __setstate__(self, state: tuple) -> None:
         if len(state) == 3:  # written before the arrays (dict, dict, id): still restores

@@ -8,6 +8,7 @@ object. ``fast_state`` replaces the first with an ``attrgetter``; ``StdlibPickle
 makes a container pickle its contents with the C pickler into one ``bytes``, so
 cloudpickle sees a single object.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -22,9 +23,11 @@ def fast_state(cls: T) -> T:
     names = tuple(cls.__slots__)
     get = attrgetter(*names)
     if len(names) == 1:
+
         def getstate(self):
             return (get(self),)
     else:
+
         def getstate(self):
             return get(self)
 

@@ -4,6 +4,7 @@ Field names follow the seed schema exactly; extra fields are additive
 (``last_update_id`` on ``ob:``, ``book_valid`` and provenance on ``feat:``).
 Values are decimal strings; floats use ``repr`` so they round-trip exactly.
 """
+
 from __future__ import annotations
 
 from btcpred.udfs.events import to_float
@@ -93,8 +94,11 @@ def ob_fields(book: OrderBook, event_time_us: int, valid: bool = True) -> dict[s
     """Top levels of the book; ``book_valid`` is 0 from a sequence gap until the re-anchor lands."""
     bids = book.top_bids(BOOK_DEPTH)
     asks = book.top_asks(BOOK_DEPTH)
-    fields: dict[str, str] = {"ts_us": str(event_time_us), "last_update_id": str(book.last_update_id),
-                              "book_valid": "1" if valid else "0"}
+    fields: dict[str, str] = {
+        "ts_us": str(event_time_us),
+        "last_update_id": str(book.last_update_id),
+        "book_valid": "1" if valid else "0",
+    }
     if bids and asks:
         best_bid, best_ask = to_float(bids[0][0]), to_float(asks[0][0])
         fields.update(best_bid=_num(best_bid), best_ask=_num(best_ask), spread=_num(best_ask - best_bid))

@@ -9,6 +9,7 @@ schema version with fields appended to a block still decodes.
 ``decode`` never raises: bad bytes come back as a :class:`DecodeError` so the
 caller can dead-letter the frame and keep the stream alive.
 """
+
 from __future__ import annotations
 
 import enum
@@ -88,7 +89,9 @@ class _Reader:
         """Read ``fmt`` at the cursor, then move by ``advance`` (the wire blockLength)."""
         step = fmt.size if advance is None else advance
         if self.pos + max(step, fmt.size) > len(self.buf):
-            raise _Invalid(DecodeErrorKind.TRUNCATED, f"need {max(step, fmt.size)} bytes at {self.pos}, have {len(self.buf) - self.pos}")
+            raise _Invalid(
+                DecodeErrorKind.TRUNCATED, f"need {max(step, fmt.size)} bytes at {self.pos}, have {len(self.buf) - self.pos}"
+            )
         values = fmt.unpack_from(self.buf, self.pos)
         self.pos += step
         return values
@@ -160,9 +163,13 @@ def _decode_trades(r: _Reader, block_length: int) -> TradesEvent:
 def _decode_best_bid_ask(r: _Reader, block_length: int) -> BestBidAskEvent:
     et, uid, pe, qe, bp, bq, ap, aq = r.block(_BBA_BLOCK, block_length, "bestBidAsk")
     return BestBidAskEvent(
-        symbol=r.symbol(), event_time_us=et, book_update_id=uid,
-        bid_price_e8=_to_units(bp, pe), bid_qty_e8=_to_units(bq, qe),
-        ask_price_e8=_to_units(ap, pe), ask_qty_e8=_to_units(aq, qe),
+        symbol=r.symbol(),
+        event_time_us=et,
+        book_update_id=uid,
+        bid_price_e8=_to_units(bp, pe),
+        bid_qty_e8=_to_units(bq, qe),
+        ask_price_e8=_to_units(ap, pe),
+        ask_qty_e8=_to_units(aq, qe),
     )
 
 
@@ -199,7 +206,9 @@ def _read(frame: bytes, readers: dict) -> object:
     try:
         block_length, template_id, schema_id, version = reader.take(_HEADER)
         if schema_id != SCHEMA_ID:
-            return DecodeError(DecodeErrorKind.WRONG_SCHEMA, f"schemaId {schema_id} (version {version}), expected {SCHEMA_ID}", template_id)
+            return DecodeError(
+                DecodeErrorKind.WRONG_SCHEMA, f"schemaId {schema_id} (version {version}), expected {SCHEMA_ID}", template_id
+            )
         read = readers.get(template_id)
         if read is None:
             return DecodeError(DecodeErrorKind.UNKNOWN_TEMPLATE, f"templateId {template_id}", template_id)
@@ -229,6 +238,7 @@ def _peek_depth(template_id: int, fmt: struct.Struct, what: str):
         r.skip_group(_GROUP16, _LEVEL_ENTRY, "bids")
         r.skip_group(_GROUP16, _LEVEL_ENTRY, "asks")
         return template_id, event_time, r.symbol()
+
     return peek
 
 
@@ -301,9 +311,14 @@ def encode(event: MarketEvent, price_exponent: int = -8, qty_exponent: int = -8)
         return _header(_TRADES_BLOCK.size, TEMPLATE_TRADES) + body + group + _symbol(event.symbol)
     if isinstance(event, (BestBidAskEvent, PerpQuoteEvent)):  # a perpetual's quote travels as 10001 too
         body = _BBA_BLOCK.pack(
-            event.event_time_us, event.book_update_id, pe, qe,
-            _from_units(event.bid_price_e8, pe), _from_units(event.bid_qty_e8, qe),
-            _from_units(event.ask_price_e8, pe), _from_units(event.ask_qty_e8, qe),
+            event.event_time_us,
+            event.book_update_id,
+            pe,
+            qe,
+            _from_units(event.bid_price_e8, pe),
+            _from_units(event.bid_qty_e8, qe),
+            _from_units(event.ask_price_e8, pe),
+            _from_units(event.ask_qty_e8, qe),
         )
         return _header(_BBA_BLOCK.size, TEMPLATE_BEST_BID_ASK) + body + _symbol(event.symbol)
     if isinstance(event, DepthSnapshotEvent):

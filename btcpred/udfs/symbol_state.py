@@ -10,6 +10,7 @@ not time, decide validity); trade windows and features are cut at event-time
 boundaries when the watermark passes them, so their values do not depend on
 arrival timing.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -77,8 +78,15 @@ class RawBatch(StdlibPickled):
 
     __slots__ = ("symbol", "frames", "receipts", "sources", "spot_time_us", "perp_time_us")
 
-    def __init__(self, symbol: str, frames: list[bytes], receipts: list[int], sources: bytearray,
-                 spot_time_us: int = 0, perp_time_us: int = 0) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        frames: list[bytes],
+        receipts: list[int],
+        sources: bytearray,
+        spot_time_us: int = 0,
+        perp_time_us: int = 0,
+    ) -> None:
         self.symbol = symbol
         self.frames = frames
         self.receipts = receipts
@@ -182,16 +190,24 @@ def split_record(value: str, now_us: int, max_lead_us: int = event_rules.DEFAULT
             continue
         template, event_time_us, symbol = peeked
         if event_time_us - env.receipt_time_us > max_lead_us and env.receipt_time_us:
-            out.dead_letters.append(dead_letter_write(
-                f"{SBE_EVENT_NAMES.get(template, template)} refused: event time {event_time_us} µs is "
-                f"{(event_time_us - env.receipt_time_us) / 1e6:.3f} s ahead of its receipt (limit {max_lead_us / 1e6:g} s)",
-                env.frame.hex(), now_us))
+            out.dead_letters.append(
+                dead_letter_write(
+                    f"{SBE_EVENT_NAMES.get(template, template)} refused: event time {event_time_us} µs is "
+                    f"{(event_time_us - env.receipt_time_us) / 1e6:.3f} s ahead of its receipt (limit {max_lead_us / 1e6:g} s)",
+                    env.frame.hex(),
+                    now_us,
+                )
+            )
             continue
         perp = env.source is _PERP
         if perp and template != sbe.TEMPLATE_BEST_BID_ASK:
-            out.dead_letters.append(dead_letter_write(
-                f"envelope: a perpetual quote record holds a {SBE_EVENT_NAMES.get(template, template)}",
-                env.frame.hex(), now_us))
+            out.dead_letters.append(
+                dead_letter_write(
+                    f"envelope: a perpetual quote record holds a {SBE_EVENT_NAMES.get(template, template)}",
+                    env.frame.hex(),
+                    now_us,
+                )
+            )
             continue
         batch = batches.get(symbol)
         if batch is None:
@@ -210,8 +226,12 @@ def split_record(value: str, now_us: int, max_lead_us: int = event_rules.DEFAULT
     return out
 
 
-SBE_EVENT_NAMES = {sbe.TEMPLATE_TRADES: "TradesEvent", sbe.TEMPLATE_BEST_BID_ASK: "BestBidAskEvent",
-                   sbe.TEMPLATE_DEPTH_SNAPSHOT: "DepthSnapshotEvent", sbe.TEMPLATE_DEPTH_DIFF: "DepthDiffEvent"}
+SBE_EVENT_NAMES = {
+    sbe.TEMPLATE_TRADES: "TradesEvent",
+    sbe.TEMPLATE_BEST_BID_ASK: "BestBidAskEvent",
+    sbe.TEMPLATE_DEPTH_SNAPSHOT: "DepthSnapshotEvent",
+    sbe.TEMPLATE_DEPTH_DIFF: "DepthDiffEvent",
+}
 
 
 def decode_batch(raw: RawBatch, now_us: int, counts: dict[str, int]) -> tuple[DecodedBatch, list["RedisWrite"]]:
@@ -333,10 +353,11 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         an older ``state_format`` would be converted here (none needs it yet)."""
         written = self.written_format(state)
         if written > STATE_FORMAT:
-            raise ValueError(f"state of format {written} is newer than this code's {STATE_FORMAT}: "
-                             "restore it with the version that wrote it")
+            raise ValueError(
+                f"state of format {written} is newer than this code's {STATE_FORMAT}: restore it with the version that wrote it"
+            )
         StdlibPickled._restore_state(self, state)  # slots=True rebuilds the class: no zero-argument super()
-        for f in dataclasses.fields(self)[len(state):]:
+        for f in dataclasses.fields(self)[len(state) :]:
             setattr(self, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
         self.state_format = STATE_FORMAT
 
@@ -346,8 +367,13 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         index = cls.__slots__.index("state_format")
         return state[index] if len(state) > index else 0
 
-    def on_event(self, event: MarketEvent, receipt_time_us: int | None = None, write_book: bool = True,
-                 max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> EventResult:
+    def on_event(
+        self,
+        event: MarketEvent,
+        receipt_time_us: int | None = None,
+        write_book: bool = True,
+        max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US,
+    ) -> EventResult:
         """Apply one event in stream order; returns the writes it causes, a gap, or a late flag.
 
         An event that fails ``event_rules`` changes nothing and comes back ``rejected`` with the reason.
@@ -371,10 +397,12 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
                     # re-anchor, which the gap record asks for (never seen in the real captures)
                     self.sync.valid = False
                     self.crossed_books += 1
-                    gap = Gap(self.symbol, event.first_update_id, event.first_update_id, event.last_update_id,
-                              event.event_time_us)
-                return EventResult(self._book_changed(event.event_time_us, receipt_time_us, write_book), gap,
-                                   book_time_us=event.event_time_us)
+                    gap = Gap(
+                        self.symbol, event.first_update_id, event.first_update_id, event.last_update_id, event.event_time_us
+                    )
+                return EventResult(
+                    self._book_changed(event.event_time_us, receipt_time_us, write_book), gap, book_time_us=event.event_time_us
+                )
             return EventResult([], gap)
         if isinstance(event, DepthSnapshotEvent):
             if self.sync.on_snapshot(event):
@@ -414,8 +442,9 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         elif not self.perp.add(event):
             self.stale_perp_quotes += 1
 
-    def on_batch(self, events: list[MarketEvent], receipts: list[int], interval_us: int,
-                 max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US) -> BatchResult:
+    def on_batch(
+        self, events: list[MarketEvent], receipts: list[int], interval_us: int, max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US
+    ) -> BatchResult:
         """Apply a record's events in order, writing the book once at the end (only its last
         state reaches Redis), and collect the boundaries the events need a timer for.
 
@@ -502,8 +531,15 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         whose growth shows a leak long before memory does."""
         book = self.sync.book
         levels = len(book.bids) + len(book.asks) if book is not None else 0
-        return (levels + len(self.history.entries) + len(self.quotes) + len(self.perp) + len(self.trades.points)
-                + len(self.sync.recent) + len(self.pending_timers))
+        return (
+            levels
+            + len(self.history.entries)
+            + len(self.quotes)
+            + len(self.perp)
+            + len(self.trades.points)
+            + len(self.sync.recent)
+            + len(self.pending_timers)
+        )
 
     def timer_to_register(self, event_time_us: int, interval_us: int) -> int | None:
         """The boundary after ``event_time_us`` unless a timer for it is pending or it has been cut.
@@ -536,8 +572,13 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         """The ``ob:`` hash of the current book, stamped with event time ``time_us``."""
         book = self.sync.book
         assert book is not None
-        return RedisWrite("hash", rs.ob_key(self.symbol), rs.ob_fields(book, time_us, self.sync.valid),
-                          receipt_time_us=receipt_time_us, version_field="last_update_id")
+        return RedisWrite(
+            "hash",
+            rs.ob_key(self.symbol),
+            rs.ob_fields(book, time_us, self.sync.valid),
+            receipt_time_us=receipt_time_us,
+            version_field="last_update_id",
+        )
 
     def cut(self, time_us: int) -> Snapshot | None:
         """Windows and features at boundary ``time_us``, then prune what no later boundary needs.
@@ -621,8 +662,12 @@ def coalesce(writes: list[RedisWrite]) -> list[RedisWrite]:
 
 
 def drift_write(symbol: str, drift: Drift, snapshot_update_id: int) -> RedisWrite:
-    fields = {"update_id": str(drift.update_id), "snapshot_update_id": str(snapshot_update_id),
-              "levels_compared": str(drift.levels_compared), "levels_mismatched": str(drift.levels_mismatched)}
+    fields = {
+        "update_id": str(drift.update_id),
+        "snapshot_update_id": str(snapshot_update_id),
+        "levels_compared": str(drift.levels_compared),
+        "levels_mismatched": str(drift.levels_mismatched),
+    }
     return RedisWrite("xadd", rs.drift_stream_key(symbol), fields, maxlen=10_000)
 
 
@@ -641,9 +686,13 @@ def gap_write(gap: Gap, receipt_time_us: int) -> RedisWrite:
 
 
 def late_write(event: TradesEvent, receipt_time_us: int, boundary_us: int) -> RedisWrite:
-    fields = {"symbol": event.symbol, "transact_time_us": str(event.transact_time_us),
-              "trade_ids": ",".join(str(t.trade_id) for t in event.trades),
-              "closed_boundary_us": str(boundary_us), "receipt_time_us": str(receipt_time_us)}
+    fields = {
+        "symbol": event.symbol,
+        "transact_time_us": str(event.transact_time_us),
+        "trade_ids": ",".join(str(t.trade_id) for t in event.trades),
+        "closed_boundary_us": str(boundary_us),
+        "receipt_time_us": str(receipt_time_us),
+    }
     return RedisWrite("xadd", rs.late_stream_key(event.symbol), fields, maxlen=10_000)
 
 
@@ -653,5 +702,9 @@ def rejected_write(event: MarketEvent, reason: str, receipt_time_us: int) -> Red
 
 
 def dead_letter_write(reason: str, record: str, receipt_time_us: int) -> RedisWrite:
-    return RedisWrite("xadd", rs.dead_letter_stream_key(),
-                      {"reason": reason, "record": record[:4096], "receipt_time_us": str(receipt_time_us)}, maxlen=100_000)
+    return RedisWrite(
+        "xadd",
+        rs.dead_letter_stream_key(),
+        {"reason": reason, "record": record[:4096], "receipt_time_us": str(receipt_time_us)},
+        maxlen=100_000,
+    )

@@ -11,6 +11,7 @@ The tape keeps running sums (count, buys, volume, signed volume, squared trade-t
 returns), so any window is two bisections and a subtraction, and the same ``TradeTape`` serves a
 day in batch and an unbounded stream alike (``prune_before`` drops what no window reaches).
 """
+
 from __future__ import annotations
 
 import bisect

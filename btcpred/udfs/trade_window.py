@@ -5,6 +5,7 @@ A window ending at ``end_us`` with length ``length_us`` holds the trades with
 transaction time). Signed volume counts taker buys positive: a trade whose
 buyer is the maker was initiated by a seller.
 """
+
 from __future__ import annotations
 
 import bisect

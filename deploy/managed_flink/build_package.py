@@ -14,6 +14,7 @@ Managed Flink installs nothing with pip, so dependencies are bundled as manylinu
 x86_64 CPython 3.11 wheels at the versions pinned for this repo. numpy, pandas, pyarrow
 and PyFlink itself come with the runtime and are not bundled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,16 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "build" / "managed-flink" / "btcpred-hot-path.zip"
 PACKAGE = "btcpred"  # the one installed package (pyproject); the job imports its udfs, common and flink_jobs
 # what the job imports beyond the runtime, at the versions this repo's venv pins
-BUNDLED_DISTRIBUTIONS = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions",
-                         "typing_inspection", "PyYAML", "redis", "sortedcontainers")
+BUNDLED_DISTRIBUTIONS = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_extensions",
+    "typing_inspection",
+    "PyYAML",
+    "redis",
+    "sortedcontainers",
+)
 RUN_OPTIONS = {"python": "main.py", "jarfile": "lib/btcpred-flink-connectors.jar", "pyFiles": "lib/site-packages"}
 
 
@@ -51,9 +60,28 @@ def stage(staging: Path) -> None:
     shutil.copy(CONNECTOR_JAR, staging / "lib" / CONNECTOR_JAR.name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / PACKAGE, site / PACKAGE, ignore=ignore)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
-                    "--target", str(site), "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-                    "--python-version", "3.11", "--only-binary=:all:", *pinned_requirements()], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(site),
+            "--platform",
+            "manylinux2014_x86_64",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.11",
+            "--only-binary=:all:",
+            *pinned_requirements(),
+        ],
+        check=True,
+    )
     for junk in site.glob("*.dist-info"):
         shutil.rmtree(junk)
     shutil.rmtree(site / "bin", ignore_errors=True)

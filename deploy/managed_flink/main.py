@@ -8,6 +8,7 @@ unpacked zip, ``python main.py --properties FILE``, it adds both itself. ``appli
 beside it is the file Managed Flink writes for a prod stack with the template's defaults (tested
 against the template and the reader: ``tests/unit/deploy/test_cloudformation.py``).
 """
+
 import sys
 from pathlib import Path
 
@@ -22,8 +23,7 @@ from btcpred.flink_jobs import hot_path_job, runtime_properties  # noqa: E402
 
 def main() -> None:
     local = not runtime_properties.MANAGED_FLINK_PROPERTIES.is_file()
-    hot_path_job.run(jars=sorted((HERE / "lib").glob("*.jar")) if local else [],
-                     python_files=[SITE_PACKAGES] if local else [])
+    hot_path_job.run(jars=sorted((HERE / "lib").glob("*.jar")) if local else [], python_files=[SITE_PACKAGES] if local else [])
 
 
 if __name__ == "__main__":

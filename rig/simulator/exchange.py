@@ -6,6 +6,7 @@ frames for each stream, the JSON bookTicker of the perpetual that leads the symb
 and aggregate trades. It also remembers its top-10 book at every update id so a
 test can compare the pipeline's book with the exchange's at the same id.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,14 @@ class AggTrade:
 
     def to_json(self) -> dict:
         return {
-            "a": self.agg_id, "p": f"{to_float(self.price_e8):.8f}", "q": f"{to_float(self.qty_e8):.8f}",
-            "f": self.first_trade_id, "l": self.last_trade_id, "T": self.time_ms,
-            "m": self.is_buyer_maker, "M": True,
+            "a": self.agg_id,
+            "p": f"{to_float(self.price_e8):.8f}",
+            "q": f"{to_float(self.qty_e8):.8f}",
+            "f": self.first_trade_id,
+            "l": self.last_trade_id,
+            "T": self.time_ms,
+            "m": self.is_buyer_maker,
+            "M": True,
         }
 
 
@@ -71,9 +77,20 @@ def _decimal(units: int) -> str:
 def perp_book_ticker_json(event: PerpQuoteEvent, perp_symbol: str) -> str:
     """The USD-M futures bookTicker message (raw stream form) for a perpetual quote; prices as exact decimals."""
     ms = event.event_time_us // 1000
-    return json.dumps({"e": "bookTicker", "u": event.book_update_id, "s": perp_symbol, "b": _decimal(event.bid_price_e8),
-                       "B": _decimal(event.bid_qty_e8), "a": _decimal(event.ask_price_e8), "A": _decimal(event.ask_qty_e8),
-                       "T": ms, "E": ms}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "e": "bookTicker",
+            "u": event.book_update_id,
+            "s": perp_symbol,
+            "b": _decimal(event.bid_price_e8),
+            "B": _decimal(event.bid_qty_e8),
+            "a": _decimal(event.ask_price_e8),
+            "A": _decimal(event.ask_qty_e8),
+            "T": ms,
+            "E": ms,
+        },
+        separators=(",", ":"),
+    )
 
 
 class SimulatedExchange:
@@ -115,8 +132,9 @@ class SimulatedExchange:
             last = self.agg_trades[-1] if self.agg_trades else None
             time_ms = event.transact_time_us // 1000
             if last and last.price_e8 == t.price_e8 and last.is_buyer_maker == t.is_buyer_maker and last.time_ms == time_ms:
-                self.agg_trades[-1] = AggTrade(last.agg_id, last.price_e8, last.qty_e8 + t.qty_e8,
-                                               last.first_trade_id, t.trade_id, time_ms, t.is_buyer_maker)
+                self.agg_trades[-1] = AggTrade(
+                    last.agg_id, last.price_e8, last.qty_e8 + t.qty_e8, last.first_trade_id, t.trade_id, time_ms, t.is_buyer_maker
+                )
             else:
                 agg_id = last.agg_id + 1 if last else 1
                 self.agg_trades.append(AggTrade(agg_id, t.price_e8, t.qty_e8, t.trade_id, t.trade_id, time_ms, t.is_buyer_maker))

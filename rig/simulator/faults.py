@@ -1,4 +1,5 @@
 """Fault switches for fault-injection tests; synthetic damage applied to real frames."""
+
 from __future__ import annotations
 
 import time

@@ -8,6 +8,7 @@ a sequence gap that the reliability path heals with a REST snapshot of the new l
 would after a real disconnect. Synthetic only in its offsets: every price, size and interval is
 the capture's.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,9 +62,14 @@ def _update_ids(event) -> tuple[int, ...]:
 def _shift(event, dt: int, du: int, dtr: int):
     if isinstance(event, TradesEvent):
         trades = tuple(dataclasses.replace(t, trade_id=t.trade_id + dtr) for t in event.trades)
-        return dataclasses.replace(event, event_time_us=event.event_time_us + dt,
-                                   transact_time_us=event.transact_time_us + dt, trades=trades)
+        return dataclasses.replace(
+            event, event_time_us=event.event_time_us + dt, transact_time_us=event.transact_time_us + dt, trades=trades
+        )
     if isinstance(event, DepthDiffEvent):
-        return dataclasses.replace(event, event_time_us=event.event_time_us + dt,
-                                   first_update_id=event.first_update_id + du, last_update_id=event.last_update_id + du)
+        return dataclasses.replace(
+            event,
+            event_time_us=event.event_time_us + dt,
+            first_update_id=event.first_update_id + du,
+            last_update_id=event.last_update_id + du,
+        )
     return dataclasses.replace(event, event_time_us=event.event_time_us + dt, book_update_id=event.book_update_id + du)

@@ -11,6 +11,7 @@ Replay pacing follows the collector's receipt times divided by ``speed``
 (0 = as fast as clients take frames). By default the replay starts when the
 first client subscribes, so a test never misses the beginning.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,7 @@ REPLAY_TASK = web.AppKey("replay", asyncio.Task)
 
 
 class ReplayServer:
-    def __init__(self, events: list[CapturedEvent], speed: float, start_on_first_client: bool = True,
-                 laps: int = 1) -> None:
+    def __init__(self, events: list[CapturedEvent], speed: float, start_on_first_client: bool = True, laps: int = 1) -> None:
         self.events = events
         self.speed = speed
         self.laps = laps  # 0: lap after lap until stopped (rig/simulator/laps.py)
@@ -225,7 +225,9 @@ class ReplayServer:
         try:
             value = int(raw)
         except ValueError:
-            raise web.HTTPBadRequest(text=f'{{"code":-1100,"msg":"Illegal characters in {name}."}}', content_type="application/json") from None
+            raise web.HTTPBadRequest(
+                text=f'{{"code":-1100,"msg":"Illegal characters in {name}."}}', content_type="application/json"
+            ) from None
         if not lo <= value <= hi:
             raise web.HTTPBadRequest(text=f'{{"code":-1100,"msg":"{name} out of range."}}', content_type="application/json")
         return value
@@ -244,8 +246,9 @@ class ReplayServer:
                 setattr(f, name, getattr(f, name) - 1)
                 FAULTS_APPLIED.labels(name).inc()
                 body = '{"code":-1003,"msg":"Way too much request weight used."}'
-                return web.Response(status=status, text=body, content_type="application/json",
-                                    headers={"Retry-After": str(f.rest_retry_after_s)}), {}
+                return web.Response(
+                    status=status, text=body, content_type="application/json", headers={"Retry-After": str(f.rest_retry_after_s)}
+                ), {}
         now = time.monotonic()
         self.rest_weights = [(t, w) for t, w in self.rest_weights if t > now - 60] + [(now, weight)]
         return None, {"X-MBX-USED-WEIGHT-1M": str(sum(w for _, w in self.rest_weights))}
@@ -271,14 +274,22 @@ class ReplayServer:
         return web.json_response(rows, headers=headers)
 
     async def status(self, _: web.Request) -> web.Response:
-        return web.json_response({
-            "position": self.position, "total": len(self.events), "finished": self.finished, "lap": self.lap,
-            "started": self.started.is_set(), "last_update_id": self.exchange.book.last_update_id,
-            "last_event_time_us": self.exchange.last_event_time_us, "clients": len(self.subscribers),
-            "symbols": list(self.exchanges),
-            "faults": asdict(self.faults), "dropped_diffs": self.dropped_diffs,
-            "muted_trades": [min(self.muted_trades, default=0), max(self.muted_trades, default=0), len(self.muted_trades)],
-        })
+        return web.json_response(
+            {
+                "position": self.position,
+                "total": len(self.events),
+                "finished": self.finished,
+                "lap": self.lap,
+                "started": self.started.is_set(),
+                "last_update_id": self.exchange.book.last_update_id,
+                "last_event_time_us": self.exchange.last_event_time_us,
+                "clients": len(self.subscribers),
+                "symbols": list(self.exchanges),
+                "faults": asdict(self.faults),
+                "dropped_diffs": self.dropped_diffs,
+                "muted_trades": [min(self.muted_trades, default=0), max(self.muted_trades, default=0), len(self.muted_trades)],
+            }
+        )
 
     async def book_at(self, request: web.Request) -> web.Response:
         update_id = self._int_param(request, "update_id", None, 0, 2**62)
@@ -307,19 +318,21 @@ class ReplayServer:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.add_routes([
-            web.get("/ws/{stream}", self.ws_single),
-            web.get("/futures/ws/{stream}", self.ws_futures),
-            web.get("/stream", self.ws_combined),
-            web.get("/api/v3/depth", self.depth),
-            web.get("/api/v3/aggTrades", self.agg_trades),
-            web.get("/sim/status", self.status),
-            web.get("/sim/book", self.book_at),
-            web.post("/sim/faults", self.set_faults),
-            web.get("/health", self.health),
-            web.get("/ready", self.ready),
-            web.get("/metrics", self.metrics),
-        ])
+        app.add_routes(
+            [
+                web.get("/ws/{stream}", self.ws_single),
+                web.get("/futures/ws/{stream}", self.ws_futures),
+                web.get("/stream", self.ws_combined),
+                web.get("/api/v3/depth", self.depth),
+                web.get("/api/v3/aggTrades", self.agg_trades),
+                web.get("/sim/status", self.status),
+                web.get("/sim/book", self.book_at),
+                web.post("/sim/faults", self.set_faults),
+                web.get("/health", self.health),
+                web.get("/ready", self.ready),
+                web.get("/metrics", self.metrics),
+            ]
+        )
 
         async def start_replay(app: web.Application) -> None:
             app[REPLAY_TASK] = asyncio.create_task(self.run_replay())
@@ -357,8 +370,7 @@ def with_replay_keys(events: list[CapturedEvent], count: int) -> list[CapturedEv
     for captured in events:
         out.append(captured)
         if type(captured.event) is not PerpQuoteEvent:
-            out.extend(CapturedEvent(captured.receipt_time_us, dataclasses.replace(captured.event, symbol=key))
-                       for key in keys)
+            out.extend(CapturedEvent(captured.receipt_time_us, dataclasses.replace(captured.event, symbol=key)) for key in keys)
     return out
 
 
@@ -369,12 +381,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed factor; 0 = as fast as possible")
     parser.add_argument("--start-immediately", action="store_true", help="do not wait for the first client")
-    parser.add_argument("--perp-capture", help="a USD-M capture of the same minutes: its best bid/ask is served "
-                                                 "as the futures bookTicker stream (cross-market features)")
-    parser.add_argument("--laps", type=int, default=1,
-                        help="replay the capture this many times, each lap shifted in time and ids; 0 = until stopped")
-    parser.add_argument("--replay-keys", type=int, default=0,
-                        help="serve the capture also under this many replay keys <SYMBOL>-R<i> (scale-out tests)")
+    parser.add_argument(
+        "--perp-capture",
+        help="a USD-M capture of the same minutes: its best bid/ask is served "
+        "as the futures bookTicker stream (cross-market features)",
+    )
+    parser.add_argument(
+        "--laps",
+        type=int,
+        default=1,
+        help="replay the capture this many times, each lap shifted in time and ids; 0 = until stopped",
+    )
+    parser.add_argument(
+        "--replay-keys",
+        type=int,
+        default=0,
+        help="serve the capture also under this many replay keys <SYMBOL>-R<i> (scale-out tests)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     events = list(load_capture(args.capture).events())

@@ -3,6 +3,7 @@
 Books are rebuilt with Decimal from the JSON strings; every feature is recomputed
 from its textbook definition, as documented in btcpred/udfs/features.py.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -63,8 +64,7 @@ def features_at(snapshot, diffs, trades, time_ms):
     def ofi(i):
         _, pb, pa, pbd, pad = tops[i - 1]
         _, b, a, nbd, nad = tops[i]
-        return ((nbd[0] if b >= pb else 0) - (pbd[0] if b <= pb else 0)
-                - (nad[0] if a <= pa else 0) + (pad[0] if a >= pa else 0))
+        return (nbd[0] if b >= pb else 0) - (pbd[0] if b <= pb else 0) - (nad[0] if a <= pa else 0) + (pad[0] if a >= pa else 0)
 
     def mid_of(i):
         return (tops[i][1] + tops[i][2]) / 2
@@ -74,9 +74,13 @@ def features_at(snapshot, diffs, trades, time_ms):
         vol = sum(float(t["q"]) for t in sel)
         signed = sum(float(t["q"]) * (-1 if t["m"] else 1) for t in sel)
         vwap = sum(float(t["p"]) * float(t["q"]) for t in sel) / vol if vol else None
-        return {"count": len(sel), "vol": vol, "signed_vol": signed,
-                "vwap_minus_mid": (vwap - mid) if vwap is not None else 0.0,
-                "last_ts_us": max((t["T"] for t in sel), default=0) * 1000}
+        return {
+            "count": len(sel),
+            "vol": vol,
+            "signed_vol": signed,
+            "vwap_minus_mid": (vwap - mid) if vwap is not None else 0.0,
+            "last_ts_us": max((t["T"] for t in sel), default=0) * 1000,
+        }
 
     tr_1s, tr_5s = window(1), window(5)
     imbalance = lambda b, a: (b - a) / (b + a)  # noqa: E731
@@ -127,6 +131,11 @@ def perp_leads_at(snapshot, diffs, quotes, time_ms):
         _, _, bid, ask = max((q for q in quotes if q[0] <= t), key=lambda q: q[1])
         return float((bid + ask) / 2)
 
-    return {f"perp_lead_{s}s_bp": (math.log(perp_mid(time_ms) / perp_mid(time_ms - s * 1000))
-                                   - math.log(spot_mid(time_ms) / spot_mid(time_ms - s * 1000))) * 1e4
-            for s in (1, 5)}
+    return {
+        f"perp_lead_{s}s_bp": (
+            math.log(perp_mid(time_ms) / perp_mid(time_ms - s * 1000))
+            - math.log(spot_mid(time_ms) / spot_mid(time_ms - s * 1000))
+        )
+        * 1e4
+        for s in (1, 5)
+    }

@@ -11,6 +11,7 @@ The run carries a second symbol, a replay key (``BTCUSDT-R1``: the same real fra
 name, ``exchange.symbols``), through the whole live path: the ingestor subscribes to both, the
 job keeps a book per key, the archiver files each under its own symbol.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,19 +60,42 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
     lake = Lake(pipeline.settings.s3)
     archived = {}
     for symbol in pipeline.symbols:
-        tables = [lake.get_table(k) for k in lake.keys(lake_layout.sbe_symbol_prefix(symbol))
-                  if k.rsplit("/", 1)[-1].startswith(f"{pipeline.stream}.")]
-        archived[symbol] = [(v, template) for t in tables
-                            for v, template in zip(t.column("symbol").to_pylist(), t.column("template_id").to_pylist())
-                            if template != -1]  # the pipeline's probe record is no frame
+        tables = [
+            lake.get_table(k)
+            for k in lake.keys(lake_layout.sbe_symbol_prefix(symbol))
+            if k.rsplit("/", 1)[-1].startswith(f"{pipeline.stream}.")
+        ]
+        archived[symbol] = [
+            (v, template)
+            for t in tables
+            for v, template in zip(t.column("symbol").to_pylist(), t.column("template_id").to_pylist())
+            if template != -1
+        ]  # the pipeline's probe record is no frame
     assert {s: {v for v, _ in rows} for s, rows in archived.items()} == {s: {s} for s in pipeline.symbols}
     assert len(archived["BTCUSDT"]) == len(archived[replay_key]) > 40_000
 
     out = tmp_path / "backfill.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "btcpred.flink_jobs.backfill_job", "--stream", pipeline.stream, "--start-us", str(started_us),
-         "--end-us", str(time.time_ns() // 1000), "--out", str(out), "--work-dir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=240, env=pipeline.env())
+        [
+            sys.executable,
+            "-m",
+            "btcpred.flink_jobs.backfill_job",
+            "--stream",
+            pipeline.stream,
+            "--start-us",
+            str(started_us),
+            "--end-us",
+            str(time.time_ns() // 1000),
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=pipeline.env(),
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     rebuilt = {int(row["ts"]): row for row in map(json.loads, out.read_text().splitlines())}
@@ -102,4 +126,3 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
             assert same_feature(live[ts].get(name), rows[ts][name], 1e-12), (ts, name)
         assert (live[ts]["book_valid"] == "1.0") == rows[ts]["book_valid"], ts
         assert int(float(live[ts]["book_update_id"])) == rows[ts]["book_update_id"], ts
-

@@ -1,4 +1,5 @@
 """The reliability fault suite, bounded for CI: every injected gap found and healed, nothing else disturbed."""
+
 import json
 
 import pytest

@@ -1,6 +1,7 @@
 """Three minutes of the live pipeline: Prometheus scrapes every process, every series an alert rule
 or a dashboard panel reads exists (no panel points at a metric nobody exports), and a healthy run
 fires no alert at all (a fresh demo run used to send FlinkCheckpointFailures and RetrainStale)."""
+
 import json
 import re
 import subprocess
@@ -27,8 +28,9 @@ def caused_before(base: str, expr: str, started: float) -> bool:
     an earlier test (the fault suite's failed re-anchors) and this run's share their series, and an
     ``increase(...[10m])`` that reaches back over both fires again once the new process appears."""
     elapsed = max(1, int(time.time() - started))
-    own = re.sub(r"\[(\d+)([smh])\]", lambda m: f"[{min(elapsed, int(m.group(1)) * {'s': 1, 'm': 60, 'h': 3600}[m.group(2)])}s]",
-                 expr)
+    own = re.sub(
+        r"\[(\d+)([smh])\]", lambda m: f"[{min(elapsed, int(m.group(1)) * {'s': 1, 'm': 60, 'h': 3600}[m.group(2)])}s]", expr
+    )
     return own != expr and not observability.prometheus_get(base, "/api/v1/query", query=own)["result"]
 
 
@@ -37,18 +39,29 @@ def alerts_since(settings, started: float) -> list[str]:
     that this run's own samples raise."""
     base = f"http://127.0.0.1:{settings.prometheus.port}"
     since = datetime.fromtimestamp(started, timezone.utc)
-    exprs = {r["name"]: r["query"] for g in observability.prometheus_get(base, "/api/v1/rules")["groups"]
-             for r in g["rules"] if r["type"] == "alerting"}
+    exprs = {
+        r["name"]: r["query"]
+        for g in observability.prometheus_get(base, "/api/v1/rules")["groups"]
+        for r in g["rules"]
+        if r["type"] == "alerting"
+    }
     earlier = {name for name, expr in exprs.items() if caused_before(base, expr, started)}
-    firing = [f"{a['labels']['alertname']} (Prometheus): {a['annotations'].get('summary')}"
-              for a in observability.prometheus_get(base, "/api/v1/alerts")["alerts"]
-              if a["state"] == "firing" and datetime.fromisoformat(a["activeAt"].replace("Z", "+00:00")) >= since
-              and a["labels"]["alertname"] not in earlier]
+    firing = [
+        f"{a['labels']['alertname']} (Prometheus): {a['annotations'].get('summary')}"
+        for a in observability.prometheus_get(base, "/api/v1/alerts")["alerts"]
+        if a["state"] == "firing"
+        and datetime.fromisoformat(a["activeAt"].replace("Z", "+00:00")) >= since
+        and a["labels"]["alertname"] not in earlier
+    ]
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.prometheus.alert_sink_port}/alerts", timeout=5) as resp:
         received = json.loads(resp.read())
-    firing += [f"{a['labels'].get('alertname')} (sink): {a['annotations'].get('summary')}" for a in received
-               if a["startsAt"] and datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")) >= since
-               and a["labels"].get("alertname") not in earlier]
+    firing += [
+        f"{a['labels'].get('alertname')} (sink): {a['annotations'].get('summary')}"
+        for a in received
+        if a["startsAt"]
+        and datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")) >= since
+        and a["labels"].get("alertname") not in earlier
+    ]
     return firing
 
 
@@ -74,8 +87,9 @@ def test_every_series_used_by_alerts_and_dashboards_is_exported(local_stack, red
         assert missing == [], {name: sorted(used[name]) for name in missing}
         # the job's own metrics carry its name: the dashboards' job filter finds them
         # (series of this run only: Prometheus keeps those of earlier jobs, e.g. the savepoint test's v2)
-        gaps = observability.prometheus_get(base, "/api/v1/series", start=str(run_started),
-                                            **{"match[]": "flink_taskmanager_job_task_operator_sequenceGaps"})
+        gaps = observability.prometheus_get(
+            base, "/api/v1/series", start=str(run_started), **{"match[]": "flink_taskmanager_job_task_operator_sequenceGaps"}
+        )
         assert {s["job_name"] for s in gaps} == {"btcusdt_hot_path"}  # the reporter turns "-" into "_"
         # Prometheus loaded the alert rules it evaluates
         rules = observability.prometheus_get(base, "/api/v1/rules")["groups"]
@@ -95,7 +109,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def configured_secrets(settings) -> dict[str, str]:
-    found = {"redis.password": settings.redis.password.get_secret_value(), "postgres.password": settings.postgres.password.get_secret_value()}
+    found = {
+        "redis.password": settings.redis.password.get_secret_value(),
+        "postgres.password": settings.postgres.password.get_secret_value(),
+    }
     found |= {f"redis.users.{r}": pw.get_secret_value() for r, pw in settings.redis.users.items()}
     found |= {f"postgres.roles.{r}": pw.get_secret_value() for r, pw in settings.postgres.roles.items()}
     return {k: v for k, v in found.items() if v}

@@ -3,6 +3,7 @@
 Synthetic damage only (the simulator's fault switches) on top of the real capture;
 the re-anchor service runs as in production, with a drift check every 5 s.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,7 @@ def wait_until(pipeline: Pipeline, predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def check_stale_stretch(history: list[dict], reanchors: list[dict], gap_id: int, dropped_first: int,
-                        dropped_last: int) -> None:
+def check_stale_stretch(history: list[dict], reanchors: list[dict], gap_id: int, dropped_first: int, dropped_last: int) -> None:
     """The book is valid before the gap, flagged stale from the gap diff until a snapshot holding the
     dropped updates landed, and valid from then on; judged in stream order, whichever re-anchor put
     that snapshot in band (a drift check's snapshot taken after the gap can land before the gap path's).
@@ -56,10 +56,12 @@ def check_stale_stretch(history: list[dict], reanchors: list[dict], gap_id: int,
         assert late <= 6, f"{late} stale boundaries past the snapshot's id: it landed > 3 s of data late"
     except AssertionError as exc:
         first = next((i for i, h in enumerate(history) if int(h["book_update_id"]) >= gap_id), len(history))
-        around = [(h["ts"], h["book_update_id"], h["book_valid"]) for h in history[max(0, first - 3):first + 30]]
-        raise AssertionError(f"{exc}\n  dropped {dropped_first}..{dropped_last}, gap diff ends at {gap_id}"
-                             f"\n  snapshots in band {in_band}\n  reanchors {reanchors}"
-                             f"\n  feathist (ts, book_update_id, book_valid) around the gap {around}") from None
+        around = [(h["ts"], h["book_update_id"], h["book_valid"]) for h in history[max(0, first - 3) : first + 30]]
+        raise AssertionError(
+            f"{exc}\n  dropped {dropped_first}..{dropped_last}, gap diff ends at {gap_id}"
+            f"\n  snapshots in band {in_band}\n  reanchors {reanchors}"
+            f"\n  feathist (ts, book_update_id, book_valid) around the gap {around}"
+        ) from None
 
 
 @pytest.mark.timeout(420)
@@ -67,8 +69,12 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
     pipeline = Pipeline(speed=10.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=5.0)
     try:
         pipeline.start(wait_for_job=True)  # no start-up backlog: drift checks then meet a book that keeps up
-        wait_until(pipeline, lambda s: s["position"] > 0.25 * s["total"] and redis_client.exists("feat:{BTCUSDT}"), 240, "features")
-        post_json(f"{pipeline.sim_url}/sim/faults", {"corrupt_next": 1, "corrupt_stream": "btcusdt@bestBidAsk", "mute_trades_ms": 4000})
+        wait_until(
+            pipeline, lambda s: s["position"] > 0.25 * s["total"] and redis_client.exists("feat:{BTCUSDT}"), 240, "features"
+        )
+        post_json(
+            f"{pipeline.sim_url}/sim/faults", {"corrupt_next": 1, "corrupt_stream": "btcusdt@bestBidAsk", "mute_trades_ms": 4000}
+        )
         wait_until(pipeline, lambda s: s["position"] > 0.5 * s["total"], 120, "half of the replay")
         post_json(f"{pipeline.sim_url}/sim/faults", {"drop_diffs": 2})
         status = wait_until(pipeline, lambda s: s["finished"], 240, "end of replay")
@@ -103,7 +109,9 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         # inference answered every 2 s boundary throughout, from Redis or as a flagged fallback, never an error
         preds = get_json(f"{pipeline.inference_url}/predictions?limit=1000")
         stamps = [p["timestamp"] for p in preds]
-        assert all(b - a == 2000 for a, b in zip(stamps, stamps[1:])), [(a, b) for a, b in zip(stamps, stamps[1:]) if b - a != 2000]
+        assert all(b - a == 2000 for a, b in zip(stamps, stamps[1:])), [
+            (a, b) for a, b in zip(stamps, stamps[1:]) if b - a != 2000
+        ]
         reasons = {p["fallback_reason"] for p in preds if p["source"] == "fallback"}
         assert reasons <= {"book_invalid", "no_features", "stale_features"}, reasons
 
@@ -117,10 +125,12 @@ def test_gap_corrupt_frame_and_quiet_market(redis_client, tmp_path):
         assert muted_count > 0 and muted_max - muted_min >= 2_000_000, status["muted_trades"]
         quiet = [h for h in history if int(h["ts"]) - 1_000_000 >= muted_min and int(h["ts"]) <= muted_max - 10_000]
         assert len(quiet) >= 2, (status["muted_trades"], [h["ts"] for h in history])
-        assert all(h["tr_1s_count"] == "0" and h["signed_flow_1s"] == "0.0" for h in quiet), \
-            [(h["ts"], h["tr_1s_count"], h["signed_flow_1s"]) for h in quiet]
+        assert all(h["tr_1s_count"] == "0" and h["signed_flow_1s"] == "0.0" for h in quiet), [
+            (h["ts"], h["tr_1s_count"], h["signed_flow_1s"]) for h in quiet
+        ]
         stamps = sorted(int(h["ts"]) for h in history)
-        assert all(b - a == 500_000 for a, b in zip(stamps, stamps[1:])), \
-            [(a, b) for a, b in zip(stamps, stamps[1:]) if b - a != 500_000]
+        assert all(b - a == 500_000 for a, b in zip(stamps, stamps[1:])), [
+            (a, b) for a, b in zip(stamps, stamps[1:]) if b - a != 500_000
+        ]
     finally:
         pipeline.stop()

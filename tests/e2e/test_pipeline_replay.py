@@ -4,6 +4,7 @@ simulator (real 2024-08-08 spot capture, 10x, and the USD-M capture of the same 
 perpetual's bookTicker stream) -> SBE WebSocket + futures JSON -> ingestor -> kinesalite ->
 PyFlink mini cluster -> Redis -> inference HTTP.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,9 +63,14 @@ def poison_frames(now_us: int) -> list[bytes]:
     ]
 
 
-POISON_REASONS = ("bid price 46116860184273879040 e8 not in (0, int64]", "bid price 0 e8 not in (0, int64]",
-                  "DepthDiffEvent refused: event time", "TradesEvent refused: event time",
-                  "crossed quote", "quantity 0 e8 not in (0, int64]")
+POISON_REASONS = (
+    "bid price 46116860184273879040 e8 not in (0, int64]",
+    "bid price 0 e8 not in (0, int64]",
+    "DepthDiffEvent refused: event time",
+    "TradesEvent refused: event time",
+    "crossed quote",
+    "quantity 0 e8 not in (0, int64]",
+)
 
 
 def put_bad_records(pipeline: Pipeline) -> None:
@@ -74,11 +80,17 @@ def put_bad_records(pipeline: Pipeline) -> None:
     wrong_schema = struct.pack("<HHHH", 18, 10000, 5, 0) + bytes(18)
     now_us = time.time_ns() // 1000
     poison = envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, now_us, f) for f in poison_frames(now_us)])
-    client.put_records(StreamName=pipeline.stream, Records=[
-        {"Data": b"not an envelope", "PartitionKey": "BTCUSDT"},
-        {"Data": envelope.to_text(envelope.Envelope(envelope.Source.WEBSOCKET, 1, wrong_schema)).encode(), "PartitionKey": "BTCUSDT"},
-        {"Data": poison.encode(), "PartitionKey": "BTCUSDT"},
-    ])
+    client.put_records(
+        StreamName=pipeline.stream,
+        Records=[
+            {"Data": b"not an envelope", "PartitionKey": "BTCUSDT"},
+            {
+                "Data": envelope.to_text(envelope.Envelope(envelope.Source.WEBSOCKET, 1, wrong_schema)).encode(),
+                "PartitionKey": "BTCUSDT",
+            },
+            {"Data": poison.encode(), "PartitionKey": "BTCUSDT"},
+        ],
+    )
 
 
 def decode(h: dict) -> dict[str, str]:
@@ -124,8 +136,10 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         chosen_ms = (diffs[0]["E"] // 1000 + 120) * 1000  # two minutes into the data, on a whole second
         stamps_us = sorted(by_ts)
         holes = [(a, b) for a, b in zip(stamps_us, stamps_us[1:]) if b - a != 500_000]
-        assert chosen_ms * 1000 in by_ts, (f"no feathist entry at {chosen_ms * 1000}: entries {stamps_us[:1]}..{stamps_us[-1:]} "
-                                           f"({len(stamps_us)}), holes {holes[:10]}")
+        assert chosen_ms * 1000 in by_ts, (
+            f"no feathist entry at {chosen_ms * 1000}: entries {stamps_us[:1]}..{stamps_us[-1:]} "
+            f"({len(stamps_us)}), holes {holes[:10]}"
+        )
         entry = by_ts[chosen_ms * 1000]
         expected = features_at(snapshot, diffs, trades, chosen_ms)
         expected.update(perp_leads_at(snapshot, diffs, load_perp_quotes(USDM_CAPTURE), chosen_ms))
@@ -159,14 +173,23 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
             with_perp += row.features["perp_lead_5s_bp"] is not None
         missing = sorted(t for t in batch_rows if t >= settled_us and t not in by_ts)
         assert compared >= len(batch_rows) - 6 and compared > 150, (
-            compared, len(batch_rows), f"live {min(by_ts)}..{max(by_ts)}, batch {min(batch_rows)}..{max(batch_rows)}, "
-            f"settled from {settled_us}; batch rows not live: {missing[:20]}")
+            compared,
+            len(batch_rows),
+            f"live {min(by_ts)}..{max(by_ts)}, batch {min(batch_rows)}..{max(batch_rows)}, "
+            f"settled from {settled_us}; batch rows not live: {missing[:20]}",
+        )
         assert with_quotes == compared  # the best bid/ask stream's features were compared at every boundary
         assert with_perp == compared  # and the perpetual's, read from the futures stream beside spot
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
         assert holes == [], holes[:10]
         # the live hashes carry the seed's field names and TTLs
-        assert set(decode(redis_client.hgetall("tr:{BTCUSDT}:1s"))) == {"count", "vol", "signed_vol", "vwap_minus_mid", "last_ts_us"}
+        assert set(decode(redis_client.hgetall("tr:{BTCUSDT}:1s"))) == {
+            "count",
+            "vol",
+            "signed_vol",
+            "vwap_minus_mid",
+            "last_ts_us",
+        }
         assert 0 < redis_client.ttl("tr:{BTCUSDT}:5s") <= 300
         assert 0 < redis_client.ttl("feat:{BTCUSDT}") <= 120
         assert redis_client.ttl("ob:{BTCUSDT}") == -1

@@ -8,6 +8,7 @@ both cycles the book equals the exchange's at the same update id, and every boun
 the live job wrote equals an uninterrupted run over the same data (features and trade
 windows): no event lost or applied twice across either savepoint.
 """
+
 from __future__ import annotations
 
 import time
@@ -79,6 +80,13 @@ def test_pre_package_savepoint_resumes_and_upgrade_continues_exactly(local_stack
     report = compare_history(history, reference, max(live_anchor, ref_anchor))
     assert report.compared > 500, report  # ~690 boundaries in the 5 min 46 s capture
     assert report.features_mismatched == [], report
-    assert (report.events_lost, report.events_duplicated, report.duplicate_entries, len(report.boundaries_missing)) == (0, 0, 0, 0), report
-    print(f"savepoints {same.savepoint_bytes} / {upgraded.savepoint_bytes} B, restore {same.restore_s:.1f} / "
-          f"{upgraded.restore_s:.1f} s, longest feat: gap {watcher.longest_gap_s():.1f} s")
+    assert (report.events_lost, report.events_duplicated, report.duplicate_entries, len(report.boundaries_missing)) == (
+        0,
+        0,
+        0,
+        0,
+    ), report
+    print(
+        f"savepoints {same.savepoint_bytes} / {upgraded.savepoint_bytes} B, restore {same.restore_s:.1f} / "
+        f"{upgraded.restore_s:.1f} s, longest feat: gap {watcher.longest_gap_s():.1f} s"
+    )

@@ -4,6 +4,7 @@ After recovery the book in Redis again equals the simulator's at the same update
 last update id reaches the exchange's, and no gap was raised (state and Kinesis offsets
 were restored together).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,12 +70,18 @@ def test_taskmanager_kill_recovers_from_checkpoint(flink_cluster, redis_client, 
             pipeline.check_alive()
             status = get_json(f"{pipeline.sim_url}/sim/status")
             ob = decode(redis_client.hgetall("ob:{BTCUSDT}"))
-            if recovered_after is None and job_state(job) == "RUNNING" and int(ob.get("written_at_us", 0)) > (time.time() - (time.monotonic() - killed_at)) * 1e6:
+            if (
+                recovered_after is None
+                and job_state(job) == "RUNNING"
+                and int(ob.get("written_at_us", 0)) > (time.time() - (time.monotonic() - killed_at)) * 1e6
+            ):
                 recovered_after = time.monotonic() - killed_at
             if status["finished"] and int(ob["last_update_id"]) == status["last_update_id"]:
                 break
             time.sleep(0.5)
-        assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], "book did not catch up after the kill"
+        assert status["finished"] and int(ob["last_update_id"]) == status["last_update_id"], (
+            "book did not catch up after the kill"
+        )
         compare_book(ob, get_json(f"{pipeline.sim_url}/sim/book?update_id={ob['last_update_id']}"))
         # the failover is in the job's exception history (the numRestarts metric is cached by the
         # REST metric fetcher for up to 10 s, so it is no reliable witness)

@@ -1,4 +1,5 @@
 """Fixtures of the integration tests that read a Kinesis stream of their own."""
+
 import uuid
 
 import boto3
@@ -27,8 +28,13 @@ def put_real_frames(client, stream, captured, per_record=20, receipt_shift_us: i
     """Real capture events, SBE-encoded, aggregated as the ingestor does (a REST snapshot as the
     snapshot injector puts it in band); returns frames put. ``receipt_shift_us`` moves the receipt
     stamps (our clock, not the exchange's data) to place them in other archive hours."""
-    frames = [envelope.Envelope(envelope.Source.REST_SNAPSHOT if isinstance(c.event, DepthSnapshotEvent)
-                                else envelope.Source.WEBSOCKET, c.receipt_time_us + receipt_shift_us, sbe.encode(c.event))
-              for c in captured]
+    frames = [
+        envelope.Envelope(
+            envelope.Source.REST_SNAPSHOT if isinstance(c.event, DepthSnapshotEvent) else envelope.Source.WEBSOCKET,
+            c.receipt_time_us + receipt_shift_us,
+            sbe.encode(c.event),
+        )
+        for c in captured
+    ]
     KinesisWriter(client, stream).put(aggregate([("BTCUSDT", f) for f in frames], per_record))
     return len(frames)

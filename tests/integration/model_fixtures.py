@@ -1,4 +1,5 @@
 """Real models and hot state for serving tests, registered as training does (shared with the benchmarks)."""
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,9 @@ from btcpred.batch.feature_builder import FeatureRow
 __all__ = ["real_rows", "register_model", "write_features"]
 
 
-def register_model(engine, lake: Lake, rows: list[FeatureRow], name: str, seed: int = 0,
-                   feature_names: list[str] | None = None) -> str:
+def register_model(
+    engine, lake: Lake, rows: list[FeatureRow], name: str, seed: int = 0, feature_names: list[str] | None = None
+) -> str:
     """Fit, export, upload and register one MLP; ``feature_names`` can lie about its inputs (refusal tests)."""
     onnx_bytes, meta = fit_mlp_artifact(rows, name, seed, feature_names)
     registry.register(engine, meta, artifact_store.upload(lake, onnx_bytes, meta), None)

@@ -5,6 +5,7 @@ in (the re-anchor: the book rebuilt aside and swapped in). Readers loop on ``ob:
 flag any read that is not a whole book the writer wrote (mixed, half-written) and any
 empty read after the first write. Shared by the single-node and the Redis Cluster tests.
 """
+
 from __future__ import annotations
 
 import threading
@@ -20,8 +21,13 @@ from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 from btcpred.udfs.symbol_state import SymbolState, coalesce
 
 VOLATILE = {"receipt_time_us", "written_at_us"}
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
-             redis.exceptions.ClusterError, redis.exceptions.TryAgainError)
+TRANSIENT = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+)
 
 
 def snapshot_of(state: SymbolState) -> DepthSnapshotEvent:
@@ -83,8 +89,9 @@ class SwapWorkload:
                 self.writer = self.writer_factory()
 
     def final_book(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.writer.hgetall(rs.ob_key(self.symbol)).items()
-                if k.decode() not in VOLATILE}
+        return {
+            k.decode(): v.decode() for k, v in self.writer.hgetall(rs.ob_key(self.symbol)).items() if k.decode() not in VOLATILE
+        }
 
     def run(self, spot_events, reanchors: int, on_reanchor: Callable[[int], None] | None = None) -> int:
         self.writer = self.writer_factory()

@@ -1,4 +1,5 @@
 """An alert fired by Prometheus's rules reaches Alertmanager and its receiver (the local alert sink)."""
+
 import json
 import os
 import subprocess
@@ -25,13 +26,23 @@ def test_a_failing_inference_cycle_fires_an_alert_that_reaches_the_receiver(loca
     inference_task_failures_total, the InferenceTaskFailing rule fires, Alertmanager notifies the sink."""
     started = datetime.now(timezone.utc)
     redis_client.hset("ob:{BTCUSDT}", mapping={"best_bid": "61837.63", "best_ask": "61837.64", "last_update_id": "7"})
-    redis_client.hset("feat:{BTCUSDT}", mapping={"mid": "61837.635", "book_valid": "1.0", "ts": "1723161255500000",
-                                                 "book_update_id": "7", "emitted_at_us": "not-a-number"})
+    redis_client.hset(
+        "feat:{BTCUSDT}",
+        mapping={
+            "mid": "61837.635",
+            "book_valid": "1.0",
+            "ts": "1723161255500000",
+            "book_update_id": "7",
+            "emitted_at_us": "not-a-number",
+        },
+    )
     port = free_port()
     env = {**os.environ, "BTCPRED_INFERENCE__PORT": str(port), "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence"}
     log = tmp_path / "inference.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "btcpred.inference.service"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     stack.register_scrape_targets({"inference": port})
     prom = local_stack.prometheus
     try:
@@ -40,10 +51,17 @@ def test_a_failing_inference_cycle_fires_an_alert_that_reaches_the_receiver(loca
         deadline, arrived = time.monotonic() + 120, []
         while time.monotonic() < deadline and not arrived:
             # received during this test: a first notification, or a repeat if an earlier run's alert still fires
-            arrived = [a for a in get(sink) if a["labels"].get("alertname") == "InferenceTaskFailing"
-                       and a["status"] == "firing" and datetime.fromisoformat(a["receivedAt"]) >= started]
+            arrived = [
+                a
+                for a in get(sink)
+                if a["labels"].get("alertname") == "InferenceTaskFailing"
+                and a["status"] == "firing"
+                and datetime.fromisoformat(a["receivedAt"]) >= started
+            ]
             time.sleep(1)
-        assert arrived, f"no InferenceTaskFailing at the sink; Alertmanager has {get(f'http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts')}"
+        assert arrived, (
+            f"no InferenceTaskFailing at the sink; Alertmanager has {get(f'http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts')}"
+        )
         assert arrived[0]["labels"]["task"] == "cycle" and arrived[0]["labels"]["severity"]
         in_alertmanager = get(f"http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts?filter=alertname%3DInferenceTaskFailing")
         assert in_alertmanager and in_alertmanager[0]["status"]["state"] == "active"

@@ -53,8 +53,11 @@ def test_archive_hours_become_feature_rows_equal_to_the_replay(stream_settings, 
         want = expected[ts]
         for name in FEATURE_NAMES:
             assert same_feature(row[name], want.features[name], 1e-12), (ts, name)
-        assert (row["book_valid"], row["book_update_id"], row["data_quality"]) == (want.book_valid, want.book_update_id,
-                                                                                   want.data_quality), ts
+        assert (row["book_valid"], row["book_update_id"], row["data_quality"]) == (
+            want.book_valid,
+            want.book_update_id,
+            want.data_quality,
+        ), ts
         assert row["label_return"] == want.label_return, ts  # labels across the hour boundary too
     boundary_ms = hours[1] // 1000
     assert any(ts < boundary_ms for ts in built) and sum(1 for r in built.values() if r["label_return"] is not None) > 100
@@ -100,7 +103,8 @@ def test_an_hour_whose_load_failed_is_built_again_not_lost(stream_settings, spot
     [built] = archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", now_us=later)
     assert built.hour_us == hour and built.rows > 0
     with pg_engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT count(*) FROM feature_store WHERE source = :s"),
-                              {"s": f"archive:{stream}"}).scalar()
+        stored = conn.execute(
+            sa.text("SELECT count(*) FROM feature_store WHERE source = :s"), {"s": f"archive:{stream}"}
+        ).scalar()
     assert stored == built.rows
     assert archive.build(settings.s3, pg_engine, stream, "BTCUSDT", "binance.com", now_us=later) == []  # once loaded

@@ -1,4 +1,5 @@
 """Readers of ob: during repeated re-anchors see a whole book, old or new, never a mixed or empty one."""
+
 import pytest
 
 from btcpred.flink_jobs import redis_writer
@@ -13,8 +14,9 @@ SYMBOL = "SWAPTEST"  # keys of its own: nothing else in the suite writes or read
 def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot_events, settings):
     import redis
 
-    workload = SwapWorkload(SYMBOL, lambda: redis_writer.connect(settings.redis, "hotpath"),
-                            lambda: redis.Redis.from_url(settings.redis.url))
+    workload = SwapWorkload(
+        SYMBOL, lambda: redis_writer.connect(settings.redis, "hotpath"), lambda: redis.Redis.from_url(settings.redis.url)
+    )
     try:
         reanchors = workload.run(spot_events, reanchors=120)
     finally:

@@ -1,4 +1,5 @@
 """Feature store against the real PostgreSQL server, in a private schema per test."""
+
 import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
@@ -28,8 +29,15 @@ def test_migrations_go_up_and_down(isolated_settings):
     engine = engine_for(isolated_settings.postgres)
     assert tables(engine) == set()
     migrate.upgrade(isolated_settings.postgres)
-    assert tables(engine) == {"alembic_version", "feature_store", "ml_experiments", "model_registry",
-                              "data_quality_metrics", "ml_training_data", "predictions"}
+    assert tables(engine) == {
+        "alembic_version",
+        "feature_store",
+        "ml_experiments",
+        "model_registry",
+        "data_quality_metrics",
+        "ml_training_data",
+        "predictions",
+    }
     migrate.downgrade(isolated_settings.postgres, "base")
     assert tables(engine) == {"alembic_version"}
     migrate.upgrade(isolated_settings.postgres)  # and up again: downgrade left nothing behind
@@ -42,8 +50,9 @@ def test_migrations_go_up_and_down(isolated_settings):
 def test_reloading_a_day_replaces_rows_instead_of_duplicating(pg_engine, real_table):
     first = load_features(pg_engine, real_table)
     assert first.rows == real_table.num_rows > 1000
-    changed = real_table.set_column(real_table.column_names.index("data_quality"), "data_quality",
-                                    pc.multiply(real_table.column("data_quality"), 0.0))
+    changed = real_table.set_column(
+        real_table.column_names.index("data_quality"), "data_quality", pc.multiply(real_table.column("data_quality"), 0.0)
+    )
     load_features(pg_engine, changed)
     with pg_engine.connect() as conn:
         count, quality = conn.execute(sa.text("SELECT count(*), max(data_quality) FROM feature_store")).one()
@@ -67,16 +76,30 @@ def test_training_view_returns_only_full_quality_labelled_rows(pg_engine, real_t
 def test_the_seed_training_query_runs_verbatim(pg_engine, real_table):
     """The seed's query, as written there, on the migrated view: its time window selects by data time."""
     load_features(pg_engine, real_table)
-    ts = [t for t, q, lab in zip(real_table.column("ts_ms").to_pylist(), real_table.column("data_quality").to_pylist(),
-                                 real_table.column("label_return").to_pylist()) if q >= 1 and lab is not None]
+    ts = [
+        t
+        for t, q, lab in zip(
+            real_table.column("ts_ms").to_pylist(),
+            real_table.column("data_quality").to_pylist(),
+            real_table.column("label_return").to_pylist(),
+        )
+        if q >= 1 and lab is not None
+    ]
     start, end = ts[10], ts[20]
     from datetime import datetime, timezone
 
     iso = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()  # noqa: E731
     with pg_engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            f"SELECT * FROM ml_training_data WHERE timestamp BETWEEN '{iso(start)}' AND '{iso(end)}' "
-            "AND data_quality_score > 0.95")).mappings().all()
+        rows = (
+            conn.execute(
+                sa.text(
+                    f"SELECT * FROM ml_training_data WHERE timestamp BETWEEN '{iso(start)}' AND '{iso(end)}' "
+                    "AND data_quality_score > 0.95"
+                )
+            )
+            .mappings()
+            .all()
+        )
     assert sorted(r["ts_ms"] for r in rows) == ts[10:21]  # BETWEEN is inclusive at both ends
     assert all(r["data_quality_score"] == 1.0 for r in rows)
     assert min(r["timestamp"] for r in rows) == datetime.fromtimestamp(start / 1000, timezone.utc)

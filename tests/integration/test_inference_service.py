@@ -1,4 +1,5 @@
 """The inference service against the real local Redis."""
+
 import asyncio
 import time
 
@@ -19,10 +20,16 @@ def persistence_settings(local_stack):
 
 def write_hot_state(client, age_s=0.1, book_valid="1.0"):
     client.hset("ob:{BTCUSDT}", mapping={"best_bid": "61837.63", "best_ask": "61837.64", "last_update_id": "7"})
-    client.hset("feat:{BTCUSDT}", mapping={
-        "mid": "61837.635", "book_valid": book_valid, "ts": "1723161255500000", "book_update_id": "7",
-        "emitted_at_us": str(int((time.time() - age_s) * 1e6)),
-    })
+    client.hset(
+        "feat:{BTCUSDT}",
+        mapping={
+            "mid": "61837.635",
+            "book_valid": book_valid,
+            "ts": "1723161255500000",
+            "book_update_id": "7",
+            "emitted_at_us": str(int((time.time() - age_s) * 1e6)),
+        },
+    )
 
 
 def test_cycle_reads_redis_and_publishes_prediction(redis_client, persistence_settings):
@@ -45,7 +52,9 @@ def test_cycle_reads_redis_and_publishes_prediction(redis_client, persistence_se
 def test_stale_features_and_unreachable_redis_fall_back(redis_client, persistence_settings):
     write_hot_state(redis_client, age_s=6)
     svc = PredictionService(persistence_settings)
-    down = PredictionService(load_settings(environ={"BTCPRED_REDIS__PORT": "1", "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence"}))
+    down = PredictionService(
+        load_settings(environ={"BTCPRED_REDIS__PORT": "1", "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence"})
+    )
 
     async def run():
         await svc.cycle(2000, 0)
@@ -136,8 +145,12 @@ def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, 
 
     write_hot_state(redis_client)
     port = free_port()
-    env = {**os.environ, "BTCPRED_INFERENCE__PORT": str(port), "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
-           "BTCPRED_INFERENCE__CADENCE_MS": "250"}
+    env = {
+        **os.environ,
+        "BTCPRED_INFERENCE__PORT": str(port),
+        "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
+        "BTCPRED_INFERENCE__CADENCE_MS": "250",
+    }
     log = tmp_path / "inference.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=env, stdout=fh, stderr=fh)

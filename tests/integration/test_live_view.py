@@ -1,4 +1,5 @@
 """The live web view in a real browser (headless Chromium): what it draws is what /predictions says."""
+
 import json
 import os
 import random
@@ -42,8 +43,16 @@ class Attributes(HTMLParser):
 def chromium(*args: str, timeout: float = 60) -> str:
     binary = shutil.which("chromium")
     assert binary, "chromium missing: scripts/setup.sh installs it (Debian package chromium)"
-    cmd = [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-           "--virtual-time-budget=4000", *args]
+    cmd = [
+        binary,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--virtual-time-budget=4000",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
 
 
@@ -52,10 +61,20 @@ def market(redis_client, stop: threading.Event) -> None:
     ts_us, mid = 1_723_161_255_500_000, 61_837.635
     while not stop.is_set():
         mid += random.choice((-0.5, 0.0, 0.5))
-        redis_client.hset("ob:{BTCUSDT}", mapping={"best_bid": f"{mid - 0.005:.3f}", "best_ask": f"{mid + 0.005:.3f}",
-                                                  "last_update_id": str(ts_us)})
-        redis_client.hset("feat:{BTCUSDT}", mapping={"mid": f"{mid:.3f}", "book_valid": "1.0", "ts": str(ts_us),
-                                                    "book_update_id": "7", "emitted_at_us": str(int(time.time() * 1e6))})
+        redis_client.hset(
+            "ob:{BTCUSDT}",
+            mapping={"best_bid": f"{mid - 0.005:.3f}", "best_ask": f"{mid + 0.005:.3f}", "last_update_id": str(ts_us)},
+        )
+        redis_client.hset(
+            "feat:{BTCUSDT}",
+            mapping={
+                "mid": f"{mid:.3f}",
+                "book_valid": "1.0",
+                "ts": str(ts_us),
+                "book_update_id": "7",
+                "emitted_at_us": str(int(time.time() * 1e6)),
+            },
+        )
         ts_us += 500_000
         time.sleep(0.25)
 
@@ -67,8 +86,13 @@ def get_json(url: str):
 
 def test_the_page_draws_what_the_api_serves_and_a_screenshot_is_kept(redis_client, tmp_path):
     port = free_port()
-    env = {**os.environ, "BTCPRED_INFERENCE__PORT": str(port), "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
-           "BTCPRED_INFERENCE__CADENCE_MS": "250", "BTCPRED_INFERENCE__MAX_FEATURE_AGE_MS": "1000"}
+    env = {
+        **os.environ,
+        "BTCPRED_INFERENCE__PORT": str(port),
+        "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
+        "BTCPRED_INFERENCE__CADENCE_MS": "250",
+        "BTCPRED_INFERENCE__MAX_FEATURE_AGE_MS": "1000",
+    }
     log = tmp_path / "inference.log"
     stop = threading.Event()
     writer = threading.Thread(target=market, args=(redis_client, stop), daemon=True)

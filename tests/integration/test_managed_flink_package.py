@@ -6,6 +6,7 @@ venv); and ``python main.py`` in the unpacked folder runs the job in the mini cl
 against kinesalite and Redis, reading its settings from an application-properties file
 in Managed Flink's format.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,9 @@ def test_layout_matches_the_run_options(unpacked):
 
 def _loaded(code: str, cwd: Path) -> set[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code + LOADED_FROM_VENV], cwd=cwd, env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code + LOADED_FROM_VENV], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
@@ -77,9 +79,12 @@ OPTIONAL = ("cryptography", "opentelemetry")
 
 def test_every_module_beyond_the_runtime_comes_from_the_zip(unpacked, tmp_path):
     runtime = _loaded(BASELINE, tmp_path)
-    job = _loaded(f"import sys; sys.modules.update(dict.fromkeys({OPTIONAL!r})); "
-                  f"sys.path.insert(0, {str(unpacked / 'lib' / 'site-packages')!r}); "
-                  "import btcpred.flink_jobs.hot_path_job, btcpred.flink_jobs.runtime_properties", tmp_path)
+    job = _loaded(
+        f"import sys; sys.modules.update(dict.fromkeys({OPTIONAL!r})); "
+        f"sys.path.insert(0, {str(unpacked / 'lib' / 'site-packages')!r}); "
+        "import btcpred.flink_jobs.hot_path_job, btcpred.flink_jobs.runtime_properties",
+        tmp_path,
+    )
     assert "pyflink" in runtime
     assert job - runtime == set(), f"loaded from the venv, missing from the zip: {sorted(job - runtime)}"
 
@@ -108,20 +113,38 @@ def test_unpacked_zip_runs_the_job_in_the_mini_cluster(unpacked, local_stack, re
     records, frames = _records(3000)
     last_diff = max(sbe.decode(f.frame).last_update_id for f in frames if isinstance(sbe.decode(f.frame), DepthDiffEvent))
     for i in range(0, len(records), 100):
-        kinesis.put_records(StreamName=stream, Records=[{"Data": r.encode(), "PartitionKey": "BTCUSDT"} for r in records[i:i + 100]])
+        kinesis.put_records(
+            StreamName=stream, Records=[{"Data": r.encode(), "PartitionKey": "BTCUSDT"} for r in records[i : i + 100]]
+        )
     properties = tmp_path / "application_properties.json"
-    properties.write_text(json.dumps([
-        {"PropertyGroupId": RUN_OPTIONS_GROUP, "PropertyMap": build_package.RUN_OPTIONS},
-        {"PropertyGroupId": JOB_GROUP, "PropertyMap": {
-            "config": "local", "kinesis.stream": stream,
-            "flink.checkpoint_dir": str(tmp_path / "checkpoints"), "flink.savepoint_dir": str(tmp_path / "savepoints"),
-            # the unpacked zip is another checkout: it would make .local/secrets of its own (prod: secretsmanager refs)
-            **{f"redis.users.{role}": pw.get_secret_value() for role, pw in local_stack.redis.users.items()}}},
-    ]))
+    properties.write_text(
+        json.dumps(
+            [
+                {"PropertyGroupId": RUN_OPTIONS_GROUP, "PropertyMap": build_package.RUN_OPTIONS},
+                {
+                    "PropertyGroupId": JOB_GROUP,
+                    "PropertyMap": {
+                        "config": "local",
+                        "kinesis.stream": stream,
+                        "flink.checkpoint_dir": str(tmp_path / "checkpoints"),
+                        "flink.savepoint_dir": str(tmp_path / "savepoints"),
+                        # the unpacked zip is another checkout: it would make .local/secrets of its own (prod: secretsmanager refs)
+                        **{f"redis.users.{role}": pw.get_secret_value() for role, pw in local_stack.redis.users.items()},
+                    },
+                },
+            ]
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("BTCPRED_")}
     with (tmp_path / "job.log").open("wb") as log:
-        job = subprocess.Popen([sys.executable, "main.py", "--properties", str(properties)], cwd=unpacked, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        job = subprocess.Popen(
+            [sys.executable, "main.py", "--properties", str(properties)],
+            cwd=unpacked,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         ob: dict = {}

@@ -1,4 +1,5 @@
 """ONNX models served from the registry: hot swap, refusal, fallback; against real Redis, Postgres and S3."""
+
 import asyncio
 import contextlib
 import math
@@ -27,10 +28,14 @@ def rows():
 def fast_settings(isolated_settings):
     """A fast cadence and a 200 ms registry poll, so a swap fits in a few seconds of test; the market
     served is the Binance.US book the rows and the models come from (the models' gate market)."""
-    return isolated_settings.model_copy(update={
-        "inference": isolated_settings.inference.model_copy(
-            update={"cadence_ms": CADENCE_MS, "model_poll_s": 0.2, "model_source": "registry"}),
-        "exchange": isolated_settings.exchange.model_copy(update={"market": "binance.us"})})
+    return isolated_settings.model_copy(
+        update={
+            "inference": isolated_settings.inference.model_copy(
+                update={"cadence_ms": CADENCE_MS, "model_poll_s": 0.2, "model_source": "registry"}
+            ),
+            "exchange": isolated_settings.exchange.model_copy(update={"market": "binance.us"}),
+        }
+    )
 
 
 async def keep_fresh(client, row, stop: asyncio.Event) -> None:
@@ -96,8 +101,7 @@ def test_model_with_mismatched_features_is_refused_and_the_old_one_kept(redis_cl
     lake = Lake(fast_settings.s3)
     lake.ensure_bucket()
     good = register_model(pg_engine, lake, rows[:800], "mlp-good")
-    bad = register_model(pg_engine, lake, rows[:800], "mlp-bad",
-                         feature_names=[*BOOK_FEATURES[:-1], "not_a_feature"])
+    bad = register_model(pg_engine, lake, rows[:800], "mlp-bad", feature_names=[*BOOK_FEATURES[:-1], "not_a_feature"])
     write_features(redis_client, rows[-1])
     svc = PredictionService(fast_settings)
 
@@ -157,8 +161,9 @@ def test_a_model_unproven_on_the_market_runs_in_shadow_beside_persistence(redis_
 
     from btcpred.udfs import redis_schema as rs
 
-    settings = fast_settings.model_copy(update={"exchange": fast_settings.exchange.model_copy(
-        update={"market": "binance.com-spot"})})
+    settings = fast_settings.model_copy(
+        update={"exchange": fast_settings.exchange.model_copy(update={"market": "binance.com-spot"})}
+    )
     lake = Lake(settings.s3)
     lake.ensure_bucket()
     registry.promote(pg_engine, register_model(pg_engine, lake, rows[:800], "mlp-us"))

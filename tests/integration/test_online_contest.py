@@ -1,5 +1,6 @@
 """The online contest's decisions on real servers: the service acts on them after a restart, the
 retraining job records each one once in ml_experiments, a malformed entry is skipped and counted."""
+
 import asyncio
 import json
 
@@ -19,9 +20,23 @@ from tests.unit.inference.test_cycle import ProvenModel
 
 pytestmark = pytest.mark.integration
 
-DEMOTE = Decision("demote", "ridge-x", "persistence", "binance.com-spot", 1_723_161_255_500,
-                  {"e_value": 21.4, "peak_e_value": 21.4, "threshold": 20.0, "alpha": 0.05, "blocks": 31, "rows": 4650,
-                   "mean_diff": 3.1e-9, "stake": 0.31})
+DEMOTE = Decision(
+    "demote",
+    "ridge-x",
+    "persistence",
+    "binance.com-spot",
+    1_723_161_255_500,
+    {
+        "e_value": 21.4,
+        "peak_e_value": 21.4,
+        "threshold": 20.0,
+        "alpha": 0.05,
+        "blocks": 31,
+        "rows": 4650,
+        "mean_diff": 3.1e-9,
+        "stake": 0.31,
+    },
+)
 
 
 def test_a_model_the_contest_demoted_here_does_not_serve_here_after_a_restart(redis_client, local_stack):
@@ -62,8 +77,14 @@ def test_the_retraining_job_records_every_decision_once(redis_client, isolated_s
     sym = "CONTESTTEST"
     redis_client.delete(rs.contest_stream_key(sym))
     inference = redis_connection.connect(isolated_settings.redis, "inference")
-    promote = Decision("promote", "mlp-y", "persistence", "binance.com-spot", 1_723_161_555_500,
-                       {"e_value": 25.6, "blocks": 10, "alpha": 0.05, "mean_diff": 1.9e-9})
+    promote = Decision(
+        "promote",
+        "mlp-y",
+        "persistence",
+        "binance.com-spot",
+        1_723_161_555_500,
+        {"e_value": 25.6, "blocks": 10, "alpha": 0.05, "mean_diff": 1.9e-9},
+    )
     ids = [inference.xadd(rs.contest_stream_key(sym), d.fields()) for d in (promote, DEMOTE)]
     inference.xadd(rs.contest_stream_key(sym), {**DEMOTE.fields(), "figures": "[1, 2]"})  # no figures object
     inference.close()
@@ -75,13 +96,16 @@ def test_the_retraining_job_records_every_decision_once(redis_client, isolated_s
         trainer.dispose()
     assert (first["recorded"], first["unreadable"]) == (2, 1) and again["recorded"] == 2
     with pg_engine.connect() as conn:
-        rows = conn.execute(sa.select(ml_experiments.c.experiment_id, ml_experiments.c.model_version,
-                                      ml_experiments.c.metrics)
-                            .where(ml_experiments.c.model_kind == "online_contest")
-                            .order_by(ml_experiments.c.experiment_id)).all()
+        rows = conn.execute(
+            sa.select(ml_experiments.c.experiment_id, ml_experiments.c.model_version, ml_experiments.c.metrics)
+            .where(ml_experiments.c.model_kind == "online_contest")
+            .order_by(ml_experiments.c.experiment_id)
+        ).all()
     assert [r.experiment_id for r in rows] == [f"online-contest:binance.com-spot:{i.decode()}" for i in ids]
     assert [(r.model_version, r.metrics["action"], r.metrics["e_value"]) for r in rows] == [
-        ("mlp-y", "promote", 25.6), ("ridge-x", "demote", 21.4)]
+        ("mlp-y", "promote", 25.6),
+        ("ridge-x", "demote", 21.4),
+    ]
     assert rows[1].metrics["data_time_ms"] == DEMOTE.data_time_ms and rows[1].metrics["blocks"] == 31
     json.dumps(rows[0].metrics)  # what was recorded is plain JSON
 
@@ -97,7 +121,8 @@ def test_with_redis_unreachable_the_cycle_says_so_and_records_nothing(isolated_s
 
 
 def test_the_retraining_job_archives_every_prediction_to_postgres_and_silver_and_draws_them(
-        redis_client, isolated_settings, pg_engine, tmp_path):
+    redis_client, isolated_settings, pg_engine, tmp_path
+):
     from btcpred.adapters.lake import Lake
     from btcpred.batch import draw_predictions
     from btcpred.udfs.lake_layout import predictions_silver_key

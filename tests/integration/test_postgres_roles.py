@@ -1,4 +1,5 @@
 """Each run-time PostgreSQL role can do its job and nothing more (grants: migration 0002; logins: the stack)."""
+
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -8,7 +9,6 @@ from btcpred.adapters.db.schema import FEATURE_STORE_COLUMNS, engine_for
 pytestmark = pytest.mark.integration
 
 
-
 def feature_row(ts_ms: int) -> str:
     """A complete feature-store row (unknown-typed '0' literals fit every value column)."""
     values = ["'test'", "'BTCUSDT'", str(ts_ms), "'test'", *["'0'"] * (len(FEATURE_STORE_COLUMNS) - 4)]
@@ -16,10 +16,14 @@ def feature_row(ts_ms: int) -> str:
 
 
 FEATURE_ROW = feature_row(1)
-EXPERIMENT = ("INSERT INTO ml_experiments (experiment_id, model_kind, hyperparameters, feature_names, data_ranges, metrics, "
-              "created_at) VALUES ('e1', 'ridge', '{}', '[]', '{}', '{}', now())")
-REGISTRY_ROW = ("INSERT INTO model_registry (model_version, artifact_uri, checksum_sha256, feature_names, status, created_at) "
-                "VALUES ('m1', 's3://x/m1', '" + "ab" * 32 + "', '[]', 'staging', now())")
+EXPERIMENT = (
+    "INSERT INTO ml_experiments (experiment_id, model_kind, hyperparameters, feature_names, data_ranges, metrics, "
+    "created_at) VALUES ('e1', 'ridge', '{}', '[]', '{}', '{}', now())"
+)
+REGISTRY_ROW = (
+    "INSERT INTO model_registry (model_version, artifact_uri, checksum_sha256, feature_names, status, created_at) "
+    "VALUES ('m1', 's3://x/m1', '" + "ab" * 32 + "', '[]', 'staging', now())"
+)
 
 
 def run(cfg, role, sql: str) -> None:
@@ -69,10 +73,19 @@ def test_trainer_reads_features_and_writes_experiments_and_registry_only(pg):
 
 
 def test_reporting_reads_everything_and_writes_nothing(pg):
-    run(pg, "reporting", "SELECT (SELECT count(*) FROM feature_store) + (SELECT count(*) FROM model_registry) "
-                         "+ (SELECT count(*) FROM ml_experiments) + (SELECT count(*) FROM data_quality_metrics)")
-    for sql in (FEATURE_ROW, EXPERIMENT, REGISTRY_ROW, "UPDATE model_registry SET status = 'production'",
-                "TRUNCATE feature_store"):
+    run(
+        pg,
+        "reporting",
+        "SELECT (SELECT count(*) FROM feature_store) + (SELECT count(*) FROM model_registry) "
+        "+ (SELECT count(*) FROM ml_experiments) + (SELECT count(*) FROM data_quality_metrics)",
+    )
+    for sql in (
+        FEATURE_ROW,
+        EXPERIMENT,
+        REGISTRY_ROW,
+        "UPDATE model_registry SET status = 'production'",
+        "TRUNCATE feature_store",
+    ):
         refused(pg, "reporting", sql)
 
 
@@ -80,7 +93,10 @@ def test_no_login_is_a_superuser_and_passwords_are_checked(pg):
     for role in (None, "loader", "trainer", "reporting"):
         user, password = pg.credentials(role)
         with psycopg.connect(host=pg.host, port=pg.port, dbname=pg.database, user=user, password=password) as conn:
-            assert conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone() == (False, False)
+            assert conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone() == (
+                False,
+                False,
+            )
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(host=pg.host, port=pg.port, dbname=pg.database, user=pg.role_name("reporting"), password="wrong")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):

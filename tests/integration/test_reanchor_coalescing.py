@@ -5,6 +5,7 @@ the gap consumer must not take it as covering the gap. Real Redis; the exchange'
 and the Kinesis writer are stand-ins that play the job: a snapshot put in band turns the
 book valid at the snapshot's id.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,8 @@ class ExchangeAndJob:
 
     def put(self, records) -> None:
         asyncio.run_coroutine_threadsafe(
-            self.client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": str(self.next_id)}),
-            self.loop).result()
+            self.client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": str(self.next_id)}), self.loop
+        ).result()
 
 
 async def scenario(settings, healed_by_running: bool) -> tuple[int, int, int]:
@@ -46,8 +47,7 @@ async def scenario(settings, healed_by_running: bool) -> tuple[int, int, int]:
     # a drift check is running: it holds the symbol's lock; the book is still valid from before the gap
     await client.set(rs.reanchor_key(SYMBOL), "verify", px=30_000)
     await client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": "90"})
-    await client.xadd(rs.gap_stream_key(SYMBOL), {"expected_update_id": "91", "first_update_id": "95",
-                                                  "last_update_id": "100"})
+    await client.xadd(rs.gap_stream_key(SYMBOL), {"expected_update_id": "91", "first_update_id": "95", "last_update_id": "100"})
     consumer = asyncio.create_task(service.consume_gaps_once(block_ms=100))
     await asyncio.sleep(0.2)
     # the job reaches the gap (book invalid at 100); then the drift check ends, its snapshot older than the gap
@@ -88,8 +88,8 @@ class LaggingJob(ExchangeAndJob):
     def put(self, records) -> None:
         self.in_band.append(self.next_id - 10)
         asyncio.run_coroutine_threadsafe(
-            self.client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "0", "last_update_id": str(self.next_id)}),
-            self.loop).result()
+            self.client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "0", "last_update_id": str(self.next_id)}), self.loop
+        ).result()
 
 
 async def drift_check_broken_by_a_gap(settings) -> tuple[list[int], dict[bytes, bytes]]:
@@ -134,8 +134,7 @@ class RefusingThenAnswering(ExchangeAndJob):
         self.fetched += 1
         if self.fetched == 1:
             url = URL("https://api.binance.com/api/v3/depth")
-            raise aiohttp.ClientResponseError(aiohttp.RequestInfo(url, "GET", {}, url), (), status=400,
-                                              message="Bad Request")
+            raise aiohttp.ClientResponseError(aiohttp.RequestInfo(url, "GET", {}, url), (), status=400, message="Bad Request")
         if self.fetched == 2:
             raise ValueError("unexpected depth answer: {'code': -1100, 'msg': 'Illegal characters'}")
         return await super().depth(symbol, limit)
@@ -189,8 +188,12 @@ class ExchangeAndJobPerSymbol:
     def put(self, records) -> None:
         for record in records:
             self.keys_put.append(record.partition_key)
-            asyncio.run_coroutine_threadsafe(self.client.hset(rs.ob_key(record.partition_key), mapping={
-                "book_valid": "1", "last_update_id": str(self.next_id)}), self.loop).result()
+            asyncio.run_coroutine_threadsafe(
+                self.client.hset(
+                    rs.ob_key(record.partition_key), mapping={"book_valid": "1", "last_update_id": str(self.next_id)}
+                ),
+                self.loop,
+            ).result()
 
 
 def test_one_service_heals_each_carried_symbol_on_its_own(local_stack):
@@ -210,8 +213,9 @@ def test_one_service_heals_each_carried_symbol_on_its_own(local_stack):
             await service.ensure_group()
         await client.hset(rs.ob_key(SYMBOL), mapping={"book_valid": "1", "last_update_id": "90"})
         await client.hset(rs.ob_key(other), mapping={"book_valid": "0", "last_update_id": "100"})
-        await client.xadd(rs.gap_stream_key(other), {"expected_update_id": "91", "first_update_id": "95",
-                                                     "last_update_id": "100"})
+        await client.xadd(
+            rs.gap_stream_key(other), {"expected_update_id": "91", "first_update_id": "95", "last_update_id": "100"}
+        )
         read = [await services[s].consume_gaps_once(block_ms=100) for s in (SYMBOL, other)]
         books = {s: await client.hmget(rs.ob_key(s), "book_valid", "last_update_id") for s in (SYMBOL, other)}
         logs = {s: await client.xlen(rs.reanchor_log_key(s)) for s in (SYMBOL, other)}
@@ -238,6 +242,7 @@ class DownThenUpExchange(ExchangeAndJobPerSymbol):
             self.failures -= 1
             self.asked.append(f"{symbol} (down)")
             from btcpred.adapters.binance_rest import RetryableError
+
             raise RetryableError("503 from the exchange")
         return await super().depth(symbol, limit)
 
@@ -246,8 +251,9 @@ class DownThenUpExchange(ExchangeAndJobPerSymbol):
 def test_a_book_invalid_or_absent_past_the_bound_heals_without_a_gap_record(local_stack, book):
     """The re-anchor of a REST outage failed and no gap record will come (or the job started without
     state): past ``heal_after_s`` the service re-anchors by itself, /health red, until it succeeds."""
-    settings = local_stack.model_copy(update={"reanchor": local_stack.reanchor.model_copy(
-        update={"heal_after_s": 10.0, "max_attempts": 2})})
+    settings = local_stack.model_copy(
+        update={"reanchor": local_stack.reanchor.model_copy(update={"heal_after_s": 10.0, "max_attempts": 2})}
+    )
 
     async def run():
         client = aioredis.Redis.from_url(local_stack.redis.url)

@@ -1,4 +1,5 @@
 """Each service's Redis user can do its job and nothing more (the stack's redis-server runs deploy/redis_acl.py's rules)."""
+
 import pytest
 import redis
 
@@ -53,11 +54,14 @@ def test_inference_reads_the_hot_state_and_cannot_change_it(as_role, redis_clien
 
 def test_the_flink_job_writes_hot_state_and_only_hot_state(as_role, redis_client):
     hotpath = as_role("hotpath")
-    redis_writer.execute(hotpath, [  # the writer's real batch: versioned Lua swap, plain swap, stream entry
-        RedisWrite("hash", rs.ob_key(SYM), {"last_update_id": "9", "book_valid": "1"}, version_field="last_update_id"),
-        RedisWrite("hash", rs.trade_key(SYM, "1s"), {"count": "3"}, ttl_s=300),
-        RedisWrite("xadd", rs.feat_history_key(SYM), {"ts": "1"}, maxlen=10),
-    ])
+    redis_writer.execute(
+        hotpath,
+        [  # the writer's real batch: versioned Lua swap, plain swap, stream entry
+            RedisWrite("hash", rs.ob_key(SYM), {"last_update_id": "9", "book_valid": "1"}, version_field="last_update_id"),
+            RedisWrite("hash", rs.trade_key(SYM, "1s"), {"count": "3"}, ttl_s=300),
+            RedisWrite("xadd", rs.feat_history_key(SYM), {"ts": "1"}, maxlen=10),
+        ],
+    )
     assert redis_client.hget(rs.ob_key(SYM), "last_update_id") == b"9"
     denied(lambda: hotpath.xadd(rs.prediction_stream_key(SYM), {"price": "1"}))
     denied(lambda: hotpath.set(rs.reanchor_key(SYM), "x"))
@@ -72,8 +76,10 @@ def test_the_reanchor_service_holds_its_lock_reads_gaps_and_cannot_touch_the_boo
     assert reanchor.set(rs.reanchor_key(SYM), "owner", nx=True, px=1000)
     redis_client.xadd(rs.gap_stream_key(SYM), {"expected_update_id": "5"})
     reanchor.xgroup_create(rs.gap_stream_key(SYM), "reanchor", id="0")
-    (_, entries), = reanchor.xreadgroup("reanchor", "c1", {rs.gap_stream_key(SYM): ">"})
-    assert entries[0][1] == {b"expected_update_id": b"5"} and reanchor.xack(rs.gap_stream_key(SYM), "reanchor", entries[0][0]) == 1
+    ((_, entries),) = reanchor.xreadgroup("reanchor", "c1", {rs.gap_stream_key(SYM): ">"})
+    assert (
+        entries[0][1] == {b"expected_update_id": b"5"} and reanchor.xack(rs.gap_stream_key(SYM), "reanchor", entries[0][0]) == 1
+    )
     assert reanchor.hget(rs.ob_key(SYM), "book_valid") == b"1"
     denied(lambda: reanchor.hset(rs.ob_key(SYM), "book_valid", "0"))
     denied(lambda: reanchor.delete(rs.feat_key(SYM)))
@@ -92,8 +98,11 @@ def test_the_retraining_job_reads_what_inference_published_and_nothing_else(as_r
 
 
 def test_a_wrong_password_or_no_password_is_refused(settings):
-    wrong = RedisConfig(host=settings.redis.host, port=settings.redis.port,
-                        users={"hotpath": "nope", "inference": "nope", "reanchor": "nope", "trainer": "nope"})
+    wrong = RedisConfig(
+        host=settings.redis.host,
+        port=settings.redis.port,
+        users={"hotpath": "nope", "inference": "nope", "reanchor": "nope", "trainer": "nope"},
+    )
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis_connection.connect(wrong, "inference").ping()
     anonymous = redis.Redis(host=settings.redis.host, port=settings.redis.port)

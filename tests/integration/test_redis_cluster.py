@@ -1,6 +1,7 @@
 """The hot-path writer against a real local Redis Cluster (3 masters, 3 replicas): the
 re-anchor swap stays one slot's transaction, readers never see a mixed or missing book,
 and the writes ride out the SIGKILL of the master serving the book's slot."""
+
 import time
 
 import pytest
@@ -39,12 +40,25 @@ def plain_client_factory(cfg: RedisConfig):
 def test_every_key_of_a_symbol_shares_one_slot_and_other_symbols_are_refused(cluster):
     cfg = cluster_config(cluster)
     client = redis_writer.connect(cfg, "hotpath")
-    keys = [rs.ob_key(SYMBOL), rs.next_key(rs.ob_key(SYMBOL)), rs.trade_key(SYMBOL, "1s"), rs.feat_key(SYMBOL),
-            rs.feat_history_key(SYMBOL), rs.gap_stream_key(SYMBOL), rs.reanchor_key(SYMBOL), rs.prediction_stream_key(SYMBOL)]
+    keys = [
+        rs.ob_key(SYMBOL),
+        rs.next_key(rs.ob_key(SYMBOL)),
+        rs.trade_key(SYMBOL, "1s"),
+        rs.feat_key(SYMBOL),
+        rs.feat_history_key(SYMBOL),
+        rs.gap_stream_key(SYMBOL),
+        rs.reanchor_key(SYMBOL),
+        rs.prediction_stream_key(SYMBOL),
+    ]
     assert len({client.keyslot(k) for k in keys}) == 1
     with pytest.raises(redis.exceptions.RedisClusterException):  # no silent cross-slot batch
-        redis_writer.execute(client, [RedisWrite("hash", rs.ob_key(SYMBOL), {"last_update_id": "1"}, version_field="last_update_id"),
-                                      RedisWrite("hash", rs.ob_key("ETHUSDT"), {"last_update_id": "1"}, version_field="last_update_id")])
+        redis_writer.execute(
+            client,
+            [
+                RedisWrite("hash", rs.ob_key(SYMBOL), {"last_update_id": "1"}, version_field="last_update_id"),
+                RedisWrite("hash", rs.ob_key("ETHUSDT"), {"last_update_id": "1"}, version_field="last_update_id"),
+            ],
+        )
     client.close()
 
 
@@ -84,6 +98,8 @@ def test_reanchors_ride_out_the_failover_of_the_books_master(cluster, spot_event
     # every read that succeeded was a whole written book; failed reads were refused, not wrong
     assert workload.problems == [] and workload.reads > 500
     assert final == workload.last_written
-    print(f"failover: longest write {workload.longest_write_s:.1f} s, {workload.write_retries} batches retried by us, "
-          f"{workload.read_errors} failed reads, "
-          f"{time.monotonic() - started:.1f} s for 100 re-anchors")
+    print(
+        f"failover: longest write {workload.longest_write_s:.1f} s, {workload.write_retries} batches retried by us, "
+        f"{workload.read_errors} failed reads, "
+        f"{time.monotonic() - started:.1f} s for 100 re-anchors"
+    )

@@ -1,4 +1,5 @@
 """The REST poller against the exchange simulator (real capture replaying) and the S3 emulator."""
+
 import asyncio
 
 import aiohttp

@@ -1,5 +1,6 @@
 """A retraining cycle on the real servers: the archive first, then the rolling window, then the gate; every
 outcome on record, "not enough data" included."""
+
 import pytest
 import sqlalchemy as sa
 
@@ -12,15 +13,20 @@ pytestmark = pytest.mark.integration
 
 def retrain_rows(engine) -> list:
     with engine.connect() as conn:
-        return [r.metrics for r in conn.execute(sa.text(
-            "SELECT metrics FROM ml_experiments WHERE model_kind = 'retrain' ORDER BY experiment_id"))]
+        return [
+            r.metrics
+            for r in conn.execute(
+                sa.text("SELECT metrics FROM ml_experiments WHERE model_kind = 'retrain' ORDER BY experiment_id")
+            )
+        ]
 
 
 @pytest.mark.timeout(240)
 def test_a_cycle_records_why_nothing_was_trained_then_trains_the_window_and_gates_it(isolated_settings, pg_engine, tmp_path):
     # an empty archive and an empty store: nothing to train, and that is on record
-    first = retrain.cycle(isolated_settings, venue="binance.us", symbol="BTCUSDT", stream="no-such-stream",
-                          window_hours=3, report_dir=tmp_path)
+    first = retrain.cycle(
+        isolated_settings, venue="binance.us", symbol="BTCUSDT", stream="no-such-stream", window_hours=3, report_dir=tmp_path
+    )
     assert first["outcome"] == "not_enough_data" and first["archive_hours"] == 0
     assert [r["outcome"] for r in retrain_rows(pg_engine)] == ["not_enough_data"]
 
@@ -32,15 +38,19 @@ def test_a_cycle_records_why_nothing_was_trained_then_trains_the_window_and_gate
         train.refresh_feature_store(isolated_settings.s3, loader, data)  # 4 hours of a real book
     finally:
         loader.dispose()
-    second = retrain.cycle(isolated_settings, venue="binance.us", symbol="BTCUSDT", stream="no-such-stream",
-                           window_hours=3, report_dir=tmp_path)
+    second = retrain.cycle(
+        isolated_settings, venue="binance.us", symbol="BTCUSDT", stream="no-such-stream", window_hours=3, report_dir=tmp_path
+    )
     assert second["outcome"] in ("promoted", "kept") and second["production"] is not None
     assert second["outcome"] == "promoted"  # nothing was in production: the gate's pick or persistence serves
     ranges = [g for g in second["gate"]][0]
     assert ranges["n"] > 500
     with pg_engine.connect() as conn:
-        first_ts, last_ts = conn.execute(sa.text(
-            "SELECT (data_ranges->'train'->>0)::bigint, (data_ranges->'test'->>1)::bigint FROM ml_experiments "
-            "WHERE model_kind = 'gate' ORDER BY experiment_id DESC LIMIT 1")).one()
+        first_ts, last_ts = conn.execute(
+            sa.text(
+                "SELECT (data_ranges->'train'->>0)::bigint, (data_ranges->'test'->>1)::bigint FROM ml_experiments "
+                "WHERE model_kind = 'gate' ORDER BY experiment_id DESC LIMIT 1"
+            )
+        ).one()
     assert last_ts - first_ts <= 3 * 3_600_000  # the rolling window, not all four hours
     assert [r["outcome"] for r in retrain_rows(pg_engine)] == ["not_enough_data", "promoted"]

@@ -1,4 +1,5 @@
 """Raw SBE frames from Kinesis (kinesalite) to bronze parquet (moto): nothing lost, nothing doubled, across a crash."""
+
 import json
 import time
 
@@ -18,7 +19,11 @@ pytestmark = pytest.mark.integration
 
 def archived(lake: Lake):
     tables = [lake.get_table(k) for k in lake.keys("bronze/sbe/BTCUSDT/")]
-    keys = [(seq, idx) for t in tables for seq, idx in zip(t.column("sequence_number").to_pylist(), t.column("frame_index").to_pylist())]
+    keys = [
+        (seq, idx)
+        for t in tables
+        for seq, idx in zip(t.column("sequence_number").to_pylist(), t.column("frame_index").to_pylist())
+    ]
     return tables, keys
 
 
@@ -45,7 +50,9 @@ def test_every_frame_archived_once_even_after_a_crash_before_the_checkpoint(stre
     assert len(keys) == len(set(keys)) == sent + 1  # every frame plus the one bad record, once each
     raw = sum(pc.sum(pc.equal(t.column("template_id"), -1)).as_py() or 0 for t in tables)
     assert raw == 1
-    frames = [f for t in tables for f, tid in zip(t.column("frame").to_pylist(), t.column("template_id").to_pylist()) if tid != -1]
+    frames = [
+        f for t in tables for f, tid in zip(t.column("frame").to_pylist(), t.column("template_id").to_pylist()) if tid != -1
+    ]
     assert sorted(frames) == sorted(sbe.encode(c.event) for c in spot_events[:4000])  # the bytes, exactly
     assert all("/hour=" in k for k in lake.keys("bronze/sbe/BTCUSDT/"))
 
@@ -60,8 +67,12 @@ def test_every_shard_of_a_two_shard_stream_is_archived_with_its_own_checkpoint(s
         shards = client.list_shards(StreamName=stream)["Shards"]
         captured = spot_events[:2000]
         for i in range(0, len(captured), 20):  # alternate the records between the two shards
-            text = envelope.batch_to_text([envelope.Envelope(envelope.Source.WEBSOCKET, c.receipt_time_us, sbe.encode(c.event))
-                                           for c in captured[i:i + 20]])
+            text = envelope.batch_to_text(
+                [
+                    envelope.Envelope(envelope.Source.WEBSOCKET, c.receipt_time_us, sbe.encode(c.event))
+                    for c in captured[i : i + 20]
+                ]
+            )
             target = shards[(i // 20) % 2]["HashKeyRange"]["StartingHashKey"]
             client.put_record(StreamName=stream, Data=text.encode(), PartitionKey="BTCUSDT", ExplicitHashKey=target)
         lake = Lake(settings.s3)

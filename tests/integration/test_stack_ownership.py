@@ -1,4 +1,5 @@
 """The stack uses only servers it started: a stranger's server on its port stops it with one sentence."""
+
 import shutil
 import subprocess
 import time
@@ -15,8 +16,11 @@ pytestmark = pytest.mark.integration
 def foreign_redis():
     """Debian's own redis-server as a user's system service would run it: no password, on some port."""
     port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not stack.port_open(port):
         assert time.monotonic() < deadline, "the foreign redis-server did not start"

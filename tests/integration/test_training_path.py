@@ -1,4 +1,5 @@
 """Bronze -> silver -> feature store -> training -> registry -> report, on real data and real servers."""
+
 import json
 import os
 import subprocess
@@ -35,7 +36,9 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
     for dataset in ("db_ready", "bars_1m", "snapshots"):
         assert lake.keys(f"silver/{dataset}/BTCUSDT/year=2026/month=05/day=02/"), dataset
     bars = lake.get_table(lake.keys("silver/bars_1m/")[0])
-    assert bars.num_rows == 241 and all(lo <= hi for lo, hi in zip(bars.column("low").to_pylist(), bars.column("high").to_pylist()))
+    assert bars.num_rows == 241 and all(
+        lo <= hi for lo, hi in zip(bars.column("low").to_pylist(), bars.column("high").to_pylist())
+    )
 
     mlp, ridge = result["versions"]["mlp"], result["versions"]["ridge_ofi"]
     onnx_bytes, meta = fetch(lake, registry.get(pg_engine, mlp).artifact_uri, registry.get(pg_engine, mlp).checksum_sha256)
@@ -43,10 +46,15 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
     assert meta.data_ranges["train"][1] < meta.data_ranges["val"][0] < meta.data_ranges["test"][0]
     with pg_engine.connect() as conn:
         kinds = dict(conn.execute(sa.text("SELECT model_kind, count(*) FROM ml_experiments GROUP BY model_kind")).all())
-        gate_rows = conn.execute(sa.text("SELECT model_version, metrics FROM ml_experiments WHERE model_kind = 'gate' "
-                                         "ORDER BY experiment_id")).all()
-    assert {k: v for k, v in kinds.items() if k not in ("gate", "refit")} == \
-        {"ridge_imbalance": 4, "ridge_ofi": 4, "mlp": 6, "persistence": 1}
+        gate_rows = conn.execute(
+            sa.text("SELECT model_version, metrics FROM ml_experiments WHERE model_kind = 'gate' ORDER BY experiment_id")
+        ).all()
+    assert {k: v for k, v in kinds.items() if k not in ("gate", "refit")} == {
+        "ridge_imbalance": 4,
+        "ridge_ofi": 4,
+        "mlp": 6,
+        "persistence": 1,
+    }
 
     # the gate: a decision is recorded with its figures, promoted or not, and carried out
     assert 1 <= len(gate_rows) <= 2 and [r.metrics for r in gate_rows] == result["gate"]
@@ -77,8 +85,11 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
     assert len(again["gate"]) == 1 and again["gate"][0]["comparisons"][-1]["rival"] == production.model_version
     if not any(g["promote"] for g in again["gate"]):  # production's specification stays, refitted on the newest rows
         now = registry.production(pg_engine).model_version
-        assert now == production.model_version if production.model_version.startswith("persistence-") else \
-            now.split("-")[0] == production.model_version.split("-")[0] and "-refit-" in now
+        assert (
+            now == production.model_version
+            if production.model_version.startswith("persistence-")
+            else now.split("-")[0] == production.model_version.split("-")[0] and "-refit-" in now
+        )
 
     # promoting by hand archives the previous production model in the same transaction; a checksum mismatch is refused
     current = registry.production(pg_engine).model_version
@@ -93,18 +104,53 @@ def test_training_run_registers_models_and_the_gate_decides_what_serves(isolated
         conn.execute(sa.text("UPDATE model_registry SET status = 'production' WHERE model_version = :v"), {"v": current})
 
     # the evaluation command: any directory in the shared formats, a registered version, JSON as the last line
-    env = {**os.environ, "BTCPRED_POSTGRES__SCHEMA_NAME": isolated_settings.postgres.schema_name,
-           "BTCPRED_S3__BUCKET": isolated_settings.s3.bucket}
+    env = {
+        **os.environ,
+        "BTCPRED_POSTGRES__SCHEMA_NAME": isolated_settings.postgres.schema_name,
+        "BTCPRED_S3__BUCKET": isolated_settings.s3.bucket,
+    }
     # every Binance.US row was fitted, tuned or gated on: on that data alone nothing is unseen
-    proc = subprocess.run([sys.executable, "-m", "btcpred.batch.report", "--data", str(data_dir), "--model", mlp,
-                           "--out", str(tmp_path / "eval-seen")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "btcpred.batch.report",
+            "--data",
+            str(data_dir),
+            "--model",
+            mlp,
+            "--out",
+            str(tmp_path / "eval-seen"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 1 and json.loads(proc.stdout.strip().splitlines()[-1])["n"] == 0
     # beside a binance.com capture, those rows are what gets scored, in the per-market table
     (data_dir / SPOT_2024.name).symlink_to(SPOT_2024)
-    proc = subprocess.run([sys.executable, "-m", "btcpred.batch.report", "--data", str(data_dir), "--model", mlp,
-                           "--baseline", ridge, "--out", str(tmp_path / "eval")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "btcpred.batch.report",
+            "--data",
+            str(data_dir),
+            "--model",
+            mlp,
+            "--baseline",
+            ridge,
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"r2", "r2_ci95", "rmse_ratio_vs_persistence", "direction_accuracy", "dm_pvalue", "n"} <= line.keys()

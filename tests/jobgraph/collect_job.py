@@ -5,6 +5,7 @@
 Run as a script, so the collecting sink below lives in ``__main__`` and PyFlink ships it
 to the Python worker by value (the tests are not an installed package).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,17 +40,32 @@ class CollectWrites(ProcessFunction):
 
 def main(records_path: str, out_path: str, checkpoint_dir: str, emit_interval_ms: str, out_of_orderness_ms: str) -> None:
     settings = load_settings(environ={})
-    settings = settings.model_copy(update={"flink": settings.flink.model_copy(update={
-        "checkpoint_dir": checkpoint_dir, "savepoint_dir": None, "parallelism": 1, "state_backend": "hashmap",
-        "emit_interval_ms": int(emit_interval_ms), "out_of_orderness_ms": int(out_of_orderness_ms)})})
+    settings = settings.model_copy(
+        update={
+            "flink": settings.flink.model_copy(
+                update={
+                    "checkpoint_dir": checkpoint_dir,
+                    "savepoint_dir": None,
+                    "parallelism": 1,
+                    "state_backend": "hashmap",
+                    "emit_interval_ms": int(emit_interval_ms),
+                    "out_of_orderness_ms": int(out_of_orderness_ms),
+                }
+            )
+        }
+    )
     with open(records_path, encoding="utf-8") as f:
         records = json.load(f)
     open(out_path, "w").close()
     env = StreamExecutionEnvironment.get_execution_environment(hot_path_job.job_configuration(settings))
     hot_path_job.configure(env, settings, jars=[])  # no Kinesis: no connector jar
     source = env.from_collection(records, type_info=Types.STRING())
-    hot_path_job.build(env, settings, source=source,
-                       sink=lambda writes: writes.process(CollectWrites(out_path)).name("Collected writes").uid("collect"))
+    hot_path_job.build(
+        env,
+        settings,
+        source=source,
+        sink=lambda writes: writes.process(CollectWrites(out_path)).name("Collected writes").uid("collect"),
+    )
     env.execute("hot-path-graph-test")
 
 

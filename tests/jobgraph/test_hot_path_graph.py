@@ -21,6 +21,7 @@ What is expected comes from two places:
 No Kinesis, no Redis: this tier catches graph regressions (operator order, chaining,
 side outputs, timer wiring) in seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,14 +75,18 @@ def graph_input(events) -> GraphInput:
     snapshot = next(c.event for c in events if isinstance(c.event, DepthSnapshotEvent))
     exchange = SimulatedExchange(events)
     start_us = next(c.receipt_time_us for c in events if not isinstance(c.event, DepthSnapshotEvent))
-    frames = [(c.receipt_time_us, c.event, out[1]) for c in events
-              if c.receipt_time_us < start_us + SECONDS * 1_000_000 and (out := exchange.process(c)) is not None]
-    diff_positions = [i for i, (_, e, _) in enumerate(frames) if isinstance(e, DepthDiffEvent)
-                      and e.last_update_id > snapshot.book_update_id]
+    frames = [
+        (c.receipt_time_us, c.event, out[1])
+        for c in events
+        if c.receipt_time_us < start_us + SECONDS * 1_000_000 and (out := exchange.process(c)) is not None
+    ]
+    diff_positions = [
+        i for i, (_, e, _) in enumerate(frames) if isinstance(e, DepthDiffEvent) and e.last_update_id > snapshot.book_update_id
+    ]
     n = len(frames)
     drift_at = next(i for i in diff_positions if i > n * 0.25)
     drop_at = next(i for i in diff_positions if i > n * 0.45)
-    drop = diff_positions[diff_positions.index(drop_at):][:2]
+    drop = diff_positions[diff_positions.index(drop_at) :][:2]
     healing_at = diff_positions[diff_positions.index(drop_at) + 7]
     corrupt_at = next(i for i in range(int(n * 0.7), n) if isinstance(frames[i][1], TradesEvent))
 
@@ -161,9 +166,21 @@ def run_graph(records: list[str], work: Path) -> list[list]:
     """The graph in a child process (PyFlink's gateway, JVM and Beam stay out of pytest's)."""
     source, out = work / "records.json", work / "writes.jsonl"
     source.write_text(json.dumps(records))
-    done = subprocess.run([sys.executable, str(GRAPH_JOB), str(source), str(out), str(work / "checkpoints"),
-                           str(INTERVAL_US // 1000), str(OUT_OF_ORDERNESS_MS)],
-                          capture_output=True, text=True, timeout=240, env={**os.environ, "AWS_CBOR_DISABLE": "true"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(GRAPH_JOB),
+            str(source),
+            str(out),
+            str(work / "checkpoints"),
+            str(INTERVAL_US // 1000),
+            str(OUT_OF_ORDERNESS_MS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "AWS_CBOR_DISABLE": "true"},
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return [json.loads(line) for line in out.read_text().splitlines()]
 
@@ -175,8 +192,9 @@ def as_rows(writes: list[RedisWrite]) -> list[list]:
 def of_key(rows: list[list], key: str, drop: tuple[str, ...] = ()) -> list[list]:
     """The rows of one key in output order (each key comes from one stream: its order is the job's),
     with wall-clock fields left out."""
-    return [[kind, k, {f: v for f, v in fields.items() if f not in drop}, receipt]
-            for kind, k, fields, receipt in rows if k == key]
+    return [
+        [kind, k, {f: v for f, v in fields.items() if f not in drop}, receipt] for kind, k, fields, receipt in rows if k == key
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +208,17 @@ def graph_run(spot_events, tmp_path_factory):
 # wall-clock fields differ run to run: emitted_at_us, and market_wall_us (the receipt lag of the last record the
 # key had seen when its boundary was cut, which depends on when the watermark passed it)
 WALL = ("emitted_at_us", "market_wall_us")
-KEYS = {"ob:{BTCUSDT}": (), "feathist:{BTCUSDT}": WALL, "feat:{BTCUSDT}": WALL,
-        "tr:{BTCUSDT}:1s": (), "tr:{BTCUSDT}:5s": (), "gaps:{BTCUSDT}": (), "late:{BTCUSDT}": (),
-        "drift:{BTCUSDT}": (), "dlq:hotpath": ("receipt_time_us",)}
+KEYS = {
+    "ob:{BTCUSDT}": (),
+    "feathist:{BTCUSDT}": WALL,
+    "feat:{BTCUSDT}": WALL,
+    "tr:{BTCUSDT}:1s": (),
+    "tr:{BTCUSDT}:5s": (),
+    "gaps:{BTCUSDT}": (),
+    "late:{BTCUSDT}": (),
+    "drift:{BTCUSDT}": (),
+    "dlq:hotpath": ("receipt_time_us",),
+}
 
 
 def test_the_input_does_not_depend_on_watermark_timing(graph_run):
@@ -208,8 +234,10 @@ def test_every_output_of_the_graph_equals_the_state_machine_record_by_record(gra
     for key, drop in KEYS.items():
         got, want = of_key(collected, key, drop), of_key(lazy, key, drop)
         first_diff = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        assert got == want, (f"{key}: {len(got)} written, {len(want)} expected; first difference at #{first_diff}: "
-                             f"{got[first_diff:first_diff + 1]} vs {want[first_diff:first_diff + 1]}")
+        assert got == want, (
+            f"{key}: {len(got)} written, {len(want)} expected; first difference at #{first_diff}: "
+            f"{got[first_diff : first_diff + 1]} vs {want[first_diff : first_diff + 1]}"
+        )
 
 
 def test_book_gap_drift_and_dead_letters_by_hand(graph_run):
@@ -250,6 +278,6 @@ def test_boundaries_are_contiguous_and_stale_exactly_from_the_gap_to_the_snapsho
     ids = [int(float(h["book_update_id"])) for h in stale]
     assert stale and min(ids) > dropped_first and max(ids) < given.healing_snapshot_id, (ids, given.dropped)
     first, last = history.index(stale[0]), history.index(stale[-1])
-    assert all(h["book_valid"] == "0.0" for h in history[first:last + 1])  # one unbroken stale stretch
-    assert all(h["book_valid"] == "1.0" for h in history[last + 1:])
+    assert all(h["book_valid"] == "0.0" for h in history[first : last + 1])  # one unbroken stale stretch
+    assert all(h["book_valid"] == "1.0" for h in history[last + 1 :])
     assert int(float(history[last + 1]["book_update_id"])) >= given.healing_snapshot_id

@@ -1,5 +1,6 @@
 """The supply chain is pinned: every dependency in pyproject.toml is an exact version, the lock file
 holds the same version, and every locked package carries hashes (pip --require-hashes refuses others)."""
+
 import re
 import tomllib
 from pathlib import Path
@@ -33,7 +34,9 @@ def test_every_direct_dependency_is_pinned_and_locked_at_that_version():
     for requirement in direct:
         name, _, version = requirement.partition("==")
         assert version, f"{requirement}: not pinned to an exact version"
-        assert lock.get(normalize(name.split("[")[0]), (None,))[0] == version, f"{requirement}: lock has {lock.get(normalize(name))}"
+        assert lock.get(normalize(name.split("[")[0]), (None,))[0] == version, (
+            f"{requirement}: lock has {lock.get(normalize(name))}"
+        )
 
 
 def test_every_locked_package_has_hashes():

@@ -1,4 +1,5 @@
 """Docs that cannot drift: every alert rule is in docs/observability.md, every repository path the docs name exists."""
+
 import re
 from pathlib import Path
 
@@ -39,6 +40,5 @@ def exists(path: str) -> bool:
 
 
 def test_every_path_the_docs_name_exists():
-    missing = {f"{doc.relative_to(REPO)}: {path}" for doc in DOCS for path in named_paths(doc.read_text())
-               if not exists(path)}
+    missing = {f"{doc.relative_to(REPO)}: {path}" for doc in DOCS for path in named_paths(doc.read_text()) if not exists(path)}
     assert sorted(missing) == []

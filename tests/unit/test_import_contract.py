@@ -2,6 +2,7 @@
 
 The suite runs ``lint-imports`` on the tree, and on a copy with one wrong import each way, so a
 contract that could never fail would show here."""
+
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,9 @@ LINT = Path(sys.executable).with_name("lint-imports")
 
 
 def lint(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT), "--config", str(REPO / ".importlinter"), "--no-cache"], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT), "--config", str(REPO / ".importlinter"), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_tree_keeps_every_contract():
@@ -24,12 +26,23 @@ def test_the_tree_keeps_every_contract():
     assert "3 kept, 0 broken" in result.stdout
 
 
-@pytest.mark.parametrize("module, line, broken", [
-    ("btcpred/inference/service.py", "from btcpred.batch import train", "Processes over adapters"),  # a process importing another
-    ("btcpred/adapters/lake.py", "import btcpred.inference.cycle", "Processes over adapters"),  # an adapter importing upward
-    ("btcpred/udfs/features.py", "import redis", "The pure core (udfs) imports no I/O library"),
-    ("btcpred/ingest/ingestor.py", "from rig.simulator import exchange", "ships without the test rig"),  # the rig in the product
-])
+@pytest.mark.parametrize(
+    "module, line, broken",
+    [
+        (
+            "btcpred/inference/service.py",
+            "from btcpred.batch import train",
+            "Processes over adapters",
+        ),  # a process importing another
+        ("btcpred/adapters/lake.py", "import btcpred.inference.cycle", "Processes over adapters"),  # an adapter importing upward
+        ("btcpred/udfs/features.py", "import redis", "The pure core (udfs) imports no I/O library"),
+        (
+            "btcpred/ingest/ingestor.py",
+            "from rig.simulator import exchange",
+            "ships without the test rig",
+        ),  # the rig in the product
+    ],
+)
 def test_a_wrong_import_breaks_the_contract(tmp_path, module, line, broken):
     shutil.copytree(REPO / "btcpred", tmp_path / "btcpred", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "rig", tmp_path / "rig", ignore=shutil.ignore_patterns("__pycache__", "node_modules"))

@@ -1,5 +1,6 @@
 """One package, one list of it: what pyproject installs is what the image and the Managed Flink zip carry,
 and the rig, benches and tests are in none of them."""
+
 import re
 import tomllib
 
@@ -25,6 +26,10 @@ def test_the_image_and_the_managed_flink_zip_copy_the_package_not_the_rig():
 def test_no_path_edits_outside_tests():
     """Benches and the rig run with -m from the checkout; the package is installed. The one exception is
     the Managed Flink zip's entry point, which has no installer (its docstring says why)."""
-    edits = sorted(str(p.relative_to(REPO)) for top in ("btcpred", "rig", "bench", "deploy")
-                   for p in (REPO / top).rglob("*.py") if "sys.path.insert" in p.read_text())
+    edits = sorted(
+        str(p.relative_to(REPO))
+        for top in ("btcpred", "rig", "bench", "deploy")
+        for p in (REPO / top).rglob("*.py")
+        if "sys.path.insert" in p.read_text()
+    )
     assert edits == ["deploy/managed_flink/main.py"]

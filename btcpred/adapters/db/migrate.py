@@ -1,4 +1,5 @@
 """Schema migrations (Alembic), run from code so every process uses the same config."""
+
 from __future__ import annotations
 
 import argparse

@@ -5,6 +5,7 @@ upserts) from ``FEATURE_STORE_COLUMNS``, which follows
 ``btcpred.udfs.features.FEATURE_NAMES``: a new feature means a new migration, and a test
 checks the migrated table against this list.
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -15,12 +16,21 @@ from btcpred.udfs.features import FEATURE_NAMES
 
 metadata = sa.MetaData()
 
-LABEL_COLUMNS = ("mid", "book_update_id", "book_valid", "book_age_ms", "label_mid", "label_return",
-                 "label_age_ms", "data_quality")
+LABEL_COLUMNS = (
+    "mid",
+    "book_update_id",
+    "book_valid",
+    "book_age_ms",
+    "label_mid",
+    "label_return",
+    "label_age_ms",
+    "data_quality",
+)
 FEATURE_STORE_COLUMNS = ("venue", "symbol", "ts_ms", "source", *FEATURE_NAMES, *LABEL_COLUMNS)
 
 ml_experiments = sa.Table(
-    "ml_experiments", metadata,
+    "ml_experiments",
+    metadata,
     sa.Column("experiment_id", sa.Text, primary_key=True),
     sa.Column("model_kind", sa.Text, nullable=False),
     sa.Column("model_version", sa.Text),
@@ -32,7 +42,8 @@ ml_experiments = sa.Table(
 )
 
 model_registry = sa.Table(
-    "model_registry", metadata,
+    "model_registry",
+    metadata,
     sa.Column("model_version", sa.Text, primary_key=True),
     sa.Column("artifact_uri", sa.Text, nullable=False),
     sa.Column("checksum_sha256", sa.Text, nullable=False),
@@ -45,21 +56,35 @@ model_registry = sa.Table(
 )
 
 ml_training_data = sa.Table(
-    "ml_training_data", metadata,
-    sa.Column("venue", sa.Text), sa.Column("symbol", sa.Text), sa.Column("ts_ms", sa.BigInteger),
+    "ml_training_data",
+    metadata,
+    sa.Column("venue", sa.Text),
+    sa.Column("symbol", sa.Text),
+    sa.Column("ts_ms", sa.BigInteger),
     *(sa.Column(name, sa.Float(53)) for name in FEATURE_NAMES),
-    sa.Column("mid", sa.Float(53)), sa.Column("label_mid", sa.Float(53)), sa.Column("label_return", sa.Float(53)),
+    sa.Column("mid", sa.Float(53)),
+    sa.Column("label_mid", sa.Float(53)),
+    sa.Column("label_return", sa.Float(53)),
 )
 
 
 predictions = sa.Table(
-    "predictions", metadata,
-    sa.Column("symbol", sa.Text, primary_key=True), sa.Column("boundary_ms", sa.BigInteger, primary_key=True),
-    sa.Column("model_version", sa.Text, primary_key=True), sa.Column("role", sa.Text, nullable=False),
-    sa.Column("market", sa.Text), sa.Column("source", sa.Text, nullable=False), sa.Column("fallback_reason", sa.Text),
-    sa.Column("feature_time_ms", sa.BigInteger), sa.Column("target_time_ms", sa.BigInteger),
-    sa.Column("base_price", sa.Float(53)), sa.Column("predicted_price", sa.Float(53)),
-    sa.Column("price_low", sa.Float(53)), sa.Column("price_high", sa.Float(53)), sa.Column("confidence", sa.Float(53)),
+    "predictions",
+    metadata,
+    sa.Column("symbol", sa.Text, primary_key=True),
+    sa.Column("boundary_ms", sa.BigInteger, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("market", sa.Text),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("fallback_reason", sa.Text),
+    sa.Column("feature_time_ms", sa.BigInteger),
+    sa.Column("target_time_ms", sa.BigInteger),
+    sa.Column("base_price", sa.Float(53)),
+    sa.Column("predicted_price", sa.Float(53)),
+    sa.Column("price_low", sa.Float(53)),
+    sa.Column("price_high", sa.Float(53)),
+    sa.Column("confidence", sa.Float(53)),
 )
 
 
@@ -67,9 +92,15 @@ def database_url(cfg: PostgresConfig, role: PgRole | None = None) -> str:
     """As ``role`` (config.PostgresConfig); None: the schema owner, for migrations and tests only."""
     user, password = cfg.credentials(role)
     query = {"options": f"-csearch_path={cfg.schema_name}"} if cfg.schema_name else {}
-    return sa.URL.create("postgresql+psycopg", username=user, password=password or None,
-                         host=cfg.host, port=cfg.port, database=cfg.database,
-                         query=query).render_as_string(hide_password=False)
+    return sa.URL.create(
+        "postgresql+psycopg",
+        username=user,
+        password=password or None,
+        host=cfg.host,
+        port=cfg.port,
+        database=cfg.database,
+        query=query,
+    ).render_as_string(hide_password=False)
 
 
 def engine_for(cfg: PostgresConfig, role: PgRole | None = None) -> sa.Engine:

@@ -1,4 +1,5 @@
 """Readers of recorded market data; each format is one module yielding CapturedEvent."""
+
 from btcpred.adapters.loaders.base import CapturedEvent, CaptureLoader, parse_units
 from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
 

@@ -1,4 +1,5 @@
 """The one interface every capture format implements."""
+
 from __future__ import annotations
 
 import heapq
@@ -17,13 +18,15 @@ class CapturedEvent:
     event: MarketEvent
 
 
-def merge_perp_quotes(spot: Iterable[CapturedEvent], perp: Iterable[CapturedEvent],
-                      symbol: str) -> Iterator[CapturedEvent]:
+def merge_perp_quotes(spot: Iterable[CapturedEvent], perp: Iterable[CapturedEvent], symbol: str) -> Iterator[CapturedEvent]:
     """A spot capture with a perpetual capture's best bid/ask updates merged in by the collector's
     receipt time (captures recorded side by side), as PerpQuoteEvents leading ``symbol``; each
     stream keeps its own order, spot first on equal receipt times."""
-    quotes = (CapturedEvent(c.receipt_time_us, PerpQuoteEvent.leading(c.event, symbol))
-              for c in perp if type(c.event) is BestBidAskEvent)
+    quotes = (
+        CapturedEvent(c.receipt_time_us, PerpQuoteEvent.leading(c.event, symbol))
+        for c in perp
+        if type(c.event) is BestBidAskEvent
+    )
     return heapq.merge(spot, quotes, key=lambda c: c.receipt_time_us)
 
 

@@ -8,6 +8,7 @@ COIN-M files are contracts. The ``.CHECKSUM`` file published beside each zip
 (``<sha256>  <name>``) is checked before a byte is read: a truncated download must not
 become data.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,14 +49,13 @@ class AggTradesFile:
             with archive.open(member) as raw:
                 rows = csv.reader(io.TextIOWrapper(raw, encoding="ascii"))
                 for line_no, row in enumerate(rows, 1):
-                    if line_no == 1 and row[:len(HEADER)] == HEADER:
+                    if line_no == 1 and row[: len(HEADER)] == HEADER:
                         continue
                     if len(row) < 7:
                         raise DataVisionError(f"{self.path.name} line {line_no}: {len(row)} columns, expected 7 or 8")
                     stamp = int(row[5])
                     time_us = stamp if stamp > _US_THRESHOLD else stamp * 1000
-                    entry = TradeEntry(int(row[0]), parse_units(row[1]), parse_units(row[2]),
-                                       row[6].strip().lower() == "true")
+                    entry = TradeEntry(int(row[0]), parse_units(row[1]), parse_units(row[2]), row[6].strip().lower() == "true")
                     yield CapturedEvent(time_us, TradesEvent(self.symbol, time_us, time_us, (entry,)))
 
 

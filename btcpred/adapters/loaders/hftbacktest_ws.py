@@ -21,6 +21,7 @@ and immune to the collector's clock offset, ~1.3 s in the 2024 spot file); the f
 before the capture's first exchange event cannot be stamped and are left out
 (``unstamped_quotes`` counts them).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -76,9 +77,12 @@ class HftbacktestWsLoader:
         kind = data.get("e")
         if kind == "depthUpdate":
             return DepthDiffEvent(
-                symbol=data["s"], event_time_us=data["E"] * 1000,
-                first_update_id=data["pu"] + 1 if "pu" in data else data["U"], last_update_id=data["u"],
-                bids=_levels(data["b"]), asks=_levels(data["a"]),
+                symbol=data["s"],
+                event_time_us=data["E"] * 1000,
+                first_update_id=data["pu"] + 1 if "pu" in data else data["U"],
+                last_update_id=data["u"],
+                bids=_levels(data["b"]),
+                asks=_levels(data["a"]),
             )
         if kind == "trade" and data.get("X", "MARKET") != "MARKET":
             return None  # futures liquidation / ADL fills: not trades of the order book
@@ -87,17 +91,23 @@ class HftbacktestWsLoader:
             return TradesEvent(data["s"], data["E"] * 1000, data["T"] * 1000, (entry,))
         if kind is None and "lastUpdateId" in data:
             return DepthSnapshotEvent(
-                symbol=self.symbol, event_time_us=last_exchange_us, book_update_id=data["lastUpdateId"],
-                bids=_levels(data["bids"]), asks=_levels(data["asks"]),
+                symbol=self.symbol,
+                event_time_us=last_exchange_us,
+                book_update_id=data["lastUpdateId"],
+                bids=_levels(data["bids"]),
+                asks=_levels(data["asks"]),
             )
         if kind in (None, "bookTicker") and {"u", "b", "a", "B", "A"} <= data.keys():
             if "E" not in data and not last_exchange_us:
                 self.unstamped_quotes += 1
                 return None
             return BestBidAskEvent(  # futures bookTicker has its own event time; spot's has none
-                symbol=data["s"], event_time_us=data["E"] * 1000 if "E" in data else last_exchange_us,
+                symbol=data["s"],
+                event_time_us=data["E"] * 1000 if "E" in data else last_exchange_us,
                 book_update_id=data["u"],
-                bid_price_e8=parse_units(data["b"]), bid_qty_e8=parse_units(data["B"]),
-                ask_price_e8=parse_units(data["a"]), ask_qty_e8=parse_units(data["A"]),
+                bid_price_e8=parse_units(data["b"]),
+                bid_qty_e8=parse_units(data["B"]),
+                ask_price_e8=parse_units(data["a"]),
+                ask_qty_e8=parse_units(data["A"]),
             )
         return None  # other streams (markPrice, ...) are not part of the spot SBE feed

@@ -3,6 +3,7 @@
 The stateful operators keep their uids, so a savepoint of version 1 restores into this
 graph without --allowNonRestoredState; the new operator starts with no state.
 """
+
 from pyflink.common import Types
 from pyflink.datastream import DataStream, ProcessFunction, RuntimeContext
 

@@ -1,4 +1,5 @@
 """Where the replay of an archive hour starts in the hour before it (batch.archive.warm_up)."""
+
 from btcpred.batch.archive import RING_DIFFS, WARM_UP_MARGIN_US, warm_up
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
 
@@ -13,7 +14,7 @@ def test_warm_up_starts_a_ring_of_diffs_before_the_last_snapshot_early_enough(sp
     end_us = max(e.event_time_us for e in events if isinstance(e, (DepthDiffEvent, TradesEvent)))
     tail = warm_up(events, end_us)
     # far enough before the hour's end: the last snapshot, with the ring of diffs received before it
-    assert tail[0] is not snapshot and sum(isinstance(e, DepthDiffEvent) for e in tail[:tail.index(snapshot)]) == RING_DIFFS
+    assert tail[0] is not snapshot and sum(isinstance(e, DepthDiffEvent) for e in tail[: tail.index(snapshot)]) == RING_DIFFS
     assert len(events) - len(tail) < second
     # a snapshot within the features' look-back of the end is not enough: the one before it is used
     second_time = max(e.event_time_us for e in events[:second] if isinstance(e, (DepthDiffEvent, TradesEvent)))

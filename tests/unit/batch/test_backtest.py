@@ -1,4 +1,5 @@
 """The walk-forward backtest replays the learning loop's decisions hour by hour on the real Binance.US rows."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -36,7 +37,9 @@ def test_on_the_real_hours_the_one_feature_ridge_wins_and_the_loop_says_why(book
     assert steps[3].decision.startswith("picked mlp on validation; kept ridge_imbalance@")
     assert [s.served.kind for s in steps] == ["persistence", "persistence", "ridge_imbalance", "ridge_imbalance"]
     scored, pred = backtest.served_predictions(book_rows, steps)
-    assert len(scored) == sum(s.n for s in steps) and pred[: steps[0].n + steps[1].n].tolist() == [0.0] * (steps[0].n + steps[1].n)
+    assert len(scored) == sum(s.n for s in steps) and pred[: steps[0].n + steps[1].n].tolist() == [0.0] * (
+        steps[0].n + steps[1].n
+    )
     assert (np.diff(scored.ts_ms) > 0).all()  # in time order, each row once
 
 

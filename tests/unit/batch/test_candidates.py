@@ -1,4 +1,5 @@
 """Which candidates a training set can train: stream features only where nearly every row has them."""
+
 import numpy as np
 
 from btcpred.batch.datasets import FeatureSet

@@ -1,4 +1,5 @@
 """The trusted input range an artifact carries, against values worked out by hand."""
+
 import numpy as np
 import pytest
 

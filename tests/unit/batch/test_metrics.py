@@ -32,7 +32,10 @@ def test_calibration_table_bins_by_confidence():
     conf = np.array([0.9, 0.5, 0.6, 0.8])
     correct = np.array([1.0, 0.0, 1.0, 1.0])
     rows = calibration_table(conf, correct, bins=2)
-    assert rows == [{"n": 2, "mean_confidence": 0.55, "hit_rate": 0.5}, {"n": 2, "mean_confidence": pytest.approx(0.85), "hit_rate": 1.0}]
+    assert rows == [
+        {"n": 2, "mean_confidence": 0.55, "hit_rate": 0.5},
+        {"n": 2, "mean_confidence": pytest.approx(0.85), "hit_rate": 1.0},
+    ]
 
 
 def test_expected_calibration_error_by_hand():
@@ -51,8 +54,17 @@ def test_served_scoring_answers_persistence_outside_the_trusted_range():
 
     class Model:  # the OnnxModel surface report.score reads
         version = "m"
-        meta = type("Meta", (), {"feature_names": ["ret_1s"], "guard_low": [-1.0], "guard_high": [1.0], "interval": None,
-                                 "calibration": Calibration(abs_return=[], hit_rate=[])})()
+        meta = type(
+            "Meta",
+            (),
+            {
+                "feature_names": ["ret_1s"],
+                "guard_low": [-1.0],
+                "guard_high": [1.0],
+                "interval": None,
+                "calibration": Calibration(abs_return=[], hit_rate=[]),
+            },
+        )()
 
         def predict(self, X):
             return np.full(len(X), 1e-4)
@@ -61,6 +73,7 @@ def test_served_scoring_answers_persistence_outside_the_trusted_range():
             return np.full(len(pred), 0.5)
 
     from btcpred.udfs.features import FEATURE_NAMES
+
     X = np.zeros((3, len(FEATURE_NAMES)))
     X[:, FEATURE_NAMES.index("ret_1s")] = [0.0, 5.0, -1.0]  # the middle row is outside [-1, 1]
     data = FeatureSet(np.array(["v"] * 3, dtype=object), np.arange(3), X, np.full(3, 1e-4), np.full(3, 100.0))

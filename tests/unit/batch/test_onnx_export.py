@@ -1,4 +1,5 @@
 """The exported graph reproduces the in-memory model on real feature rows."""
+
 import numpy as np
 import pytest
 
@@ -19,10 +20,20 @@ def real_rows():
 
 
 def metadata(onnx_bytes: bytes, features, kind="mlp") -> ModelMetadata:
-    return ModelMetadata(model_version=f"{kind}-test", model_kind=kind, feature_names=list(features),
-                         sha256=sha256_hex(onnx_bytes), calibration={"abs_return": [0.0, 1e-4], "hit_rate": [0.5, 0.7]},
-                         scaler_mean=[], scaler_scale=[], venue="binance.us", data_ranges={}, hyperparameters={},
-                         validation_metrics={}, created_at="2026-11-24T00:00:00+00:00")
+    return ModelMetadata(
+        model_version=f"{kind}-test",
+        model_kind=kind,
+        feature_names=list(features),
+        sha256=sha256_hex(onnx_bytes),
+        calibration={"abs_return": [0.0, 1e-4], "hit_rate": [0.5, 0.7]},
+        scaler_mean=[],
+        scaler_scale=[],
+        venue="binance.us",
+        data_ranges={},
+        hyperparameters={},
+        validation_metrics={},
+        created_at="2026-11-24T00:00:00+00:00",
+    )
 
 
 @pytest.mark.parametrize("kind", ["mlp", "ridge_ofi"])

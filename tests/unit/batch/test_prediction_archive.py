@@ -1,4 +1,5 @@
 """Published predictions as archive rows, checked like any input, and scored against the realised price by hand."""
+
 import json
 import math
 
@@ -15,30 +16,68 @@ def stream_fields(p: Prediction) -> dict[str, str]:
 
 
 def prediction(boundary: int, feature_ms: int, base: float, predicted: float, challenger: float | None = None) -> Prediction:
-    return Prediction(symbol="BTCUSDT", timestamp=boundary, current_price=base, predicted_price_10s=predicted,
-                      confidence=0.5, latency_ms=1.0, model_version="persistence", features_age_ms=10.0,
-                      source="redis", feature_time_ms=feature_ms, base_price=base, target_time_ms=feature_ms + 10_000,
-                      market="binance.com-spot", price_low_10s=predicted - 1, price_high_10s=predicted + 1,
-                      challengers=[ChallengerPrediction(model_version="ridge-x", predicted_price_10s=challenger,
-                                                        confidence=0.6, why_not_served="unproven_on_market:x")])
+    return Prediction(
+        symbol="BTCUSDT",
+        timestamp=boundary,
+        current_price=base,
+        predicted_price_10s=predicted,
+        confidence=0.5,
+        latency_ms=1.0,
+        model_version="persistence",
+        features_age_ms=10.0,
+        source="redis",
+        feature_time_ms=feature_ms,
+        base_price=base,
+        target_time_ms=feature_ms + 10_000,
+        market="binance.com-spot",
+        price_low_10s=predicted - 1,
+        price_high_10s=predicted + 1,
+        challengers=[
+            ChallengerPrediction(
+                model_version="ridge-x", predicted_price_10s=challenger, confidence=0.6, why_not_served="unproven_on_market:x"
+            )
+        ],
+    )
 
 
 def test_an_entry_becomes_the_champions_row_and_one_per_challenger():
     champion, shadow = rows_of("BTCUSDT", stream_fields(prediction(2000, 1000, 100.0, 100.0, 101.0)))
-    expected = {"model_version": "persistence", "role": "champion", "source": "redis", "boundary_ms": 2000,
-                "feature_time_ms": 1000, "target_time_ms": 11_000, "base_price": 100.0, "predicted_price": 100.0,
-                "price_low": 99.0, "price_high": 101.0, "confidence": 0.5, "market": "binance.com-spot",
-                "fallback_reason": None}
+    expected = {
+        "model_version": "persistence",
+        "role": "champion",
+        "source": "redis",
+        "boundary_ms": 2000,
+        "feature_time_ms": 1000,
+        "target_time_ms": 11_000,
+        "base_price": 100.0,
+        "predicted_price": 100.0,
+        "price_low": 99.0,
+        "price_high": 101.0,
+        "confidence": 0.5,
+        "market": "binance.com-spot",
+        "fallback_reason": None,
+    }
     assert {k: champion[k] for k in expected} == expected
-    assert (shadow["model_version"], shadow["role"], shadow["predicted_price"], shadow["base_price"]) == \
-        ("ridge-x", "challenger", 101.0, 100.0)
+    assert (shadow["model_version"], shadow["role"], shadow["predicted_price"], shadow["base_price"]) == (
+        "ridge-x",
+        "challenger",
+        101.0,
+        100.0,
+    )
 
 
-@pytest.mark.parametrize("broken", [
-    {"timestamp": "soon"}, {"source": "guess"}, {"base_price": "nan"}, {"predicted_price_10s": "inf"},
-    {"challengers": "[{"}, {"challengers": '[{"predicted_price_10s": 1.0}]'},
-    {"challengers": '[{"model_version": "x", "predicted_price_10s": "1e999"}]'},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"timestamp": "soon"},
+        {"source": "guess"},
+        {"base_price": "nan"},
+        {"predicted_price_10s": "inf"},
+        {"challengers": "[{"},
+        {"challengers": '[{"predicted_price_10s": 1.0}]'},
+        {"challengers": '[{"model_version": "x", "predicted_price_10s": "1e999"}]'},
+    ],
+)
 def test_an_entry_that_is_no_prediction_is_refused(broken):
     fields = stream_fields(prediction(2000, 1000, 100.0, 100.0, 101.0)) | broken
     with pytest.raises(ValueError):
@@ -50,8 +89,11 @@ def test_an_entry_that_is_no_prediction_is_refused(broken):
 def test_score_against_the_realised_price_at_the_target_time():
     """Prices at data times 0, 10 s, 20 s: 100, 102, 101. The champion predicted 101 at 0 and 102 at 10 s."""
     rows = []
-    for boundary, feature, base, predicted in ((1000, 0, 100.0, 101.0), (11_000, 10_000, 102.0, 102.0),
-                                                (21_000, 20_000, 101.0, 101.0)):
+    for boundary, feature, base, predicted in (
+        (1000, 0, 100.0, 101.0),
+        (11_000, 10_000, 102.0, 102.0),
+        (21_000, 20_000, 101.0, 101.0),
+    ):
         rows += rows_of("BTCUSDT", stream_fields(prediction(boundary, feature, base, predicted, base)))
     s = score(rows)
     assert s["n"] == 2  # the row at 20 s has no realised price 10 s on

@@ -1,4 +1,5 @@
 """The retraining loop is supervised: a cycle that raises is counted and reported, and the next tick runs."""
+
 import asyncio
 import json
 import urllib.request

@@ -1,4 +1,5 @@
 """A trades-only market through the loop: rows and labels by hand, and the real COIN-M day walked forward."""
+
 import math
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_placebo_moves_each_label_by_whole_hours_within_its_market():
     from btcpred.batch.datasets import FeatureSet
 
     n = 3600  # two hours of 2 s rows
-    data = FeatureSet(np.array(["a"] * n, dtype=object), np.arange(n) * 2000, np.zeros((n, 1)), np.arange(n, dtype=float),
-                      np.ones(n), ("x",))
+    data = FeatureSet(
+        np.array(["a"] * n, dtype=object), np.arange(n) * 2000, np.zeros((n, 1)), np.arange(n, dtype=float), np.ones(n), ("x",)
+    )
     moved = backtest.placebo(data, 1.0)
     assert moved.y[1800] == 0.0 and moved.y[0] == 1800.0  # one hour = 1,800 rows on
     assert sorted(moved.y) == sorted(data.y)  # every label kept, none invented

@@ -34,8 +34,14 @@ def test_redis_users_come_all_or_none(tmp_path):
     path.write_text("env: local\nredis: {users: {hotpath: pw}}\n")
     with pytest.raises(ConfigError, match=r"half.yaml: redis: .*no password for inference, reanchor, trainer"):
         load_settings(path, environ={})
-    plain = load_settings(tmp_path / "half.yaml", environ={"BTCPRED_REDIS__USERS__INFERENCE": "i", "BTCPRED_REDIS__USERS__REANCHOR": "r",
-                                                            "BTCPRED_REDIS__USERS__TRAINER": "t"})
+    plain = load_settings(
+        tmp_path / "half.yaml",
+        environ={
+            "BTCPRED_REDIS__USERS__INFERENCE": "i",
+            "BTCPRED_REDIS__USERS__REANCHOR": "r",
+            "BTCPRED_REDIS__USERS__TRAINER": "t",
+        },
+    )
     assert plain.redis.credentials("reanchor") == ("reanchor", "r") and plain.redis.credentials(None) == (None, None)
 
 

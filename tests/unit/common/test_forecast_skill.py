@@ -1,5 +1,6 @@
 """The one skill test: blocks in data time, the statistic against statsmodels, and a test and
 interval that cannot disagree."""
+
 import math
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Recursive least squares with forgetting: equal to a batch weighted ridge, tracks a change, checkpoints as JSON."""
+
 import numpy as np
 import pytest
 
@@ -56,6 +57,7 @@ def test_a_checkpoint_restores_the_same_model_and_a_foreign_or_bad_one_is_refuse
     with pytest.raises(ValueError):
         OnlineRidge.from_json(bad, ("a", "b"))
     import json
+
     poisoned = json.loads(m.to_json())
     poisoned["var"][0] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):

@@ -1,4 +1,5 @@
 """The conformal prediction interval: quantile by hand, the scale, and what serving states from it."""
+
 import math
 
 import numpy as np
@@ -56,6 +57,7 @@ def test_serving_states_the_artifacts_interval_around_its_prediction(tmp_path):
     spec = PredictionInterval(coverage=0.8, vol_floor=1e-4, model_quantile=2.0, persistence_quantile=3.0, n=500)
     write_local(tmp_path, onnx_bytes, meta.model_copy(update={"interval": spec}))
     from btcpred.common.model_artifact import OnnxModel
+
     predictor = OnnxPredictor(OnnxModel(*read_local(tmp_path)))
     state = HotState({"realized_vol_5s": "3e-4"}, {}, {}, False)
     low, high, coverage, scale = predictor.interval(state, 100.0, 100.0 * math.exp(1e-4), persistence=False)

@@ -1,4 +1,5 @@
 """Rolling recalibration of the interval and the confidence: figures by hand, no look-ahead, coverage under a shift."""
+
 import numpy as np
 import pytest
 
@@ -71,8 +72,18 @@ def test_replay_adds_a_row_only_once_its_outcome_is_known():
             seen.append(len(self.scaled_errors))
             return super().quantile(fallback)
 
-    hits, _ = replay(ts, np.array(["m"] * n, dtype=object), y, np.zeros(n), np.ones(n), np.full(n, 5.0),
-                     np.full(n, 0.5), 0.5, horizon_ms=3000, make=lambda c: Counting(c, window=10, min_rows=1, step=0.0))
+    hits, _ = replay(
+        ts,
+        np.array(["m"] * n, dtype=object),
+        y,
+        np.zeros(n),
+        np.ones(n),
+        np.full(n, 5.0),
+        np.full(n, 0.5),
+        0.5,
+        horizon_ms=3000,
+        make=lambda c: Counting(c, window=10, min_rows=1, step=0.0),
+    )
     assert seen == [0, 0, 0, 1, 2, 3, 4, 5]
     # row 4 (error 10) uses the quantile of rows 0-1 (errors 1): a miss; the fallback 5 would have missed too
     assert hits.tolist() == [True, True, True, True, False, False, False, False]
@@ -82,8 +93,18 @@ def test_replay_keeps_markets_apart():
     ts = np.array([0, 0, 5000, 5000])
     market = np.array(["a", "b", "a", "b"], dtype=object)
     y = np.array([1.0, 100.0, 1.0, 100.0])
-    hits, _ = replay(ts, market, y, np.zeros(4), np.ones(4), np.full(4, 2.0), np.full(4, 0.5), 0.5,
-                     horizon_ms=1000, make=lambda c: Recalibration(c, window=10, min_rows=1, step=0.0))
+    hits, _ = replay(
+        ts,
+        market,
+        y,
+        np.zeros(4),
+        np.ones(4),
+        np.full(4, 2.0),
+        np.full(4, 0.5),
+        0.5,
+        horizon_ms=1000,
+        make=lambda c: Recalibration(c, window=10, min_rows=1, step=0.0),
+    )
     # market b's second row uses b's own first row (quantile 100), never a's (1)
     assert hits.tolist() == [True, False, True, True]
 

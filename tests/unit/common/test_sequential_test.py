@@ -1,4 +1,5 @@
 """The betting test: wealth by hand, its lifetime error under the null however often it is read, its power."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Health endpoints of a threaded process (the SBE archiver): served from their own thread, red while a task fails."""
+
 import json
 import time
 import urllib.error

@@ -1,5 +1,6 @@
 """A supervised task is restarted after each failure with a doubling back-off, shows on /health while down,
 and ends only when it returns or is cancelled."""
+
 import asyncio
 
 import pytest
@@ -63,6 +64,5 @@ def test_a_thread_task_restarts_until_it_returns_and_a_failure_while_stopping_is
         stopping.append(True)  # the process began to shut down while this run was failing
         raise OSError("closed")
 
-    assert supervise_blocking("shard-1", fails_then_stops, failures, failing, lambda: bool(stopping),
-                              sleep=slept.append) is None
+    assert supervise_blocking("shard-1", fails_then_stops, failures, failing, lambda: bool(stopping), sleep=slept.append) is None
     assert len(stopping) == 1 and failures.labels("shard-1")._value.get() == 1  # counted, not restarted

@@ -1,4 +1,5 @@
 """The Managed Flink template: cfn-lint clean, and in step with the package and the typed config."""
+
 import re
 import subprocess
 import sys
@@ -76,7 +77,10 @@ def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_tou
     writable = [r["Fn::Sub"] for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]]
     assert writable == ["${LakeBucket.Arn}/silver/*", "${LakeBucket.Arn}/gold/model_artifacts/*"]
     from btcpred.udfs.lake_layout import archive_silver_key, artifact_prefix
-    assert archive_silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith("gold/model_artifacts/")
+
+    assert archive_silver_key("BTCUSDT", "s", 0).startswith("silver/") and artifact_prefix("v").startswith(
+        "gold/model_artifacts/"
+    )
 
 
 CHECKED_IN_PROPERTIES = TEMPLATE.parent / "application_properties.json"
@@ -95,7 +99,9 @@ def test_the_checked_in_application_properties_are_what_the_template_makes_and_t
     assert checked_in[RUN_OPTIONS_GROUP] == RUN_OPTIONS
     job = checked_in[JOB_GROUP]
     parameters = cfn_yaml.load(str(TEMPLATE))["Parameters"]
-    assert template_groups[JOB_GROUP]["config"] == {"Ref": "Environment"} and job["config"] == parameters["Environment"]["Default"]
+    assert (
+        template_groups[JOB_GROUP]["config"] == {"Ref": "Environment"} and job["config"] == parameters["Environment"]["Default"]
+    )
     assert job["flink.parallelism"] == str(parameters["Parallelism"]["Default"])
     assert job["kinesis.stream"] == template_sub("MarketDataStream", "Name").replace("${Environment}", "prod")
     settings = job_settings(None, CHECKED_IN_PROPERTIES, environ={}, secret_resolver=lambda _id: "secret")

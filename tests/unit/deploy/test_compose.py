@@ -1,4 +1,5 @@
 """docker-compose.yml is valid and runs what the local no-Docker stack runs, configured the same way."""
+
 import hashlib
 import re
 import shutil
@@ -117,8 +118,9 @@ def test_the_local_alertmanager_routes_as_the_compose_one():
 
     compose_am = yaml.safe_load((REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text())
     local_am = alertmanager_config(load_settings("local", environ={}))
-    assert {k: v for k, v in local_am["route"].items() if k not in LOCAL_ALERT_TIMING} == \
-        {k: v for k, v in compose_am["route"].items() if k not in LOCAL_ALERT_TIMING}
+    assert {k: v for k, v in local_am["route"].items() if k not in LOCAL_ALERT_TIMING} == {
+        k: v for k, v in compose_am["route"].items() if k not in LOCAL_ALERT_TIMING
+    }
     assert [r["name"] for r in local_am["receivers"]] == [r["name"] for r in compose_am["receivers"]] == ["oncall"]
     assert local_am["receivers"][0]["webhook_configs"][0]["url"].startswith("http://127.0.0.1:")
     assert resolved()["services"]["alert-sink"]["command"][:3] == ["python", "-m", "deploy.alert_sink"]

@@ -1,4 +1,5 @@
 """Dashboards are code: the committed JSON is what the generator makes, and every query parses into metric names."""
+
 import json
 
 from deploy import observability
@@ -18,9 +19,15 @@ def test_the_three_dashboards_query_prometheus_through_the_provisioned_datasourc
 
 
 def test_metric_names_are_taken_from_promql_by_hand_examples():
-    expr = ('histogram_quantile(0.99, sum by (le, route) (rate(inference_http_request_duration_seconds_bucket{job="x"}[1m])))'
-            ' / ignoring(model) inference_online_accuracy{model="persistence"} + time() - up offset 5m')
-    assert observability.metric_names(expr) == {"inference_http_request_duration_seconds_bucket", "inference_online_accuracy", "up"}
+    expr = (
+        'histogram_quantile(0.99, sum by (le, route) (rate(inference_http_request_duration_seconds_bucket{job="x"}[1m])))'
+        ' / ignoring(model) inference_online_accuracy{model="persistence"} + time() - up offset 5m'
+    )
+    assert observability.metric_names(expr) == {
+        "inference_http_request_duration_seconds_bucket",
+        "inference_online_accuracy",
+        "up",
+    }
 
 
 def test_every_alerted_or_charted_series_is_listed_with_its_users():

@@ -1,4 +1,5 @@
 """Ports picked for the pipeline's services stay out of the kernel's ephemeral range and above the stack's fixed ports."""
+
 import socket
 
 from port_for import ephemeral

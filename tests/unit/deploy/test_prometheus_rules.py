@@ -1,4 +1,5 @@
 """The alert rules parse (`promtool check rules`) and each alert fires exactly on its synthetic series (`promtool test rules`)."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,8 +29,12 @@ def test_every_alert_fires_on_its_series_and_not_on_healthy_ones():
 
 def test_every_alert_has_a_unit_test():
     alerts = {r["alert"] for f in RULES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"] if "alert" in r}
-    tested = {t["alertname"] for f in RULE_TESTS for case in yaml.safe_load(f.read_text())["tests"]
-              for t in case.get("alert_rule_test", [])}
+    tested = {
+        t["alertname"]
+        for f in RULE_TESTS
+        for case in yaml.safe_load(f.read_text())["tests"]
+        for t in case.get("alert_rule_test", [])
+    }
     assert alerts - tested == set()
 
 

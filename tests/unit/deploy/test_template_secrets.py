@@ -7,6 +7,7 @@ uses. A secret the config names that the template does not create, a grant that 
 wider than one named secret, or a Redis user that differs from ``deploy/redis_acl.py`` is a
 problem; the tests break the template on purpose to show each check can fail.
 """
+
 import copy
 import json
 import re
@@ -28,7 +29,6 @@ def load_template() -> dict:
     return cfn_yaml.load(str(TEMPLATE))
 
 
-
 PARAMETER_DEFAULTS = {name: str(p.get("Default", "x")) for name, p in load_template()["Parameters"].items()}
 
 
@@ -48,8 +48,11 @@ def _literal(value, env: str) -> str:
 
 def secret_names(resources: dict, env: str) -> dict[str, str]:
     """Logical id -> secret name, for the secrets the template names (others are internal)."""
-    return {rid: _literal(r["Properties"]["Name"], env) for rid, r in resources.items()
-            if r["Type"] == "AWS::SecretsManager::Secret" and "Name" in r["Properties"]}
+    return {
+        rid: _literal(r["Properties"]["Name"], env)
+        for rid, r in resources.items()
+        if r["Type"] == "AWS::SecretsManager::Secret" and "Name" in r["Properties"]
+    }
 
 
 def granted_secrets(resources: dict, role_id: str, problems: list[str]) -> set[str]:
@@ -77,7 +80,7 @@ def referenced_secrets(env: str) -> set[str]:
             for value in node.values():
                 walk(value)
         elif isinstance(node, str) and node.startswith("secretsmanager:"):
-            found.add(node[len("secretsmanager:"):])
+            found.add(node[len("secretsmanager:") :])
 
     walk(yaml.safe_load((CONFIG_DIR / f"{env}.yaml").read_text()))
     return found
@@ -89,6 +92,7 @@ def guarded(readable: set[str], read: list[str]):
         if secret_id not in readable:
             raise PermissionError(f"AccessDenied: {secret_id}")
         return "s3cret"
+
     return resolve
 
 
@@ -101,9 +105,13 @@ def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
 
     # the Flink job: the template's property groups, read as Managed Flink hands them over
     app = resources["FlinkApplication"]["Properties"]["ApplicationConfiguration"]
-    groups = [{"PropertyGroupId": g["PropertyGroupId"],
-               "PropertyMap": {k: (env if k == "config" else _literal(v, env)) for k, v in g["PropertyMap"].items()}}
-              for g in app["EnvironmentProperties"]["PropertyGroups"]]
+    groups = [
+        {
+            "PropertyGroupId": g["PropertyGroupId"],
+            "PropertyMap": {k: (env if k == "config" else _literal(v, env)) for k, v in g["PropertyMap"].items()},
+        }
+        for g in app["EnvironmentProperties"]["PropertyGroups"]
+    ]
     props = tmp_path / f"application_properties-{env}.json"
     props.write_text(json.dumps(groups))
     read: list[str] = []
@@ -147,8 +155,10 @@ def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
             problems.append(f"ElastiCache user {role!r}: access string differs from deploy/redis_acl.py")
         secret_ref = re.search(r"\$\{(\w+)\}", user["AuthenticationMode"]["Passwords"][0]["Fn::Sub"]).group(1)
         if settings.redis.users[role].secret_id != names.get(secret_ref):
-            problems.append(f"ElastiCache user {role!r} authenticates with {names.get(secret_ref)!r}, "
-                            f"config names {settings.redis.users[role].secret_id!r}")
+            problems.append(
+                f"ElastiCache user {role!r} authenticates with {names.get(secret_ref)!r}, "
+                f"config names {settings.redis.users[role].secret_id!r}"
+            )
     if users.get("default", {}).get("AccessString", "").split()[:1] != ["off"]:
         problems.append("the default Redis user is not switched off")
     return problems
@@ -172,8 +182,9 @@ def test_each_check_fails_on_a_template_that_breaks_it(tmp_path):
     for s in too_wide["Resources"]["RetrainTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
         if s.get("Sid") == "PostgresSecrets":
             s["Resource"] = s["Resource"] + [{"Ref": "RedisInferenceSecret"}]
-    assert "RetrainTaskRole may read 'btcpred/prod/redis/inference', which the task never reads" in \
-        problems_of(too_wide, "prod", tmp_path)
+    assert "RetrainTaskRole may read 'btcpred/prod/redis/inference', which the task never reads" in problems_of(
+        too_wide, "prod", tmp_path
+    )
 
     renamed = copy.deepcopy(template)
     renamed["Resources"]["PostgresTrainerSecret"]["Properties"]["Name"] = {"Fn::Sub": "btcpred/${Environment}/pg/trainer"}

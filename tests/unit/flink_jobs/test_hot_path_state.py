@@ -1,4 +1,5 @@
 """The job's per-symbol state machine on the real capture, without Flink."""
+
 import dataclasses
 import math
 import pickle
@@ -46,7 +47,9 @@ def test_gap_marks_features_invalid(spot_events):
     st = SymbolState("BTCUSDT")
     snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
     st.on_event(snapshot)
-    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id]
+    diffs = [
+        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+    ]
     st.on_event(diffs[0])
     gap = st.on_event(diffs[2]).gap
     assert gap is not None and gap.expected_update_id == diffs[0].last_update_id + 1
@@ -68,7 +71,11 @@ def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_events)
 def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
     st = SymbolState("BTCUSDT")
     st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
-    diff = next(c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id)
+    diff = next(
+        c.event
+        for c in spot_events
+        if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id
+    )
     st.on_event(diff)
     boundary = (diff.event_time_us // 500_000 + 1) * 500_000
     assert len(st.on_boundary(boundary, 0)) == 4
@@ -80,22 +87,37 @@ def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
 def test_coalesce_keeps_last_hash_and_every_stream_entry():
     from btcpred.udfs.symbol_state import RedisWrite, coalesce
 
-    ws = [RedisWrite("hash", "ob:X", {"v": "1"}), RedisWrite("xadd", "s", {"n": "1"}),
-          RedisWrite("hash", "ob:X", {"v": "2"}), RedisWrite("xadd", "s", {"n": "2"}), RedisWrite("hash", "feat:X", {})]
-    assert [(w.key, w.fields) for w in coalesce(ws)] == [("s", {"n": "1"}), ("ob:X", {"v": "2"}), ("s", {"n": "2"}), ("feat:X", {})]
+    ws = [
+        RedisWrite("hash", "ob:X", {"v": "1"}),
+        RedisWrite("xadd", "s", {"n": "1"}),
+        RedisWrite("hash", "ob:X", {"v": "2"}),
+        RedisWrite("xadd", "s", {"n": "2"}),
+        RedisWrite("hash", "feat:X", {}),
+    ]
+    assert [(w.key, w.fields) for w in coalesce(ws)] == [
+        ("s", {"n": "1"}),
+        ("ob:X", {"v": "2"}),
+        ("s", {"n": "2"}),
+        ("feat:X", {}),
+    ]
 
 
 def test_stale_diffs_are_counted_and_leave_the_book_alone(spot_events):
     st = SymbolState("BTCUSDT")
     st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
-    diff = next(c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id)
+    diff = next(
+        c.event
+        for c in spot_events
+        if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id
+    )
     assert st.on_event(diff).writes
     assert st.on_event(diff).writes == [] and st.stale_diffs == 1
     assert st.sync.book.last_update_id == diff.last_update_id
 
 
-def fire_boundaries(arrivals_us: list[int], interval_us: int = 500_000, out_of_orderness_us: int = 200_000,
-                    registrations: list[int] | None = None) -> list[int]:
+def fire_boundaries(
+    arrivals_us: list[int], interval_us: int = 500_000, out_of_orderness_us: int = 200_000, registrations: list[int] | None = None
+) -> list[int]:
     """Drives the job's timer logic the way Flink does: one timer per time, fired in order once the watermark passes."""
     st = SymbolState("BTCUSDT")
     pending: set[int] = set()
@@ -141,8 +163,9 @@ def test_a_batch_writes_the_book_once_and_equal_to_per_diff_writing(spot_events)
     """The job applies a record's diffs with write_book=False and writes ob: once at the end:
     that hash must equal the last of the per-diff writes, and the features must not change."""
     snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
-    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
-             and c.event.last_update_id > snapshot.book_update_id][:40]
+    diffs = [
+        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+    ][:40]
     per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
     per_diff.on_event(snapshot)
     batched.on_event(snapshot)
@@ -184,8 +207,9 @@ def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_even
     """What the job's operator runs per record: one ob: hash equal to the per-diff path's last,
     a gap record for the dropped diff, and each boundary needing a timer once."""
     snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
-    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
-             and c.event.last_update_id > snapshot.book_update_id][:30]
+    diffs = [
+        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+    ][:30]
     record = diffs[:10] + diffs[11:]  # diff 10 lost: one gap
     per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
     per_diff.on_event(snapshot)
@@ -195,7 +219,8 @@ def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_even
     result = batched.on_batch(record, [t0 + i for i in range(len(record))], 500_000)
     assert result.writes == [last] and result.changed
     assert [(w.fields["expected_update_id"], w.fields["first_update_id"]) for w in result.gap_writes] == [
-        (str(diffs[9].last_update_id + 1), str(diffs[11].first_update_id))]
+        (str(diffs[9].last_update_id + 1), str(diffs[11].first_update_id))
+    ]
     assert result.late_writes == []
     expected = sorted({(d.event_time_us // 500_000 + 1) * 500_000 for d in record})
     assert result.timers == expected and batched.pending_timers == set(expected)
@@ -259,19 +284,18 @@ def test_state_written_before_a_field_was_appended_restores_with_its_default(spo
     st.quotes.add(BestBidAskEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
     st.perp.add(PerpQuoteEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
     names = [f.name for f in dataclasses.fields(SymbolState)]
-    old_state = st._pickled_state()[:names.index("boundaries_skipped")]  # the layout before it and the quotes existed
+    old_state = st._pickled_state()[: names.index("boundaries_skipped")]  # the layout before it and the quotes existed
     copy = _restore(SymbolState, pickle.dumps(old_state))
     assert copy.boundaries_skipped == 0 and copy.stale_quotes == 0 and not len(copy.quotes)
     assert copy.stale_perp_quotes == 0 and not len(copy.perp)
-    before_perp = _restore(SymbolState, pickle.dumps(st._pickled_state()[:names.index("perp")]))  # the quotes' layout
+    before_perp = _restore(SymbolState, pickle.dumps(st._pickled_state()[: names.index("perp")]))  # the quotes' layout
     assert len(before_perp.quotes) == len(st.quotes) > 0 and before_perp.stale_quotes == 3 and not len(before_perp.perp)
     assert copy.sync.book == st.sync.book and copy.symbol == "BTCUSDT"
     assert copy.cut(st.last_diff_time_us) is not None  # and it cuts features without quotes
 
 
 def _snapshot_of(book, event_time_us: int) -> DepthSnapshotEvent:
-    return DepthSnapshotEvent("BTCUSDT", event_time_us, book.last_update_id,
-                              tuple(book.bids.items()), tuple(book.asks.items()))
+    return DepthSnapshotEvent("BTCUSDT", event_time_us, book.last_update_id, tuple(book.bids.items()), tuple(book.asks.items()))
 
 
 def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_from(spot_events):
@@ -282,8 +306,9 @@ def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_
     from btcpred.udfs.order_book import OrderBook
 
     snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
-    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)
-             and c.event.last_update_id > snapshot.book_update_id][:60]
+    diffs = [
+        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+    ][:60]
     exchange = OrderBook.from_snapshot(snapshot)  # the exchange's own book, every diff applied
     books = []
     for d in diffs:
@@ -332,9 +357,15 @@ def test_perpetual_quotes_feed_only_the_cross_market_features(spot_events):
     spot_quotes, spot_stale = len(st.quotes), st.stale_quotes
     e8 = 100_000_000
     p0, p1 = int((mid + 10) * e8), int((mid + 11) * e8)  # the perpetual trades 10 USD above spot, then 11
-    result = st.on_batch([PerpQuoteEvent("BTCUSDT", t - 5_000_000, 7, p0 - e8, e8, p0 + e8, e8),
-                          PerpQuoteEvent("BTCUSDT", t - 1, 9, p1 - e8, e8, p1 + e8, e8),
-                          PerpQuoteEvent("BTCUSDT", t, 8, 1, 1, 2, 1)], [0, 0, 0], 500_000)
+    result = st.on_batch(
+        [
+            PerpQuoteEvent("BTCUSDT", t - 5_000_000, 7, p0 - e8, e8, p0 + e8, e8),
+            PerpQuoteEvent("BTCUSDT", t - 1, 9, p1 - e8, e8, p1 + e8, e8),
+            PerpQuoteEvent("BTCUSDT", t, 8, 1, 1, 2, 1),
+        ],
+        [0, 0, 0],
+        500_000,
+    )
     assert result.changed and not result.writes and not result.gap_writes
     assert len(st.perp) == 2 and st.stale_perp_quotes == 1
     assert len(st.quotes) == spot_quotes and st.stale_quotes == spot_stale
@@ -364,8 +395,9 @@ def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
     assert joint.stamp(DecodedBatch("BTCUSDT", [], []), 2.4) == 1_700  # a record without event time (REST snapshot)
     assert JointEventTime().stamp(spot(2_000), 100.0) == 2_000  # no perpetual configured: spot alone
     both = JointEventTime()  # one record of both streams (envelope version 3): each stream counts its oldest event
-    mixed = DecodedBatch("BTCUSDT", [*perp(3_200).events, *spot(3_400).events, *perp(3_000).events,
-                                     *spot(3_500).events], [0, 0, 0, 0])
+    mixed = DecodedBatch(
+        "BTCUSDT", [*perp(3_200).events, *spot(3_400).events, *perp(3_000).events, *spot(3_500).events], [0, 0, 0, 0]
+    )
     assert both.stamp(mixed, 0.0) == 3_000 and (both.spot_ms, both.perp_ms) == (3_400, 3_000)
 
 
@@ -396,18 +428,25 @@ def test_a_record_is_split_by_symbol_before_key_by_and_decoded_after_it():
     S = envelope.Source
     trade = lambda sym, ms: sbe.encode(TradesEvent(sym, ms * 1000, ms * 1000, (TradeEntry(1, 100 * 10**8, 10**8, False),)))  # noqa: E731
     quote = lambda sym, ms: sbe.encode(BestBidAskEvent(sym, ms * 1000, 7, 100 * 10**8, 10**8, 101 * 10**8, 10**8))  # noqa: E731
-    bad_exponent = struct.pack("<HHHH", 50, 10001, 1, 0) + struct.pack("<qqbbqqqq", 5_000_000, 1, -40, -8, 1, 1, 1, 1) + b"\x07BTCUSDT"
-    entries = [(S.WEBSOCKET, trade("BTCUSDT", 1_000)), (S.PERP_QUOTE, quote("BTCUSDT", 1_300)),
-               (S.WEBSOCKET, quote("ETHUSDT", 1_100)), (S.WEBSOCKET, b"\x12\x00\x10\x27"),  # truncated: dead at once
-               (S.PERP_QUOTE, trade("BTCUSDT", 1_200)),  # a perpetual quote that is a trade: dead at once
-               (S.WEBSOCKET, bad_exponent),  # structure fine, a value not: dead after the shuffle
-               (S.WEBSOCKET, quote("BTCUSDT", 1_050))]
+    bad_exponent = (
+        struct.pack("<HHHH", 50, 10001, 1, 0) + struct.pack("<qqbbqqqq", 5_000_000, 1, -40, -8, 1, 1, 1, 1) + b"\x07BTCUSDT"
+    )
+    entries = [
+        (S.WEBSOCKET, trade("BTCUSDT", 1_000)),
+        (S.PERP_QUOTE, quote("BTCUSDT", 1_300)),
+        (S.WEBSOCKET, quote("ETHUSDT", 1_100)),
+        (S.WEBSOCKET, b"\x12\x00\x10\x27"),  # truncated: dead at once
+        (S.PERP_QUOTE, trade("BTCUSDT", 1_200)),  # a perpetual quote that is a trade: dead at once
+        (S.WEBSOCKET, bad_exponent),  # structure fine, a value not: dead after the shuffle
+        (S.WEBSOCKET, quote("BTCUSDT", 1_050)),
+    ]
     text = envelope.batch_to_text([envelope.Envelope(source, i, frame) for i, (source, frame) in enumerate(entries)])
 
     split = split_record(text, 0)
     assert [(b.symbol, b.receipts, list(b.sources), b.spot_time_us, b.perp_time_us) for b in split.batches] == [
         ("BTCUSDT", [0, 1, 5, 6], [S.WEBSOCKET, S.PERP_QUOTE, S.WEBSOCKET, S.WEBSOCKET], 1_000_000, 1_300_000),
-        ("ETHUSDT", [2], [S.WEBSOCKET], 1_100_000, 0)]
+        ("ETHUSDT", [2], [S.WEBSOCKET], 1_100_000, 0),
+    ]
     assert [w.fields["reason"].split(":")[0] for w in split.dead_letters] == ["sbe truncated", "envelope"]
 
     counts = dict.fromkeys(("TradesEvent", "BestBidAskEvent", "PerpQuoteEvent", "DepthDiffEvent", "DepthSnapshotEvent"), 0)

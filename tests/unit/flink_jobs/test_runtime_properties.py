@@ -13,10 +13,13 @@ def write(tmp_path, groups) -> object:
 
 
 def test_job_group_picks_config_and_overrides(tmp_path):
-    path = write(tmp_path, [
-        {"PropertyGroupId": "kinesis.analytics.flink.run.options", "PropertyMap": {"python": "main.py"}},
-        {"PropertyGroupId": JOB_GROUP, "PropertyMap": {"config": "prod", "kinesis.stream": "s-1", "flink.parallelism": "4"}},
-    ])
+    path = write(
+        tmp_path,
+        [
+            {"PropertyGroupId": "kinesis.analytics.flink.run.options", "PropertyMap": {"python": "main.py"}},
+            {"PropertyGroupId": JOB_GROUP, "PropertyMap": {"config": "prod", "kinesis.stream": "s-1", "flink.parallelism": "4"}},
+        ],
+    )
     s = job_settings(None, path, environ={}, secret_resolver=lambda secret_id: f"from {secret_id}")
     assert (s.env, s.kinesis.stream, s.flink.parallelism) == ("prod", "s-1", 4)
 
@@ -31,8 +34,10 @@ def test_wrong_key_names_the_file_and_group(tmp_path):
         job_settings("local", path, environ={})
 
 
-@pytest.mark.parametrize("text, message", [("{", "cannot read"), ('{"a": 1}', "list of property groups"),
-                                           ('[{"PropertyMap": {}}]', "entry 0 needs PropertyGroupId")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("{", "cannot read"), ('{"a": 1}', "list of property groups"), ('[{"PropertyMap": {}}]', "entry 0 needs PropertyGroupId")],
+)
 def test_malformed_file_is_a_clear_error(tmp_path, text, message):
     path = tmp_path / "p.json"
     path.write_text(text)

@@ -11,6 +11,7 @@ savepoint in use) names it.
 Write a new blob (after a layout change, keeping the old ones): ``python -m
 tests.unit.flink_jobs.test_state_blob --write <commit>``.
 """
+
 from __future__ import annotations
 
 import io
@@ -96,8 +97,11 @@ def same_state(a: SymbolState, b: SymbolState) -> None:
     for name in ("times", "bids", "asks", "bid_qtys", "ask_qtys", "ofi"):
         assert getattr(a.quotes, name) == getattr(b.quotes, name), name
         assert getattr(a.perp, name) == getattr(b.perp, name), name
-    assert (a.last_diff_time_us, a.last_boundary_us, a.pending_timers) == \
-        (b.last_diff_time_us, b.last_boundary_us, b.pending_timers)
+    assert (a.last_diff_time_us, a.last_boundary_us, a.pending_timers) == (
+        b.last_diff_time_us,
+        b.last_boundary_us,
+        b.pending_timers,
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BLOBS))
@@ -139,7 +143,7 @@ def test_a_state_of_a_newer_format_is_refused_not_misread():
 
     state = SymbolState("BTCUSDT")._pickled_state()
     index = SymbolState.__slots__.index("state_format")
-    newer = state[:index] + (STATE_FORMAT + 1,) + state[index + 1:]
+    newer = state[:index] + (STATE_FORMAT + 1,) + state[index + 1 :]
     with pytest.raises(ValueError, match="newer than this code"):
         _restore(SymbolState, pickle.dumps(newer))
     assert SymbolState.written_format(state) == STATE_FORMAT and SymbolState.written_format(state[:index]) == 0

@@ -1,4 +1,5 @@
 """The online contest: shadow rows matched to the champion's by feature time, judged by the gate's test."""
+
 import math
 
 import numpy as np
@@ -13,8 +14,10 @@ STEP_MS = 2_000
 
 def rows(moves: np.ndarray, predicted: np.ndarray, start_ms: int = 0) -> list[ScoredPrediction]:
     """Scored rows at 100.0 with the given realized and predicted log returns."""
-    return [ScoredPrediction(start_ms + i * STEP_MS, 100.0, 100.0 * math.exp(p), 100.0 * math.exp(m))
-            for i, (m, p) in enumerate(zip(moves, predicted))]
+    return [
+        ScoredPrediction(start_ms + i * STEP_MS, 100.0, 100.0 * math.exp(p), 100.0 * math.exp(m))
+        for i, (m, p) in enumerate(zip(moves, predicted))
+    ]
 
 
 def test_log_errors_by_hand():

@@ -12,8 +12,13 @@ NOW_US = 1_800_000_000_000_000
 
 
 def state(age_ms=100.0, book_valid="1.0", with_book=True, market_age_ms=None):
-    feat = {"mid": "100.5", "book_valid": book_valid, "ts": "1723161255500000", "book_update_id": "42",
-            "emitted_at_us": str(int(NOW_US - age_ms * 1000))}
+    feat = {
+        "mid": "100.5",
+        "book_valid": book_valid,
+        "ts": "1723161255500000",
+        "book_update_id": "42",
+        "emitted_at_us": str(int(NOW_US - age_ms * 1000)),
+    }
     if market_age_ms is not None:
         feat["market_wall_us"] = str(int(NOW_US - market_age_ms * 1000))
     book = {"best_bid": "100.0", "best_ask": "101.0"} if with_book else {}
@@ -26,18 +31,27 @@ def predict(s, last_price=None):
 
 def test_fresh_features_give_a_persistence_prediction_with_provenance():
     p = predict(state())
-    assert (p.source, p.model_version, p.current_price, p.predicted_price_10s, p.confidence) == ("redis", "persistence", 100.5, 100.5, 0.5)
+    assert (p.source, p.model_version, p.current_price, p.predicted_price_10s, p.confidence) == (
+        "redis",
+        "persistence",
+        100.5,
+        100.5,
+        0.5,
+    )
     assert p.features_age_ms == 100.0
     assert p.feature_time_ms == 1723161255500 and p.book_update_id == 42
 
 
-@pytest.mark.parametrize("s, reason", [
-    (state(age_ms=5001), "stale_features"),
-    # written 100 ms ago by a job catching up after an outage, about a market 3 minutes old
-    (state(age_ms=100, market_age_ms=180_000), "stale_market_data"),
-    (state(book_valid="0.0"), "book_invalid"),
-    (HotState({}, {}, {}, False), "no_features"),
-])
+@pytest.mark.parametrize(
+    "s, reason",
+    [
+        (state(age_ms=5001), "stale_features"),
+        # written 100 ms ago by a job catching up after an outage, about a market 3 minutes old
+        (state(age_ms=100, market_age_ms=180_000), "stale_market_data"),
+        (state(book_valid="0.0"), "book_invalid"),
+        (HotState({}, {}, {}, False), "no_features"),
+    ],
+)
 def test_degraded_inputs_fall_back_without_error(s, reason):
     p = predict(s, last_price=99.0)
     assert p.source == "fallback" and p.fallback_reason == reason and p.confidence == 0.0
@@ -113,7 +127,9 @@ def test_a_model_serves_only_the_market_it_is_proven_on_and_runs_in_shadow_elsew
     # the return applies to the mid it was predicted from, at the features' exchange time
     assert home.base_price == 100.5 and home.predicted_price_10s == pytest.approx(100.5 * 1.001)
     assert home.current_price == 101.0 and home.target_time_ms == home.feature_time_ms + 10_000
-    assert (home.price_low_10s, home.price_high_10s, home.interval_coverage) == pytest.approx((100.5 * 1.001 - 1, 100.5 * 1.001 + 1, 0.8))
+    assert (home.price_low_10s, home.price_high_10s, home.interval_coverage) == pytest.approx(
+        (100.5 * 1.001 - 1, 100.5 * 1.001 + 1, 0.8)
+    )
     away = make_prediction("BTCUSDT", s, 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.com-spot")
     assert (away.source, away.model_version, away.predicted_price_10s, away.confidence) == ("redis", "persistence", 100.5, 0.5)
     [shadow] = away.challengers
@@ -133,8 +149,12 @@ def test_the_registrys_other_candidates_run_in_shadow_beside_a_proven_champion()
     assert p.model_version == "ridge-x" and [c.model_version for c in p.challengers] == ["mlp-y"]  # never itself
     assert p.challengers[0].why_not_served == "unproven_on_market:binance.us"
     other.proven = "binance.us"
-    assert make_prediction("BTCUSDT", state(), 2000, NOW_US, champion, 5000, None, "binance.us",
-                           (other,)).challengers[0].why_not_served == "not promoted"
+    assert (
+        make_prediction("BTCUSDT", state(), 2000, NOW_US, champion, 5000, None, "binance.us", (other,))
+        .challengers[0]
+        .why_not_served
+        == "not promoted"
+    )
 
 
 def test_a_shadow_that_breaks_costs_the_champion_nothing():
@@ -159,14 +179,16 @@ def test_the_interval_and_the_confidence_recalibrate_on_the_markets_realized_row
     for i in range(100):  # every row predicted +1 scale; 75 went further up (scaled errors (i + 1) / 100 <= 1),
         # 25 went down (scaled errors 1 + (i + 1) / 100: 1.01, 1.05, 1.09, ...)
         window.add(realized=(1e-3 + (i + 1) * 1e-5) if i % 4 else -(i + 1) * 1e-5, predicted=1e-3, scale=1e-3)
-    home = make_prediction("BTCUSDT", state(), 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.us",
-                           recalibration=window)
+    home = make_prediction(
+        "BTCUSDT", state(), 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.us", recalibration=window
+    )
     q = window.quantile(0.0)  # ceil(101 * 0.8) = 81st smallest scaled error: the 6th of the down rows
     assert q == pytest.approx(1.21)
     assert home.price_high_10s == pytest.approx(home.predicted_price_10s * math.exp(q * 1e-3))
     assert home.volatility_scale == 1e-3
     # every row in the window predicted a move of one scale: one bin, hit rate 3 in 4, shrunk towards the same 3 in 4
     assert home.confidence == pytest.approx(0.75)  # not the artifact's 0.6
-    away = make_prediction("BTCUSDT", state(), 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.com-spot",
-                           recalibration=window)
+    away = make_prediction(
+        "BTCUSDT", state(), 2000, NOW_US, ProvenModel("binance.us"), 5000, None, "binance.com-spot", recalibration=window
+    )
     assert away.model_version == "persistence" and away.confidence == 0.5

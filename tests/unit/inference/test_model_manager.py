@@ -1,4 +1,5 @@
 """Model manager decisions with real artifacts on disk (FileSource) and a storage outage."""
+
 import asyncio
 import json
 
@@ -18,9 +19,20 @@ def artifact(directory, version: str, coef_sign: float = 1.0) -> None:
     X = rng.normal(size=(300, 2))
     y = coef_sign * X[:, 0] * 1e-4 + rng.normal(size=300) * 1e-5
     onnx_bytes = export_onnx(fit_ridge(X, y, 1.0), 2)
-    meta = ModelMetadata(model_version=version, model_kind="ridge", feature_names=FEATURES, sha256=sha256_hex(onnx_bytes),
-                         calibration={"abs_return": [], "hit_rate": []}, scaler_mean=[], scaler_scale=[], venue="test",
-                         data_ranges={}, hyperparameters={}, validation_metrics={}, created_at="2026-11-24T00:00:00+00:00")
+    meta = ModelMetadata(
+        model_version=version,
+        model_kind="ridge",
+        feature_names=FEATURES,
+        sha256=sha256_hex(onnx_bytes),
+        calibration={"abs_return": [], "hit_rate": []},
+        scaler_mean=[],
+        scaler_scale=[],
+        venue="test",
+        data_ranges={},
+        hyperparameters={},
+        validation_metrics={},
+        created_at="2026-11-24T00:00:00+00:00",
+    )
     write_local(directory, onnx_bytes, meta)
 
 
@@ -92,8 +104,18 @@ def test_inputs_far_outside_training_fall_back_instead_of_extrapolating(tmp_path
     asyncio.run(manager.poll_once())
     predictor = manager.current
     assert predictor.predicted_return({"depth_imbalance_1": "9.0", "microprice_minus_mid": "-4.9"}) != 0.0  # 9 and 9.8 sd
-    state = HotState({"depth_imbalance_1": "0.1", "microprice_minus_mid": "5.5", "mid": "100.0", "book_valid": "1.0",
-                      "emitted_at_us": "1000000"}, {}, {}, False)  # 11 sd on the second input
+    state = HotState(
+        {
+            "depth_imbalance_1": "0.1",
+            "microprice_minus_mid": "5.5",
+            "mid": "100.0",
+            "book_valid": "1.0",
+            "emitted_at_us": "1000000",
+        },
+        {},
+        {},
+        False,
+    )  # 11 sd on the second input
     pred = make_prediction("BTCUSDT", state, 2000, 1_100_000, predictor, 5000, None)
     assert pred.source == "fallback" and pred.fallback_reason == "feature_out_of_range:microprice_minus_mid"
     assert pred.predicted_price_10s == pred.current_price == 100.0
@@ -105,9 +127,18 @@ def test_the_artifacts_trusted_range_decides_before_the_scaler(tmp_path):
 
     artifact(tmp_path, "v1")
     onnx_bytes, meta = read_local(tmp_path)
-    write_local(tmp_path, onnx_bytes, meta.model_copy(update={
-        "scaler_mean": [0.0, 0.0], "scaler_scale": [1e-9, 1e-9],  # a z-score guard would refuse everything
-        "guard_low": [-1.0, -2.0], "guard_high": [1.0, 2.0]}))
+    write_local(
+        tmp_path,
+        onnx_bytes,
+        meta.model_copy(
+            update={
+                "scaler_mean": [0.0, 0.0],
+                "scaler_scale": [1e-9, 1e-9],  # a z-score guard would refuse everything
+                "guard_low": [-1.0, -2.0],
+                "guard_high": [1.0, 2.0],
+            }
+        ),
+    )
     manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1, max_feature_z=10.0)
     asyncio.run(manager.poll_once())
     predictor = manager.current
@@ -121,10 +152,20 @@ def test_a_persistence_artifact_loads_before_any_features_exist_and_predicts_no_
     from btcpred.batch.modeling import PERSISTENCE_FEATURES, export_persistence_onnx
 
     onnx_bytes = export_persistence_onnx()
-    meta = ModelMetadata(model_version="persistence-x", model_kind="persistence", feature_names=list(PERSISTENCE_FEATURES),
-                         sha256=sha256_hex(onnx_bytes), calibration={"abs_return": [], "hit_rate": []}, scaler_mean=[],
-                         scaler_scale=[], venue="test", data_ranges={}, hyperparameters={}, validation_metrics={},
-                         created_at="2026-12-02T00:00:00+00:00")
+    meta = ModelMetadata(
+        model_version="persistence-x",
+        model_kind="persistence",
+        feature_names=list(PERSISTENCE_FEATURES),
+        sha256=sha256_hex(onnx_bytes),
+        calibration={"abs_return": [], "hit_rate": []},
+        scaler_mean=[],
+        scaler_scale=[],
+        venue="test",
+        data_ranges={},
+        hyperparameters={},
+        validation_metrics={},
+        created_at="2026-12-02T00:00:00+00:00",
+    )
     write_local(tmp_path, onnx_bytes, meta)
     manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1)  # no feat: hash yet (available_features None)
     assert asyncio.run(manager.poll_once()) == "loaded" and manager.current.version == "persistence-x"
@@ -143,8 +184,10 @@ def test_serving_and_the_report_trust_the_same_inputs(tmp_path):
 
     artifact(tmp_path, "v1")
     onnx_bytes, meta = read_local(tmp_path)
-    for update in ({"guard_low": [-1.0, -2.0], "guard_high": [1.0, 2.0]},  # with the guard
-                   {"scaler_mean": [0.0, 0.0], "scaler_scale": [1.0, 1.0]}):  # an artifact from before it: 10 sd
+    for update in (
+        {"guard_low": [-1.0, -2.0], "guard_high": [1.0, 2.0]},  # with the guard
+        {"scaler_mean": [0.0, 0.0], "scaler_scale": [1.0, 1.0]},
+    ):  # an artifact from before it: 10 sd
         write_local(tmp_path, onnx_bytes, meta.model_copy(update=update))
         manager = ModelManager(FileSource(str(tmp_path)), warmup_runs=1, max_feature_z=10.0)
         asyncio.run(manager.poll_once())
@@ -228,13 +271,16 @@ def test_challengers_load_beside_production_and_go_when_no_longer_listed(tmp_pat
     artifact(tmp_path / "prod", "prod")
     artifact(tmp_path / "c1", "c1", coef_sign=-1.0)
     sha = json.loads((tmp_path / "c1" / "metadata.json").read_text())["sha256"]
-    source = SourceWithChallengers(tmp_path / "prod", [("c1", str(tmp_path / "c1"), sha), ("bad", str(tmp_path / "c1"), "0" * 64)])
+    source = SourceWithChallengers(
+        tmp_path / "prod", [("c1", str(tmp_path / "c1"), sha), ("bad", str(tmp_path / "c1"), "0" * 64)]
+    )
     manager = ModelManager(source, warmup_runs=1)
     asyncio.run(manager.poll_once())
     assert asyncio.run(manager.poll_challengers()) == "ok"
     assert list(manager.shadows) == ["c1"] and manager.current.version == "prod"
     assert "bad" in manager.refused  # a wrong artifact is refused for good, and production is untouched
     from btcpred.inference.model_manager import MODEL_LOADS
+
     refused = MODEL_LOADS.labels("refused")._value.get()
     source.listed = [("bad2", str(tmp_path / "c1"), "1" * 64)]
     asyncio.run(manager.poll_challengers())

@@ -1,4 +1,5 @@
 """The online contest: the always-valid test on shadow rows, its decisions, and who answers after them."""
+
 import math
 
 import pytest
@@ -33,7 +34,7 @@ def test_a_challenger_better_on_every_row_is_promoted_when_its_tenth_block_close
     [d] = decisions  # decided once, never again
     assert (d.action, d.model_version, d.versus, d.market) == ("promote", "ridge-x", "persistence", "binance.com-spot")
     assert d.data_time_ms == 10 * 300_000  # the first row of the 11th block closed the 10th
-    assert d.figures["e_value"] == pytest.approx(1.5 ** 8) and d.figures["blocks"] == 10
+    assert d.figures["e_value"] == pytest.approx(1.5**8) and d.figures["blocks"] == 10
     assert d.figures["mean_diff"] == pytest.approx(0.75 * (5e-4) ** 2)  # r^2 - (r / 2)^2 on every row
 
 
@@ -60,8 +61,12 @@ def test_an_equal_challenger_is_not_promoted_and_a_new_champion_starts_every_tes
 def test_a_decision_survives_the_stream_and_garbage_is_no_decision():
     d = Decision("promote", "ridge-x", "persistence", "m", 3_000_000, {"e_value": 25.6, "blocks": 10})
     assert Decision.from_fields(d.fields()) == d
-    for bad in ({}, {**d.fields(), "action": "delete_everything"}, {**d.fields(), "figures": "{"},
-                {**d.fields(), "data_time_ms": "soon"}):
+    for bad in (
+        {},
+        {**d.fields(), "action": "delete_everything"},
+        {**d.fields(), "figures": "{"},
+        {**d.fields(), "data_time_ms": "soon"},
+    ):
         with pytest.raises(ValueError):
             Decision.from_fields(bad)
 

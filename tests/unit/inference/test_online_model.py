@@ -1,4 +1,5 @@
 """The online ridge as a challenger: it learns from the labels of the vectors it predicted from, and checkpoints."""
+
 import math
 
 import numpy as np

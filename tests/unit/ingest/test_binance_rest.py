@@ -1,4 +1,5 @@
 """The REST client against the exchange simulator's REST API and its 429/418/slow fault switches."""
+
 import asyncio
 import time
 
@@ -73,6 +74,7 @@ def test_weight_budget_defers_requests_that_would_exceed_it():
 
 # ---- bounded exchange inputs: a Retry-After and a depth answer are untrusted values (issue 28)
 
+
 def test_a_retry_after_that_is_not_a_finite_non_negative_number_is_ignored():
     from btcpred.adapters.binance_rest import _seconds
 
@@ -103,16 +105,21 @@ def test_a_huge_retry_after_on_429_waits_no_longer_than_the_requests_deadline(ev
     assert snap.book_update_id > 0 and 1.4 <= elapsed < 5
 
 
-@pytest.mark.parametrize("body,why", [
-    ({"lastUpdateId": 5, "bids": [["60001.0", "1"]], "asks": [["60000.0", "1"]]},
-     "crossed snapshot: best bid 6000100000000 >= best ask 6000000000000"),
-    ({"lastUpdateId": 5, "bids": [["-1.0", "1"]], "asks": []}, "bid price -100000000 e8 not in (0, int64]"),
-    ({"lastUpdateId": 5, "bids": [["1.0", "-2"]], "asks": []}, "bid quantity -200000000 e8 at 100000000"),
-    ({"lastUpdateId": 5, "bids": [["99999999999999.0", "1"]], "asks": []}, "not in (0, int64]"),
-    ({"lastUpdateId": "5", "bids": [], "asks": []}, "lastUpdateId '5' is not an integer"),
-    ({"lastUpdateId": 5, "bids": [["1.0", "1", "x"]], "asks": []}, "does not parse: ValueError"),
-    ({"lastUpdateId": 5, "bids": [["1.0", "1"]]}, "does not parse: KeyError"),
-])
+@pytest.mark.parametrize(
+    "body,why",
+    [
+        (
+            {"lastUpdateId": 5, "bids": [["60001.0", "1"]], "asks": [["60000.0", "1"]]},
+            "crossed snapshot: best bid 6000100000000 >= best ask 6000000000000",
+        ),
+        ({"lastUpdateId": 5, "bids": [["-1.0", "1"]], "asks": []}, "bid price -100000000 e8 not in (0, int64]"),
+        ({"lastUpdateId": 5, "bids": [["1.0", "-2"]], "asks": []}, "bid quantity -200000000 e8 at 100000000"),
+        ({"lastUpdateId": 5, "bids": [["99999999999999.0", "1"]], "asks": []}, "not in (0, int64]"),
+        ({"lastUpdateId": "5", "bids": [], "asks": []}, "lastUpdateId '5' is not an integer"),
+        ({"lastUpdateId": 5, "bids": [["1.0", "1", "x"]], "asks": []}, "does not parse: ValueError"),
+        ({"lastUpdateId": 5, "bids": [["1.0", "1"]]}, "does not parse: KeyError"),
+    ],
+)
 def test_a_depth_answer_that_must_not_replace_a_book_is_refused(body, why):
     from btcpred.adapters.binance_rest import InvalidSnapshot, depth_snapshot
 

@@ -1,5 +1,6 @@
 """The ingestor's dead letters: a bounded spill that counts what it drops, and a replay that puts the
 records Kinesis refused back in order, never twice, leaving refused frames where they are."""
+
 import base64
 
 import pytest
@@ -51,7 +52,11 @@ def test_replay_puts_records_back_oldest_first_and_keeps_refused_frames(tmp_path
     assert replay(spill, writer) == {"files": 2, "records_replayed": 3, "records_replayable": 3, "frames_kept": 1}
     assert writer.put_records == [record(1), record(2), record(3)]  # bytes and partition keys, in order
     assert spill.oldest_first() == [] and replay(spill, CapturingWriter()) == {
-        "files": 0, "records_replayed": 0, "records_replayable": 0, "frames_kept": 0}  # never twice
+        "files": 0,
+        "records_replayed": 0,
+        "records_replayable": 0,
+        "frames_kept": 0,
+    }  # never twice
     done = sorted(p.name for p in tmp_path.iterdir())
     assert all(".replayed-" in name for name in done) and len(done) == 2
     frames = [e for p in tmp_path.iterdir() for e in read_entries(p) if "frame_hex" in e]

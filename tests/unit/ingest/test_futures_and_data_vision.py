@@ -1,4 +1,5 @@
 """Futures captures (pu-chained diffs), continuing files and data.binance.vision aggTrades, on the real files."""
+
 import dataclasses
 import shutil
 from pathlib import Path
@@ -73,11 +74,13 @@ def test_files_that_continue_each_other_are_one_recording_and_markets_are_told_a
     merged = list(spot.events())
     perp_quotes = [e for e in merged if isinstance(e, PerpQuoteEvent)]
     usdm_quotes = [c.event for c in HftbacktestWsLoader(spot.perp.path).events() if isinstance(c.event, BestBidAskEvent)]
-    assert [(q.book_update_id, q.bid_price_e8, q.ask_price_e8) for q in perp_quotes] == \
-        [(q.book_update_id, q.bid_price_e8, q.ask_price_e8) for q in usdm_quotes]  # every one, in stream order
+    assert [(q.book_update_id, q.bid_price_e8, q.ask_price_e8) for q in perp_quotes] == [
+        (q.book_update_id, q.bid_price_e8, q.ask_price_e8) for q in usdm_quotes
+    ]  # every one, in stream order
     assert {q.symbol for q in perp_quotes} == {"BTCUSDT"}
-    assert [e for e in merged if not isinstance(e, PerpQuoteEvent)] == \
-        [c.event for c in HftbacktestWsLoader(spot.path).events()]  # spot's own stream unchanged
+    assert [e for e in merged if not isinstance(e, PerpQuoteEvent)] == [
+        c.event for c in HftbacktestWsLoader(spot.path).events()
+    ]  # spot's own stream unchanged
 
 
 def test_continuation_rule_by_hand():

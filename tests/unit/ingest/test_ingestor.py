@@ -8,10 +8,12 @@ from btcpred.udfs.events import TradeEntry, TradesEvent
 
 
 def make_ingestor(tmp_path):
-    settings = load_settings(environ={
-        "BTCPRED_KINESIS__ENDPOINT": "",
-        "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(tmp_path / "dlq.jsonl"),
-    })
+    settings = load_settings(
+        environ={
+            "BTCPRED_KINESIS__ENDPOINT": "",
+            "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(tmp_path / "dlq.jsonl"),
+        }
+    )
     return Ingestor(settings, kinesis_client=object())
 
 
@@ -60,21 +62,41 @@ def test_combined_stream_url():
 
 
 def test_one_connection_carries_every_symbols_streams_the_served_one_first():
-    ing = Ingestor(load_settings(environ={"BTCPRED_KINESIS__ENDPOINT": "", "BTCPRED_EXCHANGE__SYMBOLS": "ETHUSDT,BTCUSDT",
-                                         "BTCPRED_EXCHANGE__STREAMS": "trade,depth"}), kinesis_client=object())
-    assert ing.stream_url() == ("ws://127.0.0.1:8765/stream?streams="
-                                "btcusdt@trade/btcusdt@depth/ethusdt@trade/ethusdt@depth")
+    ing = Ingestor(
+        load_settings(
+            environ={
+                "BTCPRED_KINESIS__ENDPOINT": "",
+                "BTCPRED_EXCHANGE__SYMBOLS": "ETHUSDT,BTCUSDT",
+                "BTCPRED_EXCHANGE__STREAMS": "trade,depth",
+            }
+        ),
+        kinesis_client=object(),
+    )
+    assert ing.stream_url() == ("ws://127.0.0.1:8765/stream?streams=btcusdt@trade/btcusdt@depth/ethusdt@trade/ethusdt@depth")
 
 
 def test_aggregation_groups_by_symbol_keeps_each_symbols_order_and_splits_on_snapshot_and_size():
     ws = lambda i: envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i]))  # noqa: E731
     rest = envelope.Envelope(envelope.Source.REST_SNAPSHOT, 9, b"snap")
-    frames = [("BTCUSDT", ws(1)), ("BTCUSDT", ws(2)), ("BTCUSDT", rest), ("BTCUSDT", ws(3)),
-              ("ETHUSDT", ws(4)), ("BTCUSDT", ws(5)), ("BTCUSDT", ws(6)), ("BTCUSDT", ws(7))]
+    frames = [
+        ("BTCUSDT", ws(1)),
+        ("BTCUSDT", ws(2)),
+        ("BTCUSDT", rest),
+        ("BTCUSDT", ws(3)),
+        ("ETHUSDT", ws(4)),
+        ("BTCUSDT", ws(5)),
+        ("BTCUSDT", ws(6)),
+        ("BTCUSDT", ws(7)),
+    ]
     records = aggregate(frames, max_frames=2)
     decoded = [(r.partition_key, [e.receipt_time_us for e in envelope.from_text(r.data.decode())]) for r in records]
-    assert decoded == [("BTCUSDT", [1, 2]), ("BTCUSDT", [9]), ("BTCUSDT", [3, 5]), ("BTCUSDT", [6, 7]),
-                       ("ETHUSDT", [4])]  # per symbol, in its arrival order: ETHUSDT's frame does not split BTCUSDT's
+    assert decoded == [
+        ("BTCUSDT", [1, 2]),
+        ("BTCUSDT", [9]),
+        ("BTCUSDT", [3, 5]),
+        ("BTCUSDT", [6, 7]),
+        ("ETHUSDT", [4]),
+    ]  # per symbol, in its arrival order: ETHUSDT's frame does not split BTCUSDT's
     assert all(r.data[:2] != b"Aw" for r in records)  # no version 3 (base64 "Aw..."): one source throughout
 
 
@@ -144,6 +166,7 @@ class ScriptedSocket:
 
     def __init__(self, frames: list[bytes]) -> None:
         import aiohttp
+
         self.messages = [aiohttp.WSMessage(aiohttp.WSMsgType.BINARY, f, None) for f in frames]
         self.messages.append(aiohttp.WSMessage(aiohttp.WSMsgType.CLOSED, None, None))
 
@@ -159,6 +182,7 @@ class DepthPerSymbol:
 
     async def depth(self, symbol, limit):
         from btcpred.udfs.events import DepthSnapshotEvent
+
         self.asked.append(symbol)
         return DepthSnapshotEvent(symbol, 0, 1000 + len(self.asked), ((100, 1),), ((101, 1),))
 
@@ -183,5 +207,9 @@ def test_each_carried_symbols_first_diff_anchors_that_symbols_book_once(tmp_path
     queued = [ing.queue.get_nowait() for _ in range(ing.queue.qsize())]
     snapshots = {symbol: sbe.decode(env.frame).symbol for symbol, env in queued if env.source == envelope.Source.REST_SNAPSHOT}
     assert snapshots == {"BTCUSDT": "BTCUSDT", "ETHUSDT": "ETHUSDT"}  # each under its own partition key
-    assert [symbol for symbol, env in queued if env.source == envelope.Source.WEBSOCKET] == \
-        ["BTCUSDT", "ETHUSDT", "BTCUSDT", "ETHUSDT"]
+    assert [symbol for symbol, env in queued if env.source == envelope.Source.WEBSOCKET] == [
+        "BTCUSDT",
+        "ETHUSDT",
+        "BTCUSDT",
+        "ETHUSDT",
+    ]

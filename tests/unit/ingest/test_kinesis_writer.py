@@ -1,4 +1,5 @@
 """Per-record retry logic of the PutRecords writer (a scripted client stands in for Kinesis)."""
+
 import pytest
 
 from btcpred.adapters.kinesis_writer import MAX_BATCH_RECORDS, KinesisWriter, PutFailed, Record

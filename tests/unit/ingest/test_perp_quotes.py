@@ -1,4 +1,5 @@
 """The leading perpetual's bookTicker: JSON on the futures stream -> in-band SBE frame -> the job's PerpQuoteEvent."""
+
 import asyncio
 import json
 from decimal import Decimal
@@ -16,39 +17,58 @@ from rig.simulator.exchange import perp_book_ticker_json
 from rig.simulator.server import with_perp_quotes
 
 # a real USD-M bookTicker message (usdm_btcusdt_20240808_ws.gz, first quote), raw-stream form
-MESSAGE = {"e": "bookTicker", "u": 5123107839020, "s": "BTCUSDT", "b": "61800.20", "B": "2.507",
-           "a": "61800.30", "A": "2.510", "T": 1723161256312, "E": 1723161256313}
+MESSAGE = {
+    "e": "bookTicker",
+    "u": 5123107839020,
+    "s": "BTCUSDT",
+    "b": "61800.20",
+    "B": "2.507",
+    "a": "61800.30",
+    "A": "2.510",
+    "T": 1723161256312,
+    "E": 1723161256313,
+}
 
 
 def make_ingestor(tmp_path, **env):
-    settings = load_settings(environ={"BTCPRED_KINESIS__ENDPOINT": "", "BTCPRED_EXCHANGE__PERP_WS_URL": "ws://x/futures",
-                                      "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(tmp_path / "dlq.jsonl"), **env})
+    settings = load_settings(
+        environ={
+            "BTCPRED_KINESIS__ENDPOINT": "",
+            "BTCPRED_EXCHANGE__PERP_WS_URL": "ws://x/futures",
+            "BTCPRED_INGESTOR__DEAD_LETTER_PATH": str(tmp_path / "dlq.jsonl"),
+            **env,
+        }
+    )
     return Ingestor(settings, kinesis_client=object())
 
 
 def test_a_book_ticker_becomes_the_spot_symbols_quote_with_exact_decimals():
     event = quote_event(MESSAGE, "BTCUSDT", "BTCUSDT")
-    assert event == BestBidAskEvent("BTCUSDT", 1723161256313000, 5123107839020, 6180020000000, 250700000,
-                                    6180030000000, 251000000)
+    assert event == BestBidAskEvent(
+        "BTCUSDT", 1723161256313000, 5123107839020, 6180020000000, 250700000, 6180030000000, 251000000
+    )
     assert quote_event({"stream": "btcusdt@bookTicker", "data": MESSAGE}, "BTCUSDT", "BTCUSDT") == event  # combined form
     assert quote_event({**MESSAGE, "s": "BTCUSD_PERP"}, "BTCUSDT", "btcusd_perp").symbol == "BTCUSDT"  # keyed to spot
     assert perp_stream_url("wss://fstream.binance.com/", "BTCUSDT") == "wss://fstream.binance.com/ws/btcusdt@bookTicker"
 
 
-@pytest.mark.parametrize("message, reason", [
-    ({**MESSAGE, "e": "depthUpdate"}, "not a bookTicker"),
-    ({k: v for k, v in MESSAGE.items() if k != "E"}, r"without \['E'\]"),
-    ({**MESSAGE, "s": "ETHUSDT"}, "subscribed to BTCUSDT"),
-    ({**MESSAGE, "b": "61,800.2"}, "does not parse"),
-    ({**MESSAGE, "a": "0.00"}, "quote prices 6180020000000/0 e8 not in"),
-    ({**MESSAGE, "a": "61800.1"}, "crossed quote: bid 6180020000000 >= ask 6180010000000"),
-    ({**MESSAGE, "B": "-1"}, "quote quantities -100000000/251000000 e8 not in"),
-    ({**MESSAGE, "E": 2**70}, "event time 1180591620717411303424000 µs not in"),
-    ({**MESSAGE, "E": 1.5e12}, "field E = '1500000000000.0' is not an integer"),
-    ({**MESSAGE, "u": True}, "field u = 'True' is not an integer"),
-    ({**MESSAGE, "a": "1" + "0" * 15}, r"quote prices .* not in \(0, int64\]"),
-    ([1, 2], "not a bookTicker"),
-])
+@pytest.mark.parametrize(
+    "message, reason",
+    [
+        ({**MESSAGE, "e": "depthUpdate"}, "not a bookTicker"),
+        ({k: v for k, v in MESSAGE.items() if k != "E"}, r"without \['E'\]"),
+        ({**MESSAGE, "s": "ETHUSDT"}, "subscribed to BTCUSDT"),
+        ({**MESSAGE, "b": "61,800.2"}, "does not parse"),
+        ({**MESSAGE, "a": "0.00"}, "quote prices 6180020000000/0 e8 not in"),
+        ({**MESSAGE, "a": "61800.1"}, "crossed quote: bid 6180020000000 >= ask 6180010000000"),
+        ({**MESSAGE, "B": "-1"}, "quote quantities -100000000/251000000 e8 not in"),
+        ({**MESSAGE, "E": 2**70}, "event time 1180591620717411303424000 µs not in"),
+        ({**MESSAGE, "E": 1.5e12}, "field E = '1500000000000.0' is not an integer"),
+        ({**MESSAGE, "u": True}, "field u = 'True' is not an integer"),
+        ({**MESSAGE, "a": "1" + "0" * 15}, r"quote prices .* not in \(0, int64\]"),
+        ([1, 2], "not a bookTicker"),
+    ],
+)
 def test_a_message_that_is_not_a_usable_book_ticker_says_why(message, reason):
     with pytest.raises(PerpQuoteError, match=reason):
         quote_event(message, "BTCUSDT", "BTCUSDT")
@@ -64,8 +84,7 @@ def test_the_ingestor_puts_it_in_band_and_the_job_reads_a_perp_quote(tmp_path):
     decoded = decode_record(record.data.decode(), 0)
     assert not decoded.dead_letters and decoded.decoded["PerpQuoteEvent"] == 1 and decoded.decoded["BestBidAskEvent"] == 0
     (event,) = decoded.batches[0].events
-    assert event == PerpQuoteEvent("BTCUSDT", 1723161256313000, 5123107839020, 6180020000000, 250700000,
-                                   6180030000000, 251000000)
+    assert event == PerpQuoteEvent("BTCUSDT", 1723161256313000, 5123107839020, 6180020000000, 250700000, 6180030000000, 251000000)
 
 
 def test_a_bad_book_ticker_is_a_counted_dead_letter_and_nothing_goes_to_kinesis(tmp_path):
@@ -121,7 +140,12 @@ def test_the_simulator_serves_what_the_ingestor_reads_back_and_merges_by_receipt
     perp = [CapturedEvent(t, BestBidAskEvent("BTCUSDT", t, t, 1, 1, 2, 1)) for t in (5, 20, 40)]
     merged = with_perp_quotes(spot, perp)
     assert [(type(c.event).__name__, c.receipt_time_us) for c in merged] == [
-        ("PerpQuoteEvent", 5), ("TradesEvent", 10), ("PerpQuoteEvent", 20), ("TradesEvent", 30), ("PerpQuoteEvent", 40)]
+        ("PerpQuoteEvent", 5),
+        ("TradesEvent", 10),
+        ("PerpQuoteEvent", 20),
+        ("TradesEvent", 30),
+        ("PerpQuoteEvent", 40),
+    ]
 
 
 class ScriptedSocket:

@@ -1,4 +1,5 @@
 """The REST poller's /health follows its polls: red from a failed poll until that data type succeeds."""
+
 import asyncio
 
 from btcpred.common.config import load_settings

@@ -1,6 +1,7 @@
 """A storage error on the checkpoint is never "no checkpoint": the archiver that read a 403 as a missing
 checkpoint deleted its shard's whole archive (issue 28). Only S3's definite 404 means "never archived",
 and objects with no checkpoint at all are refused unless the operator asks for the bootstrap."""
+
 import json
 
 import boto3
@@ -40,8 +41,7 @@ class MemoryLake:
 
 
 def client_error(status: int, code: str) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "GetObject")
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
 
 
 def archived_objects(archiver: SbeArchiver, firsts: list[int]) -> dict[str, bytes]:

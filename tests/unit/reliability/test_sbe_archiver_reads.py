@@ -1,5 +1,6 @@
 """GetRecords is retried on the same iterator while the endpoint is down, each failure counted, until it
 answers; once the archiver stops, a failing read ends the shard's loop instead of retrying for ever."""
+
 from botocore.exceptions import EndpointConnectionError
 
 from btcpred.common.config import load_settings
@@ -93,12 +94,14 @@ def test_caught_up_is_when_a_read_that_reached_the_tip_was_asked(monkeypatch):
     """A full page may have more behind it even when its lag says 0 (the emulator always says 0), and a
     page with lag has more behind it: only a short page at lag 0 proves everything put before it was read."""
     record = {"SequenceNumber": "1", "Data": b"not an envelope"}
-    kinesis = Pages([
-        {"Records": [record, record], "MillisBehindLatest": 0},  # a full page (Limit 2)
-        {"Records": [record], "MillisBehindLatest": 5_000},  # short, but the shard holds more
-        {"Records": [record], "MillisBehindLatest": 0},  # the tip: asked at 102
-        {"Records": [], "MillisBehindLatest": 0},  # the tip again: asked at 103
-    ])
+    kinesis = Pages(
+        [
+            {"Records": [record, record], "MillisBehindLatest": 0},  # a full page (Limit 2)
+            {"Records": [record], "MillisBehindLatest": 5_000},  # short, but the shard holds more
+            {"Records": [record], "MillisBehindLatest": 0},  # the tip: asked at 102
+            {"Records": [], "MillisBehindLatest": 0},  # the tip again: asked at 103
+        ]
+    )
     arch = SbeArchiver(load_settings("local", environ={}), kinesis=kinesis, lake=NoObjects(), records_per_call=2)
     kinesis.arch = arch
     monkeypatch.setattr(sbe_archiver.time, "time", kinesis.time)
@@ -112,8 +115,10 @@ def test_each_record_is_archived_under_its_partition_keys_symbol():
     """The ingestor keys each record by its symbol; a stream carrying several symbols archives each under
     its own prefix. A key that cannot name a folder (another producer's) lands under the served symbol."""
     settings = load_settings("local", environ={"BTCPRED_EXCHANGE__SYMBOLS": "BTCUSDT,ETHUSDT"})
-    records = [{"SequenceNumber": str(i), "Data": b"not an envelope", "PartitionKey": key}
-               for i, key in enumerate(["BTCUSDT", "ETHUSDT", "ETHUSDT", "../etc", ""], start=1)]
+    records = [
+        {"SequenceNumber": str(i), "Data": b"not an envelope", "PartitionKey": key}
+        for i, key in enumerate(["BTCUSDT", "ETHUSDT", "ETHUSDT", "../etc", ""], start=1)
+    ]
     kinesis = Pages([{"Records": records, "MillisBehindLatest": 0}, {"Records": [], "MillisBehindLatest": 0}])
     lake = NoObjects()
     arch = SbeArchiver(settings, kinesis=kinesis, lake=lake)

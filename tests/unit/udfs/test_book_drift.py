@@ -5,8 +5,9 @@ E8 = 100_000_000
 
 
 def snap(update_id, bids, asks):
-    return DepthSnapshotEvent("BTCUSDT", 0, update_id, tuple((p * E8, q * E8) for p, q in bids),
-                              tuple((p * E8, q * E8) for p, q in asks))
+    return DepthSnapshotEvent(
+        "BTCUSDT", 0, update_id, tuple((p * E8, q * E8) for p, q in bids), tuple((p * E8, q * E8) for p, q in asks)
+    )
 
 
 def test_drift_counts_levels_missing_or_sized_differently_on_either_side():

@@ -1,4 +1,5 @@
 """Windows and features against values computed by hand."""
+
 import math
 
 import pytest
@@ -113,8 +114,7 @@ def test_a_reanchor_that_repeats_the_book_leaves_the_features_unchanged():
     plain = compute_snapshot(15 * S // 10, history, trades).features
     reanchored, _ = scenario()
     again = reanchored.entries[-1].top
-    reanchored.add(BookTop(12 * S // 10, again.update_id + 5, again.best_bid, again.best_ask, again.bid_depth,
-                           again.ask_depth))
+    reanchored.add(BookTop(12 * S // 10, again.update_id + 5, again.best_bid, again.best_ask, again.bid_depth, again.ask_depth))
     after = compute_snapshot(15 * S // 10, reanchored, trades).features
     assert after.pop("book_update_id") == 7 and plain.pop("book_update_id") == 2  # the snapshot's id, rightly
     assert after == plain
@@ -122,6 +122,7 @@ def test_a_reanchor_that_repeats_the_book_leaves_the_features_unchanged():
 
 def test_scale_free_features_do_not_change_with_the_unit_of_quantity():
     """The same book counted in contracts of 0.01 coin: OFI scales by 100, its normalised form does not."""
+
     def snap(unit):
         history = BookHistory()
         history.add(BookTop(0, 1, 100.0, 102.0, (3.0 * unit,) * 3, (1.0 * unit,) * 3))

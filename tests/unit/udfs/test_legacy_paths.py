@@ -1,4 +1,5 @@
 """The module paths state was written under before the one package resolve to today's modules, and only those."""
+
 import importlib
 import sys
 

@@ -1,4 +1,5 @@
 """Binance diff-stream rules on the real 2024-08-08 spot capture, plus synthetic faults."""
+
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome, OrderBook
 
@@ -61,7 +62,11 @@ def test_dropped_diff_is_a_gap_and_snapshot_reanchors(spot_events):
     # live[10] is lost on the wire
     outcome, gap = sync.on_diff(live[11])
     assert outcome == DiffOutcome.GAP
-    assert (gap.expected_update_id, gap.first_update_id, gap.last_update_id) == (expected, live[11].first_update_id, live[11].last_update_id)
+    assert (gap.expected_update_id, gap.first_update_id, gap.last_update_id) == (
+        expected,
+        live[11].first_update_id,
+        live[11].last_update_id,
+    )
     assert not sync.valid and sync.gaps_total == 1
     # a newer exchange snapshot (the book at live[15]) re-anchors
     bids, asks = reference_book(snapshot, live[:16])
@@ -113,4 +118,3 @@ def test_book_pickles_for_flink_state():
     assert clone == book and clone.top_asks(1) == [(105, 1)]
     sync = BookSynchronizer("X", book=book, valid=True)
     assert pickle.loads(pickle.dumps(sync)).book == book
-

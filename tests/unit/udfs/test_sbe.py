@@ -1,4 +1,5 @@
 """SBE codec against frames built byte by byte from stream_1_0.xml."""
+
 import struct
 
 from hypothesis import given, settings
@@ -55,7 +56,10 @@ def test_depth_diff_frame_with_group16_levels():
     asks = struct.pack("<HH", 16, 1) + struct.pack("<qq", 6183764, 160520000)
     frame = header(26, 10003) + root + bids + asks + symbol()
     assert sbe.decode(frame) == DepthDiffEvent(
-        "BTCUSDT", 5, 100, 104,
+        "BTCUSDT",
+        5,
+        100,
+        104,
         bids=((6183763000000, 378826000), (6173017000000, 0)),
         asks=((6183764000000, 160520000),),
     )
@@ -99,7 +103,7 @@ def test_version_zero_frame_with_trailing_bytes_is_rejected():
 
 
 # ----------------------------------------------------------------------------- properties
-prices = st.integers(min_value=0, max_value=2**62 // 10**8) .map(lambda v: v * 100)  # multiple of 1e-6
+prices = st.integers(min_value=0, max_value=2**62 // 10**8).map(lambda v: v * 100)  # multiple of 1e-6
 qtys = st.integers(min_value=0, max_value=2**40)
 ids = st.integers(min_value=0, max_value=2**62)
 times = st.integers(min_value=0, max_value=2**62)
@@ -107,7 +111,10 @@ symbols = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, m
 levels = st.lists(st.tuples(prices, qtys), max_size=30).map(tuple)
 
 trades_events = st.builds(
-    TradesEvent, symbols, times, times,
+    TradesEvent,
+    symbols,
+    times,
+    times,
     st.lists(st.builds(TradeEntry, ids, prices, qtys, st.booleans()), max_size=10).map(tuple),
 )
 bba_events = st.builds(BestBidAskEvent, symbols, times, ids, prices, qtys, prices, qtys)
@@ -173,7 +180,7 @@ def test_peek_refuses_every_frame_whose_structure_decode_refuses(event, data):
     frame = bytearray(sbe.encode(event))
     for _ in range(data.draw(st.integers(1, 5))):
         frame[data.draw(st.integers(0, len(frame) - 1))] = data.draw(st.integers(0, 255))
-    frame = bytes(frame[:data.draw(st.integers(0, len(frame)))])
+    frame = bytes(frame[: data.draw(st.integers(0, len(frame)))])
     decoded, peeked = sbe.decode(frame), sbe.peek(frame)
     if isinstance(peeked, DecodeError):  # (decode may name another defect it met first: a bad exponent)
         assert isinstance(decoded, DecodeError)

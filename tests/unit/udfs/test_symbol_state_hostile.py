@@ -1,6 +1,7 @@
 """No event can stop the hot path or damage its state (issue 28): values that fail ``event_rules`` are
 dead letters that change nothing, a resent batch of trades counts once, and whatever arbitrary events
 and boundaries Hypothesis drives through ``SymbolState``, nothing escapes and its invariants hold."""
+
 import copy
 
 import hypothesis.strategies as st
@@ -26,8 +27,9 @@ PAST_INT64 = 2**63  # one past int64: the frame decodes (mantissa 2**62, exponen
 def anchored() -> SymbolState:
     """A book of two levels a side around 60,000, valid, at update id 100."""
     state = SymbolState("BTCUSDT")
-    snapshot = DepthSnapshotEvent("BTCUSDT", 0, 100, ((60_000 * E8, E8), (59_999 * E8, 2 * E8)),
-                                  ((60_001 * E8, E8), (60_002 * E8, 3 * E8)))
+    snapshot = DepthSnapshotEvent(
+        "BTCUSDT", 0, 100, ((60_000 * E8, E8), (59_999 * E8, 2 * E8)), ((60_001 * E8, E8), (60_002 * E8, 3 * E8))
+    )
     assert state.on_event(snapshot).rejected is None and state.sync.valid
     return state
 
@@ -35,10 +37,21 @@ def anchored() -> SymbolState:
 def observable(state: SymbolState) -> tuple:
     """Everything an event could change but the refusal counters."""
     book = state.sync.book
-    return (dict(book.bids) if book else None, dict(book.asks) if book else None,
-            book.last_update_id if book else None, state.sync.valid, list(state.sync.recent),
-            list(state.history.entries), list(state.quotes.times), list(state.perp.times), list(state.trades.points),
-            state.last_boundary_us, sorted(state.pending_timers), state.last_trade_id, state.last_diff_time_us)
+    return (
+        dict(book.bids) if book else None,
+        dict(book.asks) if book else None,
+        book.last_update_id if book else None,
+        state.sync.valid,
+        list(state.sync.recent),
+        list(state.history.entries),
+        list(state.quotes.times),
+        list(state.perp.times),
+        list(state.trades.points),
+        state.last_boundary_us,
+        sorted(state.pending_timers),
+        state.last_trade_id,
+        state.last_diff_time_us,
+    )
 
 
 def diff(first: int, bids=(), asks=(), time_us: int = T0 + 1_000) -> DepthDiffEvent:
@@ -59,8 +72,9 @@ def test_a_diff_with_a_price_past_int64_is_a_dead_letter_and_changes_nothing():
 def test_a_diff_that_would_take_the_mid_to_zero_is_refused_and_the_next_cut_is_exact():
     """Before: ``ValueError: math domain error`` at the next boundary, from log of a mid <= 0."""
     state = anchored()
-    result = state.on_batch([diff(101, bids=[(0, 5 * E8)]), diff(101, asks=[(-60_001 * E8, E8)])],
-                            [T0 + 2_000, T0 + 2_000], INTERVAL_US)
+    result = state.on_batch(
+        [diff(101, bids=[(0, 5 * E8)]), diff(101, asks=[(-60_001 * E8, E8)])], [T0 + 2_000, T0 + 2_000], INTERVAL_US
+    )
     assert len(result.dead_writes) == 2 and state.sync.book.last_update_id == 100
     mid = (60_000 + 60_001) / 2
     assert state.cut(T0 + INTERVAL_US).features["mid"] == mid
@@ -97,10 +111,12 @@ def test_a_diff_that_crosses_a_valid_book_invalidates_it_and_asks_for_a_re_ancho
 def test_a_resent_batch_of_trades_counts_once():
     """The Kinesis writer resends a whole batch after a timeout that Kinesis may have accepted."""
     state = anchored()
-    trades = TradesEvent("BTCUSDT", T0 + 100, T0 + 100, (TradeEntry(11, 60_000 * E8, E8, False),
-                                                           TradeEntry(12, 60_001 * E8, 2 * E8, True)))
-    later = TradesEvent("BTCUSDT", T0 + 200, T0 + 200, (TradeEntry(12, 60_001 * E8, 2 * E8, True),
-                                                        TradeEntry(13, 60_000 * E8, 4 * E8, False)))
+    trades = TradesEvent(
+        "BTCUSDT", T0 + 100, T0 + 100, (TradeEntry(11, 60_000 * E8, E8, False), TradeEntry(12, 60_001 * E8, 2 * E8, True))
+    )
+    later = TradesEvent(
+        "BTCUSDT", T0 + 200, T0 + 200, (TradeEntry(12, 60_001 * E8, 2 * E8, True), TradeEntry(13, 60_000 * E8, 4 * E8, False))
+    )
     state.on_batch([trades, later, trades, later], [T0 + 300] * 4, INTERVAL_US)
     window = state.cut(T0 + INTERVAL_US).windows["1s"]
     assert (window.count, window.vol, window.signed_vol) == (3, 7.0, 1.0 - 2.0 + 4.0)
@@ -109,31 +125,43 @@ def test_a_resent_batch_of_trades_counts_once():
 
 # ---- arbitrary events: nothing escapes, invariants hold
 
-prices = st.one_of(st.integers(59_990 * E8, 60_010 * E8), st.integers(-2**64, 2**64))
-quantities = st.one_of(st.integers(0, 10 * E8), st.integers(-2**64, 2**64))
-times = st.one_of(st.integers(T0, T0 + 30_000_000), st.integers(-2**64, 2**64))
+prices = st.one_of(st.integers(59_990 * E8, 60_010 * E8), st.integers(-(2**64), 2**64))
+quantities = st.one_of(st.integers(0, 10 * E8), st.integers(-(2**64), 2**64))
+times = st.one_of(st.integers(T0, T0 + 30_000_000), st.integers(-(2**64), 2**64))
 levels = st.lists(st.tuples(prices, quantities), max_size=4).map(tuple)
 ids = st.integers(95, 130)
 
 events = st.one_of(
     st.builds(DepthDiffEvent, st.just("BTCUSDT"), times, ids, ids, levels, levels),
     st.builds(DepthSnapshotEvent, st.just("BTCUSDT"), st.one_of(st.just(0), times), ids, levels, levels),
-    st.builds(TradesEvent, st.just("BTCUSDT"), times, times,
-              st.lists(st.builds(TradeEntry, st.integers(-5, 40), prices, quantities, st.booleans()),
-                       max_size=3).map(tuple)),
+    st.builds(
+        TradesEvent,
+        st.just("BTCUSDT"),
+        times,
+        times,
+        st.lists(st.builds(TradeEntry, st.integers(-5, 40), prices, quantities, st.booleans()), max_size=3).map(tuple),
+    ),
     st.builds(BestBidAskEvent, st.just("BTCUSDT"), times, ids, prices, quantities, prices, quantities),
     st.builds(PerpQuoteEvent, st.just("BTCUSDT"), times, ids, prices, quantities, prices, quantities),
 )
-steps = st.lists(st.one_of(st.tuples(st.just("batch"), st.lists(events, min_size=1, max_size=5)),
-                           st.tuples(st.just("boundary"), st.integers(T0, T0 + 40_000_000))), max_size=25)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("batch"), st.lists(events, min_size=1, max_size=5)),
+        st.tuples(st.just("boundary"), st.integers(T0, T0 + 40_000_000)),
+    ),
+    max_size=25,
+)
 
 
 def check_invariants(state: SymbolState) -> None:
     book = state.sync.book
     if book is not None:
         assert list(book.bids) == sorted(book.bids) and list(book.asks) == sorted(book.asks)
-        assert all(0 < p <= event_rules.INT64_MAX and 0 < q <= event_rules.INT64_MAX
-                   for side in (book.bids, book.asks) for p, q in side.items())
+        assert all(
+            0 < p <= event_rules.INT64_MAX and 0 < q <= event_rules.INT64_MAX
+            for side in (book.bids, book.asks)
+            for p, q in side.items()
+        )
         if state.sync.valid and book.bids and book.asks:
             assert book.bids.peekitem(-1)[0] < book.asks.peekitem(0)[0], "a valid book is never crossed"
     assert len(state.history.entries) <= MAX_BOOK_HISTORY and len(state.quotes) <= MAX_QUOTES
@@ -149,9 +177,9 @@ def test_arbitrary_events_and_boundaries_never_escape_and_keep_the_invariants(st
         if kind == "batch":
             before = copy.deepcopy(state)
             result = state.on_batch(payload, [T0 + 15_000_000] * len(payload), INTERVAL_US)
-            if len(result.dead_writes) == len(payload) and all("refused: " in w.fields["reason"]
-                                                             and "raised" not in w.fields["reason"]
-                                                             for w in result.dead_writes):
+            if len(result.dead_writes) == len(payload) and all(
+                "refused: " in w.fields["reason"] and "raised" not in w.fields["reason"] for w in result.dead_writes
+            ):
                 assert observable(state) == observable(before), "refused events changed the state"
             assert not any("raised" in w.fields["reason"] for w in result.dead_writes), result.dead_writes
         else:
@@ -191,9 +219,12 @@ def test_a_frame_far_ahead_of_its_receipt_is_refused_before_it_can_stamp_the_wat
 
 
 @settings(max_examples=500, deadline=None)
-@given(quote=st.builds(BestBidAskEvent, st.just("BTCUSDT"), times, ids, prices, quantities, prices, quantities),
-       receipt=st.one_of(st.none(), st.just(0), st.integers(T0, T0 + 20_000_000)))
+@given(
+    quote=st.builds(BestBidAskEvent, st.just("BTCUSDT"), times, ids, prices, quantities, prices, quantities),
+    receipt=st.one_of(st.none(), st.just(0), st.integers(T0, T0 + 20_000_000)),
+)
 def test_the_quotes_fast_check_agrees_with_the_rules(quote, receipt):
     """``quote_passes`` (the quick path of ``on_batch``) passes exactly the quotes ``problem`` passes."""
     assert event_rules.quote_passes(quote, receipt, event_rules.DEFAULT_MAX_LEAD_US) == (
-        event_rules.problem(quote, receipt) is None)
+        event_rules.problem(quote, receipt) is None
+    )

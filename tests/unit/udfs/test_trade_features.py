@@ -1,4 +1,5 @@
 """A trades-only market's features, by hand, on a tape of five trades."""
+
 import math
 
 import pytest
@@ -20,11 +21,11 @@ def tape_of(*trades):
 def test_features_by_hand():
     t0 = 0
     tape = tape_of(
-        (t0, 100.0, 1.0, True),                         # the price in force 300 s back
+        (t0, 100.0, 1.0, True),  # the price in force 300 s back
         (t0 + LONGEST_US - 20 * S, 101.0, 2.0, False),  # a sell, 20 s before the boundary
-        (t0 + LONGEST_US - 4 * S, 102.0, 3.0, True),    # a buy, 4 s before
-        (t0 + LONGEST_US - S // 2, 101.0, 1.0, True),   # a buy, 0.5 s before
-        (t0 + LONGEST_US + S, 999.0, 9.0, True),        # after the boundary: never seen by it
+        (t0 + LONGEST_US - 4 * S, 102.0, 3.0, True),  # a buy, 4 s before
+        (t0 + LONGEST_US - S // 2, 101.0, 1.0, True),  # a buy, 0.5 s before
+        (t0 + LONGEST_US + S, 999.0, 9.0, True),  # after the boundary: never seen by it
     )
     snap = trade_snapshot(t0 + LONGEST_US, tape)
     f = snap.features
@@ -53,8 +54,13 @@ def test_no_row_before_the_tape_reaches_back_the_longest_look_back():
 
 def test_a_trade_out_of_order_or_without_a_price_is_refused_and_changes_nothing():
     tape = tape_of((5 * S, 100.0, 1.0, True))
-    for bad in ((4 * S, 100.0, 1.0, True), (6 * S, 0.0, 1.0, True), (6 * S, float("nan"), 1.0, True),
-                (6 * S, 100.0, -1.0, True), (6 * S, float("inf"), 1.0, True)):
+    for bad in (
+        (4 * S, 100.0, 1.0, True),
+        (6 * S, 0.0, 1.0, True),
+        (6 * S, float("nan"), 1.0, True),
+        (6 * S, 100.0, -1.0, True),
+        (6 * S, float("inf"), 1.0, True),
+    ):
         assert not tape.add(*bad)
     assert tape.times == [5 * S] and tape.cum_vol == [1.0]
 

@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the project's config, never from alembic.ini."""
+
 from alembic import context
 from sqlalchemy import create_engine, pool
 

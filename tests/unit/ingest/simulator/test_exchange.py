@@ -1,4 +1,5 @@
 """The simulated exchange on the real capture: frames, REST answers, remembered books."""
+
 from btcpred.adapters.loaders.base import parse_units
 from btcpred.udfs import sbe
 from btcpred.udfs.events import DepthDiffEvent, TradesEvent

@@ -1,4 +1,5 @@
 """Laps of the real capture for the soak: shifted in time and ids, same market, a gap between laps."""
+
 import asyncio
 
 from btcpred.batch.feature_builder import replay

@@ -3,6 +3,7 @@
 Revision ID: 0001
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -14,10 +15,21 @@ depends_on = None
 
 # Frozen copy of the feature list at this revision: migrations must not change when code does.
 FEATURES = (
-    "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
-    "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10", "microprice_minus_mid",
-    "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
-    "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
+    "ret_1s",
+    "ret_5s",
+    "vol_imbalance",
+    "spread_bp",
+    "depth_imbalance_1",
+    "depth_imbalance_5",
+    "depth_imbalance_10",
+    "microprice_minus_mid",
+    "ofi_1s",
+    "ofi_2s",
+    "ofi_5s",
+    "realized_vol_5s",
+    "trade_intensity_5s",
+    "signed_flow_1s",
+    "signed_flow_5s",
 )
 NOW = sa.text("now()")
 
@@ -68,8 +80,9 @@ def upgrade() -> None:
         sa.CheckConstraint("checksum_sha256 ~ '^[0-9a-f]{64}$'", name="checksum_is_sha256"),
     )
     # at most one production model: the inference service must never have to choose
-    op.create_index("one_production_model", "model_registry", ["status"], unique=True,
-                    postgresql_where=sa.text("status = 'production'"))
+    op.create_index(
+        "one_production_model", "model_registry", ["status"], unique=True, postgresql_where=sa.text("status = 'production'")
+    )
     op.create_table(
         "data_quality_metrics",
         sa.Column("venue", sa.Text, nullable=False),

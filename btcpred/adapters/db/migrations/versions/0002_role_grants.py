@@ -10,6 +10,7 @@ The owner (the migrating user) keeps DDL; no run-time role may create, alter or 
 Revision ID: 0002
 Revises: 0001
 """
+
 from alembic import op
 
 revision = "0002"
@@ -19,10 +20,20 @@ depends_on = None
 
 GRANTS = {
     "loader": {"feature_store": "SELECT, INSERT, UPDATE, DELETE", "data_quality_metrics": "SELECT, INSERT, UPDATE, DELETE"},
-    "trainer": {"feature_store": "SELECT", "data_quality_metrics": "SELECT", "ml_training_data": "SELECT",
-                "ml_experiments": "SELECT, INSERT, UPDATE", "model_registry": "SELECT, INSERT, UPDATE"},
-    "reporting": {"feature_store": "SELECT", "data_quality_metrics": "SELECT", "ml_training_data": "SELECT",
-                  "ml_experiments": "SELECT", "model_registry": "SELECT"},
+    "trainer": {
+        "feature_store": "SELECT",
+        "data_quality_metrics": "SELECT",
+        "ml_training_data": "SELECT",
+        "ml_experiments": "SELECT, INSERT, UPDATE",
+        "model_registry": "SELECT, INSERT, UPDATE",
+    },
+    "reporting": {
+        "feature_store": "SELECT",
+        "data_quality_metrics": "SELECT",
+        "ml_training_data": "SELECT",
+        "ml_experiments": "SELECT",
+        "model_registry": "SELECT",
+    },
 }
 
 
@@ -43,8 +54,9 @@ def _statements(role: str, kind: str) -> str:
     tables = GRANTS[role]
     if kind == "grant":
         lines = ["EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), r);"]
-        lines += [f"EXECUTE format('GRANT {privs} ON TABLE %I.{table} TO %I', current_schema(), r);"
-                  for table, privs in tables.items()]
+        lines += [
+            f"EXECUTE format('GRANT {privs} ON TABLE %I.{table} TO %I', current_schema(), r);" for table, privs in tables.items()
+        ]
     else:
         lines = [f"EXECUTE format('REVOKE ALL ON TABLE %I.{table} FROM %I', current_schema(), r);" for table in tables]
         lines.append("EXECUTE format('REVOKE USAGE ON SCHEMA %I FROM %I', current_schema(), r);")

@@ -8,6 +8,7 @@ The view is replaced in place with its new columns appended, so the grants of 00
 Revision ID: 0003
 Revises: 0002
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,19 +19,35 @@ depends_on = None
 
 # Frozen copies, as in 0001: migrations must not change when code does.
 FEATURES_0001 = (
-    "ret_1s", "ret_5s", "vol_imbalance", "spread_bp",
-    "depth_imbalance_1", "depth_imbalance_5", "depth_imbalance_10", "microprice_minus_mid",
-    "ofi_1s", "ofi_2s", "ofi_5s", "realized_vol_5s",
-    "trade_intensity_5s", "signed_flow_1s", "signed_flow_5s",
+    "ret_1s",
+    "ret_5s",
+    "vol_imbalance",
+    "spread_bp",
+    "depth_imbalance_1",
+    "depth_imbalance_5",
+    "depth_imbalance_10",
+    "microprice_minus_mid",
+    "ofi_1s",
+    "ofi_2s",
+    "ofi_5s",
+    "realized_vol_5s",
+    "trade_intensity_5s",
+    "signed_flow_1s",
+    "signed_flow_5s",
 )
 ADDED = ("ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s", "microprice_offset_bp")
 LABELLED = " WHERE data_quality >= 1 AND label_return IS NOT NULL"
 
 
 def _view(features: tuple[str, ...], where: str) -> str:
-    return ("CREATE OR REPLACE VIEW ml_training_data AS SELECT venue, symbol, ts_ms, " + ", ".join(FEATURES_0001)
-            + ", mid, label_mid, label_return" + "".join(f", {name}" for name in features)
-            + " FROM feature_store" + where)
+    return (
+        "CREATE OR REPLACE VIEW ml_training_data AS SELECT venue, symbol, ts_ms, "
+        + ", ".join(FEATURES_0001)
+        + ", mid, label_mid, label_return"
+        + "".join(f", {name}" for name in features)
+        + " FROM feature_store"
+        + where
+    )
 
 
 def upgrade() -> None:

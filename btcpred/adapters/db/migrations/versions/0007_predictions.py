@@ -8,6 +8,7 @@ the retraining job from the ``pred:{symbol}`` stream (<owner>_trainer), read by 
 Revision ID: 0007
 Revises: 0006
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,8 +22,11 @@ GRANTS = {"trainer": "SELECT, INSERT, UPDATE", "reporting": "SELECT"}
 
 def _grant(kind: str) -> None:
     for role, privs in GRANTS.items():
-        statement = (f"EXECUTE format('GRANT {privs} ON TABLE %I.predictions TO %I', current_schema(), r);" if kind == "grant"
-                     else "EXECUTE format('REVOKE ALL ON TABLE %I.predictions FROM %I', current_schema(), r);")
+        statement = (
+            f"EXECUTE format('GRANT {privs} ON TABLE %I.predictions TO %I', current_schema(), r);"
+            if kind == "grant"
+            else "EXECUTE format('REVOKE ALL ON TABLE %I.predictions FROM %I', current_schema(), r);"
+        )
         op.execute(f"""
 DO $$
 DECLARE r text := current_user || '_{role}';
