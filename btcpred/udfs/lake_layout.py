@@ -94,7 +94,10 @@ def is_stream_object(key: str, stream: str) -> bool:
 def hour_of(key: str) -> int | None:
     """Start (µs) of the receipt hour an SBE archive key is partitioned under; None for other keys."""
     m = _HOUR_PATH.search(key)
-    return int(datetime(*map(int, m.groups()), tzinfo=timezone.utc).timestamp()) * 1_000_000 if m else None
+    if m is None:
+        return None
+    year, month, day, hour = (int(g) for g in m.groups())
+    return int(datetime(year, month, day, hour, tzinfo=timezone.utc).timestamp()) * 1_000_000
 
 
 # ------------------------------------------------------------------------- bronze: REST and recordings

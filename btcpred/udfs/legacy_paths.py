@@ -20,6 +20,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 PACKAGE_ALIASES = {"udfs": "btcpred.udfs"}  # old package -> new; each submodule follows
@@ -44,7 +45,7 @@ class _Alias(importlib.abc.Loader):
 
     def __init__(self, target: str) -> None:
         self.target = target
-        self._spec = None
+        self._spec: ModuleSpec | None = None
 
     def create_module(self, spec) -> ModuleType:
         module = importlib.import_module(self.target)

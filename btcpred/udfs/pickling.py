@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import pickle
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T", bound=type)
 
 
 def fast_state(cls: T) -> T:
     """Give a frozen slotted dataclass a tuple state (same fields, same order)."""
-    names = tuple(cls.__slots__)
+    klass: Any = cls  # the class gains methods below: typed as what it is, returned as what it was
+    names = tuple(klass.__slots__)
     get = attrgetter(*names)
     if len(names) == 1:
 
@@ -35,12 +36,12 @@ def fast_state(cls: T) -> T:
         for name, value in zip(names, state):
             object.__setattr__(self, name, value)  # frozen: the dataclass's own setstate does the same
 
-    cls.__getstate__ = getstate
-    cls.__setstate__ = setstate
+    klass.__getstate__ = getstate
+    klass.__setstate__ = setstate
     return cls
 
 
-def _restore(cls: type, blob: bytes):
+def _restore(cls: Any, blob: bytes):
     obj = cls.__new__(cls)
     obj._restore_state(pickle.loads(blob))
     return obj
@@ -53,10 +54,12 @@ class StdlibPickled:
     __slots__ = ()
 
     def _pickled_state(self) -> tuple:
-        return tuple(getattr(self, name) for name in type(self).__slots__)
+        slots: tuple[str, ...] = type(self).__slots__
+        return tuple(getattr(self, name) for name in slots)
 
     def _restore_state(self, state: tuple) -> None:
-        for name, value in zip(type(self).__slots__, state):
+        slots: tuple[str, ...] = type(self).__slots__
+        for name, value in zip(slots, state):
             setattr(self, name, value)
 
     def __reduce__(self):

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from btcpred.udfs.events import (
     BestBidAskEvent,
@@ -187,7 +189,8 @@ def _decode_diff(r: _Reader, block_length: int) -> DepthDiffEvent:
     return DepthDiffEvent(r.symbol(), et, first, last, bids, asks)
 
 
-_DECODERS = {
+R = TypeVar("R")
+_DECODERS: dict[int, Callable[[_Reader, int], MarketEvent]] = {
     TEMPLATE_TRADES: _decode_trades,
     TEMPLATE_BEST_BID_ASK: _decode_best_bid_ask,
     TEMPLATE_DEPTH_SNAPSHOT: _decode_snapshot,
@@ -195,7 +198,7 @@ _DECODERS = {
 }
 
 
-def _read(frame: bytes, readers: dict) -> object:
+def _read(frame: bytes, readers: Mapping[int, Callable[[_Reader, int], R]]) -> R | DecodeError:
     """Header and schema checks, the template's reader, then the end-of-frame check.
 
     ``readers`` maps templateId to a function of (reader, blockLength); what it returns
@@ -242,7 +245,7 @@ def _peek_depth(template_id: int, fmt: struct.Struct, what: str):
     return peek
 
 
-_PEEKERS = {
+_PEEKERS: dict[int, Callable[[_Reader, int], tuple[int, int, str]]] = {
     TEMPLATE_TRADES: _peek_trades,
     TEMPLATE_BEST_BID_ASK: _peek_best_bid_ask,
     TEMPLATE_DEPTH_SNAPSHOT: _peek_depth(TEMPLATE_DEPTH_SNAPSHOT, _SNAPSHOT_BLOCK, "depthSnapshot"),

@@ -247,7 +247,7 @@ def decode_batch(raw: RawBatch, now_us: int, counts: dict[str, int]) -> tuple[De
             dead.append(dead_letter_write(f"sbe {event.kind.value}: {event.detail}", frame.hex(), now_us))
             continue
         if source == _PERP:
-            event = PerpQuoteEvent.leading(event, event.symbol)
+            event = PerpQuoteEvent.leading(event, event.symbol)  # type: ignore[arg-type]  # split_record admits best bid/ask only
         counts[type(event).__name__] += 1
         events.append(event)
         receipts.append(receipt)
@@ -463,13 +463,14 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         for event, receipt in zip(events, receipts):
             try:
                 if type(event) in QUICK_EVENTS:  # most frames, none writes: the short way
-                    if not quote_passes(event, receipt, max_lead_us):
+                    quote: BestBidAskEvent | PerpQuoteEvent = event  # type: ignore[assignment]  # QUICK_EVENTS are quotes
+                    if not quote_passes(quote, receipt, max_lead_us):
                         reason = event_rules.problem(event, receipt, max_lead_us)
                         self.rejected_events += 1
                         dead_writes.append(rejected_write(event, reason or "refused", receipt))
                         changed = True
                         continue
-                    self.on_quote(event)
+                    self.on_quote(quote)
                     changed = True
                 else:
                     result = self.on_event(event, receipt, write_book=False, max_lead_us=max_lead_us)
@@ -484,7 +485,7 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
                     if result.gap is not None:
                         gap_writes.append(gap_write(result.gap, receipt))
                     if result.late:  # windows up to that boundary are already written: recorded, not dropped silently
-                        late_writes.append(late_write(event, receipt, self.last_boundary_us))
+                        late_writes.append(late_write(event, receipt, self.last_boundary_us))  # type: ignore[arg-type]  # only trades are late
                 if event.event_time_us:
                     if receipt:
                         lag = receipt - event.event_time_us if lag is None else min(lag, receipt - event.event_time_us)
