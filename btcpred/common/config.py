@@ -261,6 +261,10 @@ class InferenceConfig(_Section):
     # challenger (btcpred/inference/online_model.py); serves only if the online contest promotes it
     online_ridge: bool = True
     online_forgetting: float = Field(0.999, gt=0.9, le=1.0)
+    max_stream_subscribers: int = Field(100, ge=1)  # SSE clients at once; one more gets 503
+    # when set, every route but /health, /ready and /metrics needs "Authorization: Bearer <token>"
+    # (or ?access_token=<token>: a browser's EventSource cannot set headers)
+    api_token: SecretStr | None = None
 
 
 class PrometheusConfig(_Section):

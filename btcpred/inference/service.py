@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
@@ -394,6 +395,15 @@ class PredictionService:
         }
 
 
+OPEN_ROUTES = ("/health", "/ready", "/metrics")  # probes and the scraper never need the token
+
+
+def _authorized(request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else request.query_params.get("access_token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def _accuracy_dict(acc) -> dict:
     return {
         "scored": acc.scored,
@@ -420,9 +430,25 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
 
     app = FastAPI(title="BTCUSDT 10-second price predictor", version="0.1.0", lifespan=lifespan)
 
+    cfg = settings.inference
+    token = cfg.api_token.get_secret_value() if cfg.api_token else None
+
     @app.middleware("http")
     async def time_requests(request, call_next):
         started = time.perf_counter()
+        path = request.url.path
+        if token is not None and path not in OPEN_ROUTES and not _authorized(request, token):
+            return JSONResponse(
+                {"detail": "a bearer token is required (inference.api_token)"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if path == "/predictions/stream" and len(svc.subscribers) >= cfg.max_stream_subscribers:
+            return JSONResponse(
+                {"detail": f"{cfg.max_stream_subscribers} stream subscribers already: try again later"},
+                status_code=503,
+                headers={"Retry-After": "10"},
+            )
         response = await call_next(request)
         route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: bounded label values
         if route != "/predictions/stream":  # a stream lasts as long as its client
