@@ -19,6 +19,7 @@ port is left alone; a port held by something else is a clear error.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -238,9 +239,26 @@ def redis_service(s: Settings) -> Service:
     return Service("redis", port, healthy, start, stop, "redis", "redis.port")
 
 
+def postgres_home(run_as: str | None, can_enter: Callable[[str, Path], bool]) -> Path:
+    """Where the PostgreSQL data and socket folders live: under .local, unless the server's user
+    (``postgres`` when the stack runs as root) cannot walk to it, as in a checkout under root's
+    home (mode 700); then a folder of this checkout's own under /var/tmp, which it can."""
+    if run_as is None or can_enter(run_as, STATE):
+        return STATE
+    return Path("/var/tmp") / f"btcpred-{hashlib.sha256(str(REPO).encode()).hexdigest()[:12]}"
+
+
+def _user_can_enter(user: str, folder: Path) -> bool:
+    """Whether ``user`` can traverse every parent of ``folder`` (asked as that user)."""
+    probe = folder if folder.exists() else folder.parent
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)], capture_output=True).returncode == 0
+
+
 def postgres_service(s: Settings) -> Service:
     pg = s.postgres
-    data = STATE / "postgres"
+    user = "postgres" if os.geteuid() == 0 else None
+    home = postgres_home(user, _user_can_enter)
+    data = home / "postgres"
 
     def healthy() -> bool:
         return (
@@ -251,7 +269,11 @@ def postgres_service(s: Settings) -> Service:
     def start() -> Path:
         if not (PG_BIN / "initdb").exists():
             raise StackError(f"{PG_BIN}/initdb not found: run scripts/setup.sh (apt-get install postgresql)")
-        user = "postgres" if os.geteuid() == 0 else None
+        if home != STATE:
+            print(
+                f"note: {user} cannot enter {STATE} (a folder only root may walk into): the database lives in {home}", flush=True
+            )
+            home.mkdir(mode=0o755, exist_ok=True)
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
             if user:
@@ -270,7 +292,7 @@ def postgres_service(s: Settings) -> Service:
             ]
             run_as = ["runuser", "-u", user, "--", *cmd] if user else cmd
             subprocess.run(run_as, check=True, capture_output=True)
-        sock_dir = STATE / "pgsock"
+        sock_dir = home / "pgsock"
         sock_dir.mkdir(exist_ok=True)
         if user:
             shutil.chown(sock_dir, user, user)
