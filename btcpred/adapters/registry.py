@@ -133,6 +133,41 @@ def get(engine: sa.Engine, model_version: str) -> RegisteredModel:
     return _model(row)
 
 
+def rollback(engine: sa.Engine) -> tuple[str, str | None]:
+    """Put back the model that was production before the current one (the newest archived that was
+    ever promoted); returns (it, the version it replaced)."""
+    t = model_registry.c
+    with engine.connect() as conn:
+        previous = conn.execute(
+            sa.select(t.model_version)
+            .where(t.status == "archived", t.promoted_at.is_not(None))
+            .order_by(t.archived_at.desc())
+            .limit(1)
+        ).scalar()
+    if previous is None:
+        raise RegistryError("no earlier production model to roll back to")
+    return previous, promote(engine, previous)
+
+
+def list_models(engine: sa.Engine) -> list:
+    """Every registered model, newest first (version, status, created, promoted, artifact)."""
+    t = model_registry.c
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(t.model_version, t.status, t.created_at, t.promoted_at, t.artifact_uri).order_by(t.created_at.desc())
+        ).all()
+
+
+def list_experiments(engine: sa.Engine, kind: str | None = None, limit: int = 20) -> list:
+    """The newest experiments (of ``kind``), newest first."""
+    t = ml_experiments.c
+    query = sa.select(t.experiment_id, t.model_kind, t.model_version, t.metrics, t.created_at).order_by(t.created_at.desc())
+    if kind:
+        query = query.where(t.model_kind == kind)
+    with engine.connect() as conn:
+        return conn.execute(query.limit(limit)).all()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m btcpred.adapters.registry list`` / ``promote VERSION``: the operator's view of the registry."""
     import argparse
@@ -153,12 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             previous = promote(engine, args.version)
             print(f"{args.version} is production" + (f"; {previous} archived" if previous else ""))
             return 0
-        t = model_registry.c
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.model_version, t.status, t.created_at, t.promoted_at, t.artifact_uri).order_by(t.created_at.desc())
-            ).all()
-        for row in rows:
+        for row in list_models(engine):
             print(
                 f"{row.model_version:45s} {row.status:10s} created {row.created_at:%Y-%m-%d %H:%M:%S} "
                 f"promoted {row.promoted_at or '-'}  {row.artifact_uri}"
