@@ -174,15 +174,18 @@ def test_a_model_unproven_on_the_market_runs_in_shadow_beside_persistence(redis_
     svc = PredictionService(settings)
 
     async def done():
-        return sum(1 for p in svc.history if len(p.challengers) == 2) >= 3
+        return sum(1 for p in svc.history if len(p.challengers) == 3) >= 3
 
     asyncio.run(serve_until(svc, redis_client, row, done))
     shadowed = [p for p in svc.history if p.challengers]
     last = shadowed[-1]
     assert (last.source, last.model_version, last.confidence, last.market) == ("redis", "persistence", 0.5, "binance.com-spot")
     assert last.predicted_price_10s == last.base_price == row.mid
-    challenger, staging = last.challengers
+    challenger, staging, online = last.challengers
     assert staging.model_version == "mlp-new" and staging.why_not_served == "unproven_on_market:binance.com-spot"
+    # the online ridge learns on this market and runs beside them; warming up, it predicts no move yet
+    assert online.model_version == "online-ridge" and online.why_not_served == "unproven_on_market:binance.com-spot"
+    assert online.predicted_price_10s == pytest.approx(row.mid)
     r = svc.manager.current.model.predict(np.array([[row.features[n] for n in BOOK_FEATURES]]))[0]
     assert challenger.model_version == "mlp-us" and challenger.why_not_served == "unproven_on_market:binance.com-spot"
     assert challenger.predicted_price_10s == pytest.approx(row.mid * math.exp(r), rel=1e-12) and r != 0.0
@@ -190,5 +193,5 @@ def test_a_model_unproven_on_the_market_runs_in_shadow_beside_persistence(redis_
     entries = redis_client.xrevrange(rs.prediction_stream_key("BTCUSDT"), count=1)
     published = json.loads(entries[0][1][b"challengers"])
     assert published[0]["model_version"] == "mlp-us" and published[0]["predicted_price_10s"] == challenger.predicted_price_10s
-    assert [c["model_version"] for c in published] == ["mlp-us", "mlp-new"]
+    assert [c["model_version"] for c in published] == ["mlp-us", "mlp-new", "online-ridge"]
     assert int(entries[0][1][b"target_time_ms"]) == int(entries[0][1][b"feature_time_ms"]) + 10_000
