@@ -112,3 +112,43 @@ def test_the_checked_in_application_properties_are_what_the_template_makes_and_t
 
 def template_sub(resource: str, prop: str) -> str:
     return cfn_yaml.load(str(TEMPLATE))["Resources"][resource]["Properties"][prop]["Fn::Sub"]
+
+
+def test_every_long_running_process_is_a_service_with_its_role_health_check_logs_and_alarm():
+    """Every process of deploy/services.py runs in AWS: the Flink job as the Managed Flink application,
+    retraining as the scheduled task, every other as an ECS service running its module, with a task
+    role of its own, a container health check on its /health, its logs, and an alarm to AlertsTopic
+    when it has no running task. Inference is behind the internal load balancer, which checks /ready."""
+    from deploy import services
+
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    assert "FlinkApplication" in resources and "RetrainSchedule" in resources
+    by_command = {}
+    for rid, r in resources.items():
+        if r["Type"] == "AWS::ECS::TaskDefinition":
+            by_command[tuple(r["Properties"]["ContainerDefinitions"][0]["Command"])] = rid
+    for name in set(services.SERVICES) - {"simulator", "flink-job", "retrain"}:
+        task_id = by_command.get(tuple(services.command(name)))
+        assert task_id, f"no task definition runs {name}"
+        task = resources[task_id]["Properties"]
+        container = task["ContainerDefinitions"][0]
+        port = container["PortMappings"][0]["ContainerPort"]
+        assert f"127.0.0.1:{port}/health" in " ".join(container["HealthCheck"]["Command"]), name
+        assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        role = task["TaskRoleArn"]["Fn::GetAtt"][0]
+        assert resources[role]["Type"] == "AWS::IAM::Role" and role not in ("RetrainTaskRole", "FlinkApplicationRole")
+        service_id = next(
+            rid
+            for rid, r in resources.items()
+            if r["Type"] == "AWS::ECS::Service" and r["Properties"]["TaskDefinition"] == {"Ref": task_id}
+        )
+        alarms = [
+            r["Properties"]
+            for r in resources.values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+            and {"Name": "ServiceName", "Value": {"Fn::GetAtt": [service_id, "Name"]}} in r["Properties"].get("Dimensions", [])
+        ]
+        assert alarms and alarms[0]["AlarmActions"] == [{"Ref": "AlertsTopic"}], name
+        if name == "inference":
+            target = resources[resources[service_id]["Properties"]["LoadBalancers"][0]["TargetGroupArn"]["Ref"]]
+            assert target["Properties"]["HealthCheckPath"] == "/ready" and target["Properties"]["Port"] == port

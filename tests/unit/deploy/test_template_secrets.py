@@ -96,6 +96,16 @@ def guarded(readable: set[str], read: list[str]):
     return resolve
 
 
+# what each ECS service's process connects with (its config section and role); nothing else may be granted
+SERVICE_CREDENTIALS = {
+    "ingestor": ("Ingestor", []),
+    "reanchor": ("Reanchor", [("redis", "reanchor")]),
+    "rest-poller": ("RestPoller", []),
+    "sbe-archiver": ("SbeArchiver", []),
+    "inference": ("Inference", [("redis", "inference"), ("postgres", "reporting")]),
+}
+
+
 def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
     resources = template["Resources"]
     problems: list[str] = []
@@ -139,6 +149,24 @@ def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
     except ConfigError as exc:
         problems.append(f"retraining task ({env}): {exc}")
     problems += [f"RetrainTaskRole may read {n!r}, which the task never reads" for n in sorted(readable - set(read))]
+
+    # the long-running services: each container's environment, and the credentials its process reads
+    for process, (logical, credentials) in SERVICE_CREDENTIALS.items():
+        task = resources.get(f"{logical}TaskDefinition")
+        if task is None:
+            problems.append(f"no task definition for {process}")
+            continue
+        container = task["Properties"]["ContainerDefinitions"][0]
+        environ = {e["Name"]: _literal(e["Value"], env) for e in container["Environment"]}
+        read = []
+        readable = {names[r] for r in granted_secrets(resources, f"{logical}TaskRole", problems) if r in names}
+        try:
+            settings = load_settings(environ["BTCPRED_ENV"], environ=environ, secret_resolver=guarded(readable, read))
+            for section, role in credentials:
+                getattr(settings, section).credentials(role)
+        except (ConfigError, PermissionError) as exc:
+            problems.append(f"{process} ({env}): {exc}")
+        problems += [f"{logical}TaskRole may read {n!r}, which {process} never reads" for n in sorted(readable - set(read))]
 
     # Redis: cluster mode and one RBAC user per role, as the config and redis_acl.py say
     group = resources["RedisReplicationGroup"]["Properties"]
@@ -184,6 +212,21 @@ def test_each_check_fails_on_a_template_that_breaks_it(tmp_path):
             s["Resource"] = s["Resource"] + [{"Ref": "RedisInferenceSecret"}]
     assert "RetrainTaskRole may read 'btcpred/prod/redis/inference', which the task never reads" in problems_of(
         too_wide, "prod", tmp_path
+    )
+
+    wider = copy.deepcopy(template)
+    for stmt in wider["Resources"]["InferenceTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+        if stmt.get("Sid") == "Secrets":
+            stmt["Resource"] = stmt["Resource"] + [{"Ref": "RedisHotpathSecret"}]
+    assert "InferenceTaskRole may read 'btcpred/prod/redis/hotpath', which inference never reads" in problems_of(
+        wider, "prod", tmp_path
+    )
+    narrower = copy.deepcopy(template)
+    for stmt in narrower["Resources"]["InferenceTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+        if stmt.get("Sid") == "Secrets":
+            stmt["Resource"] = [{"Ref": "RedisInferenceSecret"}]
+    assert any(
+        p.startswith("inference (prod):") and "postgres.roles.reporting" in p for p in problems_of(narrower, "prod", tmp_path)
     )
 
     renamed = copy.deepcopy(template)
