@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,28 @@ def pinned_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in BUNDLED_DISTRIBUTIONS]
 
 
+LOCK = REPO / "requirements.lock"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_requirements(lock_text: str, names: tuple[str, ...] = BUNDLED_DISTRIBUTIONS) -> str:
+    """The lock's entries (version and every hash) for ``names``: what pip installs with --require-hashes,
+    so the zip holds exactly the files the lock vouches for. A name the lock lacks is an error."""
+    entries: dict[str, str] = {}
+    for block in re.split(r"\n(?=\S)", lock_text):
+        m = re.match(r"([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)", block)
+        if m:
+            hashes = re.findall(r"--hash=sha256:[0-9a-f]{64}", block)
+            entries[_canonical(m.group(1))] = f"{m.group(1)}=={m.group(2)} " + " ".join(hashes)
+    missing = [n for n in names if _canonical(n) not in entries]
+    if missing:
+        raise SystemExit(f"requirements.lock has no entry for {missing}: regenerate it (docs/development.md)")
+    return "\n".join(entries[_canonical(n)] for n in names) + "\n"
+
+
 def stage(staging: Path) -> None:
     if staging.exists():
         shutil.rmtree(staging)
@@ -60,6 +83,8 @@ def stage(staging: Path) -> None:
     shutil.copy(CONNECTOR_JAR, staging / "lib" / CONNECTOR_JAR.name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / PACKAGE, site / PACKAGE, ignore=ignore)
+    requirements = staging.parent / f"{staging.name}-requirements.txt"
+    requirements.write_text(locked_requirements(LOCK.read_text()))
     subprocess.run(
         [
             sys.executable,
@@ -78,7 +103,9 @@ def stage(staging: Path) -> None:
             "--python-version",
             "3.11",
             "--only-binary=:all:",
-            *pinned_requirements(),
+            "--require-hashes",
+            "-r",
+            str(requirements),
         ],
         check=True,
     )
