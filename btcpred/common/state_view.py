@@ -34,7 +34,7 @@ def hot_state_view(reader, symbol: str, now_us: int, log_reader=None) -> dict:
         "symbol": symbol,
         "book": {
             "present": bool(ob),
-            "valid": ob.get("book_valid") == "1",
+            "valid": _float(ob.get("book_valid")) == 1.0,  # "1" as the job writes it; "1.0" is the same
             "last_update_id": ob.get("last_update_id"),
             "best_bid": ob.get("best_bid"),
             "best_ask": ob.get("best_ask"),

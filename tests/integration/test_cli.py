@@ -15,13 +15,14 @@ pytestmark = pytest.mark.integration
 def test_state_show_prints_the_book_the_features_with_their_ages_and_the_recent_gaps(redis_client):
     rows = real_rows(20)
     write_features(redis_client, rows[-1], age_s=0.5)
+    redis_client.hset(rs.ob_key("BTCUSDT"), "book_valid", "1")  # as the job writes it
     redis_client.xadd(rs.gap_stream_key("BTCUSDT"), {"expected_update_id": "5", "got_first_update_id": "9"})
     redis_client.xadd(rs.reanchor_log_key("BTCUSDT"), {"outcome": "ok", "reason": "gap"})
     result = CliRunner().invoke(main, ["state", "show", "BTCUSDT"])
     assert result.exit_code == 0, result.output
     out = result.output
     book = redis_client.hgetall(rs.ob_key("BTCUSDT"))
-    assert f"bid {book[b'best_bid'].decode()}" in out and "valid" in out
+    assert f"bid {book[b'best_bid'].decode()}" in out and "book      valid" in out
     assert "features  present: data time" in out and "written 0.5" in out  # its age, as written
     assert "recent gaps: 1" in out and "expected_update_id" in out and "recent reanchors: 1" in out
     shown = CliRunner().invoke(main, ["state", "show", "BTCUSDT", "--json"])

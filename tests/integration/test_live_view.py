@@ -40,7 +40,7 @@ class Attributes(HTMLParser):
             self.rows.append(a)
 
 
-def chromium(*args: str, timeout: float = 60) -> str:
+def chromium(*args: str, timeout: float = 90) -> str:
     binary = shutil.which("chromium")
     assert binary, "chromium missing: scripts/setup.sh installs it (Debian package chromium)"
     cmd = [
@@ -50,7 +50,7 @@ def chromium(*args: str, timeout: float = 60) -> str:
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--hide-scrollbars",
-        "--virtual-time-budget=4000",
+        "--timeout=10000",  # the live stream never ends a page load: stop after 10 s and read what is drawn
         *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
