@@ -144,7 +144,9 @@ class OnlineContest:
         self.champion_loss.clear()
         self.promotions.clear()
         self.decided.clear()
-        self.demotion = None if version == "persistence" else BlockedDifferential(BettingTest(self.alpha))
+        # persistence (built in, or the registry's persistence artifact) is the bar itself: nothing to demote it to
+        is_persistence = version == "persistence" or version.startswith("persistence-")
+        self.demotion = None if is_persistence else BlockedDifferential(BettingTest(self.alpha))
 
     def champion_row(self, row: ScoredPrediction) -> Decision | None:
         losses = _squared_log_error(row)

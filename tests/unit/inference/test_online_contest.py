@@ -54,6 +54,8 @@ def test_an_equal_challenger_is_not_promoted_and_a_new_champion_starts_every_tes
     assert contest.promotions["same"].test.wealth == 1.0  # x = 0 every block: nothing staked, nothing won
     contest.new_champion("ridge-x")
     assert contest.promotions == {} and contest.demotion is not None and contest.demotion.rows == 0
+    contest.new_champion("persistence-20261207T000822-519da8cf")  # the registry's persistence artifact
+    assert contest.demotion is None  # persistence is the bar: never demoted to itself
     # a challenger row whose champion row was never scored (another feature time) says nothing
     assert contest.challenger_row("other", next(rows(1, 0.5))) is None and "other" not in contest.promotions
 
