@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -44,7 +45,11 @@ def setup_logging(level: str, as_json: bool) -> None:
 
 
 def rig(module: str):
-    """A rig module (``stack``, ``pipeline``, ``flink_cluster``): only in a checkout."""
+    """A rig module (``stack``, ``pipeline``, ``flink_cluster``): only in a checkout, the one this
+    package is installed from (an editable install), which a console script does not have on its path."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "rig" / "__init__.py").exists() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
     try:
         return importlib.import_module(f"rig.{module}")
     except ModuleNotFoundError:

@@ -19,3 +19,14 @@ def test_a_jobmanager_that_does_not_answer_is_one_clear_line_and_a_failing_exit(
     assert result.exit_code == 1
     assert "GET http://127.0.0.1:1/jobs/overview: the JobManager does not answer" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_console_script_finds_the_rig_of_its_checkout_from_any_folder(tmp_path):
+    """A console script has its own folder on sys.path, not the checkout's: rig commands must still work."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("btcpred")
+    out = subprocess.run([str(script), "stack", "status"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "from a checkout" not in out.stdout + out.stderr and "redis " in out.stdout, out.stdout + out.stderr
