@@ -21,7 +21,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from btcpred.adapters.db.schema import engine_for, predictions
-from btcpred.common.forecast_skill import json_figure, skill_vs_persistence, time_blocks
+from btcpred.common.forecast_skill import skill_figures
 
 
 def realised(rows: list[dict]) -> dict[int, float]:
@@ -49,19 +49,7 @@ def score(rows: list[dict], version_rows: list[dict] | None = None) -> dict:
         times.append(t)
         y.append(math.log(later / r["base_price"]))
         pred.append(math.log(r["predicted_price"] / r["base_price"]))
-    if not times:
-        return {"n": 0}
-    y_arr, p_arr = np.array(y), np.array(pred)
-    s = skill_vs_persistence(y_arr, p_arr, time_blocks(np.array(times)))
-    rmse, base = float(np.sqrt(np.mean((y_arr - p_arr) ** 2))), float(np.sqrt(np.mean(y_arr**2)))
-    return {
-        "n": len(times),
-        "blocks": s.test.blocks,
-        "r2_os": json_figure(s.r2_os),
-        "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])],
-        "pvalue": json_figure(s.test.pvalue),
-        "rmse_ratio_vs_persistence": json_figure(rmse / base) if base > 0 else None,
-    }
+    return skill_figures(np.array(times), np.array(y), np.array(pred))
 
 
 def load(engine: sa.Engine, symbol: str, start_ms: int, end_ms: int) -> list[dict]:

@@ -93,33 +93,29 @@ def cycle(
     return outcome
 
 
-def record_contest(settings: Settings, trainer, symbol: str) -> dict:
-    """The service's online decisions into ml_experiments. Redis unreachable is reported in the
-    outcome and counted, never read as "no decisions"; the next cycle copies them (idempotent)."""
-    client = redis_connection.connect(settings.redis, "trainer", socket_timeout=5, socket_connect_timeout=5)
+def _from_published(settings: Settings, what: str, copy) -> dict:
+    """``copy(client)`` of what inference published in Redis, as the trainer user. Redis unreachable is
+    reported in the outcome and counted, never read as "nothing published"; the next cycle copies it
+    (each copy is idempotent). A PostgreSQL or S3 error fails the cycle like any other."""
+    client = redis_connection.connect(settings.redis, "trainer", socket_timeout=10, socket_connect_timeout=5)
     try:
-        return contest_record.record(client, trainer, symbol)
+        return copy(client)
     except redis.RedisError as exc:
         CONTEST_FAILURES.inc()
-        log.warning("online contest decisions not recorded this cycle: %s", exc)
+        log.warning("%s not copied this cycle: %s", what, exc)
         return {"error": f"not recorded this cycle: {exc!r}"[:300]}
     finally:
         client.close()
 
 
+def record_contest(settings: Settings, trainer, symbol: str) -> dict:
+    """The service's online decisions into ml_experiments."""
+    return _from_published(settings, "online contest decisions", lambda c: contest_record.record(c, trainer, symbol))
+
+
 def archive_predictions(settings: Settings, trainer, symbol: str) -> dict:
-    """Every published prediction into PostgreSQL and S3 silver. Redis unreachable is reported and
-    counted, never read as "no predictions"; the next cycle copies them (idempotent). A PostgreSQL
-    or S3 error fails the cycle like any other."""
-    client = redis_connection.connect(settings.redis, "trainer", socket_timeout=10, socket_connect_timeout=5)
-    try:
-        return prediction_archive.archive(client, trainer, Lake(settings.s3), symbol)
-    except redis.RedisError as exc:
-        CONTEST_FAILURES.inc()
-        log.warning("predictions not archived this cycle: %s", exc)
-        return {"error": f"not archived this cycle: {exc!r}"[:300]}
-    finally:
-        client.close()
+    """Every published prediction into PostgreSQL and S3 silver."""
+    return _from_published(settings, "predictions", lambda c: prediction_archive.archive(c, trainer, Lake(settings.s3), symbol))
 
 
 async def every(settings: Settings, seconds: float, port: int, first_after: float = 0.0, **kwargs) -> None:

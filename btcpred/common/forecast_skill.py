@@ -44,6 +44,24 @@ def json_figure(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(f"{x:.6g}")
 
 
+def skill_figures(times_ms: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict:
+    """R²_OS against persistence of predicted log returns ``pred`` for realized ``y`` at data times
+    ``times_ms`` (5-minute blocks), with its interval, p and RMSE ratio, as JSON figures."""
+    if len(times_ms) == 0:
+        return {"n": 0}
+    y, pred = np.asarray(y, float), np.asarray(pred, float)
+    s = skill_vs_persistence(y, pred, time_blocks(np.asarray(times_ms)))
+    base = float(np.sqrt(np.mean(y**2)))
+    return {
+        "n": len(y),
+        "blocks": s.test.blocks,
+        "r2_os": json_figure(s.r2_os),
+        "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])],
+        "pvalue": json_figure(s.test.pvalue),
+        "rmse_ratio_vs_persistence": json_figure(float(np.sqrt(np.mean((y - pred) ** 2))) / base) if base > 0 else None,
+    }
+
+
 def time_blocks(
     ts_ms: np.ndarray, segment: np.ndarray | None = None, block_ms: int = BLOCK_MS, gap_ms: int = GAP_MS
 ) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from btcpred.common.forecast_skill import ALPHA, json_figure, loss_test, skill_vs_persistence, time_blocks
+from btcpred.common.forecast_skill import ALPHA, json_figure, loss_test, skill_figures, time_blocks
 from btcpred.common.sequential_test import BettingTest, BlockedDifferential
 from btcpred.inference.scoring import ScoredPrediction, log_errors
 
@@ -25,17 +25,8 @@ from btcpred.inference.scoring import ScoredPrediction, log_errors
 def skill_of(rows: list[ScoredPrediction]) -> dict:
     """R²_OS against persistence on scored rows, its interval and p-value."""
     times, model, base = log_errors(rows)
-    if not times:
-        return {"n": 0}
-    y = -np.asarray(base)
-    s = skill_vs_persistence(y, np.asarray(model) + y, time_blocks(np.asarray(times)))
-    return {
-        "n": len(times),
-        "blocks": s.test.blocks,
-        "r2_os": json_figure(s.r2_os),
-        "r2_os_ci": [json_figure(s.r2_os_ci[0]), json_figure(s.r2_os_ci[1])],
-        "pvalue": json_figure(s.test.pvalue),
-    }
+    y = -np.asarray(base, float)
+    return skill_figures(np.asarray(times), y, np.asarray(model, float) + y)
 
 
 def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction], alpha: float = ALPHA) -> dict:
