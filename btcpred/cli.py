@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,16 +45,14 @@ def setup_logging(level: str, as_json: bool) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def rig(module: str):
-    """A rig module (``stack``, ``pipeline``, ``flink_cluster``): only in a checkout, the one this
-    package is installed from (an editable install), which a console script does not have on its path."""
+def run_rig(module: str, args: list[str]) -> None:
+    """Run a rig command (``stack``, ``pipeline``, ``flink_cluster``) as its documented ``python -m rig.<module>``
+    in the checkout this package is installed from (an editable install); exits with its status. The rig
+    is never installed: outside a checkout this is one clear error."""
     checkout = Path(__file__).resolve().parents[1]
-    if (checkout / "rig" / "__init__.py").exists() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-    try:
-        return importlib.import_module(f"rig.{module}")
-    except ModuleNotFoundError:
-        raise click.ClickException(f"this command drives the test rig (rig/{module}.py): run it from a checkout") from None
+    if not (checkout / "rig" / "__init__.py").exists():
+        raise click.ClickException(f"this command drives the test rig (rig/{module}.py): run it from a checkout")
+    sys.exit(subprocess.call([sys.executable, "-m", f"rig.{module}", *args], cwd=checkout))
 
 
 PASS_THROUGH = {"context_settings": {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}}
@@ -85,7 +84,7 @@ def _run(module: str, ctx: click.Context, args: tuple[str, ...], with_config: bo
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def demo(args: tuple[str, ...]) -> None:
     """The whole pipeline on replayed real data, live predictions (scripts/demo.sh's command)."""
-    sys.exit(rig("pipeline").main(list(args)) or 0)
+    run_rig("pipeline", list(args))
 
 
 @main.command()
@@ -94,7 +93,7 @@ def demo(args: tuple[str, ...]) -> None:
 @click.pass_context
 def stack(ctx: click.Context, action: str, with_flink_cluster: bool) -> None:
     """The local stack: Redis, PostgreSQL, kinesalite, moto, Prometheus, Alertmanager."""
-    sys.exit(rig("stack").main([*_config_args(ctx), action, *(["--with-flink-cluster"] if with_flink_cluster else [])]))
+    run_rig("stack", [*_config_args(ctx), action, *(["--with-flink-cluster"] if with_flink_cluster else [])])
 
 
 # ------------------------------------------------------------------------- the Flink job
@@ -175,16 +174,15 @@ def job_cancel(ctx: click.Context, job_id: str) -> None:
 @click.pass_context
 def job_submit(ctx: click.Context, from_savepoint: str | None, allow_non_restored_state: bool) -> None:
     """Submit the job to the local standalone cluster (Flink's CLI builds the Python graph)."""
-    cluster = rig("flink_cluster")
     if ctx.obj["jobmanager"]:
         raise click.ClickException(
             "submit drives the local cluster's Flink CLI; on Managed Flink the application is "
             "updated through CloudFormation (docs/operations.md)"
         )
-    settings = load_settings(ctx.obj["config"])
-    job_id = _cluster_call(cluster.submit, settings, from_savepoint=from_savepoint, allow_non_restored=allow_non_restored_state)
-    _cluster_call(cluster.wait_running, job_id)
-    click.echo(job_id)
+    options = (["--from-savepoint", from_savepoint] if from_savepoint else []) + (
+        ["--allow-non-restored-state"] if allow_non_restored_state else []
+    )
+    run_rig("flink_cluster", [*_config_args(ctx), "submit", *options])  # prints the job id once it runs
 
 
 @job.command("resume")
