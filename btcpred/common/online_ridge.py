@@ -46,27 +46,32 @@ class OnlineRidge:
         """The predicted 10 s log return for raw inputs ``x`` (in ``features`` order)."""
         if self.rows < self.warm_rows or not np.all(np.isfinite(x)):
             return 0.0
-        return float(self._standardize(x) @ self.w) / BP
+        predicted = float(self._standardize(x) @ self.w) / BP
+        return predicted if math.isfinite(predicted) else 0.0
 
     def update(self, x: np.ndarray, realized: float) -> bool:
-        """Learn from one realized row; False (nothing changes) for a row with a non-finite value."""
+        """Learn from one realized row; False (nothing changes) for a row with a non-finite value, or one
+        so far out that the new weights or statistics would not be finite numbers."""
         if not (np.all(np.isfinite(x)) and math.isfinite(realized)):
             return False
         lam = self.forgetting
-        if self.rows == 0:
-            self.mean = x.astype(float).copy()
-        z = self._standardize(x)  # as the prediction from this row saw it: the statistics before it
-        Pz = self.P @ z
-        gain = Pz / (lam + z @ Pz)
-        self.w = self.w + gain * (realized * BP - z @ self.w)
-        self.P = (self.P - np.outer(gain, Pz)) / lam
-        self.P = (self.P + self.P.T) / 2  # keep it symmetric against rounding
-        self.rows += 1
-        # exponentially weighted mean and variance, bias-corrected (weight 1/n without forgetting)
-        alpha = 1.0 / self.rows if lam == 1.0 else (1 - lam) / (1 - lam**self.rows)
-        delta = x - self.mean
-        self.mean = self.mean + alpha * delta
-        self.var = (1 - alpha) * (self.var + alpha * delta * delta)
+        mean = x.astype(float).copy() if self.rows == 0 else self.mean
+        scale = np.where(self.var > 1e-18, np.sqrt(np.maximum(self.var, 1e-18)), 1.0)
+        z = (x - mean) / scale  # as the prediction from this row saw it: the statistics before it
+        with np.errstate(over="ignore", invalid="ignore"):
+            Pz = self.P @ z
+            gain = Pz / (lam + z @ Pz)
+            w = self.w + gain * (realized * BP - z @ self.w)
+            P = (self.P - np.outer(gain, Pz)) / lam
+            rows = self.rows + 1
+            # exponentially weighted mean and variance, bias-corrected (weight 1/n without forgetting)
+            alpha = 1.0 / rows if lam == 1.0 else (1 - lam) / (1 - lam**rows)
+            delta = x - mean
+            new_mean = mean + alpha * delta
+            var = (1 - alpha) * (self.var + alpha * delta * delta)
+        if not all(np.all(np.isfinite(a)) for a in (w, P, new_mean, var)):
+            return False
+        self.w, self.P, self.mean, self.var, self.rows = w, (P + P.T) / 2, new_mean, var, rows  # P kept symmetric
         return True
 
     def to_json(self) -> str:

@@ -66,3 +66,13 @@ def test_a_checkpoint_restores_the_same_model_and_a_foreign_or_bad_one_is_refuse
     poisoned["P"] = [[1.0]]
     with pytest.raises(ValueError, match="shape"):
         OnlineRidge.from_json(json.dumps(poisoned), ("a", "b"))
+
+
+def test_a_row_that_would_overflow_the_state_is_refused_and_nothing_changes():
+    m = OnlineRidge(("a",), warm_rows=0)
+    for v in (1.0, -1.0, 0.5):
+        m.update(np.array([v]), v * 1e-4)
+    before = m.to_json()
+    assert not m.update(np.array([1e300]), 1e-4)  # finite, but its square is not
+    assert m.to_json() == before and m.rows == 3
+    assert np.isfinite(m.predict(np.array([1e300])))  # never a non-finite price to publish
