@@ -38,21 +38,42 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+INT64 = 2**63  # a BIGINT column's range: a value past it would fail the insert of the whole batch
+
+
 def _number(fields: dict, name: str, kind=float):
-    """An optional numeric field: "" is absent; anything else must be a finite number."""
+    """An optional numeric field: "" is absent; anything else must be a finite number (an integer within
+    a BIGINT for ``kind`` int)."""
     raw = fields.get(name, "")
     if raw == "":
         return None
-    value = kind(raw) if kind is int else float(raw)
-    if kind is float and not math.isfinite(value):
-        raise ValueError(f"{name} {raw!r} is not a finite number")
+    return _checked(name, kind(raw) if kind is int else float(raw), kind)
+
+
+def _checked(name: str, value, kind=float):
+    """``value`` as a column can hold it, or ``ValueError``: what PostgreSQL would refuse is refused here, so
+    one bad entry is skipped and counted instead of failing every cycle's copy."""
+    if value is None:
+        return None
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} {value!r} is not a finite number")
+        return float(value)
+    if not -INT64 <= value < INT64:
+        raise ValueError(f"{name} {value!r} is past a BIGINT")
+    return value
+
+
+def _optional_text(value, required: bool = False) -> str | None:
+    if (value is None and required) or (value is not None and not isinstance(value, str)):
+        raise ValueError(f"{value!r} is not text")
     return value
 
 
 def rows_of(symbol: str, fields: dict[str, str]) -> list[dict]:
     """The champion's row and one per challenger from one stream entry; ``ValueError`` if it is no prediction."""
     try:
-        boundary = int(fields["timestamp"])
+        boundary = _checked("timestamp", int(fields["timestamp"]), int)
         source = fields["source"]
         if source not in ("redis", "fallback"):
             raise ValueError(f"source {source!r}")
@@ -77,21 +98,19 @@ def rows_of(symbol: str, fields: dict[str, str]) -> list[dict]:
         )
         rows = [champion]
         for c in json.loads(fields.get("challengers") or "[]"):
-            predicted = c.get("predicted_price_10s")
-            if predicted is not None and not (isinstance(predicted, (int, float)) and math.isfinite(predicted)):
-                raise ValueError(f"challenger price {predicted!r}")
+            predicted = _checked("challenger price", c.get("predicted_price_10s"))
             rows.append(
                 dict(
                     base,
-                    model_version=str(c["model_version"]),
+                    model_version=_optional_text(c["model_version"], required=True),
                     role="challenger",
                     source="redis",
-                    fallback_reason=c.get("why_not_served"),
+                    fallback_reason=_optional_text(c.get("why_not_served")),
                     base_price=champion["base_price"],
                     predicted_price=predicted,
                     price_low=None,
                     price_high=None,
-                    confidence=c.get("confidence"),
+                    confidence=_checked("challenger confidence", c.get("confidence")),
                 )
             )
         return rows

@@ -76,6 +76,12 @@ def test_an_entry_becomes_the_champions_row_and_one_per_challenger():
         {"challengers": "[{"},
         {"challengers": '[{"predicted_price_10s": 1.0}]'},
         {"challengers": '[{"model_version": "x", "predicted_price_10s": "1e999"}]'},
+        # what PostgreSQL would refuse, failing the batch: refused here, the entry skipped and counted
+        {"timestamp": str(2**63)},
+        {"feature_time_ms": str(2**70)},
+        {"challengers": '[{"model_version": "x", "predicted_price_10s": 1.0, "confidence": "high"}]'},
+        {"challengers": '[{"model_version": {"a": 1}, "predicted_price_10s": 1.0}]'},
+        {"challengers": '[{"model_version": "x", "predicted_price_10s": 1.0, "why_not_served": [1]}]'},
     ],
 )
 def test_an_entry_that_is_no_prediction_is_refused(broken):
