@@ -206,13 +206,6 @@ class PredictionService:
 
     async def cycle(self, boundary_ms: int, jitter_ms: float) -> None:
         started = time.perf_counter()
-        if not self.verdicts_loaded:
-            with contextlib.suppress(Exception):  # Redis down: the cycle below falls back anyway
-                await self.restore_verdicts()
-        if not self.online_restored:
-            with contextlib.suppress(Exception):
-                await self.restore_online()
-        predictor, shadows = self.contenders()  # one lineup for the whole cycle, even if a swap lands meanwhile
         JITTER.observe(max(jitter_ms, 0) / 1000)
         self.jitter_ms.append(jitter_ms)
         self.cycles_total += 1
@@ -222,6 +215,14 @@ class PredictionService:
             CYCLE_ERRORS.inc()
             log.warning("Redis read failed: %s", exc)
             state = HotState({}, {}, {}, False)
+        else:  # Redis answers: what the contest decided and the online ridge learnt, once (never waited on while it is down)
+            if not self.verdicts_loaded:
+                with contextlib.suppress(Exception):  # a failed read is tried again next cycle
+                    await self.restore_verdicts()
+            if not self.online_restored:
+                with contextlib.suppress(Exception):
+                    await self.restore_online()
+        predictor, shadows = self.contenders()  # one lineup for the whole cycle, even if a swap lands meanwhile
         cfg = self.settings.inference
         if state.features:
             self.feature_keys = set(state.features)
