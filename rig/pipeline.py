@@ -674,23 +674,21 @@ def draw_run(settings: Settings, start_ms: int, end_ms: int) -> None:
     """This run's predictions archived (as the retraining job archives them) and drawn against the
     realised price, with the score; a failure is said, never the end of the demo."""
     from btcpred.adapters.db.schema import engine_for
-    from btcpred.adapters.lake import Lake
-    from btcpred.batch import draw_predictions, prediction_archive
-    from btcpred.common import redis_connection
+    from btcpred.batch import draw_predictions, retrain
 
     out = REPO / ".local" / "reports" / "demo_predictions.png"
-    client = redis_connection.connect(settings.redis, "trainer")
     trainer = engine_for(settings.postgres, "trainer")
     try:
-        prediction_archive.archive(client, trainer, Lake(settings.s3), settings.exchange.symbol)
-        rows = draw_predictions.load_cycles(trainer, settings.exchange.symbol, start_ms, end_ms)
+        archived = retrain.archive_predictions(settings, trainer, settings.exchange.symbol)
+        if "error" in archived:
+            raise RuntimeError(archived["error"])
+        rows = draw_predictions.load(trainer, settings.exchange.symbol, start_ms, end_ms, by="boundary_ms")
         score = draw_predictions.score(rows)
         draw_predictions.draw(rows, out, f"this demo run: champion R²_OS {score.get('r2_os')}, n {score.get('n')}")
         print(f"\nThis run's predictions against the realised price: {out} (champion {json.dumps(score)})", flush=True)
     except Exception as exc:  # noqa: BLE001 - the picture is a courtesy: say why there is none
         print(f"\nno picture of this run: {exc!r}", flush=True)
     finally:
-        client.close()
         trainer.dispose()
 
 

@@ -52,30 +52,16 @@ def score(rows: list[dict], version_rows: list[dict] | None = None) -> dict:
     return skill_figures(np.array(times), np.array(y), np.array(pred))
 
 
-def load_cycles(engine: sa.Engine, symbol: str, start_ms: int, end_ms: int) -> list[dict]:
-    """The rows of the cycles whose wall-clock boundary lies in [start_ms, end_ms] (one run of a replay,
-    whatever data time it replayed)."""
+def load(engine: sa.Engine, symbol: str, start_ms: int, end_ms: int, by: str = "feature_time_ms") -> list[dict]:
+    """The rows whose ``by`` lies in [start_ms, end_ms]: data time (``feature_time_ms``, any period of the
+    market), or the cycles' wall-clock boundary (``boundary_ms``: one run of a replay, whatever it replayed)."""
     t = predictions.c
+    column = getattr(t, by)
     with engine.connect() as conn:
         return [
             dict(r)
             for r in conn.execute(
-                sa.select(predictions)
-                .where(t.symbol == symbol, t.boundary_ms >= start_ms, t.boundary_ms <= end_ms)
-                .order_by(t.boundary_ms)
-            ).mappings()
-        ]
-
-
-def load(engine: sa.Engine, symbol: str, start_ms: int, end_ms: int) -> list[dict]:
-    t = predictions.c
-    with engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                sa.select(predictions)
-                .where(t.symbol == symbol, t.feature_time_ms >= start_ms, t.feature_time_ms <= end_ms)
-                .order_by(t.boundary_ms)
+                sa.select(predictions).where(t.symbol == symbol, column >= start_ms, column <= end_ms).order_by(t.boundary_ms)
             ).mappings()
         ]
 

@@ -150,7 +150,9 @@ def test_the_retraining_job_archives_every_prediction_to_postgres_and_silver_and
     silver = Lake(isolated_settings.s3).get_table(predictions_silver_key(sym, hour))
     assert silver.num_rows == 12 and set(silver.column("role").to_pylist()) == {"champion", "challenger"}
 
-    assert len(draw_predictions.load_cycles(pg_engine, sym, hour, hour + 5 * 2000)) == 12  # one run's cycles, by wall time
+    assert (
+        len(draw_predictions.load(pg_engine, sym, hour, hour + 5 * 2000, by="boundary_ms")) == 12
+    )  # one run's cycles, by wall time
     rows = draw_predictions.load(pg_engine, sym, hour, hour + 3_600_000)
     scored = draw_predictions.score(rows)
     assert scored["n"] == 5  # the last row's target is past the data
