@@ -42,13 +42,15 @@ from btcpred.udfs import lake_layout as layout
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from btcpred.udfs.features import HISTORY_US
 from btcpred.udfs.lake_layout import HOUR_US
+from btcpred.udfs.long_context import LONGEST_CONTEXT_US
 from btcpred.udfs.order_book import BookSynchronizer
 from btcpred.udfs.symbol_state import decode_record
 
 log = logging.getLogger(__name__)
 
 LABEL_LOOKAHEAD_US = 15_000_000  # of the next hour's data: the 10 s label plus slack
-WARM_UP_MARGIN_US = HISTORY_US + 4_000_000  # features' look-back before the hour's first row, plus slack
+# features' longest look-back before the hour's first row (the 5 min context), plus slack
+WARM_UP_MARGIN_US = max(HISTORY_US, LONGEST_CONTEXT_US) + 4_000_000
 RING_DIFFS = BookSynchronizer.__dataclass_fields__["recent_capacity"].default  # diffs a snapshot is brought forward with
 
 
@@ -72,7 +74,7 @@ def warm_up(events: list[MarketEvent], until_us: int | None) -> list[MarketEvent
 
     The live book was last re-anchored by an in-band snapshot, brought forward with the
     diffs the job held in its ring (received before the snapshot); features look back
-    ``HISTORY_US``. So the warm-up starts ``recent_capacity`` diffs before the last snapshot
+    ``HISTORY_US``, the context 5 minutes. So the warm-up starts ``recent_capacity`` diffs before the last snapshot
     that lies more than ``WARM_UP_MARGIN_US`` of data before the hour's end; without one, the
     whole previous hour.
     """

@@ -40,6 +40,7 @@ from btcpred.batch.gate import PERSISTENCE, decide
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.modeling import FLOW_FEATURES, IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
 from btcpred.batch.report import Scored, summary
+from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
 from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search, validation_interval
 from btcpred.common import recalibration
@@ -117,9 +118,8 @@ def loop_decision(history: FeatureSet, serving: Served, hour_ms: int, candidates
         return serving, "an empty train, validation or test part"
     stamp = datetime.fromtimestamp(hour_ms / 1000, timezone.utc).strftime("%Y%m%dT%H")
     fitted = {kind: search(kind, features, grid, data, split, None, stamp, {}) for kind, features, grid in candidates}
-    val = data.take(split.val)
-    val_mse = {kind: c.val_mse for kind, c in fitted.items()} | {PERSISTENCE: float(np.mean(val.y**2))}
-    pick = min(val_mse, key=val_mse.get)
+    chosen_on_validation = pick_on_validation(fitted, data.take(split.val))
+    pick = chosen_on_validation.kind
     test = data.take(split.test)
     champion = (serving.version, serving.predict(test)) if serving is not PERSISTENCE_SERVED else None
     until = int(data.ts_ms.max())
@@ -140,7 +140,8 @@ def loop_decision(history: FeatureSet, serving: Served, hour_ms: int, candidates
         low, high = input_guard(data.take(split.train).columns(c.features))
         challenger = Served(f"{pick}@{stamp}", pick, c, InputGuard.of_range(c.features, low, high), until)
         verdict = decide(challenger.version, challenger.predict(test), test.y, test.mid, test.ts_ms, champion, segment=test.venue)
-    why = f"picked {pick} on validation; {'promoted' if verdict.promote else 'kept ' + serving.version}: {verdict.reason}"
+    why = f"picked {pick} on validation{f' ({chosen_on_validation.reason})' if chosen_on_validation.reason else ''}; "
+    why += f"{'promoted' if verdict.promote else 'kept ' + serving.version}: {verdict.reason}"
     chosen = challenger if verdict.promote else serving
     if chosen.candidate is None:
         return PERSISTENCE_SERVED, why

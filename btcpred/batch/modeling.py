@@ -21,7 +21,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from btcpred.common.model_artifact import INPUT_NAME, OUTPUT_NAME, Calibration
-from btcpred.udfs.features import FEATURE_NAMES, SCALE_FREE_FEATURES
+from btcpred.udfs.features import DEEP_OFI_FEATURES, FEATURE_NAMES, SCALE_FREE_FEATURES
+from btcpred.udfs.long_context import CONTEXT_FEATURES
 
 BP = 1e4  # fit in basis points of log return
 TRADE_FEATURES = ("trade_intensity_5s", "signed_flow_1s", "signed_flow_5s")
@@ -29,7 +30,9 @@ TRADE_FEATURES = ("trade_intensity_5s", "signed_flow_1s", "signed_flow_5s")
 # only (udfs.features.SCALE_FREE_FEATURES): the model is served on another venue than the one
 # its hours come from, and inputs in a venue's units (OFI in coins, offsets in dollars) put
 # binance.com rows 50 sd outside Binance.US training.
-BOOK_FEATURES = tuple(name for name in SCALE_FREE_FEATURES if name not in TRADE_FEATURES)
+# Inputs every row has: the multi-level OFI is absent for its first 5 s of a replay, so it competes
+# in its own candidate (``train.OPTIONAL_CANDIDATES``), like the context and the streams' features.
+BOOK_FEATURES = tuple(name for name in SCALE_FREE_FEATURES if name not in TRADE_FEATURES + DEEP_OFI_FEATURES)
 OFI_FEATURES = ("ofi_norm_1s", "ofi_norm_2s", "ofi_norm_5s")
 # The simplest baseline with skill on these data: one ridge on the top-of-book quantity imbalance.
 # Every richer model has to beat it in the same run, so it competes like any candidate.
@@ -38,6 +41,11 @@ FLOW_FEATURES = ("trade_flow_5s",)  # a trades-only market's one-feature baselin
 # A book market's trade flow, as the job computes it: the signed volume shares (scale-free; the
 # intensity is trades per second, a venue's unit) beside the top-of-book imbalance.
 BOOK_FLOW_FEATURES = ("signed_flow_1s", "signed_flow_5s", "depth_imbalance_1")
+TRADE_SHARE_FEATURES = ("signed_flow_1s", "signed_flow_5s", "count_imbalance_1s", "count_imbalance_5s")
+# Minutes of context (``udfs.long_context``): moves, volatility and flow over 30 s and 5 min,
+# beside the top-of-book imbalance and the level-1 OFI it is judged against.
+CONTEXT_MODEL_FEATURES = IMBALANCE_FEATURES + OFI_FEATURES + CONTEXT_FEATURES
+DEEP_OFI_MODEL_FEATURES = IMBALANCE_FEATURES + OFI_FEATURES + DEEP_OFI_FEATURES
 
 # Small, strongly regularised nets: a few thousand rows of a regime-shifting market
 # (the sign of 5 s momentum flips between the training and validation hours).

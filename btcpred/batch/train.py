@@ -39,12 +39,15 @@ from btcpred.batch.metrics import evaluate
 from btcpred.batch.modeling import (
     BOOK_FEATURES,
     BOOK_FLOW_FEATURES,
+    CONTEXT_MODEL_FEATURES,
+    DEEP_OFI_MODEL_FEATURES,
     FLOW_FEATURES,
     IMBALANCE_FEATURES,
     MLP_GRID,
     OFI_FEATURES,
     PERSISTENCE_FEATURES,
     RIDGE_GRID,
+    TRADE_SHARE_FEATURES,
     export_onnx,
     export_persistence_onnx,
     fit_calibration,
@@ -54,6 +57,7 @@ from btcpred.batch.modeling import (
     predict_return,
 )
 from btcpred.batch.report import Scored, persistence, score, summary, write_report
+from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
 from btcpred.common.config import S3Config, Settings, load_settings
@@ -68,8 +72,9 @@ from btcpred.common.model_artifact import (
     fit_interval,
     sha256_hex,
 )
-from btcpred.udfs.features import PERP_FEATURES, QUOTE_FEATURES
+from btcpred.udfs.features import DEEP_OFI_FEATURES, PERP_FEATURES, QUOTE_FEATURES
 from btcpred.udfs.lake_layout import SILVER_FEATURES
+from btcpred.udfs.long_context import CONTEXT_FEATURES
 from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE
 
 log = logging.getLogger(__name__)
@@ -212,13 +217,16 @@ CANDIDATES = (
     ("ridge_ofi", OFI_FEATURES, RIDGE_GRID),
     ("mlp", BOOK_FEATURES, MLP_GRID),
 )
-# Candidates on features only some recordings have, each with the features it needs: the best bid/ask
-# stream's, and with a perpetual configured beside spot, the cross-market ones too.
-STREAM_CANDIDATES = (
-    (QUOTE_FEATURES, ("ridge_quotes", OFI_FEATURES + QUOTE_FEATURES, RIDGE_GRID)),
-    (QUOTE_FEATURES + PERP_FEATURES, ("ridge_perp", OFI_FEATURES + QUOTE_FEATURES + PERP_FEATURES, RIDGE_GRID)),
+# Candidates on features not every row has, each with the features it needs and the share of rows
+# that must have them before it competes: the multi-level OFI and the minutes of context (absent
+# for their look-back after a replay's start: 5 s, 5 min), the best bid/ask stream's, and with a
+# perpetual configured beside spot, the cross-market ones too (absent on recordings without them).
+OPTIONAL_CANDIDATES = (
+    (DEEP_OFI_FEATURES, 0.99, ("ridge_depth_ofi", DEEP_OFI_MODEL_FEATURES, RIDGE_GRID)),
+    (CONTEXT_FEATURES, 0.99, ("ridge_context", CONTEXT_MODEL_FEATURES, RIDGE_GRID)),
+    (QUOTE_FEATURES, 0.99, ("ridge_quotes", OFI_FEATURES + QUOTE_FEATURES, RIDGE_GRID)),
+    (QUOTE_FEATURES + PERP_FEATURES, 0.99, ("ridge_perp", OFI_FEATURES + QUOTE_FEATURES + PERP_FEATURES, RIDGE_GRID)),
 )
-MIN_STREAM_SHARE = 0.99  # rows with a stream's features needed before a model may read them
 
 
 # A trades-only market (btcpred/batch/trade_rows.py): the one-feature flow ridge is its simplest
@@ -229,17 +237,18 @@ TRADE_CANDIDATES = (("ridge_flow", FLOW_FEATURES, RIDGE_GRID), ("ridge_tape", TR
 MIN_FLOW_SHARE = 0.5  # rows with a trade in the last 5 s needed before the flow candidates compete
 FLOW_CANDIDATES = (
     ("ridge_flow_book", BOOK_FLOW_FEATURES, RIDGE_GRID),
-    ("ridge_all", BOOK_FEATURES + ("signed_flow_1s", "signed_flow_5s"), RIDGE_GRID),
+    ("ridge_all", BOOK_FEATURES + TRADE_SHARE_FEATURES, RIDGE_GRID),
 )
 
 
 def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     """The candidates this data can train, and the rows they train on.
 
-    The quote and perpetual features exist only where the recording has those streams. When
-    nearly every row has a candidate's features (a boundary before a stream's first quote does
-    not), the rows without them are left out, so every candidate is judged on the same rows, and
-    that candidate competes; otherwise (the 1 Hz Binance.US book has neither stream) it does not.
+    Some features are absent from some rows (``OPTIONAL_CANDIDATES``): the quote and perpetual
+    features wherever the recording lacks those streams, the multi-level OFI and the context for
+    their look-back after a replay's start. When enough rows have a candidate's features, the rows
+    without them are left out, so every candidate is judged on the same rows, and that candidate
+    competes; otherwise (the 1 Hz Binance.US book has neither stream) it does not.
     """
     if data.names == TRADE_FEATURE_NAMES:
         return data, TRADE_CANDIDATES
@@ -247,9 +256,9 @@ def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     # trade flow competes where there are trades (the 1 Hz Binance.US book has none: its flow is 0)
     if len(data) and np.mean(data.columns(("signed_flow_5s",))[:, 0] != 0) >= MIN_FLOW_SHARE:
         candidates = candidates + FLOW_CANDIDATES
-    for needed, candidate in STREAM_CANDIDATES:
+    for needed, share, candidate in OPTIONAL_CANDIDATES:
         has = np.isfinite(data.columns(needed)).all(axis=1)
-        if len(data) and has.mean() >= MIN_STREAM_SHARE:
+        if len(data) and has.mean() >= share:
             data, candidates = data.take(np.flatnonzero(has)), candidates + (candidate,)
     return data, candidates
 
@@ -344,7 +353,10 @@ def _run(
         ranges,
         {"test": summary(base), "validation": {"val_mse": val_mse[PERSISTENCE]}},
     )
-    decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, stamp, venue, ranges, promote)
+    pick = pick_on_validation(fitted, data.take(split.val))
+    if pick.reason:
+        log.info("picked %s on validation: %s", pick.kind, pick.reason)
+    decisions = gate_run(engine, lake, data, split, test, scored, versions, val_mse, pick.kind, stamp, venue, ranges, promote)
     refit_version = None
     serving_kind = serving_specification(engine, lake, decisions[-1], versions, venue) if promote else None
     if serving_kind is not None:
@@ -397,18 +409,19 @@ def gate_run(
     scored: dict[str, Scored],
     versions: dict[str, str],
     val_mse: dict[str, float],
+    pick: str,
     stamp: str,
     venue: str,
     ranges: dict,
     promote: bool,
 ) -> list[GateDecision]:
-    """Pick by validation, then let the gate judge the pick on the test window (``btcpred/batch/gate.py``).
+    """Let the gate judge the validation's ``pick`` (``btcpred/batch/selection.py``) on the test window
+    (``btcpred/batch/gate.py``).
 
     Each decision is logged to ``ml_experiments`` (kind ``gate``) with its figures, promoted or
     not. With ``promote``, a decision to promote is carried out; when the pick loses and there is
     no production model at all, persistence is registered and promoted in its place.
     """
-    pick = min(val_mse, key=val_mse.get)
     champion = champion_predictions(engine, lake, test)
     decisions: list[GateDecision] = []
 
@@ -416,7 +429,7 @@ def gate_run(
         decision = decide(
             version, pred, test.y, test.mid, test.ts_ms, champion, challenger_is_persistence=is_persistence, segment=test.venue
         )
-        params = {"picked_by": "validation mse", "val_mse": val_mse, "promote_requested": promote}
+        params = {"picked_by": "validation mse, one-standard-error rule", "val_mse": val_mse, "promote_requested": promote}
         registry.log_experiment(
             engine, f"{stamp}-gate-{len(decisions)}", "gate", version, params, [], ranges, decision.as_metrics()
         )

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from itertools import chain
 from operator import add, mul, sub
 
+from btcpred.udfs.depth_flow import LEVEL_GROUPS, DepthFlow
 from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent, to_float
+from btcpred.udfs.long_context import CONTEXT_FEATURES, LongContext
 from btcpred.udfs.order_book import OrderBook
 from btcpred.udfs.pickling import fast_state
 from btcpred.udfs.trade_window import TradeBuffer, WindowStats
@@ -31,6 +33,10 @@ PREDICTION_STEP_US = 2_000_000
 DEPTH_LEVELS = (1, 5, 10)  # depth imbalance is reported over the top 1, 5 and 10 levels
 WINDOWS_US = {"1s": 1_000_000, "5s": 5_000_000}
 OFI_HORIZONS_US = {"1s": 1_000_000, "2s": 2_000_000, "5s": 5_000_000}
+DEEP_OFI_HORIZONS_US = {"1s": 1_000_000, "5s": 5_000_000}
+# Order-flow imbalance over the top 5 and top 10 levels (``depth_flow``), in units of the window's
+# time-weighted depth over the same levels: scale-free like ``ofi_norm_*``.
+DEEP_OFI_FEATURES = tuple(f"ofi_l{levels}_norm_{name}" for levels in LEVEL_GROUPS for name in DEEP_OFI_HORIZONS_US)
 QUOTE_OFI_HORIZONS_US = {"1s": 1_000_000, "5s": 5_000_000}
 REALIZED_VOL_US = 5_000_000
 HISTORY_US = 6_000_000  # longest look-back (5 s) plus one boundary step of slack
@@ -59,11 +65,14 @@ PERP_MAX_AGE_US = 5_000_000  # a perpetual quote older than this at a boundary i
 # is conflated to 100 ms and trails it. A quote further behind the book's top than this is a stalled
 # stream, not the price.
 QUOTE_STALE_US = 1_000_000
-# Model inputs, in order. The model registry stores this list with every model.
+# Model inputs, in order. The model registry stores this list with every model. Two inputs left in
+# 2026-12 (migration 0008) as duplicates: ``vol_imbalance`` was ``depth_imbalance_10`` under another
+# name, and ``microprice_offset_bp`` is half the spread times ``depth_imbalance_1``, so it carried
+# the venue's spread level (500x smaller on binance.com than on Binance.US) and nothing else; its
+# venue-free form, the offset in half-spreads, is ``depth_imbalance_1`` itself.
 FEATURE_NAMES = (
     "ret_1s",
     "ret_5s",
-    "vol_imbalance",
     "spread_bp",
     "depth_imbalance_1",
     "depth_imbalance_5",
@@ -79,7 +88,10 @@ FEATURE_NAMES = (
     "ofi_norm_1s",
     "ofi_norm_2s",
     "ofi_norm_5s",
-    "microprice_offset_bp",
+    "count_imbalance_1s",
+    "count_imbalance_5s",
+    *DEEP_OFI_FEATURES,
+    *CONTEXT_FEATURES,
     *QUOTE_FEATURES,
     *PERP_FEATURES,
 )
@@ -91,15 +103,14 @@ FEATURE_NAMES = (
 SCALE_FREE_FEATURES = (
     "ret_1s",
     "ret_5s",
-    "vol_imbalance",
     "depth_imbalance_1",
     "depth_imbalance_5",
     "depth_imbalance_10",
     "ofi_norm_1s",
     "ofi_norm_2s",
     "ofi_norm_5s",
-    "microprice_offset_bp",
     "realized_vol_5s",
+    *DEEP_OFI_FEATURES,
 )
 
 
@@ -136,15 +147,18 @@ class BookTop:
 
 
 def book_top(book: OrderBook, time_us: int) -> BookTop | None:
-    bids = book.top_bids(DEPTH_LEVELS[-1])
-    asks = book.top_asks(DEPTH_LEVELS[-1])
+    return top_of(book.top_bids(DEPTH_LEVELS[-1]), book.top_asks(DEPTH_LEVELS[-1]), book.last_update_id, time_us)
+
+
+def top_of(bids: list[tuple[int, int]], asks: list[tuple[int, int]], update_id: int, time_us: int) -> BookTop | None:
+    """The ``BookTop`` of a book's best levels (e8 units), None while a side is empty."""
     if not bids or not asks:
         return None
 
     def cumulative(levels: list[tuple[int, int]]) -> tuple[float, ...]:
         return tuple(to_float(sum(q for _, q in levels[:n])) for n in DEPTH_LEVELS)
 
-    return BookTop(time_us, book.last_update_id, to_float(bids[0][0]), to_float(asks[0][0]), cumulative(bids), cumulative(asks))
+    return BookTop(time_us, update_id, to_float(bids[0][0]), to_float(asks[0][0]), cumulative(bids), cumulative(asks))
 
 
 def level_one_ofi(
@@ -289,7 +303,7 @@ class QuoteHistory:
 
     def ofi_norm(self, start_us: int, end_us: int) -> float:
         """OFI of the quotes in (start_us, end_us] over the time-weighted mean best size in the window
-        (``_mean_best_depth``'s rule: each quote weighs the time it was in force, from its time, or
+        (``_mean_depth``'s rule: each quote weighs the time it was in force, from its time, or
         the window's start for the one in force then, to the next quote's, or the window's end).
 
         Sums run over array slices with ``map`` (C loops): a 5 s window holds ~450 quotes.
@@ -337,21 +351,23 @@ def _imbalance(bid: float, ask: float) -> float:
     return (bid - ask) / (bid + ask) if bid + ask > 0 else 0.0
 
 
-def _best_size(top: BookTop) -> float:
-    return (top.bid_depth[0] + top.ask_depth[0]) / 2.0
+def _depth(top: BookTop, level: int) -> float:
+    """(bid + ask) / 2 of the cumulative size over ``DEPTH_LEVELS[level]`` levels."""
+    return (top.bid_depth[level] + top.ask_depth[level]) / 2.0
 
 
-def _mean_best_depth(start: BookTop | None, updates: list[HistoryEntry], start_us: int, end_us: int) -> float:
-    """Time-weighted mean best-level size, (bid + ask) / 2, over the window (start_us, end_us]: each
-    book state weighs the time it was in force. OFI divided by it counts in "best levels" rather
-    than coins (Cont, Kukanov, Stoikov 2014 scale by average depth for the same reason).
+def _mean_depth(start: BookTop | None, updates: list[HistoryEntry], start_us: int, end_us: int, level: int = 0) -> float:
+    """Time-weighted mean depth over ``DEPTH_LEVELS[level]`` levels, (bid + ask) / 2, over the window
+    (start_us, end_us]: each book state weighs the time it was in force. OFI divided by it counts in
+    "books of that depth" (the best level alone for ``ofi_norm_*``) rather than coins (Cont,
+    Kukanov, Stoikov 2014 scale by average depth for the same reason).
 
     Weighted by time, not by count: a re-anchor adds a book state identical to the one before
     (zero OFI, zero duration), and a count would let it move the mean; the live job re-anchors
     where a batch replay does not. 1.0 when the window holds no time or no size.
     """
-    states = ([(start_us, _best_size(start))] if start is not None else []) + [
-        (e.top.time_us, _best_size(e.top)) for e in updates
+    states = ([(start_us, _depth(start, level))] if start is not None else []) + [
+        (e.top.time_us, _depth(e.top, level)) for e in updates
     ]
     if not states:
         return 1.0
@@ -421,12 +437,19 @@ def freshest_mid(time_us: int, top: BookTop, quotes: QuoteHistory | None) -> flo
 
 
 def compute_snapshot(
-    time_us: int, history: BookHistory, trades: TradeBuffer, quotes: QuoteHistory | None = None, perp: QuoteHistory | None = None
+    time_us: int,
+    history: BookHistory,
+    trades: TradeBuffer,
+    quotes: QuoteHistory | None = None,
+    perp: QuoteHistory | None = None,
+    depth_flow: DepthFlow | None = None,
+    context: LongContext | None = None,
 ) -> Snapshot | None:
     """Windows and features as of ``time_us``; None before the book has a top.
 
     Every value, the book-validity flag included, is a function of events with
-    event time <= ``time_us`` only, so it does not depend on watermark lag.
+    event time <= ``time_us`` only, so it does not depend on watermark lag. Without
+    ``depth_flow`` or ``context`` their features are absent.
     """
     entry = history.entry_at(time_us)
     if entry is None:
@@ -437,10 +460,8 @@ def compute_snapshot(
         "mid": freshest_mid(time_us, top, quotes),
         "ret_1s": _log_return(top, history.at(time_us - 1_000_000)),
         "ret_5s": _log_return(top, history.at(time_us - 5_000_000)),
-        "vol_imbalance": _imbalance(top.bid_depth[-1], top.ask_depth[-1]),
         "spread_bp": (top.best_ask - top.best_bid) / top.mid * 1e4,
         "microprice_minus_mid": top.microprice - top.mid,
-        "microprice_offset_bp": (top.microprice - top.mid) / top.mid * 1e4,
         "realized_vol_5s": math.sqrt(sum(e.log_return_sq for e in history.between(time_us - REALIZED_VOL_US, time_us))),
         "trade_intensity_5s": windows["5s"].count / 5.0,
         "book_valid": 1.0 if entry.valid else 0.0,
@@ -450,11 +471,20 @@ def compute_snapshot(
         features[f"depth_imbalance_{levels}"] = _imbalance(top.bid_depth[i], top.ask_depth[i])
     for name, horizon in OFI_HORIZONS_US.items():
         updates = history.between(time_us - horizon, time_us)
+        start = history.at(time_us - horizon)
         ofi = sum(e.ofi for e in updates)
         features[f"ofi_{name}"] = ofi
-        features[f"ofi_norm_{name}"] = ofi / _mean_best_depth(history.at(time_us - horizon), updates, time_us - horizon, time_us)
+        features[f"ofi_norm_{name}"] = ofi / _mean_depth(start, updates, time_us - horizon, time_us)
+        sums = depth_flow.sums(time_us - horizon, time_us) if depth_flow is not None and name in DEEP_OFI_HORIZONS_US else None
+        if sums is not None:
+            for levels, deep in zip(LEVEL_GROUPS, sums):
+                depth = _mean_depth(start, updates, time_us - horizon, time_us, DEPTH_LEVELS.index(levels))
+                features[f"ofi_l{levels}_norm_{name}"] = deep / depth
     for name, stats in windows.items():
         features[f"signed_flow_{name}"] = stats.signed_vol / stats.vol if stats.vol > 0 else 0.0
+        features[f"count_imbalance_{name}"] = (2 * stats.buys - stats.count) / stats.count if stats.count > 0 else 0.0
+    if context is not None:
+        features.update(context.features(time_us, top.mid))
     if quotes is not None:
         features.update(quote_features(time_us, quotes, top))
     if perp is not None:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 
 from btcpred.udfs import envelope, event_rules, sbe
 from btcpred.udfs import redis_schema as rs
+from btcpred.udfs.depth_flow import DEEPEST, DepthFlow, float_levels
 from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEvent, MarketEvent, PerpQuoteEvent, TradesEvent
-from btcpred.udfs.features import WINDOWS_US, BookHistory, QuoteHistory, Snapshot, book_top, compute_snapshot
+from btcpred.udfs.features import HISTORY_US, WINDOWS_US, BookHistory, QuoteHistory, Snapshot, compute_snapshot, top_of
+from btcpred.udfs.long_context import KEEP_BUCKETS, LongContext
 from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome, Drift, Gap
 from btcpred.udfs.pickling import StdlibPickled, fast_state
 from btcpred.udfs.trade_window import TradeBuffer, trade_points
@@ -33,6 +35,7 @@ MAX_BOOK_HISTORY = 10_000  # depth-book tops (10 a second)
 MAX_QUOTES = 50_000  # best bid/ask tops per market (~90 a second, bursts of several hundred)
 MAX_TRADES = 200_000  # trades within the longest window
 MAX_PENDING_TIMERS = 10_000  # boundaries registered, not yet fired
+MAX_CONTEXT_BUCKETS = 2 * KEEP_BUCKETS  # 500 ms buckets: boundaries prune them to KEEP_BUCKETS
 
 
 class DecodedBatch(StdlibPickled):
@@ -343,6 +346,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     crossed_books: int = 0  # diffs after which the book was crossed: marked invalid, a re-anchor asked for
     capped_entries: int = 0  # history entries dropped by the caps (MAX_*): features near them are inexact
     receipt_lag_us: int | None = None  # our receipt minus the exchange's time, smallest of the last record
+    depth_flow: DepthFlow = field(default_factory=DepthFlow)  # OFI over the top 5 and 10 levels per book update
+    context: LongContext = field(default_factory=LongContext)  # 500 ms buckets of flow and moves for 30 s-5 min
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -427,6 +432,7 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             self.last_trade_id = newest
             for point in trade_points(event):
                 self.trades.add(point)
+                self.context.add_trade(point.time_us, point.qty, point.sign)
             return EventResult([])
         if isinstance(event, QUICK_EVENTS):
             self.on_quote(event)
@@ -511,6 +517,11 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         while len(entries) > MAX_BOOK_HISTORY:
             entries.popleft()
             dropped += 1
+        for columns, cap in ((self.depth_flow, MAX_BOOK_HISTORY), (self.context, MAX_CONTEXT_BUCKETS)):
+            excess = len(columns) - cap
+            if excess > 0:
+                columns.drop_oldest(excess)
+                dropped += excess
         for quotes in (self.quotes, self.perp):
             excess = len(quotes) - MAX_QUOTES
             if excess > 0:
@@ -538,6 +549,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             + len(self.quotes)
             + len(self.perp)
             + len(self.trades.points)
+            + len(self.depth_flow)
+            + len(self.context)
             + len(self.sync.recent)
             + len(self.pending_timers)
         )
@@ -564,9 +577,13 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     def _book_changed(self, time_us: int, receipt_time_us: int | None, write_book: bool) -> list[RedisWrite]:
         book = self.sync.book
         assert book is not None
-        top = book_top(book, time_us)
+        bids, asks = book.top_bids(DEEPEST), book.top_asks(DEEPEST)
+        top = top_of(bids, asks, book.last_update_id, time_us)
         if top is not None:
             self.history.add(top, valid=self.sync.valid)
+            entry = self.history.entries[-1]  # stamped no earlier than its predecessor
+            self.depth_flow.add(entry.top.time_us, float_levels(bids), float_levels(asks))
+            self.context.add_book(entry.top.time_us, entry.top.mid, entry.log_return_sq)
         return [self.book_write(time_us, receipt_time_us)] if write_book else []
 
     def book_write(self, time_us: int, receipt_time_us: int | None) -> RedisWrite:
@@ -591,11 +608,13 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         if time_us <= self.last_boundary_us:
             return None
         self.last_boundary_us = time_us
-        snap = compute_snapshot(time_us, self.history, self.trades, self.quotes, self.perp)
+        snap = compute_snapshot(time_us, self.history, self.trades, self.quotes, self.perp, self.depth_flow, self.context)
         self.trades.prune_before(time_us - LONGEST_WINDOW_US)
         self.history.prune(time_us)
+        self.depth_flow.prune(time_us - HISTORY_US)
         self.quotes.prune(time_us)
         self.perp.prune(time_us)
+        self.context.prune(time_us)
         return snap
 
     def due_boundaries(self, time_us: int, interval_us: int | None) -> list[int]:

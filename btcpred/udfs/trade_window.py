@@ -29,6 +29,7 @@ class TradePoint:
 @dataclass(frozen=True, slots=True)
 class WindowStats:
     count: int
+    buys: int  # trades a taker bought in (``count_imbalance_*``)
     vol: float
     signed_vol: float
     vwap_minus_mid: float
@@ -66,7 +67,7 @@ class TradeBuffer:
 
     def stats(self, end_us: int, length_us: int, mid: float) -> WindowStats:
         start = end_us - length_us
-        count = 0
+        count = buys = 0
         vol = signed = notional = 0.0
         last = 0
         for p in self.points:
@@ -75,9 +76,10 @@ class TradeBuffer:
             if p.time_us > end_us:
                 break
             count += 1
+            buys += p.sign > 0
             vol += p.qty
             signed += p.sign * p.qty
             notional += p.price * p.qty
             last = p.time_us
         vwap_minus_mid = (notional / vol - mid) if vol > 0 and mid > 0 else 0.0
-        return WindowStats(count, vol, signed, vwap_minus_mid, last)
+        return WindowStats(count, buys, vol, signed, vwap_minus_mid, last)

@@ -76,6 +76,7 @@ def features_at(snapshot, diffs, trades, time_ms):
         vwap = sum(float(t["p"]) * float(t["q"]) for t in sel) / vol if vol else None
         return {
             "count": len(sel),
+            "buys": sum(1 for t in sel if not t["m"]),  # the buyer took: not the maker
             "vol": vol,
             "signed_vol": signed,
             "vwap_minus_mid": (vwap - mid) if vwap is not None else 0.0,
@@ -87,7 +88,6 @@ def features_at(snapshot, diffs, trades, time_ms):
     return {
         "mid": mid,
         "spread_bp": (ask - bid) / mid * 1e4,
-        "vol_imbalance": imbalance(bd[2], ad[2]),
         "depth_imbalance_1": imbalance(bd[0], ad[0]),
         "depth_imbalance_5": imbalance(bd[1], ad[1]),
         "depth_imbalance_10": imbalance(bd[2], ad[2]),
@@ -101,6 +101,8 @@ def features_at(snapshot, diffs, trades, time_ms):
         "trade_intensity_5s": tr_5s["count"] / 5,
         "signed_flow_1s": tr_1s["signed_vol"] / tr_1s["vol"] if tr_1s["vol"] else 0.0,
         "signed_flow_5s": tr_5s["signed_vol"] / tr_5s["vol"] if tr_5s["vol"] else 0.0,
+        "count_imbalance_1s": (2 * tr_1s["buys"] - tr_1s["count"]) / tr_1s["count"] if tr_1s["count"] else 0.0,
+        "count_imbalance_5s": (2 * tr_5s["buys"] - tr_5s["count"]) / tr_5s["count"] if tr_5s["count"] else 0.0,
         "tr_1s": tr_1s,
         "tr_5s": tr_5s,
     }

@@ -21,6 +21,7 @@ from btcpred.common.config import aws_client_kwargs
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, TradeEntry, TradesEvent
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
+from btcpred.udfs.long_context import CONTEXT_LOOKBACK_US
 from rig.pipeline import Pipeline, get_json
 from tests.conftest import SPOT_CAPTURE, USDM_CAPTURE
 from tests.e2e.reference import features_at, load_perp_quotes, load_raw, perp_leads_at
@@ -160,17 +161,20 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         # The live book is anchored by the simulator's REST snapshot, the batch one by the capture's own snapshot
         # line, at different points; once both are anchored and the 6 s look-back is past, they must agree.
         settled_us = max(min(batch_rows), min(by_ts)) + HISTORY_US
-        compared = with_quotes = with_perp = 0
+        # The 30 s and 5 min context each need that much more of what both have seen.
+        compared = with_quotes = with_perp = with_context = 0
         for ts_us, h in by_ts.items():
             row = batch_rows.get(ts_us)
             if row is None or ts_us < settled_us:
                 continue
             for name in FEATURE_NAMES:
-                assert same_feature(h.get(name), row.features[name]), (ts_us, name)
+                if ts_us >= settled_us + CONTEXT_LOOKBACK_US.get(name, 0):
+                    assert same_feature(h.get(name), row.features[name]), (ts_us, name)
             assert float(h["mid"]) == row.mid
             compared += 1
             with_quotes += row.features["quote_ofi_norm_1s"] is not None
             with_perp += row.features["perp_lead_5s_bp"] is not None
+            with_context += ts_us >= settled_us + CONTEXT_LOOKBACK_US["ret_30s"] and row.features["ret_30s"] is not None
         missing = sorted(t for t in batch_rows if t >= settled_us and t not in by_ts)
         assert compared >= len(batch_rows) - 6 and compared > 150, (
             compared,
@@ -180,6 +184,7 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         )
         assert with_quotes == compared  # the best bid/ask stream's features were compared at every boundary
         assert with_perp == compared  # and the perpetual's, read from the futures stream beside spot
+        assert with_context > 100  # and the 30 s context, once both had seen 30 s
         # features are cut on every 500 ms of event time, trades or not (time-driven, contiguous)
         assert holes == [], holes[:10]
         # the live hashes carry the seed's field names and TTLs
@@ -193,7 +198,9 @@ def test_real_replay_flows_to_redis_and_predictions(redis_client, tmp_path):
         assert 0 < redis_client.ttl("tr:{BTCUSDT}:5s") <= 300
         assert 0 < redis_client.ttl("feat:{BTCUSDT}") <= 120
         assert redis_client.ttl("ob:{BTCUSDT}") == -1
-        assert {"ret_1s", "ret_5s", "vol_imbalance", "spread_bp", "ts"} <= set(decode(redis_client.hgetall("feat:{BTCUSDT}")))
+        feat = set(decode(redis_client.hgetall("feat:{BTCUSDT}")))
+        assert {"ret_1s", "ret_5s", "depth_imbalance_10", "spread_bp", "ts"} <= feat
+        assert "vol_imbalance" not in feat  # the seed's name for depth_imbalance_10: a duplicate input, gone since 0008
 
         # ---- a clean replay raises no gap; the bad records are dead letters, not a crash, and the hostile
         # values changed nothing (no gap, no far-future boundary, the book equal to the exchange's above)

@@ -8,7 +8,11 @@ def test_warm_up_starts_a_ring_of_diffs_before_the_last_snapshot_early_enough(sp
     events = [c.event for c in spot_events]
     snapshot = next(e for e in events if isinstance(e, DepthSnapshotEvent))
     events = [e for e in events if e is not snapshot]
-    at = len(events) // 2
+    # the drift check's snapshot 30 s into the 346 s capture: more than the 5 min context's margin before its end
+    start_us = min(e.event_time_us for e in events if isinstance(e, DepthDiffEvent))
+    at = next(
+        i for i, e in enumerate(events) if i > 100 and isinstance(e, DepthDiffEvent) and e.event_time_us >= start_us + 30_000_000
+    )
     events = events[:100] + [snapshot] + events[100:at] + [snapshot] + events[at:]  # anchored, then a drift check
     second = at + 1
     end_us = max(e.event_time_us for e in events if isinstance(e, (DepthDiffEvent, TradesEvent)))

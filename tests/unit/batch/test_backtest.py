@@ -28,12 +28,16 @@ def with_oracle(data: FeatureSet) -> FeatureSet:
 
 
 def test_on_the_real_hours_the_one_feature_ridge_wins_and_the_loop_says_why(book_rows):
-    """With every candidate: at 21:00 the top-of-book imbalance ridge wins validation and passes the gate; at
-    22:00 the MLP wins validation and loses the gate, so the ridge keeps serving. Before 21:00 persistence answers."""
+    """With every candidate: at 21:00 the MLP's validation loss is lowest but within one standard error of the
+    top-of-book imbalance ridge's, so the ridge is picked, and it passes the gate; at 22:00 the MLP wins validation
+    by more and loses the gate, so the ridge keeps serving. Before 21:00 persistence answers."""
     steps = backtest.backtest(book_rows)
     assert [s.hour_ms % backtest.HOUR_MS for s in steps] == [0] * len(steps) and len(steps) == 4
     assert steps[0].decision.startswith("not enough data") and steps[1].decision.startswith("not enough whole hours")
-    assert steps[2].decision.startswith("picked ridge_imbalance on validation; promoted: beats persistence")
+    assert steps[2].decision.startswith(
+        "picked ridge_imbalance on validation (mlp's lower validation loss is within one standard error"
+    )
+    assert "; promoted: beats persistence" in steps[2].decision
     assert steps[3].decision.startswith("picked mlp on validation; kept ridge_imbalance@")
     assert [s.served.kind for s in steps] == ["persistence", "persistence", "ridge_imbalance", "ridge_imbalance"]
     scored, pred = backtest.served_predictions(book_rows, steps)

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 
 from btcpred.udfs.events import TradesEvent
+from btcpred.udfs.features import DEEP_OFI_FEATURES
+from btcpred.udfs.long_context import CONTEXT_FEATURES
 from btcpred.udfs.symbol_state import STATE_FORMAT, SymbolState
 from tests.conftest import REPO, SPOT_CAPTURE, USDM_CAPTURE
 
@@ -118,9 +120,17 @@ def test_state_written_by_an_earlier_commit_restores_and_continues_exactly(name)
     reference.writes.clear()
     reference.apply(events[N_EVENTS:])
     same_state(resumed.state, reference.state)
-    cuts = [w for w in resumed.writes if w.key.startswith("feathist:")]
-    assert len(cuts) > 10 and [w.fields for w in cuts] == [w.fields for w in reference.writes if w.key.startswith("feathist:")]
-    assert any("perp_lead_5s_bp" in w.fields for w in cuts)  # the perpetual's history came through the restore
+    cuts = [w.fields for w in resumed.writes if w.key.startswith("feathist:")]
+    expected = [w.fields for w in reference.writes if w.key.startswith("feathist:")]
+    assert len(cuts) > 10 and len(cuts) == len(expected)
+    # what the old state had continues exactly; what it lacked (the multi-level flow and the long
+    # context, appended since) is absent, never a partial sum, until its look-back has passed
+    later = set(DEEP_OFI_FEATURES + CONTEXT_FEATURES)
+    for got, want in zip(cuts, expected):
+        assert set(want) - set(got) <= later
+        assert got == {k: v for k, v in want.items() if k in got}
+    assert any("perp_lead_5s_bp" in fields for fields in cuts)  # the perpetual's history came through the restore
+    assert any("ofi_l10_norm_5s" in fields for fields in cuts)  # and the new flow joined once 5 s had passed
 
 
 def write_blob(commit: str) -> Path:

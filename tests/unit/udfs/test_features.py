@@ -6,6 +6,7 @@ import pytest
 
 from btcpred.udfs.events import BestBidAskEvent, DepthSnapshotEvent, PerpQuoteEvent, TradeEntry, TradesEvent
 from btcpred.udfs.features import (
+    DEEP_OFI_FEATURES,
     FEATURE_NAMES,
     PERP_FEATURES,
     QUOTE_FEATURES,
@@ -16,6 +17,7 @@ from btcpred.udfs.features import (
     compute_snapshot,
     order_flow_contribution,
 )
+from btcpred.udfs.long_context import CONTEXT_FEATURES
 from btcpred.udfs.order_book import OrderBook
 from btcpred.udfs.trade_window import TradeBuffer, trade_points
 
@@ -70,7 +72,6 @@ def test_features_by_hand():
     assert f["mid"] == 103.0
     assert f["ret_1s"] == pytest.approx(math.log(103 / 101), abs=1e-15)  # mid at 0.5 s is the t=0 book
     assert f["ret_5s"] == 0.0  # no book 5 s back yet
-    assert f["vol_imbalance"] == pytest.approx((4 - 6) / 10)
     assert f["spread_bp"] == pytest.approx(2 / 103 * 1e4)
     assert f["book_valid"] == 0.0  # the book in force at 1.5 s is the one after the gap at 1.4 s
     assert f["book_update_id"] == 3
@@ -82,7 +83,7 @@ def test_order_flow_features_by_hand():
     f = compute_snapshot(15 * S // 10, history, trades).features
     assert f["depth_imbalance_1"] == pytest.approx((1 - 2) / 3)
     assert f["depth_imbalance_5"] == pytest.approx((2.5 - 3) / 5.5)
-    assert f["depth_imbalance_10"] == f["vol_imbalance"]
+    assert f["depth_imbalance_10"] == pytest.approx((4 - 6) / 10)
     assert f["microprice_minus_mid"] == pytest.approx((102 * 2 + 104 * 1) / 3 - 103)
     # bid up: +new bid size 1; ask up: +old ask size 1  => e = 2 for the update at t=1 s
     assert (f["ofi_1s"], f["ofi_2s"], f["ofi_5s"]) == (2.0, 2.0, 2.0)
@@ -90,8 +91,13 @@ def test_order_flow_features_by_hand():
     assert f["trade_intensity_5s"] == pytest.approx(4 / 5)
     assert f["signed_flow_1s"] == pytest.approx(0 / 6, abs=1e-12)
     assert f["signed_flow_5s"] == pytest.approx(9 / 15)
-    assert set(FEATURE_NAMES) - set(QUOTE_FEATURES) - set(PERP_FEATURES) <= set(f)
-    assert not set(QUOTE_FEATURES + PERP_FEATURES) & set(f)  # no such stream: absent, never a made-up zero
+    # taker buys at 0.6 and 1.5 s, a sell at 1.2 s in (0.5, 1.5]; the buy at 0.5 s joins in 5 s
+    assert f["count_imbalance_1s"] == pytest.approx((2 - 1) / 3)
+    assert f["count_imbalance_5s"] == pytest.approx((3 - 1) / 4)
+    absent = QUOTE_FEATURES + PERP_FEATURES + DEEP_OFI_FEATURES + CONTEXT_FEATURES
+    assert set(FEATURE_NAMES) - set(absent) <= set(f)
+    # no such stream, no multi-level flow or context kept: absent, never a made-up zero
+    assert not set(absent) & set(f)
 
 
 def test_scale_free_features_by_hand():
@@ -103,7 +109,6 @@ def test_scale_free_features_by_hand():
     # 2 s and 5 s windows reach before the first book: the book of t=0 (mean 2) holds 1 s, the
     # one of t=1 s (mean 1.5) 0.5 s => (2 * 1 + 1.5 * 0.5) / 1.5.
     assert f["ofi_norm_2s"] == f["ofi_norm_5s"] == pytest.approx(2 / ((2 * 1 + 1.5 * 0.5) / 1.5))
-    assert f["microprice_offset_bp"] == pytest.approx(((102 * 2 + 104 * 1) / 3 - 103) / 103 * 1e4)
 
 
 def test_a_reanchor_that_repeats_the_book_leaves_the_features_unchanged():
@@ -131,7 +136,7 @@ def test_scale_free_features_do_not_change_with_the_unit_of_quantity():
 
     coins, contracts = snap(1.0), snap(100.0)
     assert contracts["ofi_1s"] == pytest.approx(100 * coins["ofi_1s"])
-    for name in ("ofi_norm_1s", "ofi_norm_5s", "microprice_offset_bp", "depth_imbalance_1"):
+    for name in ("ofi_norm_1s", "ofi_norm_5s", "depth_imbalance_1"):
         assert contracts[name] == pytest.approx(coins[name])
 
 
