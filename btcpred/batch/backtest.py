@@ -39,15 +39,15 @@ from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.gate import PERSISTENCE, decide
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.modeling import FLOW_FEATURES, IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
-from btcpred.batch.report import Scored, summary
+from btcpred.batch.report import Scored, by_volatility_regime, summary
 from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
 from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search, validation_interval
 from btcpred.common import recalibration
 from btcpred.common.forecast_skill import loss_test, time_blocks
-from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, PredictionInterval
+from btcpred.common.model_artifact import InputGuard, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
-from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES, TRADE_VOL_FEATURE
+from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
         "baseline": baseline_candidate(data)[0],
         "baseline_ridge_without_gate": summary_of(scored, baseline),
         "gate_decisions": {"n": len(gated), "models_promoted": sum(promoted_a_model(s) for s in gated)},
-        "by_volatility_regime": regimes(scored, pred),
+        "by_volatility_regime": by_volatility_regime(scored, pred),
         "interval_coverage_where_a_model_served": (
             {
                 "coverage": float(np.mean(np.concatenate(hits))),
@@ -326,27 +326,6 @@ def report(data: FeatureSet, steps: list[HourStep], out: Path) -> dict:
 def promoted_a_model(step: HourStep) -> bool:
     """The gate put a model (not persistence) in service at this hour."""
     return "promoted" in step.decision and not step.decision.startswith(f"picked {PERSISTENCE} ")
-
-
-def regimes(data: FeatureSet, pred: np.ndarray) -> dict | None:
-    """The served answers' skill in calm, middle and wild thirds of the rows by recent volatility, so a
-    user sees where the skill lives (each third on the headline's definitions, its blocks its own)."""
-    feature = VOL_FEATURE if data.has((VOL_FEATURE,)) else TRADE_VOL_FEATURE
-    if len(data) < 30:
-        return None
-    vol = data.columns((feature,))[:, 0]
-    edges = np.quantile(vol, [1 / 3, 2 / 3])
-    third = np.searchsorted(edges, vol, side="right")
-    out = {"feature": feature, "edges": [float(e) for e in edges]}
-    for i, name in enumerate(("calm", "middle", "wild")):
-        idx = np.flatnonzero(third == i)
-        s = summary_of(data.take(idx), pred[idx])
-        out[name] = (
-            {k: s[k] for k in ("n", "r2", "r2_ci95", "dm_pvalue", "direction_accuracy", "rmse_ratio_vs_persistence")}
-            if s
-            else None
-        )
-    return out
 
 
 def placebo(data: FeatureSet, hours: float) -> FeatureSet:

@@ -28,8 +28,9 @@ import numpy as np
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
 from btcpred.common import recalibration
-from btcpred.common.model_artifact import InputGuard, OnnxModel
+from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
 from btcpred.udfs.features import HORIZON_US
+from btcpred.udfs.trade_features import TRADE_VOL_FEATURE
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,10 @@ def persistence(data: FeatureSet) -> Scored:
     return Scored("persistence", pred, evaluate(data.y, pred, data.mid, data.ts_ms, data.venue))
 
 
-def _fmt(x: float, digits: int = 4) -> str:
+REGIMES = ("calm", "middle", "wild")
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
@@ -301,10 +305,62 @@ def write_report(out: Path, title: str, data: FeatureSet, model: Scored, others:
                 + ("." if served_skill > 0 else ": **flat as well**."),
             ]
         lines.append("")
-    lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), "", "## Plots", ""]
+    lines += ["## Per market", "", *per_market(data, model), "", "## Per hour", "", *per_hour(data, model), ""]
+    lines += ["## By volatility regime", "", *regime_table(by_volatility_regime(data, model.pred)), "", "## Plots", ""]
     lines += [f"![{f}]({f})" for f in plots(out, data, model)] if len(data) else []
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return summary(model, data)
+
+
+def by_volatility_regime(data: FeatureSet, pred: np.ndarray) -> dict | None:
+    """The answers' skill in calm, middle and wild thirds of the rows by recent volatility, so a user
+    sees where the skill lives (each third on the headline's definitions, its blocks its own)."""
+    feature = VOL_FEATURE if data.has((VOL_FEATURE,)) else TRADE_VOL_FEATURE
+    if len(data) < 30:
+        return None
+    vol = data.columns((feature,))[:, 0]
+    edges = np.quantile(vol, [1 / 3, 2 / 3])
+    third = np.searchsorted(edges, vol, side="right")
+    out: dict = {"feature": feature, "edges": [float(e) for e in edges]}
+    for i, name in enumerate(REGIMES):
+        idx = np.flatnonzero(third == i)
+        part = data.take(idx)
+        s = (
+            summary(Scored("served", pred[idx], evaluate(part.y, pred[idx], part.mid, part.ts_ms, part.venue)))
+            if len(idx)
+            else None
+        )
+        out[name] = (
+            {k: s[k] for k in ("n", "r2", "r2_ci95", "dm_pvalue", "direction_accuracy", "rmse_ratio_vs_persistence")}
+            if s
+            else None
+        )
+    return out
+
+
+def regime_table(block: dict | None) -> list[str]:
+    """``by_volatility_regime`` as a markdown table."""
+    if block is None:
+        return ["Too few rows to split by volatility."]
+    edges = block["edges"]
+    bounds = {"calm": f"< {edges[0]:.3g}", "middle": f"{edges[0]:.3g} .. {edges[1]:.3g}", "wild": f">= {edges[1]:.3g}"}
+    lines = [
+        f"Thirds of the rows by `{block['feature']}`; R²_OS, its interval and p against persistence within each.",
+        "",
+        "| regime | volatility | n | R²_OS | 95 % CI | p | direction | RMSE ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in REGIMES:
+        s = block[name]
+        if s is None:
+            lines.append(f"| {name} | {bounds[name]} | 0 | | | | | |")
+            continue
+        direction = s["direction_accuracy"]
+        lines.append(
+            f"| {name} | {bounds[name]} | {s['n']} | {_fmt(s['r2'])} | {_ci(tuple(s['r2_ci95']))} | {_fmt(s['dm_pvalue'], 3)} | "
+            f"{_fmt(direction * 100 if direction is not None else None, 1)} % | {_fmt(s['rmse_ratio_vs_persistence'])} |"
+        )
+    return lines
 
 
 def summary(s: Scored, data: FeatureSet | None = None) -> dict:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from btcpred.batch import backtest, trade_rows
+from btcpred.batch.report import by_volatility_regime
 from btcpred.udfs.features import HORIZON_US, PREDICTION_STEP_US
 from btcpred.udfs.trade_features import LONGEST_US, TRADE_FEATURE_NAMES, TradeTape
 from tests.conftest import SHARED_DATA
@@ -48,7 +49,7 @@ def test_the_coinm_day_walked_forward_serves_skill_the_placebo_never_promotes_a_
     assert len(gated) >= 20
     placebo = backtest.backtest(backtest.placebo(coinm_day, 6))
     assert sum(backtest.promoted_a_model(s) for s in placebo) == 0
-    regimes = backtest.regimes(scored, pred)
+    regimes = by_volatility_regime(scored, pred)
     assert regimes["feature"] == "trade_vol_30s" and sum(regimes[k]["n"] for k in ("calm", "middle", "wild")) == len(scored)
 
 
