@@ -163,7 +163,8 @@ class ModelManager:
         try:
             found = await asyncio.to_thread(self.source.production)
         except Exception as exc:  # noqa: BLE001 - registry unreachable (any driver's error): keep serving what we have
-            self.last_error = f"registry: {exc}"
+            self._failed("registry unreachable", exc)
+            log.warning("registry unreachable, keeping what serves: %s", exc)
             MODEL_LOADS.labels("registry_error").inc()
             return "registry_error"
         if found is None:
@@ -177,7 +178,7 @@ class ModelManager:
         try:
             predictor = await asyncio.to_thread(self._load, uri, checksum)
         except FeaturesNotYetProvided as exc:  # a moment without a stream: the next poll tries again
-            self.last_error = f"{version}: {exc}"
+            self.last_error = f"{version}: {exc}"  # our own text: the feature names it waits for
             MODEL_LOADS.labels("features_missing").inc()
             WAITING.set(1)
             log.warning("model %s waits for features (will retry), keeping %s: %s", version, keeping, exc)
@@ -189,7 +190,7 @@ class ModelManager:
             log.error("model %s refused, keeping %s: %s", version, keeping, exc)
             return "refused"
         except Exception as exc:  # noqa: BLE001 - storage unreachable etc.: retried at the next poll
-            self.last_error = f"{version}: {type(exc).__name__}: {exc}"
+            self._failed(f"{version}: artifact not fetched", exc)
             MODEL_LOADS.labels("fetch_error").inc()
             log.warning("model %s could not be fetched (will retry), keeping %s: %s", version, keeping, exc)
             return "fetch_error"
@@ -213,7 +214,8 @@ class ModelManager:
         try:
             listed = await asyncio.to_thread(self.source.challengers)
         except Exception as exc:  # noqa: BLE001 - registry unreachable: keep the shadows we have
-            self.last_error = f"registry (challengers): {exc}"
+            self._failed("registry unreachable (challengers)", exc)
+            log.warning("registry unreachable, keeping the challengers loaded: %s", exc)
             return "registry_error"
         wanted = {
             version: (uri, checksum)
@@ -235,6 +237,11 @@ class ModelManager:
                 MODEL_LOADS.labels("fetch_error").inc()
                 log.warning("challenger %s not loaded yet (will retry): %s", version, exc)
         return "ok"
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """What ``/model`` shows of a storage or registry error: what failed and the exception's type.
+        A driver's message can name hosts, users, buckets and paths, so it goes to the log only."""
+        self.last_error = f"{what} ({type(exc).__name__})"
 
     async def run(self, poll_s: float) -> None:
         while True:
