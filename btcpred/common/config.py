@@ -115,6 +115,10 @@ class PostgresConfig(_Section):
     password: SecretStr = SecretStr("")
     roles: dict[PgRole, SecretStr] = Field(default_factory=dict)  # role -> password; empty: all run as ``user``
     schema_name: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]*$")  # search_path; None: the user's default
+    # TLS: dev and prod verify the server's certificate and name against the RDS CA bundle the image
+    # carries (deploy/docker/Dockerfile); locally the loopback server has no certificate
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: str | None = None
 
     def role_name(self, role: PgRole) -> str:
         return f"{self.user}_{role}"

@@ -92,6 +92,9 @@ def database_url(cfg: PostgresConfig, role: PgRole | None = None) -> str:
     """As ``role`` (config.PostgresConfig); None: the schema owner, for migrations and tests only."""
     user, password = cfg.credentials(role)
     query = {"options": f"-csearch_path={cfg.schema_name}"} if cfg.schema_name else {}
+    query["sslmode"] = cfg.sslmode
+    if cfg.sslrootcert:
+        query["sslrootcert"] = cfg.sslrootcert
     return sa.URL.create(
         "postgresql+psycopg",
         username=user,

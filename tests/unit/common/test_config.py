@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from btcpred.common.config import ConfigError, load_settings
@@ -126,3 +128,18 @@ def test_no_password_is_written_into_a_config_file():
         for path, value in walk(yaml.safe_load(config.read_text())):
             if any(part in ("password", "users", "roles", "secret_access_key") for part in path):
                 assert str(value).startswith(("localsecret:", "secretsmanager:")), f"{config.name}: {'.'.join(path)}"
+
+
+def test_dev_and_prod_verify_postgres_against_the_ca_the_image_carries():
+    from sqlalchemy.engine import make_url
+
+    from btcpred.adapters.db.schema import database_url
+
+    dockerfile = (Path(__file__).resolve().parents[3] / "deploy" / "docker" / "Dockerfile").read_text()
+    for env in ("dev", "prod"):
+        pg = load_settings(env, environ={}, secret_resolver=fake_secrets).postgres
+        query = make_url(database_url(pg, "trainer")).query
+        assert query["sslmode"] == "verify-full" and query["sslrootcert"] == pg.sslrootcert
+        assert f" {pg.sslrootcert}\n" in dockerfile  # the image puts the bundle where the config reads it
+    local = load_settings("local", environ={}).postgres
+    assert make_url(database_url(local)).query == {"sslmode": "prefer"}

@@ -152,3 +152,11 @@ def test_every_long_running_process_is_a_service_with_its_role_health_check_logs
         if name == "inference":
             target = resources[resources[service_id]["Properties"]["LoadBalancers"][0]["TargetGroupArn"]["Ref"]]
             assert target["Properties"]["HealthCheckPath"] == "/ready" and target["Properties"]["Port"] == port
+
+
+def test_the_database_refuses_clients_without_tls():
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    group = resources["DbParameterGroup"]["Properties"]
+    assert group["Parameters"]["rds.force_ssl"] == "1"
+    assert group["Family"] == "postgres" + resources["Database"]["Properties"]["EngineVersion"].split(".")[0]
+    assert resources["Database"]["Properties"]["DBParameterGroupName"] == {"Ref": "DbParameterGroup"}
