@@ -53,7 +53,8 @@ def cycle(
 ) -> dict:
     """One retraining cycle; returns what it did (also logged to ml_experiments). ``through_now``
     also builds the hour still being archived (the demo's replay: minutes, not hours, of data)."""
-    migrate.upgrade(settings.postgres)
+    if settings.postgres.apply_migrations:
+        migrate.upgrade(settings.postgres)
     loader = engine_for(settings.postgres, "loader")
     try:
         built = archive.build(settings.s3, loader, stream, symbol, venue, through_now=through_now)

@@ -276,7 +276,8 @@ def run(
     promote: bool = False,
     window_hours: float | None = None,
 ) -> dict:
-    migrate.upgrade(settings.postgres)  # as the owner: the one step with DDL
+    if settings.postgres.apply_migrations:
+        migrate.upgrade(settings.postgres)  # as the owner: the one step with DDL
     engine = engine_for(settings.postgres, "trainer")
     try:
         return _run(settings, engine, venue, symbol, report_dir, data_dir, promote, window_hours)

@@ -119,6 +119,10 @@ class PostgresConfig(_Section):
     # carries (deploy/docker/Dockerfile); locally the loopback server has no certificate
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     sslrootcert: str | None = None
+    # whether a process brings the schema to head (as its owner) before it works: locally yes (one
+    # machine, one user); in dev and prod the one-shot migration task does (deploy/managed_flink/
+    # template.yaml MigrateTaskDefinition) and no long-running process holds the owner's secret
+    apply_migrations: bool = True
 
     def role_name(self, role: PgRole) -> str:
         return f"{self.user}_{role}"

@@ -70,7 +70,9 @@ def test_the_scheduled_retraining_task_runs_the_retrain_service_with_what_it_tou
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert env.pop("BTCPRED_ENV") == {"Ref": "Environment"}
     settings = load_settings("prod", environ={k: "x" for k in env}, secret_resolver=lambda _id: "secret")
-    assert (settings.s3.bucket, settings.kinesis.stream) == ("x", "x")  # both keys exist and are read
+    assert (settings.s3.bucket, settings.kinesis.stream) == ("x", "x")  # the keys exist and are read
+    assert (settings.postgres.host, settings.redis.host) == ("x", "x")  # it reaches the feature store and pred:*
+    assert not settings.postgres.apply_migrations  # the migration task does that, as the owner
     schedule = resources["RetrainSchedule"]["Properties"]
     assert schedule["Target"]["EcsParameters"]["TaskDefinitionArn"] == {"Ref": "RetrainTaskDefinition"}
     statements = resources["RetrainTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
@@ -160,3 +162,25 @@ def test_the_database_refuses_clients_without_tls():
     assert group["Parameters"]["rds.force_ssl"] == "1"
     assert group["Family"] == "postgres" + resources["Database"]["Properties"]["EngineVersion"].split(".")[0]
     assert resources["Database"]["Properties"]["DBParameterGroupName"] == {"Ref": "DbParameterGroup"}
+
+
+def test_only_the_one_shot_migration_task_reads_the_schema_owners_secret():
+    """Every role that may read a secret, and which: the owner's password is the migration task's alone, and
+    that task runs ``btcpred.adapters.db.migrate upgrade`` against the stack's database."""
+    resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
+    owners = set()
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                granted = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                if {"Ref": "PostgresOwnerSecret"} in granted:
+                    owners.add(name)
+    assert owners == {"MigrateTaskRole"}
+    task = resources["MigrateTaskDefinition"]["Properties"]
+    assert task["TaskRoleArn"] == {"Fn::GetAtt": ["MigrateTaskRole", "Arn"]}
+    container = task["ContainerDefinitions"][0]
+    assert container["Command"] == ["python", "-m", "btcpred.adapters.db.migrate", "upgrade"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["BTCPRED_POSTGRES__HOST"] == {"Fn::GetAtt": ["Database", "Endpoint.Address"]}

@@ -136,19 +136,31 @@ def problems_of(template: dict, env: str, tmp_path: Path) -> list[str]:
             problems.append(f"Flink job ({env}): Redis without TLS against an in-transit-encrypted cluster")
     problems += [f"FlinkApplicationRole may read {n!r}, which the job never reads" for n in sorted(readable - set(read))]
 
-    # the retraining task: its container environment; migrations as the owner, loading and training as roles
+    # the retraining task: its container environment; loading and training as roles (the owner only if
+    # it applies migrations itself, which dev and prod leave to the migration task)
     container = resources["RetrainTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     environ = {e["Name"]: _literal(e["Value"], env) for e in container["Environment"]}
     read = []
     readable = {names[r] for r in granted_secrets(resources, "RetrainTaskRole", problems) if r in names}
     try:
         settings = load_settings(environ["BTCPRED_ENV"], environ=environ, secret_resolver=guarded(readable, read))
-        for role in (None, "loader", "trainer"):
+        for role in ((None,) if settings.postgres.apply_migrations else ()) + ("loader", "trainer"):
             settings.postgres.credentials(role)
         settings.redis.credentials("trainer")  # the online contest's decisions, recorded each cycle
     except ConfigError as exc:
         problems.append(f"retraining task ({env}): {exc}")
     problems += [f"RetrainTaskRole may read {n!r}, which the task never reads" for n in sorted(readable - set(read))]
+
+    # the migration task: the schema owner, and nothing else
+    container = resources["MigrateTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    environ = {e["Name"]: _literal(e["Value"], env) for e in container["Environment"]}
+    read = []
+    readable = {names[r] for r in granted_secrets(resources, "MigrateTaskRole", problems) if r in names}
+    try:
+        load_settings(environ["BTCPRED_ENV"], environ=environ, secret_resolver=guarded(readable, read)).postgres.credentials(None)
+    except ConfigError as exc:
+        problems.append(f"migration task ({env}): {exc}")
+    problems += [f"MigrateTaskRole may read {n!r}, which the task never reads" for n in sorted(readable - set(read))]
 
     # the long-running services: each container's environment, and the credentials its process reads
     for process, (logical, credentials) in SERVICE_CREDENTIALS.items():
