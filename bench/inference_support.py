@@ -98,6 +98,7 @@ class ServiceProcess:
             **os.environ,
             "PYTHONPATH": str(REPO),
             "BTCPRED_INFERENCE__PORT": str(self.port),
+            "BTCPRED_INFERENCE__METRICS_PORT": str(free_port()),
             "BTCPRED_INFERENCE__MODEL_SOURCE": "file",
             "BTCPRED_INFERENCE__MODEL_PATH": str(model_dir),
             "BTCPRED_INFERENCE__CADENCE_MS": str(cadence_ms),

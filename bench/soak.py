@@ -192,7 +192,7 @@ def main() -> int:
                 time.sleep(min(args.sample_every_s, max(0.0, end - now)))
                 pipeline.check_alive()
             cadence = get_json(f"{pipeline.inference_url}/cadence")
-            sources = predictions_by_source(pipeline.inference_url)
+            sources = predictions_by_source(f"http://127.0.0.1:{pipeline.inference_metrics_port}")
             sim = get_json(f"{pipeline.sim_url}/sim/status")
             gaps = client.xlen(rs.gap_stream_key("BTCUSDT"))
             reanchors = client.xlen(rs.reanchor_log_key("BTCUSDT"))

@@ -88,6 +88,7 @@ class Pipeline:
     log_dir: Path = REPO / ".local" / "logs"
     sim_port: int = field(default_factory=free_port)
     inference_port: int = field(default_factory=free_port)
+    inference_metrics_port: int = field(default_factory=free_port)
     ingest_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     flink_job_id: str | None = None
@@ -133,6 +134,7 @@ class Pipeline:
             "BTCPRED_EXCHANGE__WS_URL": f"ws://127.0.0.1:{self.sim_port}",
             "BTCPRED_EXCHANGE__REST_URL": self.sim_url,
             "BTCPRED_INFERENCE__PORT": str(self.inference_port),
+            "BTCPRED_INFERENCE__METRICS_PORT": str(self.inference_metrics_port),
             "BTCPRED_INFERENCE__MODEL_SOURCE": self.model_source,
             "BTCPRED_REANCHOR__VERIFY_INTERVAL_S": str(self.verify_interval_s),
             "BTCPRED_REANCHOR__METRICS_PORT": str(self.reanchor_port),
@@ -276,7 +278,7 @@ class Pipeline:
 
     def scrape_ports(self) -> dict[str, int | None]:
         return {
-            "inference": self.inference_port,
+            "inference": self.inference_metrics_port,
             "ingestor": self.ingest_metrics_port,
             "reanchor": self.reanchor_port,
             "rest-poller": self.poller_port,

@@ -254,6 +254,9 @@ class PollerConfig(_Section):
 class InferenceConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
+    # Prometheus's /metrics on an internal port (``Settings.metrics_host``), never on the public API:
+    # the counters tell an outsider the model, its failures and the load
+    metrics_port: int = Field(9105, gt=0, lt=65536)
     cadence_ms: int = Field(2000, gt=0)
     max_feature_age_ms: int = Field(5000, gt=0)
     history_size: int = Field(1000, gt=0)

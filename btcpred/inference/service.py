@@ -24,7 +24,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from btcpred.common import redis_connection
 from btcpred.common.config import Settings, load_settings
@@ -396,7 +396,7 @@ class PredictionService:
         }
 
 
-OPEN_ROUTES = ("/health", "/ready", "/metrics")  # probes and the scraper never need the token
+OPEN_ROUTES = ("/health", "/ready")  # the probes never need the token (/metrics is not here: inference.metrics_port)
 
 
 def _authorized(request, token: str) -> bool:
@@ -562,10 +562,6 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
             response.status_code = 503
         return {"ready": svc.ready}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
     return app
 
 
@@ -576,6 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings(args.config)
     cfg = settings.inference
+    start_http_server(cfg.metrics_port, addr=settings.metrics_host)  # the scraper's port, apart from the API
     uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="warning")
 
 

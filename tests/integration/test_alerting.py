@@ -36,14 +36,19 @@ def test_a_failing_inference_cycle_fires_an_alert_that_reaches_the_receiver(loca
             "emitted_at_us": "not-a-number",
         },
     )
-    port = free_port()
-    env = {**os.environ, "BTCPRED_INFERENCE__PORT": str(port), "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence"}
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "BTCPRED_INFERENCE__PORT": str(port),
+        "BTCPRED_INFERENCE__METRICS_PORT": str(metrics_port),
+        "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
+    }
     log = tmp_path / "inference.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "btcpred.inference.service"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    stack.register_scrape_targets({"inference": port})
+    stack.register_scrape_targets({"inference": metrics_port})
     prom = local_stack.prometheus
     try:
         wait_http(f"http://127.0.0.1:{port}/model", 30, proc, log)  # /ready and /health stay red: cycles fail

@@ -5,6 +5,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 
 from btcpred.common.config import load_settings
 from btcpred.inference.service import PredictionService, create_app
@@ -67,7 +68,7 @@ def test_stale_features_and_unreachable_redis_fall_back(redis_client, persistenc
     assert down.history[-1].source == "fallback" and down.history[-1].current_price is None
 
 
-def test_http_api_serves_predictions_health_ready_metrics(redis_client, persistence_settings):
+def test_http_api_serves_predictions_health_and_ready(redis_client, persistence_settings):
     write_hot_state(redis_client)
     with TestClient(create_app(persistence_settings)) as http:
         assert http.get("/predictions?limit=0").status_code == 422
@@ -78,7 +79,8 @@ def test_http_api_serves_predictions_health_ready_metrics(redis_client, persiste
         assert latest["timestamp"] % 2000 == 0 and latest["source"] == "redis"
         assert http.get("/ready").json() == {"ready": True}
         assert http.get("/health").json()["status"] == "ok"
-        metrics = http.get("/metrics").text
+        assert http.get("/metrics").status_code == 404  # the scraper's port is inference.metrics_port, not the API's
+        metrics = generate_latest().decode()
         assert "inference_cycle_latency_seconds_bucket" in metrics and "inference_missed_cycles_total" in metrics
         assert "/predictions/latest" in http.get("/openapi.json").json()["paths"]
 
@@ -148,6 +150,7 @@ def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, 
     env = {
         **os.environ,
         "BTCPRED_INFERENCE__PORT": str(port),
+        "BTCPRED_INFERENCE__METRICS_PORT": str(free_port()),
         "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
         "BTCPRED_INFERENCE__CADENCE_MS": "250",
     }

@@ -89,6 +89,7 @@ def test_the_page_draws_what_the_api_serves_and_a_screenshot_is_kept(redis_clien
     env = {
         **os.environ,
         "BTCPRED_INFERENCE__PORT": str(port),
+        "BTCPRED_INFERENCE__METRICS_PORT": str(free_port()),
         "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
         "BTCPRED_INFERENCE__CADENCE_MS": "250",
         "BTCPRED_INFERENCE__MAX_FEATURE_AGE_MS": "1000",

@@ -36,8 +36,9 @@ def test_with_a_token_configured_every_route_but_the_probes_needs_it(route):
     if route != "/predictions/stream":  # the stream would never end: its refusal is what is checked
         assert api.get(route, headers={"Authorization": "Bearer s3cret"}).status_code in (200, 404)  # 404: no cycle yet
         assert api.get(route, params={"access_token": "s3cret"}).status_code in (200, 404)
-    for probe in ("/health", "/ready", "/metrics"):
+    for probe in ("/health", "/ready"):
         assert api.get(probe).status_code in (200, 503)  # open: 503 is "not ready", not "who are you"
+    assert api.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 404  # internal port only
 
 
 def test_without_a_token_configured_nothing_asks_for_one():
