@@ -32,12 +32,14 @@ fi
 # the Debian package may start its own cluster on 5432; ours runs on its own port and data dir
 
 # --- Python venv from the lock file: every package pinned and hash-checked (requirements.lock is
-# compiled from pyproject.toml: uv pip compile pyproject.toml --extra dev --generate-hashes ...; see README)
+# compiled from pyproject.toml: uv pip compile pyproject.toml --extra dev --generate-hashes ...; see README).
+# --no-deps: the lock holds every package already, and one (protobuf, deploy/lock/overrides.txt)
+# departs on purpose from a dependency's own bound, which pip's resolver would refuse
 stamp=.venv/.installed-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || { say "creating .venv"; "$PY" -m venv .venv; }
   say "pip install --require-hashes -r requirements.lock (apache-flink 1.20.5 and every dependency pinned)"
-  .venv/bin/python -m pip install -q --require-hashes -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements.lock
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   rm -f .venv/.installed-*; touch "$stamp"
 fi

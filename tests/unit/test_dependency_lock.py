@@ -43,3 +43,33 @@ def test_every_locked_package_has_hashes():
     lock = locked()
     assert len(lock) > 100
     assert [name for name, (_, hashes) in lock.items() if hashes == 0] == []
+
+
+def overrides() -> dict[str, str]:
+    """name -> version of deploy/lock/overrides.txt: where the lock departs from a dependency's own bound."""
+    out = {}
+    for line in (REPO / "deploy" / "lock" / "overrides.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            out[normalize(name)] = version
+    return out
+
+
+def test_the_lock_departs_from_a_dependencys_bound_only_where_an_override_says_so():
+    """The lock is compiled with the overrides (its header says so, so a regeneration keeps them), holds
+    each at its version, and the installed environment's only broken requirement is an overridden one."""
+    import subprocess
+    import sys
+
+    header = (REPO / "requirements.lock").read_text().splitlines()[1]
+    assert "--override deploy/lock/overrides.txt" in header
+    lock = locked()
+    assert overrides() == {"protobuf": "4.25.9"}
+    assert all(lock[name][0] == version for name, version in overrides().items())
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    broken = [line for line in check.stdout.splitlines() if "has requirement" in line]
+    assert broken and all(
+        normalize(line.split("has requirement ")[1].split("<")[0].split(">")[0].split("=")[0].split("!")[0]) in overrides()
+        for line in broken
+    ), check.stdout
