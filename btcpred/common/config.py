@@ -225,6 +225,7 @@ class FlinkJobConfig(_Section):
     buffer_timeout_ms: int = Field(5, ge=0)  # network buffer flush; Flink's default 100 ms dominates freshness
     metrics_reporter_ports: str = "9250-9260"  # Flink's Prometheus reporter; a range: JM and TM may share a host
     execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded in the JVM
+    mini_cluster_heap_mb: int = Field(768, gt=0)  # the local mini cluster's JVM heap (-Xmx); a cluster sizes its own
 
 
 class ReanchorConfig(_Section):

@@ -11,6 +11,8 @@ plugin (the one Flink recommends for checkpoints), fetched by ``scripts/setup.sh
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from btcpred.common.config import FlinkJobConfig, S3Config, Settings
@@ -102,10 +104,16 @@ def mini_cluster_lib_dir() -> Path:
     return linked(MINI_CLUSTER_LIB, [*home.glob("lib/*.jar"), *home.glob("plugins/metrics-prometheus/*.jar")])
 
 
-def mini_cluster_environment() -> dict[str, str]:
+def mini_cluster_environment(cfg: FlinkJobConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Environment for PyFlink's gateway JVM (the mini cluster). Without FLINK_HOME, pyflink
-    overwrites FLINK_LIB_DIR with its own lib folder, so both are set."""
-    return {"FLINK_HOME": str(flink_home()), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
+    overwrites FLINK_LIB_DIR with its own lib folder, so both are set. The heap is bounded
+    (``flink.mini_cluster_heap_mb``) as a TaskManager's is: the JVM's default, a quarter of the
+    machine, let G1 grow it under load and the process's memory with it. ``JVM_ARGS`` already set
+    (by hand, for a profiler) is left as it is."""
+    env = {"FLINK_HOME": str(flink_home()), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
+    if "JVM_ARGS" not in environ:
+        env["JVM_ARGS"] = f"-Xmx{cfg.mini_cluster_heap_mb}m"
+    return env
 
 
 def uses_s3(cfg: FlinkJobConfig) -> bool:
