@@ -263,7 +263,7 @@ def candidates_for(data: FeatureSet) -> tuple[FeatureSet, tuple]:
     return data, candidates
 
 
-class NotEnoughData(SystemExit):
+class NotEnoughData(RuntimeError):
     """Too few trainable rows to split into train, validation and test hours."""
 
 
@@ -592,7 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(load_settings(args.config), args.venue, args.symbol, args.report_dir, args.data, args.promote)
+    try:
+        result = run(load_settings(args.config), args.venue, args.symbol, args.report_dir, args.data, args.promote)
+    except NotEnoughData as exc:
+        log.error("%s", exc)
+        return 2
     print(json.dumps(result))
     return 0
 

@@ -352,7 +352,7 @@ def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Pa
         env.set_python_executable(sys.executable)
     for jar in jars if jars is not None else [state_storage.CONNECTOR_JAR]:
         if not jar.is_file():
-            raise SystemExit(f"{jar} missing: run scripts/setup.sh (mvn package in deploy/flink)")
+            raise state_storage.MissingSetup(f"{jar} missing: run scripts/setup.sh (mvn package in deploy/flink)")
         env.add_jars(jar.as_uri())
 
 
@@ -400,9 +400,14 @@ def run(
     env.execute(job_name)
 
 
-def main(argv: list[str] | None = None) -> None:
-    run(argv)
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(argv)
+    except state_storage.MissingSetup as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

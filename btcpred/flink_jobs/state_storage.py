@@ -104,6 +104,10 @@ def mini_cluster_lib_dir() -> Path:
     return linked(MINI_CLUSTER_LIB, [*home.glob("lib/*.jar"), *home.glob("plugins/metrics-prometheus/*.jar")])
 
 
+class MissingSetup(RuntimeError):
+    """A file scripts/setup.sh fetches or builds (the connector jar, the S3 plugin) is not there."""
+
+
 def mini_cluster_environment(cfg: FlinkJobConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Environment for PyFlink's gateway JVM (the mini cluster). Without FLINK_HOME, pyflink
     overwrites FLINK_LIB_DIR with its own lib folder, so both are set. The heap is bounded
@@ -129,7 +133,7 @@ def initialize_mini_cluster_filesystems(settings: Settings) -> None:
     if not uses_s3(settings.flink):
         return
     if not (FETCHED_PLUGINS / "s3-fs-presto").is_dir():
-        raise SystemExit(f"{FETCHED_PLUGINS}/s3-fs-presto missing: run scripts/setup.sh (mvn package in deploy/flink)")
+        raise MissingSetup(f"{FETCHED_PLUGINS}/s3-fs-presto missing: run scripts/setup.sh (mvn package in deploy/flink)")
     from pyflink.java_gateway import get_gateway
 
     jvm = get_gateway().jvm
