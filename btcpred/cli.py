@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -171,9 +172,30 @@ def job_cancel(ctx: click.Context, job_id: str) -> None:
 @job.command("submit")
 @click.option("--from-savepoint", default=None, help="a savepoint URI or 'latest'")
 @click.option("--allow-non-restored-state", is_flag=True)
+@click.option(
+    "--start-position",
+    type=click.Choice(["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]),
+    default=None,
+    help="where a job without state starts reading Kinesis (default: flink.start_position, TRIM_HORIZON)",
+)
+@click.option("--start-at", default=None, help="ISO 8601 time with a zone, for AT_TIMESTAMP")
 @click.pass_context
-def job_submit(ctx: click.Context, from_savepoint: str | None, allow_non_restored_state: bool) -> None:
+def job_submit(
+    ctx: click.Context,
+    from_savepoint: str | None,
+    allow_non_restored_state: bool,
+    start_position: str | None = None,
+    start_at: str | None = None,
+) -> None:
     """Submit the job to the local standalone cluster (Flink's CLI builds the Python graph)."""
+    if start_position or start_at:  # the job's typed config reads them (flink.start_position, flink.start_at)
+        if from_savepoint:
+            raise click.ClickException("a savepoint holds each shard's position: --start-position applies without one")
+        if (start_position == "AT_TIMESTAMP") != (start_at is not None):
+            raise click.ClickException("--start-at goes with --start-position AT_TIMESTAMP, and only with it")
+        os.environ["BTCPRED_FLINK__START_POSITION"] = start_position or "TRIM_HORIZON"
+        if start_at:
+            os.environ["BTCPRED_FLINK__START_AT"] = start_at
     if ctx.obj["jobmanager"]:
         raise click.ClickException(
             "submit drives the local cluster's Flink CLI; on Managed Flink the application is "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -226,6 +227,19 @@ class FlinkJobConfig(_Section):
     metrics_reporter_ports: str = "9250-9260"  # Flink's Prometheus reporter; a range: JM and TM may share a host
     execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded in the JVM
     mini_cluster_heap_mb: int = Field(768, gt=0)  # the local mini cluster's JVM heap (-Xmx); a cluster sizes its own
+    # where a job started without state reads each shard from (a savepoint's positions win): the oldest
+    # record kept (TRIM_HORIZON: replays the retention, 48 h in the template), the newest (LATEST: the
+    # book re-anchors from a snapshot, the trade windows start empty) or ``start_at``
+    start_position: Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"] = "TRIM_HORIZON"
+    start_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _start_at_with_its_position(self) -> FlinkJobConfig:
+        if (self.start_position == "AT_TIMESTAMP") != (self.start_at is not None):
+            raise ValueError("flink.start_at is given exactly when flink.start_position is AT_TIMESTAMP")
+        if self.start_at is not None and self.start_at.tzinfo is None:
+            raise ValueError("flink.start_at needs a time zone (e.g. 2026-12-07T10:00:00Z)")
+        return self
 
 
 class ReanchorConfig(_Section):

@@ -237,7 +237,7 @@ class RedisSink(ProcessFunction):
 def kinesis_properties(k: KinesisConfig, flink: FlinkJobConfig) -> dict[str, str]:
     props = {
         "aws.region": k.region,
-        "flink.stream.initpos": "TRIM_HORIZON",
+        "flink.stream.initpos": flink.start_position,  # only without state: a savepoint's positions win
         "flink.shard.getrecords.intervalmillis": str(flink.getrecords_interval_ms),
         "flink.shard.discovery.intervalmillis": "10000",
         # ride out a short endpoint outage inside the consumer instead of failing over the job
@@ -247,6 +247,8 @@ def kinesis_properties(k: KinesisConfig, flink: FlinkJobConfig) -> dict[str, str
         "flink.shard.getiterator.maxretries": "20",
         "flink.list.shards.maxretries": "20",
     }
+    if flink.start_at is not None:  # the connector reads seconds since the epoch
+        props["flink.stream.initpos.timestamp"] = f"{flink.start_at.timestamp():.3f}"
     if k.endpoint:
         props.update(
             {

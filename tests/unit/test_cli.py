@@ -30,3 +30,26 @@ def test_the_console_script_finds_the_rig_of_its_checkout_from_any_folder(tmp_pa
     script = Path(sys.executable).with_name("btcpred")
     out = subprocess.run([str(script), "stack", "status"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert "from a checkout" not in out.stdout + out.stderr and "redis " in out.stdout, out.stdout + out.stderr
+
+
+def test_a_start_position_reaches_the_jobs_typed_config_and_a_wrong_pairing_is_refused(monkeypatch):
+    from btcpred import cli
+    from btcpred.common.config import load_settings
+
+    submitted = []
+    monkeypatch.setattr(cli, "run_rig", lambda module, args: submitted.append((module, args)))
+    for name in ("BTCPRED_FLINK__START_POSITION", "BTCPRED_FLINK__START_AT"):  # restored after the test, as they were
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    args = ["job", "submit", "--start-position", "AT_TIMESTAMP", "--start-at", "2026-12-07T10:00:00Z"]
+    assert CliRunner().invoke(main, args).exit_code == 0 and submitted[0][0] == "flink_cluster"
+    flink = load_settings("local").flink  # what the job the rig submits reads, from the same environment
+    assert flink.start_position == "AT_TIMESTAMP" and flink.start_at.timestamp() == 1796637600.0
+    for wrong in (
+        ["job", "submit", "--start-position", "AT_TIMESTAMP"],
+        ["job", "submit", "--start-at", "2026-12-07T10:00:00Z"],
+        ["job", "submit", "--start-position", "LATEST", "--from-savepoint", "latest"],
+    ):
+        result = CliRunner().invoke(main, wrong)
+        assert result.exit_code != 0 and "Error:" in result.output, wrong
+    assert len(submitted) == 1

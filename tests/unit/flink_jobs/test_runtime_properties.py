@@ -43,3 +43,26 @@ def test_malformed_file_is_a_clear_error(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         read_property_groups(path)
+
+
+def test_the_kinesis_start_position_follows_the_config_and_at_timestamp_needs_a_zoned_time():
+    from datetime import datetime, timezone
+
+    import pytest
+    from pydantic import ValidationError
+
+    from btcpred.common.config import FlinkJobConfig, KinesisConfig
+    from btcpred.flink_jobs.hot_path_job import kinesis_properties
+
+    k = KinesisConfig()
+    assert kinesis_properties(k, FlinkJobConfig())["flink.stream.initpos"] == "TRIM_HORIZON"
+    latest = kinesis_properties(k, FlinkJobConfig(start_position="LATEST"))
+    assert latest["flink.stream.initpos"] == "LATEST" and "flink.stream.initpos.timestamp" not in latest
+    at = FlinkJobConfig(start_position="AT_TIMESTAMP", start_at=datetime(2026, 12, 7, 10, 0, 0, 500_000, tzinfo=timezone.utc))
+    props = kinesis_properties(k, at)
+    assert props["flink.stream.initpos"] == "AT_TIMESTAMP" and props["flink.stream.initpos.timestamp"] == "1796637600.500"
+    for bad in ({"start_position": "AT_TIMESTAMP"}, {"start_at": datetime(2026, 12, 7, tzinfo=timezone.utc)}):
+        with pytest.raises(ValidationError):
+            FlinkJobConfig(**bad)
+    with pytest.raises(ValidationError, match="time zone"):
+        FlinkJobConfig(start_position="AT_TIMESTAMP", start_at=datetime(2026, 12, 7))
