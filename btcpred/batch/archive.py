@@ -38,6 +38,7 @@ from btcpred.batch.feature_builder import _event_time_us, build_rows, replay
 from btcpred.batch.feature_store import load_features, missing_columns
 from btcpred.batch.silver import feature_table
 from btcpred.common.config import S3Config, load_settings
+from btcpred.common.progress import Progress
 from btcpred.udfs import lake_layout as layout
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, MarketEvent, TradesEvent
 from btcpred.udfs.features import HISTORY_US
@@ -152,16 +153,23 @@ def build(
     lake.ensure_bucket()  # a fresh deployment: no archive yet is no hours, not an error
     now_us = now_us if now_us is not None else int(datetime.now(timezone.utc).timestamp() * 1e6)
     current_hour = now_us // HOUR_US * HOUR_US
+    todo = [
+        hour_us
+        for hour_us in archived_hours(lake, symbol, stream)
+        if (hour_us < current_hour or through_now)  # the current hour is still being written: built once it has passed
+        and (rebuild or hour_us >= current_hour or not _built(lake, symbol, stream, hour_us, engine is not None))
+    ]
     built = []
-    for hour_us in archived_hours(lake, symbol, stream):
-        if hour_us >= current_hour and not through_now:
-            continue  # still being written: built once the next hour has begun
-        if not rebuild and hour_us < current_hour and _built(lake, symbol, stream, hour_us, engine is not None):
-            continue
+    progress = Progress("archive hours built", len(todo), log)
+    for hour_us in todo:
         done = build_hour(lake, engine, stream, symbol, venue, hour_us)
-        log.info("archive hour %d: %d rows (%d trainable) -> %s", hour_us, done.rows, done.trainable, done.key)
         built.append(done)
+        progress.step(f"{_iso(hour_us)}: {done.rows} rows ({done.trainable} trainable) -> {done.key}")
     return built
+
+
+def _iso(time_us: int) -> str:
+    return datetime.fromtimestamp(time_us / 1e6, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def main(argv: list[str] | None = None) -> int:

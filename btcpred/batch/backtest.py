@@ -46,6 +46,7 @@ from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidat
 from btcpred.common import recalibration
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.common.model_artifact import InputGuard, PredictionInterval
+from btcpred.common.progress import Progress
 from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES
 
@@ -213,6 +214,7 @@ def backtest(data: FeatureSet, window_hours: float | None = None, candidates: tu
     hours = np.unique(data.ts_ms // HOUR_MS * HOUR_MS)
     serving = PERSISTENCE_SERVED
     steps: list[HourStep] = []
+    progress = Progress("backtest hours", len(hours) - 1, log)
     for hour in hours[1:]:
         hour = int(hour)
         before = data.ts_ms < hour
@@ -222,13 +224,8 @@ def backtest(data: FeatureSet, window_hours: float | None = None, candidates: tu
         assert serving.fitted_until_ms < hour, "a model answered data it was chosen on"
         in_hour = np.flatnonzero((data.ts_ms >= hour) & (data.ts_ms < hour + HOUR_MS))
         steps.append(HourStep(hour, why, serving, len(in_hour)))
-        log.info(
-            "%s: %s serves %d rows (%s)",
-            datetime.fromtimestamp(hour / 1000, timezone.utc).isoformat(),
-            serving.version,
-            len(in_hour),
-            why,
-        )
+        log.debug("%s: %s serves %d rows (%s)", _iso(hour), serving.version, len(in_hour), why)
+        progress.step(f"{_iso(hour)}: {serving.version} serves {len(in_hour)} rows")
     return steps
 
 

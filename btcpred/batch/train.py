@@ -72,6 +72,7 @@ from btcpred.common.model_artifact import (
     fit_interval,
     sha256_hex,
 )
+from btcpred.common.progress import Progress
 from btcpred.udfs.features import DEEP_OFI_FEATURES, PERP_FEATURES, QUOTE_FEATURES
 from btcpred.udfs.lake_layout import SILVER_FEATURES
 from btcpred.udfs.long_context import CONTEXT_FEATURES
@@ -320,8 +321,10 @@ def _run(
     fitted: dict[str, Candidate] = {}
     versions: dict[str, str] = {}
     val_mse: dict[str, float] = {}
+    progress = Progress("candidates trained", len(candidates), log, every_s=0.0)
     for kind, features, grid in candidates:
         best = search(kind, features, grid, data, split, engine, stamp, ranges)
+        progress.step(f"{kind}: validation MSE {best.val_mse:.4g}")
         onnx_bytes, meta = package(best, data, split, f"{kind}-{stamp}", venue, ranges)
         meta = meta.model_copy(update={"model_version": f"{kind}-{stamp}-{meta.sha256[:8]}"})
         uri = artifact_store.upload(lake, onnx_bytes, meta)
