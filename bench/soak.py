@@ -132,7 +132,8 @@ def summarise(samples: list[tuple[float, dict[str, float]]], warm_up_s: float) -
 
 
 def flink_gauge(ports: str, name: str) -> float | None:
-    """Sum of a job gauge over Flink's Prometheus reporter ports (every subtask and key group)."""
+    """Sum of a job gauge over Flink's Prometheus reporter ports (every subtask), the operator-wide
+    series only: the per-symbol ones (a ``symbol`` label) repeat the same entries key by key."""
     low, high = (int(p) for p in ports.split("-"))
     total, found = 0.0, False
     for port in range(low, high + 1):
@@ -144,7 +145,8 @@ def flink_gauge(ports: str, name: str) -> float | None:
         for family in text_string_to_metric_families(text):
             if family.name.endswith(f"_{name}"):
                 for sample in family.samples:
-                    total, found = total + sample.value, True
+                    if "symbol" not in sample.labels:
+                        total, found = total + sample.value, True
     return total if found else None
 
 

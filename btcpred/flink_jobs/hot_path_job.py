@@ -70,6 +70,30 @@ class CumulativeCount:
         self.value += n
 
 
+class SymbolGauges:
+    """One key's gauges, in a ``symbol`` key-value group (a ``symbol`` label in Prometheus, a
+    ``symbol.<name>`` branch in the web UI). The operator-wide gauges above show whichever key a
+    subtask handled last; with several symbols on a subtask only these tell them apart. Made on a
+    key's first record: PyFlink ships each gauge's value to the JVM with every bundle, and the JVM
+    registers a name the first time it arrives."""
+
+    NAMES = ("lastBookUpdateId", "bookLevels", "bookValid", "sequenceGaps", "featureEmitLagMs", "stateEntries")
+
+    def __init__(self, group, symbol: str) -> None:
+        self.values = dict.fromkeys(self.NAMES, 0)
+        keyed = group.add_group("symbol", symbol)
+        for name in self.NAMES:
+            keyed.gauge(name, lambda name=name: self.values[name])
+
+    def read(self, st: SymbolState) -> None:
+        book = st.sync.book
+        if book is not None:
+            self.values["lastBookUpdateId"] = book.last_update_id
+            self.values["bookLevels"] = len(book.bids) + len(book.asks)
+        self.values["bookValid"] = int(book is not None and st.sync.valid)
+        self.values["stateEntries"] = st.entries()
+
+
 class DecodeRecord(ProcessFunction):
     """Kinesis text record -> a RawBatch per symbol (``split_record``); a malformed record or frame
     goes to the dead-letter output. Decoding proper happens after ``key_by``."""
@@ -139,6 +163,14 @@ class HotPathFunction(KeyedProcessFunction):
         group.gauge("stalePerpQuotes", lambda: self.stale_perp_quotes)  # the same for the leading perpetual
         group.gauge("bookDriftLevels", lambda: self.drift_levels)  # mismatched levels at the last drift check
         group.gauge("featureEmitLagMs", lambda: self.emit_lag_ms)
+        self.group = group
+        self.by_symbol: dict[str, SymbolGauges] = {}
+
+    def _symbol_gauges(self, symbol: str) -> SymbolGauges:
+        gauges = self.by_symbol.get(symbol)
+        if gauges is None:
+            gauges = self.by_symbol[symbol] = SymbolGauges(self.group, symbol)
+        return gauges
 
     def _load(self, symbol: str) -> SymbolState:
         current = self.state.value()
@@ -163,8 +195,10 @@ class HotPathFunction(KeyedProcessFunction):
                 yield DEAD_LETTER_TAG, write
         for boundary_us in result.timers:
             ctx.timer_service().register_event_time_timer(boundary_us // 1000)
+        gauges = self._symbol_gauges(value.symbol)
         for write in result.gap_writes:
             self.gaps.inc()
+            gauges.values["sequenceGaps"] += 1
             yield GAP_TAG, write
         for write in result.late_writes:
             self.late.inc()
@@ -179,6 +213,7 @@ class HotPathFunction(KeyedProcessFunction):
         if st.sync.last_drift is not None:
             self.drift_levels = st.sync.last_drift.levels_mismatched
         self._read_counters(st)
+        gauges.read(st)
         if result.changed:
             self.state.update(st)
         if result.writes:
@@ -201,6 +236,9 @@ class HotPathFunction(KeyedProcessFunction):
         self.boundaries_skipped = st.boundaries_skipped
         self._read_counters(st)
         self.emit_lag_ms = now_us // 1000 - timestamp  # wall minus event time: replay offset + pipeline lag
+        gauges = self._symbol_gauges(st.symbol)
+        gauges.values["featureEmitLagMs"] = self.emit_lag_ms
+        gauges.read(st)
         if ctx.timer_service().current_watermark() < END_OF_INPUT_WATERMARK:  # a bounded input ends the chain
             following = st.following_timer(timestamp * 1000, self.emit_interval_ms * 1000)
             if following is not None:  # also cuts through a quiet stretch

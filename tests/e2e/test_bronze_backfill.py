@@ -19,8 +19,10 @@ import math
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from btcpred.adapters.lake import Lake
 from btcpred.batch import archive
@@ -33,6 +35,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 @pytest.mark.timeout(420)
+def symbol_gauges(ports: str, name: str) -> dict[str, float]:
+    """A job gauge per ``symbol`` label, off Flink's Prometheus reporter (every port of the range)."""
+    low, high = (int(p) for p in ports.split("-"))
+    out: dict[str, float] = {}
+    for port in range(low, high + 1):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name.endswith(f"_{name}"):
+                out.update({s.labels["symbol"]: s.value for s in family.samples if "symbol" in s.labels})
+    return out
+
+
 def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
     pipeline = Pipeline(speed=20.0, mini_cluster=True, log_dir=tmp_path, verify_interval_s=3600, replay_keys=1)
     replay_key = pipeline.symbols[1]
@@ -50,6 +68,12 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
         ob_key = decode(redis_client.hgetall(f"ob:{{{replay_key}}}"))
         assert int(ob_key["last_update_id"]) == status["last_update_id"] and ob_key["book_valid"] == "1"
         compare_book(ob_key, get_json(f"{pipeline.sim_url}/sim/book?symbol={replay_key}&update_id={status['last_update_id']}"))
+        # each key's own gauges, a symbol label apart (the operator-wide ones show whichever ran last)
+        per_symbol = symbol_gauges(pipeline.settings.flink.metrics_reporter_ports, "lastBookUpdateId")
+        labels = [s.replace("-", "_") for s in pipeline.symbols]  # Flink's reporter turns - into _ in label values
+        assert per_symbol == dict.fromkeys(labels, status["last_update_id"]), per_symbol
+        valid = symbol_gauges(pipeline.settings.flink.metrics_reporter_ports, "bookValid")
+        assert valid == dict.fromkeys(labels, 1), valid
         pipeline.wait_archived()
     finally:
         pipeline.stop()  # the archiver flushes what it has read to bronze on SIGTERM
