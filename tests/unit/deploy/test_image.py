@@ -20,9 +20,9 @@ def steps() -> list[str]:
 
 def test_dependencies_come_from_the_lock_with_hashes_before_the_package_without_any():
     s = steps()
-    locked = next(i for i, x in enumerate(s) if "--require-hashes -r requirements.lock" in x)
-    package = next(i for i, x in enumerate(s) if "pip install" in x and "--no-deps" in x and "requirements.lock" not in x)
-    assert locked < package and "COPY requirements.lock" in " ".join(s[:locked])
+    locked = next(i for i, x in enumerate(s) if "--require-hashes -r deps.lock" in x)
+    package = next(i for i, x in enumerate(s) if "pip install" in x and "--no-deps" in x and "deps.lock" not in x)
+    assert locked < package and "COPY ${LOCK} ./deps.lock" in s[:locked]
     assert all("--require-hashes" in x or "--no-deps" in x for x in s if "pip install" in x)  # nothing unpinned
 
 
@@ -49,3 +49,21 @@ def test_the_zip_installs_the_locks_files_for_every_bundled_distribution():
         assert all(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", h) for h in hashes)
     with pytest.raises(SystemExit, match="no entry"):
         build_package.locked_requirements("redis==8.1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+
+
+def test_the_services_image_leaves_the_training_libraries_to_the_retraining_image():
+    s = steps()
+    assert "ARG LOCK=requirements-service.lock" in s and "COPY ${LOCK} ./deps.lock" in s
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert services["retrain"]["build"]["args"] == {"LOCK": "requirements.lock"}
+    assert services["retrain"]["image"] != services["inference"]["image"]
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(str(REPO / "deploy" / "managed_flink" / "template.yaml"))["Resources"]
+    images = {
+        name: r["Properties"]["ContainerDefinitions"][0]["Image"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+    }
+    assert images.pop("RetrainTaskDefinition") == {"Ref": "TrainImageUri"}
+    assert set(map(str, images.values())) == {str({"Ref": "AppImageUri"})}
