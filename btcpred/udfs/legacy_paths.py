@@ -5,7 +5,7 @@ each class by module path: state written before the move says ``udfs.symbol_stat
 (and ``udfs.order_book...`` inside), and state from before ``5ac3811`` even
 ``flink_jobs.hot_path_state.SymbolState``. ``install`` puts an import hook first on
 ``sys.meta_path`` that answers exactly those old names with the modules they now are, so such
-state restores into today's classes (``tests/unit/flink_jobs/test_state_blob.py``, and the
+state restores into today's classes (``tests/unit/udfs/test_symbol_state_blob.py``, and the
 savepoint upgrade test resumes a savepoint taken by the pre-move job). Every other old path
 (``common.config``, ``batch.train``, ...) stays an ImportError: nothing of theirs lives in state.
 

@@ -323,7 +323,7 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     fields are only ever appended, so state written by an earlier version restores, the fields it
     lacks taking their defaults; ``state_format`` says which layout wrote it (0: written before the
     format was recorded, told apart by its length alone). ``tests/data/state/`` keeps blobs
-    written by earlier commits, and ``tests/unit/flink_jobs/test_state_blob.py`` restores them."""
+    written by earlier commits, and ``tests/unit/udfs/test_symbol_state_blob.py`` restores them."""
 
     symbol: str
     sync: BookSynchronizer = None  # type: ignore[assignment]

@@ -44,5 +44,5 @@ def test_faults_are_detected_and_healed_without_disturbing_readers(redis_client,
     (kinesis_s,) = r["kinesis_outage_recovery_s"]
     assert kinesis_s < 30 and by_fault["Kinesis endpoint down 3 s"]["gaps"] == 0
     # 429s and a 418 ban met by whichever client asked next (re-anchor, drift check, poller) did not stop
-    # the healing; that Retry-After is honoured is asserted in tests/unit/ingest/test_binance_rest.py
+    # the healing; that Retry-After is honoured is asserted in tests/unit/adapters/test_binance_rest.py
     assert all(d["book_equal"] for d in r["details"] if d["fault"].startswith("REST"))

@@ -9,7 +9,7 @@ to another module keeps its old path importable (``btcpred.udfs.legacy_paths``) 
 savepoint in use) names it.
 
 Write a new blob (after a layout change, keeping the old ones): ``python -m
-tests.unit.flink_jobs.test_state_blob --write <commit>``.
+tests.unit.udfs.test_symbol_state_blob --write <commit>``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def write_blob(commit: str) -> Path:
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["--write"] or len(sys.argv) != 3:
-        raise SystemExit("usage: python -m tests.unit.flink_jobs.test_state_blob --write <commit>")
+        raise SystemExit("usage: python -m tests.unit.udfs.test_symbol_state_blob --write <commit>")
     print(write_blob(sys.argv[2]))
 
 
