@@ -31,13 +31,14 @@ from bench.harness import emit
 from bench.kinesis_feed import load_capture
 from btcpred.adapters.loaders.base import merge_perp_quotes
 from btcpred.adapters.loaders.hftbacktest_ws import HftbacktestWsLoader
+from btcpred.common.config import FlinkJobConfig
 from btcpred.ingest.ingestor import aggregate
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthSnapshotEvent, PerpQuoteEvent
 from btcpred.udfs.symbol_state import SymbolState, decode_record
 from rig.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
 
-INTERVAL_US = 500_000
+INTERVAL_US = FlinkJobConfig().emit_interval_ms * 1000  # the job's boundary grid
 # the receipt every record is stamped with: our clock when the bench starts, after every event of the
 # capture as a live receipt is (a receipt of 1 µs made every event "years ahead of its receipt": refused)
 RECEIPT_US = time.time_ns() // 1000

@@ -19,12 +19,13 @@ import redis
 
 from btcpred.adapters.loaders import load_capture
 from btcpred.batch.feature_builder import replay
+from btcpred.common.config import FlinkJobConfig
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
 from rig import flink_cluster
 from rig.pipeline import Pipeline
 
-EMIT_INTERVAL_US = 500_000
+EMIT_INTERVAL_US = FlinkJobConfig().emit_interval_ms * 1000  # the job's boundary grid (config's one owner)
 
 
 class FeatureRefreshWatcher(threading.Thread):

@@ -27,6 +27,8 @@ from urllib.parse import quote
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from btcpred.udfs.long_context import BUCKET_US
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 ENV_PREFIX = "BTCPRED_"
 
@@ -203,7 +205,9 @@ class IngestorConfig(_Section):
 
 class FlinkJobConfig(_Section):
     parallelism: int = Field(1, gt=0)
-    emit_interval_ms: int = Field(500, gt=0)
+    # the boundary grid features are cut on; a multiple of the context's 500 ms buckets, so the
+    # 30 s and 5 min windows end exactly at each boundary (btcpred/udfs/long_context.py)
+    emit_interval_ms: int = Field(500, gt=0, multiple_of=BUCKET_US // 1000)
     out_of_orderness_ms: int = Field(200, ge=0)
     idleness_ms: int = Field(5000, gt=0)
     checkpoint_interval_ms: int = Field(10_000, gt=0)

@@ -143,3 +143,13 @@ def test_dev_and_prod_verify_postgres_against_the_ca_the_image_carries():
         assert f" {pg.sslrootcert}\n" in dockerfile  # the image puts the bundle where the config reads it
     local = load_settings("local", environ={}).postgres
     assert make_url(database_url(local)).query == {"sslmode": "prefer"}
+
+
+def test_the_boundary_grid_is_a_multiple_of_the_context_buckets():
+    from pydantic import ValidationError
+
+    from btcpred.common.config import FlinkJobConfig
+
+    with pytest.raises(ValidationError, match="multiple of 500"):
+        FlinkJobConfig(emit_interval_ms=750)  # the 30 s / 5 min windows would end between boundaries
+    assert FlinkJobConfig(emit_interval_ms=1000).emit_interval_ms == 1000
