@@ -39,10 +39,14 @@ log = logging.getLogger(__name__)
 
 CYCLES = Counter("retrain_cycles_total", "Retraining cycles by outcome", ["outcome"])
 FAILURES = Counter("retrain_task_failures_total", "Retraining cycles that raised")
-CONTEST_FAILURES = Counter(
-    "retrain_contest_record_failures_total",
-    "Cycles that could not read what inference published (decisions, predictions) from Redis (retried next cycle)",
+PUBLISHED_COPY_FAILURES = Counter(
+    "retrain_published_copy_failures_total",
+    "Copies of what inference published in Redis (the contest's decisions, the predictions) that failed "
+    "because Redis could not be read; retried next cycle",
+    ["what"],
 )
+for _what in ("online contest decisions", "predictions"):
+    PUBLISHED_COPY_FAILURES.labels(_what)
 LAST_SUCCESS = Gauge("retrain_last_success_timestamp_seconds", "Wall time of the last cycle that completed")
 for _outcome in ("promoted", "kept", "not_enough_data"):
     CYCLES.labels(_outcome)
@@ -102,7 +106,7 @@ def _from_published(settings: Settings, what: str, copy) -> dict:
     try:
         return copy(client)
     except redis.RedisError as exc:
-        CONTEST_FAILURES.inc()
+        PUBLISHED_COPY_FAILURES.labels(what).inc()
         log.warning("%s not copied this cycle: %s", what, exc)
         return {"error": f"not recorded this cycle: {exc!r}"[:300]}
     finally:

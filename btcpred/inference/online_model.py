@@ -14,6 +14,7 @@ import math
 from collections import OrderedDict
 
 import numpy as np
+from prometheus_client import Counter
 
 from btcpred.common.online_ridge import OnlineRidge
 from btcpred.common.recalibration import Recalibration
@@ -21,6 +22,9 @@ from btcpred.inference.hot_state import HotState
 from btcpred.inference.models import FeatureUnavailable, Interval
 
 log = logging.getLogger("inference.online")
+REFUSED_CHECKPOINTS = Counter(
+    "inference_online_checkpoints_refused_total", "Online ridge checkpoints read back that did not parse or fit (started afresh)"
+)
 
 # scale-free inputs every binance.com feature vector carries: book imbalance, order flow, trade flow, returns
 ONLINE_FEATURES = ("depth_imbalance_1", "ofi_norm_1s", "ofi_norm_5s", "signed_flow_1s", "signed_flow_5s", "ret_1s", "ret_5s")
@@ -85,4 +89,5 @@ class OnlineRidgePredictor:
         try:
             self.model = OnlineRidge.from_json(text, ONLINE_FEATURES)
         except (ValueError, KeyError, TypeError) as exc:
+            REFUSED_CHECKPOINTS.inc()
             log.warning("online ridge checkpoint refused, starting afresh: %s", exc)

@@ -7,7 +7,7 @@ import pytest
 
 from btcpred.inference.hot_state import HotState
 from btcpred.inference.models import FeatureUnavailable
-from btcpred.inference.online_model import CHECKPOINT_EVERY, ONLINE_FEATURES, OnlineRidgePredictor
+from btcpred.inference.online_model import CHECKPOINT_EVERY, ONLINE_FEATURES, REFUSED_CHECKPOINTS, OnlineRidgePredictor
 
 pytestmark = pytest.mark.unit
 
@@ -39,8 +39,10 @@ def test_a_missing_feature_is_a_fallback_and_a_bad_checkpoint_starts_afresh():
     online = OnlineRidgePredictor()
     with pytest.raises(FeatureUnavailable):
         online.predict(HotState({"ts": "1"}, {}, {}, False), 100.0)
+    refused = REFUSED_CHECKPOINTS._value.get()
     online.restore('{"features": ["something else"]}')
-    assert online.model.rows == 0  # refused, logged; it learns again
+    assert online.model.rows == 0  # refused, logged, counted; it learns again
+    assert REFUSED_CHECKPOINTS._value.get() == refused + 1
     saved = OnlineRidgePredictor()
     for i in range(40):
         saved.predict(state(i * 2000, 0.5), 100.0)
