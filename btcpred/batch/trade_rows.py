@@ -25,15 +25,18 @@ from btcpred.udfs.trade_features import LONGEST_US, TRADE_FEATURE_NAMES, TradeTa
 log = logging.getLogger(__name__)
 
 
-def tape_of(events: Iterable[CapturedEvent]) -> tuple[TradeTape, int]:
-    """Every trade in transaction order on one tape; and how many were refused (out of order, no price)."""
+def tape_of(events: Iterable[CapturedEvent], within_us: tuple[int, int] | None = None) -> tuple[TradeTape, int]:
+    """Every trade in transaction order on one tape; and how many were refused (out of order, no price,
+    or stamped outside ``within_us``, the file's own day)."""
     tape, refused = TradeTape(), 0
+    lo, hi = within_us if within_us is not None else (-(2**63), 2**63)
     for captured in events:
         event = captured.event
         if not isinstance(event, TradesEvent):
             continue
         for t in event.trades:
-            if not tape.add(event.transact_time_us, to_float(t.price_e8), to_float(t.qty_e8), not t.is_buyer_maker):
+            inside = lo <= event.transact_time_us < hi
+            if not inside or not tape.add(event.transact_time_us, to_float(t.price_e8), to_float(t.qty_e8), not t.is_buyer_maker):
                 refused += 1
     return tape, refused
 
@@ -83,7 +86,7 @@ def from_directory(data_dir: Path) -> FeatureSet:
     sets = []
     for path in sorted(data_dir.rglob("*-aggTrades-*.zip")):
         trades = data_vision.identify(path)  # checksum-verified, or refused with the reason
-        tape, refused = tape_of(trades.events())
+        tape, refused = tape_of(trades.events(), trades.day_bounds_us())
         rows = rows_of(tape, trades_venue(trades.symbol))
         log.info("%s: %d trades (%d refused), %d rows", trades.describe(), len(tape.times), refused, len(rows))
         sets.append(rows)

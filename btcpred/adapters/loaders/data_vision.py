@@ -18,6 +18,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from btcpred.adapters.loaders.base import CapturedEvent, parse_units
@@ -41,6 +42,12 @@ class AggTradesFile:
 
     def describe(self) -> str:
         return f"data.binance.vision aggTrades of {self.symbol} for {self.day} (sha256 {self.checksum})"
+
+    def day_bounds_us(self) -> tuple[int, int]:
+        """[start, end) of the file's UTC day in µs: a trade stamped outside it is not this file's
+        (one far in the future would make every later trade "out of order")."""
+        start = int(datetime.strptime(self.day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()) * 1_000_000
+        return start, start + 86_400_000_000
 
     def events(self) -> Iterator[CapturedEvent]:
         """One TradesEvent per aggregate trade, stamped with its transact time (the file has no receipt time)."""

@@ -1,6 +1,7 @@
 """A trades-only market through the loop: rows and labels by hand, and the real COIN-M day walked forward."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +64,24 @@ def test_placebo_moves_each_label_by_whole_hours_within_its_market():
     moved = backtest.placebo(data, 1.0)
     assert moved.y[1800] == 0.0 and moved.y[0] == 1800.0  # one hour = 1,800 rows on
     assert sorted(moved.y) == sorted(data.y)  # every label kept, none invented
+
+
+def test_a_trade_stamped_outside_its_files_day_is_refused_not_allowed_to_stall_the_tape():
+    """One aggregate trade a day in the future would make every later trade of the file "out of
+    order"; bounded to the file's UTC day, it alone is refused."""
+    from btcpred.adapters.loaders.base import CapturedEvent
+    from btcpred.adapters.loaders.data_vision import AggTradesFile
+    from btcpred.udfs.events import TradeEntry, TradesEvent
+
+    day = AggTradesFile(Path("BTCUSD_PERP-aggTrades-2026-05-08.zip"), "BTCUSD_PERP", "2026-05-08", "verified")
+    lo, hi = day.day_bounds_us()
+    assert (lo, hi - lo) == (1778198400 * 10**6, 86_400 * 10**6)
+
+    def trade(t_us, trade_id):
+        return CapturedEvent(t_us, TradesEvent("BTCUSD_PERP", t_us, t_us, (TradeEntry(trade_id, 100 * 10**8, 10**8, False),)))
+
+    events = [trade(lo + 1_000_000, 1), trade(hi + 3_600_000_000, 2), trade(lo + 2_000_000, 3), trade(lo - 1, 4)]
+    tape, refused = trade_rows.tape_of(events, day.day_bounds_us())
+    assert list(tape.times) == [lo + 1_000_000, lo + 2_000_000] and refused == 2
+    unbounded, refused = trade_rows.tape_of(events)
+    assert list(unbounded.times) == [lo + 1_000_000, hi + 3_600_000_000] and refused == 2  # the later day's trade won
