@@ -8,20 +8,18 @@ never waits on PostgreSQL, so the retraining job copies them here, one experimen
 
 from __future__ import annotations
 
-import json
 import logging
 
 import sqlalchemy as sa
 from prometheus_client import Counter
 
 from btcpred.adapters import registry
+from btcpred.common.contest_decision import Decision
 from btcpred.udfs import redis_schema as rs
 
 log = logging.getLogger(__name__)
 
 UNREADABLE = Counter("retrain_contest_unreadable_total", "pred:contest: entries that are no decision (not recorded)")
-
-ACTIONS = ("promote", "demote")
 
 
 def record(redis_client, engine: sa.Engine, symbol: str) -> dict:
@@ -29,28 +27,24 @@ def record(redis_client, engine: sa.Engine, symbol: str) -> dict:
     A Redis or PostgreSQL error propagates: nothing is taken as "no decisions"."""
     recorded, skipped = [], 0
     for entry_id, raw in redis_client.xrange(rs.contest_stream_key(symbol)):
-        fields = {_text(k): _text(v) for k, v in raw.items()}
         try:
-            if fields.get("action") not in ACTIONS:
-                raise ValueError(f"action {fields.get('action')!r}")
-            figures = json.loads(fields["figures"])
-            if not isinstance(figures, dict):
-                raise ValueError("figures are not an object")
-            metrics = {
-                **figures,
-                "action": fields["action"],
-                "versus": fields["versus"],
-                "market": fields["market"],
-                "data_time_ms": int(fields["data_time_ms"]),
-            }
-            version = fields["model_version"]
-        except (KeyError, ValueError) as exc:
+            decision = Decision.from_fields({_text(k): _text(v) for k, v in raw.items()})
+        except ValueError as exc:
             UNREADABLE.inc()
             skipped += 1
             log.warning("pred:contest: entry %s is no decision, not recorded: %s", _text(entry_id), exc)
             continue
+        metrics = {
+            **decision.figures,
+            "action": decision.action,
+            "versus": decision.versus,
+            "market": decision.market,
+            "data_time_ms": decision.data_time_ms,
+        }
+        version = decision.model_version
         experiment = f"online-contest:{metrics['market']}:{_text(entry_id)}"
-        registry.log_experiment(engine, experiment, "online_contest", version, {"alpha": figures.get("alpha")}, [], {}, metrics)
+        params = {"alpha": decision.figures.get("alpha")}
+        registry.log_experiment(engine, experiment, "online_contest", version, params, [], {}, metrics)
         recorded.append({"experiment_id": experiment, "action": metrics["action"], "model_version": version})
     return {"recorded": len(recorded), "unreadable": skipped, "decisions": recorded[-20:]}
 

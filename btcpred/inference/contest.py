@@ -10,13 +10,12 @@ is the one read every cycle and acted on: an always-valid test whose lifetime er
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 
+from btcpred.common.contest_decision import Decision
 from btcpred.common.forecast_skill import ALPHA, json_figure, loss_test, skill_figures, time_blocks
 from btcpred.common.sequential_test import BettingTest, BlockedDifferential
 from btcpred.inference.scoring import ScoredPrediction, log_errors
@@ -56,48 +55,6 @@ def versus(champion: list[ScoredPrediction], challenger: list[ScoredPrediction],
         "pvalue": json_figure(test.pvalue),
         "decision": decision,
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A verdict of the always-valid test on this market: ``promote`` a challenger over the champion,
-    or ``demote`` a champion that turned worse than persistence."""
-
-    action: str  # "promote" | "demote"
-    model_version: str
-    versus: str  # the champion it beat, or "persistence"
-    market: str
-    data_time_ms: int  # the feature time of the row that closed the deciding block
-    figures: dict
-
-    def fields(self) -> dict[str, str]:
-        """As a ``pred:contest:`` stream entry."""
-        return {
-            "action": self.action,
-            "model_version": self.model_version,
-            "versus": self.versus,
-            "market": self.market,
-            "data_time_ms": str(self.data_time_ms),
-            "figures": json.dumps(self.figures),
-        }
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> Decision:
-        """From a stream entry; ``ValueError`` for one that is not a decision (never acted on)."""
-        try:
-            action = fields["action"]
-            if action not in ("promote", "demote"):
-                raise ValueError(f"unknown action {action!r}")
-            return cls(
-                action,
-                fields["model_version"],
-                fields["versus"],
-                fields["market"],
-                int(fields["data_time_ms"]),
-                json.loads(fields["figures"]),
-            )
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not a contest decision: {exc}") from exc
 
 
 def _squared_log_error(row: ScoredPrediction) -> tuple[float, float] | None:

@@ -28,12 +28,13 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from btcpred.common import redis_connection
 from btcpred.common.config import Settings, load_settings
+from btcpred.common.contest_decision import Decision
 from btcpred.common.model_artifact import INTERVAL_COVERAGE
 from btcpred.common.recalibration import Recalibration
 from btcpred.common.service import record_failure, supervise
 from btcpred.inference import contest
 from btcpred.inference.cadence import run_aligned
-from btcpred.inference.contest import Decision, OnlineContest
+from btcpred.inference.contest import OnlineContest
 from btcpred.inference.cycle import make_prediction
 from btcpred.inference.hot_state import HotState, read_hot_state
 from btcpred.inference.lineup import lineup

@@ -12,7 +12,7 @@ from btcpred.adapters.db.schema import engine_for, ml_experiments
 from btcpred.batch import retrain
 from btcpred.common import redis_connection
 from btcpred.common.config import load_settings
-from btcpred.inference.contest import Decision
+from btcpred.common.contest_decision import Decision
 from btcpred.inference.service import PredictionService
 from btcpred.udfs import redis_schema as rs
 from tests.integration.test_inference_service import write_hot_state

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from btcpred.inference.contest import Decision, OnlineContest
+from btcpred.common.contest_decision import Decision
+from btcpred.inference.contest import OnlineContest
 from btcpred.inference.cycle import make_prediction
 from btcpred.inference.lineup import lineup
 from btcpred.inference.scoring import ScoredPrediction
