@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 UNREADABLE = Counter("retrain_prediction_entries_unreadable_total", "pred: entries that are no prediction (not archived)")
 HOUR_MS = 3_600_000
 COLUMNS = [c.name for c in predictions.columns]
+# the silver file's columns are the table's, in its order (one owner: btcpred/adapters/db/schema.py)
+_ARROW = {sa.Text: pa.string(), sa.BigInteger: pa.int64(), sa.Float: pa.float64()}
+SCHEMA = pa.schema([(c.name, _ARROW[type(c.type)]) for c in predictions.columns])
+OVERLAP_MS = 60_000  # each copy starts this long before the newest boundary archived: late entries, clock steps
 
 
 def _text(value) -> str:
@@ -119,10 +123,15 @@ def rows_of(symbol: str, fields: dict[str, str]) -> list[dict]:
 
 
 def archive(redis_client, engine: sa.Engine, lake: Lake, symbol: str) -> dict:
-    """Copy the stream into the table, then rewrite each touched hour's silver file from the table.
-    A Redis, PostgreSQL or S3 error propagates: nothing is taken as "no predictions"."""
+    """Copy what the stream holds since the newest archived boundary (less ``OVERLAP_MS``; the first
+    copy takes it all) into the table, then rewrite each touched hour's silver file from the table.
+    Entry ids are the service's wall clock, as its cycle boundaries are; copying an entry twice is
+    one row. A Redis, PostgreSQL or S3 error propagates: nothing is taken as "no predictions"."""
+    with engine.connect() as conn:
+        newest = conn.execute(sa.select(sa.func.max(predictions.c.boundary_ms)).where(predictions.c.symbol == symbol)).scalar()
+    since = "-" if newest is None else str(max(int(newest) - OVERLAP_MS, 0))
     rows, skipped, hours = [], 0, set()
-    for entry_id, raw in redis_client.xrange(rs.prediction_stream_key(symbol)):
+    for entry_id, raw in redis_client.xrange(rs.prediction_stream_key(symbol), min=since):
         fields = {_text(k): _text(v) for k, v in raw.items()}
         try:
             found = rows_of(symbol, fields)
@@ -144,7 +153,7 @@ def archive(redis_client, engine: sa.Engine, lake: Lake, symbol: str) -> dict:
                 conn.execute(stmt)
     for hour in sorted(hours):
         lake.put_table(predictions_silver_key(symbol, hour), hour_table(engine, symbol, hour))
-    return {"rows": len(rows), "unreadable": skipped, "hours": [_iso(h) for h in sorted(hours)]}
+    return {"rows": len(rows), "unreadable": skipped, "hours": [_iso(h) for h in sorted(hours)], "since": since}
 
 
 def hour_table(engine: sa.Engine, symbol: str, hour_ms: int) -> pa.Table:
@@ -160,26 +169,6 @@ def hour_table(engine: sa.Engine, symbol: str, hour_ms: int) -> pa.Table:
             .all()
         )
     return pa.Table.from_pylist([dict(r) for r in found], schema=SCHEMA)
-
-
-SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("boundary_ms", pa.int64()),
-        ("model_version", pa.string()),
-        ("role", pa.string()),
-        ("market", pa.string()),
-        ("source", pa.string()),
-        ("fallback_reason", pa.string()),
-        ("feature_time_ms", pa.int64()),
-        ("target_time_ms", pa.int64()),
-        ("base_price", pa.float64()),
-        ("predicted_price", pa.float64()),
-        ("price_low", pa.float64()),
-        ("price_high", pa.float64()),
-        ("confidence", pa.float64()),
-    ]
-)
 
 
 def _iso(ms: int) -> str:

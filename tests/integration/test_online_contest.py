@@ -159,3 +159,35 @@ def test_the_retraining_job_archives_every_prediction_to_postgres_and_silver_and
     png = tmp_path / "predictions.png"
     draw_predictions.draw(rows, png, "test")
     assert png.stat().st_size > 10_000
+
+
+def test_each_archive_copy_starts_a_minute_before_the_newest_archived_boundary(redis_client, isolated_settings, pg_engine):
+    """The stream holds about 27 h; a cycle copies what is new since the last one (entry ids are the
+    service's wall clock, as its boundaries are), less a minute, never the whole stream again."""
+    from btcpred.adapters.lake import Lake
+    from tests.unit.batch.test_prediction_archive import prediction, stream_fields
+
+    sym = "ARCHIVESINCE"
+    Lake(isolated_settings.s3).ensure_bucket()
+    key = rs.prediction_stream_key(sym)
+    redis_client.delete(key)
+    hour = 1_723_161_600_000
+    for boundary in (hour, hour + 120_000):  # ids as the service writes them: its wall clock at the cycle
+        redis_client.xadd(key, stream_fields(prediction(boundary, boundary, 100.0, 100.5, 100.0)), id=f"{boundary}-0")
+    trainer = engine_for(isolated_settings.postgres, "trainer")
+    try:
+        first = retrain.archive_predictions(isolated_settings, trainer, sym)
+        with pg_engine.begin() as conn:  # the older entry's rows gone from the table: a later copy must not need them
+            conn.execute(sa.text("DELETE FROM predictions WHERE symbol = :s AND boundary_ms = :b"), {"s": sym, "b": hour})
+        later = hour + 130_000
+        redis_client.xadd(key, stream_fields(prediction(later, later, 101.0, 101.5, 101.0)), id=f"{later}-0")
+        second = retrain.archive_predictions(isolated_settings, trainer, sym)
+    finally:
+        trainer.dispose()
+    assert (first["rows"], first["since"]) == (4, "-")  # champion and challenger of each entry
+    assert second["since"] == str(hour + 120_000 - 60_000) and second["rows"] == 4  # the newest two entries only
+    with pg_engine.connect() as conn:
+        boundaries = conn.execute(
+            sa.text("SELECT DISTINCT boundary_ms FROM predictions WHERE symbol = :s ORDER BY 1"), {"s": sym}
+        )
+        assert [b for (b,) in boundaries] == [hour + 120_000, later]
