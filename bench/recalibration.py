@@ -23,9 +23,9 @@ from bench.inference_support import SHARED_DATA
 from btcpred.batch.backtest import fitted_without_gate
 from btcpred.batch.datasets import from_directory
 from btcpred.batch.metrics import brier
+from btcpred.batch.report import replay_as_served
 from btcpred.common import recalibration
 from btcpred.common.model_artifact import VOL_FEATURE
-from btcpred.udfs.features import HORIZON_US
 
 STEPS = (0.0, 0.01, 0.03, 0.05)
 CAPTURES = (
@@ -62,22 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     inside = served.guard.trusted_rows(com.columns(served.candidate.features))
     scale = np.maximum(com.columns((VOL_FEATURE,))[:, 0], 0.0) + spec.vol_floor
     result: dict = {"model": f"{served.kind} fitted on {len(us)} Binance.US rows", "nominal": spec.coverage, "markets": {}}
-    for who, pred, quantile in (
-        ("model", served.predict(com), np.where(inside, spec.model_quantile, spec.persistence_quantile)),
-        ("persistence", np.zeros(len(com)), np.full(len(com), spec.persistence_quantile)),
+    for who, pred, trusted in (
+        ("model", served.predict(com), inside),
+        ("persistence", np.zeros(len(com)), np.zeros(len(com), dtype=bool)),  # persistence's quantile on every row
     ):
+        quantile = np.where(trusted, spec.model_quantile, spec.persistence_quantile)
         for step in STEPS:
-            hits, confidence = recalibration.replay(
-                com.ts_ms,
-                com.venue,
-                com.y,
-                pred,
-                scale,
-                quantile,
-                np.full(len(com), 0.5),
-                spec.coverage,
-                HORIZON_US // 1000,
-                make=lambda c, s=step: recalibration.Recalibration(c, step=s),
+            hits, confidence = replay_as_served(
+                spec, com, pred, trusted, make=lambda c, s=step: recalibration.Recalibration(c, step=s)
             )
             for venue in sorted(set(com.venue)):
                 idx = np.flatnonzero(com.venue == venue)

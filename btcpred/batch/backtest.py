@@ -39,15 +39,13 @@ from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.gate import PERSISTENCE, decide
 from btcpred.batch.metrics import evaluate
 from btcpred.batch.modeling import FLOW_FEATURES, IMBALANCE_FEATURES, RIDGE_GRID, input_guard, predict_return
-from btcpred.batch.report import Scored, by_volatility_regime, summary
+from btcpred.batch.report import Scored, by_volatility_regime, replay_as_served, summary
 from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
 from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search, validation_interval
-from btcpred.common import recalibration
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.common.model_artifact import InputGuard, PredictionInterval
 from btcpred.common.progress import Progress
-from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_FEATURE_NAMES
 
 log = logging.getLogger(__name__)
@@ -76,13 +74,8 @@ class Served:
         (a window per served model, as the service starts one when its champion changes)."""
         if self.interval is None or self.candidate is None:
             return None
-        spec = self.interval
         inside = self.guard.trusted_rows(data.columns(self.candidate.features))
-        scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
-        fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
-        hits, _ = recalibration.replay(
-            data.ts_ms, data.venue, data.y, pred, scale, fallback_q, np.full(len(data), 0.5), spec.coverage, HORIZON_US // 1000
-        )
+        hits, _ = replay_as_served(self.interval, data, pred, inside)
         return hits
 
     def predict(self, data: FeatureSet) -> np.ndarray:

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
 from btcpred.common import recalibration
-from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel
+from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_VOL_FEATURE
 
@@ -87,11 +88,7 @@ def score(model: OnnxModel, data: FeatureSet) -> Scored:
     confidence = model.confidence(pred)
     served_hit, served_confidence = None, confidence
     if spec is not None:
-        scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
-        fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
-        served_hit, served_confidence = recalibration.replay(
-            data.ts_ms, data.venue, data.y, pred, scale, fallback_q, confidence, spec.coverage, HORIZON_US // 1000
-        )
+        served_hit, served_confidence = replay_as_served(spec, data, pred, inside, confidence)
     return Scored(
         model.version,
         pred,
@@ -101,6 +98,26 @@ def score(model: OnnxModel, data: FeatureSet) -> Scored:
         spec.coverage if spec else None,
         served_hit,
         served_confidence,
+    )
+
+
+def replay_as_served(
+    spec: PredictionInterval,
+    data: FeatureSet,
+    pred: np.ndarray,
+    inside: np.ndarray,
+    confidence: np.ndarray | None = None,
+    make: Callable[[float], recalibration.Recalibration] = recalibration.Recalibration,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval and confidence serving states on ``data``, recalibrated row by row in time order
+    (``recalibration.replay``) from the artifact's own: its volatility scale, and its quantile for a
+    row the model answers or persistence's for one outside the trusted range (``inside`` False).
+    Per row: whether the realized return fell inside, and the confidence stated."""
+    scale = np.maximum(data.columns((spec.scale_feature,))[:, 0], 0.0) + spec.vol_floor
+    fallback_q = np.where(inside, spec.model_quantile, spec.persistence_quantile)
+    fallback_c = confidence if confidence is not None else np.full(len(data), 0.5)
+    return recalibration.replay(
+        data.ts_ms, data.venue, data.y, pred, scale, fallback_q, fallback_c, spec.coverage, HORIZON_US // 1000, make=make
     )
 
 
