@@ -19,7 +19,7 @@ from btcpred.batch.recordings import depth20_events
 from btcpred.common.model_artifact import ModelMetadata, sha256_hex, write_local
 from rig.pipeline import free_port, wait_http
 
-SHARED_DATA = Path(os.environ.get("BTCPRED_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
 BOOK_FILE = SHARED_DATA / "raw" / "binance_us" / "btcusdt_depth20_1hz_20260502_part1.parquet"
 
 

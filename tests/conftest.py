@@ -5,9 +5,23 @@ import pytest
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BTCPRED_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
 SPOT_CAPTURE = SHARED_DATA / "raw" / "hftbacktest" / "spot_btcusdt_20240808_ws.gz"
 USDM_CAPTURE = SHARED_DATA / "raw" / "hftbacktest" / "usdm_btcusdt_20240808_ws.gz"  # the same minutes, USD-M
+
+
+# The fast lane's real data, committed (tests/data/capture/SOURCES.tsv): the first 60 s of the same two
+# captures, so unit and job-graph tests run on a bare clone without ../shared
+SPOT_SLICE = REPO / "tests" / "data" / "capture" / "spot_btcusdt_20240808_first60s_ws.gz"
+USDM_SLICE = REPO / "tests" / "data" / "capture" / "usdm_btcusdt_20240808_first60s_ws.gz"
+
+
+@pytest.fixture(scope="session")
+def spot_slice():
+    """The first 60 s of the 2024-08-08 binance.com spot capture (real data), loaded once."""
+    from btcpred.adapters.loaders import load_capture
+
+    return list(load_capture(SPOT_SLICE).events())
 
 
 @pytest.fixture(scope="session")

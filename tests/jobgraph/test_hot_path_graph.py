@@ -198,8 +198,8 @@ def of_key(rows: list[list], key: str, drop: tuple[str, ...] = ()) -> list[list]
 
 
 @pytest.fixture(scope="module")
-def graph_run(spot_events, tmp_path_factory):
-    given = graph_input(spot_events)
+def graph_run(spot_slice, tmp_path_factory):
+    given = graph_input(spot_slice)
     lazy, eager = as_rows(expected_writes(given.records, eager=False)), as_rows(expected_writes(given.records, eager=True))
     collected = run_graph(given.records, tmp_path_factory.mktemp("graph"))
     return given, lazy, eager, collected

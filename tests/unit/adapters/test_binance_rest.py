@@ -12,8 +12,8 @@ from rig.simulator.server import ReplayServer
 
 
 @pytest.fixture(scope="module")
-def events(spot_events):
-    return spot_events[:2000]
+def events(spot_slice):
+    return spot_slice[:2000]
 
 
 async def with_server(events, scenario):

@@ -1,7 +1,11 @@
 """Where the replay of an archive hour starts in the hour before it (batch.archive.warm_up)."""
 
+import pytest
+
 from btcpred.batch.archive import RING_DIFFS, WARM_UP_MARGIN_US, warm_up
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
+
+pytestmark = pytest.mark.shared_data  # whole captures, hours or a day of ../shared/data: the full suite's
 
 
 def test_warm_up_starts_a_ring_of_diffs_before_the_last_snapshot_early_enough(spot_events):

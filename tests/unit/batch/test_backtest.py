@@ -11,6 +11,8 @@ from btcpred.batch.metrics import evaluate
 from btcpred.batch.modeling import OFI_FEATURES, RIDGE_GRID
 from btcpred.udfs.features import FEATURE_NAMES
 
+pytestmark = pytest.mark.shared_data  # whole captures, hours or a day of ../shared/data: the full suite's
+
 RIDGE_ONLY = (("ridge_ofi", OFI_FEATURES, RIDGE_GRID),)
 
 

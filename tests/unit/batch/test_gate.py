@@ -17,6 +17,7 @@ def window(binance_us_rows):
     return data.y[last], data.mid[last], data.ts_ms[last]
 
 
+@pytest.mark.shared_data
 def test_a_useless_candidate_is_never_promoted(window):
     y, mid, ts = window
     for seed in range(5):
@@ -28,6 +29,7 @@ def test_a_useless_candidate_is_never_promoted(window):
         assert not decide("noise", noise, y, mid, ts, champion=("old-noise", noise[::-1].copy())).promote
 
 
+@pytest.mark.shared_data
 def test_promoted_only_when_it_beats_both_persistence_and_production(window):
     y, mid, ts = window
     strong, weak = 0.5 * y, 0.2 * y
@@ -45,6 +47,7 @@ def test_promoted_only_when_it_beats_both_persistence_and_production(window):
     assert not decide("strong", strong, y, mid, ts, champion=("strong", strong)).promote
 
 
+@pytest.mark.shared_data
 def test_persistence_replaces_a_bad_production_model_and_serves_when_there_is_none(window):
     y, mid, ts = window
     zeros = np.zeros(len(y))
@@ -73,6 +76,7 @@ def test_comparison_figures_by_hand():
 PLACEBO_RUNS = 200
 
 
+@pytest.mark.shared_data
 def test_placebo_real_predictions_on_labels_an_hour_away_are_promoted_at_most_5_percent(binance_us_rows):
     """Size check: a ridge fitted on the first Binance.US hour predicts the later hours, and the gate
     judges it against labels shifted by 1 to 2 hours (no information left), on one-hour windows.

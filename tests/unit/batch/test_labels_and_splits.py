@@ -20,6 +20,7 @@ def test_label_is_the_mid_in_force_exactly_ten_seconds_later():
     assert (label_mid, age_us) == (101.0, 3_000_000.0)  # older book: the age exposes it
 
 
+@pytest.mark.shared_data
 def test_label_equals_the_mid_the_features_report_five_steps_later():
     """On real data: the label of row i is the mid of the row stamped 10 s later, never an earlier one."""
     events = (e for e, _ in zip(depth20_events(BINANCE_US_BOOK, "BTCUSDT"), range(2000)))

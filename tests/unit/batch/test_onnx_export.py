@@ -37,6 +37,7 @@ def metadata(onnx_bytes: bytes, features, kind="mlp") -> ModelMetadata:
 
 
 @pytest.mark.parametrize("kind", ["mlp", "ridge_ofi"])
+@pytest.mark.shared_data
 def test_onnx_output_equals_in_memory_model(real_rows, kind):
     X, y = real_rows
     if kind == "mlp":
@@ -52,6 +53,7 @@ def test_onnx_output_equals_in_memory_model(real_rows, kind):
     np.testing.assert_allclose(served, expected, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.shared_data
 def test_tampered_artifact_is_refused(real_rows):
     X, y = real_rows
     onnx_bytes = export_onnx(fit_ridge(X, y, 1.0), X.shape[1])

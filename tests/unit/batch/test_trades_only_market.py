@@ -38,6 +38,7 @@ def coinm_day(tmp_path_factory):
     return trade_rows.from_directory(COINM_DAY)
 
 
+@pytest.mark.shared_data
 def test_the_coinm_day_walked_forward_serves_skill_the_placebo_never_promotes_a_model(coinm_day):
     """The loop on the real day: the served R²_OS against persistence has a 95 % interval above 0, direction
     above 53 %, and at least 20 gate decisions; the same loop on labels moved 6 hours on promotes no model."""

@@ -4,9 +4,9 @@ from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome, OrderBook
 
 
-def diffs_and_snapshot(spot_events):
-    diffs = [c.event for c in spot_events if isinstance(c.event, DepthDiffEvent)]
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+def diffs_and_snapshot(spot_slice):
+    diffs = [c.event for c in spot_slice if isinstance(c.event, DepthDiffEvent)]
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     return diffs, snapshot
 
 
@@ -26,8 +26,8 @@ def reference_book(snapshot, diffs):
     return bids, asks
 
 
-def test_real_capture_syncs_without_gaps_and_matches_reference(spot_events):
-    diffs, snapshot = diffs_and_snapshot(spot_events)
+def test_real_capture_syncs_without_gaps_and_matches_reference(spot_slice):
+    diffs, snapshot = diffs_and_snapshot(spot_slice)
     sync = BookSynchronizer("BTCUSDT")
     outcomes = []
     for d in diffs[:5]:
@@ -45,14 +45,14 @@ def test_real_capture_syncs_without_gaps_and_matches_reference(spot_events):
     assert sync.book.top_bids(1)[0][0] < sync.book.top_asks(1)[0][0]
 
 
-def test_first_diff_after_snapshot_straddles_its_update_id(spot_events):
-    diffs, snapshot = diffs_and_snapshot(spot_events)
+def test_first_diff_after_snapshot_straddles_its_update_id(spot_slice):
+    diffs, snapshot = diffs_and_snapshot(spot_slice)
     first = next(d for d in diffs if d.last_update_id > snapshot.book_update_id)
     assert first.first_update_id <= snapshot.book_update_id + 1 <= first.last_update_id
 
 
-def test_dropped_diff_is_a_gap_and_snapshot_reanchors(spot_events):
-    diffs, snapshot = diffs_and_snapshot(spot_events)
+def test_dropped_diff_is_a_gap_and_snapshot_reanchors(spot_slice):
+    diffs, snapshot = diffs_and_snapshot(spot_slice)
     sync = BookSynchronizer("BTCUSDT")
     sync.on_snapshot(snapshot)
     live = [d for d in diffs if d.last_update_id > snapshot.book_update_id]
@@ -80,8 +80,8 @@ def test_dropped_diff_is_a_gap_and_snapshot_reanchors(spot_events):
     assert sync.book.last_update_id == live[19].last_update_id
 
 
-def test_stale_and_duplicate_diffs_are_ignored(spot_events):
-    diffs, snapshot = diffs_and_snapshot(spot_events)
+def test_stale_and_duplicate_diffs_are_ignored(spot_slice):
+    diffs, snapshot = diffs_and_snapshot(spot_slice)
     sync = BookSynchronizer("BTCUSDT")
     sync.on_snapshot(snapshot)
     live = [d for d in diffs if d.last_update_id > snapshot.book_update_id]

@@ -9,11 +9,11 @@ from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEv
 from btcpred.udfs.symbol_state import SymbolState
 
 
-def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
+def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_slice):
     st = SymbolState("BTCUSDT")
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     ob_writes = 0
-    for c in spot_events[:1000]:
+    for c in spot_slice[:1000]:
         if isinstance(c.event, DepthSnapshotEvent):
             continue
         result = st.on_event(c.event)
@@ -27,7 +27,7 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
     assert [w.key for w in writes] == ["ob:{BTCUSDT}"]
     assert writes[0].fields["last_update_id"] == str(st.sync.book.last_update_id)
     last_time = 0
-    for c in spot_events[1000:6000]:
+    for c in spot_slice[1000:6000]:
         if not isinstance(c.event, DepthSnapshotEvent):
             st.on_event(c.event)
             if isinstance(c.event, (DepthDiffEvent, TradesEvent)):
@@ -43,12 +43,12 @@ def test_book_writes_follow_sync_and_boundaries_emit_seed_fields(spot_events):
     assert all(p.time_us > boundary - 5_000_000 for p in st.trades.points)
 
 
-def test_gap_marks_features_invalid(spot_events):
+def test_gap_marks_features_invalid(spot_slice):
     st = SymbolState("BTCUSDT")
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     st.on_event(snapshot)
     diffs = [
-        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+        c.event for c in spot_slice if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
     ]
     st.on_event(diffs[0])
     gap = st.on_event(diffs[2]).gap
@@ -57,10 +57,10 @@ def test_gap_marks_features_invalid(spot_events):
     assert feat["book_valid"] == "0.0"
 
 
-def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_events):
+def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_slice):
     st = SymbolState("BTCUSDT")
-    st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
-    trade = next(c.event for c in spot_events if isinstance(c.event, TradesEvent))
+    st.on_event(next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent)))
+    trade = next(c.event for c in spot_slice if isinstance(c.event, TradesEvent))
     st.on_boundary(trade.transact_time_us, 0)
     assert st.on_event(trade).late is True
     assert len(st.trades.points) == 0
@@ -68,12 +68,12 @@ def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_events)
     assert st.on_event(later).late is False and len(st.trades.points) == 1
 
 
-def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_events):
+def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_slice):
     st = SymbolState("BTCUSDT")
-    st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
+    st.on_event(next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent)))
     diff = next(
         c.event
-        for c in spot_events
+        for c in spot_slice
         if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id
     )
     st.on_event(diff)
@@ -102,12 +102,12 @@ def test_coalesce_keeps_last_hash_and_every_stream_entry():
     ]
 
 
-def test_stale_diffs_are_counted_and_leave_the_book_alone(spot_events):
+def test_stale_diffs_are_counted_and_leave_the_book_alone(spot_slice):
     st = SymbolState("BTCUSDT")
-    st.on_event(next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent)))
+    st.on_event(next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent)))
     diff = next(
         c.event
-        for c in spot_events
+        for c in spot_slice
         if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > st.sync.book.last_update_id
     )
     assert st.on_event(diff).writes
@@ -159,12 +159,12 @@ def test_each_boundary_is_registered_once_and_a_late_event_registers_none():
     assert sorted(registrations) == [500_000, 1_000_000, 1_500_000, 2_000_000], registrations  # each once
 
 
-def test_a_batch_writes_the_book_once_and_equal_to_per_diff_writing(spot_events):
+def test_a_batch_writes_the_book_once_and_equal_to_per_diff_writing(spot_slice):
     """The job applies a record's diffs with write_book=False and writes ob: once at the end:
     that hash must equal the last of the per-diff writes, and the features must not change."""
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     diffs = [
-        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+        c.event for c in spot_slice if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
     ][:40]
     per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
     per_diff.on_event(snapshot)
@@ -181,7 +181,7 @@ def test_a_batch_writes_the_book_once_and_equal_to_per_diff_writing(spot_events)
     assert batched.on_boundary(boundary, 0) == per_diff.on_boundary(boundary, 0)
 
 
-def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_events):
+def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_slice):
     import pickle
 
     import cloudpickle
@@ -190,7 +190,7 @@ def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_e
     from btcpred.udfs.order_book import OrderBook
 
     st = SymbolState("BTCUSDT")
-    for c in spot_events[:3000]:
+    for c in spot_slice[:3000]:
         st.on_event(c.event)
         if c.event.event_time_us:
             st.timer_to_register(c.event.event_time_us, 500_000)
@@ -203,12 +203,12 @@ def test_state_pickles_to_an_equal_state_and_restores_the_old_book_format(spot_e
     assert old == st.sync.book and isinstance(old.bids, SortedDict)
 
 
-def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_events):
+def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_slice):
     """What the job's operator runs per record: one ob: hash equal to the per-diff path's last,
     a gap record for the dropped diff, and each boundary needing a timer once."""
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     diffs = [
-        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+        c.event for c in spot_slice if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
     ][:30]
     record = diffs[:10] + diffs[11:]  # diff 10 lost: one gap
     per_diff, batched = SymbolState("BTCUSDT"), SymbolState("BTCUSDT")
@@ -227,13 +227,13 @@ def test_on_batch_writes_the_book_once_reports_each_gap_and_the_timers(spot_even
     assert batched.on_batch(record[-1:], [0], 500_000).timers == []  # registered once
 
 
-def _anchored_state(spot_events, n_events: int) -> tuple[SymbolState, int]:
+def _anchored_state(spot_slice, n_events: int) -> tuple[SymbolState, int]:
     """A state anchored on the capture's snapshot with ``n_events`` events applied; their last event time."""
     st = SymbolState("BTCUSDT")
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     st.on_event(snapshot)
     last = 0
-    for c in spot_events[:n_events]:
+    for c in spot_slice[:n_events]:
         if not isinstance(c.event, DepthSnapshotEvent):
             st.on_event(c.event)
             last = max(last, c.event.event_time_us)
@@ -244,11 +244,11 @@ def _feathist_times(writes) -> list[int]:
     return [int(w.fields["ts"]) for w in writes if w.key == "feathist:{BTCUSDT}"]
 
 
-def test_a_timer_that_overtakes_an_earlier_one_cuts_both_in_order_with_the_same_values(spot_events):
+def test_a_timer_that_overtakes_an_earlier_one_cuts_both_in_order_with_the_same_values(spot_slice):
     """The savepoint flake: boundary N's registration reached the JVM after N+500 ms had fired,
     so N fired second and was a no-op, and its feathist entry was never written."""
-    in_order, overtaken = _anchored_state(spot_events, 3000)[0], None
-    overtaken, last = _anchored_state(spot_events, 3000)
+    in_order, overtaken = _anchored_state(spot_slice, 3000)[0], None
+    overtaken, last = _anchored_state(spot_slice, 3000)
     n = (last // 500_000 - 2) * 500_000
     for st in (in_order, overtaken):
         assert _feathist_times(st.on_boundary(n - 500_000, 0, 500_000)) == [n - 500_000]
@@ -260,10 +260,10 @@ def test_a_timer_that_overtakes_an_earlier_one_cuts_both_in_order_with_the_same_
     assert overtaken.boundaries_skipped == 0
 
 
-def test_catch_up_is_bounded_and_counts_what_it_skips(spot_events):
+def test_catch_up_is_bounded_and_counts_what_it_skips(spot_slice):
     from btcpred.udfs.symbol_state import MAX_CATCH_UP
 
-    st, last = _anchored_state(spot_events, 2000)
+    st, last = _anchored_state(spot_slice, 2000)
     n = (last // 500_000) * 500_000
     st.on_boundary(n, 0, 500_000)
     far = n + 1000 * 500_000  # an event time far ahead ran the watermark past 1000 boundaries
@@ -274,12 +274,12 @@ def test_catch_up_is_bounded_and_counts_what_it_skips(spot_events):
     assert _feathist_times(st.on_boundary(far + 700_000, 0, 500_000)) == [far + 700_000]
 
 
-def test_state_written_before_a_field_was_appended_restores_with_its_default(spot_events):
+def test_state_written_before_a_field_was_appended_restores_with_its_default(spot_slice):
     import pickle
 
     from btcpred.udfs.pickling import _restore
 
-    st, _ = _anchored_state(spot_events, 500)
+    st, _ = _anchored_state(spot_slice, 500)
     st.boundaries_skipped, st.stale_quotes, st.stale_perp_quotes = 7, 3, 2
     st.quotes.add(BestBidAskEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
     st.perp.add(PerpQuoteEvent("BTCUSDT", 1, 1, 100, 1, 101, 1))
@@ -298,16 +298,16 @@ def _snapshot_of(book, event_time_us: int) -> DepthSnapshotEvent:
     return DepthSnapshotEvent("BTCUSDT", event_time_us, book.last_update_id, tuple(book.bids.items()), tuple(book.asks.items()))
 
 
-def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_from(spot_events):
+def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_from(spot_slice):
     """The fault test's sequence: two diffs dropped; the gap diff marks the book stale; a drift check's
     snapshot taken after the drop (at the last dropped id, or past the gap) lands first and heals the
     book; the gap path's later snapshot lands after it and keeps it valid. Features are flagged stale
     exactly from the gap diff until the first of those snapshots."""
     from btcpred.udfs.order_book import OrderBook
 
-    snapshot = next(c.event for c in spot_events if isinstance(c.event, DepthSnapshotEvent))
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
     diffs = [
-        c.event for c in spot_events if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+        c.event for c in spot_slice if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
     ][:60]
     exchange = OrderBook.from_snapshot(snapshot)  # the exchange's own book, every diff applied
     books = []
@@ -333,8 +333,8 @@ def test_a_snapshot_holding_the_dropped_updates_heals_the_gap_wherever_it_comes_
         assert st.sync.book == OrderBook.from_snapshot(books[-1])  # and it is the exchange's book
 
 
-def test_best_bid_ask_updates_feed_the_quote_features_and_stale_ones_are_dropped(spot_events):
-    st, _ = _anchored_state(spot_events, 500)
+def test_best_bid_ask_updates_feed_the_quote_features_and_stale_ones_are_dropped(spot_slice):
+    st, _ = _anchored_state(spot_slice, 500)
     t = st.last_diff_time_us
     mid = st.history.entries[-1].top.mid
     e8 = 100_000_000
@@ -348,10 +348,10 @@ def test_best_bid_ask_updates_feed_the_quote_features_and_stale_ones_are_dropped
     assert abs(f["quote_lead_bp"]) < 1e-9  # same mid as the depth book
 
 
-def test_perpetual_quotes_feed_only_the_cross_market_features(spot_events):
+def test_perpetual_quotes_feed_only_the_cross_market_features(spot_slice):
     """A PerpQuoteEvent lands in the perpetual's history, never in the spot quotes; a record's perpetual
     quotes take on_batch's short way like spot quotes; stale ones are dropped and counted apart."""
-    st, _ = _anchored_state(spot_events, 500)
+    st, _ = _anchored_state(spot_slice, 500)
     t = st.last_diff_time_us
     mid = st.history.entries[-1].top.mid
     spot_quotes, spot_stale = len(st.quotes), st.stale_quotes

@@ -26,7 +26,7 @@ from btcpred.udfs.events import TradesEvent
 from btcpred.udfs.features import DEEP_OFI_FEATURES
 from btcpred.udfs.long_context import CONTEXT_FEATURES
 from btcpred.udfs.symbol_state import STATE_FORMAT, SymbolState
-from tests.conftest import REPO, SPOT_CAPTURE, USDM_CAPTURE
+from tests.conftest import REPO, SPOT_SLICE, USDM_SLICE
 
 BLOB_DIR = REPO / "tests" / "data" / "state"
 BLOBS = {  # file -> the state_format it was written in
@@ -44,7 +44,7 @@ WATERMARK_LAG_US = 200_000
 def capture_events() -> list:
     from btcpred.batch.recordings import identify
 
-    recording = replace(identify(SPOT_CAPTURE), perp=identify(USDM_CAPTURE))
+    recording = replace(identify(SPOT_SLICE), perp=identify(USDM_SLICE))  # the first 60 s: prefixes of the captures
     events = []
     for event in recording.events():
         events.append(event)

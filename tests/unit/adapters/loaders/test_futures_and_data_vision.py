@@ -13,6 +13,8 @@ from btcpred.udfs.events import BestBidAskEvent, DepthDiffEvent, DepthSnapshotEv
 from btcpred.udfs.order_book import BookSynchronizer, DiffOutcome
 from tests.conftest import SHARED_DATA
 
+pytestmark = pytest.mark.shared_data  # whole captures, hours or a day of ../shared/data: the full suite's
+
 CAPTURES = SHARED_DATA / "raw" / "hftbacktest"
 AGG_TRADES = SHARED_DATA / "raw" / "data_vision" / "BTCUSD_PERP-aggTrades-2026-05-08.zip"
 

@@ -7,9 +7,9 @@ from rig.simulator.exchange import SimulatedExchange
 from rig.simulator.faults import FaultPlan, corrupt
 
 
-def test_frames_decode_back_to_the_captured_events(spot_events):
-    exchange = SimulatedExchange(spot_events)
-    for captured in spot_events[:500]:
+def test_frames_decode_back_to_the_captured_events(spot_slice):
+    exchange = SimulatedExchange(spot_slice)
+    for captured in spot_slice[:500]:
         out = exchange.process(captured)
         if out is None:
             continue
@@ -18,11 +18,11 @@ def test_frames_decode_back_to_the_captured_events(spot_events):
         assert stream in ("btcusdt@trade", "btcusdt@bestBidAsk", "btcusdt@depth")
 
 
-def test_rest_depth_follows_the_stream(spot_events):
-    exchange = SimulatedExchange(spot_events)
+def test_rest_depth_follows_the_stream(spot_slice):
+    exchange = SimulatedExchange(spot_slice)
     start_id = exchange.depth_json(5)["lastUpdateId"]
     last_diff = None
-    for captured in spot_events[:2000]:
+    for captured in spot_slice[:2000]:
         exchange.process(captured)
         if isinstance(captured.event, DepthDiffEvent) and captured.event.last_update_id > start_id:
             last_diff = captured.event
@@ -32,10 +32,10 @@ def test_rest_depth_follows_the_stream(spot_events):
     assert bids == exchange.book.top_bids(5) and bids == exchange.top_at(depth["lastUpdateId"])[0][:5]
 
 
-def test_agg_trades_merge_same_price_side_and_millisecond(spot_events):
-    exchange = SimulatedExchange(spot_events)
+def test_agg_trades_merge_same_price_side_and_millisecond(spot_slice):
+    exchange = SimulatedExchange(spot_slice)
     trades = []
-    for captured in spot_events[:3000]:
+    for captured in spot_slice[:3000]:
         exchange.process(captured)
         if isinstance(captured.event, TradesEvent):
             trades.extend((captured.event.transact_time_us // 1000, t) for t in captured.event.trades)
@@ -60,10 +60,10 @@ def test_fault_plan_rejects_unknown_switch_and_corrupt_breaks_decoding():
     assert isinstance(sbe.decode(corrupt(frame)), sbe.DecodeError)
 
 
-def test_replay_keys_carry_the_same_frames_under_their_own_symbol_and_book(spot_events):
+def test_replay_keys_carry_the_same_frames_under_their_own_symbol_and_book(spot_slice):
     from rig.simulator.server import exchanges_of, with_replay_keys
 
-    events = with_replay_keys(spot_events[:3000], 2)
+    events = with_replay_keys(spot_slice[:3000], 2)
     assert len(events) == 3 * 3000 and [c.event.symbol for c in events[:3]] == ["BTCUSDT", "BTCUSDT-R1", "BTCUSDT-R2"]
     exchanges = exchanges_of(events)
     assert list(exchanges) == ["BTCUSDT", "BTCUSDT-R1", "BTCUSDT-R2"]

@@ -8,8 +8,8 @@ from rig.simulator.laps import ID_MARGIN, lap_step, shifted
 from rig.simulator.server import ReplayServer
 
 
-def test_a_later_lap_is_the_same_market_later_and_begins_with_a_gap(spot_events):
-    events = spot_events[:6000]
+def test_a_later_lap_is_the_same_market_later_and_begins_with_a_gap(spot_slice):
+    events = spot_slice[:6000]
     step = lap_step(events)
     lap1 = shifted(events, 1, step)
     diffs0 = [c.event for c in events if isinstance(c.event, DepthDiffEvent)]
@@ -30,8 +30,8 @@ def test_a_later_lap_is_the_same_market_later_and_begins_with_a_gap(spot_events)
         assert moved == {k: v for k, v in features.items() if k != "book_update_id"}, ts
 
 
-def test_the_server_plays_every_lap_and_serves_each_lap_s_book(spot_events):
-    events = spot_events[:3000]
+def test_the_server_plays_every_lap_and_serves_each_lap_s_book(spot_slice):
+    events = spot_slice[:3000]
 
     async def run():
         sim = ReplayServer(events, speed=0, start_on_first_client=False, laps=3)
