@@ -31,7 +31,7 @@ from btcpred.flink_jobs import hot_path_job
 from btcpred.flink_jobs.hot_path_job import RedisSink
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs import redis_schema as rs
-from btcpred.udfs.symbol_state import RedisWrite, dead_letter_write
+from btcpred.udfs.redis_writes import RedisWrite, dead_letter_write
 
 DEAD_LETTERS = "dead-letters"  # the key the few malformed records travel under
 

@@ -35,7 +35,8 @@ from btcpred.common.config import FlinkJobConfig
 from btcpred.ingest.ingestor import aggregate
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthSnapshotEvent, PerpQuoteEvent
-from btcpred.udfs.symbol_state import SymbolState, decode_record
+from btcpred.udfs.records import decode_record
+from btcpred.udfs.symbol_state import SymbolState
 from rig.pipeline import DEFAULT_CAPTURE, DEFAULT_PERP_CAPTURE
 
 INTERVAL_US = FlinkJobConfig().emit_interval_ms * 1000  # the job's boundary grid

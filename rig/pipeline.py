@@ -34,7 +34,7 @@ from btcpred.adapters.kinesis_writer import ensure_stream
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
 from btcpred.common.recalibration import MIN_ROWS
 from btcpred.udfs import redis_schema as rs
-from btcpred.udfs.symbol_state import JointEventTime, split_record
+from btcpred.udfs.records import JointEventTime, split_record
 from deploy import services
 from rig import flink_cluster, stack
 

@@ -45,7 +45,7 @@ from btcpred.udfs.features import HISTORY_US
 from btcpred.udfs.lake_layout import HOUR_US
 from btcpred.udfs.long_context import LONGEST_CONTEXT_US
 from btcpred.udfs.order_book import BookSynchronizer
-from btcpred.udfs.symbol_state import decode_record
+from btcpred.udfs.records import decode_record
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from btcpred.adapters.lake import Lake
 from btcpred.common.config import Settings, load_settings
 from btcpred.flink_jobs import hot_path_job, state_storage
 from btcpred.udfs import redis_schema as rs
-from btcpred.udfs.symbol_state import RedisWrite
+from btcpred.udfs.redis_writes import RedisWrite
 
 log = logging.getLogger("backfill_job")
 

@@ -44,7 +44,9 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
 from btcpred.flink_jobs import memory_probe, redis_writer, runtime_properties, state_storage
-from btcpred.udfs.symbol_state import EVENT_TYPES, JointEventTime, RawBatch, RedisWrite, SymbolState, decode_batch, split_record
+from btcpred.udfs.records import EVENT_TYPES, JointEventTime, RawBatch, decode_batch, split_record
+from btcpred.udfs.redis_writes import RedisWrite
+from btcpred.udfs.symbol_state import SymbolState
 
 log = logging.getLogger("hot_path_job")
 

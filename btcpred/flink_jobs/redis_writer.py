@@ -23,7 +23,7 @@ from redis.retry import Retry
 from btcpred.common import redis_connection
 from btcpred.common.config import RedisConfig, RedisRole
 from btcpred.udfs import redis_schema as rs
-from btcpred.udfs.symbol_state import RedisWrite
+from btcpred.udfs.redis_writes import RedisWrite
 
 
 def connect(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis | RedisCluster:

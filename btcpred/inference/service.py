@@ -83,7 +83,6 @@ E_VALUE = Gauge(
     "inference_contest_e_value", "The online contest's wealth per test (promotion at 1/alpha)", ["test", "model_version"]
 )
 
-PREDICTION_STREAM_MAXLEN = 50_000
 WEB_PAGE = (Path(__file__).parent / "web" / "index.html").read_text()  # the live view, served at /
 JITTER_WINDOW = 10_000
 STREAM_QUEUE = 100
@@ -194,7 +193,7 @@ class PredictionService:
     async def _publish_decisions(self) -> None:
         while self.unpublished:
             await self.redis.xadd(
-                rs.contest_stream_key(self.symbol), self.unpublished[0].fields(), maxlen=10_000, approximate=True
+                rs.contest_stream_key(self.symbol), self.unpublished[0].fields(), maxlen=rs.EVENT_STREAM_MAXLEN, approximate=True
             )
             self.unpublished.pop(0)
 
@@ -262,14 +261,17 @@ class PredictionService:
                 k: ("" if v is None else json.dumps(v) if isinstance(v, list) else str(v)) for k, v in pred.model_dump().items()
             }  # challengers as JSON
             await self.redis.xadd(
-                rs.prediction_stream_key(self.symbol), fields, maxlen=PREDICTION_STREAM_MAXLEN, approximate=True
+                rs.prediction_stream_key(self.symbol), fields, maxlen=rs.PREDICTION_STREAM_MAXLEN, approximate=True
             )
         with contextlib.suppress(Exception):  # kept until Redis takes them
             await self._publish_decisions()
         if self.online_checkpoint is not None:
             with contextlib.suppress(Exception):  # the next one is due in a minute anyway
                 await self.redis.xadd(
-                    rs.online_model_stream_key(self.symbol), {"weights": self.online_checkpoint}, maxlen=10, approximate=False
+                    rs.online_model_stream_key(self.symbol),
+                    {"weights": self.online_checkpoint},
+                    maxlen=rs.ONLINE_CHECKPOINTS_KEPT,
+                    approximate=False,
                 )
                 self.online_checkpoint = None
 

@@ -203,7 +203,7 @@ class Reanchorer:
                 "started_at_us": str(int(started * 1e6)),
                 "duration_ms": f"{outcome.duration_s * 1000:.1f}",
             },
-            maxlen=10_000,
+            maxlen=rs.EVENT_STREAM_MAXLEN,
             approximate=True,
         )
         log.info(

@@ -15,7 +15,12 @@ from btcpred.udfs.trade_window import WindowStats
 BOOK_DEPTH = 10
 TRADE_TTL_S = 300
 FEATURE_TTL_S = 120
-FEATURE_HISTORY_MAXLEN = 20_000
+# Stream bounds (entries kept, trimmed approximately): the one place each is set
+FEATURE_HISTORY_MAXLEN = 20_000  # feathist: 20,000 boundaries of 500 ms (~2.8 h)
+EVENT_STREAM_MAXLEN = 10_000  # gaps:, late:, drift:, reanchor log, pred:contest:
+DEAD_LETTER_MAXLEN = 100_000  # deadletter:
+PREDICTION_STREAM_MAXLEN = 50_000  # pred: (27.8 h of 2 s cycles)
+ONLINE_CHECKPOINTS_KEPT = 10  # pred:online: (the newest restores)
 
 
 def tag(symbol: str) -> str:

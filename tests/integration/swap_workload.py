@@ -18,7 +18,8 @@ import redis
 from btcpred.flink_jobs import redis_writer
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
-from btcpred.udfs.symbol_state import SymbolState, coalesce
+from btcpred.udfs.redis_writes import coalesce
+from btcpred.udfs.symbol_state import SymbolState
 
 VOLATILE = {"receipt_time_us", "written_at_us"}
 TRANSIENT = (

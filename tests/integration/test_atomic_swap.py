@@ -28,7 +28,7 @@ def test_concurrent_readers_never_see_a_mixed_or_missing_book(redis_client, spot
 
 def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
     """After a restore from a checkpoint the job re-emits older books: Redis keeps the newest."""
-    from btcpred.udfs.symbol_state import RedisWrite
+    from btcpred.udfs.redis_writes import RedisWrite
 
     writer = redis_writer.connect(settings.redis, "hotpath")
     newer = RedisWrite("hash", "ob:{SWAPTEST}", {"last_update_id": "200", "best_bid": "2.0"}, version_field="last_update_id")
@@ -47,7 +47,7 @@ def test_an_older_version_never_replaces_a_newer_one(redis_client, settings):
 
 def test_a_gap_detected_again_after_a_restore_is_recorded_once(redis_client, settings):
     from btcpred.udfs.order_book import Gap
-    from btcpred.udfs.symbol_state import gap_write
+    from btcpred.udfs.redis_writes import gap_write
 
     writer = redis_writer.connect(settings.redis, "hotpath")
     gap = Gap("SWAPTEST", 101, 105, 110, 1_000_000)

@@ -7,7 +7,7 @@ from btcpred.common import redis_connection
 from btcpred.common.config import RedisConfig
 from btcpred.flink_jobs import redis_writer
 from btcpred.udfs import redis_schema as rs
-from btcpred.udfs.symbol_state import RedisWrite
+from btcpred.udfs.redis_writes import RedisWrite
 
 pytestmark = pytest.mark.integration
 

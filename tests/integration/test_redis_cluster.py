@@ -11,7 +11,7 @@ from redis.cluster import RedisCluster
 from btcpred.common.config import RedisConfig
 from btcpred.flink_jobs import redis_writer
 from btcpred.udfs import redis_schema as rs
-from btcpred.udfs.symbol_state import RedisWrite
+from btcpred.udfs.redis_writes import RedisWrite
 from rig.redis_cluster import LocalRedisCluster
 from tests.integration.swap_workload import SwapWorkload
 

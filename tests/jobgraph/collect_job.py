@@ -16,7 +16,7 @@ from pyflink.datastream import ProcessFunction, RuntimeContext, StreamExecutionE
 
 from btcpred.common.config import load_settings
 from btcpred.flink_jobs import hot_path_job
-from btcpred.udfs.symbol_state import RedisWrite
+from btcpred.udfs.redis_writes import RedisWrite
 
 
 class CollectWrites(ProcessFunction):

@@ -36,7 +36,9 @@ import pytest
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent, TradesEvent
 from btcpred.udfs.order_book import OrderBook
-from btcpred.udfs.symbol_state import RedisWrite, SymbolState, decode_record
+from btcpred.udfs.records import decode_record
+from btcpred.udfs.redis_writes import RedisWrite
+from btcpred.udfs.symbol_state import SymbolState
 from rig.simulator.exchange import SimulatedExchange
 from rig.simulator.faults import corrupt
 

@@ -12,7 +12,7 @@ from btcpred.ingest.ingestor import INVALID, PERP_INVALID, Ingestor, aggregate
 from btcpred.ingest.perp_quotes import PerpQuoteError, perp_stream_url, quote_event
 from btcpred.udfs import envelope, sbe
 from btcpred.udfs.events import BestBidAskEvent, PerpQuoteEvent, TradeEntry, TradesEvent
-from btcpred.udfs.symbol_state import decode_record
+from btcpred.udfs.records import decode_record
 from rig.simulator.exchange import perp_book_ticker_json
 from rig.simulator.server import with_perp_quotes
 

@@ -85,7 +85,7 @@ def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_slice):
 
 
 def test_coalesce_keeps_last_hash_and_every_stream_entry():
-    from btcpred.udfs.symbol_state import RedisWrite, coalesce
+    from btcpred.udfs.redis_writes import RedisWrite, coalesce
 
     ws = [
         RedisWrite("hash", "ob:X", {"v": "1"}),
@@ -375,7 +375,7 @@ def test_perpetual_quotes_feed_only_the_cross_market_features(spot_slice):
 
 
 def test_the_watermark_time_waits_for_the_slower_of_spot_and_the_perpetual():
-    from btcpred.udfs.symbol_state import DecodedBatch, JointEventTime
+    from btcpred.udfs.records import DecodedBatch, JointEventTime
 
     def spot(ms):
         return DecodedBatch("BTCUSDT", [TradesEvent("BTCUSDT", ms * 1000, ms * 1000, ())], [0])
@@ -406,7 +406,7 @@ def test_one_symbols_record_never_makes_the_next_symbols_record_of_the_same_wind
     key of a subtask shares its watermark. A window spanning 300 ms of event time (a slow put; 15 ms
     of wall time at 20x): stamped with its newest event, BTCUSDT's record put the watermark (200 ms
     out of order allowed) at 1,100 ms, past ETHUSDT's trade at 1,000 ms in the record right behind it."""
-    from btcpred.udfs.symbol_state import DecodedBatch, JointEventTime
+    from btcpred.udfs.records import DecodedBatch, JointEventTime
 
     def window(symbol):
         return DecodedBatch(symbol, [TradesEvent(symbol, ms * 1000, ms * 1000, ()) for ms in (1_000, 1_150, 1_300)], [0] * 3)
@@ -423,7 +423,7 @@ def test_a_record_is_split_by_symbol_before_key_by_and_decoded_after_it():
     stamps the watermark time its decoded events would."""
     import struct
 
-    from btcpred.udfs.symbol_state import JointEventTime, decode_batch, decode_record, split_record
+    from btcpred.udfs.records import JointEventTime, decode_batch, decode_record, split_record
 
     S = envelope.Source
     trade = lambda sym, ms: sbe.encode(TradesEvent(sym, ms * 1000, ms * 1000, (TradeEntry(1, 100 * 10**8, 10**8, False),)))  # noqa: E731

@@ -204,7 +204,7 @@ def test_a_frame_far_ahead_of_its_receipt_is_refused_before_it_can_stamp_the_wat
     """The watermark is stamped before ``key_by`` from each record's oldest event: the time rule runs in
     ``split_record`` too, or one frame a day ahead would move every key's boundaries by a day."""
     from btcpred.udfs import envelope, sbe
-    from btcpred.udfs.symbol_state import JointEventTime, split_record
+    from btcpred.udfs.records import JointEventTime, split_record
 
     receipt = T0 + 5_000
     ahead = sbe.encode(diff(101, bids=[(60_000 * E8, E8)], time_us=receipt + 86_400_000_000))
