@@ -227,12 +227,12 @@ def state() -> None:
 @click.pass_context
 def state_show(ctx: click.Context, symbol: str, as_json: bool) -> None:
     """Top of book, validity, last update id, trade windows, features with their ages, recent gaps and re-anchors."""
-    from btcpred.common import redis_connection
+    from btcpred.adapters import redis as redis_store
     from btcpred.common.state_view import hot_state_view, render
 
     settings = load_settings(ctx.obj["config"])
-    client = redis_connection.connect(settings.redis, "inference", socket_timeout=5, decode_responses=True)
-    logs = redis_connection.connect(settings.redis, "reanchor", socket_timeout=5, decode_responses=True)
+    client = redis_store.connect(settings.redis, "inference", socket_timeout=5, decode_responses=True)
+    logs = redis_store.connect(settings.redis, "reanchor", socket_timeout=5, decode_responses=True)
     try:
         view = hot_state_view(client, symbol.upper(), time.time_ns() // 1000, logs)
     except Exception as exc:  # noqa: BLE001 - any Redis error: say it, never show an empty state as the truth

@@ -26,12 +26,12 @@ from pathlib import Path
 import redis
 from prometheus_client import Counter, Gauge
 
+from btcpred.adapters import redis as redis_store
 from btcpred.adapters import registry
 from btcpred.adapters.db import migrate
 from btcpred.adapters.db.schema import engine_for
 from btcpred.adapters.lake import Lake
 from btcpred.batch import archive, contest_record, prediction_archive, train
-from btcpred.common import redis_connection
 from btcpred.common.config import Settings, load_settings
 from btcpred.common.service import serving_health
 
@@ -102,7 +102,7 @@ def _from_published(settings: Settings, what: str, copy) -> dict:
     """``copy(client)`` of what inference published in Redis, as the trainer user. Redis unreachable is
     reported in the outcome and counted, never read as "nothing published"; the next cycle copies it
     (each copy is idempotent). A PostgreSQL or S3 error fails the cycle like any other."""
-    client = redis_connection.connect(settings.redis, "trainer", socket_timeout=10, socket_connect_timeout=5)
+    client = redis_store.connect(settings.redis, "trainer", socket_timeout=10, socket_connect_timeout=5)
     try:
         return copy(client)
     except redis.RedisError as exc:

@@ -42,8 +42,9 @@ from pyflink.datastream import (
 from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 from pyflink.datastream.state import ValueStateDescriptor
 
+from btcpred.adapters import redis as redis_store
 from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
-from btcpred.flink_jobs import memory_probe, redis_writer, runtime_properties, state_storage
+from btcpred.flink_jobs import memory_probe, runtime_properties, state_storage
 from btcpred.udfs.records import EVENT_TYPES, JointEventTime, RawBatch, decode_batch, split_record
 from btcpred.udfs.redis_writes import RedisWrite
 from btcpred.udfs.symbol_state import SymbolState
@@ -257,7 +258,7 @@ class RedisSink(ProcessFunction):
         self.redis = redis  # pickled into the job graph with its secrets resolved: never logged
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.client = redis_writer.connect(self.redis, "hotpath")
+        self.client = redis_store.connect_writer(self.redis, "hotpath")
         group = runtime_context.get_metrics_group()
         self.batches = group.counter("redisWriteBatches")
         self.write_latency_us = group.distribution("redisWriteLatencyUs")
@@ -268,7 +269,7 @@ class RedisSink(ProcessFunction):
     def process_element(self, value, ctx: ProcessFunction.Context):
         writes = [value] if isinstance(value, RedisWrite) else value
         started = time.perf_counter_ns()
-        redis_writer.execute(self.client, writes)
+        redis_store.execute(self.client, writes)
         self.write_latency_us.update((time.perf_counter_ns() - started) // 1000)
         self.batches.inc()
         return iter(())

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from btcpred.common import redis_connection
+from btcpred.adapters import redis as redis_store
 from btcpred.common.config import Settings, load_settings
 from btcpred.common.contest_decision import Decision
 from btcpred.common.model_artifact import INTERVAL_COVERAGE
@@ -114,7 +114,7 @@ class PredictionService:
         self.jitter_ms: deque[float] = deque(maxlen=JITTER_WINDOW)
         self.cycles_total = 0
         self.history: deque[Prediction] = deque(maxlen=settings.inference.history_size)
-        self.redis = redis_connection.connect_async(
+        self.redis = redis_store.connect_async(
             settings.redis, "inference", socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
         )  # every hot-state value is text
         self.last_price: float | None = None

@@ -40,10 +40,10 @@ import boto3
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge, Histogram
 
+from btcpred.adapters import redis as redis_store
 from btcpred.adapters.binance_rest import BinanceRest, RestBanned, RetryableError
 from btcpred.adapters.kinesis_writer import KinesisWriter, Record
 from btcpred.adapters.snapshot_injector import snapshot_envelope
-from btcpred.common import redis_connection
 from btcpred.common.config import Settings, aws_client_kwargs
 from btcpred.common.service import failing_health, record_failure, run_service, serving_health, supervise
 from btcpred.udfs import envelope
@@ -330,7 +330,7 @@ class Reanchorer:
 
 
 async def run(settings: Settings) -> None:
-    redis = redis_connection.connect_async(settings.redis, "reanchor", socket_timeout=5)
+    redis = redis_store.connect_async(settings.redis, "reanchor", socket_timeout=5)
     writer = KinesisWriter(boto3.client("kinesis", **aws_client_kwargs(settings.kinesis)), settings.kinesis.stream)
     failing: dict[str, str] = {}
     async with aiohttp.ClientSession() as session:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from btcpred.flink_jobs import redis_writer
+from btcpred.adapters import redis as redis_store
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.events import DepthDiffEvent, DepthSnapshotEvent
 from btcpred.udfs.redis_writes import coalesce
@@ -80,7 +80,7 @@ class SwapWorkload:
         started = time.monotonic()
         while True:
             try:
-                redis_writer.execute(self.writer, writes)
+                redis_store.execute(self.writer, writes)
                 self.longest_write_s = max(self.longest_write_s, time.monotonic() - started)
                 return
             except TRANSIENT:  # the job's sink fails, its task restarts with a new client: the same here

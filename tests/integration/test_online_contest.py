@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from btcpred.adapters import redis as redis_store
 from btcpred.adapters.db.schema import engine_for, ml_experiments
 from btcpred.batch import retrain
-from btcpred.common import redis_connection
 from btcpred.common.config import load_settings
 from btcpred.common.contest_decision import Decision
 from btcpred.inference.service import PredictionService
@@ -42,7 +42,7 @@ DEMOTE = Decision(
 def test_a_model_the_contest_demoted_here_does_not_serve_here_after_a_restart(redis_client, local_stack):
     settings = local_stack.model_copy(update={"exchange": local_stack.exchange.model_copy(update={"market": "binance.com-spot"})})
     write_hot_state(redis_client)
-    inference = redis_connection.connect(settings.redis, "inference")
+    inference = redis_store.connect(settings.redis, "inference")
     inference.xadd(rs.contest_stream_key("BTCUSDT"), {"action": "promote"})  # no decision: skipped, counted
     inference.xadd(rs.contest_stream_key("BTCUSDT"), DEMOTE.fields())  # the service's own write, as its user
     inference.close()
@@ -76,7 +76,7 @@ def test_an_unreadable_contest_stream_is_retried_never_read_as_no_decisions():
 def test_the_retraining_job_records_every_decision_once(redis_client, isolated_settings, pg_engine):
     sym = "CONTESTTEST"
     redis_client.delete(rs.contest_stream_key(sym))
-    inference = redis_connection.connect(isolated_settings.redis, "inference")
+    inference = redis_store.connect(isolated_settings.redis, "inference")
     promote = Decision(
         "promote",
         "mlp-y",
@@ -131,7 +131,7 @@ def test_the_retraining_job_archives_every_prediction_to_postgres_and_silver_and
     sym = "ARCHIVETEST"
     Lake(isolated_settings.s3).ensure_bucket()
     redis_client.delete(rs.prediction_stream_key(sym))
-    inference = redis_connection.connect(isolated_settings.redis, "inference")
+    inference = redis_store.connect(isolated_settings.redis, "inference")
     hour = 1_723_161_600_000  # 2024-08-09 00:00 UTC
     for i, price in enumerate((100.0, 101.0, 100.5, 102.0, 101.0, 101.5)):  # a row every 10 s of data time
         p = prediction(hour + i * 2000, hour + i * 10_000, price, price + 0.5, price)

@@ -3,9 +3,8 @@
 import pytest
 import redis
 
-from btcpred.common import redis_connection
+from btcpred.adapters import redis as redis_store
 from btcpred.common.config import RedisConfig
-from btcpred.flink_jobs import redis_writer
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.redis_writes import RedisWrite
 
@@ -19,7 +18,7 @@ def as_role(settings, redis_client):
     opened = []
 
     def connect(role):
-        client = redis_connection.connect(settings.redis, role)
+        client = redis_store.connect(settings.redis, role)
         opened.append(client)
         return client
 
@@ -54,7 +53,7 @@ def test_inference_reads_the_hot_state_and_cannot_change_it(as_role, redis_clien
 
 def test_the_flink_job_writes_hot_state_and_only_hot_state(as_role, redis_client):
     hotpath = as_role("hotpath")
-    redis_writer.execute(
+    redis_store.execute(
         hotpath,
         [  # the writer's real batch: versioned Lua swap, plain swap, stream entry
             RedisWrite("hash", rs.ob_key(SYM), {"last_update_id": "9", "book_valid": "1"}, version_field="last_update_id"),
@@ -104,7 +103,7 @@ def test_a_wrong_password_or_no_password_is_refused(settings):
         users={"hotpath": "nope", "inference": "nope", "reanchor": "nope", "trainer": "nope"},
     )
     with pytest.raises(redis.exceptions.AuthenticationError):
-        redis_connection.connect(wrong, "inference").ping()
+        redis_store.connect(wrong, "inference").ping()
     anonymous = redis.Redis(host=settings.redis.host, port=settings.redis.port)
     with pytest.raises(redis.exceptions.AuthenticationError):
         anonymous.get(rs.ob_key(SYM))

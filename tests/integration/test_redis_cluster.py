@@ -8,8 +8,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from btcpred.adapters import redis as redis_store
 from btcpred.common.config import RedisConfig
-from btcpred.flink_jobs import redis_writer
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.redis_writes import RedisWrite
 from rig.redis_cluster import LocalRedisCluster
@@ -39,7 +39,7 @@ def plain_client_factory(cfg: RedisConfig):
 
 def test_every_key_of_a_symbol_shares_one_slot_and_other_symbols_are_refused(cluster):
     cfg = cluster_config(cluster)
-    client = redis_writer.connect(cfg, "hotpath")
+    client = redis_store.connect_writer(cfg, "hotpath")
     keys = [
         rs.ob_key(SYMBOL),
         rs.next_key(rs.ob_key(SYMBOL)),
@@ -52,7 +52,7 @@ def test_every_key_of_a_symbol_shares_one_slot_and_other_symbols_are_refused(clu
     ]
     assert len({client.keyslot(k) for k in keys}) == 1
     with pytest.raises(redis.exceptions.RedisClusterException):  # no silent cross-slot batch
-        redis_writer.execute(
+        redis_store.execute(
             client,
             [
                 RedisWrite("hash", rs.ob_key(SYMBOL), {"last_update_id": "1"}, version_field="last_update_id"),
@@ -64,7 +64,7 @@ def test_every_key_of_a_symbol_shares_one_slot_and_other_symbols_are_refused(clu
 
 def test_reanchors_on_a_cluster_keep_readers_on_whole_books(cluster, spot_events):
     cfg = cluster_config(cluster)
-    workload = SwapWorkload(SYMBOL, lambda: redis_writer.connect(cfg, "hotpath"), plain_client_factory(cfg))
+    workload = SwapWorkload(SYMBOL, lambda: redis_store.connect_writer(cfg, "hotpath"), plain_client_factory(cfg))
     try:
         assert workload.run(spot_events, reanchors=80) == 80
         final = workload.final_book()

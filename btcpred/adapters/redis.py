@@ -1,34 +1,62 @@
-"""Executes RedisWrite batches in one MULTI/EXEC transaction.
+"""Redis, the hot state's one store: clients for a service role, and the transactional writer.
 
-A hash is never cleared in place: the new version is written aside
-(``<key>:next``) and RENAMEd over the live key, in one Lua script, inside the
-transaction. A reader sees the old hash or the new one, never a half-written or
-missing one, and a re-anchored book replaces the stale one in the same single
-step. For versioned hashes (``ob:`` by update id, ``feat:`` by boundary) the script
-also refuses to replace a newer version with an older one. Every key of a batch
-belongs to one symbol and carries its hash tag, so on a Redis Cluster the batch is
-one slot's transaction.
+Clients (``connect``, ``connect_async``) run against a single node or a Redis Cluster alike: every
+multi-key step touches the keys of one symbol only, and those keys share the ``{symbol}`` hash tag
+(``btcpred/udfs/redis_schema.py``, with the keys and the stream bounds), so a MULTI/EXEC or a Lua
+script stays in one slot: the same code runs locally and on a cluster (prod).
+
+The writer (``execute``) applies a batch of ``RedisWrite`` in one MULTI/EXEC transaction. A hash
+is never cleared in place: the new version is written aside (``<key>:next``) and RENAMEd over the
+live key, in one Lua script, inside the transaction. A reader sees the old hash or the new one,
+never a half-written or missing one, and a re-anchored book replaces the stale one in the same
+single step. For versioned hashes (``ob:`` by update id, ``feat:`` by boundary) the script also
+refuses to replace a newer version with an older one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from btcpred.common import redis_connection
 from btcpred.common.config import RedisConfig, RedisRole
 from btcpred.udfs import redis_schema as rs
 from btcpred.udfs.redis_writes import RedisWrite
 
 
-def connect(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis | RedisCluster:
-    """The job's client: bounded timeouts, and retries that ride out a Redis restart or a cluster failover."""
-    return redis_connection.connect(
+def _options(cfg: RedisConfig, role: RedisRole | None, options: dict[str, Any]) -> dict[str, Any]:
+    username, password = cfg.credentials(role)
+    out: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "username": username, "password": password, **options}
+    if cfg.tls:
+        out["ssl"] = True
+    return out
+
+
+def connect(cfg: RedisConfig, role: RedisRole | None, **options: Any) -> redis.Redis | RedisCluster:
+    """A blocking client as ``role`` (None: the admin). ``options`` go to redis-py (timeouts, retry)."""
+    if cfg.cluster:
+        options.pop("health_check_interval", None)  # per-node connections of a cluster client take no such option
+        return RedisCluster(**_options(cfg, role, options))
+    return redis.Redis(**_options(cfg, role, options))
+
+
+def connect_async(cfg: RedisConfig, role: RedisRole | None, **options: Any) -> aioredis.Redis | AsyncRedisCluster:
+    if cfg.cluster:
+        return AsyncRedisCluster(**_options(cfg, role, options))
+    return aioredis.Redis(**_options(cfg, role, options))
+
+
+def connect_writer(cfg: RedisConfig, role: RedisRole | None = "hotpath") -> redis.Redis | RedisCluster:
+    """The writer's client (the job's sinks, the backfill): bounded timeouts, and retries that ride out a
+    Redis restart or a cluster failover."""
+    return connect(
         cfg,
         role,
         socket_timeout=5,
