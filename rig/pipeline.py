@@ -559,6 +559,8 @@ def ensure_production_model(settings: Settings, data_dir: Path, log_dir: Path) -
                         "btcpred.batch.train",
                         "--data",
                         str(data_dir),
+                        "--venue",  # the hours of book on hand are Binance.US's (the archive's are the market's)
+                        "binance.us",
                         "--promote",
                         "--report-dir",
                         str(REPO / ".local" / "reports" / "training"),

@@ -37,6 +37,7 @@ from btcpred.adapters.lake import Lake
 from btcpred.batch.feature_builder import _event_time_us, build_rows, replay
 from btcpred.batch.feature_store import load_features, missing_columns
 from btcpred.batch.silver import feature_table
+from btcpred.common import entry_point
 from btcpred.common.config import S3Config, load_settings
 from btcpred.common.progress import Progress
 from btcpred.udfs import lake_layout as layout
@@ -174,27 +175,28 @@ def _iso(time_us: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     parser.add_argument("--stream", default=None, help="archived stream name (default: kinesis.stream)")
-    parser.add_argument("--symbol", default=None, help="default: exchange.symbol")
-    parser.add_argument("--venue", default="binance.com")
+    entry_point.add_market(parser)
     parser.add_argument("--through-now", action="store_true", help="also the current hour, as far as it is archived")
     parser.add_argument("--rebuild", action="store_true", help="build hours already built again")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    entry_point.setup_logging()
     settings = load_settings(args.config)
+    venue, symbol = entry_point.market_of(args, settings)
     from btcpred.adapters.db import migrate
     from btcpred.adapters.db.schema import engine_for
 
-    migrate.upgrade(settings.postgres)
+    if settings.postgres.apply_migrations:
+        migrate.upgrade(settings.postgres)
     engine = engine_for(settings.postgres, "loader")
     try:
         built = build(
             settings.s3,
             engine,
             args.stream or settings.kinesis.stream,
-            args.symbol or settings.exchange.symbol,
-            args.venue,
+            symbol,
+            venue,
             args.through_now,
             args.rebuild,
         )

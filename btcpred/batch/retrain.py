@@ -1,6 +1,6 @@
 """Walk-forward retraining: the newest archive hours -> feature store -> candidates on a rolling window -> gate.
 
-    python -m btcpred.batch.retrain [--window-hours 24] [--venue binance.com] [--every SECONDS] [--metrics-port PORT]
+    python -m btcpred.batch.retrain [--window-hours 24] [--venue MARKET (default: exchange.market)] [--every SECONDS] [--metrics-port PORT]
 
 One cycle builds the archive hours not in the feature store yet (``btcpred.batch.archive``),
 then trains the candidates on the newest ``--window-hours`` of full-quality rows of the
@@ -32,6 +32,7 @@ from btcpred.adapters.db import migrate
 from btcpred.adapters.db.schema import engine_for
 from btcpred.adapters.lake import Lake
 from btcpred.batch import archive, contest_record, prediction_archive, train
+from btcpred.common import entry_point
 from btcpred.common.config import Settings, load_settings
 from btcpred.common.service import serving_health
 
@@ -150,9 +151,8 @@ async def every(settings: Settings, seconds: float, port: int, first_after: floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--venue", default="binance.com")
-    parser.add_argument("--symbol", default=None, help="default: exchange.symbol")
+    entry_point.add_config(parser)
+    entry_point.add_market(parser)
     parser.add_argument("--stream", default=None, help="archived stream (default: kinesis.stream)")
     parser.add_argument("--window-hours", type=float, default=24.0, help="rolling training window")
     parser.add_argument("--report-dir", type=Path, default=Path("reports/retrain"))
@@ -166,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=9107)
     parser.add_argument("--through-now", action="store_true", help="also build the hour still being archived")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    entry_point.setup_logging()
     settings = load_settings(args.config)
+    venue, symbol = entry_point.market_of(args, settings)
     kwargs = dict(
-        venue=args.venue,
-        symbol=args.symbol or settings.exchange.symbol,
+        venue=venue,
+        symbol=symbol,
         stream=args.stream or settings.kinesis.stream,
         window_hours=args.window_hours,
         report_dir=args.report_dir,

@@ -60,6 +60,7 @@ from btcpred.batch.report import Scored, persistence, score, summary, write_repo
 from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.silver import archive_to_bronze, bronze_to_silver
 from btcpred.batch.splits import Split, hour_boundaries, purged_split
+from btcpred.common import entry_point
 from btcpred.common.config import S3Config, Settings, load_settings
 from btcpred.common.model_artifact import (
     INTERVAL_COVERAGE,
@@ -583,8 +584,7 @@ def register_persistence(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train, export and register the 10 s return models")
     parser.add_argument("--data", type=Path, help="archive and load the recordings under DIR first")
-    parser.add_argument("--venue", default="binance.us")
-    parser.add_argument("--symbol", default="BTCUSDT")
+    entry_point.add_market(parser)  # the Binance.US hours on hand: --venue binance.us
     parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
     parser.add_argument(
         "--promote",
@@ -592,11 +592,13 @@ def main(argv: list[str] | None = None) -> int:
         help="carry out the gate's decision: the validation pick becomes production only if it beats "
         "the production model and persistence on the test window (btcpred/batch/gate.py)",
     )
-    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    entry_point.setup_logging()
+    settings = load_settings(args.config)
+    venue, symbol = entry_point.market_of(args, settings)
     try:
-        result = run(load_settings(args.config), args.venue, args.symbol, args.report_dir, args.data, args.promote)
+        result = run(settings, venue, symbol, args.report_dir, args.data, args.promote)
     except NotEnoughData as exc:
         log.error("%s", exc)
         return 2

@@ -1,0 +1,37 @@
+"""What every command's ``main()`` shares: ``--config``, the market it works on, and the log format.
+
+The venue and symbol default to the configured exchange's (``exchange.market``, ``exchange.symbol``),
+the market the system serves, so the archive's rows, the models trained on them and the service
+that judges "proven on this market" name it the same way; a command that works on another market
+(the Binance.US hours on hand) says so with ``--venue``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from btcpred.common.config import Settings
+
+CONFIG_HELP = "config file or environment name (default: $BTCPRED_ENV)"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help=CONFIG_HELP)
+
+
+def add_market(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--venue", default=None, help="the market's name (default: exchange.market)")
+    parser.add_argument("--symbol", default=None, help="default: exchange.symbol")
+
+
+def market_of(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    """(venue, symbol): the arguments given, else the configured exchange's."""
+    return args.venue or settings.exchange.market, args.symbol or settings.exchange.symbol
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """The process's log format; a no-op under the ``btcpred`` command, whose own set-up
+    (``--log-level``, ``--json-logs``) came first."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
