@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.harness import StackGuard, emit
 from btcpred.udfs import redis_schema as rs
-from rig.pipeline import Pipeline, get_json
+from rig.pipeline import Pipeline, flink_reporter_samples, get_json
 
 SLOPE_TARGET_SHARE = 0.02  # a process may grow at most 2 % of its size per hour over the last hour
 JUDGED_S = 3600.0  # the window the slope is taken over: the run's last hour
@@ -67,7 +67,6 @@ def sample(pipeline: Pipeline, client: redis.Redis) -> dict[str, float]:
 
 
 def predictions_by_source(url: str) -> dict[str, int]:
-    import urllib.request
 
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -134,20 +133,8 @@ def summarise(samples: list[tuple[float, dict[str, float]]], warm_up_s: float) -
 def flink_gauge(ports: str, name: str) -> float | None:
     """Sum of a job gauge over Flink's Prometheus reporter ports (every subtask), the operator-wide
     series only: the per-symbol ones (a ``symbol`` label) repeat the same entries key by key."""
-    low, high = (int(p) for p in ports.split("-"))
-    total, found = 0.0, False
-    for port in range(low, high + 1):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        for family in text_string_to_metric_families(text):
-            if family.name.endswith(f"_{name}"):
-                for sample in family.samples:
-                    if "symbol" not in sample.labels:
-                        total, found = total + sample.value, True
-    return total if found else None
+    found = [s.value for s in flink_reporter_samples(ports, name) if "symbol" not in s.labels]
+    return sum(found) if found else None
 
 
 def stop_on_signals() -> None:

@@ -74,11 +74,15 @@ def reference_cuts(capture: Path, symbol: str) -> dict[int, object]:
     return {snap.time_us: snap for snap, _ in run.cuts}
 
 
-def compare_history(history: list[dict[str, str]], reference: dict[int, object], book_anchor_us: int) -> Continuity:
+def compare_history(
+    history: list[dict[str, str]], reference: dict[int, object], book_anchor_us: int, absent_ok: frozenset[str] = frozenset()
+) -> Continuity:
     """The live job's feathist entries against the uninterrupted reference, boundary by boundary.
 
     Features are compared once both books are anchored and their look-back is past
-    (``book_anchor_us + HISTORY_US``); trade windows from the first boundary on.
+    (``book_anchor_us + HISTORY_US``); trade windows from the first boundary on. ``absent_ok``: features
+    a boundary may lack (the code that cut it predates them, or it restored state written before them
+    and their look-back had not passed yet); present, they must equal the reference's.
     """
     out = Continuity()
     seen: dict[int, dict[str, str]] = {}
@@ -108,6 +112,8 @@ def compare_history(history: list[dict[str, str]], reference: dict[int, object],
                 out.features_mismatched.append((ts, f"tr_{window}_count"))
         if ts >= book_anchor_us + HISTORY_US:
             for name in FEATURE_NAMES:
+                if name in absent_ok and live.get(name) is None:
+                    continue
                 if not same_feature(live.get(name), ref.features.get(name)):
                     out.features_mismatched.append((ts, name))
     out.events_duplicated += out.duplicate_entries

@@ -59,6 +59,23 @@ def free_port() -> int:
     return port_for.select_random(port_for.available_ports(low=PORT_FLOOR))
 
 
+def flink_reporter_samples(ports: str, name: str) -> list:
+    """Every sample of the job metric ``name`` off Flink's Prometheus reporter, over its port range
+    (``flink.metrics_reporter_ports``: each subtask, the operator-wide series and the per-symbol ones)."""
+    low, high = (int(p) for p in ports.split("-"))
+    samples = []
+    for port in range(low, high + 1):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name.endswith(f"_{name}"):
+                samples.extend(family.samples)
+    return samples
+
+
 def get_json(url: str, timeout: float = 2.0):
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
@@ -134,7 +151,6 @@ class Pipeline:
             "BTCPRED_EXCHANGE__WS_URL": f"ws://127.0.0.1:{self.sim_port}",
             "BTCPRED_EXCHANGE__REST_URL": self.sim_url,
             "BTCPRED_INFERENCE__PORT": str(self.inference_port),
-            "BTCPRED_INFERENCE__METRICS_PORT": str(self.inference_metrics_port),
             "BTCPRED_INFERENCE__MODEL_SOURCE": self.model_source,
             "BTCPRED_REANCHOR__VERIFY_INTERVAL_S": str(self.verify_interval_s),
             "BTCPRED_REANCHOR__METRICS_PORT": str(self.reanchor_port),
@@ -145,7 +161,7 @@ class Pipeline:
             **({"BTCPRED_EXCHANGE__SYMBOLS": ",".join(self.symbols)} if self.replay_keys else {}),
         }
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}-{self.run_id}.log"
         with log.open("wb") as fh:
@@ -154,7 +170,7 @@ class Pipeline:
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env(),
+                env={**self.env(), **(extra_env or {})},
                 cwd=REPO,
                 start_new_session=True,
             )
@@ -231,7 +247,13 @@ class Pipeline:
         self.start_job(code_dir=job_code_dir)
         if wait_for_job:
             self.wait_for_job()
-        inf = self._spawn("inference", services.command("inference", py))
+        # its metrics port for this process alone: a job of an earlier commit (the upgrade test) reads the same
+        # environment, and its config refuses a key it does not know
+        inf = self._spawn(
+            "inference",
+            services.command("inference", py),
+            {"BTCPRED_INFERENCE__METRICS_PORT": str(self.inference_metrics_port)},
+        )
         wait_http(f"{self.inference_url}/health", 30, inf, self.log_path("inference"))
         sim = self._spawn(
             "simulator",

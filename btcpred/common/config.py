@@ -292,6 +292,9 @@ class InferenceConfig(_Section):
     online_ridge: bool = True
     online_forgetting: float = Field(0.999, gt=0.9, le=1.0)
     max_stream_subscribers: int = Field(100, ge=1)  # SSE clients at once; one more gets 503
+    # connections (and requests in flight) the server holds at once; past it uvicorn answers 503,
+    # so a flood of clients costs a refusal each, not memory (the SSE cap is below it)
+    max_connections: int = Field(1000, ge=2)
     # when set, every route but /health, /ready and /metrics needs "Authorization: Bearer <token>"
     # (or ?access_token=<token>: a browser's EventSource cannot set headers)
     api_token: SecretStr | None = None

@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(args.config)
     cfg = settings.inference
     start_http_server(cfg.metrics_port, addr=settings.metrics_host)  # the scraper's port, apart from the API
-    uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="warning", limit_concurrency=cfg.max_connections)
 
 
 if __name__ == "__main__":

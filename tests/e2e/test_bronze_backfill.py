@@ -19,16 +19,14 @@ import math
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from btcpred.adapters.lake import Lake
 from btcpred.batch import archive
 from btcpred.udfs import lake_layout
 from btcpred.udfs.features import FEATURE_NAMES, HISTORY_US, same_feature
-from rig.pipeline import Pipeline, get_json
+from rig.pipeline import Pipeline, flink_reporter_samples, get_json
 from tests.e2e.test_pipeline_replay import compare_book, decode
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -36,19 +34,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 @pytest.mark.timeout(420)
 def symbol_gauges(ports: str, name: str) -> dict[str, float]:
-    """A job gauge per ``symbol`` label, off Flink's Prometheus reporter (every port of the range)."""
-    low, high = (int(p) for p in ports.split("-"))
-    out: dict[str, float] = {}
-    for port in range(low, high + 1):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        for family in text_string_to_metric_families(text):
-            if family.name.endswith(f"_{name}"):
-                out.update({s.labels["symbol"]: s.value for s in family.samples if "symbol" in s.labels})
-    return out
+    """A job gauge per ``symbol`` label, off Flink's Prometheus reporter."""
+    return {s.labels["symbol"]: s.value for s in flink_reporter_samples(ports, name) if "symbol" in s.labels}
 
 
 def test_bronze_backfill_equals_live_features(redis_client, tmp_path):

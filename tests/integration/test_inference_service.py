@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 
 from btcpred.common.config import load_settings
 from btcpred.inference.service import PredictionService, create_app
+from tests.integration.inference_process import InferenceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -136,29 +137,12 @@ def test_online_scoring_reads_feature_history_in_the_cycle_round_trip(redis_clie
 def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, persistence_settings, tmp_path):
     """A real server process; the SSE wire format is read with a plain HTTP client."""
     import json
-    import os
-    import subprocess
-    import sys
 
     import aiohttp
 
-    from rig.pipeline import free_port, wait_http
-    from tests.conftest import REPO
-
     write_hot_state(redis_client)
-    port = free_port()
-    env = {
-        **os.environ,
-        "BTCPRED_INFERENCE__PORT": str(port),
-        "BTCPRED_INFERENCE__METRICS_PORT": str(free_port()),
-        "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
-        "BTCPRED_INFERENCE__CADENCE_MS": "250",
-    }
-    log = tmp_path / "inference.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=env, stdout=fh, stderr=fh)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 30, proc, log)
+    with InferenceProcess(tmp_path, cadence_ms=250) as inference:
+        port = inference.port
 
         async def read_events(n):
             events = []
@@ -188,9 +172,6 @@ def test_live_stream_sends_each_prediction_as_a_server_sent_event(redis_client, 
         assert model["model_version"] == "persistence" and model["source"] == "config"
         cadence = asyncio.run(_get_json(f"http://127.0.0.1:{port}/cadence"))
         assert cadence["cycles"] >= 3 and cadence["missed_cycles"] == 0 and cadence["jitter_p99_ms"] is not None
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def _get_json(url):
@@ -198,3 +179,30 @@ async def _get_json(url):
 
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         return await resp.json()
+
+
+def test_the_server_refuses_connections_past_its_cap_and_serves_again_when_they_close(redis_client, tmp_path):
+    """inference.max_connections bounds what one process holds: with a cap of 4, three held streams
+    and one more request fill it, the next is refused with 503, and closing the streams frees it."""
+
+    import aiohttp
+
+    write_hot_state(redis_client)
+    with InferenceProcess(tmp_path, max_connections=4) as inference:
+        port = inference.port
+
+        async def flood() -> tuple[list[int], int]:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                streams = [await session.get(f"http://127.0.0.1:{port}/predictions/stream") for _ in range(4)]
+                statuses = [s.status for s in streams]
+                async with session.get(f"http://127.0.0.1:{port}/health") as refused:
+                    statuses.append(refused.status)
+                for s in streams:
+                    s.close()
+                await asyncio.sleep(0.5)
+                async with session.get(f"http://127.0.0.1:{port}/health") as again:
+                    return statuses, again.status
+
+        statuses, after = asyncio.run(asyncio.wait_for(flood(), 20))
+        assert statuses[:3] == [200, 200, 200] and 503 in statuses[3:], statuses
+        assert after == 200

@@ -1,11 +1,9 @@
 """The live web view in a real browser (headless Chromium): what it draws is what /predictions says."""
 
 import json
-import os
 import random
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -13,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from rig.pipeline import free_port, wait_http
 from tests.conftest import REPO
+from tests.integration.inference_process import InferenceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -85,52 +83,39 @@ def get_json(url: str):
 
 
 def test_the_page_draws_what_the_api_serves_and_a_screenshot_is_kept(redis_client, tmp_path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "BTCPRED_INFERENCE__PORT": str(port),
-        "BTCPRED_INFERENCE__METRICS_PORT": str(free_port()),
-        "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
-        "BTCPRED_INFERENCE__CADENCE_MS": "250",
-        "BTCPRED_INFERENCE__MAX_FEATURE_AGE_MS": "1000",
-    }
-    log = tmp_path / "inference.log"
     stop = threading.Event()
     writer = threading.Thread(target=market, args=(redis_client, stop), daemon=True)
     writer.start()
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "btcpred.inference.service"], cwd=REPO, env=env, stdout=fh, stderr=fh)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health", 30, proc, log)
-        time.sleep(6)  # ~24 cycles on moving features
-        stop.set()
-        writer.join(5)
-        time.sleep(2)  # the features go stale: the flagged fallback, shaded on the chart
-        preds = get_json(f"{base}/predictions?limit=600")
-        served = [p for p in preds if p["source"] == "redis"]
-        distinct = {p["feature_time_ms"] for p in served}
-        assert len(distinct) >= 8 and any(p["source"] == "fallback" for p in preds)
+        inference = InferenceProcess(tmp_path, cadence_ms=250, max_feature_age_ms=1000)
+        with inference:
+            base = inference.base
+            time.sleep(6)  # ~24 cycles on moving features
+            stop.set()
+            writer.join(5)
+            time.sleep(2)  # the features go stale: the flagged fallback, shaded on the chart
+            preds = get_json(f"{base}/predictions?limit=600")
+            served = [p for p in preds if p["source"] == "redis"]
+            distinct = {p["feature_time_ms"] for p in served}
+            assert len(distinct) >= 8 and any(p["source"] == "fallback" for p in preds)
 
-        dom = Attributes()
-        # ?stream=0: the page draws from /predictions once and opens no stream, which would keep the page loading
-        # forever; the stream's events go through the same draw()
-        dom.feed(chromium("--dump-dom", f"{base}/?stream=0"))
-        assert dom.body.get("data-rendered") == "1"
-        # nothing new is served once the features are stale: the page and the API see the same rows
-        assert int(dom.chart["data-realized"]) == int(dom.chart["data-predicted"]) == len(distinct)
-        newest = max(served, key=lambda p: (p["target_time_ms"], -p["timestamp"]))
-        first = min((p for p in served if p["target_time_ms"] == newest["target_time_ms"]), key=lambda p: p["timestamp"])
-        assert float(dom.chart["data-last-predicted"]) == pytest.approx(first["predicted_price_10s"])
-        assert int(dom.chart["data-last-target"]) == newest["target_time_ms"]
-        assert int(dom.chart["data-fallbacks"]) >= 1
-        assert dom.rows and int(dom.rows[0]["data-boundary"]) >= preds[-1]["timestamp"]  # the newest row first
+            dom = Attributes()
+            # ?stream=0: the page draws from /predictions once and opens no stream, which would keep the page loading
+            # forever; the stream's events go through the same draw()
+            dom.feed(chromium("--dump-dom", f"{base}/?stream=0"))
+            assert dom.body.get("data-rendered") == "1"
+            # nothing new is served once the features are stale: the page and the API see the same rows
+            assert int(dom.chart["data-realized"]) == int(dom.chart["data-predicted"]) == len(distinct)
+            newest = max(served, key=lambda p: (p["target_time_ms"], -p["timestamp"]))
+            first = min((p for p in served if p["target_time_ms"] == newest["target_time_ms"]), key=lambda p: p["timestamp"])
+            assert float(dom.chart["data-last-predicted"]) == pytest.approx(first["predicted_price_10s"])
+            assert int(dom.chart["data-last-target"]) == newest["target_time_ms"]
+            assert int(dom.chart["data-fallbacks"]) >= 1
+            assert dom.rows and int(dom.rows[0]["data-boundary"]) >= preds[-1]["timestamp"]  # the newest row first
 
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        SCREENSHOT.unlink(missing_ok=True)
-        chromium(f"--screenshot={SCREENSHOT}", "--window-size=1180,820", f"{base}/?stream=0")
-        assert SCREENSHOT.stat().st_size > 10_000  # a drawn page, not a blank one
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            SCREENSHOT.unlink(missing_ok=True)
+            chromium(f"--screenshot={SCREENSHOT}", "--window-size=1180,820", f"{base}/?stream=0")
+            assert SCREENSHOT.stat().st_size > 10_000  # a drawn page, not a blank one
     finally:
         stop.set()
-        proc.terminate()
-        proc.wait(10)
