@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from btcpred.adapters.db.schema import ml_experiments, model_registry
+from btcpred.common import entry_point
 from btcpred.common.model_artifact import ModelMetadata
 
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from btcpred.common.config import load_settings
 
     parser = argparse.ArgumentParser(description="Model registry")
-    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    entry_point.add_config(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every registered model, newest first")
     promote_cmd = sub.add_parser("promote", help="make VERSION the production model (the previous one is archived)")

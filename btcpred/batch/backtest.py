@@ -43,6 +43,7 @@ from btcpred.batch.report import Scored, by_volatility_regime, replay_as_served,
 from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
 from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search, validation_interval
+from btcpred.common import entry_point
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.common.model_artifact import InputGuard, PredictionInterval
 from btcpred.common.progress import Progress
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "--placebo-hours", type=float, default=None, help="move every label this many hours on (circularly): the loop on noise"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    entry_point.setup_logging()
     data = trade_rows.from_directory(args.data) if args.trades else from_directory(args.data)
     data = data.take(np.flatnonzero(data.venue == args.venue))
     if args.placebo_hours:

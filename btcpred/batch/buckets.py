@@ -13,6 +13,7 @@ import logging
 
 import boto3
 
+from btcpred.common import entry_point
 from btcpred.common.config import FlinkJobConfig, Settings, aws_client_kwargs, load_settings
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ def ensure_buckets(settings: Settings) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create the lake and Flink state buckets if missing")
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    entry_point.setup_logging()
     print(f"buckets created: {ensure_buckets(load_settings(args.config)) or 'none (all exist)'}")
     return 0
 

@@ -21,6 +21,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from btcpred.adapters.db.schema import engine_for, predictions
+from btcpred.common import entry_point
 from btcpred.common.forecast_skill import skill_figures
 
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", dest="end", required=True)
     parser.add_argument("--symbol", default=None)
     parser.add_argument("--out", type=Path, default=Path(".local/reports/predictions.png"))
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
     from btcpred.common.config import load_settings
 

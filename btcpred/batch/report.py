@@ -28,7 +28,7 @@ import numpy as np
 
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
-from btcpred.common import recalibration
+from btcpred.common import entry_point, recalibration
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_VOL_FEATURE
@@ -441,9 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         help="venue to score ('all': every market in DIR, each in the per-market table; "
         "default: all for a model with a trusted input range, else the model's own)",
     )
-    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    entry_point.setup_logging()
 
     model = _load_model(args.model, args.config)
     data = unseen(from_directory(args.data), model)

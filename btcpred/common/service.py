@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, stop_never, wait_exponential
 
+from btcpred.common import entry_point
 from btcpred.common.config import Settings, load_settings
 
 T = TypeVar("T")
@@ -169,7 +170,7 @@ def failing_health(failing: dict[str, str]) -> Callable[[], tuple[bool, str]]:
 def run_service(description: str, entry: Callable[[Settings], Awaitable[None]], argv: list[str] | None = None) -> None:
     """``--config``, logging, then ``entry(settings)`` until it ends or is interrupted."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default=None, help="config file (default config/$BTCPRED_ENV.yaml)")
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    entry_point.setup_logging()
     asyncio.run(entry(load_settings(args.config)))

@@ -27,6 +27,7 @@ from pyflink.datastream.connectors.file_system import FileSource, StreamFormat
 
 from btcpred.adapters.bronze_archive import archived_records
 from btcpred.adapters.lake import Lake
+from btcpred.common import entry_point
 from btcpred.common.config import Settings, load_settings
 from btcpred.flink_jobs import hot_path_job, state_storage
 from btcpred.udfs import redis_schema as rs
@@ -89,14 +90,14 @@ def run(settings: Settings, stream: str, start_us: int, end_us: int, out: Path, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     parser.add_argument("--stream", default=None, help="archived stream name (default: kinesis.stream)")
     parser.add_argument("--start-us", type=int, required=True, help="receipt time range start, epoch µs")
     parser.add_argument("--end-us", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per boundary")
     parser.add_argument("--work-dir", type=Path, default=state_storage.REPO / ".local" / "backfill")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    entry_point.setup_logging()
     settings = load_settings(args.config)
     count = run(settings, args.stream or settings.kinesis.stream, args.start_us, args.end_us, args.out, args.work_dir)
     rows = sum(1 for _ in args.out.open())

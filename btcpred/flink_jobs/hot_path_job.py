@@ -43,6 +43,7 @@ from pyflink.datastream.connectors.kinesis import FlinkKinesisConsumer
 from pyflink.datastream.state import ValueStateDescriptor
 
 from btcpred.adapters import redis as redis_store
+from btcpred.common import entry_point
 from btcpred.common.config import FlinkJobConfig, KinesisConfig, RedisConfig, Settings
 from btcpred.flink_jobs import memory_probe, runtime_properties, state_storage
 from btcpred.udfs.records import EVENT_TYPES, JointEventTime, RawBatch, decode_batch, split_record
@@ -401,7 +402,7 @@ def configure(env: StreamExecutionEnvironment, settings: Settings, jars: list[Pa
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="BTCUSDT hot-path Flink job")
-    parser.add_argument("--config", default=None, help="config file or environment name (default: $BTCPRED_ENV)")
+    entry_point.add_config(parser)
     parser.add_argument(
         "--properties", default=None, help="application properties JSON (Managed Flink's format; there it is read by default)"
     )
@@ -420,7 +421,7 @@ def run(
     """Entry point shared by this module, the Managed Flink package's main.py and newer job versions
     (``graph``: another graph on the same environment, the throughput bench's platform floor)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    entry_point.setup_logging()
     properties = runtime_properties.properties_file(args.properties)
     managed = runtime_properties.on_managed_flink(properties)
     settings = runtime_properties.job_settings(args.config, properties)

@@ -27,6 +27,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from btcpred.adapters import redis as redis_store
+from btcpred.common import entry_point
 from btcpred.common.config import Settings, load_settings
 from btcpred.common.contest_decision import Decision
 from btcpred.common.model_artifact import INTERVAL_COVERAGE
@@ -570,9 +571,9 @@ def create_app(settings: Settings, service: PredictionService | None = None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="BTCUSDT prediction service")
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    entry_point.setup_logging()
     settings = load_settings(args.config)
     cfg = settings.inference
     start_http_server(cfg.metrics_port, addr=settings.metrics_host)  # the scraper's port, apart from the API

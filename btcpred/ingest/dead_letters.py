@@ -36,6 +36,7 @@ import boto3
 from prometheus_client import Counter
 
 from btcpred.adapters.kinesis_writer import KinesisWriter, Record
+from btcpred.common import entry_point
 from btcpred.common.config import aws_client_kwargs, load_settings
 
 log = logging.getLogger("dead_letters")
@@ -148,10 +149,10 @@ def spill_for(settings) -> DeadLetterSpill:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["replay"])
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     parser.add_argument("--dry-run", action="store_true", help="count what would be replayed, put nothing")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    entry_point.setup_logging()
     settings = load_settings(args.config)
     spill = spill_for(settings)
     if args.dry_run:

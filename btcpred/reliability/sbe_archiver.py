@@ -47,6 +47,7 @@ from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_fixed
 
 from btcpred.adapters.lake import Lake
+from btcpred.common import entry_point
 from btcpred.common.config import Settings, aws_client_kwargs, load_settings
 from btcpred.common.service import failing_health, record_failure, serve_health_in_thread, supervise_blocking
 from btcpred.reliability.shard_lease import LeaseHeld, ShardLease
@@ -415,7 +416,7 @@ class SbeArchiver:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kinesis market-data stream -> bronze/sbe parquet")
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     parser.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT)
     parser.add_argument(
         "--discard-uncheckpointed",
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         "(otherwise the shard refuses to start) and archive it again from Kinesis",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    entry_point.setup_logging()
     settings = load_settings(args.config)
     archiver = SbeArchiver(settings, discard_uncheckpointed=args.discard_uncheckpointed)
     serve_health_in_thread(
