@@ -681,9 +681,16 @@ def services(settings: Settings, with_flink: bool) -> list[Service]:
     return found
 
 
+def foreign_servers(candidates: list[Service]) -> list[str]:
+    """One sentence for each port of the stack that another program holds (a distribution's own Redis,
+    PostgreSQL, Prometheus or Alertmanager, started by its package): what ``start`` would refuse, said
+    at setup's end so the user hears it before the first command. Nothing is stopped."""
+    return [str(svc.refusal()) for svc in candidates if port_open(svc.port) and not svc.running()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("action", choices=["start", "stop", "status", "check"])
     parser.add_argument("--config", default=None)
     parser.add_argument("--with-flink-cluster", action="store_true")
     args = parser.parse_args(argv)
@@ -695,6 +702,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{svc.name:45s} port {svc.port:5d}: {svc.ensure_started(60 if 'flink' in svc.name else 30)}", flush=True)
                 if svc.name.startswith("s3"):
                     ensure_buckets(settings)  # the emulator keeps buckets in memory: a restarted one has none
+        elif args.action == "check":
+            for line in foreign_servers(services(settings, True)):
+                print(f"stack check: {line}")
         elif args.action == "stop":
             for svc in reversed(services(settings, True)):
                 svc.stop()

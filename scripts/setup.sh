@@ -58,4 +58,7 @@ if [ ! -f "$jar" ] || [ deploy/flink/pom.xml -nt "$jar" ]; then
 fi
 # --- the one secrets source (.local/secrets) and what docker-compose mounts from it (Redis's ACL file)
 .venv/bin/python -m deploy.compose_files >/dev/null
+# --- a port of the stack held by another program (a distribution's own redis-server, postgresql,
+# prometheus or alertmanager, which their packages start): said now, never stopped behind your back
+.venv/bin/python -m rig.stack check
 say "ready"
