@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -129,7 +130,10 @@ def archive(redis_client, engine: sa.Engine, lake: Lake, symbol: str) -> dict:
     one row. A Redis, PostgreSQL or S3 error propagates: nothing is taken as "no predictions"."""
     with engine.connect() as conn:
         newest = conn.execute(sa.select(sa.func.max(predictions.c.boundary_ms)).where(predictions.c.symbol == symbol)).scalar()
-    since = "-" if newest is None else str(max(int(newest) - OVERLAP_MS, 0))
+    # never later than our clock: one archived boundary stamped far ahead (a bad entry the BIGINT bound
+    # let through) would otherwise make every later copy start past it and archive nothing again
+    now_ms = time.time_ns() // 1_000_000
+    since = "-" if newest is None else str(max(min(int(newest), now_ms) - OVERLAP_MS, 0))
     rows, skipped, hours = [], 0, set()
     for entry_id, raw in redis_client.xrange(rs.prediction_stream_key(symbol), min=since):
         fields = {_text(k): _text(v) for k, v in raw.items()}

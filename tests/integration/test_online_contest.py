@@ -191,3 +191,20 @@ def test_each_archive_copy_starts_a_minute_before_the_newest_archived_boundary(r
             sa.text("SELECT DISTINCT boundary_ms FROM predictions WHERE symbol = :s ORDER BY 1"), {"s": sym}
         )
         assert [b for (b,) in boundaries] == [hour + 120_000, later]
+
+    # a boundary stamped far ahead must not stop later copies: the start never passes our clock
+    future = 4_102_444_800_000  # 2100-01-01
+    redis_client.xadd(key, stream_fields(prediction(future, future, 102.0, 102.5, 102.0)), id=f"{later + 1}-0")
+    trainer = engine_for(isolated_settings.postgres, "trainer")
+    try:
+        retrain.archive_predictions(isolated_settings, trainer, sym)
+        redis_client.xadd(key, stream_fields(prediction(later + 2000, later + 2000, 103.0, 103.5, 103.0)))
+        after = retrain.archive_predictions(isolated_settings, trainer, sym)
+    finally:
+        trainer.dispose()
+    assert int(after["since"]) < future
+    with pg_engine.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT count(*) FROM predictions WHERE symbol = :s AND boundary_ms = :b"), {"s": sym, "b": later + 2000}
+        )
+        assert found.scalar() == 2  # the entry added after the far-future one: champion and challenger
