@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: Debian packages (redis, postgresql,
-# maven, docker-compose, prometheus, prometheus-alertmanager), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
+# maven, docker-compose, prometheus, prometheus-alertmanager, chromium, libjemalloc2), the Python venv with pinned dependencies, the Kinesis emulator (npm) and the
 # Flink connector uber-jar (Maven Central). Safe to run again; it skips what is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,7 @@ command -v promtool >/dev/null || missing+=(prometheus)  # the local stack's met
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)  # where the alerts go
 command -v docker-compose >/dev/null || missing+=(docker-compose)  # validates docker-compose.yml; no engine needed
 command -v chromium >/dev/null || missing+=(chromium)  # headless: the live web view's browser test
+ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || missing+=(libjemalloc2)  # the mini cluster JVM's allocator (RocksDB fragments glibc's)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   say "apt-get install ${missing[*]}"

@@ -427,7 +427,7 @@ def run(
     settings = runtime_properties.job_settings(args.config, properties)
     os.environ.setdefault("AWS_CBOR_DISABLE", "true")  # emulators do not speak CBOR
     if not managed and "FLINK_HOME" not in os.environ:  # the mini cluster: its classpath, with the reporter
-        os.environ.update(state_storage.mini_cluster_environment(settings.flink))
+        os.environ.update(state_storage.mini_cluster_environment(settings.flink, os.environ, state_storage.jemalloc_installed()))
     if not managed and settings.flink.execution_mode == "thread":
         # thread mode embeds CPython in the JVM (PEMJA); it starts from the base interpreter, which
         # does not see a virtualenv's packages ("No module named 'pemja'"): hand them over by path
