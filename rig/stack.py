@@ -41,6 +41,7 @@ from btcpred.common.config import Settings, load_settings
 from btcpred.flink_jobs import state_storage
 from btcpred.flink_jobs.state_storage import flink_home  # (flink_cluster and fault_suite call stack.flink_home)
 from deploy import redis_acl
+from deploy.services import FLINK_SCRAPE_JOB, scrape_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -521,7 +522,7 @@ def flink_service(settings: Settings) -> Service:
 
 PROMETHEUS_RULES = REPO / "deploy" / "prometheus" / "rules"
 PROMETHEUS_TARGETS = STATE / "prometheus" / "targets"
-SCRAPE_JOBS = ("inference", "ingestor", "reanchor", "rest-poller", "sbe-archiver", "retrain")
+FILE_SD_JOBS = tuple(job for job in scrape_jobs() if job != FLINK_SCRAPE_JOB)  # ports picked at start
 
 
 def prometheus_scrape_config(s: Settings) -> dict:
@@ -534,9 +535,9 @@ def prometheus_scrape_config(s: Settings) -> dict:
     low, high = (int(p) for p in s.flink.metrics_reporter_ports.split("-"))
     jobs = [
         {"job_name": job, "file_sd_configs": [{"files": [str(PROMETHEUS_TARGETS / f"{job}.json")], "refresh_interval": "5s"}]}
-        for job in SCRAPE_JOBS
+        for job in FILE_SD_JOBS
     ]
-    jobs.append({"job_name": "flink", "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in range(low, high + 1)]}]})
+    jobs.append({"job_name": FLINK_SCRAPE_JOB, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in range(low, high + 1)]}]})
     return {
         "global": {
             "scrape_interval": f"{s.prometheus.scrape_interval_s}s",
@@ -615,7 +616,7 @@ def register_scrape_targets(ports: dict[str, int | None]) -> None:
     """Point Prometheus's ``job`` at ``127.0.0.1:port`` (None: no target). Atomic: Prometheus never reads half a file."""
     PROMETHEUS_TARGETS.mkdir(parents=True, exist_ok=True)
     for job, port in ports.items():
-        if job not in SCRAPE_JOBS:
+        if job not in FILE_SD_JOBS:
             raise ValueError(f"unknown scrape job {job!r}")
         groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {}}] if port else []
         tmp = PROMETHEUS_TARGETS / f".{job}.json.tmp"
@@ -629,7 +630,7 @@ def prometheus_service(s: Settings) -> Service:
     def start() -> Path:
         binary, data = _binary_and_data("prometheus", "prometheus", "prometheus")
         conf = data / "prometheus.yml"
-        for job in SCRAPE_JOBS:
+        for job in FILE_SD_JOBS:
             if not (PROMETHEUS_TARGETS / f"{job}.json").exists():
                 register_scrape_targets({job: None})
         conf.write_text(yaml.safe_dump(prometheus_scrape_config(s), sort_keys=False))

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from btcpred.flink_jobs.state_storage import flink_home
-from deploy import observability
+from deploy import observability, services
 from rig.pipeline import Pipeline
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = {"inference", "ingestor", "reanchor", "rest-poller", "sbe-archiver", "retrain"}
+SERVICES = set(services.scrape_jobs()) - {services.FLINK_SCRAPE_JOB}
 HEALTHY_RUN_S = 180  # past the job's first checkpoints and every rule's ``for``
 
 
@@ -83,7 +83,7 @@ def test_every_series_used_by_alerts_and_dashboards_is_exported(local_stack, red
             targets = observability.prometheus_get(base, "/api/v1/targets")["activeTargets"]
             up = {t["labels"]["job"] for t in targets if t["health"] == "up"}
             missing = observability.missing_series(base, sorted(used))
-        assert SERVICES | {"flink"} <= up, f"targets not up: {sorted(SERVICES | {'flink'} - up)}"
+        assert set(services.scrape_jobs()) <= up, f"targets not up: {sorted(set(services.scrape_jobs()) - up)}"
         assert missing == [], {name: sorted(used[name]) for name in missing}
         # the job's own metrics carry its name: the dashboards' job filter finds them
         # (series of this run only: Prometheus keeps those of earlier jobs, e.g. the savepoint test's v2)

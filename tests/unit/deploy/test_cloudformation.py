@@ -124,12 +124,19 @@ def test_every_long_running_process_is_a_service_with_its_role_health_check_logs
     from deploy import services
 
     resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
-    assert "FlinkApplication" in resources and "RetrainSchedule" in resources
     by_command = {}
     for rid, r in resources.items():
         if r["Type"] == "AWS::ECS::TaskDefinition":
             by_command[tuple(r["Properties"]["ContainerDefinitions"][0]["Command"])] = rid
-    for name in set(services.SERVICES) - {"simulator", "flink-job", "retrain"}:
+    assert [n for n, s in services.SERVICES.items() if s.aws == "managed-flink"] == ["flink-job"]
+    assert "FlinkApplication" in resources
+    for name in [n for n, s in services.SERVICES.items() if s.aws == "scheduled-task"]:  # with its own arguments
+        task_id = next(rid for cmd, rid in by_command.items() if list(cmd[:3]) == services.command(name))
+        assert task_id and resources["RetrainSchedule"]["Properties"]["Target"]["EcsParameters"]["TaskDefinitionArn"] == {
+            "Ref": task_id
+        }, name
+    assert [n for n, s in services.SERVICES.items() if s.aws is None] == ["simulator"]
+    for name in [n for n, s in services.SERVICES.items() if s.aws == "ecs-service"]:
         task_id = by_command.get(tuple(services.command(name)))
         assert task_id, f"no task definition runs {name}"
         task = resources[task_id]["Properties"]

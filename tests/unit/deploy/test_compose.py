@@ -96,6 +96,21 @@ def test_metrics_ports_are_scraped_on_the_compose_network_and_never_published():
     assert scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
+def test_prometheus_scrapes_the_services_list_the_same_way_in_compose_and_locally():
+    """deploy/services.py says which processes serve /metrics; compose's Prometheus and the local one
+    scrape exactly those (each under its own name, on its own host in compose) and Flink's reporter."""
+    from rig.stack import prometheus_scrape_config
+
+    compose_jobs = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    assert [job["job_name"] for job in compose_jobs] == list(services.scrape_jobs())
+    for job in compose_jobs:
+        if job["job_name"] != services.FLINK_SCRAPE_JOB:
+            assert [t.split(":")[0] for t in job["static_configs"][0]["targets"]] == [job["job_name"]]
+    local = prometheus_scrape_config(load_settings("local", environ={}))["scrape_configs"]
+    assert [job["job_name"] for job in local] == list(services.scrape_jobs())
+    assert "simulator" not in services.scrape_jobs() and "flink-job" not in services.scrape_jobs()
+
+
 def test_the_checkpoint_bucket_is_created_before_flink_starts():
     from btcpred.batch.buckets import state_buckets
 
