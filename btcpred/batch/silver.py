@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from btcpred.adapters.db.schema import LABEL_COLUMN_TYPES
 from btcpred.adapters.lake import Lake
 from btcpred.batch.feature_builder import FeatureRow, Replay, build_rows, replay
 from btcpred.batch.recordings import Recording, discover
@@ -28,6 +29,8 @@ from btcpred.udfs.features import FEATURE_NAMES
 from btcpred.udfs.lake_layout import day_partition, recording_key, recording_prefix, silver_key
 
 log = logging.getLogger(__name__)
+
+ARROW_TYPES = {float: pa.float64(), int: pa.int64(), bool: pa.bool_()}
 
 
 def feature_table(rows: Iterable[FeatureRow], venue: str, symbol: str, source: str) -> pa.Table:
@@ -40,30 +43,12 @@ def feature_table(rows: Iterable[FeatureRow], venue: str, symbol: str, source: s
     }
     for name in FEATURE_NAMES:
         columns[name] = [r.features[name] for r in rows]
-    for name in (
-        "mid",
-        "book_update_id",
-        "book_valid",
-        "book_age_ms",
-        "label_mid",
-        "label_return",
-        "label_age_ms",
-        "data_quality",
-    ):
+    for name in LABEL_COLUMN_TYPES:
         columns[name] = [getattr(r, name) for r in rows]
     schema = pa.schema(
         [("venue", pa.string()), ("symbol", pa.string()), ("ts_ms", pa.int64()), ("source", pa.string())]
         + [(name, pa.float64()) for name in FEATURE_NAMES]
-        + [
-            ("mid", pa.float64()),
-            ("book_update_id", pa.int64()),
-            ("book_valid", pa.bool_()),
-            ("book_age_ms", pa.float64()),
-            ("label_mid", pa.float64()),
-            ("label_return", pa.float64()),
-            ("label_age_ms", pa.float64()),
-            ("data_quality", pa.float64()),
-        ]
+        + [(name, ARROW_TYPES[kind]) for name, kind in LABEL_COLUMN_TYPES.items()]
     )
     return pa.Table.from_pydict(columns, schema=schema)
 

@@ -102,7 +102,7 @@ class DecodeRecord(ProcessFunction):
     """Kinesis text record -> a RawBatch per symbol (``split_record``); a malformed record or frame
     goes to the dead-letter output. Decoding proper happens after ``key_by``."""
 
-    def __init__(self, max_event_time_lead_ms: int = 10_000) -> None:
+    def __init__(self, max_event_time_lead_ms: int) -> None:  # exchange.max_event_time_lead_ms
         self.max_lead_us = max_event_time_lead_ms * 1000
 
     def open(self, runtime_context: RuntimeContext) -> None:
@@ -128,7 +128,7 @@ class EventTimeAssigner(TimestampAssigner):
 
 
 class HotPathFunction(KeyedProcessFunction):
-    def __init__(self, emit_interval_ms: int, max_event_time_lead_ms: int = 10_000) -> None:
+    def __init__(self, emit_interval_ms: int, max_event_time_lead_ms: int) -> None:
         self.emit_interval_ms = emit_interval_ms
         self.max_lead_us = max_event_time_lead_ms * 1000
 

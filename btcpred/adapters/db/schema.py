@@ -16,16 +16,19 @@ from btcpred.udfs.features import FEATURE_NAMES
 
 metadata = sa.MetaData()
 
-LABEL_COLUMNS = (
-    "mid",
-    "book_update_id",
-    "book_valid",
-    "book_age_ms",
-    "label_mid",
-    "label_return",
-    "label_age_ms",
-    "data_quality",
-)
+# what a feature-store row carries beside its features, with the Python type of each value
+# (silver's parquet takes its column types from here: btcpred/batch/silver.py)
+LABEL_COLUMN_TYPES: dict[str, type] = {
+    "mid": float,
+    "book_update_id": int,
+    "book_valid": bool,
+    "book_age_ms": float,
+    "label_mid": float,
+    "label_return": float,
+    "label_age_ms": float,
+    "data_quality": float,
+}
+LABEL_COLUMNS = tuple(LABEL_COLUMN_TYPES)
 FEATURE_STORE_COLUMNS = ("venue", "symbol", "ts_ms", "source", *FEATURE_NAMES, *LABEL_COLUMNS)
 
 ml_experiments = sa.Table(
