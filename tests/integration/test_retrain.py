@@ -1,6 +1,8 @@
 """A retraining cycle on the real servers: the archive first, then the rolling window, then the gate; every
 outcome on record, "not enough data" included."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -54,3 +56,14 @@ def test_a_cycle_records_why_nothing_was_trained_then_trains_the_window_and_gate
         ).one()
     assert last_ts - first_ts <= 3 * 3_600_000  # the rolling window, not all four hours
     assert [r["outcome"] for r in retrain_rows(pg_engine)] == ["not_enough_data", "promoted"]
+
+
+def test_the_scheduled_task_prints_the_line_the_aws_staleness_alarm_counts(isolated_settings, monkeypatch, capsys, tmp_path):
+    """In AWS the one-shot task's stdout goes to its log group, where a metric filter counts the lines
+    that are a JSON object with an ``outcome`` (deploy/managed_flink/template.yaml,
+    RetrainCompletedMetricFilter): the alarm stays quiet only while that line is printed."""
+    monkeypatch.setenv("BTCPRED_POSTGRES__SCHEMA_NAME", isolated_settings.postgres.schema_name)
+    monkeypatch.setenv("BTCPRED_S3__BUCKET", isolated_settings.s3.bucket)
+    assert retrain.main(["--venue", "binance.us", "--stream", "no-such-stream", "--report-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["outcome"] == "not_enough_data"

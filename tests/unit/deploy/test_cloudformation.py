@@ -116,11 +116,23 @@ def template_sub(resource: str, prop: str) -> str:
     return cfn_yaml.load(str(TEMPLATE))["Resources"][resource]["Properties"][prop]["Fn::Sub"]
 
 
+def alarm_metrics(alarm: dict) -> list[tuple[str, list]]:
+    """(metric name, dimensions) an alarm watches: its own metric, or each metric its math reads."""
+    if "MetricName" in alarm:
+        return [(alarm["MetricName"], alarm.get("Dimensions", []))]
+    return [
+        (m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Metric"].get("Dimensions", []))
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+    ]
+
+
 def test_every_long_running_process_is_a_service_with_its_role_health_check_logs_and_alarm():
     """Every process of deploy/services.py runs in AWS: the Flink job as the Managed Flink application,
     retraining as the scheduled task, every other as an ECS service running its module, with a task
     role of its own, a container health check on its /health, its logs, and an alarm to AlertsTopic
-    when it has no running task. Inference is behind the internal load balancer, which checks /ready."""
+    when it has no running task. Inference is behind the internal load balancer, which checks /ready.
+    The job has AWS's recommended application alarms; retraining one on its completed cycles."""
     from deploy import services
 
     resources = cfn_yaml.load(str(TEMPLATE))["Resources"]
@@ -128,13 +140,28 @@ def test_every_long_running_process_is_a_service_with_its_role_health_check_logs
     for rid, r in resources.items():
         if r["Type"] == "AWS::ECS::TaskDefinition":
             by_command[tuple(r["Properties"]["ContainerDefinitions"][0]["Command"])] = rid
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert all(a["AlarmActions"] == [{"Ref": "AlertsTopic"}] for a in alarms)
     assert [n for n, s in services.SERVICES.items() if s.aws == "managed-flink"] == ["flink-job"]
     assert "FlinkApplication" in resources
+    flink = {"Name": "Application", "Value": {"Ref": "FlinkApplication"}}
+    on_flink = {name for a in alarms for name, dims in alarm_metrics(a) if flink in dims}
+    assert {"downtime", "fullRestarts", "numberOfFailedCheckpoints"} <= on_flink
     for name in [n for n, s in services.SERVICES.items() if s.aws == "scheduled-task"]:  # with its own arguments
         task_id = next(rid for cmd, rid in by_command.items() if list(cmd[:3]) == services.command(name))
         assert task_id and resources["RetrainSchedule"]["Properties"]["Target"]["EcsParameters"]["TaskDefinitionArn"] == {
             "Ref": task_id
         }, name
+        # its completed cycles counted off its log group, and an alarm when none completed
+        log_group = resources[task_id]["Properties"]["ContainerDefinitions"][0]["LogConfiguration"]["Options"]["awslogs-group"]
+        counted = [
+            r["Properties"]["MetricTransformations"][0]["MetricName"]
+            for r in resources.values()
+            if r["Type"] == "AWS::Logs::MetricFilter" and r["Properties"]["LogGroupName"] == log_group
+        ]
+        assert counted, name
+        stale = [a for a in alarms if a.get("MetricName") in counted]
+        assert stale and stale[0]["TreatMissingData"] == "breaching" and stale[0]["ComparisonOperator"] == "LessThanThreshold"
     assert [n for n, s in services.SERVICES.items() if s.aws is None] == ["simulator"]
     for name in [n for n, s in services.SERVICES.items() if s.aws == "ecs-service"]:
         task_id = by_command.get(tuple(services.command(name)))
