@@ -1,9 +1,6 @@
 """An alert fired by Prometheus's rules reaches Alertmanager and its receiver (the local alert sink)."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
@@ -11,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from rig import stack
-from rig.pipeline import free_port, wait_http
+from tests.integration.inference_process import InferenceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -36,43 +33,35 @@ def test_a_failing_inference_cycle_fires_an_alert_that_reaches_the_receiver(loca
             "emitted_at_us": "not-a-number",
         },
     )
-    port, metrics_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "BTCPRED_INFERENCE__PORT": str(port),
-        "BTCPRED_INFERENCE__METRICS_PORT": str(metrics_port),
-        "BTCPRED_INFERENCE__MODEL_SOURCE": "persistence",
-    }
-    log = tmp_path / "inference.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "btcpred.inference.service"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    stack.register_scrape_targets({"inference": metrics_port})
     prom = local_stack.prometheus
-    try:
-        wait_http(f"http://127.0.0.1:{port}/model", 30, proc, log)  # /ready and /health stay red: cycles fail
-        sink = f"http://127.0.0.1:{prom.alert_sink_port}/alerts"
-        deadline, arrived = time.monotonic() + 120, []
-        while time.monotonic() < deadline and not arrived:
-            # received during this test: a first notification, or a repeat if an earlier run's alert still fires
-            arrived = [
-                a
-                for a in get(sink)
-                if a["labels"].get("alertname") == "InferenceTaskFailing"
-                and a["status"] == "firing"
-                and datetime.fromisoformat(a["receivedAt"]) >= started
-            ]
-            time.sleep(1)
-        assert arrived, (
-            f"no InferenceTaskFailing at the sink; Alertmanager has {get(f'http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts')}"
-        )
-        assert arrived[0]["labels"]["task"] == "cycle" and arrived[0]["labels"]["severity"]
-        in_alertmanager = get(f"http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts?filter=alertname%3DInferenceTaskFailing")
-        assert in_alertmanager and in_alertmanager[0]["status"]["state"] == "active"
-        lines = [json.loads(x) for x in stack.ALERTS_LOG.read_text().splitlines()]
-        assert any(a["labels"].get("alertname") == "InferenceTaskFailing" for a in lines)  # and in the file a person tails
-    finally:
-        stack.register_scrape_targets({"inference": None})
-        proc.terminate()
-        proc.wait(10)
+    # /ready and /health stay red: cycles fail; /model answers once it serves
+    with InferenceProcess(tmp_path, ready_path="/model") as inference:
+        stack.register_scrape_targets({"inference": inference.metrics_port})
+        try:
+            assert_alert_reaches_the_sink(prom, started)
+        finally:
+            stack.register_scrape_targets({"inference": None})
+
+
+def assert_alert_reaches_the_sink(prom, started: datetime) -> None:
+    """InferenceTaskFailing fires in Prometheus, reaches Alertmanager and its receiver (the local sink)."""
+    sink = f"http://127.0.0.1:{prom.alert_sink_port}/alerts"
+    deadline, arrived = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not arrived:
+        # received during this test: a first notification, or a repeat if an earlier run's alert still fires
+        arrived = [
+            a
+            for a in get(sink)
+            if a["labels"].get("alertname") == "InferenceTaskFailing"
+            and a["status"] == "firing"
+            and datetime.fromisoformat(a["receivedAt"]) >= started
+        ]
+        time.sleep(1)
+    assert arrived, (
+        f"no InferenceTaskFailing at the sink; Alertmanager has {get(f'http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts')}"
+    )
+    assert arrived[0]["labels"]["task"] == "cycle" and arrived[0]["labels"]["severity"]
+    in_alertmanager = get(f"http://127.0.0.1:{prom.alertmanager_port}/api/v2/alerts?filter=alertname%3DInferenceTaskFailing")
+    assert in_alertmanager and in_alertmanager[0]["status"]["state"] == "active"
+    lines = [json.loads(x) for x in stack.ALERTS_LOG.read_text().splitlines()]
+    assert any(a["labels"].get("alertname") == "InferenceTaskFailing" for a in lines)  # and in the file a person tails
