@@ -44,6 +44,7 @@ from btcpred.batch.selection import pick_on_validation
 from btcpred.batch.splits import HOUR_MS, hour_boundaries, purged_split
 from btcpred.batch.train import INTERVAL_COVERAGE, MIN_ROWS, Candidate, candidates_for, refit, search, validation_interval
 from btcpred.common import entry_point
+from btcpred.common.config import load_settings
 from btcpred.common.forecast_skill import loss_test, time_blocks
 from btcpred.common.model_artifact import InputGuard, PredictionInterval
 from btcpred.common.progress import Progress
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="directory of recordings (the shared/data formats)")
     parser.add_argument("--venue", default="binance.us")
     parser.add_argument("--window-hours", type=float, default=None, help="train on the newest H hours only (default: all before)")
-    parser.add_argument("--out", type=Path, default=Path("reports/backtest"))
+    parser.add_argument("--out", type=Path, default=None, help="default: <reports_dir>/backtest")
     parser.add_argument(
         "--trades",
         action="store_true",
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--placebo-hours", type=float, default=None, help="move every label this many hours on (circularly): the loop on noise"
     )
+    entry_point.add_config(parser)
     args = parser.parse_args(argv)
     entry_point.setup_logging()
     data = trade_rows.from_directory(args.data) if args.trades else from_directory(args.data)
@@ -364,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(data) == 0:
         log.error("no full-quality rows of %s in %s", args.venue, args.data)
         return 1
-    result = report(data, backtest(data, args.window_hours), args.out)
-    log.info("report written to %s", args.out / "report.md")
+    out = entry_point.reports_dir(args.out, load_settings(args.config), "backtest")
+    result = report(data, backtest(data, args.window_hours), out)
+    log.info("report written to %s", out / "report.md")
     print(json.dumps(result))
     return 0
 

@@ -29,6 +29,7 @@ import numpy as np
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
 from btcpred.common import entry_point, recalibration
+from btcpred.common.config import load_settings
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_VOL_FEATURE
@@ -424,7 +425,6 @@ def _load_model(reference: str, config: str | None = None) -> OnnxModel:
         return OnnxModel(*load_any(reference))
     from btcpred.adapters.db.schema import engine_for
     from btcpred.adapters.lake import Lake
-    from btcpred.common.config import load_settings
 
     settings = load_settings(config)
     return OnnxModel(*load_any(reference, Lake(settings.s3), engine_for(settings.postgres, "reporting")))
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="directory of files in the shared/data formats")
     parser.add_argument("--model", required=True, help="registered model version, s3:// URI or local artifact directory")
     parser.add_argument("--baseline", action="append", default=[], help="another model to show beside it (e.g. the ridge)")
-    parser.add_argument("--out", type=Path, default=Path("reports/latest"))
+    parser.add_argument("--out", type=Path, default=None, help="default: <reports_dir>/latest")
     parser.add_argument(
         "--venue",
         help="venue to score ('all': every market in DIR, each in the per-market table; "
@@ -445,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     entry_point.setup_logging()
 
+    out = entry_point.reports_dir(args.out, load_settings(args.config), "latest")
     model = _load_model(args.model, args.config)
     data = unseen(from_directory(args.data), model)
     venue = args.venue or ("all" if model.meta.guard_low else model.meta.venue)
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     others = [persistence(data)] + [score(_load_model(ref, args.config), data) for ref in args.baseline]
     result = write_report(
-        args.out,
+        out,
         f"Accuracy report: {model.version}",
         data,
         score(model, data),
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             f"model: {model.version} ({model.meta.model_kind}), features: {', '.join(model.meta.feature_names)}",
         ],
     )
-    log.info("report written to %s", args.out / "report.md")
+    log.info("report written to %s", out / "report.md")
     print(json.dumps(result))
     return 0
 

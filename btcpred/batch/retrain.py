@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     entry_point.add_market(parser)
     parser.add_argument("--stream", default=None, help="archived stream (default: kinesis.stream)")
     parser.add_argument("--window-hours", type=float, default=24.0, help="rolling training window")
-    parser.add_argument("--report-dir", type=Path, default=Path("reports/retrain"))
+    parser.add_argument("--report-dir", type=Path, default=None, help="default: <reports_dir>/retrain")
     parser.add_argument("--every", type=float, default=None, help="repeat every SECONDS (3600: each new hour)")
     parser.add_argument(
         "--first-after",
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         symbol=symbol,
         stream=args.stream or settings.kinesis.stream,
         window_hours=args.window_hours,
-        report_dir=args.report_dir,
+        report_dir=entry_point.reports_dir(args.report_dir, settings, "retrain"),
         through_now=args.through_now,
     )
     if args.every:

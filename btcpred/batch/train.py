@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train, export and register the 10 s return models")
     parser.add_argument("--data", type=Path, help="archive and load the recordings under DIR first")
     entry_point.add_market(parser)  # the Binance.US hours on hand: --venue binance.us
-    parser.add_argument("--report-dir", type=Path, default=Path("reports/training"))
+    parser.add_argument("--report-dir", type=Path, default=None, help="default: <reports_dir>/training")
     parser.add_argument(
         "--promote",
         action="store_true",
@@ -598,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.config)
     venue, symbol = entry_point.market_of(args, settings)
     try:
-        result = run(settings, venue, symbol, args.report_dir, args.data, args.promote)
+        result = run(
+            settings, venue, symbol, entry_point.reports_dir(args.report_dir, settings, "training"), args.data, args.promote
+        )
     except NotEnoughData as exc:
         log.error("%s", exc)
         return 2

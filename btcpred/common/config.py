@@ -330,6 +330,9 @@ class Settings(_Section):
     # where every process binds its /health, /ready and /metrics: loopback on a shared host; in
     # containers 0.0.0.0, where the compose network is the boundary and no service publishes them
     metrics_host: str = "127.0.0.1"
+    # where training, retraining, report and backtest runs write their reports (a folder each);
+    # relative to the working directory: the checkout's ignored .local, the image's writable one
+    reports_dir: str = ".local/reports"
     redis: RedisConfig = RedisConfig()
     kinesis: KinesisConfig = KinesisConfig()
     s3: S3Config = S3Config()

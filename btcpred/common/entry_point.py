@@ -1,4 +1,5 @@
-"""What every command's ``main()`` shares: ``--config``, the market it works on, and the log format.
+"""What every command's ``main()`` shares: ``--config``, the market it works on, where reports go, and
+the log format.
 
 The venue and symbol default to the configured exchange's (``exchange.market``, ``exchange.symbol``),
 the market the system serves, so the archive's rows, the models trained on them and the service
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from btcpred.common.config import Settings
 
@@ -19,6 +21,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help=CONFIG_HELP)
+
+
+def reports_dir(given: Path | None, settings: Settings, kind: str) -> Path:
+    """``--out``/``--report-dir`` when given, else ``<reports_dir>/<kind>``: never the tracked tree."""
+    return given if given is not None else Path(settings.reports_dir) / kind
 
 
 def add_market(parser: argparse.ArgumentParser) -> None:

@@ -20,3 +20,15 @@ def test_venue_and_symbol_default_to_the_configured_exchange_and_arguments_win()
 
     for module in (archive, retrain, train):
         assert "entry_point.add_market(parser)" in Path(module.__file__).read_text(), module.__name__
+
+
+def test_reports_go_under_the_ignored_runtime_folder_unless_told_otherwise():
+    """A run of train, retrain, report or backtest without --out/--report-dir never writes into the
+    tracked tree (``git status`` stays clean); ``reports_dir`` (BTCPRED_REPORTS_DIR) moves them all."""
+    settings = load_settings("local", environ={})
+    assert entry_point.reports_dir(None, settings, "training") == Path(".local/reports/training")
+    assert entry_point.reports_dir(Path("/tmp/mine"), settings, "training") == Path("/tmp/mine")
+    moved = load_settings("local", environ={"BTCPRED_REPORTS_DIR": "/var/lib/btcpred/reports"})
+    assert entry_point.reports_dir(None, moved, "backtest") == Path("/var/lib/btcpred/reports/backtest")
+    ignored = (Path(__file__).parents[3] / ".gitignore").read_text().splitlines()
+    assert Path(settings.reports_dir).parts[0] + "/" in ignored
