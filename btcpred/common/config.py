@@ -27,6 +27,7 @@ from urllib.parse import quote
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from btcpred.udfs.event_rules import DEFAULT_MAX_LEAD_US
 from btcpred.udfs.long_context import BUCKET_US
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
@@ -162,7 +163,7 @@ class ExchangeConfig(_Section):
     # How far an event's exchange time may run ahead of its receipt on our clock before the event is
     # refused (a dead letter at the ingestor and in the job: ``udfs.event_rules``). NTP keeps the two
     # within ~1 s; one event hours ahead would move the watermark and every boundary with it.
-    max_event_time_lead_ms: int = Field(10_000, gt=0)
+    max_event_time_lead_ms: int = Field(DEFAULT_MAX_LEAD_US // 1000, gt=0)
 
     @field_validator("symbols", "streams", mode="before")
     @classmethod
