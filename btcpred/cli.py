@@ -6,7 +6,7 @@
     btcpred job submit|resume [...]               through Flink's CLI on the local cluster (a checkout)
     btcpred state show BTCUSDT                    the hot state as inference reads it, with ages
     btcpred train|report|backtest|archive|retrain|draw [...]   the training path's commands
-    btcpred backfill --from ISO --to ISO          bronze -> Redis for a period (the backfill job)
+    btcpred backfill --from ISO --to ISO          bronze -> a period's feature vectors, JSON lines (the backfill job)
     btcpred registry list|promote VERSION|rollback
     btcpred experiments list [--kind K]
 
@@ -251,7 +251,7 @@ for name, module, helptext in (
     ("archive", "btcpred.batch.archive", "the system's own bronze archive -> feature store, hour by hour"),
     ("retrain", "btcpred.batch.retrain", "one retraining cycle (or --every SECONDS)"),
     ("draw", "btcpred.batch.draw_predictions", "archived predictions against the realised price, to a PNG"),
-    ("backfill", "btcpred.flink_jobs.backfill_job", "bronze -> Redis for a period (--from ISO --to ISO)"),
+    ("backfill", "btcpred.flink_jobs.backfill_job", "bronze -> a period's feature vectors as JSON lines (--from ISO --to ISO)"),
 ):
 
     def command(ctx: click.Context, args: tuple[str, ...], module: str = module) -> None:

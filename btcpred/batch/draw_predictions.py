@@ -115,15 +115,12 @@ def draw(rows: list[dict], out: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _ms(text: str) -> int:
-    t = datetime.fromisoformat(text)
-    return int((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp() * 1000)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from", dest="start", required=True, help="ISO time (UTC if no offset), data time")
-    parser.add_argument("--to", dest="end", required=True)
+    parser.add_argument(
+        "--from", dest="start_us", type=entry_point.iso_time_us, required=True, help="data time, ISO 8601 (UTC without an offset)"
+    )
+    parser.add_argument("--to", dest="end_us", type=entry_point.iso_time_us, required=True)
     parser.add_argument("--symbol", default=None)
     parser.add_argument("--out", type=Path, default=Path(".local/reports/predictions.png"))
     entry_point.add_config(parser)
@@ -134,17 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     symbol = args.symbol or settings.exchange.symbol
     engine = engine_for(settings.postgres, "reporting")
     try:
-        rows = load(engine, symbol, _ms(args.start), _ms(args.end))
+        rows = load(engine, symbol, args.start_us // 1000, args.end_us // 1000)
     finally:
         engine.dispose()
-    result = {"symbol": symbol, "from": args.start, "to": args.end, "rows": len(rows), "champion": score(rows), "challengers": {}}
+    start, end = (
+        datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat(timespec="seconds") for us in (args.start_us, args.end_us)
+    )
+    result = {"symbol": symbol, "from": start, "to": end, "rows": len(rows), "champion": score(rows), "challengers": {}}
     for version in sorted({r["model_version"] for r in rows if r["role"] == "challenger"}):
         result["challengers"][version] = score(
             rows, [r for r in rows if r["model_version"] == version and r["role"] == "challenger"]
         )
     c = result["champion"]
     title = (
-        f"{symbol}: predicted vs realised, {args.start} .. {args.end}; champion R²_OS {c.get('r2_os')} "
+        f"{symbol}: predicted vs realised, {start} .. {end}; champion R²_OS {c.get('r2_os')} "
         f"(95 % {c.get('r2_os_ci')}), p {c.get('pvalue')}, n {c.get('n')}"
     )
     draw(rows, args.out, title)

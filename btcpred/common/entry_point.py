@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from btcpred.common.config import Settings
 
 CONFIG_HELP = "config file or environment name (default: $BTCPRED_ENV)"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -26,6 +28,19 @@ def add_config(parser: argparse.ArgumentParser) -> None:
 def reports_dir(given: Path | None, settings: Settings, kind: str) -> Path:
     """``--out``/``--report-dir`` when given, else ``<reports_dir>/<kind>``: never the tracked tree."""
     return given if given is not None else Path(settings.reports_dir) / kind
+
+
+def iso_time_us(text: str) -> int:
+    """An ISO 8601 time on the command line as epoch microseconds; without an offset it is UTC (the
+    exchange's clock and the archive's partitions are UTC). For argparse's ``type=``."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-12-06T22:00 or 2026-12-06T22:00:00Z)"
+        ) from None
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return (t - EPOCH) // timedelta(microseconds=1)
 
 
 def add_market(parser: argparse.ArgumentParser) -> None:

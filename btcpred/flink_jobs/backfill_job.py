@@ -1,6 +1,6 @@
 """Backfill: the hot-path job graph over a time range of the S3 bronze SBE archive (bounded).
 
-    python -m btcpred.flink_jobs.backfill_job --stream NAME --start-us T0 --end-us T1 --out features.jsonl
+    btcpred backfill --stream NAME --from 2026-12-06T22:00 --to 2026-12-06T23:00 --out features.jsonl
 
 The archive (``btcpred/reliability/sbe_archiver.py``) keeps every frame of the Kinesis stream with
 its record's sequence number and receipt time. The backfill puts the records of the
@@ -92,8 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     entry_point.add_config(parser)
     parser.add_argument("--stream", default=None, help="archived stream name (default: kinesis.stream)")
-    parser.add_argument("--start-us", type=int, required=True, help="receipt time range start, epoch µs")
-    parser.add_argument("--end-us", type=int, required=True)
+    parser.add_argument(
+        "--from",
+        dest="start_us",
+        type=entry_point.iso_time_us,
+        required=True,
+        help="receipt time, ISO 8601 (UTC without an offset)",
+    )
+    parser.add_argument(
+        "--to", dest="end_us", type=entry_point.iso_time_us, required=True, help="receipt time, ISO 8601 (exclusive)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per boundary")
     parser.add_argument("--work-dir", type=Path, default=state_storage.REPO / ".local" / "backfill")
     args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ import math
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -93,10 +94,10 @@ def test_bronze_backfill_equals_live_features(redis_client, tmp_path):
             "btcpred.flink_jobs.backfill_job",
             "--stream",
             pipeline.stream,
-            "--start-us",
-            str(started_us),
-            "--end-us",
-            str(time.time_ns() // 1000),
+            "--from",
+            datetime.fromtimestamp(started_us / 1e6, timezone.utc).isoformat(),
+            "--to",
+            datetime.now(timezone.utc).isoformat(),
             "--out",
             str(out),
             "--work-dir",

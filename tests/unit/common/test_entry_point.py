@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+import pytest
+
 from btcpred.common import entry_point
 from btcpred.common.config import load_settings
 
@@ -32,3 +34,23 @@ def test_reports_go_under_the_ignored_runtime_folder_unless_told_otherwise():
     assert entry_point.reports_dir(None, moved, "backtest") == Path("/var/lib/btcpred/reports/backtest")
     ignored = (Path(__file__).parents[3] / ".gitignore").read_text().splitlines()
     assert Path(settings.reports_dir).parts[0] + "/" in ignored
+
+
+def test_times_on_the_command_line_are_iso_and_utc_without_an_offset():
+    assert entry_point.iso_time_us("2024-08-08T23:54:18") == 1_723_161_258_000_000
+    assert entry_point.iso_time_us("2024-08-08T23:54:18Z") == 1_723_161_258_000_000
+    assert entry_point.iso_time_us("2024-08-09T01:54:18.000123+02:00") == 1_723_161_258_000_123
+    for bad in ("1723161258000000", "yesterday", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="not an ISO 8601 time"):
+            entry_point.iso_time_us(bad)
+
+
+def test_backfill_takes_its_period_as_iso_times(capsys):
+    from btcpred.flink_jobs import backfill_job
+
+    with pytest.raises(SystemExit) as exit_:  # the epoch-microsecond flags are gone
+        backfill_job.main(["--start-us", "1", "--end-us", "2", "--out", "x"])
+    assert exit_.value.code == 2 and "the following arguments are required: --from, --to" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        backfill_job.main(["--from", "1723161258000000", "--to", "2024-08-09", "--out", "x"])
+    assert exit_.value.code == 2 and "is not an ISO 8601 time" in capsys.readouterr().err
