@@ -233,7 +233,7 @@ def main() -> int:
     )
     result = {
         "benchmark": "soak",
-        "allocator": pipeline.settings.flink.mini_cluster_allocator,
+        "allocator": pipeline.settings.flink.allocator,
         "minutes": args.minutes,
         "speed": args.speed,
         "samples": len(samples),

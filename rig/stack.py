@@ -19,6 +19,7 @@ port is left alone; a port held by something else is a clear error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import json
@@ -494,7 +495,21 @@ def flink_env(settings: Settings | None = None) -> dict[str, str]:
         "FLINK_LOG_DIR": str(STATE / "flink" / "log"),
         "FLINK_PID_DIR": str(STATE / "flink"),
         "AWS_CBOR_DISABLE": "true",
+        **state_storage.allocator_environment(settings.flink, os.environ, state_storage.jemalloc_installed()),
     }
+
+
+def cluster_processes() -> list[psutil.Process]:
+    """The standalone cluster's JVMs (their pidfiles under FLINK_PID_DIR) and everything under them."""
+    found = []
+    for pidfile in (STATE / "flink").glob("*.pid"):
+        for line in pidfile.read_text().split():
+            try:
+                jvm = psutil.Process(int(line))
+                found += [jvm, *jvm.children(recursive=True)]
+            except (ValueError, psutil.NoSuchProcess):
+                continue
+    return found
 
 
 def flink_service(settings: Settings) -> Service:
@@ -508,7 +523,16 @@ def flink_service(settings: Settings) -> Service:
     def stop() -> None:
         if (STATE / "flink" / "conf").exists():
             env = {**os.environ, **flink_env(settings)}
+            processes = cluster_processes()
             subprocess.run(["bash", str(flink_home() / "bin" / "stop-cluster.sh")], env=env, capture_output=True)
+            # a job's Python workers (beam_boot) outlived their TaskManager and stayed behind
+            for proc in processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.terminate()
+            _, alive = psutil.wait_procs(processes, timeout=10)
+            for proc in alive:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
 
     def healthy() -> bool:
         try:

@@ -232,9 +232,10 @@ class FlinkJobConfig(_Section):
     metrics_reporter_ports: str = "9250-9260"  # Flink's Prometheus reporter; a range: JM and TM may share a host
     execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded in the JVM
     mini_cluster_heap_mb: int = Field(768, gt=0)  # the local mini cluster's JVM heap (-Xmx); a cluster sizes its own
-    # the mini cluster's native allocator: RocksDB's memory fragments under glibc malloc and the JVM's
-    # resident size creeps up (FLINK-19125; Flink's own images preload jemalloc since 1.12)
-    mini_cluster_allocator: Literal["jemalloc", "glibc"] = "jemalloc"
+    # the native allocator of the Flink JVMs started locally (mini cluster, standalone cluster): RocksDB's
+    # memory fragments under glibc malloc and the JVM's resident size creeps up (FLINK-19125; Flink's
+    # own images preload jemalloc since 1.12)
+    allocator: Literal["jemalloc", "glibc"] = "jemalloc"
     # where a job started without state reads each shard from (a savepoint's positions win): the oldest
     # record kept (TRIM_HORIZON: replays the retention, 48 h in the template), the newest (LATEST: the
     # book re-anchors from a snapshot, the trade windows start empty) or ``start_at``

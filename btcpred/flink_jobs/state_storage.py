@@ -131,23 +131,29 @@ def mini_cluster_environment(cfg: FlinkJobConfig, environ: Mapping[str, str], je
     overwrites FLINK_LIB_DIR with its own lib folder, so both are set. The heap is bounded
     (``flink.mini_cluster_heap_mb``) as a TaskManager's is: the JVM's default, a quarter of the
     machine, let G1 grow it under load and the process's memory with it. ``JVM_ARGS`` already set
-    (by hand, for a profiler) is left as it is.
-
-    RocksDB allocates outside the heap through malloc; under glibc its churn fragments the arenas
-    and the JVM's resident size grows by tens of MB an hour with flat state (the 2-hour soak of
-    session 30). jemalloc is preloaded into the JVM (and so into its Python workers) as Flink's
-    own images do; without the library (``jemalloc`` None: ``jemalloc_installed()`` found none),
-    glibc is held to two arenas."""
+    (by hand, for a profiler) is left as it is."""
     env = {"FLINK_HOME": str(flink_home()), "FLINK_LIB_DIR": str(mini_cluster_lib_dir())}
     if "JVM_ARGS" not in environ:
         env["JVM_ARGS"] = f"-Xmx{cfg.mini_cluster_heap_mb}m"
-    if cfg.mini_cluster_allocator == "jemalloc" and jemalloc is not None:
+    return {**env, **allocator_environment(cfg, environ, jemalloc)}
+
+
+def allocator_environment(cfg: FlinkJobConfig, environ: Mapping[str, str], jemalloc: Path | None) -> dict[str, str]:
+    """The native allocator of the JVMs we start (the mini cluster, the standalone cluster's scripts).
+
+    RocksDB allocates outside the heap through malloc; under glibc its churn fragments the arenas
+    and the JVM's resident size grows by tens of MB an hour with flat state (the 2-hour soak of
+    session 30). jemalloc is preloaded (into the JVM, and so into its Python workers) as Flink's
+    own images do; without the library (``jemalloc`` None: ``jemalloc_installed()`` found none),
+    glibc is held to two arenas. A managed cluster brings its own."""
+    env: dict[str, str] = {}
+    if cfg.allocator == "jemalloc" and jemalloc is not None:
         preload = environ.get("LD_PRELOAD", "")
         if str(jemalloc) not in preload.split():
             env["LD_PRELOAD"] = " ".join(filter(None, [preload, str(jemalloc)]))
     else:
-        if cfg.mini_cluster_allocator == "jemalloc":
-            log.warning("%s not found (apt-get install libjemalloc2): the mini cluster runs on glibc malloc", JEMALLOC)
+        if cfg.allocator == "jemalloc":
+            log.warning("%s not found (apt-get install libjemalloc2): Flink's JVMs run on glibc malloc", JEMALLOC)
         env["MALLOC_ARENA_MAX"] = environ.get("MALLOC_ARENA_MAX", GLIBC_ARENA_MAX)
     return env
 

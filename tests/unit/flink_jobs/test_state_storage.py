@@ -25,7 +25,7 @@ def test_jemalloc_is_preloaded_after_what_the_user_preloads_and_only_once():
 
 def test_without_jemalloc_or_when_glibc_is_chosen_glibc_keeps_two_arenas_unless_the_user_set_them():
     assert mini_cluster_environment(FlinkJobConfig(), {}, None)["MALLOC_ARENA_MAX"] == "2"
-    glibc = mini_cluster_environment(FlinkJobConfig(mini_cluster_allocator="glibc"), {}, JEMALLOC)
+    glibc = mini_cluster_environment(FlinkJobConfig(allocator="glibc"), {}, JEMALLOC)
     assert "LD_PRELOAD" not in glibc and glibc["MALLOC_ARENA_MAX"] == "2"
     assert mini_cluster_environment(FlinkJobConfig(), {"MALLOC_ARENA_MAX": "4"}, None)["MALLOC_ARENA_MAX"] == "4"
 
