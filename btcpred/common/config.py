@@ -231,7 +231,9 @@ class FlinkJobConfig(_Section):
     buffer_timeout_ms: int = Field(5, ge=0)  # network buffer flush; Flink's default 100 ms dominates freshness
     metrics_reporter_ports: str = "9250-9260"  # Flink's Prometheus reporter; a range: JM and TM may share a host
     execution_mode: Literal["process", "thread"] = "process"  # PyFlink worker: separate process or embedded in the JVM
-    mini_cluster_heap_mb: int = Field(768, gt=0)  # the local mini cluster's JVM heap (-Xmx); a cluster sizes its own
+    # the local mini cluster's JVM heap, fixed and resident from the start as a TaskManager's is sized
+    # (-Xms = -Xmx, pre-touched); a cluster sizes its own. The soak's job used ~110 MB of it live.
+    mini_cluster_heap_mb: int = Field(512, gt=0)
     # the native allocator of the Flink JVMs started locally (mini cluster, standalone cluster): RocksDB's
     # memory fragments under glibc malloc and the JVM's resident size creeps up (FLINK-19125; Flink's
     # own images preload jemalloc since 1.12)

@@ -1,4 +1,4 @@
-"""The mini cluster's JVM gets a bounded heap, as a TaskManager has, unless JVM_ARGS is set by hand,
+"""The mini cluster's JVM gets a fixed, pre-touched heap, as a TaskManager's is fixed, unless JVM_ARGS is set by hand,
 and jemalloc under it when the library is there (glibc held to two arenas when it is not)."""
 
 from pathlib import Path
@@ -10,9 +10,9 @@ JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 
 
 def test_the_heap_is_bounded_by_config_and_a_hand_set_jvm_args_wins():
-    env = mini_cluster_environment(FlinkJobConfig(mini_cluster_heap_mb=512), {}, None)
-    assert env["JVM_ARGS"] == "-Xmx512m" and env["FLINK_LIB_DIR"].endswith("lib")
-    assert mini_cluster_environment(FlinkJobConfig(), {}, None)["JVM_ARGS"] == "-Xmx768m"
+    env = mini_cluster_environment(FlinkJobConfig(mini_cluster_heap_mb=384), {}, None)
+    assert env["JVM_ARGS"] == "-Xms384m -Xmx384m -XX:+AlwaysPreTouch" and env["FLINK_LIB_DIR"].endswith("lib")
+    assert mini_cluster_environment(FlinkJobConfig(), {}, None)["JVM_ARGS"] == "-Xms512m -Xmx512m -XX:+AlwaysPreTouch"
     assert "JVM_ARGS" not in mini_cluster_environment(FlinkJobConfig(), {"JVM_ARGS": "-XX:NativeMemoryTracking=summary"}, None)
 
 
