@@ -500,16 +500,25 @@ def flink_env(settings: Settings | None = None) -> dict[str, str]:
 
 
 def cluster_processes() -> list[psutil.Process]:
-    """The standalone cluster's JVMs (their pidfiles under FLINK_PID_DIR) and everything under them."""
-    found = []
+    """The standalone cluster's JVMs (their pidfiles under FLINK_PID_DIR), everything under them, and
+    every process that carries this checkout's FLINK_PID_DIR: a Python worker whose TaskManager was
+    killed (a fault test does) lives on under init, out of any tree."""
+    found: dict[int, psutil.Process] = {}
     for pidfile in (STATE / "flink").glob("*.pid"):
         for line in pidfile.read_text().split():
             try:
                 jvm = psutil.Process(int(line))
-                found += [jvm, *jvm.children(recursive=True)]
+                found |= {p.pid: p for p in [jvm, *jvm.children(recursive=True)]}
             except (ValueError, psutil.NoSuchProcess):
                 continue
-    return found
+    ours = str(STATE / "flink")
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid not in found and proc.pid != os.getpid() and proc.environ().get("FLINK_PID_DIR") == ours:
+                found[proc.pid] = proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return list(found.values())
 
 
 def flink_service(settings: Settings) -> Service:
@@ -525,7 +534,7 @@ def flink_service(settings: Settings) -> Service:
             env = {**os.environ, **flink_env(settings)}
             processes = cluster_processes()
             subprocess.run(["bash", str(flink_home() / "bin" / "stop-cluster.sh")], env=env, capture_output=True)
-            # a job's Python workers (beam_boot) outlived their TaskManager and stayed behind
+            # a job's Python workers (beam_boot) outlive a stopped or killed TaskManager
             for proc in processes:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     proc.terminate()
