@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 
 import psutil
 import redis
@@ -73,11 +74,8 @@ def rocksdb_native_mb(ports: str) -> dict[str, float | None]:
     the largest series (one cache shared through managed memory, reported by every family)."""
     out: dict[str, float | None] = {}
     for metric in ROCKSDB_MEMORY_METRICS:
-        values = [s.value for s in flink_reporter_samples(ports, metric.replace("-", "_")) if "symbol" not in s.labels]
-        if not values:
-            out[metric] = None
-        else:
-            out[metric] = round((max(values) if metric.startswith("block-cache") else sum(values)) / 2**20, 2)
+        value = flink_gauge(ports, metric.replace("-", "_"), max if metric.startswith("block-cache") else sum)
+        out[metric] = None if value is None else round(value / 2**20, 2)
     return out
 
 
@@ -159,11 +157,11 @@ def rocksdb_summary(series: list[tuple[float, dict[str, float | None]]], warm_up
     return out
 
 
-def flink_gauge(ports: str, name: str) -> float | None:
-    """Sum of a job gauge over Flink's Prometheus reporter ports (every subtask), the operator-wide
-    series only: the per-symbol ones (a ``symbol`` label) repeat the same entries key by key."""
+def flink_gauge(ports: str, name: str, combine: Callable[[list[float]], float] = sum) -> float | None:
+    """A job gauge over Flink's Prometheus reporter ports (every subtask; summed unless told), the
+    operator-wide series only: the per-symbol ones (a ``symbol`` label) repeat the same entries key by key."""
     found = [s.value for s in flink_reporter_samples(ports, name) if "symbol" not in s.labels]
-    return sum(found) if found else None
+    return combine(found) if found else None
 
 
 def stop_on_signals() -> None:

@@ -38,6 +38,7 @@ import psutil
 import yaml
 
 from btcpred.batch.buckets import ensure_buckets
+from btcpred.common import entry_point
 from btcpred.common.config import Settings, load_settings
 from btcpred.flink_jobs import state_storage
 from btcpred.flink_jobs.state_storage import flink_home  # (flink_cluster and fault_suite call stack.flink_home)
@@ -725,7 +726,7 @@ def foreign_servers(candidates: list[Service]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["start", "stop", "status", "check"])
-    parser.add_argument("--config", default=None)
+    entry_point.add_config(parser)
     parser.add_argument("--with-flink-cluster", action="store_true")
     args = parser.parse_args(argv)
     settings = load_settings(args.config)

@@ -29,7 +29,7 @@ import numpy as np
 from btcpred.batch.datasets import FeatureSet, from_directory
 from btcpred.batch.metrics import Evaluation, brier, calibration_table, evaluate, expected_calibration_error
 from btcpred.common import entry_point, recalibration
-from btcpred.common.config import load_settings
+from btcpred.common.config import Settings, load_settings
 from btcpred.common.model_artifact import VOL_FEATURE, InputGuard, OnnxModel, PredictionInterval
 from btcpred.udfs.features import HORIZON_US
 from btcpred.udfs.trade_features import TRADE_VOL_FEATURE
@@ -418,7 +418,7 @@ def _iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(int(ts_ms) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _load_model(reference: str, config: str | None = None) -> OnnxModel:
+def _load_model(reference: str, settings: Settings) -> OnnxModel:
     from btcpred.adapters.artifact_store import load_any
 
     if Path(reference).is_dir():
@@ -426,7 +426,6 @@ def _load_model(reference: str, config: str | None = None) -> OnnxModel:
     from btcpred.adapters.db.schema import engine_for
     from btcpred.adapters.lake import Lake
 
-    settings = load_settings(config)
     return OnnxModel(*load_any(reference, Lake(settings.s3), engine_for(settings.postgres, "reporting")))
 
 
@@ -445,8 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     entry_point.setup_logging()
 
-    out = entry_point.reports_dir(args.out, load_settings(args.config), "latest")
-    model = _load_model(args.model, args.config)
+    settings = load_settings(args.config)  # once: dev and prod resolve secrets from Secrets Manager
+    out = entry_point.reports_dir(args.out, settings, "latest")
+    model = _load_model(args.model, settings)
     data = unseen(from_directory(args.data), model)
     venue = args.venue or ("all" if model.meta.guard_low else model.meta.venue)
     if venue != "all":
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no unseen full-quality rows in %s", args.data)
         print(json.dumps({"n": 0, "r2": None, "rmse_ratio_vs_persistence": None, "direction_accuracy": None, "dm_pvalue": None}))
         return 1
-    others = [persistence(data)] + [score(_load_model(ref, args.config), data) for ref in args.baseline]
+    others = [persistence(data)] + [score(_load_model(ref, settings), data) for ref in args.baseline]
     result = write_report(
         out,
         f"Accuracy report: {model.version}",
