@@ -76,6 +76,7 @@ def test_one_connection_carries_every_symbols_streams_the_served_one_first():
 
 
 def test_aggregation_groups_by_symbol_keeps_each_symbols_order_and_splits_on_snapshot_and_size():
+    """Records go out in the order their first frames arrived; within one, a symbol's frames only."""
     ws = lambda i: envelope.Envelope(envelope.Source.WEBSOCKET, i, bytes([i]))  # noqa: E731
     rest = envelope.Envelope(envelope.Source.REST_SNAPSHOT, 9, b"snap")
     frames = [
@@ -94,10 +95,40 @@ def test_aggregation_groups_by_symbol_keeps_each_symbols_order_and_splits_on_sna
         ("BTCUSDT", [1, 2]),
         ("BTCUSDT", [9]),
         ("BTCUSDT", [3, 5]),
-        ("BTCUSDT", [6, 7]),
         ("ETHUSDT", [4]),
-    ]  # per symbol, in its arrival order: ETHUSDT's frame does not split BTCUSDT's
+        ("BTCUSDT", [6, 7]),
+    ]  # per symbol, in its arrival order: ETHUSDT's frame does not split BTCUSDT's [3, 5]
     assert all(r.data[:2] != b"Aw" for r in records)  # no version 3 (base64 "Aw..."): one source throughout
+
+
+def test_a_long_window_of_two_symbols_never_moves_the_shared_watermark_past_an_unread_event():
+    """Two keys' frames alternate (the second key's first, as when a window starts between a frame
+    and its replay copy), 10 ms of data apart, 2.5 s in one window: more than ``max_frames`` each.
+    Each record is stamped as the job stamps it (``split_record``, ``JointEventTime``) and the
+    watermark before it is Flink's bounded out-of-orderness over the stamps seen: no record may hold
+    an event at or behind it. Grouped by symbol, the first key's second record (2 s in) came before
+    the second key's first (0 s): its events 1.8 s behind the watermark."""
+    from btcpred.udfs.records import JointEventTime, split_record
+
+    out_of_orderness_us = 200_000
+    t0 = 1_723_161_255_000_000
+    frames = []
+    for i in range(250):
+        for symbol in ("BTCUSDT-R1", "BTCUSDT"):
+            t = t0 + i * 10_000
+            frame = sbe.encode(TradesEvent(symbol, t, t, (TradeEntry(i + 1, 6_000_000_000_000, 1_000, False),)))
+            frames.append((symbol, envelope.Envelope(envelope.Source.WEBSOCKET, t + 1_000_000, frame)))
+    records = aggregate(frames, max_frames=200)
+    assert [r.partition_key for r in records] == ["BTCUSDT-R1", "BTCUSDT", "BTCUSDT-R1", "BTCUSDT"]
+
+    joint = JointEventTime()
+    watermark_us = -(2**63)
+    for record in records:
+        (batch,) = split_record(record.data.decode("latin-1"), 0).batches
+        oldest_us, _ = batch.event_times()
+        assert oldest_us > watermark_us, (record.partition_key, oldest_us - watermark_us)
+        stamp_ms = joint.stamp(batch, 0.0)
+        watermark_us = max(watermark_us, (stamp_ms - 1) * 1000 - out_of_orderness_us)
 
 
 class FlakyDepth:
