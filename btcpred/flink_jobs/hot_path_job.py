@@ -81,7 +81,7 @@ class SymbolGauges:
     key's first record: PyFlink ships each gauge's value to the JVM with every bundle, and the JVM
     registers a name the first time it arrives."""
 
-    NAMES = ("lastBookUpdateId", "bookLevels", "bookValid", "sequenceGaps", "featureEmitLagMs", "stateEntries")
+    NAMES = ("lastBookUpdateId", "bookLevels", "bookValid", "sequenceGaps", "featureEmitLagMs", "stateEntries", "lateBookEvents")
 
     def __init__(self, group, symbol: str) -> None:
         self.values = dict.fromkeys(self.NAMES, 0)
@@ -96,6 +96,7 @@ class SymbolGauges:
             self.values["bookLevels"] = len(book.bids) + len(book.asks)
         self.values["bookValid"] = int(book is not None and st.sync.valid)
         self.values["stateEntries"] = st.entries()
+        self.values["lateBookEvents"] = st.late_book_events
 
 
 class DecodeRecord(ProcessFunction):

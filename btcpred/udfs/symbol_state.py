@@ -96,6 +96,10 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
     receipt_lag_us: int | None = None  # our receipt minus the exchange's time, smallest of the last record
     depth_flow: DepthFlow = field(default_factory=DepthFlow)  # OFI over the top 5 and 10 levels per book update
     context: LongContext = field(default_factory=LongContext)  # 500 ms buckets of flow and moves for 30 s-5 min
+    # diffs and quotes applied after a boundary at or past their event time was cut: that boundary's
+    # features missed them (trades so late are refused and sent to the late output instead). The
+    # book must still apply them; a healthy input order keeps this at 0 (a Flink gauge per symbol)
+    late_book_events: int = 0
 
     def __post_init__(self) -> None:
         if self.sync is None:
@@ -145,6 +149,8 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
             if outcome is DiffOutcome.STALE:
                 self.stale_diffs += 1
             if outcome in (DiffOutcome.APPLIED, DiffOutcome.GAP):
+                if event.event_time_us <= self.last_boundary_us:
+                    self.late_book_events += 1
                 if gap is None and self.sync.valid and self.sync.crossed():
                     # the exchange's book is never crossed: ours missed something. Invalid until a
                     # re-anchor, which the gap record asks for (never seen in the real captures)
@@ -193,8 +199,12 @@ class SymbolState(StdlibPickled):  # committed after every bundle: C pickler, no
         if type(event) is BestBidAskEvent:
             if not self.quotes.add(event):
                 self.stale_quotes += 1
+                return
         elif not self.perp.add(event):
             self.stale_perp_quotes += 1
+            return
+        if event.event_time_us <= self.last_boundary_us:
+            self.late_book_events += 1
 
     def on_batch(
         self, events: list[MarketEvent], receipts: list[int], interval_us: int, max_lead_us: int = event_rules.DEFAULT_MAX_LEAD_US

@@ -68,6 +68,32 @@ def test_trade_older_than_the_last_cut_boundary_is_late_not_counted(spot_slice):
     assert st.on_event(later).late is False and len(st.trades.points) == 1
 
 
+def test_a_diff_or_quote_behind_the_last_cut_is_applied_and_counted_late(spot_slice):
+    """The book must take every diff, but a boundary cut before it arrived missed it: counted, so a
+    live book that fell behind its own boundaries shows on a gauge instead of only in a replay's
+    disagreement. A stale quote (dropped) is not late; one in time is not counted."""
+    st = SymbolState("BTCUSDT")
+    snapshot = next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent))
+    st.on_event(snapshot)
+    diffs = [
+        c.event for c in spot_slice if isinstance(c.event, DepthDiffEvent) and c.event.last_update_id > snapshot.book_update_id
+    ]
+    quote = next(c.event for c in spot_slice if isinstance(c.event, BestBidAskEvent))
+    st.on_event(diffs[0])
+    st.on_quote(quote)
+    assert st.late_book_events == 0
+    st.on_boundary(diffs[1].event_time_us, 0)  # cut at the next diff's own time: that diff is behind it
+    result = st.on_event(diffs[1])
+    assert result.gap is None and st.sync.book.last_update_id == diffs[1].last_update_id  # applied
+    assert st.late_book_events == 1
+    st.on_quote(quote)  # not newer than the last: stale, dropped, not late
+    assert st.late_book_events == 1 and st.stale_quotes == 1
+    newer_but_behind = dataclasses.replace(quote, book_update_id=quote.book_update_id + 1)
+    st.on_quote(newer_but_behind)
+    assert st.late_book_events == 2
+    assert pickle.loads(pickle.dumps(st)).late_book_events == 2  # kept in keyed state
+
+
 def test_a_boundary_fires_once_even_if_its_timer_fires_twice(spot_slice):
     st = SymbolState("BTCUSDT")
     st.on_event(next(c.event for c in spot_slice if isinstance(c.event, DepthSnapshotEvent)))
