@@ -7,6 +7,8 @@ shown as stored; a field that does not parse is shown as found, never dropped.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from btcpred.udfs import redis_schema as rs
 
 WINDOWS = ("1s", "5s")
@@ -25,6 +27,18 @@ def _age_s(now_us: int, stamp: str | None) -> float | None:
     return round((now_us - t) / 1e6, 3) if t else None
 
 
+def _iso(stamp: str | None) -> str | None:
+    """An exchange time in µs as UTC ISO 8601: a replay's data time is years old, so its age on the
+    wall clock says nothing; the time itself says which data is shown."""
+    t = _float(stamp)
+    if not t:
+        return None
+    try:
+        return datetime.fromtimestamp(t / 1e6, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None  # shown as found in the values, never a crash
+
+
 def hot_state_view(reader, symbol: str, now_us: int, log_reader=None) -> dict:
     """``reader``: a Redis client that may read ob:, tr:, feat: and reanchor: (decoded responses);
     ``log_reader``: one that may read gaps: and reanchors: (None: not shown)."""
@@ -39,6 +53,7 @@ def hot_state_view(reader, symbol: str, now_us: int, log_reader=None) -> dict:
             "best_bid": ob.get("best_bid"),
             "best_ask": ob.get("best_ask"),
             "spread": ob.get("spread"),
+            "event_time": _iso(ob.get("ts_us")),
             "event_age_s": _age_s(now_us, ob.get("ts_us")),
             "levels": sum(1 for i in range(1, rs.BOOK_DEPTH + 1) if (_float(ob.get(f"bid{i}_q")) or 0) > 0),
         },
@@ -46,6 +61,7 @@ def hot_state_view(reader, symbol: str, now_us: int, log_reader=None) -> dict:
         "trades": {w: reader.hgetall(rs.trade_key(symbol, w)) for w in WINDOWS},
         "features": {
             "present": bool(feat),
+            "data_time": _iso(feat.get("ts")),
             "data_time_age_s": _age_s(now_us, feat.get("ts")),
             "written_age_s": _age_s(now_us, feat.get("emitted_at_us")),
             "market_age_s": _age_s(now_us, feat.get("market_wall_us")),
@@ -64,7 +80,7 @@ def render(view: dict) -> str:
         f"{view['symbol']}",
         f"  book      {'valid' if b['valid'] else 'INVALID' if b['present'] else 'ABSENT'}  "
         f"bid {b['best_bid']}  ask {b['best_ask']}  spread {b['spread']}  levels {b['levels']}  "
-        f"last update id {b['last_update_id']}  event {b['event_age_s']} s ago",
+        f"last update id {b['last_update_id']}  event time {b['event_time']} ({b['event_age_s']} s before now)",
         f"  re-anchor lock: {view['reanchor_lock'] or 'none'}",
     ]
     for w, t in view["trades"].items():
@@ -73,8 +89,8 @@ def render(view: dict) -> str:
             f"vwap-mid {t.get('vwap_minus_mid', '-')}"
         )
     lines.append(
-        f"  features  {'present' if f['present'] else 'ABSENT'}: data time {f['data_time_age_s']} s ago, written "
-        f"{f['written_age_s']} s ago, market {f['market_age_s']} s ago"
+        f"  features  {'present' if f['present'] else 'ABSENT'}: data time {f['data_time']}, market age "
+        f"{f['market_age_s']} s (the data time on our clock: what serving calls fresh), written {f['written_age_s']} s ago"
     )
     lines += [f"    {k:28s} {v}" for k, v in f["values"].items()]
     for name in ("recent_gaps", "recent_reanchors"):
