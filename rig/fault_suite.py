@@ -475,7 +475,8 @@ def exchange_frames(pipeline: Pipeline) -> tuple[int, int]:
         for row in frames_of(r["Data"], 0)
         if row[2] in (int(Source.WEBSOCKET), int(Source.PERP_QUOTE))
     ]
-    return len(set(frames)), len(frames) - len(set(frames))
+    distinct = len(set(frames))
+    return distinct, len(frames) - distinct
 
 
 def books_equal(ob: dict[str, str], exchange: dict) -> bool:
